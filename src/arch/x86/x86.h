@@ -1,0 +1,65 @@
+// Architectural constants and CPU-state builders for x86-64 guests.
+#pragma once
+
+#include <linux/kvm.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "base/result.h"
+
+namespace vessel::arch::x86 {
+
+namespace cr0 {
+inline constexpr uint64_t kPE = 1ull << 0, kMP = 1ull << 1, kET = 1ull << 4, kNE = 1ull << 5,
+                          kWP = 1ull << 16, kAM = 1ull << 18, kPG = 1ull << 31;
+}
+namespace cr4 {
+inline constexpr uint64_t kPAE = 1ull << 5, kOSFXSR = 1ull << 9, kOSXMMEXCPT = 1ull << 10,
+                          kFSGSBASE = 1ull << 16, kOSXSAVE = 1ull << 18;
+}
+namespace efer {
+inline constexpr uint64_t kSCE = 1ull << 0, kLME = 1ull << 8, kLMA = 1ull << 10, kNXE = 1ull << 11;
+}
+namespace rflags {
+inline constexpr uint64_t kReserved1 = 1ull << 1, kIF = 1ull << 9, kIOPL3 = 3ull << 12;
+}
+namespace msr {
+inline constexpr uint32_t kEfer = 0xc0000080, kStar = 0xc0000081, kLstar = 0xc0000082,
+                          kCstar = 0xc0000083, kSfmask = 0xc0000084, kFsBase = 0xc0000100,
+                          kGsBase = 0xc0000101, kKernelGsBase = 0xc0000102, kTscAux = 0xc0000103,
+                          kSysenterCs = 0x174, kSysenterEsp = 0x175, kSysenterEip = 0x176,
+                          kTsc = 0x10, kMiscEnable = 0x1a0, kPat = 0x277, kApicBase = 0x1b;
+}
+
+// Linux's GDT layout, so selectors the guest may read look familiar.
+namespace selector {
+inline constexpr uint16_t kKernelCode = 0x10, kKernelData = 0x18, kUserCode32 = 0x23,
+                          kUserData = 0x2b, kUserCode = 0x33, kTss = 0x40;
+}
+inline constexpr unsigned kGdtEntries = 10;  // TSS descriptor takes two slots
+
+// Writes a flat 64-bit GDT (kernel/user code and data, a TSS descriptor) into
+// `gdt` (at least kGdtEntries entries).
+void build_gdt(uint64_t* gdt, uint64_t tss_base, uint32_t tss_limit);
+
+// Segment registers and control registers for a 64-bit guest with paging
+// rooted at `cr3`, its GDT and TSS at the given linear addresses.
+struct LongModeLayout {
+    uint64_t cr3;
+    uint64_t gdt_base;
+    uint64_t tss_base;
+    uint32_t tss_limit = 0x67;
+    uint64_t idt_base = 0;
+    uint16_t idt_limit = 0;
+    bool user_mode;  // CPL3 (thin guests) or CPL0 (kernels)
+};
+void setup_long_mode(kvm_sregs& sregs, const LongModeLayout& layout);
+
+// The XCR0 value KVM lets the guest use (leaf 0xD subleaf 0 of `cpuid`).
+uint64_t supported_xcr0(const std::vector<kvm_cpuid_entry2>& cpuid);
+
+// CPUID leaf 1 EDX, as Linux passes it in AT_HWCAP.
+uint32_t hwcap(const std::vector<kvm_cpuid_entry2>& cpuid);
+
+}  // namespace vessel::arch::x86

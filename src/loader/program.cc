@@ -1,0 +1,157 @@
+#include "loader/program.h"
+
+#include <elf.h>
+
+#include <cstring>
+
+#include "loader/rewriter.h"
+
+namespace vessel::loader {
+namespace {
+
+using memory::kPageSize;
+using memory::page_align_down;
+using memory::page_align_up;
+
+int prot_of(uint32_t pf) {
+    return ((pf & PF_R) ? memory::kProtRead : 0) | ((pf & PF_W) ? memory::kProtWrite : 0) |
+           ((pf & PF_X) ? memory::kProtExec : 0);
+}
+
+// Grows the stack image downwards from `top`.
+class StackWriter {
+public:
+    StackWriter(memory::AddressSpace& as, uint64_t top, uint64_t low) : as_(as), sp_(top), low_(low) {}
+    Result<uint64_t> push_bytes(const void* data, uint64_t len) {
+        if (sp_ - low_ < len) return fail("arguments and environment do not fit on the stack", E2BIG);
+        sp_ -= len;
+        if (!as_.poke(sp_, data, len)) return fail("stack write failed", EFAULT);
+        return sp_;
+    }
+    Result<uint64_t> push_string(const std::string& s) { return push_bytes(s.c_str(), s.size() + 1); }
+    void align(uint64_t a) { sp_ &= ~(a - 1); }
+    uint64_t sp() const { return sp_; }
+    void set_sp(uint64_t sp) { sp_ = sp; }
+
+private:
+    memory::AddressSpace& as_;
+    uint64_t sp_, low_;
+};
+
+}  // namespace
+
+Result<LoadedProgram> load_program(memory::AddressSpace& as, std::span<const uint8_t> file,
+                                   const ElfImage& image, const std::vector<uint64_t>& syscall_offsets,
+                                   const ProgramSpec& spec) {
+    LoadedProgram out;
+    out.load_bias = image.pie ? kPieBase - image.lowest : 0;
+    const uint64_t bias = out.load_bias;
+    if (image.lowest + bias < memory::AddressSpace::kMmapMin)
+        return fail("executable wants to load below 64 KiB (mmap_min_addr)", ENOEXEC);
+
+    // Segments may share a page at their boundary: that page gets both
+    // protections, as on Linux where the mappings overlap.
+    uint64_t mapped_end = 0;
+    int last_prot = 0;
+    for (const auto& s : image.segments) {
+        uint64_t start = page_align_down(s.vaddr + bias);
+        uint64_t end = page_align_up(s.vaddr + bias + s.memsz);
+        int prot = prot_of(s.flags);
+        if (start < mapped_end) {
+            if (auto r = as.protect(start, kPageSize, last_prot | prot); !r) return wrap("load", r.error());
+            start = mapped_end;
+        }
+        if (start < end) {
+            auto r = as.map_fixed(start, end - start, prot);
+            if (!r) {
+                if (r.error().sys_errno == ENOMEM)
+                    return fail("executable too large for guest memory (segment of " +
+                                    std::to_string((end - start) >> 20) + " MiB; raise --mem)",
+                                ENOMEM);
+                return wrap("load segment", r.error());
+            }
+        }
+        mapped_end = std::max(mapped_end, end);
+        last_prot = prot;
+    }
+    for (const auto& s : image.segments)
+        if (s.filesz && !as.poke(s.vaddr + bias, file.data() + s.offset, s.filesz))
+            return fail("load: segment copy failed", EFAULT);
+    for (uint64_t off : syscall_offsets) {
+        for (const auto& s : image.segments) {
+            if (off < s.offset || off + 2 > s.offset + s.filesz) continue;
+            if (!as.poke(s.vaddr + bias + (off - s.offset), kSyscallReplacement, 2))
+                return fail("load: rewrite failed", EFAULT);
+            break;
+        }
+    }
+    out.entry = image.entry + bias;
+    out.brk_start = image.highest + bias;
+
+    // The stack: strings at the top (execfn highest, then envp, then argv, as
+    // Linux copies them), then AT_PLATFORM and AT_RANDOM, then the vectors.
+    uint64_t stack_size = std::max<uint64_t>(page_align_up(spec.stack_size), 16 * kPageSize);
+    uint64_t top = memory::AddressSpace::kStackTop;
+    out.stack_low = top - stack_size;
+    if (auto r = as.map_fixed(out.stack_low, stack_size, memory::kProtRead | memory::kProtWrite, "[stack]"); !r)
+        return fail("guest memory too small for the stack (raise --mem)", ENOMEM);
+    StackWriter st(as, top - 8, out.stack_low);  // Linux leaves a NULL word at the very top
+    auto execfn = st.push_string(spec.execfn);
+    if (!execfn) return std::unexpected(execfn.error());
+    std::vector<uint64_t> envp, argv;
+    for (auto it = spec.envp.rbegin(); it != spec.envp.rend(); ++it) {
+        auto a = st.push_string(*it);
+        if (!a) return std::unexpected(a.error());
+        envp.insert(envp.begin(), *a);
+    }
+    for (auto it = spec.argv.rbegin(); it != spec.argv.rend(); ++it) {
+        auto a = st.push_string(*it);
+        if (!a) return std::unexpected(a.error());
+        argv.insert(argv.begin(), *a);
+    }
+    st.align(16);
+    auto platform = st.push_string("x86_64");
+    if (!platform) return std::unexpected(platform.error());
+    auto random = st.push_bytes(spec.random, 16);
+    if (!random) return std::unexpected(random.error());
+    st.align(16);
+
+    std::vector<std::pair<uint64_t, uint64_t>> auxv = {
+        {AT_HWCAP, spec.hwcap},
+        {AT_PAGESZ, kPageSize},
+        {AT_CLKTCK, 100},
+        {AT_PHDR, image.phdr_vaddr + bias},
+        {AT_PHENT, sizeof(Elf64_Phdr)},
+        {AT_PHNUM, image.phnum},
+        {AT_BASE, 0},
+        {AT_FLAGS, 0},
+        {AT_ENTRY, out.entry},
+        {AT_UID, spec.uid},
+        {AT_EUID, spec.euid},
+        {AT_GID, spec.gid},
+        {AT_EGID, spec.egid},
+        {AT_SECURE, 0},
+        {AT_RANDOM, *random},
+        {AT_HWCAP2, spec.hwcap2},
+        {AT_EXECFN, *execfn},
+        {AT_PLATFORM, *platform},
+        {AT_NULL, 0},
+    };
+    std::vector<uint64_t> words;
+    words.push_back(spec.argv.size());
+    words.insert(words.end(), argv.begin(), argv.end());
+    words.push_back(0);
+    words.insert(words.end(), envp.begin(), envp.end());
+    words.push_back(0);
+    for (auto [k, v] : auxv) {
+        words.push_back(k);
+        words.push_back(v);
+    }
+    uint64_t sp = (st.sp() - words.size() * 8) & ~uint64_t(15);
+    if (sp < out.stack_low) return fail("arguments and environment do not fit on the stack", E2BIG);
+    if (!as.poke(sp, words.data(), words.size() * 8)) return fail("stack write failed", EFAULT);
+    out.stack_pointer = sp;
+    return out;
+}
+
+}  // namespace vessel::loader

@@ -1,0 +1,44 @@
+// Loads a static executable into a thin guest's address space and builds the
+// initial process stack exactly as Linux does (argc, argv, envp, auxv).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "loader/elf.h"
+#include "memory/address_space.h"
+
+namespace vessel::loader {
+
+// Where Linux puts a static-pie executable when randomization is off.
+inline constexpr uint64_t kPieBase = 0x5555'5555'4000ull;
+
+struct ProgramSpec {
+    std::vector<std::string> argv;
+    std::vector<std::string> envp;
+    std::string execfn;      // AT_EXECFN: the path the program was started by
+    uint64_t stack_size = 8ull << 20;
+    uint32_t hwcap = 0;      // AT_HWCAP
+    uint32_t hwcap2 = 0;     // AT_HWCAP2
+    uint32_t uid = 0, euid = 0, gid = 0, egid = 0;
+    uint8_t random[16] = {};  // AT_RANDOM bytes
+};
+
+struct LoadedProgram {
+    uint64_t entry = 0;
+    uint64_t stack_pointer = 0;
+    uint64_t brk_start = 0;
+    uint64_t load_bias = 0;
+    uint64_t stack_low = 0;  // lowest mapped stack address
+};
+
+// Maps the segments (bss zeroed), writes the file bytes, rewrites each
+// syscall site (file offsets from syscall_sites()) and builds the stack.
+Result<LoadedProgram> load_program(memory::AddressSpace& as, std::span<const uint8_t> file,
+                                   const ElfImage& image, const std::vector<uint64_t>& syscall_offsets,
+                                   const ProgramSpec& spec);
+
+}  // namespace vessel::loader

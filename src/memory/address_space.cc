@@ -1,0 +1,172 @@
+#include "memory/address_space.h"
+
+#include <algorithm>
+#include <vector>
+
+namespace vessel::memory {
+namespace {
+
+bool range_ok(uint64_t va, uint64_t len) {
+    return len && !((va | len) & kPageMask) && va >= AddressSpace::kMmapMin && len <= kUserAddressEnd &&
+           va <= kUserAddressEnd - len;
+}
+
+// Applies f(start, len) to maximal runs of contiguous guest-physical pages.
+template <class F>
+Result<> for_each_run(std::vector<uint64_t>& pages, F&& f) {
+    std::sort(pages.begin(), pages.end());
+    for (size_t i = 0; i < pages.size();) {
+        size_t j = i + 1;
+        while (j < pages.size() && pages[j] == pages[j - 1] + kPageSize) ++j;
+        if (auto r = f(pages[i], (j - i) * kPageSize); !r) return r;
+        i = j;
+    }
+    return {};
+}
+
+}  // namespace
+
+uint64_t AddressSpace::pte_flags(int prot) {
+    uint64_t f = pte::kPresent | pte::kAccessed;
+    if (prot & (kProtRead | kProtWrite | kProtExec)) f |= pte::kUser;
+    if (prot & kProtWrite) f |= pte::kWrite | pte::kDirty;
+    if (!(prot & kProtExec)) f |= pte::kNoExec;
+    return f;
+}
+
+void AddressSpace::split_at(uint64_t at) {
+    auto it = vmas_.upper_bound(at);
+    if (it == vmas_.begin()) return;
+    --it;
+    Vma& v = it->second;
+    if (v.start < at && at < v.end) {
+        Vma tail = v;
+        tail.start = at;
+        v.end = at;
+        vmas_.emplace(at, std::move(tail));
+    }
+}
+
+Result<> AddressSpace::release(uint64_t va, uint64_t len) {
+    split_at(va);
+    split_at(va + len);
+    std::vector<uint64_t> pages;
+    for (auto it = vmas_.lower_bound(va); it != vmas_.end() && it->first < va + len;) {
+        for (uint64_t p = it->second.start; p < it->second.end; p += kPageSize)
+            if (auto pa = pt_.unmap(p)) pages.push_back(*pa);
+        it = vmas_.erase(it);
+    }
+    // Punching the pages zeroes them for reuse and drops KVM's translations of
+    // the old mapping in one step.
+    auto r = for_each_run(pages, [&](uint64_t pa, uint64_t n) { return mem_->discard(pa, n); });
+    for (uint64_t pa : pages) alloc_.free(pa);
+    return r;
+}
+
+Result<> AddressSpace::map_fixed(uint64_t va, uint64_t len, int prot, std::string name) {
+    if (!range_ok(va, len)) return fail("mmap: bad range", EINVAL);
+    if (auto r = release(va, len); !r) return r;
+    uint64_t pages = len / kPageSize;
+    // Page-table pages come from the same pool: leave headroom for them.
+    if (alloc_.pages_free() < pages + pages / 512 + 4) return fail("guest memory exhausted", ENOMEM);
+    uint64_t flags = pte_flags(prot);
+    for (uint64_t off = 0; off < len; off += kPageSize) {
+        auto pa = alloc_.allocate();
+        if (!pa) {
+            (void)release(va, off);
+            return fail("guest memory exhausted", ENOMEM);
+        }
+        if (auto r = pt_.map(va + off, *pa, flags); !r) {
+            alloc_.free(*pa);
+            vmas_.emplace(va, Vma{va, va + off, prot, name});
+            (void)release(va, off);
+            return r;
+        }
+    }
+    vmas_.emplace(va, Vma{va, va + len, prot, std::move(name)});
+    return {};
+}
+
+Result<uint64_t> AddressSpace::find_free(uint64_t len, uint64_t hint) const {
+    if (!len || len & kPageMask || len > kMmapTop) return fail("mmap: bad length", EINVAL);
+    auto free_at = [&](uint64_t a) {
+        if (a < kMmapMin || a > kUserAddressEnd - len) return false;
+        auto it = vmas_.lower_bound(a + len);
+        if (it == vmas_.begin()) return true;
+        --it;
+        return it->second.end <= a;
+    };
+    if (hint && !(hint & kPageMask) && free_at(hint)) return hint;
+    // Top-down: walk the gaps between VMAs from kMmapTop downwards.
+    uint64_t top = kMmapTop;
+    auto it = vmas_.lower_bound(top);
+    while (true) {
+        uint64_t floor = kMmapMin;
+        if (it != vmas_.begin()) floor = std::prev(it)->second.end;
+        if (floor < top && top - floor >= len) return top - len;
+        if (it == vmas_.begin()) break;
+        --it;
+        top = std::min(top, it->second.start);
+    }
+    return fail("no free address range", ENOMEM);
+}
+
+Result<> AddressSpace::unmap(uint64_t va, uint64_t len) {
+    if (!range_ok(va, len)) return fail("munmap: bad range", EINVAL);
+    return release(va, len);
+}
+
+Result<> AddressSpace::protect(uint64_t va, uint64_t len, int prot) {
+    if (!range_ok(va, len)) return fail("mprotect: bad range", EINVAL);
+    if (!is_mapped(va, len)) return fail("mprotect: range not mapped", ENOMEM);
+    split_at(va);
+    split_at(va + len);
+    uint64_t flags = pte_flags(prot);
+    std::vector<uint64_t> pages;
+    for (auto it = vmas_.lower_bound(va); it != vmas_.end() && it->first < va + len; ++it) {
+        it->second.prot = prot;
+        for (uint64_t p = it->second.start; p < it->second.end; p += kPageSize) {
+            uint64_t old = pt_.leaf(p);
+            if (old == (((old & pte::kAddrMask)) | flags)) continue;
+            pt_.set_flags(p, flags);
+            pages.push_back(old & pte::kAddrMask);
+        }
+    }
+    return for_each_run(pages, [&](uint64_t pa, uint64_t n) { return mem_->invalidate(pa, n); });
+}
+
+bool AddressSpace::poke(uint64_t va, const void* data, uint64_t len) {
+    auto* src = static_cast<const uint8_t*>(data);
+    while (len) {
+        uint64_t e = pt_.leaf(va);
+        if (!(e & pte::kPresent)) return false;
+        uint64_t chunk = std::min<uint64_t>(len, kPageSize - (va & kPageMask));
+        uint8_t* h = mem_->host((e & pte::kAddrMask) | (va & kPageMask), chunk);
+        if (!h) return false;
+        std::memcpy(h, src, chunk);
+        src += chunk;
+        va += chunk;
+        len -= chunk;
+    }
+    return true;
+}
+
+bool AddressSpace::is_mapped(uint64_t va, uint64_t len) const {
+    uint64_t end = va + len;
+    if (end < va) return false;
+    while (va < end) {
+        const Vma* v = find_vma(va);
+        if (!v) return false;
+        va = v->end;
+    }
+    return true;
+}
+
+const Vma* AddressSpace::find_vma(uint64_t va) const {
+    auto it = vmas_.upper_bound(va);
+    if (it == vmas_.begin()) return nullptr;
+    --it;
+    return va < it->second.end ? &it->second : nullptr;
+}
+
+}  // namespace vessel::memory

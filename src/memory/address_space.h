@@ -1,0 +1,81 @@
+// A thin guest's user address space: VMAs backed by guest-physical pages.
+//
+// Pages are assigned when a range is mapped (there is no guest kernel to take
+// page faults), but the host only commits memory when a page is touched.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "base/result.h"
+#include "memory/guest_memory.h"
+#include "memory/guest_virtual.h"
+#include "memory/page_allocator.h"
+#include "memory/page_tables.h"
+
+namespace vessel::memory {
+
+// Protection bits, as in mmap(2).
+inline constexpr int kProtRead = 1, kProtWrite = 2, kProtExec = 4;
+
+struct Vma {
+    uint64_t start;
+    uint64_t end;
+    int prot;
+    std::string name;  // "[heap]", "[stack]", a file name, or empty
+};
+
+class AddressSpace {
+public:
+    // Layout of the user half, as Linux builds it without randomization.
+    static constexpr uint64_t kStackTop = 0x7fff'ffff'f000ull;
+    static constexpr uint64_t kStackMax = 8ull << 20;
+    static constexpr uint64_t kMmapTop = kStackTop - kStackMax - (1ull << 30);
+    static constexpr uint64_t kMmapMin = 0x10000;  // Linux's mmap_min_addr
+
+    AddressSpace(GuestMemory& mem, uint64_t phys_begin)
+        : mem_(&mem), alloc_(phys_begin, mem.size()), pt_(mem, alloc_) {}
+    AddressSpace(const AddressSpace&) = delete;
+    AddressSpace& operator=(const AddressSpace&) = delete;
+
+    Result<> init() { return pt_.init(); }
+
+    // Maps [va, va+len) to fresh zero-filled pages, replacing what was there.
+    Result<> map_fixed(uint64_t va, uint64_t len, int prot, std::string name = {});
+    // A free, page-aligned range of `len` bytes below kMmapTop (top-down), or
+    // at `hint` when that range is free. ENOMEM when none.
+    Result<uint64_t> find_free(uint64_t len, uint64_t hint = 0) const;
+    Result<> unmap(uint64_t va, uint64_t len);
+    Result<> protect(uint64_t va, uint64_t len, int prot);
+    // True when every page of the range belongs to some VMA.
+    bool is_mapped(uint64_t va, uint64_t len) const;
+    const Vma* find_vma(uint64_t va) const;
+
+    // Writes into mapped pages regardless of their protection (the loader
+    // filling read-only text). False if any page is unmapped.
+    bool poke(uint64_t va, const void* data, uint64_t len);
+
+    GuestVirtual view() const { return GuestVirtual(*mem_, pt_); }
+    GuestMemory& memory() const { return *mem_; }
+    PageTables& tables() { return pt_; }
+    const PageTables& tables() const { return pt_; }
+    PageAllocator& allocator() { return alloc_; }
+    const std::map<uint64_t, Vma>& vmas() const { return vmas_; }
+    void restore_vmas(std::map<uint64_t, Vma> vmas) { vmas_ = std::move(vmas); }
+
+    static uint64_t pte_flags(int prot);
+
+private:
+    // Splits VMAs so that `at` is a boundary.
+    void split_at(uint64_t at);
+    // Releases the pages of [va, va+len) and removes the VMAs there.
+    Result<> release(uint64_t va, uint64_t len);
+
+    GuestMemory* mem_;
+    PageAllocator alloc_;
+    PageTables pt_;
+    std::map<uint64_t, Vma> vmas_;
+};
+
+}  // namespace vessel::memory

@@ -1,0 +1,38 @@
+// Hands out guest-physical pages from a fixed range.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+namespace vessel::memory {
+
+// Bump allocation with a free list. Freed pages are reused before fresh ones
+// so a long-running guest's footprint stays compact.
+class PageAllocator {
+public:
+    PageAllocator() = default;
+    PageAllocator(uint64_t begin, uint64_t end) : next_(begin), end_(end) {}
+
+    std::optional<uint64_t> allocate();
+    void free(uint64_t gpa) { free_.push_back(gpa); }
+    uint64_t pages_free() const { return (end_ - next_) / 4096 + free_.size(); }
+    uint64_t high_water() const { return next_; }
+
+    // State capture for snapshots.
+    uint64_t next() const { return next_; }
+    uint64_t end() const { return end_; }
+    const std::vector<uint64_t>& free_list() const { return free_; }
+    void restore(uint64_t next, uint64_t end, std::vector<uint64_t> free_list) {
+        next_ = next;
+        end_ = end;
+        free_ = std::move(free_list);
+    }
+
+private:
+    uint64_t next_ = 0;
+    uint64_t end_ = 0;
+    std::vector<uint64_t> free_;
+};
+
+}  // namespace vessel::memory

@@ -1,0 +1,201 @@
+// brk, mmap and friends over the VMM-owned address space.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <vector>
+
+#include "thin/process.h"
+
+namespace vessel::thin {
+namespace {
+
+using memory::kPageMask;
+using memory::kPageSize;
+using memory::page_align_up;
+
+constexpr uint64_t kUserEnd = 1ull << 47;
+
+int prot_bits(uint64_t prot) { return static_cast<int>(prot & (PROT_READ | PROT_WRITE | PROT_EXEC)); }
+
+// Page-rounded length, or 0 when it would overflow the user range.
+uint64_t round_len(uint64_t len) { return len == 0 || len > kUserEnd ? 0 : page_align_up(len); }
+
+int64_t sys_brk(Process& p, const SyscallArgs& a) {
+    uint64_t want = a.a[0];
+    uint64_t cur = p.brk();
+    if (want < p.brk_start() || want >= kUserEnd) return static_cast<int64_t>(cur);
+    uint64_t old_top = page_align_up(cur), new_top = page_align_up(want);
+    if (new_top > old_top) {
+        if (!p.as().find_vma(old_top) && p.as().is_mapped(old_top, new_top - old_top))
+            return static_cast<int64_t>(cur);
+        // Refuse to grow into another mapping, as Linux does.
+        for (uint64_t va = old_top; va < new_top; va += kPageSize)
+            if (p.as().find_vma(va)) return static_cast<int64_t>(cur);
+        if (!p.as().map_fixed(old_top, new_top - old_top, PROT_READ | PROT_WRITE, "[heap]"))
+            return static_cast<int64_t>(cur);
+    } else if (new_top < old_top) {
+        (void)p.as().unmap(new_top, old_top - new_top);
+    }
+    p.brk() = want;
+    return static_cast<int64_t>(want);
+}
+
+int64_t sys_mmap(Process& p, const SyscallArgs& a) {
+    uint64_t addr = a.a[0], len = round_len(a.a[1]), prot = a.a[2], flags = a.a[3], off = a.a[5];
+    int fd = static_cast<int>(a.a[4]);
+    if (a.a[1] == 0 || off & kPageMask) return -EINVAL;
+    if (!len) return -ENOMEM;
+    if (prot & ~uint64_t(PROT_READ | PROT_WRITE | PROT_EXEC)) return -EINVAL;
+    uint64_t type = flags & MAP_TYPE;
+    if (type != MAP_PRIVATE && type != MAP_SHARED && type != MAP_SHARED_VALIDATE) return -EINVAL;
+    bool anon = flags & MAP_ANONYMOUS;
+    bool fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE);
+
+    std::shared_ptr<OpenFile> file;
+    if (!anon) {
+        auto* e = p.fds().get(fd);
+        if (!e) return -EBADF;
+        file = e->file;
+        int fl = ::fcntl(file->host.get(), F_GETFL);
+        if ((fl & O_ACCMODE) == O_WRONLY) return -EACCES;
+        // A writable shared file mapping would need the guest's stores to reach
+        // the file; a single-process guest has no use for it that we support.
+        if (type != MAP_PRIVATE && (prot & PROT_WRITE)) return -ENODEV;
+    }
+
+    if (fixed) {
+        if (addr & kPageMask) return -EINVAL;
+        if (addr < memory::AddressSpace::kMmapMin) return -EPERM;
+        if (addr > kUserEnd - len) return -ENOMEM;
+        if ((flags & MAP_FIXED_NOREPLACE) && !(flags & MAP_FIXED))
+            for (uint64_t va = addr; va < addr + len; va += kPageSize)
+                if (p.as().find_vma(va)) return -EEXIST;
+    } else {
+        auto r = p.as().find_free(len, page_align_up(addr));
+        if (!r) return -ENOMEM;
+        addr = *r;
+    }
+    if (auto r = p.as().map_fixed(addr, len, prot_bits(prot), file ? file->guest_path : std::string()); !r)
+        return -r.error().sys_errno;
+    if (file) {
+        // Private file mapping: a copy of the file's bytes; past EOF stays zero.
+        uint64_t pos = off;
+        bool ok = true;
+        auto& as = p.as();
+        std::vector<uint8_t> page(kPageSize);
+        for (uint64_t va = addr; va < addr + len; va += kPageSize, pos += kPageSize) {
+            ssize_t n = ::pread(file->host.get(), page.data(), kPageSize, static_cast<off_t>(pos));
+            if (n < 0) {
+                ok = false;
+                break;
+            }
+            if (n == 0) break;
+            as.poke(va, page.data(), static_cast<uint64_t>(n));
+            if (n < static_cast<ssize_t>(kPageSize)) break;
+        }
+        if (!ok) {
+            (void)p.as().unmap(addr, len);
+            return -EIO;
+        }
+    }
+    return static_cast<int64_t>(addr);
+}
+
+int64_t sys_munmap(Process& p, const SyscallArgs& a) {
+    uint64_t len = round_len(a.a[1]);
+    if (a.a[0] & kPageMask || !len || a.a[0] > kUserEnd - len) return -EINVAL;
+    if (a.a[0] < memory::AddressSpace::kMmapMin) return 0;
+    auto r = p.as().unmap(a.a[0], len);
+    return r ? 0 : -r.error().sys_errno;
+}
+
+int64_t sys_mprotect(Process& p, const SyscallArgs& a) {
+    uint64_t len = page_align_up(a.a[1]);
+    if (a.a[0] & kPageMask || a.a[1] > kUserEnd) return -EINVAL;
+    if (a.a[2] & ~uint64_t(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_GROWSDOWN | PROT_GROWSUP)) return -EINVAL;
+    if (len == 0) return 0;
+    if (a.a[0] > kUserEnd - len || !p.as().is_mapped(a.a[0], len)) return -ENOMEM;
+    auto r = p.as().protect(a.a[0], len, prot_bits(a.a[2]));
+    return r ? 0 : -r.error().sys_errno;
+}
+
+int64_t sys_mremap(Process& p, const SyscallArgs& a) {
+    uint64_t old_addr = a.a[0], old_len = page_align_up(a.a[1]), new_len = round_len(a.a[2]);
+    uint64_t flags = a.a[3];
+    if (old_addr & kPageMask || flags & ~uint64_t(MREMAP_MAYMOVE | MREMAP_FIXED)) return -EINVAL;
+    if ((flags & MREMAP_FIXED) && !(flags & MREMAP_MAYMOVE)) return -EINVAL;
+    if (!new_len || !old_len || a.a[1] > kUserEnd) return -EINVAL;
+    if (old_addr > kUserEnd - old_len || !p.as().is_mapped(old_addr, old_len)) return -EFAULT;
+    const memory::Vma* vma = p.as().find_vma(old_addr);
+    int prot = vma->prot;
+    std::string name = vma->name;
+    if (!(flags & MREMAP_FIXED)) {
+        if (new_len <= old_len) {
+            if (new_len < old_len) (void)p.as().unmap(old_addr + new_len, old_len - new_len);
+            return static_cast<int64_t>(old_addr);
+        }
+        bool room = old_addr + new_len <= kUserEnd;
+        for (uint64_t va = old_addr + old_len; room && va < old_addr + new_len; va += kPageSize)
+            if (p.as().find_vma(va)) room = false;
+        if (room) {
+            if (auto r = p.as().map_fixed(old_addr + old_len, new_len - old_len, prot, name); !r)
+                return -r.error().sys_errno;
+            return static_cast<int64_t>(old_addr);
+        }
+        if (!(flags & MREMAP_MAYMOVE)) return -ENOMEM;
+    }
+    uint64_t dest;
+    if (flags & MREMAP_FIXED) {
+        dest = a.a[4];
+        if (dest & kPageMask || dest > kUserEnd - new_len) return -EINVAL;
+        if (dest < old_addr + old_len && old_addr < dest + new_len) return -EINVAL;
+    } else {
+        auto r = p.as().find_free(new_len);
+        if (!r) return -ENOMEM;
+        dest = *r;
+    }
+    if (auto r = p.as().map_fixed(dest, new_len, prot | PROT_WRITE, name); !r) return -r.error().sys_errno;
+    // Copy through the VMM (protection ignored), then drop the old range.
+    std::vector<uint8_t> page(kPageSize);
+    auto view = p.as().view();
+    for (uint64_t off = 0; off < std::min(old_len, new_len); off += kPageSize) {
+        uint64_t e = p.as().tables().leaf(old_addr + off);
+        uint8_t* src = p.as().memory().host(e & memory::pte::kAddrMask, kPageSize);
+        if (src) p.as().poke(dest + off, src, kPageSize);
+    }
+    (void)view;
+    (void)p.as().unmap(old_addr, old_len);
+    if (!(prot & PROT_WRITE)) (void)p.as().protect(dest, new_len, prot);
+    return static_cast<int64_t>(dest);
+}
+
+int64_t sys_madvise(Process& p, const SyscallArgs& a) {
+    if (a.a[0] & kPageMask) return -EINVAL;
+    uint64_t len = page_align_up(a.a[1]);
+    if (len == 0) return 0;
+    if (a.a[0] > kUserEnd - len) return -EINVAL;
+    if (a.a[2] == MADV_DONTNEED || a.a[2] == MADV_FREE) {
+        if (!p.as().is_mapped(a.a[0], len)) return -ENOMEM;
+        // Anonymous private memory reads back as zeros after DONTNEED.
+        for (uint64_t va = a.a[0]; va < a.a[0] + len; va += kPageSize) {
+            uint64_t e = p.as().tables().leaf(va);
+            if (e & memory::pte::kPresent) (void)p.as().memory().discard(e & memory::pte::kAddrMask, kPageSize);
+        }
+    }
+    return 0;
+}
+
+}  // namespace
+
+void register_memory_syscalls(SyscallTable& t) {
+    t.add(SYS_brk, "brk", "p", sys_brk);
+    t.add(SYS_mmap, "mmap", "puxxfx", sys_mmap);
+    t.add(SYS_munmap, "munmap", "pu", sys_munmap);
+    t.add(SYS_mprotect, "mprotect", "pux", sys_mprotect);
+    t.add(SYS_mremap, "mremap", "puuxp", sys_mremap);
+    t.add(SYS_madvise, "madvise", "pui", sys_madvise);
+}
+
+}  // namespace vessel::thin
