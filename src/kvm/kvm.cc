@@ -45,7 +45,7 @@ Result<System> System::open(const std::string& path) {
             case ENXIO:
                 return fail(path + ": not found — KVM is not available on this host "
                                    "(load kvm_intel, kvm_amd or kvm_pvm, or enable virtualization)",
-                            e);
+                            ENODEV);
             case EACCES:
             case EPERM:
                 return fail(path + ": permission denied — add yourself to the kvm group "

@@ -133,7 +133,7 @@ Result<Fd> Sandbox::open(const std::string& abs, int flags, unsigned mode) const
         case Special::kNone: break;
     }
     Location loc = locate(abs);
-    bool wants_write = (flags & O_ACCMODE) != O_RDONLY || (flags & (O_TRUNC | O_TMPFILE));
+    bool wants_write = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC) || (flags & O_TMPFILE) == O_TMPFILE;
     if (!loc.mount->writable) {
         if (wants_write) return fail("", EROFS);
         flags &= ~O_EXCL;
