@@ -3,6 +3,7 @@
 #include <memory>
 #include <vector>
 
+#include "base/detached_exit.h"
 #include "base/size.h"
 #include "cli/commands.h"
 #include "vmm/exit_status.h"
@@ -58,7 +59,10 @@ int run(RunOptions& o, const std::vector<std::string>& remaining) {
     auto outcome = (*vm)->run();
     if (!outcome) return die(outcome.error().message, kExitHostError);
     if (!outcome->diagnostic.empty()) die(outcome->diagnostic, 0);
-    return outcome->status;
+    // The status is known: report it now and let a helper destroy the VM
+    // (about a millisecond of KVM and memory teardown) after we are gone.
+    vm->release();
+    exit_with_detached_teardown(outcome->status);
 }
 
 }  // namespace

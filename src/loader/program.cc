@@ -49,34 +49,62 @@ Result<LoadedProgram> load_program(memory::AddressSpace& as, std::span<const uin
     if (image.lowest + bias < memory::AddressSpace::kMmapMin)
         return fail("executable wants to load below 64 KiB (mmap_min_addr)", ENOEXEC);
 
-    // Segments may share a page at their boundary: that page gets both
-    // protections, as on Linux where the mappings overlap.
-    uint64_t mapped_end = 0;
-    int last_prot = 0;
-    for (const auto& s : image.segments) {
-        uint64_t start = page_align_down(s.vaddr + bias);
-        uint64_t end = page_align_up(s.vaddr + bias + s.memsz);
-        int prot = prot_of(s.flags);
-        if (start < mapped_end) {
-            if (auto r = as.protect(start, kPageSize, last_prot | prot); !r) return wrap("load", r.error());
-            start = mapped_end;
-        }
-        if (start < end) {
-            auto r = as.map_fixed(start, end - start, prot);
-            if (!r) {
-                if (r.error().sys_errno == ENOMEM)
-                    return fail("executable too large for guest memory (segment of " +
-                                    std::to_string((end - start) >> 20) + " MiB; raise --mem)",
-                                ENOMEM);
-                return wrap("load segment", r.error());
+    bool shared_pages = false;
+    for (size_t i = 1; i < image.segments.size(); ++i) {
+        const Segment &a = image.segments[i - 1], &b = image.segments[i];
+        if (page_align_up(a.vaddr + a.memsz) > page_align_down(b.vaddr)) shared_pages = true;
+    }
+    auto too_big = [](uint64_t bytes) {
+        return fail("executable too large for guest memory (segment of " + std::to_string(bytes >> 20) +
+                        " MiB; raise --mem)",
+                    ENOMEM);
+    };
+    if (spec.image_gpa && !shared_pages) {
+        // Zero-copy: file pages come straight from the image region. Only the
+        // page where file data meets bss is copied, so its tail reads as zero.
+        for (const auto& s : image.segments) {
+            int prot = prot_of(s.flags);
+            uint64_t start = page_align_down(s.vaddr + bias);
+            uint64_t file_end = s.vaddr + bias + s.filesz;
+            uint64_t mem_end = page_align_up(s.vaddr + bias + s.memsz);
+            uint64_t direct_end = s.memsz > s.filesz ? page_align_down(file_end) : page_align_up(file_end);
+            if (direct_end > start) {
+                auto r = as.map_physical(start, direct_end - start, spec.image_gpa + page_align_down(s.offset), prot);
+                if (!r) return wrap("load segment", r.error());
+            }
+            uint64_t rest = std::max(start, direct_end);
+            if (mem_end > rest) {
+                auto r = as.map_fixed(rest, mem_end - rest, prot);
+                if (!r) return r.error().sys_errno == ENOMEM ? too_big(mem_end - rest) : wrap("load segment", r.error());
+                if (file_end > rest &&
+                    !as.poke(rest, file.data() + s.offset + (rest - (s.vaddr + bias)), file_end - rest))
+                    return fail("load: segment copy failed", EFAULT);
             }
         }
-        mapped_end = std::max(mapped_end, end);
-        last_prot = prot;
+    } else {
+        // Copy: segments may share a page at their boundary, and that page
+        // gets both protections, as on Linux where the mappings overlap.
+        uint64_t mapped_end = 0;
+        int last_prot = 0;
+        for (const auto& s : image.segments) {
+            uint64_t start = page_align_down(s.vaddr + bias);
+            uint64_t end = page_align_up(s.vaddr + bias + s.memsz);
+            int prot = prot_of(s.flags);
+            if (start < mapped_end) {
+                if (auto r = as.protect(start, kPageSize, last_prot | prot); !r) return wrap("load", r.error());
+                start = mapped_end;
+            }
+            if (start < end) {
+                auto r = as.map_fixed(start, end - start, prot);
+                if (!r) return r.error().sys_errno == ENOMEM ? too_big(end - start) : wrap("load segment", r.error());
+            }
+            mapped_end = std::max(mapped_end, end);
+            last_prot = prot;
+        }
+        for (const auto& s : image.segments)
+            if (s.filesz && !as.poke(s.vaddr + bias, file.data() + s.offset, s.filesz))
+                return fail("load: segment copy failed", EFAULT);
     }
-    for (const auto& s : image.segments)
-        if (s.filesz && !as.poke(s.vaddr + bias, file.data() + s.offset, s.filesz))
-            return fail("load: segment copy failed", EFAULT);
     for (uint64_t off : syscall_offsets) {
         for (const auto& s : image.segments) {
             if (off < s.offset || off + 2 > s.offset + s.filesz) continue;

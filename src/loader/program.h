@@ -25,6 +25,9 @@ struct ProgramSpec {
     uint32_t hwcap2 = 0;     // AT_HWCAP2
     uint32_t uid = 0, euid = 0, gid = 0, egid = 0;
     uint8_t random[16] = {};  // AT_RANDOM bytes
+    // Guest-physical base of a file region holding the whole file (see
+    // GuestMemory::add_file_region), or 0 to copy the segments into RAM.
+    uint64_t image_gpa = 0;
 };
 
 struct LoadedProgram {
@@ -35,8 +38,10 @@ struct LoadedProgram {
     uint64_t stack_low = 0;  // lowest mapped stack address
 };
 
-// Maps the segments (bss zeroed), writes the file bytes, rewrites each
-// syscall site (file offsets from syscall_sites()) and builds the stack.
+// Maps the segments (bss zeroed), rewrites each syscall site (file offsets
+// from syscall_sites()) and builds the stack. With spec.image_gpa, segment
+// pages are mapped straight from the file region (no copy; the rewrite and
+// guest writes copy single pages on demand); otherwise the bytes are copied.
 Result<LoadedProgram> load_program(memory::AddressSpace& as, std::span<const uint8_t> file,
                                    const ElfImage& image, const std::vector<uint64_t>& syscall_offsets,
                                    const ProgramSpec& spec);

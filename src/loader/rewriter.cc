@@ -1,15 +1,18 @@
 #include "loader/rewriter.h"
 
 #include <Zydis/Zydis.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#define XXH_INLINE_ALL  // header-only: no library to load at start
 #include <xxhash.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
+#include "base/cache_dir.h"
 #include "base/fd.h"
 
 namespace vessel::loader {
@@ -23,21 +26,34 @@ bool in_exec_segment(const ElfImage& image, uint64_t off, uint64_t len) {
     return false;
 }
 
-bool mkdirs(const std::string& path) {
-    for (size_t i = 1; i <= path.size(); ++i) {
-        if (i != path.size() && path[i] != '/') continue;
-        std::string part = path.substr(0, i);
-        if (::mkdir(part.c_str(), 0755) < 0 && errno != EEXIST) return false;
-    }
-    return true;
+// Zydis is loaded on first use: a warm start (rewrite cache hit) never maps
+// it, which keeps process start-up short.
+struct Zydis {
+    decltype(&ZydisDecoderInit) init = nullptr;
+    decltype(&ZydisDecoderEnableMode) enable_mode = nullptr;
+    decltype(&ZydisDecoderDecodeInstruction) decode = nullptr;
+};
+
+Result<Zydis> load_zydis() {
+    static constexpr const char* kLibrary = "libZydis.so.4.0";
+    void* lib = ::dlopen(kLibrary, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) return fail(std::string("cannot load the x86 decoder (") + ::dlerror() + "); install libzydis4");
+    Zydis z;
+    z.init = reinterpret_cast<decltype(z.init)>(::dlsym(lib, "ZydisDecoderInit"));
+    z.enable_mode = reinterpret_cast<decltype(z.enable_mode)>(::dlsym(lib, "ZydisDecoderEnableMode"));
+    z.decode = reinterpret_cast<decltype(z.decode)>(::dlsym(lib, "ZydisDecoderDecodeInstruction"));
+    if (!z.init || !z.enable_mode || !z.decode) return fail(std::string(kLibrary) + ": missing decoder symbols");
+    return z;
 }
 
 }  // namespace
 
-std::vector<uint64_t> find_syscalls(std::span<const uint8_t> file, const ElfImage& image) {
+Result<std::vector<uint64_t>> find_syscalls(std::span<const uint8_t> file, const ElfImage& image) {
+    static const Result<Zydis> zydis = load_zydis();
+    if (!zydis) return std::unexpected(zydis.error());
     ZydisDecoder decoder;
-    ZydisDecoderInit(&decoder, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64);
-    ZydisDecoderEnableMode(&decoder, ZYDIS_DECODER_MODE_MINIMAL, ZYAN_TRUE);
+    zydis->init(&decoder, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64);
+    zydis->enable_mode(&decoder, ZYDIS_DECODER_MODE_MINIMAL, ZYAN_TRUE);
     std::vector<uint64_t> sites;
     for (const auto& s : image.segments) {
         if (!(s.flags & PF_X)) continue;
@@ -45,8 +61,7 @@ std::vector<uint64_t> find_syscalls(std::span<const uint8_t> file, const ElfImag
         uint64_t pos = 0;
         while (pos < s.filesz) {
             ZydisDecodedInstruction insn;
-            if (ZYAN_SUCCESS(ZydisDecoderDecodeInstruction(&decoder, nullptr, code + pos, s.filesz - pos,
-                                                           &insn))) {
+            if (ZYAN_SUCCESS(zydis->decode(&decoder, nullptr, code + pos, s.filesz - pos, &insn))) {
                 if (insn.mnemonic == ZYDIS_MNEMONIC_SYSCALL && insn.length == 2 &&
                     std::memcmp(code + pos, kSyscall, 2) == 0)
                     sites.push_back(s.offset + pos);
@@ -68,11 +83,7 @@ std::string content_hash(std::span<const uint8_t> file) {
 }
 
 RewriteCache::RewriteCache(std::string dir) : dir_(std::move(dir)) {
-    if (!dir_.empty()) return;
-    if (const char* d = std::getenv("VESSEL_CACHE_DIR"); d && *d) dir_ = d;
-    else if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) dir_ = std::string(x) + "/vessel";
-    else if (const char* h = std::getenv("HOME"); h && *h) dir_ = std::string(h) + "/.cache/vessel";
-    if (!dir_.empty()) dir_ += "/rewrite";
+    if (dir_.empty() && !cache_dir().empty()) dir_ = cache_dir() + "/rewrite";
 }
 
 std::optional<std::vector<uint64_t>> RewriteCache::load(const std::string& hash, std::span<const uint8_t> file,
@@ -100,7 +111,7 @@ std::optional<std::vector<uint64_t>> RewriteCache::load(const std::string& hash,
 
 void RewriteCache::store(const std::string& hash, uint64_t file_size,
                          const std::vector<uint64_t>& offsets) const {
-    if (dir_.empty() || !mkdirs(dir_)) return;
+    if (dir_.empty() || !make_dirs(dir_)) return;
     // Write-then-rename, so a concurrent reader sees the old entry or the new one.
     std::string tmp = dir_ + "/." + hash + "." + std::to_string(::getpid());
     Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
@@ -116,16 +127,30 @@ void RewriteCache::store(const std::string& hash, uint64_t file_size,
     if (!ok || ::rename(tmp.c_str(), (dir_ + "/" + hash).c_str()) < 0) ::unlink(tmp.c_str());
 }
 
-std::vector<uint64_t> syscall_sites(std::span<const uint8_t> file, const ElfImage& image,
-                                    const RewriteCache& cache, bool* cache_hit) {
+std::string FileIdentity::key() const {
+    const uint64_t fields[5] = {dev, ino, size, static_cast<uint64_t>(mtime_ns), static_cast<uint64_t>(ctime_ns)};
+    return "s" + content_hash({reinterpret_cast<const uint8_t*>(fields), sizeof fields});
+}
+
+Result<std::vector<uint64_t>> syscall_sites(std::span<const uint8_t> file, const ElfImage& image,
+                                            const RewriteCache& cache, const FileIdentity* identity,
+                                            bool* cache_hit) {
+    if (cache_hit) *cache_hit = true;
+    std::string id_key = identity ? identity->key() : std::string();
+    // Entries are validated against the file on load, so a stale identity
+    // entry can at worst miss; it can never patch a byte that is not a syscall.
+    if (identity)
+        if (auto cached = cache.load(id_key, file, image)) return *cached;
     std::string hash = content_hash(file);
     if (auto cached = cache.load(hash, file, image)) {
-        if (cache_hit) *cache_hit = true;
+        if (identity) cache.store(id_key, file.size(), *cached);
         return *cached;
     }
     if (cache_hit) *cache_hit = false;
     auto sites = find_syscalls(file, image);
-    cache.store(hash, file.size(), sites);
+    if (!sites) return sites;
+    cache.store(hash, file.size(), *sites);
+    if (identity) cache.store(id_key, file.size(), *sites);
     return sites;
 }
 

@@ -19,7 +19,7 @@ inline constexpr uint8_t kSyscallReplacement[2] = {0xef, 0x90};  // out dx, eax;
 // File offsets of every `syscall` in the executable segments, found by
 // decoding instruction by instruction (a linear sweep with Zydis), never by a
 // byte search: an 0F 05 inside another instruction's bytes is left alone.
-std::vector<uint64_t> find_syscalls(std::span<const uint8_t> file, const ElfImage& image);
+Result<std::vector<uint64_t>> find_syscalls(std::span<const uint8_t> file, const ElfImage& image);
 
 // A 128-bit content hash, as 32 hex digits.
 std::string content_hash(std::span<const uint8_t> file);
@@ -43,9 +43,19 @@ private:
     std::string dir_;
 };
 
-// find_syscalls() through the cache. `cache_hit` (optional) reports whether
-// the decoder was skipped.
-std::vector<uint64_t> syscall_sites(std::span<const uint8_t> file, const ElfImage& image,
-                                    const RewriteCache& cache, bool* cache_hit = nullptr);
+// Identifies a file on disk without reading it (stat fields). Used as a
+// second, cheaper cache key: a warm start then never hashes the whole file.
+struct FileIdentity {
+    uint64_t dev = 0, ino = 0, size = 0;
+    int64_t mtime_ns = 0, ctime_ns = 0;
+    std::string key() const;  // "s" + 32 hex digits
+};
+
+// find_syscalls() through the cache: by file identity first, then by content
+// hash, then by decoding (and storing under both keys). `cache_hit`
+// (optional) reports whether the decoder was skipped.
+Result<std::vector<uint64_t>> syscall_sites(std::span<const uint8_t> file, const ElfImage& image,
+                                            const RewriteCache& cache, const FileIdentity* identity = nullptr,
+                                            bool* cache_hit = nullptr);
 
 }  // namespace vessel::loader

@@ -50,17 +50,18 @@ void AddressSpace::split_at(uint64_t at) {
 Result<> AddressSpace::release(uint64_t va, uint64_t len) {
     split_at(va);
     split_at(va + len);
-    std::vector<uint64_t> pages;
+    std::vector<uint64_t> pages, region_pages;
     for (auto it = vmas_.lower_bound(va); it != vmas_.end() && it->first < va + len;) {
         for (uint64_t p = it->second.start; p < it->second.end; p += kPageSize)
-            if (auto pa = pt_.unmap(p)) pages.push_back(*pa);
+            if (auto pa = pt_.unmap(p)) (mem_->contains(*pa, kPageSize) ? pages : region_pages).push_back(*pa);
         it = vmas_.erase(it);
     }
-    // Punching the pages zeroes them for reuse and drops KVM's translations of
-    // the old mapping in one step.
+    // Punching RAM pages zeroes them for reuse and drops KVM's translations of
+    // the old mapping in one step. File-region pages keep their contents.
     auto r = for_each_run(pages, [&](uint64_t pa, uint64_t n) { return mem_->discard(pa, n); });
     for (uint64_t pa : pages) alloc_.free(pa);
-    return r;
+    if (!r) return r;
+    return for_each_run(region_pages, [&](uint64_t pa, uint64_t n) { return mem_->invalidate(pa, n); });
 }
 
 Result<> AddressSpace::map_fixed(uint64_t va, uint64_t len, int prot, std::string name) {
@@ -78,6 +79,21 @@ Result<> AddressSpace::map_fixed(uint64_t va, uint64_t len, int prot, std::strin
         }
         if (auto r = pt_.map(va + off, *pa, flags); !r) {
             alloc_.free(*pa);
+            vmas_.emplace(va, Vma{va, va + off, prot, name});
+            (void)release(va, off);
+            return r;
+        }
+    }
+    vmas_.emplace(va, Vma{va, va + len, prot, std::move(name)});
+    return {};
+}
+
+Result<> AddressSpace::map_physical(uint64_t va, uint64_t len, uint64_t pa, int prot, std::string name) {
+    if (!range_ok(va, len) || pa & kPageMask || !mem_->host(pa, len)) return fail("map_physical: bad range", EINVAL);
+    if (auto r = release(va, len); !r) return r;
+    uint64_t flags = pte_flags(prot);
+    for (uint64_t off = 0; off < len; off += kPageSize) {
+        if (auto r = pt_.map(va + off, pa + off, flags); !r) {
             vmas_.emplace(va, Vma{va, va + off, prot, name});
             (void)release(va, off);
             return r;

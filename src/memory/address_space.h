@@ -43,6 +43,10 @@ public:
 
     // Maps [va, va+len) to fresh zero-filled pages, replacing what was there.
     Result<> map_fixed(uint64_t va, uint64_t len, int prot, std::string name = {});
+    // Maps [va, va+len) to the existing guest-physical pages [pa, pa+len)
+    // (a file region), replacing what was there. Those pages never return to
+    // the pool.
+    Result<> map_physical(uint64_t va, uint64_t len, uint64_t pa, int prot, std::string name = {});
     // A free, page-aligned range of `len` bytes below kMmapTop (top-down), or
     // at `hint` when that range is free. ENOMEM when none.
     Result<uint64_t> find_free(uint64_t len, uint64_t hint = 0) const;

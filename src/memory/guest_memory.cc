@@ -45,12 +45,24 @@ Result<> GuestMemory::discard(uint64_t gpa, uint64_t len) {
     return {};
 }
 
+Result<uint64_t> GuestMemory::add_file_region(int fd, uint64_t size) {
+    if (size == 0) return fail("empty file region", EINVAL);
+    size = page_align_up(size);
+    uint64_t gpa = (regions_.empty() ? this->size() : regions_.back().gpa + regions_.back().map.size());
+    gpa = (gpa + (2ull << 20) - 1) & ~((2ull << 20) - 1);
+    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) return fail_errno("mmap(program image)");
+    regions_.push_back({gpa, Mapping(p, size)});
+    return gpa;
+}
+
 Result<> GuestMemory::invalidate(uint64_t gpa, uint64_t len) {
-    if (!contains(gpa, len) || (gpa | len) & kPageMask) return fail("invalidate: bad range", EINVAL);
+    if ((gpa | len) & kPageMask) return fail("invalidate: bad range", EINVAL);
     if (len == 0) return {};
+    uint8_t* p = host(gpa, len);
+    if (!p) return fail("invalidate: bad range", EINVAL);
     // Changing the protection of the VMM's mapping fires the MMU notifier, and
     // KVM zaps every translation of these pages. Restoring it lets the VMAs merge.
-    uint8_t* p = map_.data() + gpa;
     if (::mprotect(p, len, PROT_READ) < 0) return fail_errno("mprotect(invalidate)");
     if (::mprotect(p, len, PROT_READ | PROT_WRITE) < 0) return fail_errno("mprotect(restore)");
     return {};

@@ -41,7 +41,7 @@ uint64_t* PageTables::walk(uint64_t va, bool create) {
 }
 
 Result<> PageTables::map(uint64_t va, uint64_t pa, uint64_t flags) {
-    if (va >= kUserAddressEnd || (va | pa) & kPageMask || !mem_->contains(pa, kPageSize))
+    if (va >= kUserAddressEnd || (va | pa) & kPageMask || !mem_->host(pa, kPageSize))
         return fail("page table: bad mapping", EINVAL);
     uint64_t* e = walk(va, true);
     if (!e) return fail("guest memory exhausted (page tables)", ENOMEM);

@@ -1,7 +1,9 @@
 #include "thin/sandbox.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <linux/openat2.h>
+#include <sys/statfs.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -12,6 +14,44 @@
 namespace vessel::thin {
 namespace {
 
+// True when `fd` lies on one of the host's kernel file systems (procfs,
+// sysfs, the host's /dev, ...). RESOLVE_IN_ROOT keeps a path inside the mount
+// directory, but that directory may itself contain such mounts: `--root /`
+// and a symlink like /etc/mtab -> /proc/mounts would otherwise show the guest
+// the VMM's own /proc. The guest's /dev, /proc and /sys are never the host's.
+bool on_host_kernel_fs(int fd) {
+    struct statfs fs;
+    if (::fstatfs(fd, &fs) < 0) return true;  // cannot tell: refuse
+    switch (static_cast<unsigned long>(fs.f_type)) {
+        case PROC_SUPER_MAGIC:
+        case SYSFS_MAGIC:
+        case DEVPTS_SUPER_MAGIC:
+        case CGROUP_SUPER_MAGIC:
+        case CGROUP2_SUPER_MAGIC:
+        case DEBUGFS_MAGIC:
+        case TRACEFS_MAGIC:
+        case SECURITYFS_MAGIC:
+        case BPF_FS_MAGIC:
+        case PSTOREFS_MAGIC:
+        case EFIVARFS_MAGIC:
+        case NSFS_MAGIC:
+        case BINFMTFS_MAGIC:
+        case 0x62656570:  // configfs
+        case 0x65735543:  // fusectl
+        case 0x19800202:  // mqueue
+            return true;
+        default: break;
+    }
+    // The host's /dev is a devtmpfs, whose magic is tmpfs's: compare devices.
+    static const dev_t host_dev = [] {
+        struct stat st;
+        return ::stat("/dev", &st) == 0 ? st.st_dev : dev_t(-1);
+    }();
+    struct stat st;
+    if (::fstat(fd, &st) < 0) return true;
+    return st.st_dev == host_dev;
+}
+
 int openat2_in_root(int dirfd, const std::string& rel, uint64_t flags, uint64_t mode) {
     open_how how{};
     how.flags = flags | O_CLOEXEC;
@@ -20,6 +60,11 @@ int openat2_in_root(int dirfd, const std::string& rel, uint64_t flags, uint64_t 
     int fd;
     do fd = static_cast<int>(::syscall(SYS_openat2, dirfd, rel.c_str(), &how, sizeof how));
     while (fd < 0 && errno == EAGAIN);  // RESOLVE_IN_ROOT retries on concurrent renames
+    if (fd >= 0 && on_host_kernel_fs(fd)) {
+        ::close(fd);
+        errno = ENOENT;
+        return -1;
+    }
     return fd;
 }
 
@@ -30,6 +75,62 @@ Result<Fd> open_dir(const std::string& host, const char* flag) {
 }
 
 Result<Fd> errno_result() { return fail("", errno); }
+
+struct LinuxDirent64 {
+    uint64_t ino;
+    int64_t off;
+    uint16_t reclen;
+    uint8_t type;
+    char name[1];
+};
+
+bool is_empty_dir(int fd) {
+    alignas(8) char buf[256];
+    long n = ::syscall(SYS_getdents64, fd, buf, sizeof buf);
+    if (n < 0) return false;
+    for (long off = 0; off < n;) {
+        auto* d = reinterpret_cast<const LinuxDirent64*>(buf + off);
+        std::string_view name(d->name);
+        if (name != "." && name != "..") return false;
+        off += d->reclen;
+    }
+    return n > 0;
+}
+
+// The default root: an empty directory. A persistent one (created once,
+// mode 0555, owned by us, checked empty on every use) costs a few system
+// calls; if it cannot be trusted, a fresh directory is made and removed at
+// once, which nothing can ever add entries to.
+Result<Fd> open_empty_root() {
+    std::string dir = "/run/vessel";
+    if (::geteuid() != 0) {
+        const char* runtime = std::getenv("XDG_RUNTIME_DIR");
+        dir = runtime && *runtime ? std::string(runtime) + "/vessel" : std::string();
+    }
+    if (!dir.empty()) {
+        std::string path = dir + "/empty-root";
+        int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0 && errno == ENOENT) {
+            ::mkdir(dir.c_str(), 0755);
+            ::mkdir(path.c_str(), 0555);
+            fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        }
+        if (fd >= 0) {
+            Fd owned(fd);
+            struct stat st;
+            if (::fstat(fd, &st) == 0 && st.st_uid == ::geteuid() && (st.st_mode & 07777) == 0555 &&
+                is_empty_dir(fd)) {
+                int path_fd = ::open(path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+                if (path_fd >= 0) return Fd(path_fd);
+            }
+        }
+    }
+    char tmpl[] = "/tmp/vessel-empty-XXXXXX";
+    if (!::mkdtemp(tmpl)) return fail_errno("creating the empty root directory");
+    auto fd = open_dir(tmpl, "--root");
+    ::rmdir(tmpl);
+    return fd;
+}
 
 }  // namespace
 
@@ -63,12 +164,7 @@ Result<Sandbox> Sandbox::create(const std::string& root, const std::vector<Mount
     Sandbox sb;
     Mount rootm{"/", {}, false, root};
     if (root.empty()) {
-        // An empty root: a fresh directory, removed at once, so nothing can
-        // ever appear in it and nothing is left behind.
-        char tmpl[] = "/tmp/vessel-empty-XXXXXX";
-        if (!::mkdtemp(tmpl)) return fail_errno("creating the empty root directory");
-        auto fd = open_dir(tmpl, "--root");
-        ::rmdir(tmpl);
+        auto fd = open_empty_root();
         if (!fd) return std::unexpected(fd.error());
         rootm.dir = std::move(*fd);
         rootm.host_dir = "(empty)";

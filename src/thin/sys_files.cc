@@ -222,10 +222,22 @@ int64_t readlink_common(Process& p, int dirfd, uint64_t path_ptr, uint64_t buf, 
     if (static_cast<int64_t>(size) <= 0) return -EINVAL;
     Fd holder;
     int host;
+    // An empty path names `dirfd` itself (never the cwd), as in Linux.
+    auto name = p.mem().read_cstring(path_ptr, PATH_MAX - 1);
+    if (!name) return -name.error().sys_errno;
+    bool empty_path = name->empty();
+    if (empty_path && dirfd == AT_FDCWD) return -ENOENT;
     if (int64_t r = resolve(p, dirfd, path_ptr, AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH, holder, host); r < 0) return r;
     std::vector<char> out(std::min<uint64_t>(size, PATH_MAX));
     ssize_t n = ::readlinkat(host, "", out.data(), out.size());
-    if (n < 0) return -errno;
+    if (n < 0) {
+        // readlinkat(fd, "") on a non-symlink says ENOENT; a guest that named
+        // the file by a non-empty path must see readlink(2)'s EINVAL instead.
+        int e = errno;
+        struct stat st;
+        if (e == ENOENT && !empty_path && ::fstat(host, &st) == 0 && !S_ISLNK(st.st_mode)) return -EINVAL;
+        return -e;
+    }
     return p.mem().write(buf, out.data(), static_cast<uint64_t>(n)) ? n : -EFAULT;
 }
 

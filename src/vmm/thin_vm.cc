@@ -10,6 +10,8 @@
 #include <cstdio>
 
 #include "arch/x86/x86.h"
+#include "base/cache_dir.h"
+#include "base/timings.h"
 #include "cpu/vcpu_runner.h"
 #include "kvm/kvm.h"
 #include "loader/program.h"
@@ -42,7 +44,9 @@ constexpr uint32_t kTssLimit = kTssSize + kIoBitmapSize;  // includes the 0xff t
 constexpr uint64_t kSystemEnd = 0x5000;
 constexpr uint64_t kPoolStart = kSystemEnd;
 
-Result<Mapping> map_file(const std::string& path, size_t& size) {
+// Opens the program; errors say which problem it is (ENOENT: not found,
+// ENOEXEC: not something we can run).
+Result<Fd> open_program(const std::string& path, loader::FileIdentity& id) {
     Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) {
         int e = errno;
@@ -52,10 +56,31 @@ Result<Mapping> map_file(const std::string& path, size_t& size) {
     if (::fstat(fd.get(), &st) < 0) return fail_errno(path);
     if (!S_ISREG(st.st_mode)) return fail(path + ": not a regular file", ENOEXEC);
     if (st.st_size == 0) return fail(path + ": empty file", ENOEXEC);
-    size = static_cast<size_t>(st.st_size);
-    void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd.get(), 0);
-    if (p == MAP_FAILED) return fail_errno(path + ": mmap");
-    return Mapping(p, size);
+    id.dev = st.st_dev;
+    id.ino = st.st_ino;
+    id.size = static_cast<uint64_t>(st.st_size);
+    id.mtime_ns = st.st_mtim.tv_sec * 1'000'000'000ll + st.st_mtim.tv_nsec;
+    id.ctime_ns = st.st_ctim.tv_sec * 1'000'000'000ll + st.st_ctim.tv_nsec;
+    return fd;
+}
+
+// KVM's supported CPUID cannot change while the host runs, and asking costs
+// a noticeable slice of a cold start, so it is cached per boot. A stale or
+// damaged entry is harmless: KVM_SET_CPUID2 then fails and we ask afresh.
+std::vector<kvm_cpuid_entry2> cached_cpuid(const std::string& path) {
+    std::string data = path.empty() ? std::string() : read_small_file(path);
+    if (data.empty() || data.size() % sizeof(kvm_cpuid_entry2)) return {};
+    std::vector<kvm_cpuid_entry2> entries(data.size() / sizeof(kvm_cpuid_entry2));
+    std::memcpy(entries.data(), data.data(), data.size());
+    return entries;
+}
+
+std::string cpuid_cache_path() {
+    std::string dir = cache_dir();
+    std::string boot_id = read_small_file("/proc/sys/kernel/random/boot_id", 64);
+    while (!boot_id.empty() && boot_id.back() == '\n') boot_id.pop_back();
+    if (dir.empty() || boot_id.empty()) return {};
+    return dir + "/cpuid-" + boot_id;
 }
 
 }  // namespace
@@ -71,6 +96,7 @@ struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
     std::unique_ptr<thin::Process> process;
     Stats stats;
     RunOutcome outcome;
+    PhaseTimer timer;
 
     // thin::CpuAccess. Through the segment registers: PVM refuses the
     // FS/GS base MSRs from userspace but honours sregs.
@@ -133,7 +159,22 @@ struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
 };
 
 ThinVm::ThinVm() : impl_(std::make_unique<Impl>()) {}
-ThinVm::~ThinVm() = default;
+ThinVm::~ThinVm() {
+    Impl& m = *impl_;
+    // Destroy the VM before unmapping its memory: KVM then frees its MMU in
+    // one pass, instead of zapping translations range by range through the
+    // MMU notifier while the RAM mapping goes away.
+    m.timer.mark("guest exit");
+    m.process.reset();
+    m.runner.reset();
+    m.vcpu.reset();
+    m.vm.reset();
+    m.system.reset();
+    m.timer.mark("destroy vm");
+    m.as.reset();
+    m.mem.reset();
+    m.timer.mark("free memory");
+}
 
 Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     std::unique_ptr<ThinVm> self(new ThinVm());
@@ -141,16 +182,26 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     m.config = config;
 
     // The program first: a missing or bad file is the most likely mistake.
-    size_t file_size = 0;
-    auto file = map_file(config.program, file_size);
-    if (!file) return std::unexpected(file.error());
-    std::span<const uint8_t> bytes(file->data(), file_size);
+    loader::FileIdentity identity;
+    auto program = open_program(config.program, identity);
+    const uint64_t file_size = identity.size;
+    if (!program) return std::unexpected(program.error());
+    auto mem = memory::GuestMemory::create(config.mem_size);
+    if (!mem) return std::unexpected(mem.error());
+    m.mem = std::make_unique<memory::GuestMemory>(std::move(*mem));
+    // The program's bytes live in a private file region of guest memory: the
+    // loader maps its pages into the guest instead of copying them.
+    auto image_gpa = m.mem->add_file_region(program->get(), file_size);
+    if (!image_gpa) return fail(config.program + ": " + image_gpa.error().message, ENOEXEC);
+    std::span<const uint8_t> bytes(m.mem->host(*image_gpa, file_size), file_size);
+    m.timer.mark("map program");
     auto image = loader::parse_elf(bytes);
     if (!image) return fail(config.program + ": " + image.error().message, ENOEXEC);
 
     auto sandbox = thin::Sandbox::create(config.root, config.rw);
     if (!sandbox) return std::unexpected(sandbox.error());
 
+    m.timer.mark("sandbox");
     auto sys = kvm::System::open(config.kvm_path);
     if (!sys) return std::unexpected(sys.error());
     m.system = std::make_unique<kvm::System>(std::move(*sys));
@@ -165,11 +216,13 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     if (!vm) return std::unexpected(vm.error());
     m.vm = std::make_unique<kvm::Vm>(std::move(*vm));
 
-    auto mem = memory::GuestMemory::create(config.mem_size);
-    if (!mem) return std::unexpected(mem.error());
-    m.mem = std::make_unique<memory::GuestMemory>(std::move(*mem));
+    m.timer.mark("kvm open+create vm");
     if (auto r = m.vm->set_user_memory_region(0, 0, m.mem->size(), m.mem->host_base()); !r)
         return std::unexpected(r.error());
+    uint32_t slot = 1;
+    for (const auto& region : m.mem->file_regions())
+        if (auto r = m.vm->set_user_memory_region(slot++, region.gpa, region.map.size(), region.map.data()); !r)
+            return std::unexpected(r.error());
 
     m.as = std::make_unique<memory::AddressSpace>(*m.mem, kPoolStart);
     if (auto r = m.as->init(); !r) return std::unexpected(r.error());
@@ -182,33 +235,50 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
         if (auto r = m.as->tables().map(page, page, memory::pte::kWrite | memory::pte::kNoExec); !r)
             return std::unexpected(r.error());
 
+    m.timer.mark("memory+page tables");
     loader::RewriteCache cache(config.cache_dir);
-    auto sites = loader::syscall_sites(bytes, *image, cache, &m.stats.rewrite_cache_hit);
-    m.stats.syscall_sites = sites.size();
+    auto sites = loader::syscall_sites(bytes, *image, cache, &identity, &m.stats.rewrite_cache_hit);
+    if (!sites) return std::unexpected(sites.error());
+    m.stats.syscall_sites = sites->size();
 
-    auto cpuid = m.system->supported_cpuid();
-    if (!cpuid) return std::unexpected(cpuid.error());
+    m.timer.mark("rewrite sites");
+    std::string cpuid_path = cpuid_cache_path();
+    std::vector<kvm_cpuid_entry2> cached = cached_cpuid(cpuid_path);
+    Result<std::vector<kvm_cpuid_entry2>> cpuid = cached;
+    if (cached.empty()) {
+        cpuid = m.system->supported_cpuid();
+        if (!cpuid) return std::unexpected(cpuid.error());
+        if (!cpuid_path.empty() && make_dirs(cache_dir()))
+            write_file_atomic(cpuid_path, cpuid->data(), cpuid->size() * sizeof(kvm_cpuid_entry2));
+    }
 
     loader::ProgramSpec spec;
     spec.argv = config.argv;
     spec.envp = config.envp;
     spec.execfn = config.program;
     spec.stack_size = std::min<uint64_t>(8ull << 20, config.mem_size / 8);
+    spec.image_gpa = *image_gpa;
     spec.hwcap = x86::hwcap(*cpuid);
     spec.uid = spec.euid = ::getuid();
     spec.gid = spec.egid = ::getgid();
     if (::getrandom(spec.random, sizeof spec.random, 0) != sizeof spec.random)
         return fail_errno("getrandom");
-    auto loaded = loader::load_program(*m.as, bytes, *image, sites, spec);
+    auto loaded = loader::load_program(*m.as, bytes, *image, *sites, spec);
     if (!loaded) {
         int e = loaded.error().sys_errno == ENOMEM ? ENOMEM : ENOEXEC;
         return fail(config.program + ": " + loaded.error().message, e);
     }
 
+    m.timer.mark("load program");
     auto vcpu = m.vm->create_vcpu(0);
     if (!vcpu) return std::unexpected(vcpu.error());
     m.vcpu = std::make_unique<kvm::Vcpu>(std::move(*vcpu));
-    if (auto r = m.vcpu->set_cpuid(*cpuid); !r) return std::unexpected(r.error());
+    if (auto r = m.vcpu->set_cpuid(*cpuid); !r) {
+        if (cached.empty()) return std::unexpected(r.error());
+        cpuid = m.system->supported_cpuid();
+        if (!cpuid) return std::unexpected(cpuid.error());
+        if (auto again = m.vcpu->set_cpuid(*cpuid); !again) return std::unexpected(again.error());
+    }
 
     auto sregs = m.vcpu->get_sregs();
     if (!sregs) return std::unexpected(sregs.error());
@@ -233,6 +303,7 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     regs.rflags = x86::rflags::kReserved1 | x86::rflags::kIOPL3;
     if (auto r = m.vcpu->set_regs(regs); !r) return std::unexpected(r.error());
 
+    m.timer.mark("vcpu setup");
     thin::ProcessOptions opts;
     opts.trace = config.trace_syscalls;
     opts.uid = ::getuid();
@@ -241,12 +312,14 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     m.process->set_brk_start(loaded->brk_start);
     m.process->attach_stdio();
     m.runner = std::make_unique<cpu::VcpuRunner>(*m.vcpu);
+    m.timer.mark("process setup");
     return self;
 }
 
 Result<RunOutcome> ThinVm::run() {
     Impl& m = *impl_;
     if (auto r = m.runner->run(m); !r) return std::unexpected(r.error());
+    m.timer.mark("guest run");
     return m.outcome;
 }
 
