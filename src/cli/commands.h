@@ -4,7 +4,9 @@
 
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <memory>
 #include <string>
+#include <vector>
 
 namespace vessel::cli {
 
@@ -12,6 +14,20 @@ using Runner = std::function<int()>;
 
 // Adds the subcommand; the returned runner is called when it was chosen.
 Runner add_run_command(CLI::App& app);
+Runner add_boot_command(CLI::App& app);
+Runner add_restore_command(CLI::App& app);
+
+// The verbs that manage VMs through vesseld (daemon_commands.cc).
+std::vector<Runner> add_daemon_commands(CLI::App& app);
+
+// Runs a thin VM in this process until it ends, serving its control API on
+// `api_socket` if not empty, and exits with its status (never returns).
+}  // namespace vessel::cli
+namespace vessel::vmm {
+class ThinVm;
+}
+namespace vessel::cli {
+[[noreturn]] void serve_thin_vm(std::unique_ptr<vmm::ThinVm> vm, const std::string& api_socket);
 
 // Prints "vessel: MESSAGE" to stderr and returns `status`.
 int die(const std::string& message, int status);

@@ -25,7 +25,8 @@ int main(int argc, char** argv) {
     CLI::App app{"Vessel: virtual machines on KVM"};
     app.require_subcommand(1);
     app.set_version_flag("--version", "vessel 0.1.0");
-    std::vector<Runner> runners = {add_run_command(app)};
+    std::vector<Runner> runners = {add_run_command(app), add_restore_command(app), add_boot_command(app)};
+    for (auto& r : add_daemon_commands(app)) runners.push_back(std::move(r));
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -3,7 +3,7 @@
 #include <memory>
 #include <vector>
 
-#include "base/detached_exit.h"
+#include "cli/daemon_client.h"
 #include "base/size.h"
 #include "cli/commands.h"
 #include "vmm/exit_status.h"
@@ -17,11 +17,36 @@ struct RunOptions {
     std::string root;
     std::vector<std::string> rw, env;
     bool trace = false;
+    std::string api_socket;
+    bool detach = false;
+    std::string name, daemon_socket;
 };
+
+// `vessel run -d`: the same VM, created by vesseld instead of this process.
+int run_through_daemon(const RunOptions& o, const std::vector<std::string>& command) {
+    nlohmann::json spec = {{"program", command.front()},
+                           {"args", std::vector<std::string>(command.begin() + 1, command.end())},
+                           {"mem", o.mem},
+                           {"rw", o.rw}};
+    if (!o.root.empty()) spec["root"] = o.root;
+    if (!o.name.empty()) spec["name"] = o.name;
+    nlohmann::json env = nlohmann::json::object();
+    for (const auto& e : o.env) {
+        auto eq = e.find('=');
+        if (eq == std::string::npos || eq == 0) return die("--env " + e + ": expected KEY=VALUE", kExitHostError);
+        env[e.substr(0, eq)] = e.substr(eq + 1);
+    }
+    if (!env.empty()) spec["env"] = env;
+    return run_detached(spec, o.daemon_socket);
+}
 
 int run(RunOptions& o, const std::vector<std::string>& remaining) {
     std::vector<std::string> command = remaining;
     if (command.empty()) return die("run: PROGRAM is required", kExitHostError);
+    if (o.detach) {
+        if (!o.api_socket.empty()) return die("--api-sock cannot be used with -d (vesseld chooses it)", kExitHostError);
+        return run_through_daemon(o, command);
+    }
 
     vmm::ThinVmConfig cfg;
     auto size = parse_size(o.mem);
@@ -56,13 +81,7 @@ int run(RunOptions& o, const std::vector<std::string>& remaining) {
         int status = e == ENOENT ? kExitNotFound : e == ENOEXEC ? kExitCannotExecute : kExitHostError;
         return die(vm.error().message, status);
     }
-    auto outcome = (*vm)->run();
-    if (!outcome) return die(outcome.error().message, kExitHostError);
-    if (!outcome->diagnostic.empty()) die(outcome->diagnostic, 0);
-    // The status is known: report it now and let a helper destroy the VM
-    // (about a millisecond of KVM and memory teardown) after we are gone.
-    vm->release();
-    exit_with_detached_teardown(outcome->status);
+    serve_thin_vm(std::move(*vm), o.api_socket);
 }
 
 }  // namespace
@@ -76,6 +95,10 @@ Runner add_run_command(CLI::App& app) {
         ->allow_extra_args(false);
     cmd->add_option("--env", o->env, "Environment variable KEY=VALUE (repeatable)")->allow_extra_args(false);
     cmd->add_flag("--trace-syscalls", o->trace, "Print every system call to stderr, strace-style");
+    cmd->add_option("--api-sock", o->api_socket, "Serve the VM's control API on this Unix socket");
+    cmd->add_flag("-d,--detach", o->detach, "Create the VM through vesseld and return its id");
+    cmd->add_option("--name", o->name, "With -d: a name for the VM");
+    cmd->add_option("--host-socket", o->daemon_socket, "With -d: vesseld's socket (default $VESSEL_DAEMON_SOCKET or /run/vessel/vesseld.sock)");
     // Everything from PROGRAM on belongs to the program, dashes included, so
     // PROGRAM is not a CLI11 positional (those would take options apart).
     cmd->prefix_command();

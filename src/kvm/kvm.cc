@@ -19,6 +19,9 @@ constexpr unsigned long kGetSupportedCpuid = _IOC(_IOC_READ | _IOC_WRITE, KVMIO,
 constexpr unsigned long kSetCpuid2 = _IOC(_IOC_WRITE, KVMIO, 0x90, kHeaderSize);
 constexpr unsigned long kGetMsrs = _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x88, kHeaderSize);
 constexpr unsigned long kSetMsrs = _IOC(_IOC_WRITE, KVMIO, 0x89, kHeaderSize);
+constexpr unsigned long kXsaveSize = 4096;  // struct kvm_xsave { __u32 region[1024]; __u32 extra[]; }
+constexpr unsigned long kGetXsave = _IOC(_IOC_READ, KVMIO, 0xa4, kXsaveSize);
+constexpr unsigned long kSetXsave = _IOC(_IOC_WRITE, KVMIO, 0xa5, kXsaveSize);
 
 template <class T>
 Result<T> ioctl_get(int fd, unsigned long request, const char* name) {
@@ -193,12 +196,12 @@ Result<kvm_xcrs> Vcpu::get_xcrs() const { return ioctl_get<kvm_xcrs>(fd_.get(), 
 Result<> Vcpu::set_xcrs(const kvm_xcrs& x) { return ioctl_set(fd_.get(), KVM_SET_XCRS, x, "KVM_SET_XCRS"); }
 Result<std::vector<uint32_t>> Vcpu::get_xsave() const {
     std::vector<uint32_t> region(1024);
-    if (::ioctl(fd_.get(), KVM_GET_XSAVE, region.data()) < 0) return fail_errno("KVM_GET_XSAVE");
+    if (::ioctl(fd_.get(), kGetXsave, region.data()) < 0) return fail_errno("KVM_GET_XSAVE");
     return region;
 }
 Result<> Vcpu::set_xsave(const std::vector<uint32_t>& region) {
     if (region.size() != 1024) return fail("KVM_SET_XSAVE: region must be 4096 bytes", EINVAL);
-    if (::ioctl(fd_.get(), KVM_SET_XSAVE, region.data()) < 0) return fail_errno("KVM_SET_XSAVE");
+    if (::ioctl(fd_.get(), kSetXsave, region.data()) < 0) return fail_errno("KVM_SET_XSAVE");
     return {};
 }
 Result<kvm_lapic_state> Vcpu::get_lapic() const {

@@ -157,9 +157,11 @@ bool AddressSpace::poke(uint64_t va, const void* data, uint64_t len) {
         uint64_t e = pt_.leaf(va);
         if (!(e & pte::kPresent)) return false;
         uint64_t chunk = std::min<uint64_t>(len, kPageSize - (va & kPageMask));
-        uint8_t* h = mem_->host((e & pte::kAddrMask) | (va & kPageMask), chunk);
+        uint64_t pa = (e & pte::kAddrMask) | (va & kPageMask);
+        uint8_t* h = mem_->host(pa, chunk);
         if (!h) return false;
         std::memcpy(h, src, chunk);
+        mem_->note_write(pa, chunk);
         src += chunk;
         va += chunk;
         len -= chunk;

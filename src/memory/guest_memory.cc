@@ -24,6 +24,50 @@ Result<GuestMemory> GuestMemory::create(uint64_t size, const char* name) {
     return m;
 }
 
+Result<GuestMemory> GuestMemory::from_image(Fd image_fd, uint64_t ram_size, const std::vector<RegionSpec>& regions) {
+    if (ram_size == 0 || ram_size & kPageMask) return fail("memory image: bad RAM size", EINVAL);
+    GuestMemory m;
+    m.image_backed_ = true;
+    void* p = ::mmap(nullptr, ram_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, image_fd.get(), 0);
+    if (p == MAP_FAILED) return fail_errno("mmap(memory image)");
+    m.map_ = Mapping(p, ram_size);
+    uint64_t end = ram_size;
+    for (const auto& r : regions) {
+        if (r.gpa < end || r.gpa & kPageMask || r.size == 0 || r.size & kPageMask)
+            return fail("memory image: bad region layout", EINVAL);
+        void* q = ::mmap(nullptr, r.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, image_fd.get(),
+                         static_cast<off_t>(r.gpa));
+        if (q == MAP_FAILED) return fail_errno("mmap(memory image region)");
+        m.regions_.push_back({r.gpa, Mapping(q, r.size)});
+        end = r.gpa + r.size;
+    }
+    m.fd_ = std::move(image_fd);
+    return m;
+}
+
+void GuestMemory::start_dirty_tracking() {
+    uint64_t pages = phys_end() >> 12;
+    dirty_.assign((pages + 63) / 64 + 1, 0);
+}
+
+void GuestMemory::merge_dirty_bitmap(uint64_t base_gpa, const std::vector<uint64_t>& bitmap) {
+    for (size_t w = 0; w < bitmap.size(); ++w)
+        for (uint64_t bits = bitmap[w]; bits; bits &= bits - 1) {
+            uint64_t page = (base_gpa >> 12) + w * 64 + static_cast<uint64_t>(__builtin_ctzll(bits));
+            if ((page >> 6) < dirty_.size()) dirty_[page >> 6] |= 1ull << (page & 63);
+        }
+}
+
+std::vector<uint64_t> GuestMemory::take_dirty() {
+    std::vector<uint64_t> pages;
+    for (size_t w = 0; w < dirty_.size(); ++w) {
+        for (uint64_t bits = dirty_[w]; bits; bits &= bits - 1)
+            pages.push_back((w * 64 + static_cast<uint64_t>(__builtin_ctzll(bits))) << 12);
+        dirty_[w] = 0;
+    }
+    return pages;
+}
+
 Result<> GuestMemory::read(uint64_t gpa, void* out, uint64_t len) const {
     if (!contains(gpa, len)) return fail("guest physical read outside RAM", EFAULT);
     std::memcpy(out, map_.data() + gpa, len);
@@ -33,12 +77,20 @@ Result<> GuestMemory::read(uint64_t gpa, void* out, uint64_t len) const {
 Result<> GuestMemory::write(uint64_t gpa, const void* in, uint64_t len) {
     if (!contains(gpa, len)) return fail("guest physical write outside RAM", EFAULT);
     std::memcpy(map_.data() + gpa, in, len);
+    note_write(gpa, len);
     return {};
 }
 
 Result<> GuestMemory::discard(uint64_t gpa, uint64_t len) {
     if (!contains(gpa, len) || (gpa | len) & kPageMask) return fail("discard: bad range", EINVAL);
     if (len == 0) return {};
+    note_write(gpa, len);
+    if (image_backed_) {
+        // A private image mapping would fall back to the image's bytes, not
+        // zeros: clear the pages instead (the copy-on-write notifies KVM).
+        std::memset(map_.data() + gpa, 0, len);
+        return {};
+    }
     if (::fallocate(fd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(gpa),
                     static_cast<off_t>(len)) < 0)
         return fail_errno("fallocate(punch hole)");
@@ -48,7 +100,7 @@ Result<> GuestMemory::discard(uint64_t gpa, uint64_t len) {
 Result<uint64_t> GuestMemory::add_file_region(int fd, uint64_t size) {
     if (size == 0) return fail("empty file region", EINVAL);
     size = page_align_up(size);
-    uint64_t gpa = (regions_.empty() ? this->size() : regions_.back().gpa + regions_.back().map.size());
+    uint64_t gpa = phys_end();
     gpa = (gpa + (2ull << 20) - 1) & ~((2ull << 20) - 1);
     void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) return fail_errno("mmap(program image)");

@@ -35,10 +35,23 @@ public:
     // touch, so an idle guest costs nothing beyond what it used.
     static Result<GuestMemory> create(uint64_t size, const char* name = "vessel-guest-ram");
 
+    // Guest memory restored from a memory image (a snapshot): RAM is
+    // [0, ram_size) of `image_fd` and each file region lies at its own
+    // guest-physical address in the same file. Everything is mapped
+    // copy-on-write, so pages are read from the image on first touch and the
+    // image itself never changes.
+    struct RegionSpec {
+        uint64_t gpa, size;
+    };
+    static Result<GuestMemory> from_image(Fd image_fd, uint64_t ram_size, const std::vector<RegionSpec>& regions);
+
     // Size of RAM (the memfd); file regions lie above it.
     uint64_t size() const { return map_.size(); }
     uint8_t* host_base() const { return map_.data(); }
-    int memfd() const { return fd_.get(); }
+    // The memfd behind RAM, or -1 when RAM comes from an image (from_image).
+    int memfd() const { return image_backed_ ? -1 : fd_.get(); }
+    // The image RAM was restored from, or -1.
+    int image_fd() const { return image_backed_ ? fd_.get() : -1; }
 
     // True when [gpa, gpa+len) is inside RAM.
     bool contains(uint64_t gpa, uint64_t len) const {
@@ -60,6 +73,10 @@ public:
     // Maps `size` bytes of `fd` privately above RAM (2 MiB aligned); returns
     // the region's guest-physical base. The caller registers it with KVM.
     Result<uint64_t> add_file_region(int fd, uint64_t size);
+    // Highest guest-physical address in use (end of RAM or of the last region).
+    uint64_t phys_end() const {
+        return regions_.empty() ? size() : regions_.back().gpa + regions_.back().map.size();
+    }
     const std::vector<FileRegion>& file_regions() const { return regions_; }
 
     Result<> read(uint64_t gpa, void* out, uint64_t len) const;
@@ -81,10 +98,27 @@ public:
     // tables. Works on RAM and file regions.
     Result<> invalidate(uint64_t gpa, uint64_t len);
 
+    // Dirty tracking of the VMM's own writes to guest memory (KVM logs only
+    // the guest's). Off until started; writers call note_write().
+    void start_dirty_tracking();
+    bool dirty_tracking() const { return !dirty_.empty(); }
+    void note_write(uint64_t gpa, uint64_t len) {
+        if (dirty_.empty() || len == 0) return;
+        for (uint64_t p = gpa >> 12, last = (gpa + len - 1) >> 12; p <= last && (p >> 6) < dirty_.size(); ++p)
+            dirty_[p >> 6] |= 1ull << (p & 63);
+    }
+    // Marks pages from a KVM dirty bitmap (one bit per page from `base_gpa`).
+    void merge_dirty_bitmap(uint64_t base_gpa, const std::vector<uint64_t>& bitmap);
+    // Guest-physical page addresses written since the last call (or since
+    // tracking started), in ascending order; clears the record.
+    std::vector<uint64_t> take_dirty();
+
 private:
     Fd fd_;
     Mapping map_;
     std::vector<FileRegion> regions_;
+    bool image_backed_ = false;
+    std::vector<uint64_t> dirty_;
 };
 
 }  // namespace vessel::memory

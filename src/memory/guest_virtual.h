@@ -42,6 +42,7 @@ public:
             uint64_t chunk = std::min<uint64_t>(len, kPageSize - (va & kPageMask));
             uint8_t* h = mem_->host(*pa, chunk);
             if (!h) return false;
+            if (write) mem_->note_write(*pa, chunk);
             f(h, chunk);
             va += chunk;
             len -= chunk;

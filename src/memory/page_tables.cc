@@ -22,6 +22,13 @@ uint64_t* PageTables::entry_ptr(uint64_t table, unsigned index) const {
     return t ? &t[index] : nullptr;
 }
 
+void PageTables::note_entry_write(const uint64_t* entry) const {
+    if (!mem_->dirty_tracking()) return;
+    // Entries live in RAM; recover the page from the host pointer.
+    uint64_t off = static_cast<uint64_t>(reinterpret_cast<const uint8_t*>(entry) - mem_->host_base());
+    mem_->note_write(off & ~kPageMask, kPageSize);
+}
+
 uint64_t* PageTables::walk(uint64_t va, bool create) {
     uint64_t table = root_;
     for (int level = 3; level > 0; --level) {
@@ -32,7 +39,9 @@ uint64_t* PageTables::walk(uint64_t va, bool create) {
             auto p = alloc_->allocate();
             if (!p) return nullptr;
             std::memset(mem_->host(*p, kPageSize), 0, kPageSize);
+            mem_->note_write(*p, kPageSize);
             *e = *p | kTableFlags;
+            note_entry_write(e);
         }
         if (*e & pte::kHuge) return nullptr;
         table = *e & pte::kAddrMask;
@@ -46,6 +55,7 @@ Result<> PageTables::map(uint64_t va, uint64_t pa, uint64_t flags) {
     uint64_t* e = walk(va, true);
     if (!e) return fail("guest memory exhausted (page tables)", ENOMEM);
     *e = pa | flags | pte::kPresent;
+    note_entry_write(e);
     return {};
 }
 
@@ -55,6 +65,7 @@ std::optional<uint64_t> PageTables::unmap(uint64_t va) {
     if (!e || !(*e & pte::kPresent)) return std::nullopt;
     uint64_t pa = *e & pte::kAddrMask;
     *e = 0;
+    note_entry_write(e);
     return pa;
 }
 
@@ -69,6 +80,7 @@ bool PageTables::set_flags(uint64_t va, uint64_t flags) {
     uint64_t* e = walk(va, false);
     if (!e || !(*e & pte::kPresent)) return false;
     *e = (*e & pte::kAddrMask) | flags | pte::kPresent;
+    note_entry_write(e);
     return true;
 }
 

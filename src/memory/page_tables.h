@@ -58,6 +58,7 @@ public:
 private:
     uint64_t* entry_ptr(uint64_t table, unsigned index) const;
     uint64_t* walk(uint64_t va, bool create);
+    void note_entry_write(const uint64_t* entry) const;
 
     GuestMemory* mem_;
     PageAllocator* alloc_;

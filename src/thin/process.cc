@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cstring>
+#include <map>
 #include <memory>
 
 namespace vessel::thin {
@@ -16,19 +18,99 @@ void Process::attach_stdio() {
         if (dup < 0) continue;  // the caller closed it: so is the guest's
         auto f = std::make_shared<OpenFile>();
         f->host.reset(dup);
+        f->stdio = fd;
         fds_.install_at(fd, std::move(f), false);
     }
+}
+
+Result<ProcessSnapshot> Process::capture() const {
+    ProcessSnapshot s;
+    s.cwd = cwd_;
+    s.brk_start = brk_start_;
+    s.brk = brk_;
+    s.umask = umask_;
+    s.clear_child_tid = clear_child_tid_;
+    s.signal_mask = signal_mask_;
+    s.sigactions = sigactions_;
+    s.sigaltstack = sigaltstack_;
+    std::map<const OpenFile*, uint32_t> index;
+    for (const auto& [fd, entry] : fds_.entries()) {
+        const OpenFile* f = entry.file.get();
+        auto it = index.find(f);
+        if (it == index.end()) {
+            ProcessSnapshot::File file;
+            if (f->stdio >= 0) {
+                file.kind = ProcessSnapshot::File::kStdio;
+                file.stdio = f->stdio;
+            } else if (!f->guest_path.empty()) {
+                file.guest_path = f->guest_path;
+                file.flags = ::fcntl(f->host.get(), F_GETFL);
+                file.offset = ::lseek(f->host.get(), 0, SEEK_CUR);
+                if (file.offset < 0) file.offset = 0;  // not seekable (a device)
+                file.directory = f->directory;
+            } else {
+                return fail("guest fd " + std::to_string(fd) + " is a pipe; pipes cannot be snapshotted", EBUSY);
+            }
+            it = index.emplace(f, static_cast<uint32_t>(s.files.size())).first;
+            s.files.push_back(std::move(file));
+        }
+        s.descriptors.push_back({fd, it->second, entry.cloexec});
+    }
+    return s;
+}
+
+Result<> Process::restore(const ProcessSnapshot& s) {
+    cwd_ = s.cwd;
+    brk_start_ = s.brk_start;
+    brk_ = s.brk;
+    umask_ = s.umask & 0777;
+    clear_child_tid_ = s.clear_child_tid;
+    signal_mask_ = s.signal_mask;
+    sigactions_ = s.sigactions;
+    sigaltstack_ = s.sigaltstack;
+    std::vector<std::shared_ptr<OpenFile>> files;
+    for (const auto& file : s.files) {
+        auto f = std::make_shared<OpenFile>();
+        if (file.kind == ProcessSnapshot::File::kStdio) {
+            if (file.stdio < 0 || file.stdio > 2) return fail("restore: bad stdio stream", EINVAL);
+            int dup = ::fcntl(file.stdio, F_DUPFD_CLOEXEC, 3);
+            if (dup < 0) return fail_errno("restore: stdio " + std::to_string(file.stdio));
+            f->host.reset(dup);
+            f->stdio = file.stdio;
+        } else {
+            int flags = file.flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC);
+            auto fd = sandbox_.open(file.guest_path, flags, 0);
+            if (!fd)
+                return fail("restore: cannot reopen " + file.guest_path + ": " +
+                                std::strerror(fd.error().sys_errno),
+                            fd.error().sys_errno);
+            if (file.offset > 0 && ::lseek(fd->get(), file.offset, SEEK_SET) < 0 && !file.directory)
+                return fail_errno("restore: seek in " + file.guest_path);
+            f->host = std::move(*fd);
+            f->guest_path = file.guest_path;
+            f->directory = file.directory;
+        }
+        files.push_back(std::move(f));
+    }
+    fds_ = FdTable();
+    for (const auto& d : s.descriptors) {
+        if (d.file >= files.size() || d.fd < 0 || d.fd >= FdTable::kMaxFds)
+            return fail("restore: bad descriptor table", EINVAL);
+        fds_.install_at(d.fd, files[d.file], d.cloexec);
+    }
+    return {};
 }
 
 int64_t Process::handle(const SyscallArgs& args) {
     const SyscallInfo* info = syscall_table().find(args.nr);
     int64_t result;
+    auto bump = [](uint64_t& c) { std::atomic_ref<uint64_t>(c).fetch_add(1, std::memory_order_relaxed); };
     if (info && info->handler) {
-        ++counts_[args.nr];
+        bump(counts_[args.nr]);
         result = info->handler(*this, args);
     } else {
-        if (args.nr < kMaxSyscall) ++counts_[args.nr];
-        ++unsupported_;
+        if (args.nr < kMaxSyscall) bump(counts_[args.nr]);
+        bump(unsupported_);
         result = -ENOSYS;
     }
     if (options_.trace) trace_syscall(options_.trace_out, *this, args, result);

@@ -2,10 +2,12 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "memory/address_space.h"
 #include "thin/fd_table.h"
@@ -32,6 +34,33 @@ public:
     virtual uint64_t gs_base() = 0;
 };
 
+// Everything about a thin process that lives outside guest memory, as plain
+// data: what a snapshot records and a restore rebuilds.
+struct ProcessSnapshot {
+    struct File {
+        enum Kind : uint8_t { kStdio = 0, kPath = 1 };
+        Kind kind = kPath;
+        int stdio = -1;          // kStdio: which host stream
+        std::string guest_path;  // kPath: reopened through the sandbox
+        int flags = 0;           // F_GETFL
+        int64_t offset = 0;
+        bool directory = false;
+    };
+    struct Descriptor {
+        int fd;
+        uint32_t file;  // index into files: dup()ed descriptors share one
+        bool cloexec;
+    };
+    std::string cwd = "/";
+    uint64_t brk_start = 0, brk = 0;
+    uint32_t umask = 022;
+    uint64_t clear_child_tid = 0, signal_mask = 0;
+    std::array<kernel_sigaction_t, 64> sigactions{};
+    std::array<uint64_t, 4> sigaltstack{};
+    std::vector<File> files;
+    std::vector<Descriptor> descriptors;
+};
+
 struct ProcessOptions {
     bool trace = false;
     std::FILE* trace_out = stderr;
@@ -51,9 +80,24 @@ public:
     // Connects guest fds 0-2 to the host's.
     void attach_stdio();
 
+    // Records the process state. Fails (naming the descriptor) when the guest
+    // holds something that cannot be recreated, such as a pipe.
+    Result<ProcessSnapshot> capture() const;
+    // Rebuilds the state in a fresh process: files are reopened through the
+    // sandbox by guest path and repositioned, stdio is the host's.
+    Result<> restore(const ProcessSnapshot& snapshot);
+
     // Counters for metrics: calls per number, and calls answered -ENOSYS.
+    // Updated with relaxed atomics so another thread may read them.
     const std::array<uint64_t, kMaxSyscall>& call_counts() const { return counts_; }
-    uint64_t unsupported_calls() const { return unsupported_; }
+    uint64_t unsupported_calls() const { return std::atomic_ref<const uint64_t>(unsupported_).load(std::memory_order_relaxed); }
+    uint64_t io_read_bytes() const { return std::atomic_ref<const uint64_t>(io_read_).load(std::memory_order_relaxed); }
+    uint64_t io_write_bytes() const { return std::atomic_ref<const uint64_t>(io_write_).load(std::memory_order_relaxed); }
+    // Bytes moved between guest memory and files by read/write-style calls.
+    void count_io(bool to_guest, int64_t bytes) {
+        if (bytes > 0)
+            std::atomic_ref<uint64_t>(to_guest ? io_read_ : io_write_).fetch_add(static_cast<uint64_t>(bytes), std::memory_order_relaxed);
+    }
 
     // State the families share.
     memory::AddressSpace& as() { return *as_; }
@@ -96,6 +140,7 @@ private:
     int exit_status_ = 0;
     std::array<uint64_t, kMaxSyscall> counts_{};
     uint64_t unsupported_ = 0;
+    uint64_t io_read_ = 0, io_write_ = 0;
 };
 
 // Writes the strace-style line for one call.

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 
 namespace vessel::thin {
 namespace {
@@ -70,7 +71,9 @@ int openat2_in_root(int dirfd, const std::string& rel, uint64_t flags, uint64_t 
 
 Result<Fd> open_dir(const std::string& host, const char* flag) {
     int fd = ::open(host.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return fail_errno(std::string(flag) + " " + host);
+    // EINVAL, not the errno: callers map ENOENT to "program not found" (127),
+    // and a missing --root or --rw directory is a usage error.
+    if (fd < 0) return fail(std::string(flag) + " " + host + ": " + std::strerror(errno), EINVAL);
     return Fd(fd);
 }
 

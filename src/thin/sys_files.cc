@@ -70,7 +70,9 @@ int64_t io_common(Process& p, const SyscallArgs& a, bool to_guest, bool position
     if (f->directory && to_guest) return -EISDIR;
     if (positional && static_cast<int64_t>(a.a[3]) < 0) return -EINVAL;
     if (a.a[2] == 0) return 0;
-    return transfer(p, f->host.get(), a.a[1], a.a[2], to_guest, positional ? static_cast<int64_t>(a.a[3]) : -1);
+    int64_t n = transfer(p, f->host.get(), a.a[1], a.a[2], to_guest, positional ? static_cast<int64_t>(a.a[3]) : -1);
+    p.count_io(to_guest, n);
+    return n;
 }
 
 int64_t sys_read(Process& p, const SyscallArgs& a) { return io_common(p, a, true, false); }
@@ -94,6 +96,7 @@ int64_t vectored(Process& p, const SyscallArgs& a, bool to_guest) {
     for (const auto& v : guest) {
         if (!v.iov_len) continue;
         int64_t n = transfer(p, f->host.get(), reinterpret_cast<uint64_t>(v.iov_base), v.iov_len, to_guest, -1);
+        p.count_io(to_guest, n);
         if (n < 0) return done ? done : n;
         done += n;
         if (static_cast<uint64_t>(n) < v.iov_len) break;
@@ -315,9 +318,12 @@ int64_t in_parent(Process& p, int dirfd, uint64_t path_ptr, bool need_write, Op&
 }
 
 int64_t mkdir_common(Process& p, int dirfd, uint64_t path_ptr, uint64_t mode) {
-    return in_parent(p, dirfd, path_ptr, true, [&](int parent, const std::string& name, bool) -> int64_t {
+    int64_t r = in_parent(p, dirfd, path_ptr, true, [&](int parent, const std::string& name, bool) -> int64_t {
         return ::mkdirat(parent, name.c_str(), static_cast<mode_t>(mode & 07777 & ~p.umask())) < 0 ? -errno : 0;
     });
+    // "/" and mount points have no parent to create them in (EBUSY), but they
+    // exist, and Linux says EEXIST: `mkdir -p /w/x` relies on it.
+    return r == -EBUSY ? -EEXIST : r;
 }
 int64_t sys_mkdir(Process& p, const SyscallArgs& a) { return mkdir_common(p, AT_FDCWD, a.a[0], a.a[1]); }
 int64_t sys_mkdirat(Process& p, const SyscallArgs& a) {
@@ -408,6 +414,43 @@ int64_t sys_fchmod(Process& p, const SyscallArgs& a) {
         !p.sandbox().locate(f->guest_path).mount->writable)
         return -EROFS;
     return ::fchmod(f->host.get(), static_cast<mode_t>(a.a[1] & 07777)) < 0 ? -errno : 0;
+}
+
+// Ownership changes: the guest is an ordinary user of its files. It may
+// "change" them to its own uid/gid (what `cp -p` and `tar -x` do), never give
+// them away: a VMM running as root must not let a guest plant files owned by
+// other users in a writable host directory.
+int64_t check_owner(Process& p, uint64_t uid, uint64_t gid) {
+    // uid_t is 32 bits: the kernel ignores the upper half of the register.
+    uint32_t u = static_cast<uint32_t>(uid), g = static_cast<uint32_t>(gid);
+    bool uid_ok = u == UINT32_MAX || u == p.options().uid;
+    bool gid_ok = g == UINT32_MAX || g == p.options().gid;
+    return uid_ok && gid_ok ? 0 : -EPERM;
+}
+
+int64_t chown_common(Process& p, int dirfd, uint64_t path_ptr, uint64_t uid, uint64_t gid, int flags) {
+    if (flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH)) return -EINVAL;
+    return on_resolved_for_write(p, dirfd, path_ptr, flags, [&](int host) -> int64_t {
+        if (int64_t r = check_owner(p, uid, gid); r < 0) return r;
+        return ::fchownat(host, "", static_cast<uid_t>(uid), static_cast<gid_t>(gid), AT_EMPTY_PATH) < 0 ? -errno
+                                                                                                        : 0;
+    });
+}
+int64_t sys_chown(Process& p, const SyscallArgs& a) { return chown_common(p, AT_FDCWD, a.a[0], a.a[1], a.a[2], 0); }
+int64_t sys_lchown(Process& p, const SyscallArgs& a) {
+    return chown_common(p, AT_FDCWD, a.a[0], a.a[1], a.a[2], AT_SYMLINK_NOFOLLOW);
+}
+int64_t sys_fchownat(Process& p, const SyscallArgs& a) {
+    return chown_common(p, static_cast<int>(a.a[0]), a.a[1], a.a[2], a.a[3], static_cast<int>(a.a[4]));
+}
+int64_t sys_fchown(Process& p, const SyscallArgs& a) {
+    OpenFile* f = file_of(p, a.a[0]);
+    if (!f) return -EBADF;
+    if (!f->guest_path.empty() && Sandbox::classify(f->guest_path) == Sandbox::Special::kNone &&
+        !p.sandbox().locate(f->guest_path).mount->writable)
+        return -EROFS;
+    if (int64_t r = check_owner(p, a.a[1], a.a[2]); r < 0) return r;
+    return ::fchown(f->host.get(), static_cast<uid_t>(a.a[1]), static_cast<gid_t>(a.a[2])) < 0 ? -errno : 0;
 }
 
 int64_t sys_utimensat(Process& p, const SyscallArgs& a) {
@@ -601,6 +644,10 @@ void register_file_syscalls(SyscallTable& t) {
     t.add(SYS_chmod, "chmod", "so", sys_chmod);
     t.add(SYS_fchmod, "fchmod", "fo", sys_fchmod);
     t.add(SYS_fchmodat, "fchmodat", "fso", sys_fchmodat);
+    t.add(SYS_chown, "chown", "suu", sys_chown);
+    t.add(SYS_lchown, "lchown", "suu", sys_lchown);
+    t.add(SYS_fchown, "fchown", "fuu", sys_fchown);
+    t.add(SYS_fchownat, "fchownat", "fsuux", sys_fchownat);
     t.add(SYS_utimensat, "utimensat", "fspx", sys_utimensat);
     t.add(SYS_ftruncate, "ftruncate", "fi", sys_ftruncate);
     t.add(SYS_fsync, "fsync", "f", sys_fsync);

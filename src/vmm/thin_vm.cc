@@ -6,43 +6,23 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cinttypes>
 #include <cstdio>
+#include <cstring>
+#include <ctime>
 
 #include "arch/x86/x86.h"
 #include "base/cache_dir.h"
-#include "base/timings.h"
-#include "cpu/vcpu_runner.h"
-#include "kvm/kvm.h"
 #include "loader/program.h"
 #include "loader/rewriter.h"
-#include "memory/address_space.h"
-#include "memory/guest_memory.h"
-#include "thin/process.h"
 #include "vmm/exit_status.h"
+#include "vmm/thin_vm_impl.h"
 
 namespace vessel::vmm {
 namespace {
 
 namespace x86 = arch::x86;
-
-// Guest-physical layout: page 0 unused; pages 1-4 hold the GDT and the TSS
-// with a full I/O permission bitmap (identity-mapped, supervisor-only, so the
-// guest cannot change them); everything above is the page pool.
-//
-// The bitmap is what lets a CPL3 `out dx, eax` with any DX (the syscall's
-// third argument) exit to the VMM: PVM ignores RFLAGS.IOPL and checks the
-// bitmap, and on VT-x/AMD-V an all-zero bitmap agrees with IOPL=3.
-constexpr uint64_t kSystemBase = 0x1000;
-constexpr uint64_t kGdtAddr = 0x1000;
-constexpr uint64_t kTssAddr = 0x2000;
-constexpr uint64_t kTssSize = 0x68;                   // 64-bit TSS without the bitmap
-// One bit per port, all zero (allowed), plus a zero byte for the bits a
-// 4-byte access at port 0xffff reaches past 65535.
-constexpr uint64_t kIoBitmapSize = 65536 / 8 + 1;
-constexpr uint32_t kTssLimit = kTssSize + kIoBitmapSize;  // includes the 0xff terminator byte
-constexpr uint64_t kSystemEnd = 0x5000;
-constexpr uint64_t kPoolStart = kSystemEnd;
 
 // Opens the program; errors say which problem it is (ENOENT: not found,
 // ENOEXEC: not something we can run).
@@ -85,95 +65,93 @@ std::string cpuid_cache_path() {
 
 }  // namespace
 
-struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
-    ThinVmConfig config;
-    std::unique_ptr<kvm::System> system;
-    std::unique_ptr<kvm::Vm> vm;
-    std::unique_ptr<memory::GuestMemory> mem;
-    std::unique_ptr<memory::AddressSpace> as;
-    std::unique_ptr<kvm::Vcpu> vcpu;
-    std::unique_ptr<cpu::VcpuRunner> runner;
-    std::unique_ptr<thin::Process> process;
-    Stats stats;
-    RunOutcome outcome;
-    PhaseTimer timer;
+std::string now_rfc3339() {
+    timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    tm t;
+    gmtime_r(&ts.tv_sec, &t);
+    char buf[40];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &t);
+    return buf;
+}
 
-    // thin::CpuAccess. Through the segment registers: PVM refuses the
-    // FS/GS base MSRs from userspace but honours sregs.
-    bool set_segment_base(kvm_segment kvm_sregs::*seg, uint64_t base) {
-        auto s = vcpu->get_sregs();
-        if (!s) return false;
-        ((*s).*seg).base = base;
-        return !!vcpu->set_sregs(*s);
+const char* to_string(VmState s) {
+    switch (s) {
+        case VmState::kCreated: return "created";
+        case VmState::kRunning: return "running";
+        case VmState::kPaused: return "paused";
+        case VmState::kExited: return "exited";
     }
-    uint64_t segment_base(kvm_segment kvm_sregs::*seg) {
-        auto s = vcpu->get_sregs();
-        return s ? ((*s).*seg).base : 0;
-    }
-    bool set_fs_base(uint64_t base) override { return set_segment_base(&kvm_sregs::fs, base); }
-    bool set_gs_base(uint64_t base) override { return set_segment_base(&kvm_sregs::gs, base); }
-    uint64_t fs_base() override { return segment_base(&kvm_sregs::fs); }
-    uint64_t gs_base() override { return segment_base(&kvm_sregs::gs); }
+    return "unknown";
+}
 
-    cpu::Action crash(const std::string& why) {
-        kvm_regs& r = runner->regs();
-        char buf[256];
-        std::snprintf(buf, sizeof buf, "guest crashed: %s at rip=0x%" PRIx64 " rsp=0x%" PRIx64, why.c_str(),
-                      static_cast<uint64_t>(r.rip), static_cast<uint64_t>(r.rsp));
+// ---------------------------------------------------------------- set-up
 
-        outcome.diagnostic = buf;
-        outcome.status = kExitGuestCrashed;
-        return cpu::Action::kStop;
-    }
+Result<> ThinVm::Impl::open_kvm() {
+    auto sys = kvm::System::open(config.kvm_path);
+    if (!sys) return std::unexpected(sys.error());
+    system = std::make_unique<kvm::System>(std::move(*sys));
+    if (auto r = system->require({
+            {KVM_CAP_SYNC_REGS, "KVM_CAP_SYNC_REGS", "needed to run system calls without extra ioctls"},
+            {KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT", "needed to pause a running vCPU"},
+            {KVM_CAP_XCRS, "KVM_CAP_XCRS", "needed to give the guest AVX state"},
+        });
+        !r)
+        return r;
+    auto v = system->create_vm();
+    if (!v) return std::unexpected(v.error());
+    vm = std::make_unique<kvm::Vm>(std::move(*v));
+    return {};
+}
 
-    // cpu::ExitHandler
-    cpu::Action on_exit(kvm_run& run) override {
-        ++stats.exits;
-        switch (run.exit_reason) {
-            case KVM_EXIT_IO: {
-                // A rewritten `syscall`: `out dx, eax` (4 bytes, any port). Any
-                // other port access is not something a thin guest may do.
-                if (run.io.direction != KVM_EXIT_IO_OUT || run.io.size != 4 || run.io.count != 1)
-                    return crash("unexpected " + cpu::describe_exit(run));
-                kvm_regs& r = runner->regs();
-                thin::SyscallArgs args{r.rax, {r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9}};
-                ++stats.syscalls;
-                int64_t result = process->handle(args);
-                if (process->exited()) {
-                    outcome.status = process->exit_status();
-                    outcome.guest_exited = true;
-                    return cpu::Action::kStop;
-                }
-                // What the `syscall` instruction and sysret leave behind.
-                r.rax = static_cast<uint64_t>(result);
-                r.rcx = r.rip;
-                r.r11 = r.rflags;
-                r.rflags |= arch::x86::rflags::kIOPL3;  // PVM reports it as 0
-                runner->mark_regs_dirty();
-                return cpu::Action::kContinue;
-            }
-            case KVM_EXIT_INTR: return cpu::Action::kContinue;
-            default: return crash(cpu::describe_exit(run));
-        }
-    }
-};
+Result<> ThinVm::Impl::register_memory(uint32_t flags) {
+    if (auto r = vm->set_user_memory_region(0, 0, mem->size(), mem->host_base(), flags); !r) return r;
+    uint32_t slot = 1;
+    for (const auto& region : mem->file_regions())
+        if (auto r = vm->set_user_memory_region(slot++, region.gpa, region.map.size(), region.map.data(), flags); !r)
+            return r;
+    return {};
+}
+
+Result<std::vector<kvm_cpuid_entry2>> ThinVm::Impl::create_vcpu() {
+    auto v = vm->create_vcpu(0);
+    if (!v) return std::unexpected(v.error());
+    vcpu = std::make_unique<kvm::Vcpu>(std::move(*v));
+    std::string path = cpuid_cache_path();
+    std::vector<kvm_cpuid_entry2> cpuid = cached_cpuid(path);
+    if (!cpuid.empty() && vcpu->set_cpuid(cpuid)) return cpuid;
+    auto fresh = system->supported_cpuid();
+    if (!fresh) return std::unexpected(fresh.error());
+    if (auto r = vcpu->set_cpuid(*fresh); !r) return std::unexpected(r.error());
+    if (!path.empty() && make_dirs(cache_dir()))
+        write_file_atomic(path, fresh->data(), fresh->size() * sizeof(kvm_cpuid_entry2));
+    return fresh;
+}
+
+void ThinVm::Impl::finish_setup(thin::Sandbox sandbox) {
+    thin::ProcessOptions opts;
+    opts.trace = config.trace_syscalls;
+    opts.uid = ::getuid();
+    opts.gid = ::getgid();
+    process = std::make_unique<thin::Process>(*as, std::move(sandbox), *this, opts);
+    runner = std::make_unique<cpu::VcpuRunner>(*vcpu);
+    started_at = now_rfc3339();
+}
 
 ThinVm::ThinVm() : impl_(std::make_unique<Impl>()) {}
+
 ThinVm::~ThinVm() {
     Impl& m = *impl_;
     // Destroy the VM before unmapping its memory: KVM then frees its MMU in
     // one pass, instead of zapping translations range by range through the
     // MMU notifier while the RAM mapping goes away.
-    m.timer.mark("guest exit");
     m.process.reset();
     m.runner.reset();
     m.vcpu.reset();
     m.vm.reset();
     m.system.reset();
-    m.timer.mark("destroy vm");
     m.as.reset();
     m.mem.reset();
-    m.timer.mark("free memory");
 }
 
 Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
@@ -184,8 +162,8 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     // The program first: a missing or bad file is the most likely mistake.
     loader::FileIdentity identity;
     auto program = open_program(config.program, identity);
-    const uint64_t file_size = identity.size;
     if (!program) return std::unexpected(program.error());
+    const uint64_t file_size = identity.size;
     auto mem = memory::GuestMemory::create(config.mem_size);
     if (!mem) return std::unexpected(mem.error());
     m.mem = std::make_unique<memory::GuestMemory>(std::move(*mem));
@@ -200,29 +178,11 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
 
     auto sandbox = thin::Sandbox::create(config.root, config.rw);
     if (!sandbox) return std::unexpected(sandbox.error());
-
     m.timer.mark("sandbox");
-    auto sys = kvm::System::open(config.kvm_path);
-    if (!sys) return std::unexpected(sys.error());
-    m.system = std::make_unique<kvm::System>(std::move(*sys));
-    if (auto r = m.system->require({
-            {KVM_CAP_SYNC_REGS, "KVM_CAP_SYNC_REGS", "needed to run system calls without extra ioctls"},
-            {KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT", "needed to pause a running vCPU"},
-            {KVM_CAP_XCRS, "KVM_CAP_XCRS", "needed to give the guest AVX state"},
-        });
-        !r)
-        return std::unexpected(r.error());
-    auto vm = m.system->create_vm();
-    if (!vm) return std::unexpected(vm.error());
-    m.vm = std::make_unique<kvm::Vm>(std::move(*vm));
 
+    if (auto r = m.open_kvm(); !r) return std::unexpected(r.error());
     m.timer.mark("kvm open+create vm");
-    if (auto r = m.vm->set_user_memory_region(0, 0, m.mem->size(), m.mem->host_base()); !r)
-        return std::unexpected(r.error());
-    uint32_t slot = 1;
-    for (const auto& region : m.mem->file_regions())
-        if (auto r = m.vm->set_user_memory_region(slot++, region.gpa, region.map.size(), region.map.data()); !r)
-            return std::unexpected(r.error());
+    if (auto r = m.register_memory(); !r) return std::unexpected(r.error());
 
     m.as = std::make_unique<memory::AddressSpace>(*m.mem, kPoolStart);
     if (auto r = m.as->init(); !r) return std::unexpected(r.error());
@@ -234,23 +194,17 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     for (uint64_t page = kSystemBase; page < kSystemEnd; page += memory::kPageSize)
         if (auto r = m.as->tables().map(page, page, memory::pte::kWrite | memory::pte::kNoExec); !r)
             return std::unexpected(r.error());
-
     m.timer.mark("memory+page tables");
+
     loader::RewriteCache cache(config.cache_dir);
     auto sites = loader::syscall_sites(bytes, *image, cache, &identity, &m.stats.rewrite_cache_hit);
     if (!sites) return std::unexpected(sites.error());
     m.stats.syscall_sites = sites->size();
-
     m.timer.mark("rewrite sites");
-    std::string cpuid_path = cpuid_cache_path();
-    std::vector<kvm_cpuid_entry2> cached = cached_cpuid(cpuid_path);
-    Result<std::vector<kvm_cpuid_entry2>> cpuid = cached;
-    if (cached.empty()) {
-        cpuid = m.system->supported_cpuid();
-        if (!cpuid) return std::unexpected(cpuid.error());
-        if (!cpuid_path.empty() && make_dirs(cache_dir()))
-            write_file_atomic(cpuid_path, cpuid->data(), cpuid->size() * sizeof(kvm_cpuid_entry2));
-    }
+
+    auto cpuid = m.create_vcpu();
+    if (!cpuid) return std::unexpected(cpuid.error());
+    m.timer.mark("create vcpu");
 
     loader::ProgramSpec spec;
     spec.argv = config.argv;
@@ -261,24 +215,13 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     spec.hwcap = x86::hwcap(*cpuid);
     spec.uid = spec.euid = ::getuid();
     spec.gid = spec.egid = ::getgid();
-    if (::getrandom(spec.random, sizeof spec.random, 0) != sizeof spec.random)
-        return fail_errno("getrandom");
+    if (::getrandom(spec.random, sizeof spec.random, 0) != sizeof spec.random) return fail_errno("getrandom");
     auto loaded = loader::load_program(*m.as, bytes, *image, *sites, spec);
     if (!loaded) {
         int e = loaded.error().sys_errno == ENOMEM ? ENOMEM : ENOEXEC;
         return fail(config.program + ": " + loaded.error().message, e);
     }
-
     m.timer.mark("load program");
-    auto vcpu = m.vm->create_vcpu(0);
-    if (!vcpu) return std::unexpected(vcpu.error());
-    m.vcpu = std::make_unique<kvm::Vcpu>(std::move(*vcpu));
-    if (auto r = m.vcpu->set_cpuid(*cpuid); !r) {
-        if (cached.empty()) return std::unexpected(r.error());
-        cpuid = m.system->supported_cpuid();
-        if (!cpuid) return std::unexpected(cpuid.error());
-        if (auto again = m.vcpu->set_cpuid(*cpuid); !again) return std::unexpected(again.error());
-    }
 
     auto sregs = m.vcpu->get_sregs();
     if (!sregs) return std::unexpected(sregs.error());
@@ -288,7 +231,6 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
                                   .tss_limit = kTssLimit,
                                   .user_mode = true});
     if (auto r = m.vcpu->set_sregs(*sregs); !r) return std::unexpected(r.error());
-
     // XCR0: everything KVM supports (x87/SSE/AVX/AVX-512...), so glibc's
     // feature selection sees the state it expects.
     kvm_xcrs xcrs{};
@@ -296,36 +238,241 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     xcrs.xcrs[0].xcr = 0;
     xcrs.xcrs[0].value = x86::supported_xcr0(*cpuid) & 0xe7;
     if (auto r = m.vcpu->set_xcrs(xcrs); !r) return std::unexpected(r.error());
-
     kvm_regs regs{};
     regs.rip = loaded->entry;
     regs.rsp = loaded->stack_pointer;
     regs.rflags = x86::rflags::kReserved1 | x86::rflags::kIOPL3;
     if (auto r = m.vcpu->set_regs(regs); !r) return std::unexpected(r.error());
+    m.timer.mark("vcpu state");
 
-    m.timer.mark("vcpu setup");
-    thin::ProcessOptions opts;
-    opts.trace = config.trace_syscalls;
-    opts.uid = ::getuid();
-    opts.gid = ::getgid();
-    m.process = std::make_unique<thin::Process>(*m.as, std::move(*sandbox), m, opts);
+    m.finish_setup(std::move(*sandbox));
     m.process->set_brk_start(loaded->brk_start);
     m.process->attach_stdio();
-    m.runner = std::make_unique<cpu::VcpuRunner>(*m.vcpu);
-    m.timer.mark("process setup");
     return self;
+}
+
+// ---------------------------------------------------------------- running
+
+bool ThinVm::Impl::set_segment_base(kvm_segment kvm_sregs::*seg, uint64_t base) {
+    // Through the segment registers: PVM refuses the FS/GS base MSRs from
+    // userspace but honours sregs.
+    auto s = vcpu->get_sregs();
+    if (!s) return false;
+    ((*s).*seg).base = base;
+    return !!vcpu->set_sregs(*s);
+}
+
+uint64_t ThinVm::Impl::segment_base(kvm_segment kvm_sregs::*seg) {
+    auto s = vcpu->get_sregs();
+    return s ? ((*s).*seg).base : 0;
+}
+
+cpu::Action ThinVm::Impl::crash(const std::string& why) {
+    kvm_regs& r = runner->regs();
+    char buf[256];
+    std::snprintf(buf, sizeof buf, "guest crashed: %s at rip=0x%" PRIx64 " rsp=0x%" PRIx64, why.c_str(),
+                  static_cast<uint64_t>(r.rip), static_cast<uint64_t>(r.rsp));
+    outcome.diagnostic = buf;
+    outcome.status = kExitGuestCrashed;
+    return cpu::Action::kStop;
+}
+
+bool ThinVm::Impl::park() {
+    // Make the registers KVM holds exact before anyone reads them: pending
+    // sync-regs changes are applied now rather than at the next entry.
+    kvm_run* rs = vcpu->run_state();
+    if (rs->kvm_dirty_regs & KVM_SYNC_X86_REGS) {
+        (void)vcpu->set_regs(rs->s.regs.regs);
+        rs->kvm_dirty_regs = 0;
+    }
+    std::unique_lock g(lock);
+    state = VmState::kPaused;
+    changed.notify_all();
+    changed.wait(g, [&] { return !pause_requested || shutdown_requested; });
+    if (shutdown_requested) return false;
+    state = VmState::kRunning;
+    rs->immediate_exit = 0;
+    // Registers may have been read or restored meanwhile: re-fetch them.
+    if (auto r = vcpu->get_regs()) rs->s.regs.regs = *r;
+    changed.notify_all();
+    return true;
+}
+
+cpu::Action ThinVm::Impl::on_exit(kvm_run& run) {
+    ++stats.exits;
+    cpu::Action action = cpu::Action::kContinue;
+    switch (run.exit_reason) {
+        case KVM_EXIT_IO: {
+            exits_io.fetch_add(1, std::memory_order_relaxed);
+            // A rewritten `syscall`: `out dx, eax` (4 bytes, any port). Any
+            // other port access is not something a thin guest may do.
+            if (run.io.direction != KVM_EXIT_IO_OUT || run.io.size != 4 || run.io.count != 1)
+                return crash("unexpected " + cpu::describe_exit(run));
+            kvm_regs& r = runner->regs();
+            thin::SyscallArgs args{r.rax, {r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9}};
+            ++stats.syscalls;
+            int64_t result = process->handle(args);
+            if (process->exited()) {
+                outcome.status = process->exit_status();
+                outcome.guest_exited = true;
+                return cpu::Action::kStop;
+            }
+            if (result == -EINTR) {
+                // Only our own kick interrupts a host call (the guest has no
+                // signals): run the system call again once we are resumed.
+                // RIP is past the 1-byte `out`; step back onto it.
+                r.rip -= 1;
+            } else {
+                // What the `syscall` instruction and sysret leave behind.
+                r.rax = static_cast<uint64_t>(result);
+                r.rcx = r.rip;
+                r.r11 = r.rflags;
+            }
+            r.rflags |= arch::x86::rflags::kIOPL3;  // PVM reports it as 0
+            runner->mark_regs_dirty();
+            break;
+        }
+        case KVM_EXIT_INTR: exits_intr.fetch_add(1, std::memory_order_relaxed); break;
+        default:
+            exits_other.fetch_add(1, std::memory_order_relaxed);
+            return crash(cpu::describe_exit(run));
+    }
+    if (shutdown_requested) {
+        outcome.status = kExitShutdown;
+        return cpu::Action::kStop;
+    }
+    if (pause_requested && !park()) {
+        outcome.status = kExitShutdown;
+        return cpu::Action::kStop;
+    }
+    return action;
 }
 
 Result<RunOutcome> ThinVm::run() {
     Impl& m = *impl_;
-    if (auto r = m.runner->run(m); !r) return std::unexpected(r.error());
+    {
+        std::lock_guard g(m.lock);
+        m.vcpu_thread = pthread_self();
+        m.state = VmState::kRunning;
+    }
+    cpu::VcpuRunner::install_kick_signal();
+    auto r = m.runner->run(m);
     m.timer.mark("guest run");
+    std::lock_guard g(m.lock);
+    m.state = VmState::kExited;
+    m.changed.notify_all();
+    if (!r) return std::unexpected(r.error());
     return m.outcome;
+}
+
+// ---------------------------------------------------------------- control
+
+Result<> ThinVm::pause() {
+    Impl& m = *impl_;
+    std::unique_lock g(m.lock);
+    if (m.state != VmState::kRunning) return fail(std::string("VM is ") + to_string(m.state), EBUSY);
+    m.pause_requested = true;
+    // Kick until the vCPU parks: a kick can land just before the vCPU thread
+    // blocks in a host call, so one is not always enough.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (m.state == VmState::kRunning) {
+        m.runner->kick();
+        if (m.changed.wait_for(g, std::chrono::milliseconds(20), [&] { return m.state != VmState::kRunning; })) break;
+        if (std::chrono::steady_clock::now() > deadline) {
+            m.pause_requested = false;
+            return fail("the vCPU did not stop within 10 s", ETIMEDOUT);
+        }
+    }
+    if (m.state != VmState::kPaused) return fail(std::string("VM is ") + to_string(m.state), EBUSY);
+    return {};
+}
+
+Result<> ThinVm::resume() {
+    Impl& m = *impl_;
+    std::unique_lock g(m.lock);
+    if (m.state != VmState::kPaused) return fail(std::string("VM is ") + to_string(m.state), EBUSY);
+    m.pause_requested = false;
+    m.changed.notify_all();
+    m.changed.wait_for(g, std::chrono::seconds(5), [&] { return m.state != VmState::kPaused; });
+    return {};
+}
+
+void ThinVm::shutdown() {
+    Impl& m = *impl_;
+    std::lock_guard g(m.lock);
+    m.shutdown_requested = true;
+    m.changed.notify_all();
+    if (m.state == VmState::kRunning && m.runner) m.runner->kick();
+}
+
+Result<SnapshotInfo> ThinVm::snapshot(const std::string& dir, SnapshotType type) {
+    Impl& m = *impl_;
+    std::lock_guard g(m.lock);
+    if (m.state != VmState::kPaused)
+        return fail(std::string("VM is ") + to_string(m.state) + "; pause it before taking a snapshot", EBUSY);
+    return m.write_snapshot(dir, type);
+}
+
+Description ThinVm::describe() const {
+    const Impl& m = *impl_;
+    std::lock_guard g(m.lock);
+    Description d;
+    d.state = m.state;
+    d.pid = ::getpid();
+    d.program = m.config.program;
+    d.argv = m.config.argv;
+    d.mem_bytes = m.mem ? m.mem->size() : 0;
+    d.started_at = m.started_at;
+    d.restored_from = m.restored_from;
+    if (m.state == VmState::kExited) {
+        d.has_exit_status = true;
+        d.exit_status = m.outcome.status;
+    }
+    return d;
+}
+
+Metrics ThinVm::metrics() const {
+    const Impl& m = *impl_;
+    Metrics out;
+    out.exits_io = m.exits_io.load(std::memory_order_relaxed);
+    out.exits_intr = m.exits_intr.load(std::memory_order_relaxed);
+    out.exits_other = m.exits_other.load(std::memory_order_relaxed);
+    if (m.process) {
+        const auto& counts = m.process->call_counts();
+        for (unsigned nr = 0; nr < counts.size(); ++nr) {
+            uint64_t n = std::atomic_ref<const uint64_t>(counts[nr]).load(std::memory_order_relaxed);
+            if (n) out.syscalls[std::string(thin::syscall_name(nr))] += n;
+        }
+        out.unsupported_syscalls = m.process->unsupported_calls();
+        out.io_read_bytes = m.process->io_read_bytes();
+        out.io_write_bytes = m.process->io_write_bytes();
+    }
+    {
+        std::lock_guard g(m.lock);
+        clockid_t cid;
+        timespec ts;
+        if (m.state != VmState::kCreated && m.state != VmState::kExited &&
+            pthread_getcpuclockid(m.vcpu_thread, &cid) == 0 && clock_gettime(cid, &ts) == 0)
+            out.vcpu_time_ns = static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + ts.tv_nsec;
+    }
+    // Touched guest memory: pages of RAM and regions the host has resident.
+    auto resident = [](const uint8_t* base, uint64_t size) {
+        std::vector<unsigned char> vec(size / memory::kPageSize);
+        uint64_t n = 0;
+        if (::mincore(const_cast<uint8_t*>(base), size, vec.data()) == 0)
+            for (unsigned char c : vec) n += c & 1;
+        return n * memory::kPageSize;
+    };
+    if (m.mem) {
+        out.guest_memory_touched_bytes = resident(m.mem->host_base(), m.mem->size());
+        for (const auto& r : m.mem->file_regions()) out.guest_memory_touched_bytes += resident(r.map.data(), r.map.size());
+    }
+    return out;
 }
 
 ThinVm::Stats ThinVm::stats() const {
     Stats s = impl_->stats;
-    s.unsupported_syscalls = impl_->process->unsupported_calls();
+    s.unsupported_syscalls = impl_->process ? impl_->process->unsupported_calls() : 0;
     return s;
 }
 

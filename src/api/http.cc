@@ -1,0 +1,333 @@
+#include "api/http.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <boost/beast/http.hpp>
+#include <cstring>
+
+namespace vessel::api {
+namespace http = boost::beast::http;
+namespace {
+
+std::vector<std::string> split_path(const std::string& path) {
+    std::vector<std::string> out;
+    size_t i = 0;
+    while (i < path.size()) {
+        size_t j = path.find('/', i);
+        if (j == std::string::npos) j = path.size();
+        if (j > i) out.push_back(path.substr(i, j - i));
+        i = j + 1;
+    }
+    return out;
+}
+
+std::string percent_decode(std::string_view s) {
+    std::string out;
+    for (size_t i = 0; i < s.size(); ++i) {
+        if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(s[i + 1]) && std::isxdigit(s[i + 2])) {
+            out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
+            i += 2;
+        } else {
+            out += s[i] == '+' ? ' ' : s[i];
+        }
+    }
+    return out;
+}
+
+const char* reason(int status) {
+    switch (status) {
+        case 200: return "OK";
+        case 201: return "Created";
+        case 202: return "Accepted";
+        case 204: return "No Content";
+        case 400: return "Bad Request";
+        case 404: return "Not Found";
+        case 405: return "Method Not Allowed";
+        case 408: return "Request Timeout";
+        case 409: return "Conflict";
+        case 413: return "Payload Too Large";
+        case 415: return "Unsupported Media Type";
+        case 422: return "Unprocessable Entity";
+        case 431: return "Request Header Fields Too Large";
+        case 500: return "Internal Server Error";
+        case 503: return "Service Unavailable";
+        default: return "Status";
+    }
+}
+
+// Waits until `fd` is readable or writable; false on timeout or error.
+bool wait_fd(int fd, short events, std::chrono::milliseconds timeout) {
+    pollfd p{fd, events, 0};
+    int r;
+    do r = ::poll(&p, 1, static_cast<int>(timeout.count()));
+    while (r < 0 && errno == EINTR);
+    return r > 0 && !(p.revents & (POLLERR | POLLNVAL));
+}
+
+bool send_all(int fd, const std::string& data, std::chrono::milliseconds timeout) {
+    size_t off = 0;
+    while (off < data.size()) {
+        if (!wait_fd(fd, POLLOUT, timeout)) return false;
+        ssize_t n = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+        if (n <= 0) return false;
+        off += static_cast<size_t>(n);
+    }
+    return true;
+}
+
+std::string serialize(const Response& r, bool keep_alive) {
+    std::string body = r.content_type == "application/json" ? r.body.dump() + "\n" : r.raw;
+    std::string out = "HTTP/1.1 " + std::to_string(r.status) + " " + reason(r.status) + "\r\n";
+    out += "Content-Type: " + r.content_type + "\r\n";
+    out += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+    out += keep_alive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n";
+    return out + body;
+}
+
+// Feeds bytes from `fd` into a Beast parser until a message is complete.
+// `buffer` carries bytes read past the message (pipelining) between calls.
+template <class Parser>
+boost::beast::error_code read_message(int fd, Parser& parser, std::string& buffer,
+                                      std::chrono::milliseconds timeout, const std::atomic<bool>* stop,
+                                      bool& timed_out) {
+    boost::beast::error_code ec;
+    timed_out = false;
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!parser.is_done()) {
+        if (!buffer.empty()) {
+            size_t used = parser.put(boost::asio::buffer(buffer), ec);
+            buffer.erase(0, used);
+            if (ec == http::error::need_more) {
+                ec = {};
+                if (used) continue;
+            } else if (ec) {
+                return ec;
+            } else {
+                continue;
+            }
+        }
+        // Poll in short slices so stop() is noticed quickly.
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0 || (stop && *stop)) {
+            timed_out = true;
+            return http::error::partial_message;
+        }
+        if (!wait_fd(fd, POLLIN, std::min(left, std::chrono::milliseconds(200)))) continue;
+        char chunk[16384];
+        ssize_t n = ::recv(fd, chunk, sizeof chunk, MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+        if (n <= 0) {
+            if (n == 0 && buffer.empty() && !parser.got_some()) return http::error::end_of_stream;
+            if (n == 0) parser.put_eof(ec);
+            return ec ? ec : http::error::partial_message;
+        }
+        buffer.append(chunk, static_cast<size_t>(n));
+    }
+    return ec;
+}
+
+}  // namespace
+
+Result<json> Request::json_body() const {
+    if (body.empty()) return json::object();
+    auto j = json::parse(body, nullptr, false);
+    if (j.is_discarded()) return fail("request body is not valid JSON", EINVAL);
+    if (!j.is_object()) return fail("request body must be a JSON object", EINVAL);
+    return j;
+}
+
+Response error(int status, const std::string& code, const std::string& message) {
+    Response r;
+    r.status = status;
+    r.body = {{"error", {{"code", code}, {"message", message}}}};
+    return r;
+}
+
+void Router::add(const std::string& method, const std::string& pattern, Handler handler) {
+    routes_.push_back({method, split_path(pattern), std::move(handler)});
+}
+
+Response Router::dispatch(Request& request) const {
+    auto segments = split_path(request.path);
+    bool path_matched = false;
+    for (const auto& route : routes_) {
+        if (route.segments.size() != segments.size()) continue;
+        std::map<std::string, std::string> params;
+        bool ok = true;
+        for (size_t i = 0; ok && i < segments.size(); ++i) {
+            const std::string& want = route.segments[i];
+            if (want.size() > 2 && want.front() == '{' && want.back() == '}')
+                params[want.substr(1, want.size() - 2)] = percent_decode(segments[i]);
+            else
+                ok = want == segments[i];
+        }
+        if (!ok) continue;
+        path_matched = true;
+        if (route.method != request.method) continue;
+        request.params = std::move(params);
+        try {
+            return route.handler(request);
+        } catch (const json::exception& e) {
+            return error(400, "bad_request", std::string("invalid JSON value: ") + e.what());
+        } catch (const std::exception& e) {
+            return error(500, "internal", e.what());
+        }
+    }
+    if (path_matched) return error(405, "method_not_allowed", request.method + " is not allowed on " + request.path);
+    return error(404, "not_found", "no such endpoint: " + request.path);
+}
+
+Result<std::unique_ptr<Server>> Server::listen(const std::string& socket_path, Router router, ServerOptions options) {
+    sockaddr_un addr{};
+    if (socket_path.empty() || socket_path.size() >= sizeof addr.sun_path)
+        return fail("socket path must be 1-" + std::to_string(sizeof addr.sun_path - 1) + " bytes: " + socket_path,
+                    EINVAL);
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return fail_errno("socket");
+    std::unique_ptr<Server> s(new Server());
+    s->listen_fd_.reset(fd);
+    s->path_ = socket_path;
+    s->router_ = std::move(router);
+    s->options_ = options;
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size());
+    // A socket file left by a process that died is replaced; a live one is not.
+    struct stat st;
+    if (::lstat(socket_path.c_str(), &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) return fail(socket_path + ": exists and is not a socket", EEXIST);
+        int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        bool live = ::connect(probe, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+        ::close(probe);
+        if (live) return fail(socket_path + ": another process is serving this socket", EADDRINUSE);
+        ::unlink(socket_path.c_str());
+    }
+    mode_t old = ::umask(0077);
+    int r = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    ::umask(old);
+    if (r < 0) return fail_errno("bind " + socket_path);
+    if (::listen(fd, 128) < 0) return fail_errno("listen " + socket_path);
+    return s;
+}
+
+Server::~Server() { stop(); }
+
+void Server::start() { acceptor_ = std::thread([this] { accept_loop(); }); }
+
+void Server::stop() {
+    if (stopping_.exchange(true)) return;
+    if (acceptor_.joinable()) acceptor_.join();
+    while (active_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (!path_.empty()) ::unlink(path_.c_str());
+}
+
+void Server::accept_loop() {
+    while (!stopping_) {
+        if (!wait_fd(listen_fd_.get(), POLLIN, std::chrono::milliseconds(200))) continue;
+        int fd = ::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+        if (fd < 0) continue;
+        if (active_ >= options_.max_connections) {
+            send_all(fd, serialize(error(503, "busy", "too many connections"), false), std::chrono::seconds(1));
+            ::close(fd);
+            continue;
+        }
+        ++active_;
+        std::thread([this, fd] {
+            serve(fd);
+            ::close(fd);
+            --active_;
+        }).detach();
+    }
+}
+
+void Server::serve(int fd) {
+    std::string buffer;
+    auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(options_.io_timeout);
+    while (!stopping_) {
+        http::request_parser<http::string_body> parser;
+        parser.body_limit(options_.max_body);
+        parser.header_limit(static_cast<uint32_t>(options_.max_header));
+        bool timed_out = false;
+        auto ec = read_message(fd, parser, buffer, timeout, &stopping_, timed_out);
+        if (ec == http::error::end_of_stream) return;
+        if (ec) {
+            Response r;
+            if (timed_out) r = error(408, "timeout", "request not received in time");
+            else if (ec == http::error::body_limit)
+                r = error(413, "too_large", "request body exceeds " + std::to_string(options_.max_body) + " bytes");
+            else if (ec == http::error::header_limit) r = error(431, "header_too_large", "request header too large");
+            else r = error(400, "bad_request", "malformed HTTP request: " + ec.message());
+            send_all(fd, serialize(r, false), timeout);
+            return;
+        }
+        auto msg = parser.release();
+        Request req;
+        req.method = std::string(msg.method_string());
+        std::string target(msg.target());
+        size_t q = target.find('?');
+        req.path = target.substr(0, q);
+        if (q != std::string::npos) {
+            std::string_view rest(target);
+            rest.remove_prefix(q + 1);
+            while (!rest.empty()) {
+                size_t amp = rest.find('&');
+                std::string_view pair = rest.substr(0, amp);
+                size_t eq = pair.find('=');
+                req.query[percent_decode(pair.substr(0, eq))] =
+                    eq == std::string_view::npos ? "" : percent_decode(pair.substr(eq + 1));
+                if (amp == std::string_view::npos) break;
+                rest.remove_prefix(amp + 1);
+            }
+        }
+        req.body = std::move(msg.body());
+        Response r;
+        auto ct = msg[http::field::content_type];
+        if (!req.body.empty() && !ct.empty() && ct.find("json") == boost::beast::string_view::npos)
+            r = error(415, "unsupported_media_type", "request bodies must be application/json");
+        else
+            r = router_.dispatch(req);
+        bool keep = msg.keep_alive();
+        if (!send_all(fd, serialize(r, keep), timeout) || !keep) return;
+    }
+}
+
+Result<Response> call(const std::string& socket_path, const std::string& method, const std::string& target,
+                      const json* body, std::chrono::milliseconds timeout) {
+    sockaddr_un addr{};
+    if (socket_path.size() >= sizeof addr.sun_path) return fail("socket path too long: " + socket_path, EINVAL);
+    Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd) return fail_errno("socket");
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size());
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0)
+        return fail_errno("connect " + socket_path);
+    std::string payload = body ? body->dump() : std::string();
+    std::string req = method + " " + target + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
+    if (body) req += "Content-Type: application/json\r\n";
+    req += "Content-Length: " + std::to_string(payload.size()) + "\r\n\r\n" + payload;
+    if (!send_all(fd.get(), req, timeout)) return fail("sending to " + socket_path + " failed", EIO);
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(256ull << 20);
+    std::string buffer;
+    bool timed_out = false;
+    auto ec = read_message(fd.get(), parser, buffer, timeout, nullptr, timed_out);
+    if (timed_out) return fail("no answer from " + socket_path + " in time", ETIMEDOUT);
+    if (ec) return fail("bad answer from " + socket_path + ": " + ec.message(), EPROTO);
+    auto msg = parser.release();
+    Response r;
+    r.status = static_cast<int>(msg.result_int());
+    r.content_type = std::string(msg[http::field::content_type]);
+    if (r.content_type.find("json") != std::string::npos) {
+        r.body = json::parse(msg.body(), nullptr, false);
+        if (r.body.is_discarded()) return fail("invalid JSON from " + socket_path, EPROTO);
+    } else {
+        r.raw = std::move(msg.body());
+    }
+    return r;
+}
+
+}  // namespace vessel::api

@@ -1,0 +1,103 @@
+// HTTP/1.1 + JSON over a Unix socket: the control plane's only transport.
+//
+// Used by every VMM process (its control API) and by the host daemon. The
+// server answers every malformed, oversized or unroutable request with a 4xx
+// and a JSON error body, and never lets one connection take it down.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/fd.h"
+#include "base/result.h"
+
+namespace vessel::api {
+
+using json = nlohmann::json;
+
+struct Request {
+    std::string method;                         // "GET", "PUT", ...
+    std::string path;                           // without the query
+    std::map<std::string, std::string> params;  // {name} segments of the route
+    std::map<std::string, std::string> query;   // ?a=b&c=d
+    std::string body;
+    // Parses the body as a JSON object; an empty body is {}.
+    Result<json> json_body() const;
+};
+
+struct Response {
+    int status = 200;
+    json body = json::object();
+    std::string content_type = "application/json";
+    std::string raw;  // sent instead of body when content_type is not JSON
+};
+
+// {"error": {"code": CODE, "message": MESSAGE}} with the given status.
+Response error(int status, const std::string& code, const std::string& message);
+
+using Handler = std::function<Response(const Request&)>;
+
+class Router {
+public:
+    // `pattern` is a path whose segments may be {name} placeholders.
+    void add(const std::string& method, const std::string& pattern, Handler handler);
+    // 404 for an unknown path, 405 when the path exists for other methods.
+    Response dispatch(Request& request) const;
+
+private:
+    struct Route {
+        std::string method;
+        std::vector<std::string> segments;
+        Handler handler;
+    };
+    std::vector<Route> routes_;
+};
+
+struct ServerOptions {
+    size_t max_body = 64 * 1024;
+    size_t max_header = 8 * 1024;
+    std::chrono::seconds io_timeout{10};
+    unsigned max_connections = 64;
+};
+
+class Server {
+public:
+    // Binds `socket_path` (replacing a stale socket file) with mode 0600.
+    static Result<std::unique_ptr<Server>> listen(const std::string& socket_path, Router router,
+                                                  ServerOptions options = {});
+    ~Server();
+
+    // Accepts connections on a background thread, one thread per connection.
+    void start();
+    // Stops accepting, waits for connection threads and removes the socket file.
+    void stop();
+    const std::string& path() const { return path_; }
+
+private:
+    Server() = default;
+    void accept_loop();
+    void serve(int fd);
+
+    std::string path_;
+    Fd listen_fd_;
+    Router router_;
+    ServerOptions options_;
+    std::thread acceptor_;
+    std::atomic<bool> stopping_{false};
+    std::atomic<unsigned> active_{0};
+};
+
+// One request over a fresh connection. Transport failures are errors;
+// HTTP error statuses come back as responses.
+Result<Response> call(const std::string& socket_path, const std::string& method, const std::string& target,
+                      const json* body = nullptr, std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+}  // namespace vessel::api

@@ -1,0 +1,119 @@
+// `vessel boot`: a Linux kernel on a full machine.
+#include <cstdio>
+#include <memory>
+#include <vector>
+
+#include "base/size.h"
+#include "cli/commands.h"
+#include "vmm/exit_status.h"
+#include "vmm/full_vm.h"
+
+namespace vessel::cli {
+namespace {
+
+struct BootOptions {
+    std::string kernel, initrd, cmdline, mem = "512M", console = "stdio", entry = "auto", net, vsock_uds;
+    bool cmdline_given = false;
+    unsigned cpus = 1;
+    std::vector<std::string> disks;
+    int64_t vsock_cid = -1;
+    bool rng = false, verbose = false;
+};
+
+constexpr int kExitInterrupted = 130;  // 128 + SIGINT, as shells report Ctrl-C
+
+int run(BootOptions& o) {
+    vmm::FullVmConfig cfg;
+    cfg.kernel = o.kernel;
+    cfg.initrd = o.initrd;
+    if (o.cmdline_given) cfg.cmdline = o.cmdline;
+    cfg.cpus = o.cpus;
+    auto size = parse_size(o.mem);
+    if (!size) return die("--mem: " + size.error().message, kExitHostError);
+    cfg.mem_size = *size;
+
+    if (o.console == "stdio") {
+        cfg.console.kind = vmm::ConsoleSpec::Kind::kStdio;
+    } else if (o.console == "pty") {
+        cfg.console.kind = vmm::ConsoleSpec::Kind::kPty;
+    } else if (o.console.starts_with("file:") && o.console.size() > 5) {
+        cfg.console.kind = vmm::ConsoleSpec::Kind::kFile;
+        cfg.console.path = o.console.substr(5);
+    } else {
+        return die("--console " + o.console + ": expected stdio, pty or file:PATH", kExitHostError);
+    }
+
+    if (o.entry == "auto")
+        cfg.entry = vmm::BootEntry::kAuto;
+    else if (o.entry == "pvh")
+        cfg.entry = vmm::BootEntry::kPvh;
+    else if (o.entry == "linux64")
+        cfg.entry = vmm::BootEntry::kLinux64;
+    else
+        return die("--boot-entry " + o.entry + ": expected auto, pvh or linux64", kExitHostError);
+
+    cfg.disks = o.disks;
+    if (!o.net.empty()) cfg.net = o.net;
+    if (o.vsock_cid >= 0) {
+        if (o.vsock_cid < 3 || o.vsock_cid > 0xffffffffll)
+            return die("--vsock: the guest CID must be between 3 and 4294967295", kExitHostError);
+        cfg.vsock_cid = static_cast<uint32_t>(o.vsock_cid);
+    }
+    cfg.vsock_uds = o.vsock_uds;
+    cfg.rng = o.rng;
+    cfg.kvm_path = kvm_device();
+
+    auto vm = vmm::FullVm::create(cfg);
+    if (!vm) {
+        int e = vm.error().sys_errno;
+        int status = e == ENOENT ? kExitNotFound : e == ENOEXEC ? kExitCannotExecute : kExitHostError;
+        return die(vm.error().message, status);
+    }
+    if (cfg.console.kind == vmm::ConsoleSpec::Kind::kPty)
+        std::fprintf(stderr, "vessel: console on %s\n", (*vm)->console_path().c_str());
+    if (o.verbose) {
+        std::fprintf(stderr, "vessel: booting %s\n", (*vm)->boot_summary().c_str());
+        std::fprintf(stderr, "vessel: command line: %s\n", (*vm)->kernel_cmdline().c_str());
+    }
+    auto outcome = (*vm)->run();
+    if (!outcome) return die(outcome.error().message, kExitHostError);
+    using Reason = vmm::FullRunOutcome::Reason;
+    std::string line = vmm::describe(outcome->reason);
+    if (!outcome->diagnostic.empty()) line += ": " + outcome->diagnostic;
+    switch (outcome->reason) {
+        case Reason::kReset:
+        case Reason::kPoweredOff:
+        case Reason::kHalted:
+            if (o.verbose) std::fprintf(stderr, "vessel: %s\n", line.c_str());
+            return 0;
+        case Reason::kInterrupted: return die(line, kExitInterrupted);
+        case Reason::kTripleFault:
+        case Reason::kCrashed: return die("guest stopped: " + line, kExitGuestCrashed);
+    }
+    return kExitHostError;
+}
+
+}  // namespace
+
+Runner add_boot_command(CLI::App& app) {
+    auto o = std::make_shared<BootOptions>();
+    auto* cmd = app.add_subcommand("boot", "Boot a Linux kernel on a full virtual machine");
+    cmd->add_option("--kernel", o->kernel, "Kernel: a vmlinux ELF or a bzImage")->required();
+    cmd->add_option("--initrd", o->initrd, "Initial ramdisk (initramfs) loaded next to the kernel");
+    cmd->add_option("--cmdline", o->cmdline, std::string("Kernel command line (default: \"") +
+                                                  vmm::kDefaultKernelCmdline + "\")")
+        ->each([o](const std::string&) { o->cmdline_given = true; });
+    cmd->add_option("--cpus", o->cpus, "Number of vCPUs")->capture_default_str()->check(CLI::Range(1u, vmm::kMaxFullVmCpus));
+    cmd->add_option("--mem", o->mem, "Guest memory size (32M to 3G)")->capture_default_str();
+    cmd->add_option("--disk", o->disks, "virtio-blk disk PATH[,ro] (repeatable)")->allow_extra_args(false);
+    cmd->add_option("--net", o->net, "virtio-net on a TAP device: tap=NAME[,mac=52:54:00:..]");
+    cmd->add_option("--vsock", o->vsock_cid, "virtio-vsock with this guest CID");
+    cmd->add_option("--vsock-uds", o->vsock_uds, "Host Unix socket path of the vsock device");
+    cmd->add_flag("--rng", o->rng, "virtio-rng entropy device");
+    cmd->add_option("--console", o->console, "Serial console: stdio, pty or file:PATH")->capture_default_str();
+    cmd->add_option("--boot-entry", o->entry, "Kernel entry: auto, pvh or linux64")->capture_default_str();
+    cmd->add_flag("-v,--verbose", o->verbose, "Print the boot layout and why the machine stopped");
+    return [o, cmd] { return cmd->parsed() ? run(*o) : -1; };
+}
+
+}  // namespace vessel::cli

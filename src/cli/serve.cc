@@ -1,0 +1,31 @@
+// Running a thin VM in the foreground of the `vessel` process.
+#include <cstdio>
+
+#include "api/vm_routes.h"
+#include "base/detached_exit.h"
+#include "cli/commands.h"
+#include "vmm/exit_status.h"
+#include "vmm/thin_vm.h"
+
+namespace vessel::cli {
+
+void serve_thin_vm(std::unique_ptr<vmm::ThinVm> vm, const std::string& api_socket) {
+    std::unique_ptr<api::Server> server;
+    if (!api_socket.empty()) {
+        auto s = api::Server::listen(api_socket, api::vm_router(*vm));
+        if (!s) std::exit(die("--api-sock: " + s.error().message, kExitHostError));
+        server = std::move(*s);
+        server->start();
+    }
+    auto outcome = vm->run();
+    // The socket disappears with the VM; a client polling it sees the end.
+    if (server) server->stop();
+    if (!outcome) std::exit(die(outcome.error().message, kExitHostError));
+    if (!outcome->diagnostic.empty()) die(outcome->diagnostic, 0);
+    // The status is known: report it now and let a helper destroy the VM
+    // (about a millisecond of KVM and memory teardown) after we are gone.
+    vm.release();
+    exit_with_detached_teardown(outcome->status);
+}
+
+}  // namespace vessel::cli

@@ -1,0 +1,53 @@
+// vesseld: the host daemon. Runs in the foreground until SIGTERM or SIGINT;
+// the VMs it started keep running after it exits and are taken over again
+// by the next instance on the same state directory.
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "daemon/daemon.h"
+
+int main(int argc, char** argv) {
+    vessel::daemon::DaemonOptions o;
+    bool no_cgroups = false;
+    CLI::App app{"vesseld: the Vessel host daemon (many VMs, one VMM process each)"};
+    app.add_option("--socket", o.socket, "API socket path")->capture_default_str();
+    app.add_option("--state-dir", o.state_dir, "State directory (vessel.db, vms/ID/)")->capture_default_str();
+    app.add_option("--vessel", o.vessel, "The vessel binary (default: beside vesseld)");
+    app.add_option("--cgroup-parent", o.cgroup_parent, "Name of the parent cgroup of the VMs")->capture_default_str();
+    app.add_flag("--no-cgroups", no_cgroups, "Do not put VMs into cgroups");
+    app.add_option("--vmm-api", o.vmm_api, "Whether `vessel run` serves --api-sock: auto, yes or no")
+        ->check(CLI::IsMember({"auto", "yes", "no"}))
+        ->capture_default_str();
+    app.set_version_flag("--version", "vesseld 0.1.0");
+    CLI11_PARSE(app, argc, argv);
+    o.use_cgroups = !no_cgroups;
+    if (!vessel::daemon::valid_name(o.cgroup_parent)) {
+        std::fprintf(stderr, "vesseld: --cgroup-parent: a plain name is expected\n");
+        return 2;
+    }
+
+    // Blocked in every thread: SIGCHLD is taken by the monitor, the others
+    // by sigwait below. A client hanging up must not kill the daemon.
+    sigset_t set;
+    sigemptyset(&set);
+    for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, s);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    ::signal(SIGPIPE, SIG_IGN);
+
+    auto d = vessel::daemon::Daemon::start(o);
+    if (!d) {
+        std::fprintf(stderr, "vesseld: %s\n", d.error().message.c_str());
+        return 1;
+    }
+    std::fprintf(stderr, "vesseld: listening on %s (state in %s)\n", o.socket.c_str(), o.state_dir.c_str());
+    sigset_t wait_set;
+    sigemptyset(&wait_set);
+    for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&wait_set, s);
+    int sig = 0;
+    sigwait(&wait_set, &sig);
+    std::fprintf(stderr, "vesseld: %s: stopping (VMs keep running)\n", strsignal(sig));
+    (*d)->stop();
+    return 0;
+}

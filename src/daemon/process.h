@@ -1,0 +1,46 @@
+// Starting VMM processes and recognising them later.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/fd.h"
+#include "base/result.h"
+
+namespace vessel::daemon {
+
+struct SpawnRequest {
+    std::string path;                // executable
+    std::vector<std::string> argv;   // argv[0] included
+    std::vector<std::string> envp;
+    std::string console;             // stdout and stderr are appended here
+    const std::vector<Fd>* cgroup_procs = nullptr;  // joined before exec
+};
+
+struct Spawned {
+    pid_t pid = 0;
+    uint64_t starttime = 0;  // /proc/PID/stat field 22: tells a reused pid apart
+};
+
+// Starts the process in its own process group, with stdin from /dev/null,
+// default signal dispositions and an empty signal mask. It joins every group
+// in `cgroup_procs` before exec, so no code of it runs outside its limits.
+Result<Spawned> spawn(const SpawnRequest& req);
+
+// Field 22 of /proc/PID/stat (clock ticks after boot), nullopt when the
+// process is gone or a zombie.
+std::optional<uint64_t> process_starttime(pid_t pid);
+
+// True if `pid` is alive and is the process started at `starttime`.
+bool same_process(pid_t pid, uint64_t starttime);
+
+// user+system CPU time of the process (all threads), in nanoseconds.
+std::optional<uint64_t> process_cpu_ns(pid_t pid);
+// Resident set size in bytes.
+std::optional<uint64_t> process_rss(pid_t pid);
+
+}  // namespace vessel::daemon

@@ -1,0 +1,85 @@
+// What a virtio device model implements, and what its transport offers it.
+//
+// A device (blk, net, rng, vsock) knows its type, features, queues and config
+// space, and processes its queues. It never touches registers: the transport
+// (mmio_transport.h) owns the register file, feature negotiation, the queues'
+// configuration and the interrupt, and calls the device on the I/O thread with
+// the transport's lock held, so device code is single-threaded.
+#pragma once
+
+#include <sys/epoll.h>  // watch() takes epoll event flags
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "devices/virtio/queue.h"
+#include "memory/guest_memory.h"
+
+namespace vessel::devices::virtio {
+
+// Feature bits shared by all devices (virtio 1.x, section 6).
+inline constexpr uint64_t kFIndirectDesc = 1ull << 28;
+inline constexpr uint64_t kFEventIdx = 1ull << 29;
+inline constexpr uint64_t kFVersion1 = 1ull << 32;
+
+// Device IDs (section 5).
+inline constexpr uint32_t kIdNet = 1;
+inline constexpr uint32_t kIdBlock = 2;
+inline constexpr uint32_t kIdRng = 4;
+inline constexpr uint32_t kIdVsock = 19;
+
+// The services a device gets from its transport while it is active.
+class Transport {
+public:
+    virtual ~Transport() = default;
+    // Device writes to guest memory go through Queue::add_used(), which records
+    // them for dirty tracking (snapshots, migration).
+    virtual memory::GuestMemory& memory() = 0;
+    virtual Queue& queue(unsigned index) = 0;
+    virtual uint64_t acked_features() const = 0;
+    // Raises the used-buffer interrupt for queue `index` unless the driver
+    // suppressed it.
+    virtual void signal_used(unsigned index) = 0;
+    // Puts the device into the failed state (DEVICE_NEEDS_RESET, one log line);
+    // no queue is processed until the driver resets the device.
+    virtual void fail(const std::string& why) = 0;
+    virtual bool failed() const = 0;
+    // Watches a back-end fd on the I/O thread. The callback runs with the
+    // transport's lock held and only while the device is active and not failed.
+    // Watches end at device reset.
+    virtual Result<> watch(int fd, uint32_t events, std::function<void(uint32_t)> callback) = 0;
+    // Stops watching `fd`; call before closing it.
+    virtual void unwatch(int fd) = 0;
+};
+
+class VirtioDevice {
+public:
+    virtual ~VirtioDevice() = default;
+
+    virtual uint32_t device_id() const = 0;
+    // Device-specific features; the transport adds VIRTIO_F_VERSION_1 and
+    // VIRTIO_F_INDIRECT_DESC.
+    virtual uint64_t features() const = 0;
+    // Maximum size of each queue; the vector's length is the queue count.
+    virtual std::vector<uint16_t> queue_max_sizes() const = 0;
+    // The device-specific configuration space (offset 0 = register 0x100).
+    // Out-of-range bytes read as zero and are ignored on write.
+    virtual std::span<const uint8_t> config() const = 0;
+    virtual void write_config(uint64_t /*offset*/, std::span<const uint8_t> /*data*/) {}
+
+    // DRIVER_OK: the queues the driver enabled are validated and ready. An
+    // error fails the device.
+    virtual Result<> activate(Transport& transport) = 0;
+    // The driver notified queue `index` (on the I/O thread).
+    virtual void process_queue(unsigned index) = 0;
+    // Device reset (status 0) or failure: drop back-end state of the session.
+    virtual void reset() = 0;
+    // Short name for log lines ("virtio-blk").
+    virtual const char* name() const = 0;
+};
+
+}  // namespace vessel::devices::virtio

@@ -1,0 +1,103 @@
+#include "state/format.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "base/fd.h"
+
+namespace vessel::state {
+
+uint64_t checksum(const void* data, size_t size) { return XXH3_64bits(data, size); }
+
+Result<> write_state_file(const std::string& path, const Sections& sections) {
+    Writer body;
+    for (const auto& [type, payload] : sections) {
+        body.u32(static_cast<uint32_t>(type));
+        body.u32(0);
+        body.u64(payload.size());
+        body.u64(checksum(payload.data(), payload.size()));
+        body.raw(payload.data(), payload.size());
+    }
+    Writer header;
+    header.raw(kMagic, sizeof kMagic);
+    header.u32(kFormatVersion);
+    header.u32(static_cast<uint32_t>(sections.size()));
+    header.u64(body.data().size());
+    header.u64(checksum(body.data().data(), body.data().size()));
+
+    std::string tmp = path + ".tmp";
+    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (!fd) return fail_errno("create " + tmp);
+    for (const auto* part : {&header.data(), &body.data()}) {
+        size_t off = 0;
+        while (off < part->size()) {
+            ssize_t n = ::write(fd.get(), part->data() + off, part->size() - off);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) {
+                ::unlink(tmp.c_str());
+                return fail_errno("write " + tmp);
+            }
+            off += static_cast<size_t>(n);
+        }
+    }
+    if (::fsync(fd.get()) < 0) return fail_errno("fsync " + tmp);
+    fd.reset();
+    if (::rename(tmp.c_str(), path.c_str()) < 0) return fail_errno("rename " + tmp);
+    return {};
+}
+
+Result<Sections> read_state_file(const std::string& path) {
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return fail_errno(path);
+    struct stat st;
+    if (::fstat(fd.get(), &st) < 0) return fail_errno(path);
+    if (!S_ISREG(st.st_mode)) return fail(path + ": not a regular file", EINVAL);
+    if (static_cast<uint64_t>(st.st_size) > kMaxStateFile) return fail(path + ": too large for a state file", EINVAL);
+    std::string data(static_cast<size_t>(st.st_size), '\0');
+    size_t off = 0;
+    while (off < data.size()) {
+        ssize_t n = ::read(fd.get(), data.data() + off, data.size() - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return fail_errno(path + ": read");
+        off += static_cast<size_t>(n);
+    }
+    auto bad = [&](const std::string& why) { return fail(path + ": " + why, EINVAL); };
+    if (data.size() < kHeaderSize) return bad("truncated (no complete header) — not a Vessel snapshot?");
+    if (std::memcmp(data.data(), kMagic, sizeof kMagic) != 0) return bad("not a Vessel snapshot state file");
+    Reader h(std::string_view(data).substr(sizeof kMagic, kHeaderSize - sizeof kMagic));
+    uint32_t version = h.u32(), count = h.u32();
+    uint64_t size = h.u64(), sum = h.u64();
+    if (version > kFormatVersion)
+        return bad("snapshot format version " + std::to_string(version) + " is newer than this vessel supports (" +
+                   std::to_string(kFormatVersion) + "); use a newer vessel");
+    if (version == 0) return bad("invalid format version 0");
+    if (size != data.size() - kHeaderSize)
+        return bad("size mismatch (header says " + std::to_string(size) + " bytes, file has " +
+                   std::to_string(data.size() - kHeaderSize) + "): truncated or damaged");
+    std::string_view body = std::string_view(data).substr(kHeaderSize);
+    if (checksum(body.data(), body.size()) != sum) return bad("checksum mismatch: the file is corrupted");
+    Sections out;
+    Reader r(body);
+    for (uint32_t i = 0; i < count; ++i) {
+        uint32_t type = r.u32();
+        uint32_t flags = r.u32();
+        uint64_t len = r.u64();
+        uint64_t psum = r.u64();
+        if (!r.ok() || flags != 0 || len > body.size()) return bad("malformed section table");
+        std::vector<uint8_t> payload(len);
+        r.raw(payload.data(), len);
+        if (!r.ok()) return bad("section extends past the end of the file");
+        if (checksum(payload.data(), payload.size()) != psum)
+            return bad("section " + std::to_string(type) + " checksum mismatch: the file is corrupted");
+        if (!out.emplace(static_cast<Section>(type), std::move(payload)).second)
+            return bad("duplicate section " + std::to_string(type));
+    }
+    if (!r.at_end()) return bad("trailing bytes after the last section");
+    return out;
+}
+
+}  // namespace vessel::state

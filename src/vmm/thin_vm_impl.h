@@ -1,0 +1,98 @@
+// ThinVm's internals, shared by thin_vm.cc (creation, running, control) and
+// snapshot.cc (capture and restore). Not part of the public interface.
+#pragma once
+
+#include <pthread.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+
+#include "base/timings.h"
+#include "cpu/vcpu_runner.h"
+#include "kvm/kvm.h"
+#include "memory/address_space.h"
+#include "memory/guest_memory.h"
+#include "thin/process.h"
+#include "vmm/thin_vm.h"
+
+namespace vessel::vmm {
+
+// Guest-physical layout: page 0 unused; pages 1-4 hold the GDT and the TSS
+// with a full I/O permission bitmap (identity-mapped, supervisor-only, so the
+// guest cannot change them); everything above is the page pool.
+//
+// The bitmap is what lets a CPL3 `out dx, eax` with any DX (the syscall's
+// third argument) exit to the VMM: PVM ignores RFLAGS.IOPL and checks the
+// bitmap, and on VT-x/AMD-V an all-zero bitmap agrees with IOPL=3.
+inline constexpr uint64_t kSystemBase = 0x1000;
+inline constexpr uint64_t kGdtAddr = 0x1000;
+inline constexpr uint64_t kTssAddr = 0x2000;
+inline constexpr uint64_t kTssSize = 0x68;  // 64-bit TSS without the bitmap
+// One bit per port, all zero (allowed), plus a zero byte for the bits a
+// 4-byte access at port 0xffff reaches past 65535.
+inline constexpr uint64_t kIoBitmapSize = 65536 / 8 + 1;
+inline constexpr uint32_t kTssLimit = kTssSize + kIoBitmapSize;  // includes the 0xff terminator byte
+inline constexpr uint64_t kSystemEnd = 0x5000;
+inline constexpr uint64_t kPoolStart = kSystemEnd;
+
+struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
+    ThinVmConfig config;
+    std::unique_ptr<kvm::System> system;
+    std::unique_ptr<kvm::Vm> vm;
+    std::unique_ptr<memory::GuestMemory> mem;
+    std::unique_ptr<memory::AddressSpace> as;
+    std::unique_ptr<kvm::Vcpu> vcpu;
+    std::unique_ptr<cpu::VcpuRunner> runner;
+    std::unique_ptr<thin::Process> process;
+    Stats stats;
+    RunOutcome outcome;
+    PhaseTimer timer;
+
+    // Control state, guarded by `lock`.
+    mutable std::mutex lock;
+    std::condition_variable changed;
+    VmState state = VmState::kCreated;
+    std::atomic<bool> pause_requested{false};
+    std::atomic<bool> shutdown_requested{false};
+    pthread_t vcpu_thread{};
+    std::string started_at;
+    std::string restored_from;
+    std::string last_snapshot;  // parent for the next diff snapshot
+    bool dirty_logging = false;
+
+    // Exit counters, read by metrics() from other threads.
+    std::atomic<uint64_t> exits_io{0}, exits_intr{0}, exits_other{0};
+
+    // --- set-up pieces shared by create() and restore() ---
+    Result<> open_kvm();
+    Result<> register_memory(uint32_t flags = 0);
+    Result<std::vector<kvm_cpuid_entry2>> create_vcpu();
+    void finish_setup(thin::Sandbox sandbox);
+
+    // --- thin::CpuAccess ---
+    bool set_segment_base(kvm_segment kvm_sregs::*seg, uint64_t base);
+    uint64_t segment_base(kvm_segment kvm_sregs::*seg);
+    bool set_fs_base(uint64_t base) override { return set_segment_base(&kvm_sregs::fs, base); }
+    bool set_gs_base(uint64_t base) override { return set_segment_base(&kvm_sregs::gs, base); }
+    uint64_t fs_base() override { return segment_base(&kvm_sregs::fs); }
+    uint64_t gs_base() override { return segment_base(&kvm_sregs::gs); }
+
+    // --- cpu::ExitHandler ---
+    cpu::Action on_exit(kvm_run& run) override;
+    cpu::Action crash(const std::string& why);
+    // Parks the vCPU thread while a pause is requested. False: shut down.
+    bool park();
+
+    // --- snapshot.cc ---
+    Result<SnapshotInfo> write_snapshot(const std::string& dir, SnapshotType type);
+    Result<SnapshotInfo> write_snapshot_files(const std::string& dir, SnapshotType type, bool& created);
+    // Starts (or restarts) logging of dirty pages for the next diff snapshot.
+    Result<> start_dirty_logging();
+    Result<std::vector<uint64_t>> collect_dirty_pages();
+};
+
+// RFC 3339 UTC time of now.
+std::string now_rfc3339();
+
+}  // namespace vessel::vmm

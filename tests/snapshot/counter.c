@@ -1,0 +1,41 @@
+/* Snapshot test guest: prints a counter and a checksum of memory it keeps
+ * changing, sleeping between steps. A run that is paused, snapshotted, killed
+ * and restored must print exactly what an uninterrupted run prints.
+ * Usage: counter STEPS SLEEP_MS [FILE]  (FILE: also append each line there
+ * through a second descriptor, to check files survive a restore). */
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int main(int argc, char** argv) {
+    int steps = argc > 1 ? atoi(argv[1]) : 40;
+    int sleep_ms = argc > 2 ? atoi(argv[2]) : 50;
+    int fd = argc > 3 ? open(argv[3], O_WRONLY | O_CREAT | O_APPEND, 0644) : -1;
+    size_t size = 4 << 20;
+    uint64_t* heap = malloc(size);
+    static uint64_t bss[8192];
+    uint64_t state = 0x9e3779b97f4a7c15ull;
+    for (size_t i = 0; i < size / 8; ++i) heap[i] = i * 0x100000001b3ull;
+    for (int step = 0; step < steps; ++step) {
+        for (size_t i = 0; i < size / 8; i += 61) {
+            state = state * 6364136223846793005ull + 1442695040888963407ull;
+            heap[i] ^= state;
+            bss[i % 8192] += heap[i];
+        }
+        uint64_t sum = 0;
+        for (size_t i = 0; i < size / 8; ++i) sum = sum * 31 + heap[i];
+        for (size_t i = 0; i < 8192; ++i) sum ^= bss[i] + i;
+        char line[64];
+        int n = snprintf(line, sizeof line, "%d %016llx\n", step, (unsigned long long)sum);
+        fputs(line, stdout);
+        fflush(stdout);
+        if (fd >= 0) write(fd, line, n);
+        struct timespec ts = {sleep_ms / 1000, (sleep_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
