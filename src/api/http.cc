@@ -68,10 +68,21 @@ bool wait_fd(int fd, short events, std::chrono::milliseconds timeout) {
     return r > 0 && !(p.revents & (POLLERR | POLLNVAL));
 }
 
-bool send_all(int fd, const std::string& data, std::chrono::milliseconds timeout) {
+// Sends everything unless the peer answers first (`stop_on_input`): a server
+// that rejects a request early (413) stops reading, and its answer must be
+// read rather than waited past.
+bool send_all(int fd, const std::string& data, std::chrono::milliseconds timeout, bool stop_on_input = false) {
     size_t off = 0;
     while (off < data.size()) {
-        if (!wait_fd(fd, POLLOUT, timeout)) return false;
+        if (stop_on_input) {
+            pollfd p{fd, POLLOUT | POLLIN, 0};
+            int r = ::poll(&p, 1, static_cast<int>(timeout.count()));
+            if (r <= 0) return false;
+            if (p.revents & (POLLIN | POLLHUP)) return true;
+            if (p.revents & POLLERR) return false;
+        } else if (!wait_fd(fd, POLLOUT, timeout)) {
+            return false;
+        }
         ssize_t n = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
         if (n <= 0) return false;
@@ -309,7 +320,7 @@ Result<Response> call(const std::string& socket_path, const std::string& method,
     std::string req = method + " " + target + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
     if (body) req += "Content-Type: application/json\r\n";
     req += "Content-Length: " + std::to_string(payload.size()) + "\r\n\r\n" + payload;
-    if (!send_all(fd.get(), req, timeout)) return fail("sending to " + socket_path + " failed", EIO);
+    if (!send_all(fd.get(), req, timeout, true)) return fail("sending to " + socket_path + " failed", EIO);
     http::response_parser<http::string_body> parser;
     parser.body_limit(256ull << 20);
     std::string buffer;

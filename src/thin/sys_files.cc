@@ -27,6 +27,10 @@ namespace {
 
 constexpr uint64_t kMaxIo = 1ull << 30;   // cap of one read/write, like Linux's MAX_RW_COUNT
 constexpr unsigned kIovBatch = 1024;
+// Modes a guest may set on host files. Set-user/group-ID bits are dropped, as
+// on a nosuid mount: a guest must not plant a setuid binary (owned by the
+// VMM's user, possibly root) in a host directory it was given with --rw.
+constexpr unsigned kGuestModeMask = 01777;
 
 OpenFile* file_of(Process& p, uint64_t fd) {
     if (fd > INT32_MAX) return nullptr;
@@ -127,7 +131,7 @@ int64_t open_common(Process& p, int dirfd, uint64_t path_ptr, uint64_t flags, ui
     if (int64_t r = p.read_path(dirfd, path_ptr, path); r < 0) return r;
     int host_flags = static_cast<int>(flags) & ~O_CLOEXEC;
     if (host_flags & O_CREAT && !path.empty() && path.back() == '/') return -EISDIR;
-    auto fd = p.sandbox().open(path, host_flags, static_cast<unsigned>(mode) & ~p.umask() & 07777);
+    auto fd = p.sandbox().open(path, host_flags, static_cast<unsigned>(mode) & ~p.umask() & kGuestModeMask);
     if (!fd) return -fd.error().sys_errno;
     return install(p, std::move(*fd), strip_slash(path), flags & O_CLOEXEC);
 }
@@ -319,7 +323,7 @@ int64_t in_parent(Process& p, int dirfd, uint64_t path_ptr, bool need_write, Op&
 
 int64_t mkdir_common(Process& p, int dirfd, uint64_t path_ptr, uint64_t mode) {
     int64_t r = in_parent(p, dirfd, path_ptr, true, [&](int parent, const std::string& name, bool) -> int64_t {
-        return ::mkdirat(parent, name.c_str(), static_cast<mode_t>(mode & 07777 & ~p.umask())) < 0 ? -errno : 0;
+        return ::mkdirat(parent, name.c_str(), static_cast<mode_t>(mode & kGuestModeMask & ~p.umask())) < 0 ? -errno : 0;
     });
     // "/" and mount points have no parent to create them in (EBUSY), but they
     // exist, and Linux says EEXIST: `mkdir -p /w/x` relies on it.
@@ -400,7 +404,7 @@ int64_t on_resolved_for_write(Process& p, int dirfd, uint64_t path_ptr, int flag
 
 int64_t sys_fchmodat(Process& p, const SyscallArgs& a) {
     return on_resolved_for_write(p, static_cast<int>(a.a[0]), a.a[1], 0, [&](int host) -> int64_t {
-        return ::syscall(SYS_fchmodat2, host, "", static_cast<mode_t>(a.a[2] & 07777), AT_EMPTY_PATH) < 0 ? -errno : 0;
+        return ::syscall(SYS_fchmodat2, host, "", static_cast<mode_t>(a.a[2] & kGuestModeMask), AT_EMPTY_PATH) < 0 ? -errno : 0;
     });
 }
 int64_t sys_chmod(Process& p, const SyscallArgs& a) {
@@ -413,7 +417,7 @@ int64_t sys_fchmod(Process& p, const SyscallArgs& a) {
     if (!f->guest_path.empty() && Sandbox::classify(f->guest_path) == Sandbox::Special::kNone &&
         !p.sandbox().locate(f->guest_path).mount->writable)
         return -EROFS;
-    return ::fchmod(f->host.get(), static_cast<mode_t>(a.a[1] & 07777)) < 0 ? -errno : 0;
+    return ::fchmod(f->host.get(), static_cast<mode_t>(a.a[1] & kGuestModeMask)) < 0 ? -errno : 0;
 }
 
 // Ownership changes: the guest is an ordinary user of its files. It may

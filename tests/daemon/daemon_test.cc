@@ -1,0 +1,431 @@
+// vesseld end to end: VMs through the API and the CLI, crash isolation,
+// daemon restart, strict validation and a malformed-request storm.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "api/http.h"
+
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+const std::string kBin = std::string(VESSEL_BINARY_DIR) + "/bin/";
+// A body for a call (kept alive for the statement).
+struct json_ptr {
+    json j;
+    json_ptr(std::initializer_list<nlohmann::detail::json_ref<json>> init) : j(init) {}
+    operator const json*() const { return &j; }
+};
+
+const std::string kCrash = std::string(VESSEL_BINARY_DIR) + "/guest/crash-gcc";
+
+// Raw bytes to the daemon; returns what came back (possibly nothing).
+std::string raw_exchange(const std::string& socket, const std::string& bytes) {
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", socket.c_str());
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        ::close(fd);
+        return "CONNECT FAILED";
+    }
+    (void)::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    ::shutdown(fd, SHUT_WR);
+    std::string out;
+    char buf[4096];
+    timeval tv{5, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ssize_t n;
+    while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) out.append(buf, static_cast<size_t>(n));
+    ::close(fd);
+    return out;
+}
+
+// The process has ended (it may linger as a zombie of whoever adopted it).
+bool gone(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    if (!std::getline(in, line)) return true;
+    auto p = line.rfind(')');
+    return p != std::string::npos && p + 2 < line.size() && (line[p + 2] == 'Z' || line[p + 2] == 'X');
+}
+
+class Vesseld {
+public:
+    explicit Vesseld(const std::string& dir) : dir_(dir), socket_(dir + "/d.sock") { start(); }
+    ~Vesseld() {
+        stop(SIGTERM);
+    }
+    void start() {
+        pid_ = ::fork();
+        if (pid_ == 0) {
+            std::string log = dir_ + "/vesseld.log";
+            FILE* f = std::freopen(log.c_str(), "a", stderr);
+            (void)f;
+            ::execl((kBin + "vesseld").c_str(), "vesseld", "--socket", socket_.c_str(), "--state-dir",
+                    (dir_ + "/state").c_str(), "--cgroup-parent", ("vessel-test-" + std::to_string(getppid())).c_str(),
+                    nullptr);
+            ::_exit(127);
+        }
+        for (int i = 0; i < 500; ++i) {
+            auto r = vessel::api::call(socket_, "GET", "/healthz", nullptr, 1s);
+            if (r && r->status == 200) return;
+            std::this_thread::sleep_for(10ms);
+        }
+        ADD_FAILURE() << "vesseld did not answer on " << socket_ << "; log: " << log();
+    }
+    void stop(int sig) {
+        if (pid_ <= 0) return;
+        ::kill(pid_, sig);
+        int st;
+        ::waitpid(pid_, &st, 0);
+        pid_ = -1;
+    }
+    bool alive() const {
+        int st;
+        return pid_ > 0 && ::waitpid(pid_, &st, WNOHANG) == 0;
+    }
+    std::string log() const {
+        std::ifstream in(dir_ + "/vesseld.log");
+        return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    }
+    vessel::api::Response call(const std::string& method, const std::string& target, const json* body = nullptr) {
+        auto r = vessel::api::call(socket_, method, target, body, 30s);
+        EXPECT_TRUE(r.has_value()) << method << " " << target << ": " << (r ? "" : r.error().message);
+        return r ? *r : vessel::api::Response{599, json::object(), "application/json", ""};
+    }
+    json create(const std::string& program, const std::vector<std::string>& args, const std::string& name = "") {
+        json body = {{"program", program}, {"args", args}, {"mem", "16M"}};
+        if (!name.empty()) body["name"] = name;
+        auto r = call("POST", "/vms", &body);
+        EXPECT_EQ(r.status, 201) << r.body.dump();
+        return r.body;
+    }
+    json get(const std::string& id) { return call("GET", "/vms/" + id).body; }
+    json wait_state(const std::string& id, const std::string& state, std::chrono::milliseconds timeout = 10s) {
+        auto deadline = std::chrono::steady_clock::now() + timeout;
+        json vm;
+        while (std::chrono::steady_clock::now() < deadline) {
+            vm = get(id);
+            if (vm.value("state", "") == state) return vm;
+            std::this_thread::sleep_for(20ms);
+        }
+        ADD_FAILURE() << "VM " << id << " never reached " << state << ": " << vm.dump();
+        return vm;
+    }
+    // Runs `vessel ARGS...` against this daemon; returns {status, stdout}.
+    std::pair<int, std::string> cli(const std::string& args) {
+        std::string cmd = "VESSEL_DAEMON_SOCKET=" + socket_ + " " + kBin + "vessel " + args + " 2>&1";
+        FILE* p = ::popen(cmd.c_str(), "r");
+        std::string out;
+        char buf[4096];
+        size_t n;
+        while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+        int st = ::pclose(p);
+        return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+    }
+    const std::string& socket() const { return socket_; }
+    pid_t pid() const { return pid_; }
+
+private:
+    std::string dir_, socket_;
+    pid_t pid_ = -1;
+};
+
+class DaemonTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        char tmpl[] = "/tmp/vesseld-test-XXXXXX";
+        ASSERT_NE(::mkdtemp(tmpl), nullptr);
+        dir_ = tmpl;
+        ASSERT_EQ(::access("/dev/kvm", R_OK | W_OK), 0) << "/dev/kvm is not usable: these tests boot real VMs";
+        d_ = std::make_unique<Vesseld>(dir_);
+    }
+    void TearDown() override {
+        // Leave nothing running: remove every VM, then stop the daemon.
+        if (d_ && d_->alive()) {
+            auto r = vessel::api::call(d_->socket(), "GET", "/vms", nullptr, 5s);
+            if (r && r->status == 200)
+                for (const auto& vm : r->body["vms"])
+                    vessel::api::call(d_->socket(), "DELETE", "/vms/" + vm["id"].get<std::string>() + "?force=true",
+                                      nullptr, 10s);
+        }
+        d_.reset();
+        std::error_code ec;
+        fs::remove_all(dir_, ec);
+    }
+    std::string dir_;
+    std::unique_ptr<Vesseld> d_;
+};
+
+TEST_F(DaemonTest, CreateListInspectLogsStopRemove) {
+    auto echo = d_->create("/bin/busybox", {"echo", "hi"}, "echo1");
+    auto sleeper = d_->create("/bin/busybox", {"sleep", "30"}, "sleeper");
+    auto done = d_->wait_state(echo["id"], "exited");
+    EXPECT_EQ(done["exit_status"], 0);
+    auto logs = d_->call("GET", "/vms/echo1/logs");
+    EXPECT_EQ(logs.status, 200);
+    EXPECT_EQ(logs.raw, "hi\n");
+
+    auto list = d_->call("GET", "/vms");
+    ASSERT_EQ(list.body["vms"].size(), 2u);
+    auto vm = d_->get("sleeper");
+    EXPECT_EQ(vm["state"], "running");
+    EXPECT_EQ(vm["id"], sleeper["id"]);
+    EXPECT_TRUE(vm["cgroup"]["mode"] == "v1" || vm["cgroup"]["mode"] == "v2" || vm["cgroup"]["mode"] == "none");
+    for (const auto& p : vm["cgroup"]["paths"]) EXPECT_TRUE(fs::exists(p.get<std::string>())) << p;
+
+    auto stop = d_->call("PUT", "/vms/sleeper/stop", json_ptr{{"timeout_s", 5}});
+    EXPECT_EQ(stop.status, 200) << stop.body.dump();
+    EXPECT_EQ(stop.body["state"], "exited");
+    EXPECT_EQ(d_->call("PUT", "/vms/sleeper/stop").status, 409);
+    auto paths = d_->get("sleeper")["cgroup"]["paths"];
+    EXPECT_EQ(d_->call("DELETE", "/vms/sleeper").status, 200);
+    EXPECT_EQ(d_->call("GET", "/vms/sleeper").status, 404);
+    for (const auto& p : paths) EXPECT_FALSE(fs::exists(p.get<std::string>())) << p;
+}
+
+TEST_F(DaemonTest, KillMarksExitAndRmNeedsForce) {
+    auto vm = d_->create("/bin/busybox", {"sleep", "30"});
+    std::string id = vm["id"];
+    EXPECT_EQ(d_->call("DELETE", "/vms/" + id).status, 409);
+    auto k = d_->call("PUT", "/vms/" + id + "/kill");
+    EXPECT_EQ(k.status, 200);
+    EXPECT_EQ(k.body["state"], "exited");
+    EXPECT_EQ(k.body["exit_signal"], 9);
+    EXPECT_EQ(k.body["exit_status"], 137);
+    auto again = d_->create("/bin/busybox", {"sleep", "30"});
+    EXPECT_EQ(d_->call("DELETE", "/vms/" + again["id"].get<std::string>() + "?force=true").status, 200);
+}
+
+TEST_F(DaemonTest, CrashedOrKilledVmsAffectNobodyElse) {
+    auto a = d_->create("/bin/busybox", {"sleep", "30"});
+    auto b = d_->create("/bin/busybox", {"sleep", "30"});
+    ASSERT_TRUE(fs::exists(kCrash)) << kCrash << " missing (target vessel_guest_programs)";
+    auto crash = d_->create(kCrash, {"ud2"});
+    auto crashed = d_->wait_state(crash["id"], "exited");
+    EXPECT_EQ(crashed["exit_status"], 139);
+    // kill -9 of one VMM process from outside the daemon.
+    ASSERT_EQ(::kill(b["pid"].get<int>(), SIGKILL), 0);
+    auto killed = d_->wait_state(b["id"], "exited");
+    EXPECT_EQ(killed["exit_signal"], 9);
+    EXPECT_EQ(d_->get(a["id"])["state"], "running");
+    EXPECT_EQ(::kill(a["pid"].get<int>(), 0), 0);
+    EXPECT_TRUE(d_->alive());
+    EXPECT_EQ(d_->call("GET", "/healthz").status, 200);
+    auto c = d_->create("/bin/busybox", {"echo", "still"});
+    EXPECT_EQ(d_->wait_state(c["id"], "exited")["exit_status"], 0);
+}
+
+TEST_F(DaemonTest, RestartKeepsTrackWithoutRestarting) {
+    auto keep = d_->create("/bin/busybox", {"sleep", "30"}, "keep");
+    auto dies = d_->create("/bin/busybox", {"sleep", "30"}, "dies");
+    auto done = d_->create("/bin/busybox", {"echo", "x"}, "done");
+    d_->wait_state(done["id"], "exited");
+    d_->stop(SIGKILL);
+    // While the daemon is away, one VM ends.
+    ::kill(dies["pid"].get<int>(), SIGKILL);
+    std::this_thread::sleep_for(100ms);
+    d_->start();
+    auto k = d_->get("keep");
+    EXPECT_EQ(k["state"], "running");
+    EXPECT_EQ(k["pid"], keep["pid"]);  // the same process: nothing restarted
+    EXPECT_TRUE(k["adopted"].get<bool>());
+    EXPECT_EQ(d_->get("dies")["state"], "exited");
+    EXPECT_EQ(d_->get("done")["state"], "exited");
+    EXPECT_EQ(d_->get("done")["exit_status"], 0);
+    auto list = d_->call("GET", "/vms");
+    EXPECT_EQ(list.body["vms"].size(), 3u);
+    // Still controllable, and its death is noticed without waitpid.
+    auto stop = d_->call("PUT", "/vms/keep/stop", json_ptr{{"timeout_s", 3}});
+    EXPECT_EQ(stop.status, 200);
+    EXPECT_EQ(d_->wait_state(keep["id"], "exited")["state"], "exited");
+    EXPECT_TRUE(gone(keep["pid"].get<int>()));
+}
+
+TEST_F(DaemonTest, StrictValidation) {
+    auto post = [&](const std::string& body) {
+        auto j = json::parse(body);
+        return d_->call("POST", "/vms", &j);
+    };
+    auto expect_error = [](const vessel::api::Response& r, int status) {
+        EXPECT_EQ(r.status, status) << r.body.dump();
+        EXPECT_TRUE(r.body.contains("error") && r.body["error"].contains("code")) << r.body.dump();
+    };
+    expect_error(post(R"({"program":"/bin/busybox","bogus":1})"), 400);
+    expect_error(post(R"({"program":42})"), 400);
+    expect_error(post(R"({"program":"/bin/busybox","args":"sleep"})"), 400);
+    expect_error(post(R"({"program":"/bin/busybox","args":[1]})"), 400);
+    expect_error(post(R"({"args":["x"]})"), 400);
+    expect_error(post(R"({"program":"/bin/busybox","mem":"lots"})"), 422);
+    expect_error(post(R"({"program":"/bin/busybox","mem":"128G"})"), 422);
+    expect_error(post(R"({"program":"/bin/busybox","name":"../etc"})"), 422);
+    expect_error(post(R"({"program":"/bin/busybox","limits":{"cpus":"two"}})"), 400);
+    expect_error(post(R"({"program":"/bin/busybox","limits":{"pids":1}})"), 422);
+    expect_error(post(R"({"program":"/bin/busybox","env":{"A":1}})"), 400);
+    expect_error(post(R"({"program":"/bin/busybox","rw":[{"host":"/tmp"}]})"), 400);
+    auto vm = d_->create("/bin/busybox", {"sleep", "30"}, "v");
+    expect_error(d_->call("PUT", "/vms/v/resume"), 409);
+    expect_error(post(R"({"program":"/bin/busybox","name":"v"})"), 409);
+    expect_error(d_->call("PUT", "/vms/v/snapshot", json_ptr{{"path", "/tmp/x"}}), 409);
+    expect_error(d_->call("PUT", "/vms/v/snapshot", json_ptr{{"path", "/tmp/x"}, {"extra", 1}}), 400);
+    expect_error(d_->call("PUT", "/vms/v/kill", json_ptr{{"signal", "NOPE"}}), 422);
+    expect_error(d_->call("PUT", "/vms/v/pause", json_ptr{{"x", 1}}), 400);
+    expect_error(d_->call("GET", "/vms/nope"), 404);
+    expect_error(d_->call("PATCH", "/vms/v"), 405);
+    expect_error(d_->call("GET", "/vms/v/logs?offset=abc"), 400);
+    // Oversized: sent raw (api::call waits for its timeout when the server
+    // answers 413 before reading the whole body).
+    std::string big = json{{"program", "/bin/busybox"}, {"args", {std::string(100 * 1024, 'a')}}}.dump();
+    std::string answer = raw_exchange(d_->socket(), "POST /vms HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                                    "Content-Length: " + std::to_string(big.size()) + "\r\n\r\n" + big);
+    EXPECT_EQ(answer.substr(0, 12), "HTTP/1.1 413") << answer;
+    EXPECT_NE(answer.find("\"error\""), std::string::npos) << answer;
+}
+
+TEST_F(DaemonTest, SurvivesAThousandMalformedRequests) {
+    auto vm = d_->create("/bin/busybox", {"sleep", "30"}, "target");
+    std::mt19937 rng(20261121);
+    auto pick = [&](const std::vector<std::string>& v) { return v[rng() % v.size()]; };
+    auto garbage = [&](size_t n) {
+        std::string s(n, '\0');
+        for (auto& c : s) c = static_cast<char>(rng() % 256);
+        return s;
+    };
+    std::vector<std::string> methods = {"GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS", "FOO", "get"};
+    std::vector<std::string> paths = {"/vms", "/vms/target", "/vms/target/pause", "/vms/target/resume",
+                                      "/vms/target/snapshot", "/vms/restore", "/vms/target/kill?x=1",
+                                      "/vms/%00/logs", "/vms/target/stop", "/metrics?a", "/healthz?z=1",
+                                      "/" + std::string(300, 'a'), "/vms/target/logs?tail=-1", "/nope", "//vms//"};
+    std::vector<std::string> bodies = {
+        R"({"program":"/bin/busybox","unknown":true})", R"({"program":["x"]})", R"({"program":"/bin/busybox","mem":-1})",
+        R"({"path":5})", R"({"path":"/tmp/s","type":"half"})", R"({"timeout_s":"soon"})", R"({"signal":9})",
+        R"([1,2,3])", R"("str")", R"({"a":)", "null", R"({"program":"/bin/busybox","limits":{"cpus":-1}})",
+        R"({"program":"/bin/busybox","args":[null]})", R"({"force":true})"};
+    int answered = 0;
+    for (int i = 0; i < 1000; ++i) {
+        std::string req;
+        int kind = static_cast<int>(rng() % 6);
+        std::string method = pick(methods), path = pick(paths);
+        std::string body = kind == 0 ? garbage(rng() % 200) : kind == 1 ? std::string(70 * 1024, '{') : pick(bodies);
+        if (kind == 5) {
+            // Truncated HTTP: a request line or header cut short.
+            req = method + " " + path + " HTTP/1.1\r\nContent-Length: 100\r\n\r\n" + body.substr(0, body.size() / 2);
+            req = req.substr(0, rng() % req.size());
+        } else if (kind == 4) {
+            req = garbage(1 + rng() % 300);
+        } else {
+            req = method + " " + path + " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+                  std::to_string(body.size()) + "\r\n\r\n" + body;
+        }
+        std::string answer = raw_exchange(d_->socket(), req);
+        ASSERT_NE(answer, "CONNECT FAILED") << "request " << i << " — daemon log: " << d_->log();
+        if (answer.empty()) continue;  // e.g. nothing parseable arrived
+        ++answered;
+        int status = std::atoi(answer.substr(9, 3).c_str());
+        auto pos = answer.find("\r\n\r\n");
+        ASSERT_NE(pos, std::string::npos) << answer;
+        std::string resp_body = answer.substr(pos + 4);
+        if (status >= 400) {
+            EXPECT_LT(status, 500) << req.substr(0, 200) << " → " << answer;
+            auto j = json::parse(resp_body, nullptr, false);
+            EXPECT_TRUE(!j.is_discarded() && j.contains("error")) << answer;
+        } else {
+            // The few well-formed reads (GET /vms ...) are fine, but no VM
+            // may be created or changed by garbage.
+            EXPECT_EQ(method == "GET" || method == "get" || kind == 4 ? true : status < 300, true);
+        }
+    }
+    EXPECT_GT(answered, 500);
+    EXPECT_TRUE(d_->alive());
+    EXPECT_EQ(d_->call("GET", "/healthz").status, 200);
+    EXPECT_EQ(d_->get("target")["state"], "running");
+    EXPECT_EQ(d_->call("GET", "/vms").body["vms"].size(), 1u);
+}
+
+TEST_F(DaemonTest, CliVerbs) {
+    auto vm = d_->create("/bin/busybox", {"sleep", "30"}, "clivm");
+    auto echo = d_->create("/bin/busybox", {"echo", "from-cli"}, "cliecho");
+    d_->wait_state(echo["id"], "exited");
+    auto [st, out] = d_->cli("ps");
+    EXPECT_EQ(st, 0) << out;
+    EXPECT_NE(out.find("clivm"), std::string::npos) << out;
+    EXPECT_EQ(out.find("cliecho"), std::string::npos) << out;
+    std::tie(st, out) = d_->cli("ps -a -q");
+    EXPECT_NE(out.find(echo["id"].get<std::string>()), std::string::npos) << out;
+    std::tie(st, out) = d_->cli("inspect clivm");
+    EXPECT_EQ(st, 0);
+    EXPECT_EQ(json::parse(out)["name"], "clivm");
+    std::tie(st, out) = d_->cli("logs cliecho");
+    EXPECT_EQ(out, "from-cli\n");
+    std::tie(st, out) = d_->cli("logs -f cliecho");
+    EXPECT_EQ(out, "from-cli\n");
+    std::tie(st, out) = d_->cli("stats --no-stream");
+    EXPECT_EQ(st, 0) << out;
+    EXPECT_NE(out.find("clivm"), std::string::npos) << out;
+    std::tie(st, out) = d_->cli("resume clivm");
+    EXPECT_EQ(st, 1) << out;
+    EXPECT_NE(out.find("needs a paused VM"), std::string::npos) << out;
+    std::tie(st, out) = d_->cli("stop -t 2 clivm");
+    EXPECT_EQ(st, 0) << out;
+    std::tie(st, out) = d_->cli("rm clivm cliecho");
+    EXPECT_EQ(st, 0) << out;
+    std::tie(st, out) = d_->cli("ps -a -q");
+    EXPECT_EQ(out, "");
+    std::tie(st, out) = d_->cli("ps --host-socket /nonexistent/vesseld.sock");
+    EXPECT_EQ(st, 2);
+    EXPECT_NE(out.find("cannot reach vesseld at /nonexistent/vesseld.sock"), std::string::npos) << out;
+}
+
+TEST_F(DaemonTest, PrometheusMetrics) {
+    auto vm = d_->create("/bin/busybox", {"sleep", "30"}, "m1");
+    auto r = d_->call("GET", "/metrics");
+    EXPECT_EQ(r.status, 200);
+    EXPECT_NE(r.content_type.find("version=0.0.4"), std::string::npos);
+    EXPECT_NE(r.raw.find("# TYPE vessel_vms gauge"), std::string::npos) << r.raw;
+    EXPECT_NE(r.raw.find("vessel_vm_up{vm=\"" + vm["id"].get<std::string>() + "\",name=\"m1\"} 1"), std::string::npos)
+        << r.raw;
+    auto s = d_->call("GET", "/vms/m1/stats");
+    EXPECT_EQ(s.status, 200);
+    EXPECT_TRUE(s.body["cpu_ns"].is_number()) << s.body.dump();
+}
+
+// Needs the VMM control API (`vessel run --api-sock`).
+TEST_F(DaemonTest, PauseResumeSnapshotThroughTheVmmApi) {
+    auto h = d_->call("GET", "/healthz");
+    ASSERT_TRUE(h.body["vmm_api"].get<bool>())
+        << "`vessel run --help` does not list --api-sock yet: the VMM control API has not landed, so pause, "
+           "resume, snapshot and VMM metrics cannot be tested";
+    auto vm = d_->create("/bin/busybox", {"sleep", "30"}, "p");
+    EXPECT_EQ(d_->call("PUT", "/vms/p/pause").body["state"], "paused");
+    EXPECT_EQ(d_->call("PUT", "/vms/p/pause").status, 409);
+    std::string snap = dir_ + "/snap";
+    auto sn = d_->call("PUT", "/vms/p/snapshot", json_ptr{{"path", snap}, {"type", "full"}});
+    EXPECT_EQ(sn.status, 200) << sn.body.dump();
+    EXPECT_TRUE(sn.body["memory_bytes"].is_number());
+    EXPECT_EQ(d_->call("PUT", "/vms/p/resume").body["state"], "running");
+    auto m = d_->call("GET", "/vms/p/metrics");
+    EXPECT_EQ(m.status, 200);
+    EXPECT_TRUE(m.body["exits"].is_object()) << m.body.dump();
+    auto prom = d_->call("GET", "/metrics");
+    EXPECT_NE(prom.raw.find("vessel_vm_syscalls_total{"), std::string::npos);
+    auto restored = d_->call("POST", "/vms/restore", json_ptr{{"path", snap}, {"name", "p2"}});
+    EXPECT_EQ(restored.status, 201) << restored.body.dump();
+    EXPECT_EQ(restored.body["restored_from"], snap);
+}
+
+}  // namespace

@@ -1,0 +1,36 @@
+/* Ways for a guest to fault. Usage: crash MODE; the program never exits
+ * normally. MODE: null (read address 0), write-ro (store to read-only
+ * memory), ud2, stray-syscall (a `syscall` the loader never saw), hlt,
+ * int3, divide, jump-wild. */
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+static volatile long zero = 0;
+
+int main(int argc, char** argv) {
+    const char* mode = argc > 1 ? argv[1] : "null";
+    printf("crash: %s\n", mode);
+    fflush(stdout);
+    if (!strcmp(mode, "null")) return *(volatile int*)(uintptr_t)zero;
+    if (!strcmp(mode, "write-ro")) {
+        static const int ro = 1;
+        *(volatile int*)&ro = 2;
+    }
+    if (!strcmp(mode, "ud2")) __asm__ volatile("ud2");
+    if (!strcmp(mode, "hlt")) __asm__ volatile("hlt");
+    if (!strcmp(mode, "int3")) __asm__ volatile("int3");
+    if (!strcmp(mode, "divide")) __asm__ volatile("xor %%ecx, %%ecx; div %%ecx" ::: "eax", "ecx", "edx");
+    if (!strcmp(mode, "jump-wild")) ((void (*)(void))(uintptr_t)0xdead0000)();
+    if (!strcmp(mode, "stray-syscall")) {
+        /* mov eax, 60 (exit); xor edi, edi; syscall — written at run time, so
+         * no load-time rewrite covers it. It must fault, not exit cleanly. */
+        static const unsigned char code[] = {0xb8, 60, 0, 0, 0, 0x31, 0xff, 0x0f, 0x05};
+        unsigned char* p = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) return 3;
+        memcpy(p, code, sizeof code);
+        ((void (*)(void))p)();
+    }
+    return 0;  /* survived: the test fails on status 0 */
+}

@@ -1,0 +1,190 @@
+/* Process, identity, signal-state, limits and system-information calls, and
+ * -ENOSYS for what is not supported.
+ * Usage: process UID GID [vessel]   or   process exit N   or   process exit_group N */
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/sysinfo.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "check.h"
+
+#define ARCH_SET_FS 0x1002
+#define ARCH_GET_FS 0x1003
+#define FUTEX_WAIT 0
+#define FUTEX_WAKE 1
+#define FUTEX_PRIVATE 128
+
+/* The kernel's sigaction layout (not libc's). */
+struct ksigaction {
+    void (*handler)(int);
+    unsigned long flags;
+    void (*restorer)(void);
+    uint64_t mask;
+};
+
+static void on_usr1(int sig) { (void)sig; }
+
+static void identity(long uid, long gid, int vessel) {
+    long pid = syscall(SYS_getpid);
+    CHECK(pid > 0 && pid == getpid());
+    CHECK(syscall(SYS_gettid) == pid);  /* single-threaded: tid == pid */
+    CHECK(syscall(SYS_getppid) >= 0);
+    CHECK(syscall(SYS_getuid) == uid && syscall(SYS_geteuid) == uid);
+    CHECK(syscall(SYS_getgid) == gid && syscall(SYS_getegid) == gid);
+    int tid_word;
+    CHECK(syscall(SYS_set_tid_address, &tid_word) == pid);
+    long head[3] = {0, 0, 0};
+    head[0] = (long)head;
+    CHECK(syscall(SYS_set_robust_list, head, 24) == 0);
+    CHECK(syscall(SYS_set_robust_list, head, 23) == -1 && errno == EINVAL);
+    struct utsname u;
+    CHECK(syscall(SYS_uname, &u) == 0 && strcmp(u.sysname, "Linux") == 0 && strcmp(u.machine, "x86_64") == 0);
+    CHECK(u.release[0] >= '3' && u.release[0] <= '9');
+    if (vessel) {
+        CHECK(pid == 1);
+        CHECK(strcmp(u.nodename, "vessel") == 0);
+    }
+}
+
+static void signals(void) {
+    struct ksigaction act, old;
+    memset(&act, 0, sizeof act);
+    act.handler = on_usr1;
+    act.flags = 0x04000000; /* SA_RESTORER */
+    act.restorer = (void (*)(void))0x1234;
+    act.mask = 1u << 2;
+    CHECK(syscall(SYS_rt_sigaction, SIGUSR1, &act, NULL, 8) == 0);
+    memset(&old, 0, sizeof old);
+    CHECK(syscall(SYS_rt_sigaction, SIGUSR1, NULL, &old, 8) == 0);
+    CHECK(old.handler == on_usr1 && old.mask == (1u << 2) && (old.flags & 0x04000000));
+    CHECK(syscall(SYS_rt_sigaction, SIGKILL, &act, NULL, 8) == -1 && errno == EINVAL);
+    CHECK(syscall(SYS_rt_sigaction, SIGUSR1, &act, NULL, 4) == -1 && errno == EINVAL);
+    CHECK(syscall(SYS_rt_sigaction, 65, &act, NULL, 8) == -1 && errno == EINVAL);
+    struct sigaction sa, osa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_IGN;
+    CHECK(sigaction(SIGPIPE, &sa, NULL) == 0 && sigaction(SIGPIPE, NULL, &osa) == 0 && osa.sa_handler == SIG_IGN);
+
+    uint64_t set = (1ull << (SIGUSR2 - 1)) | (1ull << (SIGKILL - 1)), cur = 0;
+    CHECK(syscall(SYS_rt_sigprocmask, SIG_SETMASK, NULL, &cur, 8) == 0);
+    uint64_t orig = cur;
+    CHECK(syscall(SYS_rt_sigprocmask, SIG_BLOCK, &set, NULL, 8) == 0);
+    CHECK(syscall(SYS_rt_sigprocmask, SIG_BLOCK, NULL, &cur, 8) == 0);
+    /* SIGKILL cannot be blocked. */
+    CHECK((cur & (1ull << (SIGUSR2 - 1))) && !(cur & (1ull << (SIGKILL - 1))));
+    CHECK(syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &set, &cur, 8) == 0);
+    CHECK(syscall(SYS_rt_sigprocmask, SIG_SETMASK, &orig, &cur, 8) == 0 && cur == orig);
+    CHECK(syscall(SYS_rt_sigprocmask, 7, &set, NULL, 8) == -1 && errno == EINVAL);
+    sigset_t ss;
+    sigemptyset(&ss);
+    sigaddset(&ss, SIGINT);
+    CHECK(sigprocmask(SIG_BLOCK, &ss, NULL) == 0);
+    sigemptyset(&ss);
+    CHECK(sigprocmask(SIG_BLOCK, NULL, &ss) == 0 && sigismember(&ss, SIGINT));
+
+    static char altstack[16384];
+    stack_t st = {.ss_sp = altstack, .ss_flags = 0, .ss_size = sizeof altstack}, ost;
+    CHECK(syscall(SYS_sigaltstack, &st, NULL) == 0);
+    memset(&ost, 0, sizeof ost);
+    CHECK(syscall(SYS_sigaltstack, NULL, &ost) == 0 && ost.ss_sp == altstack && ost.ss_size == sizeof altstack);
+    stack_t tiny = {.ss_sp = altstack, .ss_flags = 0, .ss_size = 100};
+    CHECK(syscall(SYS_sigaltstack, &tiny, NULL) == -1 && errno == ENOMEM);
+    stack_t off = {.ss_flags = SS_DISABLE};
+    CHECK(syscall(SYS_sigaltstack, &off, NULL) == 0 && syscall(SYS_sigaltstack, NULL, &ost) == 0 &&
+          (ost.ss_flags & SS_DISABLE));
+}
+
+static void thread_pointer(void) {
+    /* Read FS, point it elsewhere, read back and restore — with raw calls only,
+     * because libc's errno lives behind FS. */
+    static uint64_t fake_tls[64];
+    uint64_t orig = 0, now = 0;
+    long r1 = RAW2(SYS_arch_prctl, ARCH_GET_FS, &orig);
+    long r2 = RAW2(SYS_arch_prctl, ARCH_SET_FS, fake_tls);
+    long r3 = RAW2(SYS_arch_prctl, ARCH_GET_FS, &now);
+    uint64_t seen;
+    __asm__ volatile("mov %%fs:0, %0" : "=r"(seen));  /* the CPU uses the new base */
+    fake_tls[0] = 0;
+    long r4 = RAW2(SYS_arch_prctl, ARCH_SET_FS, orig);
+    CHECK(r1 == 0 && r2 == 0 && r3 == 0 && r4 == 0);
+    CHECK(orig != 0 && now == (uint64_t)fake_tls);
+    (void)seen;
+    CHECK(RAW2(SYS_arch_prctl, 0x9999, 0) == -EINVAL);
+    CHECK(RAW2(SYS_arch_prctl, ARCH_SET_FS, 0xffff800000000000ull) == -EPERM);
+    uint64_t check = 0;
+    CHECK(RAW2(SYS_arch_prctl, ARCH_GET_FS, &check) == 0 && check == orig);
+}
+
+static void limits_and_info(int vessel) {
+    struct rlimit rl;
+    CHECK(syscall(SYS_getrlimit, RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 0 && rl.rlim_cur <= rl.rlim_max);
+    CHECK(syscall(SYS_getrlimit, 999, &rl) == -1 && errno == EINVAL);
+    struct rlimit old;
+    CHECK(syscall(SYS_prlimit64, 0, RLIMIT_STACK, NULL, &old) == 0 && old.rlim_cur > 0);
+    CHECK(getrlimit(RLIMIT_STACK, &rl) == 0 && rl.rlim_cur == old.rlim_cur);
+    struct rlimit bad = {10, 5};
+    CHECK(syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, &bad, NULL) == -1 && errno == EINVAL);
+    CHECK(syscall(SYS_prlimit64, 0, 999, NULL, &old) == -1 && errno == EINVAL);
+    CHECK(syscall(SYS_sched_yield) == 0);
+    cpu_set_t cs;
+    CPU_ZERO(&cs);
+    long n = syscall(SYS_sched_getaffinity, 0, sizeof cs, &cs);
+    CHECK(n > 0 && n % 8 == 0 && CPU_COUNT(&cs) >= 1);
+    CHECK(syscall(SYS_sched_getaffinity, 0, 3, &cs) == -1 && errno == EINVAL);
+    if (vessel) CHECK(CPU_COUNT(&cs) == 1);
+
+    uint32_t word = 5;
+    CHECK(syscall(SYS_futex, &word, FUTEX_WAKE | FUTEX_PRIVATE, 1, NULL, NULL, 0) == 0);
+    CHECK(syscall(SYS_futex, &word, FUTEX_WAIT | FUTEX_PRIVATE, 6, NULL, NULL, 0) == -1 && errno == EAGAIN);
+    struct timespec to = {0, 1000000};
+    CHECK(syscall(SYS_futex, &word, FUTEX_WAIT | FUTEX_PRIVATE, 5, &to, NULL, 0) == -1 && errno == ETIMEDOUT);
+
+    unsigned char a[64], b[64];
+    memset(a, 0, sizeof a);
+    memset(b, 0, sizeof b);
+    CHECK(syscall(SYS_getrandom, a, sizeof a, 0) == 64 && syscall(SYS_getrandom, b, sizeof b, GRND_NONBLOCK) == 64);
+    CHECK(memcmp(a, b, sizeof a) != 0);
+    CHECK(syscall(SYS_getrandom, a, 8, 0x40) == -1 && errno == EINVAL);
+    CHECK(syscall(SYS_getrandom, (void*)8, 8, 0) == -1 && errno == EFAULT);
+
+    struct sysinfo si;
+    CHECK(syscall(SYS_sysinfo, &si) == 0 && si.totalram > 0 && si.mem_unit >= 1 && si.procs >= 1);
+    if (vessel) CHECK((uint64_t)si.totalram * si.mem_unit <= (64ull << 20));
+
+    /* Unsupported calls answer -ENOSYS and the program goes on. */
+    if (vessel) {  /* natively these would really fork */
+        CHECK(syscall(SYS_fork) == -1 && errno == ENOSYS);
+        CHECK(RAW0(SYS_fork) == -ENOSYS);
+        CHECK(RAW0(SYS_execve) == -ENOSYS);
+    }
+    CHECK(RAW0(1000) == -ENOSYS);       /* beyond every table */
+    CHECK(RAW0(0x7fffffff) == -ENOSYS);
+    CHECK(RAW0(-1L) == -ENOSYS);
+}
+
+int main(int argc, char** argv) {
+    if (argc == 3 && !strcmp(argv[1], "exit")) {
+        fflush(stdout);
+        RAW1(SYS_exit, atoi(argv[2]));  /* the single thread ends: so does the process */
+        return 99;
+    }
+    if (argc == 3 && !strcmp(argv[1], "exit_group")) {
+        RAW1(SYS_exit_group, atoi(argv[2]));
+        return 99;
+    }
+    if (argc < 3) {
+        fprintf(stderr, "usage: process UID GID [vessel] | exit N | exit_group N\n");
+        return 2;
+    }
+    int vessel = argc > 3 && !strcmp(argv[3], "vessel");
+    identity(atol(argv[1]), atol(argv[2]), vessel);
+    signals();
+    thread_pointer();
+    limits_and_info(vessel);
+    return finish("process");
+}

@@ -1,0 +1,334 @@
+// `vessel run` as a user meets it: exit statuses, one-line errors for hosts
+// without KVM and for files that cannot be loaded, the rewrite cache.
+#include <elf.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <random>
+#include <regex>
+
+#include "harness.h"
+#include "loader/rewriter.h"
+#include "vmm/thin_vm.h"
+
+namespace vessel::test {
+namespace {
+
+constexpr const char* kBusybox = "/bin/busybox";
+
+// stderr is exactly one "vessel: ..." line.
+::testing::AssertionResult one_error_line(const RunResult& r) {
+    static const std::regex line(R"(vessel: [^\n]+\n)");
+    if (std::regex_match(r.err, line)) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << "stderr is not one 'vessel: ...' line:\n" << r.err;
+}
+
+RunResult run_with_env(std::vector<std::string> extra_env, const std::vector<std::string>& argv) {
+    RunOptions o;
+    o.env = fixed_env();
+    o.env.insert(o.env.end(), extra_env.begin(), extra_env.end());
+    return run(argv, o);
+}
+
+TEST(Cli, MissingKvmIsOneLineAndStatus2) {
+    auto r = run_with_env({"VESSEL_KVM_DEVICE=/nonexistent/kvm"}, {vessel_path(), "run", kBusybox, "true"});
+    EXPECT_EQ(r.status, 2);
+    EXPECT_TRUE(one_error_line(r));
+    EXPECT_NE(r.err.find("KVM is not available"), std::string::npos) << r.err;
+}
+
+TEST(Cli, KvmDeviceThatIsNotKvmIsStatus2) {
+    auto r = run_with_env({"VESSEL_KVM_DEVICE=/dev/null"}, {vessel_path(), "run", kBusybox, "true"});
+    EXPECT_EQ(r.status, 2);
+    EXPECT_TRUE(one_error_line(r));
+}
+
+TEST(Cli, KvmPermissionDeniedIsOneLineAndStatus2) {
+    TempDir t;
+    std::string dev = t / "kvm";
+    write_file(dev, "", 0);
+    std::vector<std::string> argv = {vessel_path(), "run", kBusybox, "true"};
+    std::vector<std::string> env = {"VESSEL_KVM_DEVICE=" + dev};
+    if (::geteuid() == 0) {
+        // Root opens any file: drop to nobody, for whom the mode-000 node (and
+        // root's 0600 /dev/kvm) is closed.
+        ASSERT_TRUE(exists("/usr/bin/setpriv")) << "setpriv (util-linux) is needed to test as root";
+        argv.insert(argv.begin(), {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"});
+        ::chmod(t.path().c_str(), 0755);
+    }
+    auto r = run_with_env(env, argv);
+    EXPECT_EQ(r.status, 2) << r.err;
+    EXPECT_TRUE(one_error_line(r));
+    EXPECT_NE(r.err.find("permission denied"), std::string::npos) << r.err;
+}
+
+TEST(Cli, UsageErrorsAreStatus2) {
+    EXPECT_EQ(run({vessel_path()}).status, 2);
+    EXPECT_EQ(run({vessel_path(), "run"}).status, 2);
+    for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
+             {"--mem", "lots"}, {"--mem", "0"}, {"--rw", "nocolon"}, {"--rw", "/nonexistent-dir:/x"},
+             {"--root", "/nonexistent-dir"}, {"--env", "=x"}}) {
+        std::vector<std::string> argv = {vessel_path(), "run"};
+        argv.insert(argv.end(), args.begin(), args.end());
+        argv.insert(argv.end(), {kBusybox, "true"});
+        auto r = run(argv);
+        EXPECT_EQ(r.status, 2) << args[0] << " " << args[1];
+        EXPECT_TRUE(one_error_line(r)) << args[0] << " " << args[1];
+    }
+}
+
+TEST(Cli, ProgramNotFoundIs127) {
+    REQUIRE_KVM();
+    auto r = run_vessel({}, {"/nonexistent/program"});
+    EXPECT_EQ(r.status, 127);
+    EXPECT_TRUE(one_error_line(r));
+}
+
+TEST(Cli, RunsAProgramWithArgumentsAndEnvironment) {
+    REQUIRE_KVM();
+    auto r = run_vessel({"--env", "GREETING=hi there"}, {kBusybox, "sh", "-c", "echo \"$GREETING\" \"$0\" $#", "a0",
+                                                         "x", "--mem"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "hi there a0 2\n");
+}
+
+TEST(Cli, TraceSyscallsPrintsEachCall) {
+    REQUIRE_KVM();
+    auto r = run_vessel({"--trace-syscalls"}, {kBusybox, "echo", "traced"});
+    EXPECT_EQ(r.status, 0);
+    EXPECT_EQ(r.out, "traced\n");
+    EXPECT_NE(r.err.find("write(1, \"traced\\n\", 7) = 7"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("exit_group(0)"), std::string::npos) << r.err;
+}
+
+// ---- Files that are not loadable static executables -------------------------
+
+std::string static_program() { return read_file(guest_program("process", "gcc")); }
+
+Elf64_Ehdr& header(std::string& elf) { return *reinterpret_cast<Elf64_Ehdr*>(elf.data()); }
+Elf64_Phdr* phdrs(std::string& elf) { return reinterpret_cast<Elf64_Phdr*>(elf.data() + header(elf).e_phoff); }
+Elf64_Phdr* nth_load(std::string& elf, int n) {
+    for (int i = 0; i < header(elf).e_phnum; ++i)
+        if (phdrs(elf)[i].p_type == PT_LOAD && n-- == 0) return &phdrs(elf)[i];
+    return nullptr;
+}
+
+struct BadElf {
+    std::string name;
+    std::function<void(std::string&)> mutate;
+    std::string message;  // expected in the error line
+};
+
+std::vector<BadElf> bad_elves() {
+    return {
+        {"empty", [](std::string& e) { e.clear(); }, "empty file"},
+        {"text", [](std::string& e) { e = "#!/bin/sh\necho hi\n"; }, "not an ELF file"},
+        {"truncated_header", [](std::string& e) { e.resize(40); }, "truncated ELF header"},
+        {"truncated_phdrs", [](std::string& e) { e.resize(80); }, "truncated program header table"},
+        {"truncated_segments", [](std::string& e) { e.resize(e.size() / 3); }, "truncated"},
+        {"elf32", [](std::string& e) { header(e).e_ident[EI_CLASS] = ELFCLASS32; }, "not a 64-bit ELF"},
+        {"big_endian", [](std::string& e) { header(e).e_ident[EI_DATA] = ELFDATA2MSB; }, "little-endian"},
+        {"wrong_machine", [](std::string& e) { header(e).e_machine = EM_AARCH64; }, "not an x86-64 executable"},
+        {"relocatable", [](std::string& e) { header(e).e_type = ET_REL; }, "not an executable"},
+        {"bad_phentsize", [](std::string& e) { header(e).e_phentsize = 12; }, "program header size"},
+        {"no_phdrs", [](std::string& e) { header(e).e_phnum = 0; }, "no program headers"},
+        {"phoff_past_end", [](std::string& e) { header(e).e_phoff = e.size() - 10; }, "truncated program header"},
+        {"many_phdrs", [](std::string& e) { header(e).e_phnum = 0xffff; }, "program header"},
+        {"overlapping_segments",
+         [](std::string& e) { nth_load(e, 1)->p_vaddr = nth_load(e, 0)->p_vaddr; }, "overlapping"},
+        {"kernel_address",
+         [](std::string& e) { nth_load(e, 0)->p_vaddr = 0xffff800000000000ull; }, "outside the user address"},
+        {"wrapping_segment",
+         [](std::string& e) { nth_load(e, 0)->p_memsz = ~0ull - 0x1000; }, "outside the user address"},
+        {"filesz_beyond_memsz",
+         [](std::string& e) { nth_load(e, 0)->p_filesz = nth_load(e, 0)->p_memsz + 1; }, "file size exceeds"},
+        {"segment_offset_past_end",
+         [](std::string& e) { nth_load(e, 1)->p_offset = e.size() + 4096; }, "past the end of the file"},
+        {"misaligned", [](std::string& e) { nth_load(e, 0)->p_vaddr += 1; }, "misaligned"},
+        {"entry_outside", [](std::string& e) { header(e).e_entry = 0x10; }, "entry point"},
+        {"no_loads",
+         [](std::string& e) {
+             for (int i = 0; i < header(e).e_phnum; ++i)
+                 if (phdrs(e)[i].p_type == PT_LOAD) phdrs(e)[i].p_type = PT_NOTE;
+         },
+         "no loadable segments"},
+        {"below_mmap_min",
+         [](std::string& e) {
+             // Slide the whole image down to address 0.
+             uint64_t base = nth_load(e, 0)->p_vaddr & ~0xfffull;
+             for (int i = 0; i < header(e).e_phnum; ++i)
+                 if (phdrs(e)[i].p_vaddr >= base) phdrs(e)[i].p_vaddr -= base;
+             header(e).e_entry -= base;
+         },
+         "below 64 KiB"},
+        {"interpreter",
+         [](std::string& e) {
+             for (int i = 0; i < header(e).e_phnum; ++i)
+                 if (phdrs(e)[i].p_type == PT_NOTE || phdrs(e)[i].p_type == PT_GNU_STACK) {
+                     phdrs(e)[i].p_type = PT_INTERP;
+                     return;
+                 }
+         },
+         "dynamically linked"},
+    };
+}
+
+void PrintTo(const BadElf& b, std::ostream* os) { *os << b.name; }
+
+class MalformedElf : public ::testing::TestWithParam<BadElf> {
+protected:
+    void SetUp() override { REQUIRE_KVM(); }
+};
+
+TEST_P(MalformedElf, IsRefusedWithOneLineAndStatus126) {
+    std::string elf = static_program();
+    ASSERT_GT(elf.size(), 4096u) << "guest program missing";
+    GetParam().mutate(elf);
+    TempDir t;
+    write_file(t / "prog", elf, 0755);
+    auto r = run_vessel({}, {t / "prog"}, with_timeout(20));
+    EXPECT_EQ(r.signal, 0) << "vessel itself crashed";
+    EXPECT_EQ(r.status, 126) << r.err;
+    EXPECT_TRUE(one_error_line(r));
+    EXPECT_NE(r.err.find(GetParam().message), std::string::npos) << r.err;
+}
+
+INSTANTIATE_TEST_SUITE_P(Inputs, MalformedElf, ::testing::ValuesIn(bad_elves()),
+                         [](const auto& info) { return info.param.name; });
+
+TEST(Cli, HugeSegmentIsAClearErrorNotACrash) {
+    REQUIRE_KVM();
+    std::string elf = static_program();
+    Elf64_Phdr* last = nullptr;
+    for (int i = 0; nth_load(elf, i); ++i) last = nth_load(elf, i);
+    last->p_memsz = 1ull << 45;  // 32 TiB of bss: fits the address range, not the VM
+    TempDir t;
+    write_file(t / "prog", elf, 0755);
+    auto r = run_vessel({}, {t / "prog"}, with_timeout(30));
+    EXPECT_EQ(r.signal, 0);
+    EXPECT_TRUE(r.status == 126 || r.status == 2) << r.status << " " << r.err;
+    EXPECT_TRUE(one_error_line(r));
+    EXPECT_NE(r.err.find("too large"), std::string::npos) << r.err;
+}
+
+TEST(Cli, DynamicExecutableIsRefused) {
+    REQUIRE_KVM();
+    auto r = run_vessel({}, {"/bin/ls"});
+    EXPECT_EQ(r.status, 126);
+    EXPECT_TRUE(one_error_line(r));
+    EXPECT_NE(r.err.find("dynamically linked"), std::string::npos) << r.err;
+    r = run_vessel({}, {"/tmp"});  // a directory
+    EXPECT_EQ(r.status, 126);
+    EXPECT_TRUE(one_error_line(r));
+}
+
+TEST(Cli, RandomlyCorruptedHeadersNeverCrashVessel) {
+    REQUIRE_KVM();
+    const std::string good = static_program();
+    const auto& eh = *reinterpret_cast<const Elf64_Ehdr*>(good.data());
+    const size_t span = eh.e_phoff + eh.e_phnum * sizeof(Elf64_Phdr);
+    std::mt19937 rng(20240611);  // fixed: a failure must reproduce
+    TempDir t;
+    for (int i = 0; i < 40; ++i) {
+        std::string elf = good;
+        for (int k = 0; k < 4; ++k) elf[rng() % span] = static_cast<char>(rng());
+        write_file(t / "prog", elf, 0755);
+        auto r = run_vessel({}, {t / "prog", "exit", "7"}, with_timeout(10));
+        EXPECT_EQ(r.signal, 0) << "mutation " << i << ": vessel killed by signal";
+        // Whatever the status (refused, ran and exited with any status, a
+        // guest crash, or a corrupted program looping until the timeout), a
+        // refusal or a guest crash is reported in one line.
+        if (r.status == 126 || r.status == 139) {
+            EXPECT_TRUE(one_error_line(r)) << "mutation " << i;
+        }
+    }
+}
+
+// ---- The rewrite cache ------------------------------------------------------
+
+TEST(RewriteCache, SecondStartSkipsTheDecoderAndBadEntriesAreIgnored) {
+    REQUIRE_KVM();
+    TempDir cache;
+    vmm::ThinVmConfig cfg;
+    cfg.program = kBusybox;
+    cfg.argv = {kBusybox, "true"};
+    cfg.cache_dir = cache.path();
+    auto start = [&] {
+        auto vm = vmm::ThinVm::create(cfg);
+        EXPECT_TRUE(vm.has_value()) << (vm ? "" : vm.error().message);
+        if (!vm) return vmm::ThinVm::Stats{};
+        auto out = (*vm)->run();
+        EXPECT_TRUE(out.has_value());
+        if (out) {
+            EXPECT_EQ(out->status, 0);
+        }
+        return (*vm)->stats();
+    };
+    auto first = start();
+    EXPECT_FALSE(first.rewrite_cache_hit);
+    EXPECT_GT(first.syscall_sites, 100u);
+    auto second = start();
+    EXPECT_TRUE(second.rewrite_cache_hit);
+    EXPECT_EQ(second.syscall_sites, first.syscall_sites);
+
+    // The cache may keep more than one key per file (content hash, file
+    // identity): every entry in the directory is corrupted alike.
+    std::vector<std::string> entries;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(cache.path()))
+        if (e.is_regular_file()) entries.push_back(e.path());
+    ASSERT_FALSE(entries.empty()) << "nothing was cached in " << cache.path();
+    const std::string entry = entries.front();
+    const std::string good = read_file(entry);
+    std::vector<std::pair<std::string, std::string>> corruptions = {
+        {"garbage", "this is not a cache entry at all"},
+        {"truncated", good.substr(0, good.size() / 2)},
+        {"empty", ""},
+        {"offset_not_a_syscall", [&] {
+             std::string e = good;
+             uint64_t off = 0;  // the ELF magic is not a syscall instruction
+             std::memcpy(e.data() + 24, &off, 8);
+             return e;
+         }()},
+        {"offset_past_the_file", [&] {
+             std::string e = good;
+             uint64_t off = ~0ull - 1;
+             std::memcpy(e.data() + 24, &off, 8);
+             return e;
+         }()},
+        {"huge_count", [&] {
+             std::string e = good;
+             uint64_t n = ~0ull / 8;
+             std::memcpy(e.data() + 16, &n, 8);
+             return e;
+         }()},
+    };
+    for (const auto& [name, bytes] : corruptions) {
+        for (const auto& e : entries) write_file(e, bytes);
+        auto s = start();
+        EXPECT_FALSE(s.rewrite_cache_hit) << name;
+        EXPECT_EQ(s.syscall_sites, first.syscall_sites) << name;
+        EXPECT_TRUE(read_file(entry) == good) << name << ": the entry was not rebuilt";
+        // And through the CLI, the program still runs right.
+        for (const auto& e : entries) write_file(e, bytes);
+        RunOptions o;
+        o.env = fixed_env();
+        o.env.push_back("VESSEL_CACHE_DIR=" + cache.path());
+        auto r = run({vessel_path(), "run", kBusybox, "echo", "still fine"}, o);
+        EXPECT_EQ(r.status, 0) << name << ": " << r.err;
+        EXPECT_EQ(r.out, "still fine\n") << name;
+    }
+}
+
+TEST(RewriteCache, UnusableCacheDirectoryStillRuns) {
+    REQUIRE_KVM();
+    RunOptions o;
+    o.env = fixed_env();
+    o.env.push_back("VESSEL_CACHE_DIR=/dev/null/not-a-dir");
+    auto r = run({vessel_path(), "run", kBusybox, "echo", "ok"}, o);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "ok\n");
+}
+
+}  // namespace
+}  // namespace vessel::test

@@ -1,0 +1,153 @@
+// The guest test programs (tests/guest/*.c), each built with glibc and with
+// musl, run natively first — proving the expectations are Linux's — and then
+// inside `vessel run`.
+#include <fcntl.h>
+#include <pty.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <regex>
+
+#include "harness.h"
+
+namespace vessel::test {
+namespace {
+
+class GuestProgram : public ::testing::TestWithParam<std::string> {
+protected:
+    void SetUp() override { REQUIRE_KVM(); }
+    std::string prog(const std::string& name) {
+        std::string p = guest_program(name, GetParam());
+        if (!exists(p)) ADD_FAILURE() << p << " was not built (is " << GetParam() << " installed? musl-gcc comes "
+                                       << "from the Debian package musl-tools)";
+        return p;
+    }
+};
+
+// Both runs must exit 0 and report "N checks, 0 failed".
+void expect_passed(const RunResult& r, const std::string& what) {
+    EXPECT_EQ(r.status, 0) << what << "\nstdout:\n" << r.out << "\nstderr:\n" << r.err;
+    EXPECT_NE(r.out.find(" 0 failed"), std::string::npos) << what << "\nstdout:\n" << r.out << "\nstderr:\n" << r.err;
+}
+
+// A read-only data tree as files.c expects it.
+void make_data(const std::string& dir) {
+    make_dirs(dir + "/sub");
+    write_file(dir + "/hello.txt", "hello world\n");
+    write_file(dir + "/sub/a.txt", "A\n");
+    ASSERT_EQ(::symlink("hello.txt", (dir + "/link").c_str()), 0);
+}
+
+TEST_P(GuestProgram, Files) {
+    TempDir t;
+    make_data(t / "root/data");
+    make_dirs(t / "native");
+    make_dirs(t / "work");
+    std::string p = prog("files");
+    expect_passed(run({p, t / "native", t / "root/data"}), "native");
+    expect_passed(run_vessel({"--root", t / "root", "--rw", t / "work" + ":/w"}, {p, "/w", "/data", "vessel"}),
+                  "vessel");
+    // What the guest did in /w really happened in the host directory.
+    EXPECT_TRUE(exists(t / "work/rw.txt"));
+    EXPECT_EQ(describe_tree(t / "native"), describe_tree(t / "work"));
+}
+
+TEST_P(GuestProgram, Fds) {
+    std::string p = prog("fds");
+    expect_passed(run({p}), "native");
+    expect_passed(run_vessel({}, {p}), "vessel");
+}
+
+TEST_P(GuestProgram, FdsOnTerminal) {
+    // TCGETS and TIOCGWINSZ are answered from the real terminal on stdin.
+    int master, slave;
+    winsize ws{};
+    ws.ws_row = 33;
+    ws.ws_col = 77;
+    ASSERT_EQ(::openpty(&master, &slave, nullptr, nullptr, &ws), 0);
+    std::string p = prog("fds");
+    RunOptions o;
+    o.stdin_fd = slave;
+    expect_passed(run({p, "tty", "33", "77"}, o), "native");
+    expect_passed(run_vessel({}, {p, "tty", "33", "77"}, o), "vessel");
+    ::close(master);
+    ::close(slave);
+}
+
+TEST_P(GuestProgram, Memory) {
+    TempDir t;
+    std::string pattern;
+    for (int i = 0; i < 5000; ++i) pattern += static_cast<char>(i % 251);
+    make_dirs(t / "root");
+    write_file(t / "root/pattern.bin", pattern);
+    std::string p = prog("memory");
+    expect_passed(run({p, t / "root/pattern.bin"}), "native");
+    expect_passed(run_vessel({"--root", t / "root"}, {p, "/pattern.bin"}), "vessel");
+    EXPECT_EQ(read_file(t / "root/pattern.bin"), pattern);  // private mappings never write back
+}
+
+TEST_P(GuestProgram, Time) {
+    std::string p = prog("time");
+    expect_passed(run({p}), "native");
+    expect_passed(run_vessel({}, {p}), "vessel");
+}
+
+TEST_P(GuestProgram, Process) {
+    std::string p = prog("process");
+    std::string uid = std::to_string(::getuid()), gid = std::to_string(::getgid());
+    expect_passed(run({p, uid, gid}), "native");
+    expect_passed(run_vessel({}, {p, uid, gid, "vessel"}), "vessel");
+}
+
+TEST_P(GuestProgram, ExitStatusIsTheProgramsOwn) {
+    std::string p = prog("process");
+    for (const char* how : {"exit", "exit_group"}) {
+        for (int status : {0, 3, 42, 255}) {
+            auto r = run_vessel({}, {p, how, std::to_string(status)});
+            EXPECT_EQ(r.status, status) << how << " " << status << "\n" << r.err;
+            EXPECT_EQ(r.err, "") << how;
+        }
+    }
+}
+
+TEST_P(GuestProgram, CrashesEndWithOneLineAndStatus139) {
+    std::string p = prog("crash");
+    const std::regex line(R"(vessel: guest crashed: [^\n]+ at rip=0x[0-9a-f]+[^\n]*\n)");
+    for (const char* mode : {"null", "write-ro", "ud2", "hlt", "int3", "divide", "jump-wild", "stray-syscall"}) {
+        auto r = run_vessel({}, {p, mode}, with_timeout(20));
+        EXPECT_EQ(r.status, 139) << mode << "\n" << r.err;
+        EXPECT_TRUE(std::regex_match(r.err, line)) << mode << ": stderr is not one diagnostic line:\n" << r.err;
+        EXPECT_EQ(r.out, std::string("crash: ") + mode + "\n") << mode;  // output before the fault is kept
+    }
+}
+
+TEST_P(GuestProgram, EscapeAttemptsFail) {
+    TempDir t;
+    std::string outside = t / "outside";
+    make_dirs(outside);
+    make_dirs(t / "root");
+    make_dirs(t / "work");
+    write_file(outside + "/secret.txt", "TOP-SECRET\n");
+    ASSERT_EQ(::symlink((outside + "/secret.txt").c_str(), (t / "root/abs_link").c_str()), 0);
+    ASSERT_EQ(::symlink("../outside/secret.txt", (t / "root/rel_link").c_str()), 0);
+    ASSERT_EQ(::symlink("..", (t / "root/dir_up").c_str()), 0);
+    ASSERT_EQ(::symlink(outside.c_str(), (t / "root/dir_abs").c_str()), 0);
+    ASSERT_EQ(::symlink(outside.c_str(), (t / "work/out_link").c_str()), 0);
+    write_file(t / "work/file.txt", "movable\n");
+    std::string before = describe_tree(outside, true);
+
+    auto r = run_vessel({"--root", t / "root", "--rw", t / "work" + ":/w"}, {prog("escape"), outside});
+    expect_passed(r, "vessel");
+    EXPECT_EQ(r.out.find("ESCAPED"), std::string::npos) << r.out;
+    // Nothing outside changed: no file created, moved, truncated or removed.
+    EXPECT_EQ(describe_tree(outside, true), before);
+    EXPECT_EQ(read_file(outside + "/secret.txt"), "TOP-SECRET\n");
+    EXPECT_FALSE(exists(t / "moved.txt"));
+    EXPECT_FALSE(exists(t / "root/planted"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Libc, GuestProgram, ::testing::Values("gcc", "musl"),
+                         [](const auto& info) { return info.param == "gcc" ? "glibc" : "musl"; });
+
+}  // namespace
+}  // namespace vessel::test

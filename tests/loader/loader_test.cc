@@ -1,0 +1,313 @@
+// ELF validation, the syscall rewriter and its cache, and the initial stack.
+#include <elf.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+
+#include "loader/elf.h"
+#include "loader/program.h"
+#include "loader/rewriter.h"
+#include "memory/address_space.h"
+
+namespace vessel::loader {
+namespace {
+
+constexpr uint64_t kText = 0x400000;
+
+// A minimal static executable: one RX segment holding headers and code, one
+// RW segment. The code has a real `syscall` (at kSyscallOffset) and an 0F 05
+// hidden inside a mov immediate, which the rewriter must leave alone.
+constexpr uint64_t kCodeOffset = 0x200;
+const uint8_t kCode[] = {
+    0xb8, 0x0f, 0x05, 0x00, 0x00,  // mov eax, 0x50f   (0F 05 inside the immediate)
+    0xb8, 0x3c, 0x00, 0x00, 0x00,  // mov eax, 60
+    0x0f, 0x05,                    // syscall          <- kCodeOffset + 10
+    0xeb, 0xfe,                    // jmp $
+};
+constexpr uint64_t kSyscallOffset = kCodeOffset + 10;
+
+std::vector<uint8_t> tiny_elf() {
+    std::vector<uint8_t> f(0x2000, 0);
+    Elf64_Ehdr eh{};
+    std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
+    eh.e_ident[EI_CLASS] = ELFCLASS64;
+    eh.e_ident[EI_DATA] = ELFDATA2LSB;
+    eh.e_ident[EI_VERSION] = EV_CURRENT;
+    eh.e_type = ET_EXEC;
+    eh.e_machine = EM_X86_64;
+    eh.e_version = EV_CURRENT;
+    eh.e_entry = kText + kCodeOffset;
+    eh.e_phoff = sizeof eh;
+    eh.e_ehsize = sizeof eh;
+    eh.e_phentsize = sizeof(Elf64_Phdr);
+    eh.e_phnum = 2;
+    Elf64_Phdr text{PT_LOAD, PF_R | PF_X, 0, kText, kText, 0x1000, 0x1000, 0x1000};
+    Elf64_Phdr data{PT_LOAD, PF_R | PF_W, 0x1000, kText + 0x1000, kText + 0x1000, 0x100, 0x3000, 0x1000};
+    std::memcpy(f.data(), &eh, sizeof eh);
+    std::memcpy(f.data() + sizeof eh, &text, sizeof text);
+    std::memcpy(f.data() + sizeof eh + sizeof text, &data, sizeof data);
+    std::memcpy(f.data() + kCodeOffset, kCode, sizeof kCode);
+    std::memcpy(f.data() + 0x1000, "data!", 5);
+    return f;
+}
+
+Elf64_Ehdr& eh(std::vector<uint8_t>& f) { return *reinterpret_cast<Elf64_Ehdr*>(f.data()); }
+Elf64_Phdr& ph(std::vector<uint8_t>& f, int i) {
+    return reinterpret_cast<Elf64_Phdr*>(f.data() + sizeof(Elf64_Ehdr))[i];
+}
+
+TEST(ParseElf, AcceptsAMinimalStaticExecutable) {
+    auto f = tiny_elf();
+    auto img = parse_elf(f);
+    ASSERT_TRUE(img.has_value()) << img.error().message;
+    EXPECT_FALSE(img->pie);
+    EXPECT_EQ(img->segments.size(), 2u);
+    EXPECT_EQ(img->entry, kText + kCodeOffset);
+    EXPECT_EQ(img->phdr_vaddr, kText + sizeof(Elf64_Ehdr));
+    EXPECT_EQ(img->lowest, kText);
+    EXPECT_EQ(img->highest, kText + 0x4000);
+}
+
+struct Mutation {
+    const char* name;
+    void (*apply)(std::vector<uint8_t>&);
+    const char* message;
+};
+
+class ParseElfRejects : public ::testing::TestWithParam<Mutation> {};
+
+TEST_P(ParseElfRejects, WithAClearMessage) {
+    auto f = tiny_elf();
+    GetParam().apply(f);
+    auto img = parse_elf(f);
+    ASSERT_FALSE(img.has_value()) << GetParam().name;
+    EXPECT_EQ(img.error().sys_errno, ENOEXEC);
+    EXPECT_NE(img.error().message.find(GetParam().message), std::string::npos) << img.error().message;
+}
+
+const Mutation kMutations[] = {
+    {"empty", [](auto& f) { f.clear(); }, "not an ELF"},
+    {"short", [](auto& f) { f.resize(20); }, "truncated ELF header"},
+    {"magic", [](auto& f) { f[1] = 'X'; }, "not an ELF"},
+    {"class32", [](auto& f) { eh(f).e_ident[EI_CLASS] = ELFCLASS32; }, "64-bit"},
+    {"bigendian", [](auto& f) { eh(f).e_ident[EI_DATA] = ELFDATA2MSB; }, "little-endian"},
+    {"arm64", [](auto& f) { eh(f).e_machine = EM_AARCH64; }, "x86-64"},
+    {"core", [](auto& f) { eh(f).e_type = ET_CORE; }, "not an executable"},
+    {"phentsize", [](auto& f) { eh(f).e_phentsize = 1; }, "program header size"},
+    {"phnum0", [](auto& f) { eh(f).e_phnum = 0; }, "no program headers"},
+    {"phnum_huge", [](auto& f) { eh(f).e_phnum = 0xffff; }, "too many program headers"},
+    {"phoff", [](auto& f) { eh(f).e_phoff = ~0ull - 8; }, "truncated program header"},
+    {"truncated_segment", [](auto& f) { f.resize(0x1002); }, "past the end"},
+    {"filesz", [](auto& f) { ph(f, 1).p_filesz = 0x4000; }, "exceeds memory size"},
+    {"overlap", [](auto& f) { ph(f, 1).p_vaddr = kText; }, "overlapping"},
+    {"unordered", [](auto& f) { std::swap(ph(f, 0), ph(f, 1)); }, "overlapping or unordered"},
+    {"kernel_half", [](auto& f) { ph(f, 1).p_vaddr = ph(f, 1).p_paddr = 0xffff800000001000ull; }, "user address"},
+    {"wraps", [](auto& f) { ph(f, 1).p_memsz = ~0ull - 0x100; }, "user address"},
+    {"misaligned", [](auto& f) { ph(f, 1).p_offset = 0x1001; }, "misaligned"},
+    {"entry_in_data", [](auto& f) { eh(f).e_entry = kText + 0x1000; }, "entry point"},
+    {"entry_nowhere", [](auto& f) { eh(f).e_entry = 0; }, "entry point"},
+    {"no_load", [](auto& f) { ph(f, 0).p_type = ph(f, 1).p_type = PT_NOTE; }, "no loadable segments"},
+    {"interp", [](auto& f) {
+         ph(f, 1).p_type = PT_INTERP;
+         std::memcpy(f.data() + 0x1000, "/lib64/ld-linux-x86-64.so.2", 28);
+     }, "dynamically linked (interpreter /lib64/ld-linux-x86-64.so.2)"},
+    {"interp_offset_garbage", [](auto& f) {
+         ph(f, 1).p_type = PT_INTERP;
+         ph(f, 1).p_offset = ~0ull;
+     }, "dynamically linked"},
+};
+
+INSTANTIATE_TEST_SUITE_P(Mutations, ParseElfRejects, ::testing::ValuesIn(kMutations),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+TEST(ParseElf, NeverReadsOutOfBoundsOnAnyTruncation) {
+    auto f = tiny_elf();
+    for (size_t n = 0; n < 0x1100; n += 7) {
+        std::vector<uint8_t> cut(f.begin(), f.begin() + static_cast<long>(n));
+        auto img = parse_elf(cut);  // ASan/valgrind would catch a stray read
+        if (img) {
+            EXPECT_GE(n, 0x1100u);
+        }
+    }
+}
+
+TEST(Rewriter, FindsRealSyscallsOnly) {
+    auto f = tiny_elf();
+    auto img = parse_elf(f);
+    ASSERT_TRUE(img.has_value());
+    auto sites = find_syscalls(f, *img);
+    ASSERT_TRUE(sites.has_value());
+    ASSERT_EQ(sites->size(), 1u);
+    EXPECT_EQ((*sites)[0], kSyscallOffset);
+    // 0F 05 in a non-executable segment is data, not code.
+    std::memcpy(f.data() + 0x1010, kSyscall, 2);
+    EXPECT_EQ(find_syscalls(f, *img).value().size(), 1u);
+}
+
+TEST(Rewriter, ContentHashIsStableAndSensitive) {
+    auto f = tiny_elf();
+    std::string h = content_hash(f);
+    EXPECT_EQ(h.size(), 32u);
+    EXPECT_EQ(h.find_first_not_of("0123456789abcdef"), std::string::npos);
+    EXPECT_EQ(content_hash(f), h);
+    f[0x1500] ^= 1;
+    EXPECT_NE(content_hash(f), h);
+}
+
+class Cache : public ::testing::Test {
+protected:
+    void SetUp() override {
+        char tmpl[] = "/tmp/vessel-cache-test-XXXXXX";
+        ASSERT_NE(::mkdtemp(tmpl), nullptr);
+        dir_ = tmpl;
+    }
+    void TearDown() override { std::filesystem::remove_all(dir_); }
+    std::string dir_;
+};
+
+TEST_F(Cache, SecondLookupHitsAndCorruptionIsIgnored) {
+    auto f = tiny_elf();
+    auto img = parse_elf(f);
+    ASSERT_TRUE(img.has_value());
+    RewriteCache cache(dir_);
+    bool hit = true;
+    auto first = syscall_sites(f, *img, cache, nullptr, &hit).value();
+    EXPECT_FALSE(hit);
+    auto second = syscall_sites(f, *img, cache, nullptr, &hit).value();
+    EXPECT_TRUE(hit);
+    EXPECT_EQ(first, second);
+
+    std::string entry = dir_ + "/" + content_hash(f);
+    auto corrupt = [&](const std::string& bytes) {
+        int fd = ::open(entry.c_str(), O_WRONLY | O_TRUNC);
+        ASSERT_GE(fd, 0);
+        ASSERT_EQ(::write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+        ::close(fd);
+    };
+    // An entry whose offset does not hold a syscall instruction.
+    std::string header = "VSLRW001";
+    uint64_t size = f.size(), count = 1, bad = 0x10;
+    std::string e = header + std::string(reinterpret_cast<char*>(&size), 8) + std::string(reinterpret_cast<char*>(&count), 8) +
+                    std::string(reinterpret_cast<char*>(&bad), 8);
+    for (const std::string& junk : {std::string("garbage"), std::string(), e, header}) {
+        corrupt(junk);
+        auto again = syscall_sites(f, *img, cache, nullptr, &hit).value();
+        EXPECT_FALSE(hit);
+        EXPECT_EQ(again, first);
+        EXPECT_TRUE(cache.load(content_hash(f), f, *img).has_value()) << "entry was not rebuilt";
+    }
+    // An entry for a file of another size (a hash collision) is not used.
+    auto other = f;
+    other.resize(other.size() + 4096);
+    EXPECT_FALSE(cache.load(content_hash(f), other, *img).has_value());
+}
+
+TEST_F(Cache, UnusableDirectoryDisablesCaching) {
+    auto f = tiny_elf();
+    auto img = parse_elf(f);
+    RewriteCache cache("/dev/null/cache");
+    bool hit = true;
+    EXPECT_EQ(syscall_sites(f, *img, cache, nullptr, &hit).value().size(), 1u);
+    EXPECT_FALSE(hit);
+    EXPECT_FALSE(syscall_sites(f, *img, cache, nullptr, &hit).value().empty());
+    EXPECT_FALSE(hit);
+}
+
+TEST(LoadProgram, MapsRewritesAndBuildsTheLinuxStack) {
+    auto mem = memory::GuestMemory::create(16 << 20);
+    ASSERT_TRUE(mem.has_value());
+    memory::AddressSpace as(*mem, 0x1000);
+    ASSERT_TRUE(as.init().has_value());
+    auto f = tiny_elf();
+    auto img = parse_elf(f);
+    ASSERT_TRUE(img.has_value());
+    ProgramSpec spec;
+    spec.argv = {"prog", "arg1"};
+    spec.envp = {"A=1"};
+    spec.execfn = "/bin/prog";
+    spec.stack_size = 64 << 10;
+    auto loaded = load_program(as, f, *img, find_syscalls(f, *img).value(), spec);
+    ASSERT_TRUE(loaded.has_value()) << loaded.error().message;
+    EXPECT_EQ(loaded->entry, kText + kCodeOffset);
+    EXPECT_EQ(loaded->brk_start, kText + 0x4000);
+    EXPECT_EQ(loaded->stack_pointer % 16, 0u);
+    auto v = as.view();
+    uint8_t site[2];
+    ASSERT_TRUE(v.read(kText + kSyscallOffset, site, 2));
+    EXPECT_EQ(site[0], 0xef);  // out dx, eax
+    EXPECT_EQ(site[1], 0x90);  // nop
+    uint8_t hidden[5];
+    ASSERT_TRUE(v.read(kText + kCodeOffset, hidden, 5));
+    EXPECT_EQ(std::memcmp(hidden, kCode, 5), 0);  // the mov immediate is intact
+    char data[6] = {};
+    ASSERT_TRUE(v.read(kText + 0x1000, data, 5));
+    EXPECT_STREQ(data, "data!");
+    uint8_t bss = 1;
+    ASSERT_TRUE(v.read(kText + 0x3fff, &bss, 1));
+    EXPECT_EQ(bss, 0);
+    // Text is not writable by the guest; data is.
+    EXPECT_FALSE(v.write(kText + kCodeOffset, "x", 1));
+    EXPECT_TRUE(v.write(kText + 0x2000, "x", 1));
+
+    // argc, argv[], NULL, envp[], NULL, auxv as Linux lays them out.
+    uint64_t sp = loaded->stack_pointer, w[5];
+    ASSERT_TRUE(v.read(sp, w, sizeof w));
+    EXPECT_EQ(w[0], 2u);
+    EXPECT_EQ(v.read_cstring(w[1], 100).value(), "prog");
+    EXPECT_EQ(v.read_cstring(w[2], 100).value(), "arg1");
+    EXPECT_EQ(w[3], 0u);
+    EXPECT_EQ(v.read_cstring(w[4], 100).value(), "A=1");
+    uint64_t p = sp + 6 * 8;
+    std::map<uint64_t, uint64_t> aux;
+    for (int i = 0; i < 40; ++i, p += 16) {
+        uint64_t kv[2];
+        ASSERT_TRUE(v.read(p, kv, 16));
+        if (kv[0] == AT_NULL) break;
+        aux[kv[0]] = kv[1];
+    }
+    EXPECT_EQ(aux[AT_PAGESZ], 4096u);
+    EXPECT_EQ(aux[AT_ENTRY], kText + kCodeOffset);
+    EXPECT_EQ(aux[AT_PHDR], kText + sizeof(Elf64_Ehdr));
+    EXPECT_EQ(aux[AT_PHNUM], 2u);
+    EXPECT_EQ(v.read_cstring(aux[AT_EXECFN], 100).value(), "/bin/prog");
+    EXPECT_EQ(v.read_cstring(aux[AT_PLATFORM], 100).value(), "x86_64");
+    EXPECT_NE(aux[AT_RANDOM], 0u);
+}
+
+TEST(LoadProgram, TooBigForGuestMemoryIsENOMEM) {
+    auto mem = memory::GuestMemory::create(2 << 20);
+    ASSERT_TRUE(mem.has_value());
+    memory::AddressSpace as(*mem, 0x1000);
+    ASSERT_TRUE(as.init().has_value());
+    auto f = tiny_elf();
+    ph(f, 1).p_memsz = 64 << 20;
+    auto img = parse_elf(f);
+    ASSERT_TRUE(img.has_value());
+    auto loaded = load_program(as, f, *img, {}, ProgramSpec{});
+    ASSERT_FALSE(loaded.has_value());
+    EXPECT_EQ(loaded.error().sys_errno, ENOMEM);
+    EXPECT_NE(loaded.error().message.find("raise --mem"), std::string::npos) << loaded.error().message;
+}
+
+TEST(LoadProgram, ArgumentsThatDoNotFitAreE2BIG) {
+    auto mem = memory::GuestMemory::create(16 << 20);
+    ASSERT_TRUE(mem.has_value());
+    memory::AddressSpace as(*mem, 0x1000);
+    ASSERT_TRUE(as.init().has_value());
+    auto f = tiny_elf();
+    auto img = parse_elf(f);
+    ProgramSpec spec;
+    spec.stack_size = 64 << 10;
+    spec.argv = {std::string(100 << 10, 'a')};
+    auto loaded = load_program(as, f, *img, {}, spec);
+    ASSERT_FALSE(loaded.has_value());
+    EXPECT_EQ(loaded.error().sys_errno, E2BIG);
+}
+
+}  // namespace
+}  // namespace vessel::loader

@@ -1,0 +1,201 @@
+// System-call handlers driven directly, without KVM: guest memory and page
+// tables are real, the vCPU is a stub. Hostile arguments must come back as
+// errno values, never reach the host or crash the VMM.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "thin/process.h"
+
+namespace vessel::thin {
+namespace {
+
+constexpr uint64_t kScratch = 0x1000'0000;   // 64 KiB read-write
+constexpr uint64_t kReadOnly = 0x2000'0000;  // one read-only page
+constexpr uint64_t kUnmapped = 0x3000'0000;
+
+struct StubCpu : CpuAccess {
+    uint64_t fs = 0, gs = 0;
+    bool set_fs_base(uint64_t b) override { return fs = b, true; }
+    bool set_gs_base(uint64_t b) override { return gs = b, true; }
+    uint64_t fs_base() override { return fs; }
+    uint64_t gs_base() override { return gs; }
+};
+
+class Syscalls : public ::testing::Test {
+protected:
+    void SetUp() override {
+        char tmpl[] = "/tmp/vessel-syscalls-test-XXXXXX";
+        ASSERT_NE(::mkdtemp(tmpl), nullptr);
+        dir_ = tmpl;
+        std::filesystem::create_directories(dir_ + "/root/d");
+        std::filesystem::create_directories(dir_ + "/rw");
+        int fd = ::open((dir_ + "/root/file").c_str(), O_WRONLY | O_CREAT, 0644);
+        ASSERT_EQ(::write(fd, "content", 7), 7);
+        ::close(fd);
+        auto m = memory::GuestMemory::create(16 << 20);
+        ASSERT_TRUE(m.has_value());
+        mem_ = std::make_unique<memory::GuestMemory>(std::move(*m));
+        as_ = std::make_unique<memory::AddressSpace>(*mem_, 0x1000);
+        ASSERT_TRUE(as_->init().has_value());
+        ASSERT_TRUE(as_->map_fixed(kScratch, 16 * 4096, memory::kProtRead | memory::kProtWrite).has_value());
+        ASSERT_TRUE(as_->map_fixed(kReadOnly, 4096, memory::kProtRead).has_value());
+        ASSERT_TRUE(as_->map_fixed(0x40'0000, 4096, memory::kProtRead | memory::kProtWrite).has_value());
+        auto sb = Sandbox::create(dir_ + "/root", {{dir_ + "/rw", "/w"}});
+        ASSERT_TRUE(sb.has_value()) << sb.error().message;
+        ProcessOptions o;
+        o.uid = ::getuid();
+        o.gid = ::getgid();
+        p_ = std::make_unique<Process>(*as_, std::move(*sb), cpu_, o);
+        p_->set_brk_start(0x40'1000);
+    }
+    void TearDown() override { std::filesystem::remove_all(dir_); }
+
+    // A string placed in scratch memory, at slot `i` (1 KiB each).
+    uint64_t str(const std::string& s, int i = 0) {
+        uint64_t va = kScratch + 1024 * static_cast<uint64_t>(i);
+        EXPECT_TRUE(as_->view().write(va, s.c_str(), s.size() + 1));
+        return va;
+    }
+    int64_t call(uint64_t nr, uint64_t a = 0, uint64_t b = 0, uint64_t c = 0, uint64_t d = 0, uint64_t e = 0) {
+        return p_->handle({nr, {a, b, c, d, e, 0}});
+    }
+
+    std::string dir_;
+    StubCpu cpu_;
+    std::unique_ptr<memory::GuestMemory> mem_;
+    std::unique_ptr<memory::AddressSpace> as_;
+    std::unique_ptr<Process> p_;
+};
+
+TEST_F(Syscalls, UnsupportedCallsAreENOSYSAndCounted) {
+    EXPECT_EQ(call(SYS_fork), -ENOSYS);
+    EXPECT_EQ(call(1000), -ENOSYS);
+    EXPECT_EQ(call(~0ull), -ENOSYS);
+    EXPECT_EQ(call(SYS_execve, str("/bin/sh")), -ENOSYS);
+    EXPECT_EQ(p_->unsupported_calls(), 4u);
+    EXPECT_EQ(call(SYS_getpid), 1);
+    EXPECT_EQ(p_->unsupported_calls(), 4u);
+}
+
+TEST_F(Syscalls, BadPointersAreEFAULT) {
+    EXPECT_EQ(call(SYS_open, kUnmapped, O_RDONLY), -EFAULT);
+    EXPECT_EQ(call(SYS_open, ~0ull, O_RDONLY), -EFAULT);
+    int64_t fd = call(SYS_open, str("/file"), O_RDONLY);
+    ASSERT_GE(fd, 0);
+    EXPECT_EQ(call(SYS_read, fd, kReadOnly, 4), -EFAULT);   // not writable by the guest
+    EXPECT_EQ(call(SYS_read, fd, kUnmapped, 4), -EFAULT);
+    EXPECT_EQ(call(SYS_read, fd, ~0ull - 2, 4), -EFAULT);   // wraps
+    EXPECT_EQ(call(SYS_fstat, fd, kReadOnly), -EFAULT);
+    EXPECT_EQ(call(SYS_stat, str("/file"), kUnmapped), -EFAULT);
+    int64_t out = call(SYS_open, str("/w/out"), O_CREAT | O_WRONLY, 0644);
+    ASSERT_GE(out, 0);
+    EXPECT_EQ(call(SYS_write, out, kUnmapped, 10), -EFAULT);
+    EXPECT_EQ(call(SYS_readv, fd, kUnmapped, 2), -EFAULT);
+    EXPECT_EQ(call(SYS_readv, fd, kScratch, 1ull << 40), -EINVAL);
+    EXPECT_EQ(call(SYS_getcwd, kReadOnly, 100), -EFAULT);
+    EXPECT_EQ(call(SYS_uname, kReadOnly), -EFAULT);
+    EXPECT_EQ(call(SYS_clock_gettime, CLOCK_REALTIME, kUnmapped), -EFAULT);
+    EXPECT_EQ(call(SYS_pipe2, kReadOnly, 0), -EFAULT);
+    EXPECT_EQ(p_->fds().entries().size(), 2u);  // the failed pipe2 left nothing behind
+    // A read that runs off the end of the mapping returns what fitted.
+    EXPECT_EQ(call(SYS_read, fd, kScratch + 16 * 4096 - 3, 7), 3);
+}
+
+TEST_F(Syscalls, PathLengthsAreBounded) {
+    std::string longname(5000, 'a');
+    EXPECT_EQ(call(SYS_open, str(longname.substr(0, 200)), O_RDONLY), -ENOENT);
+    EXPECT_EQ(call(SYS_open, str(longname.substr(0, 300)), O_RDONLY), -ENAMETOOLONG);  // NAME_MAX
+    EXPECT_TRUE(as_->view().write(kScratch, longname.c_str(), longname.size() + 1));
+    EXPECT_EQ(call(SYS_open, kScratch, O_RDONLY), -ENAMETOOLONG);
+    EXPECT_EQ(call(SYS_open, str(""), O_RDONLY), -ENOENT);
+}
+
+TEST_F(Syscalls, ReadlinkOfANonSymlinkIsEINVAL) {
+    EXPECT_EQ(call(SYS_readlink, str("/file"), kScratch + 4096, 100), -EINVAL);
+    EXPECT_EQ(call(SYS_readlink, str("/missing"), kScratch + 4096, 100), -ENOENT);
+    EXPECT_EQ(call(SYS_readlink, str(""), kScratch + 4096, 100), -ENOENT);
+    int64_t fd = call(SYS_open, str("/file"), O_RDONLY);
+    EXPECT_EQ(call(SYS_readlinkat, fd, str(""), kScratch + 4096, 100), -ENOENT);
+    ASSERT_EQ(::symlink("file", (dir_ + "/rw/l").c_str()), 0);
+    EXPECT_EQ(call(SYS_readlink, str("/w/l"), kScratch + 4096, 100), 4);
+}
+
+TEST_F(Syscalls, MkdirOfAMountPointOrRootIsEEXIST) {
+    EXPECT_EQ(call(SYS_mkdir, str("/w"), 0755), -EEXIST);
+    EXPECT_EQ(call(SYS_mkdir, str("/w/"), 0755), -EEXIST);
+    EXPECT_EQ(call(SYS_mkdir, str("/"), 0755), -EEXIST);
+    EXPECT_EQ(call(SYS_mkdir, str("/d"), 0755), -EROFS);  // exists, but on the read-only root
+    EXPECT_EQ(call(SYS_mkdir, str("/w/new"), 0755), 0);
+    EXPECT_TRUE(std::filesystem::is_directory(dir_ + "/rw/new"));
+    EXPECT_EQ(call(SYS_rmdir, str("/w")), -EBUSY);
+}
+
+TEST_F(Syscalls, ChownOnlyToTheGuestsOwnIds) {
+    ASSERT_GE(call(SYS_open, str("/w/f"), O_CREAT | O_WRONLY, 0644), 0);
+    uint64_t uid = ::getuid(), gid = ::getgid();
+    EXPECT_EQ(call(SYS_chown, str("/w/f"), uid, gid), 0);
+    EXPECT_EQ(call(SYS_chown, str("/w/f"), ~0u, ~0u), 0);  // -1: no change
+    EXPECT_EQ(call(SYS_lchown, str("/w/f"), uid, ~0u), 0);
+    EXPECT_EQ(call(SYS_chown, str("/w/f"), uid + 1, gid), -EPERM);
+    EXPECT_EQ(call(SYS_chown, str("/w/f"), uid, gid + 1), -EPERM);
+    EXPECT_EQ(call(SYS_fchownat, AT_FDCWD, str("/w/f"), 12345, gid, 0), -EPERM);
+    EXPECT_EQ(call(SYS_chown, str("/file"), uid, gid), -EROFS);
+    int64_t fd = call(SYS_open, str("/w/f"), O_RDONLY);
+    EXPECT_EQ(call(SYS_fchown, fd, uid, gid), 0);
+    EXPECT_EQ(call(SYS_fchown, fd, uid + 7, gid), -EPERM);
+    struct stat st;
+    ASSERT_EQ(::stat((dir_ + "/rw/f").c_str(), &st), 0);
+    EXPECT_EQ(st.st_uid, uid);
+}
+
+TEST_F(Syscalls, ExitStatusIsMaskedTo8Bits) {
+    call(SYS_exit_group, 0x1234);
+    EXPECT_TRUE(p_->exited());
+    EXPECT_EQ(p_->exit_status(), 0x34);
+}
+
+TEST_F(Syscalls, BrkGrowsAndShrinksButNeverIntoAMapping) {
+    uint64_t start = call(SYS_brk, 0);
+    EXPECT_EQ(start, 0x40'1000u);
+    EXPECT_EQ(static_cast<uint64_t>(call(SYS_brk, start + 10000)), start + 10000);
+    EXPECT_TRUE(as_->view().write(start + 9999, "x", 1));
+    EXPECT_EQ(static_cast<uint64_t>(call(SYS_brk, start + 100)), start + 100);
+    EXPECT_FALSE(as_->view().write(start + 9999, "x", 1));
+    EXPECT_EQ(static_cast<uint64_t>(call(SYS_brk, kScratch + 4096)), start + 100);  // would swallow scratch
+    EXPECT_EQ(static_cast<uint64_t>(call(SYS_brk, 1ull << 50)), start + 100);
+}
+
+TEST_F(Syscalls, ArchPrctlGoesToTheCpu) {
+    EXPECT_EQ(call(SYS_arch_prctl, 0x1002 /* SET_FS */, 0x7000), 0);
+    EXPECT_EQ(cpu_.fs, 0x7000u);
+    EXPECT_EQ(call(SYS_arch_prctl, 0x1003 /* GET_FS */, kScratch), 0);
+    uint64_t v = 0;
+    EXPECT_TRUE(as_->view().read(kScratch, &v, 8));
+    EXPECT_EQ(v, 0x7000u);
+    EXPECT_EQ(call(SYS_arch_prctl, 0x1002, 1ull << 47), -EPERM);
+    EXPECT_EQ(call(SYS_arch_prctl, 0x1003, kReadOnly), -EFAULT);
+}
+
+TEST_F(Syscalls, DescriptorEdgeCases) {
+    EXPECT_EQ(call(SYS_close, 1ull << 40), -EBADF);
+    EXPECT_EQ(call(SYS_dup2, 0, 1ull << 40), -EBADF);
+    EXPECT_EQ(call(SYS_fcntl, 0, F_DUPFD, 1ull << 40), -EBADF);  // fd 0 is not attached here
+    int64_t fd = call(SYS_open, str("/file"), O_RDONLY);
+    EXPECT_EQ(call(SYS_fcntl, fd, F_DUPFD, FdTable::kMaxFds), -EINVAL);
+    EXPECT_EQ(call(SYS_dup3, fd, fd, 0), -EINVAL);
+    EXPECT_EQ(call(SYS_getdents64, fd, kScratch, 4096), -ENOTDIR);
+    int64_t d = call(SYS_open, str("/d"), O_RDONLY | O_DIRECTORY);
+    ASSERT_GE(d, 0);
+    EXPECT_EQ(call(SYS_read, d, kScratch, 10), -EISDIR);
+    EXPECT_GT(call(SYS_getdents64, d, kScratch, 1ull << 40), 0);  // a huge count is capped, not trusted
+    EXPECT_EQ(call(SYS_ioctl, fd, 0x5401 /* TCGETS */, kScratch), -ENOTTY);
+}
+
+}  // namespace
+}  // namespace vessel::thin
