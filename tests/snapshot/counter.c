@@ -1,8 +1,9 @@
 /* Snapshot test guest: prints a counter and a checksum of memory it keeps
  * changing, sleeping between steps. A run that is paused, snapshotted, killed
  * and restored must print exactly what an uninterrupted run prints.
- * Usage: counter STEPS SLEEP_MS [FILE]  (FILE: also append each line there
- * through a second descriptor, to check files survive a restore). */
+ * Usage: counter STEPS SLEEP_MS [FILE | -pipe]  (FILE: also append each line
+ * there through a second descriptor, to check files survive a restore;
+ * -pipe: hold a pipe open, which cannot be snapshotted). */
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -14,7 +15,12 @@
 int main(int argc, char** argv) {
     int steps = argc > 1 ? atoi(argv[1]) : 40;
     int sleep_ms = argc > 2 ? atoi(argv[2]) : 50;
-    int fd = argc > 3 ? open(argv[3], O_WRONLY | O_CREAT | O_APPEND, 0644) : -1;
+    int fd = -1, pipe_fds[2];
+    if (argc > 3 && strcmp(argv[3], "-pipe") == 0) {
+        if (pipe(pipe_fds) != 0) return 1;
+    } else if (argc > 3) {
+        fd = open(argv[3], O_WRONLY | O_CREAT | O_APPEND, 0644);
+    }
     size_t size = 4 << 20;
     uint64_t* heap = malloc(size);
     static uint64_t bss[8192];

@@ -1,0 +1,335 @@
+// Pause, snapshot, kill and restore thin VMs through the control API, and
+// refuse damaged snapshots. Runs real VMs on /dev/kvm.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "api/http.h"
+#include "state/format.h"
+
+extern char** environ;
+
+namespace vessel {
+namespace {
+
+namespace fs = std::filesystem;
+using api::json;
+
+const std::string kVessel = VESSEL_BINARY_DIR "/bin/vessel";
+const std::string kCounter = COUNTER_GUEST;
+
+std::string read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+class Vessel {
+public:
+    // Starts `vessel ARGS...` with stdout to `out` and stderr to `err`.
+    Vessel(const std::vector<std::string>& args, const std::string& out, const std::string& err) {
+        posix_spawn_file_actions_t fa;
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+        posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        std::vector<char*> argv;
+        std::vector<std::string> all = {kVessel};
+        all.insert(all.end(), args.begin(), args.end());
+        for (auto& a : all) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        EXPECT_EQ(posix_spawn(&pid_, kVessel.c_str(), &fa, nullptr, argv.data(), environ), 0);
+        posix_spawn_file_actions_destroy(&fa);
+    }
+    ~Vessel() {
+        if (pid_ > 0) {
+            ::kill(pid_, SIGKILL);
+            wait();
+        }
+    }
+    int wait() {
+        int status = 0;
+        if (pid_ > 0 && ::waitpid(pid_, &status, 0) == pid_) pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    void kill9() {
+        ::kill(pid_, SIGKILL);
+        wait();
+    }
+
+private:
+    pid_t pid_ = -1;
+};
+
+// Runs vessel to completion; returns its status, stdout into `out`.
+int run_vessel(const std::vector<std::string>& args, std::string& out, std::string& err, const fs::path& dir) {
+    Vessel v(args, dir / "run.out", dir / "run.err");
+    int status = v.wait();
+    out = read_file(dir / "run.out");
+    err = read_file(dir / "run.err");
+    return status;
+}
+
+api::Response call(const std::string& sock, const std::string& method, const std::string& path,
+                   const json* body = nullptr) {
+    auto r = api::call(sock, method, path, body, std::chrono::seconds(30));
+    EXPECT_TRUE(r.has_value()) << (r ? "" : r.error().message);
+    if (r) return *r;
+    api::Response failed;
+    failed.status = 599;
+    return failed;
+}
+
+bool wait_for_socket(const std::string& path) {
+    for (int i = 0; i < 500; ++i) {
+        if (api::call(path, "GET", "/vm", nullptr, std::chrono::milliseconds(500))) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+}
+
+// Waits until `file` has at least `lines` lines.
+void wait_for_lines(const std::string& file, int lines) {
+    for (int i = 0; i < 1000; ++i) {
+        std::string s = read_file(file);
+        if (std::count(s.begin(), s.end(), '\n') >= lines) return;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    FAIL() << file << " never reached " << lines << " lines";
+}
+
+class SnapshotTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        ASSERT_EQ(::access("/dev/kvm", R_OK | W_OK), 0) << "these tests need a usable /dev/kvm";
+        dir_ = fs::temp_directory_path() / ("vessel-snapshot-test-" + std::to_string(::getpid()) + "-" +
+                                            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+        fs::remove_all(dir_);
+        fs::create_directories(dir_ / "rw");
+        sock_ = (dir_ / "api.sock").string();
+    }
+    void TearDown() override { fs::remove_all(dir_); }
+
+    // What an uninterrupted run prints.
+    std::string reference(const std::vector<std::string>& args) {
+        std::string out, err;
+        EXPECT_EQ(run_vessel(args, out, err, dir_), 0) << err;
+        return out;
+    }
+
+    fs::path dir_;
+    std::string sock_;
+};
+
+TEST_F(SnapshotTest, PausedSnapshottedKilledRestoredRunMatchesUninterrupted) {
+    std::vector<std::string> guest = {kCounter, "24", "20", "/rw/log"};
+    std::vector<std::string> args = {"run", "--rw", (dir_ / "rw").string() + ":/rw"};
+    args.insert(args.end(), guest.begin(), guest.end());
+    std::string expected = reference(args);
+    ASSERT_EQ(std::count(expected.begin(), expected.end(), '\n'), 24);
+    fs::remove(dir_ / "rw" / "log");
+
+    std::vector<std::string> with_api = {"run", "--api-sock", sock_, "--rw", (dir_ / "rw").string() + ":/rw"};
+    with_api.insert(with_api.end(), guest.begin(), guest.end());
+    Vessel vm(with_api, dir_ / "part1.out", dir_ / "part1.err");
+    ASSERT_TRUE(wait_for_socket(sock_));
+    wait_for_lines(dir_ / "part1.out", 8);
+    EXPECT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
+    EXPECT_EQ(call(sock_, "GET", "/vm").body["state"], "paused");
+    json body = {{"path", (dir_ / "snap").string()}};
+    auto snap = call(sock_, "PUT", "/vm/snapshot", &body);
+    ASSERT_EQ(snap.status, 200) << snap.body.dump();
+    EXPECT_GT(snap.body["pages"].get<uint64_t>(), 0u);
+    vm.kill9();
+
+    std::string out, err;
+    ASSERT_EQ(run_vessel({"restore", (dir_ / "snap").string()}, out, err, dir_), 0) << err;
+    EXPECT_EQ(read_file(dir_ / "part1.out") + out, expected);
+    // The guest's own file descriptor survived too: its log is complete.
+    EXPECT_EQ(read_file(dir_ / "rw" / "log"), expected);
+}
+
+TEST_F(SnapshotTest, DiffSnapshotChainRestoresToTheLatestState) {
+    std::vector<std::string> guest = {kCounter, "30", "20"};
+    std::vector<std::string> plain = {"run"};
+    plain.insert(plain.end(), guest.begin(), guest.end());
+    std::string expected = reference(plain);
+
+    std::vector<std::string> with_api = {"run", "--api-sock", sock_};
+    with_api.insert(with_api.end(), guest.begin(), guest.end());
+    Vessel vm(with_api, dir_ / "part1.out", dir_ / "part1.err");
+    ASSERT_TRUE(wait_for_socket(sock_));
+    wait_for_lines(dir_ / "part1.out", 5);
+    ASSERT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
+    json full = {{"path", (dir_ / "base").string()}, {"type", "full"}};
+    ASSERT_EQ(call(sock_, "PUT", "/vm/snapshot", &full).status, 200);
+    ASSERT_EQ(call(sock_, "PUT", "/vm/resume").status, 200);
+    wait_for_lines(dir_ / "part1.out", 12);
+    ASSERT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
+    json diff = {{"path", (dir_ / "diff1").string()}, {"type", "diff"}};
+    auto d = call(sock_, "PUT", "/vm/snapshot", &diff);
+    ASSERT_EQ(d.status, 200) << d.body.dump();
+    EXPECT_EQ(d.body["parent"], (dir_ / "base").string());
+    // A diff holds far less than the whole guest memory.
+    EXPECT_LT(d.body["memory_bytes"].get<uint64_t>(), 64ull << 20);
+    vm.kill9();
+
+    std::string out, err;
+    ASSERT_EQ(run_vessel({"restore", (dir_ / "diff1").string()}, out, err, dir_), 0) << err;
+    EXPECT_EQ(read_file(dir_ / "part1.out") + out, expected);
+}
+
+TEST_F(SnapshotTest, RestoredVmCanBeSnapshottedAgain) {
+    std::vector<std::string> guest = {kCounter, "20", "20"};
+    std::vector<std::string> plain = {"run"};
+    plain.insert(plain.end(), guest.begin(), guest.end());
+    std::string expected = reference(plain);
+
+    std::vector<std::string> with_api = {"run", "--api-sock", sock_};
+    with_api.insert(with_api.end(), guest.begin(), guest.end());
+    Vessel first(with_api, dir_ / "p1.out", dir_ / "p1.err");
+    ASSERT_TRUE(wait_for_socket(sock_));
+    wait_for_lines(dir_ / "p1.out", 4);
+    ASSERT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
+    json s1 = {{"path", (dir_ / "s1").string()}};
+    ASSERT_EQ(call(sock_, "PUT", "/vm/snapshot", &s1).status, 200);
+    first.kill9();
+
+    Vessel second({"restore", "--api-sock", sock_, (dir_ / "s1").string()}, dir_ / "p2.out", dir_ / "p2.err");
+    ASSERT_TRUE(wait_for_socket(sock_));
+    EXPECT_EQ(call(sock_, "GET", "/vm").body["restored_from"], (dir_ / "s1").string());
+    wait_for_lines(dir_ / "p2.out", 5);
+    ASSERT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
+    json s2 = {{"path", (dir_ / "s2").string()}, {"type", "full"}};
+    ASSERT_EQ(call(sock_, "PUT", "/vm/snapshot", &s2).status, 200);
+    second.kill9();
+
+    std::string out, err;
+    ASSERT_EQ(run_vessel({"restore", (dir_ / "s2").string()}, out, err, dir_), 0) << err;
+    EXPECT_EQ(read_file(dir_ / "p1.out") + read_file(dir_ / "p2.out") + out, expected);
+}
+
+TEST_F(SnapshotTest, ApiRefusesWrongStatesAndBadBodies) {
+    Vessel vm({"run", "--api-sock", sock_, kCounter, "400", "20"}, dir_ / "o", dir_ / "e");
+    ASSERT_TRUE(wait_for_socket(sock_));
+    EXPECT_EQ(call(sock_, "PUT", "/vm/resume").status, 409);  // running
+    json body = {{"path", (dir_ / "snap").string()}};
+    EXPECT_EQ(call(sock_, "PUT", "/vm/snapshot", &body).status, 409);  // not paused
+    EXPECT_FALSE(fs::exists(dir_ / "snap" / "state.bin"));
+    ASSERT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
+    EXPECT_EQ(call(sock_, "PUT", "/vm/pause").status, 409);  // already paused
+    json unknown = {{"path", (dir_ / "x").string()}, {"compress", true}};
+    EXPECT_EQ(call(sock_, "PUT", "/vm/snapshot", &unknown).status, 400);
+    json wrong_type = {{"path", 42}};
+    EXPECT_EQ(call(sock_, "PUT", "/vm/snapshot", &wrong_type).status, 400);
+    json bad_kind = {{"path", (dir_ / "x").string()}, {"type", "partial"}};
+    EXPECT_EQ(call(sock_, "PUT", "/vm/snapshot", &bad_kind).status, 400);
+    json diff_first = {{"path", (dir_ / "x").string()}, {"type", "diff"}};
+    EXPECT_EQ(call(sock_, "PUT", "/vm/snapshot", &diff_first).status, 422);  // no parent yet
+    ASSERT_EQ(call(sock_, "PUT", "/vm/snapshot", &body).status, 200);
+    EXPECT_EQ(call(sock_, "PUT", "/vm/snapshot", &body).status, 409);  // never overwritten
+    EXPECT_EQ(call(sock_, "GET", "/vm/nonsense").status, 404);
+    EXPECT_EQ(call(sock_, "DELETE", "/vm").status, 405);
+    auto m = call(sock_, "GET", "/vm/metrics");
+    EXPECT_GT(m.body["exits"]["io"].get<uint64_t>(), 0u);
+    EXPECT_GT(m.body["syscalls"]["write"].get<uint64_t>(), 0u);
+    EXPECT_GT(m.body["io_bytes"]["write"].get<uint64_t>(), 0u);
+    EXPECT_GT(m.body["guest_memory_touched_bytes"].get<uint64_t>(), 4u << 20);
+    ASSERT_EQ(call(sock_, "PUT", "/vm/resume").status, 200);
+    EXPECT_EQ(call(sock_, "PUT", "/vm/shutdown").status, 202);
+    EXPECT_EQ(vm.wait(), 143);
+}
+
+TEST_F(SnapshotTest, PipesCannotBeSnapshottedAndTheVmCarriesOn) {
+    Vessel vm({"run", "--api-sock", sock_, kCounter, "400", "20", "-pipe"}, dir_ / "o", dir_ / "e");
+    ASSERT_TRUE(wait_for_socket(sock_));
+    ASSERT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
+    json body = {{"path", (dir_ / "snap").string()}};
+    auto r = call(sock_, "PUT", "/vm/snapshot", &body);
+    EXPECT_EQ(r.status, 409) << r.body.dump();
+    EXPECT_NE(r.body["error"]["message"].get<std::string>().find("pipe"), std::string::npos) << r.body.dump();
+    EXPECT_FALSE(fs::exists(dir_ / "snap"));  // nothing half-written left behind
+    EXPECT_EQ(call(sock_, "PUT", "/vm/resume").status, 200);
+    EXPECT_EQ(call(sock_, "GET", "/vm").body["state"], "running");
+}
+
+class DamagedSnapshotTest : public SnapshotTest {
+protected:
+    void SetUp() override {
+        SnapshotTest::SetUp();
+        Vessel vm({"run", "--api-sock", sock_, kCounter, "400", "20"}, dir_ / "o", dir_ / "e");
+        ASSERT_TRUE(wait_for_socket(sock_));
+        ASSERT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
+        json body = {{"path", (dir_ / "good").string()}};
+        ASSERT_EQ(call(sock_, "PUT", "/vm/snapshot", &body).status, 200);
+    }
+    // Copies the good snapshot, damages the copy, and expects restore to fail
+    // with status 2 and one line naming the problem.
+    void expect_refused(const std::function<void(const fs::path&)>& damage, const std::string& message) {
+        fs::path bad = dir_ / "bad";
+        fs::remove_all(bad);
+        fs::copy(dir_ / "good", bad);
+        damage(bad);
+        std::string out, err;
+        EXPECT_EQ(run_vessel({"restore", bad.string()}, out, err, dir_), 2) << err;
+        EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+        EXPECT_NE(err.find(message), std::string::npos) << err;
+    }
+    static void truncate_to(const fs::path& p, uintmax_t size) { fs::resize_file(p, size); }
+    static void flip_byte(const fs::path& p, size_t offset) {
+        std::fstream f(p, std::ios::in | std::ios::out | std::ios::binary);
+        f.seekg(static_cast<std::streamoff>(offset));
+        char c;
+        f.get(c);
+        f.seekp(static_cast<std::streamoff>(offset));
+        f.put(static_cast<char>(c ^ 0x5a));
+    }
+};
+
+TEST_F(DamagedSnapshotTest, TruncatedStateFile) {
+    expect_refused([](const fs::path& d) { truncate_to(d / "state.bin", fs::file_size(d / "state.bin") / 2); },
+                   "truncated or damaged");
+    expect_refused([](const fs::path& d) { truncate_to(d / "state.bin", 10); }, "truncated");
+}
+
+TEST_F(DamagedSnapshotTest, CorruptedStateFile) {
+    for (size_t off : {40ul, 200ul, 1000ul})
+        expect_refused([off](const fs::path& d) { flip_byte(d / "state.bin", off); }, "corrupted");
+}
+
+TEST_F(DamagedSnapshotTest, NewerFormatVersion) {
+    expect_refused(
+        [](const fs::path& d) {
+            std::fstream f(d / "state.bin", std::ios::in | std::ios::out | std::ios::binary);
+            f.seekp(8);
+            uint32_t v = state::kFormatVersion + 1;
+            f.write(reinterpret_cast<const char*>(&v), 4);
+        },
+        "newer than this vessel supports");
+}
+
+TEST_F(DamagedSnapshotTest, NotASnapshot) {
+    expect_refused([](const fs::path& d) { std::ofstream(d / "state.bin") << "hello, world, this is not it"; },
+                   "not a Vessel snapshot");
+    expect_refused([](const fs::path& d) { fs::remove(d / "state.bin"); }, "No such file");
+}
+
+TEST_F(DamagedSnapshotTest, MissingOrTruncatedMemoryImage) {
+    expect_refused([](const fs::path& d) { fs::remove(d / "memory.img"); }, "memory.img");
+    expect_refused([](const fs::path& d) { truncate_to(d / "memory.img", 1 << 20); }, "truncated");
+}
+
+}  // namespace
+}  // namespace vessel
