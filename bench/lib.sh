@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # variables are used by the scripts that source this
 # Shared by the bench/ scripts (sourced, not run).
 #
 # Environment:

@@ -402,6 +402,14 @@ int64_t on_resolved_for_write(Process& p, int dirfd, uint64_t path_ptr, int flag
     return op(host);
 }
 
+// A descriptor's file lies on the read-only root: metadata changes through
+// the descriptor must fail like those through a path (the host would allow
+// them, since the VMM may own the file).
+bool on_read_only_mount(Process& p, const OpenFile& f) {
+    if (f.stdio >= 0 || f.guest_path.empty()) return false;  // stdio and pipes: not sandbox files
+    return Sandbox::classify(f.guest_path) == Sandbox::Special::kNone && !p.sandbox().locate(f.guest_path).mount->writable;
+}
+
 int64_t sys_fchmodat(Process& p, const SyscallArgs& a) {
     return on_resolved_for_write(p, static_cast<int>(a.a[0]), a.a[1], 0, [&](int host) -> int64_t {
         return ::syscall(SYS_fchmodat2, host, "", static_cast<mode_t>(a.a[2] & kGuestModeMask), AT_EMPTY_PATH) < 0 ? -errno : 0;
@@ -414,9 +422,7 @@ int64_t sys_chmod(Process& p, const SyscallArgs& a) {
 int64_t sys_fchmod(Process& p, const SyscallArgs& a) {
     OpenFile* f = file_of(p, a.a[0]);
     if (!f) return -EBADF;
-    if (!f->guest_path.empty() && Sandbox::classify(f->guest_path) == Sandbox::Special::kNone &&
-        !p.sandbox().locate(f->guest_path).mount->writable)
-        return -EROFS;
+    if (on_read_only_mount(p, *f)) return -EROFS;
     return ::fchmod(f->host.get(), static_cast<mode_t>(a.a[1] & kGuestModeMask)) < 0 ? -errno : 0;
 }
 
@@ -450,9 +456,7 @@ int64_t sys_fchownat(Process& p, const SyscallArgs& a) {
 int64_t sys_fchown(Process& p, const SyscallArgs& a) {
     OpenFile* f = file_of(p, a.a[0]);
     if (!f) return -EBADF;
-    if (!f->guest_path.empty() && Sandbox::classify(f->guest_path) == Sandbox::Special::kNone &&
-        !p.sandbox().locate(f->guest_path).mount->writable)
-        return -EROFS;
+    if (on_read_only_mount(p, *f)) return -EROFS;
     if (int64_t r = check_owner(p, a.a[1], a.a[2]); r < 0) return r;
     return ::fchown(f->host.get(), static_cast<uid_t>(a.a[1]), static_cast<gid_t>(a.a[2])) < 0 ? -errno : 0;
 }
@@ -465,6 +469,7 @@ int64_t sys_utimensat(Process& p, const SyscallArgs& a) {
     if (a.a[1] == 0) {  // futimens(fd, ...)
         OpenFile* f = file_of(p, a.a[0]);
         if (!f) return -EBADF;
+        if (on_read_only_mount(p, *f)) return -EROFS;
         return ::futimens(f->host.get(), a.a[2] ? times : nullptr) < 0 ? -errno : 0;
     }
     return on_resolved_for_write(p, static_cast<int>(a.a[0]), a.a[1], flags, [&](int host) -> int64_t {

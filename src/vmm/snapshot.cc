@@ -451,6 +451,8 @@ Result<SnapshotInfo> ThinVm::Impl::write_snapshot_files(const std::string& dir, 
 // ------------------------------------------------------------ restore
 
 Result<std::unique_ptr<ThinVm>> ThinVm::restore(const std::string& dir, const std::string& kvm_path) {
+    std::unique_ptr<ThinVm> self(new ThinVm());  // first, so its timer covers reading the files
+    Impl& m = *self->impl_;
     auto top = load_dir(dir);
     if (!top) return std::unexpected(top.error());
     // The chain, newest first, back to the full snapshot at its base.
@@ -473,8 +475,6 @@ Result<std::unique_ptr<ThinVm>> ThinVm::restore(const std::string& dir, const st
     config->kvm_path = kvm_path;
     if (config->mem_size != layout.ram_size) return fail(newest.dir + ": memory size disagrees with the layout", EINVAL);
 
-    std::unique_ptr<ThinVm> self(new ThinVm());
-    Impl& m = *self->impl_;
     m.config = *config;
 
     std::string base_img = chain.back().dir + "/" + kMemoryFile;
@@ -501,7 +501,7 @@ Result<std::unique_ptr<ThinVm>> ThinVm::restore(const std::string& dir, const st
                 return fail(img + ": truncated", EINVAL);
         }
     }
-    m.timer.mark("map memory");
+    m.timer.mark("read state, map memory");
 
     auto sandbox = thin::Sandbox::create(config->root, config->rw);
     if (!sandbox) return wrap("restore", sandbox.error());

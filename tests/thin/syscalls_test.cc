@@ -197,5 +197,33 @@ TEST_F(Syscalls, DescriptorEdgeCases) {
     EXPECT_EQ(call(SYS_ioctl, fd, 0x5401 /* TCGETS */, kScratch), -ENOTTY);
 }
 
+// Metadata changes through a descriptor obey the read-only root exactly like
+// those through a path; set-ID bits never reach host files.
+TEST_F(Syscalls, DescriptorsCannotChangeTheReadOnlyRoot) {
+    struct stat before {};
+    ASSERT_EQ(::stat((dir_ + "/root/file").c_str(), &before), 0);
+    int64_t fd = call(SYS_open, str("/file"), O_RDONLY);
+    ASSERT_GE(fd, 0);
+    EXPECT_EQ(call(SYS_utimensat, static_cast<uint64_t>(fd), 0, 0, 0), -EROFS);  // futimens(fd, NULL)
+    EXPECT_EQ(call(SYS_fchmod, static_cast<uint64_t>(fd), 0777), -EROFS);
+    EXPECT_EQ(call(SYS_fchown, static_cast<uint64_t>(fd), ::getuid(), ::getgid()), -EROFS);
+    struct stat after {};
+    ASSERT_EQ(::stat((dir_ + "/root/file").c_str(), &after), 0);
+    EXPECT_EQ(after.st_mtim.tv_sec, before.st_mtim.tv_sec);
+    EXPECT_EQ(after.st_mtim.tv_nsec, before.st_mtim.tv_nsec);
+    EXPECT_EQ(after.st_mode, before.st_mode);
+
+    int64_t out = call(SYS_open, str("/w/suid"), O_CREAT | O_WRONLY, 06755);
+    ASSERT_GE(out, 0);
+    EXPECT_EQ(call(SYS_fchmod, static_cast<uint64_t>(out), 04755), 0);
+    EXPECT_EQ(call(SYS_chmod, str("/w/suid"), 02755), 0);
+    EXPECT_EQ(call(SYS_mkdir, str("/w/sgid-dir"), 02755), 0);
+    struct stat st {};
+    ASSERT_EQ(::stat((dir_ + "/rw/suid").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & (S_ISUID | S_ISGID), 0u);
+    ASSERT_EQ(::stat((dir_ + "/rw/sgid-dir").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & (S_ISUID | S_ISGID), 0u);
+}
+
 }  // namespace
 }  // namespace vessel::thin
