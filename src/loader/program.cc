@@ -107,7 +107,7 @@ Result<LoadedProgram> load_program(memory::AddressSpace& as, std::span<const uin
     }
     for (uint64_t off : syscall_offsets) {
         for (const auto& s : image.segments) {
-            if (off < s.offset || off + 2 > s.offset + s.filesz) continue;
+            if (off < s.offset || off - s.offset > s.filesz || s.filesz - (off - s.offset) < 2) continue;
             if (!as.poke(s.vaddr + bias + (off - s.offset), kSyscallReplacement, 2))
                 return fail("load: rewrite failed", EFAULT);
             break;

@@ -20,9 +20,11 @@ namespace {
 
 constexpr char kMagic[8] = {'V', 'S', 'L', 'R', 'W', '0', '0', '1'};
 
+// Written so that no sum can wrap: offsets come from cache files on disk.
 bool in_exec_segment(const ElfImage& image, uint64_t off, uint64_t len) {
     for (const auto& s : image.segments)
-        if ((s.flags & PF_X) && off >= s.offset && off + len <= s.offset + s.filesz) return true;
+        if ((s.flags & PF_X) && off >= s.offset && off - s.offset <= s.filesz && len <= s.filesz - (off - s.offset))
+            return true;
     return false;
 }
 

@@ -157,10 +157,14 @@ void expect_banner(const BootResult& r) {
 }  // namespace
 
 TEST_F(FullBoot, VmlinuxPvhEntryReachesBannerAndE820) {
-    auto r = boot({"--kernel", dir_ + "/vmlinux", "--cmdline", kCmdline, "--mem", "256M"}, kEarlyLines);
+    // Wait for the exact RAM line too: the VM is stopped as soon as every
+    // awaited line is on the console, and this one comes after the first e820 line.
+    const std::string ram = "BIOS-e820: [mem 0x0000000000100000-0x000000000fffffff] usable";
+    auto lines = kEarlyLines;
+    lines.push_back(ram);
+    auto r = boot({"--kernel", dir_ + "/vmlinux", "--cmdline", kCmdline, "--mem", "256M"}, lines);
     expect_banner(r);
-    EXPECT_NE(r.console.find("BIOS-e820: [mem 0x0000000000100000-0x000000000fffffff] usable"), std::string::npos)
-        << tail(r.console);
+    EXPECT_NE(r.console.find(ram), std::string::npos) << tail(r.console);
 }
 
 TEST_F(FullBoot, Vmlinux64BitEntryReachesBanner) {

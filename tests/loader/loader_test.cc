@@ -1,6 +1,7 @@
 // ELF validation, the syscall rewriter and its cache, and the initial stack.
 #include <elf.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -205,6 +206,37 @@ TEST_F(Cache, SecondLookupHitsAndCorruptionIsIgnored) {
     auto other = f;
     other.resize(other.size() + 4096);
     EXPECT_FALSE(cache.load(content_hash(f), other, *img).has_value());
+}
+
+// Offsets near 2^64 must not wrap the bounds check (a crash found by the
+// integration test's random corruption of cache entries).
+TEST_F(Cache, HugeOffsetsAreRejectedNotFollowed) {
+    // The file sits right after an inaccessible page, as a mapped program
+    // can: a wrapped offset would read that page and crash.
+    auto bytes = tiny_elf();
+    size_t span_pages = (bytes.size() + 4095) / 4096;
+    void* region = ::mmap(nullptr, (span_pages + 1) * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_NE(region, MAP_FAILED);
+    ASSERT_EQ(::mprotect(region, 4096, PROT_NONE), 0);
+    auto* data = static_cast<uint8_t*>(region) + 4096;
+    std::memcpy(data, bytes.data(), bytes.size());
+    std::span<const uint8_t> f(data, bytes.size());
+    auto img = parse_elf(f);
+    ASSERT_TRUE(img.has_value());
+    RewriteCache cache(dir_);
+    ASSERT_TRUE(syscall_sites(f, *img, cache).has_value());
+    std::string entry = dir_ + "/" + content_hash(f);
+    for (uint64_t bad : {~0ull, ~0ull - 1, ~0ull - 4096, 1ull << 63}) {
+        uint64_t size = f.size(), count = 1;
+        std::string e = std::string("VSLRW001") + std::string(reinterpret_cast<char*>(&size), 8) +
+                        std::string(reinterpret_cast<char*>(&count), 8) + std::string(reinterpret_cast<char*>(&bad), 8);
+        int fd = ::open(entry.c_str(), O_WRONLY | O_TRUNC);
+        ASSERT_GE(fd, 0);
+        ASSERT_EQ(::write(fd, e.data(), e.size()), static_cast<ssize_t>(e.size()));
+        ::close(fd);
+        EXPECT_FALSE(cache.load(content_hash(f), f, *img).has_value()) << bad;
+    }
+    ::munmap(region, (span_pages + 1) * 4096);
 }
 
 TEST_F(Cache, UnusableDirectoryDisablesCaching) {
