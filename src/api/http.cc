@@ -54,6 +54,7 @@ const char* reason(int status) {
         case 422: return "Unprocessable Entity";
         case 431: return "Request Header Fields Too Large";
         case 500: return "Internal Server Error";
+        case 501: return "Not Implemented";
         case 503: return "Service Unavailable";
         default: return "Status";
     }

@@ -19,6 +19,7 @@ Response from_error(const Error& e) {
         case EEXIST: return error(409, "exists", e.message);
         case EINVAL: return error(422, "invalid", e.message);
         case ETIMEDOUT: return error(503, "timeout", e.message);
+        case ENOTSUP: return error(501, "not_supported", e.message);
         default: return error(500, "internal", e.message);
     }
 }
@@ -45,7 +46,7 @@ json to_json(const vmm::Metrics& m) {
             {"io_bytes", {{"read", m.io_read_bytes}, {"write", m.io_write_bytes}}}};
 }
 
-Router vm_router(vmm::ThinVm& vm) {
+Router vm_router(vmm::Controllable& vm) {
     Router r;
     r.add("GET", "/vm", [&vm](const Request&) {
         Response out;

@@ -9,7 +9,7 @@ namespace vessel::api {
 
 // Routes for GET /vm, PUT /vm/pause, /vm/resume, /vm/snapshot, /vm/shutdown
 // and GET /vm/metrics, acting on `vm` (which must outlive the router).
-Router vm_router(vmm::ThinVm& vm);
+Router vm_router(vmm::Controllable& vm);
 
 // The JSON forms shared with the daemon.
 json to_json(const vmm::Description& d);

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "base/size.h"
+#include "api/vm_routes.h"
 #include "cli/commands.h"
 #include "vmm/exit_status.h"
 #include "vmm/full_vm.h"
@@ -12,6 +13,7 @@ namespace vessel::cli {
 namespace {
 
 struct BootOptions {
+    std::string api_socket;
     std::string kernel, initrd, cmdline, mem = "512M", console = "stdio", entry = "auto", net, vsock_uds;
     bool cmdline_given = false;
     unsigned cpus = 1;
@@ -75,7 +77,15 @@ int run(BootOptions& o) {
         std::fprintf(stderr, "vessel: booting %s\n", (*vm)->boot_summary().c_str());
         std::fprintf(stderr, "vessel: command line: %s\n", (*vm)->kernel_cmdline().c_str());
     }
+    std::unique_ptr<api::Server> server;
+    if (!o.api_socket.empty()) {
+        auto srv = api::Server::listen(o.api_socket, api::vm_router(**vm));
+        if (!srv) return die("--api-sock: " + srv.error().message, kExitHostError);
+        server = std::move(*srv);
+        server->start();
+    }
     auto outcome = (*vm)->run();
+    if (server) server->stop();
     if (!outcome) return die(outcome.error().message, kExitHostError);
     using Reason = vmm::FullRunOutcome::Reason;
     std::string line = vmm::describe(outcome->reason);
@@ -113,6 +123,7 @@ Runner add_boot_command(CLI::App& app) {
     cmd->add_option("--console", o->console, "Serial console: stdio, pty or file:PATH")->capture_default_str();
     cmd->add_option("--boot-entry", o->entry, "Kernel entry: auto, pvh or linux64")->capture_default_str();
     cmd->add_flag("-v,--verbose", o->verbose, "Print the boot layout and why the machine stopped");
+    cmd->add_option("--api-sock", o->api_socket, "Serve the VM's control API on this Unix socket (docs/api.md)");
     return [o, cmd] { return cmd->parsed() ? run(*o) : -1; };
 }
 

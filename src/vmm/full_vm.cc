@@ -1,12 +1,14 @@
 #include "vmm/full_vm.h"
 
 #include <pthread.h>
+#include <sys/mman.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
@@ -133,8 +135,10 @@ struct FullVm::Impl {
         std::atomic<bool> probe_halt{false};
         std::atomic<bool> halted{false};
         std::atomic<uint64_t> exits{0};
+        std::atomic<uint64_t> exits_io{0}, exits_intr{0};
 
         cpu::Action on_exit(kvm_run& run) override;
+        cpu::Action dispatch(kvm_run& run);
         cpu::Action crash(FullRunOutcome::Reason reason, const std::string& what);
     };
 
@@ -153,6 +157,22 @@ struct FullVm::Impl {
 
     std::mutex stop_mu;
     std::atomic<bool> stopping{false};
+
+    // Pause: vCPU threads park in Cpu::on_exit while `pause_requested`.
+    mutable std::mutex pause_mu;
+    std::condition_variable pause_cv;
+    std::atomic<bool> pause_requested{false};
+    unsigned parked = 0;
+    VmState state = VmState::kCreated;
+    std::string started_at;
+    void park() {
+        std::unique_lock lock(pause_mu);
+        ++parked;
+        pause_cv.notify_all();
+        pause_cv.wait(lock, [&] { return !pause_requested || stopping; });
+        --parked;
+        pause_cv.notify_all();
+    }
     FullRunOutcome outcome;
     Fd stop_event;  // wakes run()'s wait
 
@@ -163,6 +183,10 @@ struct FullVm::Impl {
             outcome.reason = reason;
             outcome.diagnostic = diagnostic;
             stopping = true;
+        }
+        {
+            std::lock_guard lock(pause_mu);  // wake parked vCPUs so they can stop
+            pause_cv.notify_all();
         }
         signal_eventfd(stop_event.get());
     }
@@ -195,8 +219,19 @@ cpu::Action FullVm::Impl::Cpu::crash(FullRunOutcome::Reason reason, const std::s
 }
 
 cpu::Action FullVm::Impl::Cpu::on_exit(kvm_run& run) {
+    cpu::Action action = dispatch(run);
+    if (action == cpu::Action::kContinue && vm->pause_requested) {
+        vm->park();
+        runner->vcpu().run_state()->immediate_exit = 0;
+    }
+    return vm->stopping ? cpu::Action::kStop : action;
+}
+
+cpu::Action FullVm::Impl::Cpu::dispatch(kvm_run& run) {
     ++exits;
     if (vm->stopping) return cpu::Action::kStop;
+    if (run.exit_reason == KVM_EXIT_IO || run.exit_reason == KVM_EXIT_MMIO) ++exits_io;
+    if (run.exit_reason == KVM_EXIT_INTR) ++exits_intr;
     switch (run.exit_reason) {
         case KVM_EXIT_IO: {
             const size_t size = run.io.size, count = run.io.count;
@@ -662,6 +697,11 @@ Result<FullRunOutcome> FullVm::run() {
     }
     std::mutex error_mu;
     std::optional<Error> run_error;
+    {
+        std::lock_guard lock(m.pause_mu);
+        m.state = VmState::kRunning;
+        m.started_at = now_rfc3339();
+    }
     for (auto& cp : m.cpus) {
         Impl::Cpu* c = cp.get();
         c->thread = std::thread([&m, c, &error_mu, &run_error] {
@@ -690,6 +730,10 @@ Result<FullRunOutcome> FullVm::run() {
             break;
         }
         if (std::chrono::steady_clock::now() < next_probe) continue;
+        if (m.pause_requested) {  // parked vCPUs are not idle: no halt probing
+            probing = false;
+            continue;
+        }
         if (probing) {
             bool all_halted = true;
             for (auto& c : m.cpus) all_halted = all_halted && c->halted && !c->probe_halt;
@@ -712,6 +756,10 @@ Result<FullRunOutcome> FullVm::run() {
         c->thread.join();
     }
     m.loop->stop();
+    {
+        std::lock_guard lock(m.pause_mu);
+        m.state = VmState::kExited;
+    }
     pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
     if (run_error && m.outcome.reason == FullRunOutcome::Reason::kCrashed && m.outcome.diagnostic == run_error->message)
         return std::unexpected(*run_error);
@@ -719,6 +767,81 @@ Result<FullRunOutcome> FullVm::run() {
 }
 
 void FullVm::request_stop() { impl_->stop(FullRunOutcome::Reason::kReset); }
+
+Result<> FullVm::pause() {
+    Impl& m = *impl_;
+    std::unique_lock lock(m.pause_mu);
+    if (m.state != VmState::kRunning || m.stopping) return fail(std::string("VM is ") + to_string(m.state), EBUSY);
+    m.pause_requested = true;
+    // Kick until every vCPU has parked (a vCPU busy in a device handler
+    // parks when that exit is done).
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (m.parked < m.cpus.size() && !m.stopping) {
+        for (auto& c : m.cpus) c->runner->kick();
+        m.pause_cv.wait_for(lock, std::chrono::milliseconds(20));
+        if (std::chrono::steady_clock::now() > deadline) {
+            m.pause_requested = false;
+            m.pause_cv.notify_all();
+            return fail("the vCPUs did not stop within 10 s", ETIMEDOUT);
+        }
+    }
+    if (m.stopping) return fail("VM is stopping", EBUSY);
+    m.state = VmState::kPaused;
+    return {};
+}
+
+Result<> FullVm::resume() {
+    Impl& m = *impl_;
+    std::unique_lock lock(m.pause_mu);
+    if (m.state != VmState::kPaused) return fail(std::string("VM is ") + to_string(m.state), EBUSY);
+    m.pause_requested = false;
+    m.pause_cv.notify_all();
+    m.pause_cv.wait_for(lock, std::chrono::seconds(5), [&] { return m.parked == 0; });
+    m.state = VmState::kRunning;
+    return {};
+}
+
+Result<SnapshotInfo> FullVm::snapshot(const std::string&, SnapshotType) {
+    return fail("snapshots of full machines are not supported yet (thin VMs only)", ENOTSUP);
+}
+
+void FullVm::shutdown() { impl_->stop(FullRunOutcome::Reason::kInterrupted, "stopped through the control API"); }
+
+Description FullVm::describe() const {
+    const Impl& m = *impl_;
+    std::lock_guard lock(m.pause_mu);
+    Description d;
+    d.state = m.state;
+    d.pid = ::getpid();
+    d.program = m.config.kernel;
+    d.argv = {m.config.kernel, m.cmdline};
+    d.mem_bytes = m.mem ? m.mem->size() : 0;
+    d.started_at = m.started_at;
+    return d;
+}
+
+Metrics FullVm::metrics() const {
+    const Impl& m = *impl_;
+    Metrics out;
+    for (const auto& c : m.cpus) {
+        out.exits_io += c->exits_io;
+        out.exits_intr += c->exits_intr;
+        out.exits_other += c->exits - c->exits_io - c->exits_intr;
+        clockid_t cid;
+        timespec ts;
+        std::lock_guard lock(m.pause_mu);
+        if (m.state != VmState::kCreated && m.state != VmState::kExited && c->thread.joinable() &&
+            pthread_getcpuclockid(const_cast<std::thread&>(c->thread).native_handle(), &cid) == 0 &&
+            clock_gettime(cid, &ts) == 0)
+            out.vcpu_time_ns += static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + ts.tv_nsec;
+    }
+    if (m.mem) {
+        std::vector<unsigned char> vec(m.mem->size() / memory::kPageSize);
+        if (::mincore(m.mem->host_base(), m.mem->size(), vec.data()) == 0)
+            for (unsigned char c : vec) out.guest_memory_touched_bytes += (c & 1) * memory::kPageSize;
+    }
+    return out;
+}
 std::string FullVm::console_path() const { return impl_->console ? impl_->console->path() : std::string(); }
 std::string FullVm::boot_summary() const { return impl_->summary; }
 std::string FullVm::kernel_cmdline() const { return impl_->cmdline; }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "vmm/control.h"
 
 namespace vessel::vmm {
 
@@ -67,7 +68,7 @@ struct FullRunOutcome {
 };
 const char* describe(FullRunOutcome::Reason reason);
 
-class FullVm {
+class FullVm final : public Controllable {
 public:
     // Errors: ENOENT/EACCES (a file), ENOEXEC (not a bootable kernel), ENOMEM
     // (does not fit in --mem), others (host/KVM problems).
@@ -80,6 +81,16 @@ public:
 
     // Thread-safe: ends run() as if the guest had reset.
     void request_stop();
+
+    // Control (thread-safe). Pause parks every vCPU thread between exits;
+    // the in-kernel timers keep running, so the guest sees time pass.
+    // Snapshots of full machines are not supported yet (ENOTSUP).
+    Result<> pause() override;
+    Result<> resume() override;
+    Result<SnapshotInfo> snapshot(const std::string& dir, SnapshotType type) override;
+    void shutdown() override;
+    Description describe() const override;
+    Metrics metrics() const override;
 
     // The pty's slave path with ConsoleSpec::kPty (empty otherwise).
     std::string console_path() const;

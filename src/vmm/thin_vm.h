@@ -14,6 +14,7 @@
 
 #include "base/result.h"
 #include "thin/sandbox.h"
+#include "vmm/control.h"
 
 namespace vessel::vmm {
 
@@ -36,41 +37,7 @@ struct RunOutcome {
     std::string diagnostic;     // one line, when the guest crashed
 };
 
-enum class VmState { kCreated, kRunning, kPaused, kExited };
-const char* to_string(VmState s);
-
-enum class SnapshotType { kFull, kDiff };
-
-struct SnapshotInfo {
-    std::string path;
-    SnapshotType type = SnapshotType::kFull;
-    uint64_t memory_bytes = 0;  // bytes of guest memory written
-    uint64_t pages = 0;
-    std::string parent;         // diff snapshots: the snapshot they build on
-};
-
-struct Metrics {
-    uint64_t exits_io = 0, exits_intr = 0, exits_other = 0;
-    std::map<std::string, uint64_t> syscalls;  // by name, calls made
-    uint64_t unsupported_syscalls = 0;
-    uint64_t vcpu_time_ns = 0;
-    uint64_t guest_memory_touched_bytes = 0;
-    uint64_t io_read_bytes = 0, io_write_bytes = 0;
-};
-
-struct Description {
-    VmState state = VmState::kCreated;
-    int pid = 0;
-    std::string program;
-    std::vector<std::string> argv;
-    uint64_t mem_bytes = 0;
-    std::string started_at;     // RFC 3339, UTC
-    bool has_exit_status = false;
-    int exit_status = 0;
-    std::string restored_from;  // snapshot directory, when restored
-};
-
-class ThinVm {
+class ThinVm final : public Controllable {
 public:
     // Errors carry an exit status class in `sys_errno`: ENOENT (program not
     // found), ENOEXEC (not loadable), anything else (host problem).
@@ -85,15 +52,15 @@ public:
     Result<RunOutcome> run();
 
     // Control, from another thread. Wrong states fail with EBUSY.
-    Result<> pause();
-    Result<> resume();
+    Result<> pause() override;
+    Result<> resume() override;
     // The VM must be paused. A diff snapshot holds the pages written since
     // the previous snapshot of this VM and names it as its parent.
-    Result<SnapshotInfo> snapshot(const std::string& dir, SnapshotType type);
-    void shutdown();
+    Result<SnapshotInfo> snapshot(const std::string& dir, SnapshotType type) override;
+    void shutdown() override;
 
-    Description describe() const;
-    Metrics metrics() const;
+    Description describe() const override;
+    Metrics metrics() const override;
 
     struct Stats {
         uint64_t exits = 0;

@@ -92,7 +92,4 @@ struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
     Result<std::vector<uint64_t>> collect_dirty_pages();
 };
 
-// RFC 3339 UTC time of now.
-std::string now_rfc3339();
-
 }  // namespace vessel::vmm

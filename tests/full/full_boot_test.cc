@@ -13,6 +13,10 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
+#include "api/http.h"
+
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -194,3 +198,68 @@ TEST_F(FullBoot, RefusesANonKernelFile) {
     EXPECT_EQ(r.status, 126) << r.stderr_text;
     EXPECT_NE(r.stderr_text.find("vessel: /etc/hostname: not a Linux kernel"), std::string::npos) << r.stderr_text;
 }
+
+namespace vessel {
+namespace {
+
+// The control API of a full machine: pause stops the guest (its console
+// stops growing), resume lets it go on, metrics count its exits, snapshots
+// are refused as not supported yet, shutdown stops it (status 130).
+TEST_F(FullBoot, ControlApiPausesResumesAndStops) {
+    char tmpl[] = "/tmp/vessel-boot-api.XXXXXX";
+    std::string dir = ::mkdtemp(tmpl);
+    std::string console = dir + "/console", sock = dir + "/api.sock";
+    std::vector<std::string> argv = {kVessel, "boot", "--console", "file:" + console, "--api-sock", sock,
+                                     "--kernel", dir_ + "/vmlinux", "--cmdline", kCmdline, "--mem", "256M"};
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        int null = ::open("/dev/null", O_RDWR);
+        ::dup2(null, 0);
+        ::dup2(null, 2);
+        std::vector<char*> cargv;
+        for (auto& a : argv) cargv.push_back(a.data());
+        cargv.push_back(nullptr);
+        ::execv(cargv[0], cargv.data());
+        ::_exit(127);
+    }
+    auto wait_for = [&](auto&& done, int seconds) {
+        auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+        while (!done() && std::chrono::steady_clock::now() < end)
+            std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        return done();
+    };
+    auto call = [&](const char* method, const char* path, const api::json* body = nullptr) {
+        auto r = api::call(sock, method, path, body, std::chrono::seconds(20));
+        EXPECT_TRUE(r.has_value()) << (r ? "" : r.error().message);
+        api::Response failed;
+        failed.status = 599;
+        return r ? *r : failed;
+    };
+    ASSERT_TRUE(wait_for([&] { return read_file(console).find("Linux version") != std::string::npos; },
+                         kBannerTimeoutSeconds))
+        << tail(read_file(console));
+    EXPECT_EQ(call("GET", "/vm").body["state"], "running");
+    ASSERT_EQ(call("PUT", "/vm/pause").status, 200);
+    EXPECT_EQ(call("GET", "/vm").body["state"], "paused");
+    size_t paused_at = read_file(console).size();
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    EXPECT_EQ(read_file(console).size(), paused_at) << "the console grew while paused";
+    auto metrics = call("GET", "/vm/metrics");
+    EXPECT_GT(metrics.body["exits"]["io"].get<uint64_t>(), 0u);
+    EXPECT_GT(metrics.body["vcpu_time_ns"].get<uint64_t>(), 0u);
+    api::json body = {{"path", dir + "/snap"}};
+    EXPECT_EQ(call("PUT", "/vm/snapshot", &body).status, 501);
+    EXPECT_EQ(call("PUT", "/vm/pause").status, 409);
+    ASSERT_EQ(call("PUT", "/vm/resume").status, 200);
+    EXPECT_TRUE(wait_for([&] { return read_file(console).size() > paused_at; }, 120)) << "no output after resume";
+    EXPECT_EQ(call("PUT", "/vm/shutdown").status, 202);
+    int status = 0;
+    bool reaped = false;  // waitpid succeeds once: remember it
+    ASSERT_TRUE(wait_for([&] { return reaped = reaped || ::waitpid(pid, &status, WNOHANG) == pid; }, 30));
+    EXPECT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 130);
+    std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace vessel
