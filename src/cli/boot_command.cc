@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "base/size.h"
-#include "api/vm_routes.h"
+#include "api/http.h"
 #include "cli/commands.h"
 #include "vmm/exit_status.h"
 #include "vmm/full_vm.h"
@@ -77,15 +77,10 @@ int run(BootOptions& o) {
         std::fprintf(stderr, "vessel: booting %s\n", (*vm)->boot_summary().c_str());
         std::fprintf(stderr, "vessel: command line: %s\n", (*vm)->kernel_cmdline().c_str());
     }
-    std::unique_ptr<api::Server> server;
-    if (!o.api_socket.empty()) {
-        auto srv = api::Server::listen(o.api_socket, api::vm_router(**vm));
-        if (!srv) return die("--api-sock: " + srv.error().message, kExitHostError);
-        server = std::move(*srv);
-        server->start();
-    }
+    auto server = serve_control_api(o.api_socket, **vm);
+    if (!server) return die(server.error().message, kExitHostError);
     auto outcome = (*vm)->run();
-    if (server) server->stop();
+    if (*server) (*server)->stop();
     if (!outcome) return die(outcome.error().message, kExitHostError);
     using Reason = vmm::FullRunOutcome::Reason;
     std::string line = vmm::describe(outcome->reason);

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "base/result.h"
+
 namespace vessel::cli {
 
 using Runner = std::function<int()>;
@@ -25,9 +27,18 @@ std::vector<Runner> add_daemon_commands(CLI::App& app);
 }  // namespace vessel::cli
 namespace vessel::vmm {
 class ThinVm;
+class Controllable;
+}
+namespace vessel::api {
+class Server;
 }
 namespace vessel::cli {
 [[noreturn]] void serve_thin_vm(std::unique_ptr<vmm::ThinVm> vm, const std::string& api_socket);
+
+// Starts serving `vm`'s control API on `api_socket`; nullptr when the socket
+// is empty (no API asked for). Stop the server when the VM ends, which
+// removes the socket file.
+Result<std::unique_ptr<api::Server>> serve_control_api(const std::string& api_socket, vmm::Controllable& vm);
 
 // Prints "vessel: MESSAGE" to stderr and returns `status`.
 int die(const std::string& message, int status);

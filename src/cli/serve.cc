@@ -9,17 +9,20 @@
 
 namespace vessel::cli {
 
+Result<std::unique_ptr<api::Server>> serve_control_api(const std::string& api_socket, vmm::Controllable& vm) {
+    if (api_socket.empty()) return std::unique_ptr<api::Server>();
+    auto server = api::Server::listen(api_socket, api::vm_router(vm));
+    if (!server) return wrap("--api-sock", server.error());
+    (*server)->start();
+    return server;
+}
+
 void serve_thin_vm(std::unique_ptr<vmm::ThinVm> vm, const std::string& api_socket) {
-    std::unique_ptr<api::Server> server;
-    if (!api_socket.empty()) {
-        auto s = api::Server::listen(api_socket, api::vm_router(*vm));
-        if (!s) std::exit(die("--api-sock: " + s.error().message, kExitHostError));
-        server = std::move(*s);
-        server->start();
-    }
+    auto server = serve_control_api(api_socket, *vm);
+    if (!server) std::exit(die(server.error().message, kExitHostError));
     auto outcome = vm->run();
     // The socket disappears with the VM; a client polling it sees the end.
-    if (server) server->stop();
+    if (*server) (*server)->stop();
     if (!outcome) std::exit(die(outcome.error().message, kExitHostError));
     if (!outcome->diagnostic.empty()) die(outcome->diagnostic, 0);
     // The status is known: report it now and let a helper destroy the VM

@@ -114,19 +114,15 @@ std::optional<std::vector<uint64_t>> RewriteCache::load(const std::string& hash,
 void RewriteCache::store(const std::string& hash, uint64_t file_size,
                          const std::vector<uint64_t>& offsets) const {
     if (dir_.empty() || !make_dirs(dir_)) return;
-    // Write-then-rename, so a concurrent reader sees the old entry or the new one.
-    std::string tmp = dir_ + "/." + hash + "." + std::to_string(::getpid());
-    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (!fd) return;
     std::vector<uint8_t> buf(24 + offsets.size() * 8);
     uint64_t count = offsets.size();
     std::memcpy(buf.data(), kMagic, 8);
     std::memcpy(buf.data() + 8, &file_size, 8);
     std::memcpy(buf.data() + 16, &count, 8);
     if (count) std::memcpy(buf.data() + 24, offsets.data(), count * 8);
-    bool ok = ::write(fd.get(), buf.data(), buf.size()) == static_cast<ssize_t>(buf.size());
-    fd.reset();
-    if (!ok || ::rename(tmp.c_str(), (dir_ + "/" + hash).c_str()) < 0) ::unlink(tmp.c_str());
+    // Atomic, so a concurrent reader sees the old entry or the new one; a
+    // failure only means the next start decodes again.
+    (void)write_file_atomic(dir_ + "/" + hash, buf.data(), buf.size());
 }
 
 std::string FileIdentity::key() const {

@@ -45,6 +45,19 @@ Result<GuestMemory> GuestMemory::from_image(Fd image_fd, uint64_t ram_size, cons
     return m;
 }
 
+uint64_t GuestMemory::resident_bytes() const {
+    auto resident = [](const uint8_t* base, uint64_t size) {
+        std::vector<unsigned char> vec(size / kPageSize);
+        uint64_t pages = 0;
+        if (::mincore(const_cast<uint8_t*>(base), size, vec.data()) == 0)
+            for (unsigned char c : vec) pages += c & 1;
+        return pages * kPageSize;
+    };
+    uint64_t total = resident(map_.data(), map_.size());
+    for (const auto& r : regions_) total += resident(r.map.data(), r.map.size());
+    return total;
+}
+
 void GuestMemory::start_dirty_tracking() {
     uint64_t pages = phys_end() >> 12;
     dirty_.assign((pages + 63) / 64 + 1, 0);

@@ -98,6 +98,10 @@ public:
     // tables. Works on RAM and file regions.
     Result<> invalidate(uint64_t gpa, uint64_t len);
 
+    // Bytes of RAM and file regions the host has resident: the guest memory
+    // actually touched so far (by the guest or the VMM).
+    uint64_t resident_bytes() const;
+
     // Dirty tracking of the VMM's own writes to guest memory (KVM logs only
     // the guest's). Off until started; writers call note_write().
     void start_dirty_tracking();

@@ -41,6 +41,11 @@ public:
         std::string rel;  // relative to the mount, "." for its root
     };
     Location locate(const std::string& abs) const;
+    // True when `abs` (an absolute guest path, not empty) names a file of a
+    // read-only mount. The synthetic devices are not on any mount: false.
+    bool read_only(const std::string& abs) const {
+        return classify(abs) == Special::kNone && !locate(abs).mount->writable;
+    }
 
     // Guest paths the sandbox answers itself, never from any mount:
     // "/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom".

@@ -263,9 +263,7 @@ int64_t access_common(Process& p, int dirfd, uint64_t path_ptr, uint64_t mode, i
     if (int64_t r = resolve(p, dirfd, path_ptr, flags, holder, host); r < 0) return r;
     if (::syscall(SYS_faccessat2, host, "", static_cast<int>(mode), AT_EMPTY_PATH | (flags & AT_EACCESS)) < 0)
         return -errno;
-    if ((mode & W_OK) && !path.empty() && Sandbox::classify(path) == Sandbox::Special::kNone &&
-        !p.sandbox().locate(path).mount->writable)
-        return -EROFS;
+    if ((mode & W_OK) && !path.empty() && p.sandbox().read_only(path)) return -EROFS;
     return 0;
 }
 
@@ -393,9 +391,7 @@ template <class Op>
 int64_t on_resolved_for_write(Process& p, int dirfd, uint64_t path_ptr, int flags, Op&& op) {
     std::string path;
     if (int64_t r = p.read_path(dirfd, path_ptr, path, flags & AT_EMPTY_PATH); r < 0) return r;
-    if (!path.empty() && Sandbox::classify(path) == Sandbox::Special::kNone &&
-        !p.sandbox().locate(path).mount->writable)
-        return -EROFS;
+    if (!path.empty() && p.sandbox().read_only(path)) return -EROFS;
     Fd holder;
     int host;
     if (int64_t r = resolve(p, dirfd, path_ptr, flags, holder, host); r < 0) return r;
@@ -407,7 +403,7 @@ int64_t on_resolved_for_write(Process& p, int dirfd, uint64_t path_ptr, int flag
 // them, since the VMM may own the file).
 bool on_read_only_mount(Process& p, const OpenFile& f) {
     if (f.stdio >= 0 || f.guest_path.empty()) return false;  // stdio and pipes: not sandbox files
-    return Sandbox::classify(f.guest_path) == Sandbox::Special::kNone && !p.sandbox().locate(f.guest_path).mount->writable;
+    return p.sandbox().read_only(f.guest_path);
 }
 
 int64_t sys_fchmodat(Process& p, const SyscallArgs& a) {

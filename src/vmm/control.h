@@ -2,6 +2,8 @@
 // plain data it answers with.
 #pragma once
 
+#include <pthread.h>
+
 #include <cstdint>
 #include <map>
 #include <string>
@@ -13,6 +15,9 @@ namespace vessel::vmm {
 
 // RFC 3339 UTC time of now (for started_at).
 std::string now_rfc3339();
+
+// CPU time `thread` has used so far, in nanoseconds (0 if unreadable).
+uint64_t thread_cpu_ns(pthread_t thread);
 
 enum class VmState { kCreated, kRunning, kPaused, kExited };
 const char* to_string(VmState s);

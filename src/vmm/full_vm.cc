@@ -827,19 +827,11 @@ Metrics FullVm::metrics() const {
         out.exits_io += c->exits_io;
         out.exits_intr += c->exits_intr;
         out.exits_other += c->exits - c->exits_io - c->exits_intr;
-        clockid_t cid;
-        timespec ts;
         std::lock_guard lock(m.pause_mu);
-        if (m.state != VmState::kCreated && m.state != VmState::kExited && c->thread.joinable() &&
-            pthread_getcpuclockid(const_cast<std::thread&>(c->thread).native_handle(), &cid) == 0 &&
-            clock_gettime(cid, &ts) == 0)
-            out.vcpu_time_ns += static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + ts.tv_nsec;
+        if (m.state != VmState::kCreated && m.state != VmState::kExited && c->thread.joinable())
+            out.vcpu_time_ns += thread_cpu_ns(const_cast<std::thread&>(c->thread).native_handle());
     }
-    if (m.mem) {
-        std::vector<unsigned char> vec(m.mem->size() / memory::kPageSize);
-        if (::mincore(m.mem->host_base(), m.mem->size(), vec.data()) == 0)
-            for (unsigned char c : vec) out.guest_memory_touched_bytes += (c & 1) * memory::kPageSize;
-    }
+    if (m.mem) out.guest_memory_touched_bytes = m.mem->resident_bytes();
     return out;
 }
 std::string FullVm::console_path() const { return impl_->console ? impl_->console->path() : std::string(); }

@@ -65,26 +65,6 @@ std::string cpuid_cache_path() {
 
 }  // namespace
 
-std::string now_rfc3339() {
-    timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    tm t;
-    gmtime_r(&ts.tv_sec, &t);
-    char buf[40];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &t);
-    return buf;
-}
-
-const char* to_string(VmState s) {
-    switch (s) {
-        case VmState::kCreated: return "created";
-        case VmState::kRunning: return "running";
-        case VmState::kPaused: return "paused";
-        case VmState::kExited: return "exited";
-    }
-    return "unknown";
-}
-
 // ---------------------------------------------------------------- set-up
 
 Result<> ThinVm::Impl::open_kvm() {
@@ -299,7 +279,6 @@ bool ThinVm::Impl::park() {
 }
 
 cpu::Action ThinVm::Impl::on_exit(kvm_run& run) {
-    ++stats.exits;
     cpu::Action action = cpu::Action::kContinue;
     switch (run.exit_reason) {
         case KVM_EXIT_IO: {
@@ -449,29 +428,15 @@ Metrics ThinVm::metrics() const {
     }
     {
         std::lock_guard g(m.lock);
-        clockid_t cid;
-        timespec ts;
-        if (m.state != VmState::kCreated && m.state != VmState::kExited &&
-            pthread_getcpuclockid(m.vcpu_thread, &cid) == 0 && clock_gettime(cid, &ts) == 0)
-            out.vcpu_time_ns = static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + ts.tv_nsec;
+        if (m.state != VmState::kCreated && m.state != VmState::kExited) out.vcpu_time_ns = thread_cpu_ns(m.vcpu_thread);
     }
-    // Touched guest memory: pages of RAM and regions the host has resident.
-    auto resident = [](const uint8_t* base, uint64_t size) {
-        std::vector<unsigned char> vec(size / memory::kPageSize);
-        uint64_t n = 0;
-        if (::mincore(const_cast<uint8_t*>(base), size, vec.data()) == 0)
-            for (unsigned char c : vec) n += c & 1;
-        return n * memory::kPageSize;
-    };
-    if (m.mem) {
-        out.guest_memory_touched_bytes = resident(m.mem->host_base(), m.mem->size());
-        for (const auto& r : m.mem->file_regions()) out.guest_memory_touched_bytes += resident(r.map.data(), r.map.size());
-    }
+    if (m.mem) out.guest_memory_touched_bytes = m.mem->resident_bytes();
     return out;
 }
 
 ThinVm::Stats ThinVm::stats() const {
     Stats s = impl_->stats;
+    s.exits = impl_->exits_io + impl_->exits_intr + impl_->exits_other;
     s.unsupported_syscalls = impl_->process ? impl_->process->unsupported_calls() : 0;
     return s;
 }
