@@ -10,6 +10,7 @@
 
 #include "harness.h"
 #include "loader/rewriter.h"
+#include "vmm/control.h"
 #include "vmm/thin_vm.h"
 
 namespace vessel::test {
@@ -245,6 +246,26 @@ TEST(Cli, RandomlyCorruptedHeadersNeverCrashVessel) {
     }
 }
 
+// ---- Start times --------------------------------------------------------------
+
+// now_rfc3339 does its own calendar arithmetic (no time zone database); it
+// must agree with the C library's UTC conversion, across a second boundary.
+TEST(StartTime, Rfc3339AgreesWithGmtime) {
+    for (int attempt = 0; attempt < 3; ++attempt) {
+        time_t before = ::time(nullptr);
+        std::string ours = vmm::now_rfc3339();
+        time_t after = ::time(nullptr);
+        if (before != after) continue;
+        tm t;
+        ::gmtime_r(&before, &t);
+        char want[40];
+        std::strftime(want, sizeof want, "%Y-%m-%dT%H:%M:%SZ", &t);
+        EXPECT_EQ(ours, want);
+        return;
+    }
+    FAIL() << "the clock crossed a second boundary three times in a row";
+}
+
 // ---- The rewrite cache ------------------------------------------------------
 
 TEST(RewriteCache, SecondStartSkipsTheDecoderAndBadEntriesAreIgnored) {
@@ -271,6 +292,12 @@ TEST(RewriteCache, SecondStartSkipsTheDecoderAndBadEntriesAreIgnored) {
     auto second = start();
     EXPECT_TRUE(second.rewrite_cache_hit);
     EXPECT_EQ(second.syscall_sites, first.syscall_sites);
+    // The second start mapped the cached, already rewritten image.
+    struct stat st;
+    ASSERT_EQ(::stat(kBusybox, &st), 0);
+    auto image = loader::open_cached_image(loader::RewriteCache(cache.path()), loader::FileIdentity::of(st));
+    ASSERT_TRUE(image.has_value()) << "no rewritten image cached";
+    EXPECT_EQ(image->sites, first.syscall_sites);
 
     // The cache may keep more than one key per file (content hash, file
     // identity): every entry in the directory is corrupted alike.
