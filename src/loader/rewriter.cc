@@ -8,6 +8,7 @@
 #define XXH_INLINE_ALL  // header-only: no library to load at start
 #include <xxhash.h>
 
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -125,6 +126,14 @@ void RewriteCache::store(const std::string& hash, uint64_t file_size,
     (void)write_file_atomic(dir_ + "/" + hash, buf.data(), buf.size());
 }
 
+FileIdentity FileIdentity::of(const struct stat& st) {
+    return {.dev = st.st_dev,
+            .ino = st.st_ino,
+            .size = static_cast<uint64_t>(st.st_size),
+            .mtime_ns = st.st_mtim.tv_sec * 1'000'000'000ll + st.st_mtim.tv_nsec,
+            .ctime_ns = st.st_ctim.tv_sec * 1'000'000'000ll + st.st_ctim.tv_nsec};
+}
+
 std::string FileIdentity::key() const {
     const uint64_t fields[5] = {dev, ino, size, static_cast<uint64_t>(mtime_ns), static_cast<uint64_t>(ctime_ns)};
     return "s" + content_hash({reinterpret_cast<const uint8_t*>(fields), sizeof fields});
@@ -150,6 +159,56 @@ Result<std::vector<uint64_t>> syscall_sites(std::span<const uint8_t> file, const
     cache.store(hash, file.size(), *sites);
     if (identity) cache.store(id_key, file.size(), *sites);
     return sites;
+}
+
+namespace {
+
+constexpr char kImageMagic[8] = {'V', 'S', 'L', 'I', 'M', 'G', '0', '1'};
+
+struct ImageHeader {
+    char magic[8];
+    uint64_t file_size;
+    uint64_t sites;
+    uint64_t check;  // XXH3-64 of the fields above
+};
+static_assert(sizeof(ImageHeader) == 32);
+
+uint64_t header_check(const ImageHeader& h) { return XXH3_64bits(&h, offsetof(ImageHeader, check)); }
+
+std::string image_path(const RewriteCache& cache, const FileIdentity& identity) {
+    return cache.dir() + "/" + identity.key() + ".img";
+}
+
+}  // namespace
+
+std::optional<CachedImage> open_cached_image(const RewriteCache& cache, const FileIdentity& identity) {
+    if (cache.dir().empty()) return std::nullopt;
+    Fd fd(::open(image_path(cache, identity).c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return std::nullopt;
+    ImageHeader h;
+    struct stat st;
+    if (::pread(fd.get(), &h, sizeof h, 0) != sizeof h || ::fstat(fd.get(), &st) != 0) return std::nullopt;
+    if (std::memcmp(h.magic, kImageMagic, 8) != 0 || h.check != header_check(h) || h.file_size != identity.size ||
+        static_cast<uint64_t>(st.st_size) != kImageHeaderSize + identity.size || h.sites > identity.size / 2)
+        return std::nullopt;
+    return CachedImage{std::move(fd), h.sites};
+}
+
+void store_cached_image(const RewriteCache& cache, const FileIdentity& identity, std::span<const uint8_t> file,
+                        const std::vector<uint64_t>& offsets) {
+    if (cache.dir().empty() || file.size() != identity.size || !make_dirs(cache.dir())) return;
+    std::vector<uint8_t> buf(kImageHeaderSize + file.size());
+    ImageHeader h{};
+    std::memcpy(h.magic, kImageMagic, 8);
+    h.file_size = file.size();
+    h.sites = offsets.size();
+    h.check = header_check(h);
+    std::memcpy(buf.data(), &h, sizeof h);
+    uint8_t* body = buf.data() + kImageHeaderSize;
+    std::memcpy(body, file.data(), file.size());
+    for (uint64_t off : offsets)
+        if (file.size() >= 2 && off <= file.size() - 2) std::memcpy(body + off, kSyscallReplacement, 2);
+    (void)write_file_atomic(image_path(cache, identity), buf.data(), buf.size());
 }
 
 }  // namespace vessel::loader

@@ -2,12 +2,15 @@
 // into `out dx, eax; nop` (EF 90), which exits to the VMM.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <cstdint>
 #include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "base/fd.h"
 #include "base/result.h"
 #include "loader/elf.h"
 
@@ -49,7 +52,25 @@ struct FileIdentity {
     uint64_t dev = 0, ino = 0, size = 0;
     int64_t mtime_ns = 0, ctime_ns = 0;
     std::string key() const;  // "s" + 32 hex digits
+    static FileIdentity of(const struct stat& st);
 };
+
+// A whole rewritten executable, cached under its file identity
+// (KEY.img): one header page, then the file's bytes with every site already
+// rewritten. Mapping it from kImageHeaderSize starts a program without
+// decoding, validating or copying a page; the pages are shared by every VM
+// running that file. Header (little-endian): "VSLIMG01", file size, site
+// count, XXH3-64 of the 24 bytes before it.
+inline constexpr uint64_t kImageHeaderSize = 4096;
+struct CachedImage {
+    Fd fd;               // map from kImageHeaderSize
+    uint64_t sites = 0;  // how many syscalls were rewritten
+};
+std::optional<CachedImage> open_cached_image(const RewriteCache& cache, const FileIdentity& identity);
+// Writes KEY.img: `file` with `offsets` rewritten (file offsets from
+// syscall_sites()). A failure only means the next start rewrites again.
+void store_cached_image(const RewriteCache& cache, const FileIdentity& identity, std::span<const uint8_t> file,
+                        const std::vector<uint64_t>& offsets);
 
 // find_syscalls() through the cache: by file identity first, then by content
 // hash, then by decoding (and storing under both keys). `cache_hit`

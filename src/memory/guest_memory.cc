@@ -110,12 +110,13 @@ Result<> GuestMemory::discard(uint64_t gpa, uint64_t len) {
     return {};
 }
 
-Result<uint64_t> GuestMemory::add_file_region(int fd, uint64_t size) {
+Result<uint64_t> GuestMemory::add_file_region(int fd, uint64_t size, uint64_t offset) {
     if (size == 0) return fail("empty file region", EINVAL);
+    if (offset & kPageMask) return fail("file region offset not page-aligned", EINVAL);
     size = page_align_up(size);
     uint64_t gpa = phys_end();
     gpa = (gpa + (2ull << 20) - 1) & ~((2ull << 20) - 1);
-    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, static_cast<off_t>(offset));
     if (p == MAP_FAILED) return fail_errno("mmap(program image)");
     regions_.push_back({gpa, Mapping(p, size)});
     return gpa;

@@ -70,9 +70,10 @@ public:
         return h ? std::span<uint8_t>(h, len) : std::span<uint8_t>{};
     }
 
-    // Maps `size` bytes of `fd` privately above RAM (2 MiB aligned); returns
-    // the region's guest-physical base. The caller registers it with KVM.
-    Result<uint64_t> add_file_region(int fd, uint64_t size);
+    // Maps `size` bytes of `fd` from `offset` (page-aligned) privately above
+    // RAM (2 MiB aligned); returns the region's guest-physical base. The
+    // caller registers it with KVM.
+    Result<uint64_t> add_file_region(int fd, uint64_t size, uint64_t offset = 0);
     // Highest guest-physical address in use (end of RAM or of the last region).
     uint64_t phys_end() const {
         return regions_.empty() ? size() : regions_.back().gpa + regions_.back().map.size();

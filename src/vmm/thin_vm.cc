@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <thread>
 
 #include "arch/x86/x86.h"
 #include "base/cache_dir.h"
@@ -36,11 +37,7 @@ Result<Fd> open_program(const std::string& path, loader::FileIdentity& id) {
     if (::fstat(fd.get(), &st) < 0) return fail_errno(path);
     if (!S_ISREG(st.st_mode)) return fail(path + ": not a regular file", ENOEXEC);
     if (st.st_size == 0) return fail(path + ": empty file", ENOEXEC);
-    id.dev = st.st_dev;
-    id.ino = st.st_ino;
-    id.size = static_cast<uint64_t>(st.st_size);
-    id.mtime_ns = st.st_mtim.tv_sec * 1'000'000'000ll + st.st_mtim.tv_nsec;
-    id.ctime_ns = st.st_ctim.tv_sec * 1'000'000'000ll + st.st_ctim.tv_nsec;
+    id = loader::FileIdentity::of(st);
     return fd;
 }
 
@@ -91,6 +88,17 @@ Result<> ThinVm::Impl::register_memory(uint32_t flags) {
         if (auto r = vm->set_user_memory_region(slot++, region.gpa, region.map.size(), region.map.data(), flags); !r)
             return r;
     return {};
+}
+
+Result<std::vector<kvm_cpuid_entry2>> ThinVm::Impl::create_kvm_vm() {
+    PhaseTimer timer;
+    if (auto r = open_kvm(); !r) return std::unexpected(r.error());
+    timer.mark("kvm: open+create vm");
+    if (auto r = register_memory(); !r) return std::unexpected(r.error());
+    timer.mark("kvm: memory slots");
+    auto cpuid = create_vcpu();
+    timer.mark("kvm: create vcpu");
+    return cpuid;
 }
 
 Result<std::vector<kvm_cpuid_entry2>> ThinVm::Impl::create_vcpu() {
@@ -149,20 +157,35 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     m.mem = std::make_unique<memory::GuestMemory>(std::move(*mem));
     // The program's bytes live in a private file region of guest memory: the
     // loader maps its pages into the guest instead of copying them.
-    auto image_gpa = m.mem->add_file_region(program->get(), file_size);
+    // A warm start maps the cached, already rewritten copy of the program
+    // (see loader/rewriter.h) and patches nothing.
+    loader::RewriteCache cache(config.cache_dir);
+    auto cached_image = loader::open_cached_image(cache, identity);
+    auto image_gpa = cached_image
+                         ? m.mem->add_file_region(cached_image->fd.get(), file_size, loader::kImageHeaderSize)
+                         : m.mem->add_file_region(program->get(), file_size);
     if (!image_gpa) return fail(config.program + ": " + image_gpa.error().message, ENOEXEC);
     std::span<const uint8_t> bytes(m.mem->host(*image_gpa, file_size), file_size);
     m.timer.mark("map program");
+
+    // Creating the VM and its vCPU costs about as much as everything else
+    // here (~0.8 ms on PVM hosts), so a second thread does it meanwhile. Until
+    // the join, that thread owns system, vm and vcpu and only reads mem's
+    // layout, which no longer changes; this thread owns the rest.
+    Result<std::vector<kvm_cpuid_entry2>> cpuid = fail("not created", EINVAL);
+    std::thread kvm_thread([&m, &cpuid] { cpuid = m.create_kvm_vm(); });
+    struct Joiner {
+        std::thread& t;
+        ~Joiner() {
+            if (t.joinable()) t.join();
+        }
+    } joiner{kvm_thread};
     auto image = loader::parse_elf(bytes);
     if (!image) return fail(config.program + ": " + image.error().message, ENOEXEC);
 
     auto sandbox = thin::Sandbox::create(config.root, config.rw);
     if (!sandbox) return std::unexpected(sandbox.error());
     m.timer.mark("sandbox");
-
-    if (auto r = m.open_kvm(); !r) return std::unexpected(r.error());
-    m.timer.mark("kvm open+create vm");
-    if (auto r = m.register_memory(); !r) return std::unexpected(r.error());
 
     m.as = std::make_unique<memory::AddressSpace>(*m.mem, kPoolStart);
     if (auto r = m.as->init(); !r) return std::unexpected(r.error());
@@ -176,15 +199,18 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
             return std::unexpected(r.error());
     m.timer.mark("memory+page tables");
 
-    loader::RewriteCache cache(config.cache_dir);
-    auto sites = loader::syscall_sites(bytes, *image, cache, &identity, &m.stats.rewrite_cache_hit);
-    if (!sites) return std::unexpected(sites.error());
-    m.stats.syscall_sites = sites->size();
+    std::vector<uint64_t> sites;  // to rewrite while loading; none in a cached image
+    if (cached_image) {
+        m.stats.rewrite_cache_hit = true;
+        m.stats.syscall_sites = cached_image->sites;
+    } else {
+        auto found = loader::syscall_sites(bytes, *image, cache, &identity, &m.stats.rewrite_cache_hit);
+        if (!found) return std::unexpected(found.error());
+        sites = std::move(*found);
+        m.stats.syscall_sites = sites.size();
+        loader::store_cached_image(cache, identity, bytes, sites);
+    }
     m.timer.mark("rewrite sites");
-
-    auto cpuid = m.create_vcpu();
-    if (!cpuid) return std::unexpected(cpuid.error());
-    m.timer.mark("create vcpu");
 
     loader::ProgramSpec spec;
     spec.argv = config.argv;
@@ -192,16 +218,22 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     spec.execfn = config.program;
     spec.stack_size = std::min<uint64_t>(8ull << 20, config.mem_size / 8);
     spec.image_gpa = *image_gpa;
-    spec.hwcap = x86::hwcap(*cpuid);
     spec.uid = spec.euid = ::getuid();
     spec.gid = spec.egid = ::getgid();
     if (::getrandom(spec.random, sizeof spec.random, 0) != sizeof spec.random) return fail_errno("getrandom");
-    auto loaded = loader::load_program(*m.as, bytes, *image, *sites, spec);
+    auto loaded = loader::load_program(*m.as, bytes, *image, sites, spec);
     if (!loaded) {
         int e = loaded.error().sys_errno == ENOMEM ? ENOMEM : ENOEXEC;
         return fail(config.program + ": " + loaded.error().message, e);
     }
     m.timer.mark("load program");
+
+    kvm_thread.join();
+    if (!cpuid) return std::unexpected(cpuid.error());
+    // AT_HWCAP: the vCPU's features, known only now.
+    const uint64_t hwcap = x86::hwcap(*cpuid);
+    if (!m.as->poke(loaded->hwcap_slot, &hwcap, sizeof hwcap)) return fail("stack write failed", EFAULT);
+    m.timer.mark("wait for kvm");
 
     auto sregs = m.vcpu->get_sregs();
     if (!sregs) return std::unexpected(sregs.error());

@@ -239,6 +239,49 @@ TEST_F(Cache, HugeOffsetsAreRejectedNotFollowed) {
     ::munmap(region, (span_pages + 1) * 4096);
 }
 
+// The whole rewritten file, cached under its identity: the ELF bytes with
+// every site rewritten and nothing else changed, behind a checked header.
+TEST_F(Cache, RewrittenImageRoundTripsAndDamageIsAMiss) {
+    auto f = tiny_elf();
+    auto img = parse_elf(f);
+    ASSERT_TRUE(img.has_value());
+    RewriteCache cache(dir_);
+    FileIdentity id{.dev = 1, .ino = 2, .size = f.size(), .mtime_ns = 3, .ctime_ns = 4};
+    EXPECT_FALSE(open_cached_image(cache, id).has_value());
+    auto sites = find_syscalls(f, *img).value();
+    store_cached_image(cache, id, f, sites);
+    auto cached = open_cached_image(cache, id);
+    ASSERT_TRUE(cached.has_value());
+    EXPECT_EQ(cached->sites, 1u);
+    std::vector<uint8_t> body(f.size());
+    ASSERT_EQ(::pread(cached->fd.get(), body.data(), body.size(), kImageHeaderSize),
+              static_cast<ssize_t>(body.size()));
+    auto want = f;
+    std::memcpy(want.data() + kSyscallOffset, kSyscallReplacement, 2);
+    EXPECT_EQ(body, want);
+
+    // Another identity (the file changed) misses.
+    FileIdentity touched = id;
+    touched.mtime_ns = 5;
+    EXPECT_FALSE(open_cached_image(cache, touched).has_value());
+    // Any damage to the header, or a body of the wrong length, misses.
+    const std::string path = dir_ + "/" + id.key() + ".img";
+    for (off_t at : {0, 8, 16, 24, 31}) {
+        store_cached_image(cache, id, f, sites);
+        int fd = ::open(path.c_str(), O_RDWR);
+        ASSERT_GE(fd, 0);
+        uint8_t byte = 0;
+        ASSERT_EQ(::pread(fd, &byte, 1, at), 1);
+        byte ^= 0x40;
+        ASSERT_EQ(::pwrite(fd, &byte, 1, at), 1);
+        ::close(fd);
+        EXPECT_FALSE(open_cached_image(cache, id).has_value()) << "byte " << at;
+    }
+    store_cached_image(cache, id, f, sites);
+    ASSERT_EQ(::truncate(path.c_str(), static_cast<off_t>(kImageHeaderSize + f.size() - 1)), 0);
+    EXPECT_FALSE(open_cached_image(cache, id).has_value());
+}
+
 TEST_F(Cache, UnusableDirectoryDisablesCaching) {
     auto f = tiny_elf();
     auto img = parse_elf(f);
@@ -309,6 +352,11 @@ TEST(LoadProgram, MapsRewritesAndBuildsTheLinuxStack) {
     EXPECT_EQ(v.read_cstring(aux[AT_EXECFN], 100).value(), "/bin/prog");
     EXPECT_EQ(v.read_cstring(aux[AT_PLATFORM], 100).value(), "x86_64");
     EXPECT_NE(aux[AT_RANDOM], 0u);
+    // hwcap_slot names AT_HWCAP's value, for callers that fill it in later.
+    uint64_t kv[2];
+    ASSERT_TRUE(v.read(loaded->hwcap_slot - 8, kv, 16));
+    EXPECT_EQ(kv[0], static_cast<uint64_t>(AT_HWCAP));
+    EXPECT_EQ(kv[1], aux[AT_HWCAP]);
 }
 
 TEST(LoadProgram, TooBigForGuestMemoryIsENOMEM) {
