@@ -171,9 +171,26 @@ int64_t sys_mremap(Process& p, const SyscallArgs& a) {
     return static_cast<int64_t>(dest);
 }
 
+// The advice values Linux accepts (mm/madvise.c, madvise_behavior_valid);
+// all but DONTNEED/FREE are hints this layer may ignore.
+bool known_advice(uint64_t advice) {
+    switch (advice) {
+        case MADV_NORMAL: case MADV_RANDOM: case MADV_SEQUENTIAL: case MADV_WILLNEED: case MADV_DONTNEED:
+        case MADV_FREE: case MADV_REMOVE: case MADV_DONTFORK: case MADV_DOFORK: case MADV_MERGEABLE:
+        case MADV_UNMERGEABLE: case MADV_HUGEPAGE: case MADV_NOHUGEPAGE: case MADV_DONTDUMP: case MADV_DODUMP:
+        case MADV_WIPEONFORK: case MADV_KEEPONFORK: case MADV_COLD: case MADV_PAGEOUT:
+        case 22 /* POPULATE_READ */: case 23 /* POPULATE_WRITE */: case 24 /* DONTNEED_LOCKED */:
+        case 25 /* COLLAPSE */:
+            return true;
+        default:
+            return false;
+    }
+}
+
 int64_t sys_madvise(Process& p, const SyscallArgs& a) {
-    if (a.a[0] & kPageMask) return -EINVAL;
+    if (a.a[0] & kPageMask || !known_advice(a.a[2])) return -EINVAL;
     uint64_t len = page_align_up(a.a[1]);
+    if (a.a[1] && !len) return -EINVAL;  // wrapped while rounding up
     if (len == 0) return 0;
     if (a.a[0] > kUserEnd - len) return -EINVAL;
     if (a.a[2] == MADV_DONTNEED || a.a[2] == MADV_FREE) {

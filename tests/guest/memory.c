@@ -37,6 +37,9 @@ static void anonymous(void) {
     CHECK(p[4096] == 0 && p[8191] == 0 && p[4095] == 0xab && p[8192] == 0xab);
     CHECK(madvise(p, 4096, MADV_WILLNEED) == 0);
     CHECK(madvise(p + 1, 4096, MADV_DONTNEED) == -1 && errno == EINVAL);
+    /* A length that wraps when rounded up to a page, and advice Linux does not know. */
+    CHECK(madvise(p, (size_t)-100, MADV_NORMAL) == -1 && errno == EINVAL);
+    CHECK(madvise(p, 4096, 77) == -1 && errno == EINVAL);
     CHECK(mprotect(p, 4096, PROT_READ) == 0);
     CHECK(p[0] == 0xab);
     CHECK(mprotect(p, 4096, PROT_READ | PROT_WRITE) == 0);
