@@ -98,6 +98,7 @@ Result<std::vector<kvm_cpuid_entry2>> ThinVm::Impl::create_kvm_vm() {
     timer.mark("kvm: memory slots");
     auto cpuid = create_vcpu();
     timer.mark("kvm: create vcpu");
+
     return cpuid;
 }
 
@@ -321,6 +322,7 @@ cpu::Action ThinVm::Impl::on_exit(kvm_run& run) {
                 return crash("unexpected " + cpu::describe_exit(run));
             kvm_regs& r = runner->regs();
             thin::SyscallArgs args{r.rax, {r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9}};
+            if (stats.syscalls == 0) timer.mark("guest to 1st syscall");
             ++stats.syscalls;
             int64_t result = process->handle(args);
             if (process->exited()) {
