@@ -6,19 +6,52 @@
 
 #include <cstring>
 #include <memory>
+#include <vector>
 
 namespace vessel::kvm {
 namespace {
 
-// These ioctls take structs ending in a zero-length array. g++ sizes such
-// structs differently from C (kvm_cpuid2 is 12 bytes in C++, 8 in C), which
-// changes the size field encoded in the ioctl number, and KVM rejects the
-// call with EINVAL. Encode them with the C header sizes.
+// These ioctls take a header { __u32 n; __u32 pad; } followed by an array
+// of entries. g++ lays the kernel's flexible-array structs out differently
+// from C: `entries` sits after an empty struct that takes a byte in C++, so
+// kvm_cpuid2::entries is at offset 12 (C: 8) and kvm_msrs::entries at 16
+// (C: 8), and the sizes encoded in the ioctl numbers differ too. Using the
+// C++ structs passes every entry shifted, and KVM reads other fields (MSR
+// index 0, CPUID entries skewed by 4 bytes). So these buffers are built by
+// hand with the C layout (EntryBuffer) and the ioctl numbers hand-encoded.
 constexpr unsigned long kHeaderSize = 8;  // { __u32 n; __u32 pad; }
 constexpr unsigned long kGetSupportedCpuid = _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x05, kHeaderSize);
 constexpr unsigned long kSetCpuid2 = _IOC(_IOC_WRITE, KVMIO, 0x90, kHeaderSize);
 constexpr unsigned long kGetMsrs = _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x88, kHeaderSize);
 constexpr unsigned long kSetMsrs = _IOC(_IOC_WRITE, KVMIO, 0x89, kHeaderSize);
+static_assert(sizeof(kvm_cpuid_entry2) == 40 && sizeof(kvm_msr_entry) == 16);
+
+// A C-layout { u32 count; u32 pad; Entry entries[count]; } buffer.
+template <class Entry>
+class EntryBuffer {
+public:
+    explicit EntryBuffer(size_t count) : bytes_(kHeaderSize + count * sizeof(Entry), 0) {
+        set_count(static_cast<uint32_t>(count));
+    }
+    void* data() { return bytes_.data(); }
+    uint32_t count() const {
+        uint32_t n;
+        std::memcpy(&n, bytes_.data(), 4);
+        return n;
+    }
+    void set_count(uint32_t n) { std::memcpy(bytes_.data(), &n, 4); }
+    size_t capacity() const { return (bytes_.size() - kHeaderSize) / sizeof(Entry); }
+    Entry get(size_t i) const {
+        Entry e;
+        std::memcpy(&e, bytes_.data() + kHeaderSize + i * sizeof(Entry), sizeof e);
+        return e;
+    }
+    void put(size_t i, const Entry& e) { std::memcpy(bytes_.data() + kHeaderSize + i * sizeof(Entry), &e, sizeof e); }
+
+private:
+    std::vector<uint8_t> bytes_;
+};
+
 constexpr unsigned long kXsaveSize = 4096;  // struct kvm_xsave { __u32 region[1024]; __u32 extra[]; }
 constexpr unsigned long kGetXsave = _IOC(_IOC_READ, KVMIO, 0xa4, kXsaveSize);
 constexpr unsigned long kSetXsave = _IOC(_IOC_WRITE, KVMIO, 0xa5, kXsaveSize);
@@ -91,13 +124,12 @@ Result<Vm> System::create_vm() const {
 
 Result<std::vector<kvm_cpuid_entry2>> System::supported_cpuid() const {
     for (unsigned n = 128; n <= 4096; n *= 2) {
-        size_t bytes = sizeof(kvm_cpuid2) + n * sizeof(kvm_cpuid_entry2);
-        auto buf = std::make_unique<uint8_t[]>(bytes);
-        std::memset(buf.get(), 0, bytes);
-        auto* c = reinterpret_cast<kvm_cpuid2*>(buf.get());
-        c->nent = n;
-        if (::ioctl(fd_.get(), kGetSupportedCpuid, c) == 0)
-            return std::vector<kvm_cpuid_entry2>(c->entries, c->entries + c->nent);
+        EntryBuffer<kvm_cpuid_entry2> buf(n);
+        if (::ioctl(fd_.get(), kGetSupportedCpuid, buf.data()) == 0) {
+            std::vector<kvm_cpuid_entry2> out;
+            for (size_t i = 0; i < buf.count() && i < buf.capacity(); ++i) out.push_back(buf.get(i));
+            return out;
+        }
         if (errno != E2BIG) return fail_errno("KVM_GET_SUPPORTED_CPUID");
     }
     return fail("KVM_GET_SUPPORTED_CPUID: too many entries");
@@ -175,6 +207,22 @@ Result<> Vm::enable_cap(uint32_t cap, uint64_t arg0) {
     return ioctl_set(fd_.get(), KVM_ENABLE_CAP, c, "KVM_ENABLE_CAP");
 }
 
+Result<kvm_irqchip> Vm::get_irqchip(uint32_t chip) const {
+    kvm_irqchip state{};
+    state.chip_id = chip;
+    if (::ioctl(fd_.get(), KVM_GET_IRQCHIP, &state) < 0) return fail_errno("KVM_GET_IRQCHIP");
+    return state;
+}
+Result<> Vm::set_irqchip(const kvm_irqchip& s) { return ioctl_set(fd_.get(), KVM_SET_IRQCHIP, s, "KVM_SET_IRQCHIP"); }
+Result<kvm_pit_state2> Vm::get_pit2() const {
+    return ioctl_get<kvm_pit_state2>(fd_.get(), KVM_GET_PIT2, "KVM_GET_PIT2");
+}
+Result<> Vm::set_pit2(const kvm_pit_state2& s) { return ioctl_set(fd_.get(), KVM_SET_PIT2, s, "KVM_SET_PIT2"); }
+Result<kvm_clock_data> Vm::get_clock() const {
+    return ioctl_get<kvm_clock_data>(fd_.get(), KVM_GET_CLOCK, "KVM_GET_CLOCK");
+}
+Result<> Vm::set_clock(const kvm_clock_data& c) { return ioctl_set(fd_.get(), KVM_SET_CLOCK, c, "KVM_SET_CLOCK"); }
+
 Result<> Vcpu::run() {
     if (::ioctl(fd_.get(), KVM_RUN, 0) < 0) {
         if (errno == EINTR || errno == EAGAIN) {
@@ -222,44 +270,45 @@ Result<> Vcpu::set_mp_state(uint32_t state) {
     return ioctl_set(fd_.get(), KVM_SET_MP_STATE, s, "KVM_SET_MP_STATE");
 }
 
+Result<kvm_debugregs> Vcpu::get_debugregs() const {
+    return ioctl_get<kvm_debugregs>(fd_.get(), KVM_GET_DEBUGREGS, "KVM_GET_DEBUGREGS");
+}
+Result<> Vcpu::set_debugregs(const kvm_debugregs& d) {
+    return ioctl_set(fd_.get(), KVM_SET_DEBUGREGS, d, "KVM_SET_DEBUGREGS");
+}
+
 Result<> Vcpu::set_cpuid(const std::vector<kvm_cpuid_entry2>& entries) {
-    size_t bytes = sizeof(kvm_cpuid2) + entries.size() * sizeof(kvm_cpuid_entry2);
-    auto buf = std::make_unique<uint8_t[]>(bytes);
-    std::memset(buf.get(), 0, bytes);
-    auto* c = reinterpret_cast<kvm_cpuid2*>(buf.get());
-    c->nent = static_cast<uint32_t>(entries.size());
-    std::memcpy(c->entries, entries.data(), entries.size() * sizeof(kvm_cpuid_entry2));
-    if (::ioctl(fd_.get(), kSetCpuid2, c) < 0) return fail_errno("KVM_SET_CPUID2");
+    EntryBuffer<kvm_cpuid_entry2> buf(entries.size());
+    for (size_t i = 0; i < entries.size(); ++i) buf.put(i, entries[i]);
+    if (::ioctl(fd_.get(), kSetCpuid2, buf.data()) < 0) return fail_errno("KVM_SET_CPUID2");
     return {};
 }
 
 Result<std::vector<uint64_t>> Vcpu::get_msrs(const std::vector<uint32_t>& indices) const {
-    size_t bytes = sizeof(kvm_msrs) + indices.size() * sizeof(kvm_msr_entry);
-    auto buf = std::make_unique<uint8_t[]>(bytes);
-    std::memset(buf.get(), 0, bytes);
-    auto* m = reinterpret_cast<kvm_msrs*>(buf.get());
-    m->nmsrs = static_cast<uint32_t>(indices.size());
-    for (size_t i = 0; i < indices.size(); ++i) m->entries[i].index = indices[i];
-    int n = ::ioctl(fd_.get(), kGetMsrs, m);
+    EntryBuffer<kvm_msr_entry> buf(indices.size());
+    for (size_t i = 0; i < indices.size(); ++i) {
+        kvm_msr_entry e{};
+        e.index = indices[i];
+        buf.put(i, e);
+    }
+    int n = ::ioctl(fd_.get(), kGetMsrs, buf.data());
     if (n < 0) return fail_errno("KVM_GET_MSRS");
     if (static_cast<size_t>(n) != indices.size())
         return fail("KVM_GET_MSRS: MSR " + std::to_string(indices[n]) + " not readable");
     std::vector<uint64_t> out(indices.size());
-    for (size_t i = 0; i < indices.size(); ++i) out[i] = m->entries[i].data;
+    for (size_t i = 0; i < indices.size(); ++i) out[i] = buf.get(i).data;
     return out;
 }
 
 Result<> Vcpu::set_msrs(const std::vector<std::pair<uint32_t, uint64_t>>& msrs) {
-    size_t bytes = sizeof(kvm_msrs) + msrs.size() * sizeof(kvm_msr_entry);
-    auto buf = std::make_unique<uint8_t[]>(bytes);
-    std::memset(buf.get(), 0, bytes);
-    auto* m = reinterpret_cast<kvm_msrs*>(buf.get());
-    m->nmsrs = static_cast<uint32_t>(msrs.size());
+    EntryBuffer<kvm_msr_entry> buf(msrs.size());
     for (size_t i = 0; i < msrs.size(); ++i) {
-        m->entries[i].index = msrs[i].first;
-        m->entries[i].data = msrs[i].second;
+        kvm_msr_entry e{};
+        e.index = msrs[i].first;
+        e.data = msrs[i].second;
+        buf.put(i, e);
     }
-    int n = ::ioctl(fd_.get(), kSetMsrs, m);
+    int n = ::ioctl(fd_.get(), kSetMsrs, buf.data());
     if (n < 0) return fail_errno("KVM_SET_MSRS");
     if (static_cast<size_t>(n) != msrs.size())
         return fail("KVM_SET_MSRS: MSR " + std::to_string(msrs[n].first) + " rejected");

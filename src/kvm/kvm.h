@@ -64,6 +64,16 @@ public:
     Result<> get_dirty_log(uint32_t slot, void* bitmap);
     Result<> enable_cap(uint32_t cap, uint64_t arg0 = 0);
 
+    // In-kernel device state, for snapshots. `chip` is KVM_IRQCHIP_PIC_MASTER,
+    // KVM_IRQCHIP_PIC_SLAVE or KVM_IRQCHIP_IOAPIC.
+    Result<kvm_irqchip> get_irqchip(uint32_t chip) const;
+    Result<> set_irqchip(const kvm_irqchip& state);
+    Result<kvm_pit_state2> get_pit2() const;
+    Result<> set_pit2(const kvm_pit_state2& state);
+    // The VM's kvmclock: KVM_SET_CLOCK makes guest time continue from `clock`.
+    Result<kvm_clock_data> get_clock() const;
+    Result<> set_clock(const kvm_clock_data& clock);
+
 private:
     Fd fd_;
     int vcpu_mmap_size_;
@@ -102,6 +112,8 @@ public:
     Result<> set_msrs(const std::vector<std::pair<uint32_t, uint64_t>>& msrs);
     Result<> set_mp_state(uint32_t state);
     Result<kvm_mp_state> get_mp_state() const;
+    Result<kvm_debugregs> get_debugregs() const;
+    Result<> set_debugregs(const kvm_debugregs& regs);
 
 private:
     Fd fd_;
