@@ -10,6 +10,50 @@
 #include "vmm/full_vm.h"
 
 namespace vessel::cli {
+
+constexpr int kExitInterrupted = 130;  // 128 + SIGINT, as shells report Ctrl-C
+
+// Shared with `vessel restore` of a full machine (restore_command.cc).
+Result<vmm::ConsoleSpec> parse_console(const std::string& text) {
+    vmm::ConsoleSpec console;
+    if (text == "stdio") {
+        console.kind = vmm::ConsoleSpec::Kind::kStdio;
+    } else if (text == "pty") {
+        console.kind = vmm::ConsoleSpec::Kind::kPty;
+    } else if (text.starts_with("file:") && text.size() > 5) {
+        console.kind = vmm::ConsoleSpec::Kind::kFile;
+        console.path = text.substr(5);
+    } else {
+        return fail("--console " + text + ": expected stdio, pty or file:PATH", EINVAL);
+    }
+    return console;
+}
+
+// Serves the control API on `api_socket` (if not empty), runs the machine to
+// its end and returns vessel's exit status for how it ended.
+int run_full_machine(vmm::FullVm& vm, const std::string& api_socket, bool verbose) {
+    if (vm.console_path().size()) std::fprintf(stderr, "vessel: console on %s\n", vm.console_path().c_str());
+    auto server = serve_control_api(api_socket, vm);
+    if (!server) return die(server.error().message, kExitHostError);
+    auto outcome = vm.run();
+    if (*server) (*server)->stop();
+    if (!outcome) return die(outcome.error().message, kExitHostError);
+    using Reason = vmm::FullRunOutcome::Reason;
+    std::string line = vmm::describe(outcome->reason);
+    if (!outcome->diagnostic.empty()) line += ": " + outcome->diagnostic;
+    switch (outcome->reason) {
+        case Reason::kReset:
+        case Reason::kPoweredOff:
+        case Reason::kHalted:
+            if (verbose) std::fprintf(stderr, "vessel: %s\n", line.c_str());
+            return 0;
+        case Reason::kInterrupted: return die(line, kExitInterrupted);
+        case Reason::kTripleFault:
+        case Reason::kCrashed: return die("guest stopped: " + line, kExitGuestCrashed);
+    }
+    return kExitHostError;
+}
+
 namespace {
 
 struct BootOptions {
@@ -22,8 +66,6 @@ struct BootOptions {
     bool rng = false, verbose = false;
 };
 
-constexpr int kExitInterrupted = 130;  // 128 + SIGINT, as shells report Ctrl-C
-
 int run(BootOptions& o) {
     vmm::FullVmConfig cfg;
     cfg.kernel = o.kernel;
@@ -34,16 +76,9 @@ int run(BootOptions& o) {
     if (!size) return die("--mem: " + size.error().message, kExitHostError);
     cfg.mem_size = *size;
 
-    if (o.console == "stdio") {
-        cfg.console.kind = vmm::ConsoleSpec::Kind::kStdio;
-    } else if (o.console == "pty") {
-        cfg.console.kind = vmm::ConsoleSpec::Kind::kPty;
-    } else if (o.console.starts_with("file:") && o.console.size() > 5) {
-        cfg.console.kind = vmm::ConsoleSpec::Kind::kFile;
-        cfg.console.path = o.console.substr(5);
-    } else {
-        return die("--console " + o.console + ": expected stdio, pty or file:PATH", kExitHostError);
-    }
+    auto console = parse_console(o.console);
+    if (!console) return die(console.error().message, kExitHostError);
+    cfg.console = *console;
 
     if (o.entry == "auto")
         cfg.entry = vmm::BootEntry::kAuto;
@@ -71,31 +106,11 @@ int run(BootOptions& o) {
         int status = e == ENOENT ? kExitNotFound : e == ENOEXEC ? kExitCannotExecute : kExitHostError;
         return die(vm.error().message, status);
     }
-    if (cfg.console.kind == vmm::ConsoleSpec::Kind::kPty)
-        std::fprintf(stderr, "vessel: console on %s\n", (*vm)->console_path().c_str());
     if (o.verbose) {
         std::fprintf(stderr, "vessel: booting %s\n", (*vm)->boot_summary().c_str());
         std::fprintf(stderr, "vessel: command line: %s\n", (*vm)->kernel_cmdline().c_str());
     }
-    auto server = serve_control_api(o.api_socket, **vm);
-    if (!server) return die(server.error().message, kExitHostError);
-    auto outcome = (*vm)->run();
-    if (*server) (*server)->stop();
-    if (!outcome) return die(outcome.error().message, kExitHostError);
-    using Reason = vmm::FullRunOutcome::Reason;
-    std::string line = vmm::describe(outcome->reason);
-    if (!outcome->diagnostic.empty()) line += ": " + outcome->diagnostic;
-    switch (outcome->reason) {
-        case Reason::kReset:
-        case Reason::kPoweredOff:
-        case Reason::kHalted:
-            if (o.verbose) std::fprintf(stderr, "vessel: %s\n", line.c_str());
-            return 0;
-        case Reason::kInterrupted: return die(line, kExitInterrupted);
-        case Reason::kTripleFault:
-        case Reason::kCrashed: return die("guest stopped: " + line, kExitGuestCrashed);
-    }
-    return kExitHostError;
+    return run_full_machine(**vm, o.api_socket, o.verbose);
 }
 
 }  // namespace

@@ -1,24 +1,51 @@
-// `vessel restore DIR`: resume a VM from a snapshot directory.
+// `vessel restore DIR`: resume a VM from a snapshot directory, a thin VM
+// (written by `vessel run`) or a full machine (`vessel boot`) as its
+// state.bin says.
+#include <cstdio>
 #include <memory>
 
 #include "cli/commands.h"
 #include "cli/daemon_client.h"
 #include "vmm/exit_status.h"
+#include "vmm/full_vm.h"
+#include "vmm/snapshot.h"
 #include "vmm/thin_vm.h"
 
 namespace vessel::cli {
+
+// Defined in boot_command.cc: what `vessel boot` does with --console, and
+// how it runs a machine and turns its end into an exit status.
+Result<vmm::ConsoleSpec> parse_console(const std::string& text);
+int run_full_machine(vmm::FullVm& vm, const std::string& api_socket, bool verbose);
+
 namespace {
 
 struct RestoreOptions {
-    std::string dir, api_socket, name, daemon_socket;
-    bool detach = false;
+    std::string dir, api_socket, name, daemon_socket, console = "stdio";
+    bool console_given = false, detach = false, verbose = false;
 };
+
+int restore_full(const RestoreOptions& o) {
+    auto console = parse_console(o.console);
+    if (!console) return die(console.error().message, kExitHostError);
+    auto vm = vmm::FullVm::restore(o.dir, *console, kvm_device());
+    if (!vm) return die("restore: " + vm.error().message, kExitHostError);
+    if (o.verbose) std::fprintf(stderr, "vessel: %s\n", (*vm)->boot_summary().c_str());
+    return run_full_machine(**vm, o.api_socket, o.verbose);
+}
 
 int restore(const RestoreOptions& o) {
     if (o.detach) {
         if (!o.api_socket.empty()) return die("--api-sock cannot be used with -d (vesseld chooses it)", kExitHostError);
         return restore_detached(o.dir, o.name, o.daemon_socket);
     }
+    auto kind = vmm::snapshot_kind(o.dir);
+    if (!kind) return die("restore: " + kind.error().message, kExitHostError);
+    if (*kind == vmm::MachineKind::kFull) return restore_full(o);
+    if (o.console_given)
+        return die("restore: --console applies to full machines; " + o.dir +
+                       " is a thin VM (its stdio is this vessel's)",
+                   kExitHostError);
     auto vm = vmm::ThinVm::restore(o.dir, kvm_device());
     if (!vm) return die("restore: " + vm.error().message, kExitHostError);
     serve_thin_vm(std::move(*vm), o.api_socket);
@@ -28,9 +55,13 @@ int restore(const RestoreOptions& o) {
 
 Runner add_restore_command(CLI::App& app) {
     auto o = std::make_shared<RestoreOptions>();
-    auto* cmd = app.add_subcommand("restore", "Resume a thin VM from a snapshot directory");
+    auto* cmd = app.add_subcommand("restore", "Resume a thin VM or a full machine from a snapshot directory");
     cmd->add_option("dir", o->dir, "Snapshot directory (from PUT /vm/snapshot or `vessel snapshot`)")->required();
     cmd->add_option("--api-sock", o->api_socket, "Serve the VM's control API on this Unix socket");
+    cmd->add_option("--console", o->console, "Full machines: serial console, stdio, pty or file:PATH")
+        ->capture_default_str()
+        ->each([o](const std::string&) { o->console_given = true; });
+    cmd->add_flag("-v,--verbose", o->verbose, "Full machines: print what was restored and why the machine stopped");
     cmd->add_flag("-d,--detach", o->detach, "Restore under vesseld and return the new VM's id");
     cmd->add_option("--name", o->name, "With -d: a name for the VM");
     cmd->add_option("--host-socket", o->daemon_socket, "With -d: vesseld's socket");

@@ -34,6 +34,7 @@
 #include "loader/linux_loader.h"
 #include "memory/guest_memory.h"
 #include "vmm/console.h"
+#include "vmm/full_vm_impl.h"
 
 namespace vessel::vmm {
 namespace {
@@ -124,90 +125,40 @@ const char* describe(FullRunOutcome::Reason reason) {
     return "?";
 }
 
-struct FullVm::Impl {
-    // One per vCPU: its runner and exit dispatch.
-    struct Cpu final : cpu::ExitHandler {
-        Impl* vm = nullptr;
-        std::unique_ptr<kvm::Vcpu> vcpu;
-        std::unique_ptr<cpu::VcpuRunner> runner;
-        std::thread thread;
-        std::atomic<bool> done{false};
-        std::atomic<bool> probe_halt{false};
-        std::atomic<bool> halted{false};
-        std::atomic<uint64_t> exits{0};
-        std::atomic<uint64_t> exits_io{0}, exits_intr{0};
+void FullVm::Impl::park() {
+    std::unique_lock lock(pause_mu);
+    ++parked;
+    pause_cv.notify_all();
+    pause_cv.wait(lock, [&] { return !pause_requested || stopping; });
+    --parked;
+    pause_cv.notify_all();
+}
 
-        cpu::Action on_exit(kvm_run& run) override;
-        cpu::Action dispatch(kvm_run& run);
-        cpu::Action crash(FullRunOutcome::Reason reason, const std::string& what);
-    };
-
-    FullVmConfig config;
-    std::unique_ptr<kvm::System> system;
-    std::unique_ptr<kvm::Vm> vm;
-    std::unique_ptr<memory::GuestMemory> mem;
-    std::unique_ptr<devices::EventLoop> loop;
-    std::unique_ptr<Console> console;
-    devices::Bus pio, mmio;
-    std::shared_ptr<devices::legacy::Serial> serial;
-    std::vector<Fd> irqfds;
-    std::vector<std::shared_ptr<devices::virtio::MmioTransport>> transports;
-    std::vector<std::unique_ptr<Cpu>> cpus;
-    std::string cmdline, summary;
-
-    std::mutex stop_mu;
-    std::atomic<bool> stopping{false};
-
-    // Pause: vCPU threads park in Cpu::on_exit while `pause_requested`.
-    mutable std::mutex pause_mu;
-    std::condition_variable pause_cv;
-    std::atomic<bool> pause_requested{false};
-    unsigned parked = 0;
-    VmState state = VmState::kCreated;
-    std::string started_at;
-    void park() {
-        std::unique_lock lock(pause_mu);
-        ++parked;
-        pause_cv.notify_all();
-        pause_cv.wait(lock, [&] { return !pause_requested || stopping; });
-        --parked;
+void FullVm::Impl::stop(FullRunOutcome::Reason reason, const std::string& diagnostic) {
+    {
+        std::lock_guard lock(stop_mu);
+        if (stopping) return;
+        outcome.reason = reason;
+        outcome.diagnostic = diagnostic;
+        stopping = true;
+    }
+    {
+        std::lock_guard lock(pause_mu);  // wake parked vCPUs so they can stop
         pause_cv.notify_all();
     }
-    FullRunOutcome outcome;
-    Fd stop_event;  // wakes run()'s wait
+    signal_eventfd(stop_event.get());
+}
 
-    void stop(FullRunOutcome::Reason reason, const std::string& diagnostic = {}) {
-        {
-            std::lock_guard lock(stop_mu);
-            if (stopping) return;
-            outcome.reason = reason;
-            outcome.diagnostic = diagnostic;
-            stopping = true;
-        }
-        {
-            std::lock_guard lock(pause_mu);  // wake parked vCPUs so they can stop
-            pause_cv.notify_all();
-        }
-        signal_eventfd(stop_event.get());
-    }
-
-    Result<int> add_irqfd(unsigned gsi) {
-        Fd fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-        if (!fd) return fail_errno("eventfd");
-        kvm_irqfd spec{};
-        spec.fd = static_cast<uint32_t>(fd.get());
-        spec.gsi = gsi;
-        if (auto r = vm->irqfd(spec); !r) return std::unexpected(r.error());
-        irqfds.push_back(std::move(fd));
-        return irqfds.back().get();
-    }
-
-    Result<> setup_devices();
-    Result<> setup_virtio();
-    Result<> setup_memory_and_boot(uint64_t& entry, bool& pvh);
-    Result<> setup_vcpu(Cpu& c, unsigned index, const std::vector<kvm_cpuid_entry2>& supported);
-    Result<> setup_boot_cpu(Cpu& c, uint64_t entry, bool pvh);
-};
+Result<int> FullVm::Impl::add_irqfd(unsigned gsi) {
+    Fd fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!fd) return fail_errno("eventfd");
+    kvm_irqfd spec{};
+    spec.fd = static_cast<uint32_t>(fd.get());
+    spec.gsi = gsi;
+    if (auto r = vm->irqfd(spec); !r) return std::unexpected(r.error());
+    irqfds.push_back(std::move(fd));
+    return irqfds.back().get();
+}
 
 cpu::Action FullVm::Impl::Cpu::crash(FullRunOutcome::Reason reason, const std::string& what) {
     const kvm_regs& r = runner->regs();
@@ -221,6 +172,14 @@ cpu::Action FullVm::Impl::Cpu::crash(FullRunOutcome::Reason reason, const std::s
 cpu::Action FullVm::Impl::Cpu::on_exit(kvm_run& run) {
     cpu::Action action = dispatch(run);
     if (action == cpu::Action::kContinue && vm->pause_requested) {
+        if (run.exit_reason != KVM_EXIT_INTR) {
+            // KVM finishes a port I/O or MMIO access (the register write of
+            // an IN, the step past the instruction) only at the next KVM_RUN.
+            // Re-enter with immediate_exit so a paused vCPU's state is
+            // complete: a snapshot taken now must not replay the access.
+            run.immediate_exit = 1;
+            return cpu::Action::kContinue;
+        }
         vm->park();
         runner->vcpu().run_state()->immediate_exit = 0;
     }
@@ -306,10 +265,10 @@ Result<> FullVm::Impl::setup_devices() {
     serial = std::make_shared<devices::legacy::Serial>([fd = *serial_irq] { signal_eventfd(fd); },
                                                        [out](std::span<const uint8_t> b) { out->write(b); });
     pio.insert(devices::legacy::Serial::kCom1Port, devices::legacy::Serial::kSize, serial);
-    pio.insert(devices::legacy::I8042::kBasePort, devices::legacy::I8042::kSize,
-               std::make_shared<devices::legacy::I8042>([this] { stop(FullRunOutcome::Reason::kReset); }));
-    pio.insert(devices::legacy::Cmos::kBasePort, devices::legacy::Cmos::kSize,
-               std::make_shared<devices::legacy::Cmos>(config.mem_size, 0));
+    i8042 = std::make_shared<devices::legacy::I8042>([this] { stop(FullRunOutcome::Reason::kReset); });
+    pio.insert(devices::legacy::I8042::kBasePort, devices::legacy::I8042::kSize, i8042);
+    cmos = std::make_shared<devices::legacy::Cmos>(config.mem_size, 0);
+    pio.insert(devices::legacy::Cmos::kBasePort, devices::legacy::Cmos::kSize, cmos);
 
     if (console->input_fd() >= 0) {
         int fd = console->input_fd();
@@ -340,15 +299,18 @@ Result<> FullVm::Impl::setup_virtio() {
         if (!c) return fail("--disk " + spec + ": " + c.error().message, EINVAL);
         auto d = virtio::Block::open(*c);
         if (!d) return wrap("--disk " + c->path, d.error());
+        disk_sectors.push_back((*d)->capacity_sectors());
         devs.push_back(std::move(*d));
     }
     if (config.net) {
         auto c = virtio::parse_net_spec(*config.net);
         if (!c) return fail("--net " + *config.net + ": " + c.error().message, EINVAL);
+        if (net_mac) c->mac = net_mac;  // restore: the MAC the guest knows
         auto tap = virtio::open_tap(c->tap);
         if (!tap) return wrap("--net tap=" + c->tap, tap.error());
         auto d = virtio::Net::create(std::move(*tap), virtio::Net::kTap, c->mac, c->limit);
         if (!d) return wrap("--net", d.error());
+        net_mac = (*d)->mac();
         devs.push_back(std::move(*d));
     }
     if (config.vsock_cid) {
@@ -504,8 +466,8 @@ Result<> FullVm::Impl::setup_memory_and_boot(uint64_t& entry, bool& pvh) {
 }
 
 Result<> FullVm::Impl::setup_vcpu(Cpu& c, unsigned index, const std::vector<kvm_cpuid_entry2>& supported) {
-    if (auto r = c.vcpu->set_cpuid(x86::build_vcpu_cpuid(supported, index, config.cpus)); !r)
-        return std::unexpected(r.error());
+    c.cpuid = x86::build_vcpu_cpuid(supported, index, config.cpus);
+    if (auto r = c.vcpu->set_cpuid(c.cpuid); !r) return std::unexpected(r.error());
 
     // The MSR state firmware leaves (Firecracker's set): syscall/sysenter
     // targets cleared, fast strings on, MTRRs enabled with write-back default.
@@ -604,25 +566,20 @@ FullVm::~FullVm() {
     if (m.loop) m.loop->stop();
 }
 
-Result<std::unique_ptr<FullVm>> FullVm::create(const FullVmConfig& config) {
+Result<> FullVm::Impl::open_machine() {
     if (config.cpus == 0 || config.cpus > kMaxFullVmCpus)
         return fail("--cpus must be between 1 and " + std::to_string(kMaxFullVmCpus), EINVAL);
     if (config.mem_size < kMinFullVmMemory || config.mem_size > kMaxFullVmMemory)
         return fail("--mem must be between 32M and 3G for a full machine", EINVAL);
 
-    std::unique_ptr<FullVm> self(new FullVm());
-    Impl& m = *self->impl_;
-    m.config = config;
-    m.cmdline = config.cmdline;
-
-    auto stop_event = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (stop_event < 0) return fail_errno("eventfd");
-    m.stop_event.reset(stop_event);
+    auto event = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (event < 0) return fail_errno("eventfd");
+    stop_event.reset(event);
 
     auto sys = kvm::System::open(config.kvm_path);
     if (!sys) return std::unexpected(sys.error());
-    m.system = std::make_unique<kvm::System>(std::move(*sys));
-    if (auto r = m.system->require({
+    system = std::make_unique<kvm::System>(std::move(*sys));
+    if (auto r = system->require({
             {KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP", "a full machine uses KVM's in-kernel interrupt controllers"},
             {KVM_CAP_PIT2, "KVM_CAP_PIT2", "a full machine uses KVM's in-kernel PIT"},
             {KVM_CAP_IRQFD, "KVM_CAP_IRQFD", "device interrupts are delivered through irqfds"},
@@ -632,30 +589,67 @@ Result<std::unique_ptr<FullVm>> FullVm::create(const FullVmConfig& config) {
         });
         !r)
         return std::unexpected(r.error());
-    if (unsigned(m.system->check_extension(KVM_CAP_MAX_VCPUS)) < config.cpus &&
-        unsigned(m.system->check_extension(KVM_CAP_NR_VCPUS)) < config.cpus)
+    if (unsigned(system->check_extension(KVM_CAP_MAX_VCPUS)) < config.cpus &&
+        unsigned(system->check_extension(KVM_CAP_NR_VCPUS)) < config.cpus)
         return fail("--cpus " + std::to_string(config.cpus) + ": KVM supports fewer vCPUs per VM", EINVAL);
 
-    auto vm = m.system->create_vm();
-    if (!vm) return std::unexpected(vm.error());
-    m.vm = std::make_unique<kvm::Vm>(std::move(*vm));
+    auto v = system->create_vm();
+    if (!v) return std::unexpected(v.error());
+    vm = std::make_unique<kvm::Vm>(std::move(*v));
     // VT-x needs these for real mode; other hosts ignore or refuse them.
-    (void)m.vm->set_identity_map_addr(kKvmIdentityMapAddr);
-    (void)m.vm->set_tss_addr(kKvmTssAddr);
-    if (auto r = m.vm->create_irqchip(); !r) return std::unexpected(r.error());
-    if (auto r = m.vm->create_pit2(); !r) return std::unexpected(r.error());
+    (void)vm->set_identity_map_addr(kKvmIdentityMapAddr);
+    (void)vm->set_tss_addr(kKvmTssAddr);
+    if (auto r = vm->create_irqchip(); !r) return std::unexpected(r.error());
+    if (auto r = vm->create_pit2(); !r) return std::unexpected(r.error());
+    return {};
+}
+
+Result<> FullVm::Impl::attach_memory(memory::GuestMemory memory, uint32_t flags) {
+    mem = std::make_unique<memory::GuestMemory>(std::move(memory));
+    return vm->set_user_memory_region(0, 0, mem->size(), mem->host_base(), flags);
+}
+
+Result<> FullVm::Impl::setup_io() {
+    auto l = devices::EventLoop::create();
+    if (!l) return std::unexpected(l.error());
+    loop = std::move(*l);
+    if (auto r = setup_devices(); !r) return r;
+    return setup_virtio();
+}
+
+Result<FullVm::Impl::Cpu*> FullVm::Impl::add_cpu(unsigned index) {
+    auto c = std::make_unique<Cpu>();
+    c->vm = this;
+    auto vcpu = vm->create_vcpu(static_cast<int>(index));
+    if (!vcpu) return std::unexpected(vcpu.error());
+    c->vcpu = std::make_unique<kvm::Vcpu>(std::move(*vcpu));
+    cpus.push_back(std::move(c));
+    return cpus.back().get();
+}
+
+Result<> FullVm::Impl::start_loop() {
+    sigset_t stop_signals, old_mask;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, &old_mask);
+    auto r = loop->start();
+    pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+    return r;
+}
+
+Result<std::unique_ptr<FullVm>> FullVm::create(const FullVmConfig& config) {
+    std::unique_ptr<FullVm> self(new FullVm());
+    Impl& m = *self->impl_;
+    m.config = config;
+    m.cmdline = config.cmdline;
+    if (auto r = m.open_machine(); !r) return std::unexpected(r.error());
 
     auto mem = memory::GuestMemory::create(config.mem_size, "vessel-full-ram");
     if (!mem) return std::unexpected(mem.error());
-    m.mem = std::make_unique<memory::GuestMemory>(std::move(*mem));
-    if (auto r = m.vm->set_user_memory_region(0, 0, m.mem->size(), m.mem->host_base()); !r)
-        return std::unexpected(r.error());
-
-    auto loop = devices::EventLoop::create();
-    if (!loop) return std::unexpected(loop.error());
-    m.loop = std::move(*loop);
-    if (auto r = m.setup_devices(); !r) return std::unexpected(r.error());
-    if (auto r = m.setup_virtio(); !r) return std::unexpected(r.error());
+    if (auto r = m.attach_memory(std::move(*mem), 0); !r) return std::unexpected(r.error());
+    if (auto r = m.setup_io(); !r) return std::unexpected(r.error());
 
     uint64_t entry = 0;
     bool pvh = false;
@@ -664,16 +658,12 @@ Result<std::unique_ptr<FullVm>> FullVm::create(const FullVmConfig& config) {
     auto supported = m.system->supported_cpuid();
     if (!supported) return std::unexpected(supported.error());
     for (unsigned i = 0; i < config.cpus; ++i) {
-        auto c = std::make_unique<Impl::Cpu>();
-        c->vm = &m;
-        auto vcpu = m.vm->create_vcpu(static_cast<int>(i));
-        if (!vcpu) return std::unexpected(vcpu.error());
-        c->vcpu = std::make_unique<kvm::Vcpu>(std::move(*vcpu));
-        if (auto r = m.setup_vcpu(*c, i, *supported); !r) return wrap("vCPU " + std::to_string(i), r.error());
+        auto c = m.add_cpu(i);
+        if (!c) return std::unexpected(c.error());
+        if (auto r = m.setup_vcpu(**c, i, *supported); !r) return wrap("vCPU " + std::to_string(i), r.error());
         if (i == 0)
-            if (auto r = m.setup_boot_cpu(*c, entry, pvh); !r) return wrap("vCPU 0", r.error());
-        c->runner = std::make_unique<cpu::VcpuRunner>(*c->vcpu);
-        m.cpus.push_back(std::move(c));
+            if (auto r = m.setup_boot_cpu(**c, entry, pvh); !r) return wrap("vCPU 0", r.error());
+        (*c)->runner = std::make_unique<cpu::VcpuRunner>(*(*c)->vcpu);
     }
     return self;
 }
@@ -755,9 +745,9 @@ Result<FullRunOutcome> FullVm::run() {
         }
         c->thread.join();
     }
-    m.loop->stop();
     {
-        std::lock_guard lock(m.pause_mu);
+        std::lock_guard lock(m.pause_mu);  // a snapshot in progress restarts the loop: wait for it
+        m.loop->stop();
         m.state = VmState::kExited;
     }
     pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
@@ -801,10 +791,6 @@ Result<> FullVm::resume() {
     return {};
 }
 
-Result<SnapshotInfo> FullVm::snapshot(const std::string&, SnapshotType) {
-    return fail("snapshots of full machines are not supported yet (thin VMs only)", ENOTSUP);
-}
-
 void FullVm::shutdown() { impl_->stop(FullRunOutcome::Reason::kInterrupted, "stopped through the control API"); }
 
 Description FullVm::describe() const {
@@ -817,6 +803,7 @@ Description FullVm::describe() const {
     d.argv = {m.config.kernel, m.cmdline};
     d.mem_bytes = m.mem ? m.mem->size() : 0;
     d.started_at = m.started_at;
+    d.restored_from = m.restored_from;
     return d;
 }
 

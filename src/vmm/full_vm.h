@@ -73,6 +73,16 @@ public:
     // Errors: ENOENT/EACCES (a file), ENOEXEC (not a bootable kernel), ENOMEM
     // (does not fit in --mem), others (host/KVM problems).
     static Result<std::unique_ptr<FullVm>> create(const FullVmConfig& config);
+    // Rebuilds a machine from a snapshot directory (docs/snapshot-format.md):
+    // the recorded configuration (memory, vCPUs, devices; disks reopened by
+    // path and refused if missing or resized, the TAP by name, the vsock
+    // socket), memory mapped copy-on-write from the snapshot, then every
+    // vCPU, the in-kernel irqchip, PIT and clock, and the devices. The
+    // console is `console`, not the original one. Errors: ENOENT (a disk is
+    // missing), EINVAL (the snapshot is damaged, of a thin VM, or does not
+    // fit this host), others (host/KVM problems).
+    static Result<std::unique_ptr<FullVm>> restore(const std::string& dir, const ConsoleSpec& console,
+                                                   const std::string& kvm_path = "/dev/kvm");
     ~FullVm();
 
     // Runs until the guest resets, halts or crashes, or SIGINT/SIGTERM arrive
@@ -84,7 +94,10 @@ public:
 
     // Control (thread-safe). Pause parks every vCPU thread between exits;
     // the in-kernel timers keep running, so the guest sees time pass.
-    // Snapshots of full machines are not supported yet (ENOTSUP).
+    // snapshot() needs a paused machine (EBUSY otherwise); a diff snapshot
+    // holds the pages written since the previous snapshot of this machine
+    // (KVM's dirty log) and names it as its parent. The I/O thread is
+    // stopped while the snapshot is written, so no device touches memory.
     Result<> pause() override;
     Result<> resume() override;
     Result<SnapshotInfo> snapshot(const std::string& dir, SnapshotType type) override;
@@ -99,9 +112,10 @@ public:
     // The final kernel command line (with virtio-mmio device entries).
     std::string kernel_cmdline() const;
 
+    struct Impl;
+
 private:
     FullVm();
-    struct Impl;
     std::unique_ptr<Impl> impl_;
 };
 

@@ -16,6 +16,7 @@
 #include <filesystem>
 
 #include "api/http.h"
+#include "boot_harness.h"
 
 #include <chrono>
 #include <cstdio>
@@ -27,39 +28,11 @@
 
 namespace {
 
-const std::string kVessel = std::string(VESSEL_BINARY_DIR) + "/bin/vessel";
-const std::string kFetch = std::string(VESSEL_SOURCE_DIR) + "/scripts/fetch-test-kernel";
+using vessel::testing::kernel_dir;
+using vessel::testing::kVessel;
+using vessel::testing::read_file;
+using vessel::testing::tail;
 constexpr int kBannerTimeoutSeconds = 180;
-
-std::string read_file(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    std::stringstream s;
-    s << f.rdbuf();
-    return s.str();
-}
-
-// The directory holding vmlinux and bzImage, or "" with the reason in `why`.
-std::string kernel_dir(std::string& why) {
-    static std::string dir, error;
-    static bool done = false;
-    if (!done) {
-        done = true;
-        std::string cmd = kFetch + " 2>&1";
-        FILE* p = ::popen(cmd.c_str(), "r");
-        std::string output;
-        char buf[512];
-        while (p && std::fgets(buf, sizeof buf, p)) output += buf;
-        int status = p ? ::pclose(p) : -1;
-        while (!output.empty() && output.back() == '\n') output.pop_back();
-        if (status == 0 && !output.empty()) {
-            dir = output.substr(output.rfind('\n') + 1);
-        } else {
-            error = "cannot obtain the test kernel (" + kFetch + "): " + output;
-        }
-    }
-    why = error;
-    return dir;
-}
 
 struct BootResult {
     std::string console, stderr_text;
@@ -125,12 +98,6 @@ BootResult boot(const std::vector<std::string>& args, const std::vector<std::str
     ::unlink(err.c_str());
     ::rmdir(dir.c_str());
     return r;
-}
-
-std::string tail(const std::string& s, size_t lines = 15) {
-    size_t pos = s.size();
-    for (size_t i = 0; i <= lines && pos != std::string::npos && pos > 0; ++i) pos = s.rfind('\n', pos - 1);
-    return pos == std::string::npos ? s : s.substr(pos + 1);
 }
 
 class FullBoot : public ::testing::Test {
@@ -203,8 +170,9 @@ namespace vessel {
 namespace {
 
 // The control API of a full machine: pause stops the guest (its console
-// stops growing), resume lets it go on, metrics count its exits, snapshots
-// are refused as not supported yet, shutdown stops it (status 130).
+// stops growing), resume lets it go on, metrics count its exits, a snapshot
+// needs a paused machine, shutdown stops it (status 130). Snapshots and
+// restore themselves: full_snapshot_test.cc.
 TEST_F(FullBoot, ControlApiPausesResumesAndStops) {
     char tmpl[] = "/tmp/vessel-boot-api.XXXXXX";
     std::string dir = ::mkdtemp(tmpl);
@@ -239,6 +207,8 @@ TEST_F(FullBoot, ControlApiPausesResumesAndStops) {
                          kBannerTimeoutSeconds))
         << tail(read_file(console));
     EXPECT_EQ(call("GET", "/vm").body["state"], "running");
+    api::json body = {{"path", dir + "/snap"}};
+    EXPECT_EQ(call("PUT", "/vm/snapshot", &body).status, 409);  // running
     ASSERT_EQ(call("PUT", "/vm/pause").status, 200);
     EXPECT_EQ(call("GET", "/vm").body["state"], "paused");
     size_t paused_at = read_file(console).size();
@@ -247,8 +217,8 @@ TEST_F(FullBoot, ControlApiPausesResumesAndStops) {
     auto metrics = call("GET", "/vm/metrics");
     EXPECT_GT(metrics.body["exits"]["io"].get<uint64_t>(), 0u);
     EXPECT_GT(metrics.body["vcpu_time_ns"].get<uint64_t>(), 0u);
-    api::json body = {{"path", dir + "/snap"}};
-    EXPECT_EQ(call("PUT", "/vm/snapshot", &body).status, 501);
+    EXPECT_EQ(call("PUT", "/vm/snapshot", &body).status, 200);
+    EXPECT_EQ(call("PUT", "/vm/snapshot", &body).status, 409);  // never overwritten
     EXPECT_EQ(call("PUT", "/vm/pause").status, 409);
     ASSERT_EQ(call("PUT", "/vm/resume").status, 200);
     EXPECT_TRUE(wait_for([&] { return read_file(console).size() > paused_at; }, 120)) << "no output after resume";

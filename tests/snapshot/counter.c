@@ -1,9 +1,12 @@
 /* Snapshot test guest: prints a counter and a checksum of memory it keeps
  * changing, sleeping between steps. A run that is paused, snapshotted, killed
  * and restored must print exactly what an uninterrupted run prints.
- * Usage: counter STEPS SLEEP_MS [FILE | -pipe]  (FILE: also append each line
- * there through a second descriptor, to check files survive a restore;
- * -pipe: hold a pipe open, which cannot be snapshotted). */
+ * Usage: counter STEPS SLEEP_MS [FILE | -pipe | -grow]  (FILE: also append
+ * each line there through a second descriptor, to check files survive a
+ * restore; -pipe: hold a pipe open, which cannot be snapshotted; -grow:
+ * also fill a new 64 KiB block each step, never touched again until a last
+ * line with the checksum of all blocks, so memory first written between
+ * two snapshots and left alone since must survive them). */
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,9 +18,13 @@
 int main(int argc, char** argv) {
     int steps = argc > 1 ? atoi(argv[1]) : 40;
     int sleep_ms = argc > 2 ? atoi(argv[2]) : 50;
-    int fd = -1, pipe_fds[2];
+    int fd = -1, pipe_fds[2], grow = 0;
+    enum { kBlocks = 256, kBlockWords = 8192 };
+    static uint64_t* blocks[kBlocks];
     if (argc > 3 && strcmp(argv[3], "-pipe") == 0) {
         if (pipe(pipe_fds) != 0) return 1;
+    } else if (argc > 3 && strcmp(argv[3], "-grow") == 0) {
+        grow = 1;
     } else if (argc > 3) {
         fd = open(argv[3], O_WRONLY | O_CREAT | O_APPEND, 0644);
     }
@@ -33,6 +40,10 @@ int main(int argc, char** argv) {
             bss[i % 8192] += heap[i];
         }
         uint64_t sum = 0;
+        if (grow && step < kBlocks) {
+            blocks[step] = malloc(kBlockWords * 8);
+            for (size_t i = 0; i < kBlockWords; ++i) blocks[step][i] = state ^ (i * 0x9e3779b97f4a7c15ull);
+        }
         for (size_t i = 0; i < size / 8; ++i) sum = sum * 31 + heap[i];
         for (size_t i = 0; i < 8192; ++i) sum ^= bss[i] + i;
         char line[64];
@@ -42,6 +53,12 @@ int main(int argc, char** argv) {
         if (fd >= 0) write(fd, line, n);
         struct timespec ts = {sleep_ms / 1000, (sleep_ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
+    }
+    if (grow) {
+        uint64_t sum = 0;
+        for (int b = 0; b < steps && b < kBlocks; ++b)
+            for (size_t i = 0; i < kBlockWords; ++i) sum = sum * 7 + blocks[b][i];
+        printf("blocks %016llx\n", (unsigned long long)sum);
     }
     return 0;
 }

@@ -221,6 +221,43 @@ TEST_F(SnapshotTest, RestoredVmCanBeSnapshottedAgain) {
     EXPECT_EQ(read_file(dir_ / "p1.out") + read_file(dir_ / "p2.out") + out, expected);
 }
 
+// A full snapshot of a VM restored from a diff holds every page: those the
+// base image had, those the diff brought (first touched after the base was
+// taken) and those written since the restore.
+TEST_F(SnapshotTest, FullSnapshotOfAVmRestoredFromADiffIsComplete) {
+    std::vector<std::string> guest = {kCounter, "24", "20", "-grow"};
+    std::vector<std::string> plain = {"run"};
+    plain.insert(plain.end(), guest.begin(), guest.end());
+    std::string expected = reference(plain);
+
+    std::vector<std::string> with_api = {"run", "--api-sock", sock_};
+    with_api.insert(with_api.end(), guest.begin(), guest.end());
+    Vessel first(with_api, dir_ / "p1.out", dir_ / "p1.err");
+    ASSERT_TRUE(wait_for_socket(sock_));
+    wait_for_lines(dir_ / "p1.out", 3);
+    ASSERT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
+    json base = {{"path", (dir_ / "base").string()}};
+    ASSERT_EQ(call(sock_, "PUT", "/vm/snapshot", &base).status, 200);
+    ASSERT_EQ(call(sock_, "PUT", "/vm/resume").status, 200);
+    wait_for_lines(dir_ / "p1.out", 9);
+    ASSERT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
+    json diff = {{"path", (dir_ / "diff").string()}, {"type", "diff"}};
+    ASSERT_EQ(call(sock_, "PUT", "/vm/snapshot", &diff).status, 200);
+    first.kill9();
+
+    Vessel second({"restore", "--api-sock", sock_, (dir_ / "diff").string()}, dir_ / "p2.out", dir_ / "p2.err");
+    ASSERT_TRUE(wait_for_socket(sock_));
+    wait_for_lines(dir_ / "p2.out", 3);
+    ASSERT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
+    json full = {{"path", (dir_ / "full").string()}};
+    ASSERT_EQ(call(sock_, "PUT", "/vm/snapshot", &full).status, 200);
+    second.kill9();
+
+    std::string out, err;
+    ASSERT_EQ(run_vessel({"restore", (dir_ / "full").string()}, out, err, dir_), 0) << err;
+    EXPECT_EQ(read_file(dir_ / "p1.out") + read_file(dir_ / "p2.out") + out, expected);
+}
+
 TEST_F(SnapshotTest, ApiRefusesWrongStatesAndBadBodies) {
     Vessel vm({"run", "--api-sock", sock_, kCounter, "400", "20"}, dir_ / "o", dir_ / "e");
     ASSERT_TRUE(wait_for_socket(sock_));
@@ -326,6 +363,31 @@ TEST_F(DamagedSnapshotTest, NotASnapshot) {
     expect_refused([](const fs::path& d) { std::ofstream(d / "state.bin") << "hello, world, this is not it"; },
                    "not a Vessel snapshot");
     expect_refused([](const fs::path& d) { fs::remove(d / "state.bin"); }, "No such file");
+}
+
+TEST_F(DamagedSnapshotTest, ConsoleFlagIsForFullMachines) {
+    std::string out, err;
+    EXPECT_EQ(run_vessel({"restore", "--console", "file:" + (dir_ / "c").string(), (dir_ / "good").string()}, out, err,
+                         dir_),
+              2);
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+    EXPECT_NE(err.find("--console applies to full machines"), std::string::npos) << err;
+}
+
+TEST_F(DamagedSnapshotTest, ThinSnapshotPosingAsAFullMachine) {
+    expect_refused(
+        [](const fs::path& d) {
+            auto sections = state::read_state_file((d / "state.bin").string());
+            ASSERT_TRUE(sections);
+            auto& c = (*sections)[state::Section::kConfig];
+            json j = json::parse(c.begin(), c.end());
+            EXPECT_EQ(j["kind"], "thin");
+            j["kind"] = "full";
+            std::string text = j.dump();
+            c.assign(text.begin(), text.end());
+            ASSERT_TRUE(state::write_state_file((d / "state.bin").string(), *sections));
+        },
+        "snapshot is missing section 6");
 }
 
 TEST_F(DamagedSnapshotTest, MissingOrTruncatedMemoryImage) {

@@ -91,4 +91,17 @@ void Cmos::write(uint64_t offset, std::span<const uint8_t> data) {
     }
 }
 
+CmosState Cmos::save() {
+    std::lock_guard lock(mu_);
+    return {index_, regs_};
+}
+
+Result<> Cmos::restore(const CmosState& s) {
+    if (s.index >= regs_.size()) return fail("CMOS: register index out of range", EINVAL);
+    std::lock_guard lock(mu_);
+    index_ = s.index;
+    regs_ = s.regs;
+    return {};
+}
+
 }  // namespace vessel::devices::legacy

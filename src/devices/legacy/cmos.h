@@ -11,9 +11,17 @@
 #include <mutex>
 #include <span>
 
+#include "base/result.h"
 #include "devices/bus.h"
 
 namespace vessel::devices::legacy {
+
+// The selected index and the register file, for snapshots. The clock
+// registers always read the host's time, whatever was saved.
+struct CmosState {
+    uint8_t index = 0;
+    std::array<uint8_t, 128> regs{};
+};
 
 class Cmos final : public BusDevice {
 public:
@@ -27,6 +35,10 @@ public:
 
     void read(uint64_t offset, std::span<uint8_t> data) override;
     void write(uint64_t offset, std::span<const uint8_t> data) override;
+
+    CmosState save();
+    // Refuses an index outside the 128 registers.
+    Result<> restore(const CmosState& state);
 
 private:
     uint8_t read_register(uint8_t index);

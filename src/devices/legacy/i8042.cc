@@ -75,4 +75,26 @@ void I8042::write(uint64_t offset, std::span<const uint8_t> data) {
     if (reset && on_reset_) on_reset_();
 }
 
+I8042State I8042::save() {
+    std::lock_guard lock(mu_);
+    return {command_byte_, output_, pending_command_};
+}
+
+Result<> I8042::restore(const I8042State& s) {
+    switch (s.pending_command) {
+        case 0:
+        case kCmdWriteCommandByte:
+        case kCmdWriteOutputPort:
+        case kCmdWriteKbdBuffer:
+        case kCmdWriteAuxBuffer:
+        case kCmdWriteAux: break;
+        default: return fail("i8042: pending command is not one that takes a parameter", EINVAL);
+    }
+    std::lock_guard lock(mu_);
+    command_byte_ = s.command_byte;
+    output_ = s.output;
+    pending_command_ = s.pending_command;
+    return {};
+}
+
 }  // namespace vessel::devices::legacy

@@ -10,9 +10,17 @@
 #include <optional>
 #include <span>
 
+#include "base/result.h"
 #include "devices/bus.h"
 
 namespace vessel::devices::legacy {
+
+// The controller's state, for snapshots.
+struct I8042State {
+    uint8_t command_byte = 0x45;
+    std::optional<uint8_t> output;  // byte waiting in the output buffer
+    uint8_t pending_command = 0;    // 0 or a command that takes a parameter
+};
 
 class I8042 final : public BusDevice {
 public:
@@ -27,6 +35,10 @@ public:
 
     void read(uint64_t offset, std::span<uint8_t> data) override;
     void write(uint64_t offset, std::span<const uint8_t> data) override;
+
+    I8042State save();
+    // Refuses a pending command that takes no parameter.
+    Result<> restore(const I8042State& state);
 
 private:
     ResetRequest on_reset_;

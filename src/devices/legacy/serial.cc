@@ -146,4 +146,27 @@ uint8_t Serial::lcr() const {
     return lcr_;
 }
 
+SerialState Serial::save() const {
+    std::lock_guard lock(mu_);
+    return {ier_, lcr_, mcr_, scr_, dll_, dlm_, fifo_enabled_, thr_interrupt_pending_,
+            std::vector<uint8_t>(rx_.begin(), rx_.end())};
+}
+
+Result<> Serial::restore(const SerialState& s) {
+    if (s.ier & ~0x0f) return fail("serial: reserved IER bits set", EINVAL);
+    if (s.mcr & ~0x1f) return fail("serial: reserved MCR bits set", EINVAL);
+    if (s.rx.size() > kRxFifoSize) return fail("serial: more unread input than the FIFO holds", EINVAL);
+    std::lock_guard lock(mu_);
+    ier_ = s.ier;
+    lcr_ = s.lcr;
+    mcr_ = s.mcr;
+    scr_ = s.scr;
+    dll_ = s.dll;
+    dlm_ = s.dlm;
+    fifo_enabled_ = s.fifo_enabled;
+    thr_interrupt_pending_ = s.thr_interrupt_pending;
+    rx_.assign(s.rx.begin(), s.rx.end());
+    return {};
+}
+
 }  // namespace vessel::devices::legacy

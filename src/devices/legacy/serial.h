@@ -12,10 +12,20 @@
 #include <functional>
 #include <mutex>
 #include <span>
+#include <vector>
 
+#include "base/result.h"
 #include "devices/bus.h"
 
 namespace vessel::devices::legacy {
+
+// The UART's registers and unread input, for snapshots.
+struct SerialState {
+    uint8_t ier = 0, lcr = 0x03, mcr = 0x08, scr = 0, dll = 0x0c, dlm = 0;
+    bool fifo_enabled = false;
+    bool thr_interrupt_pending = false;
+    std::vector<uint8_t> rx;  // at most Serial::kRxFifoSize bytes
+};
 
 class Serial final : public BusDevice {
 public:
@@ -41,6 +51,12 @@ public:
     // Register state, for tests.
     uint8_t ier() const;
     uint8_t lcr() const;
+
+    SerialState save() const;
+    // Loads a saved state; refuses values a 16550A cannot hold (reserved
+    // IER/MCR bits, more input than the FIFO). No interrupt is raised: the
+    // interrupt controller's own state says whether one is pending.
+    Result<> restore(const SerialState& state);
 
 private:
     uint8_t read_register(uint64_t offset);

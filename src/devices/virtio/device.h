@@ -74,6 +74,10 @@ public:
     // DRIVER_OK: the queues the driver enabled are validated and ready. An
     // error fails the device.
     virtual Result<> activate(Transport& transport) = 0;
+    // A snapshot of the live device was restored: the transport is active
+    // again, its queues as the driver left them. Back-end state that did not
+    // survive (open connections) is the device's to report to the driver.
+    virtual Result<> activate_restored(Transport& transport) { return activate(transport); }
     // The driver notified queue `index` (on the I/O thread).
     virtual void process_queue(unsigned index) = 0;
     // Device reset (status 0) or failure: drop back-end state of the session.

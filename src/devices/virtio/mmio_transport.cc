@@ -3,6 +3,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
@@ -58,6 +59,74 @@ uint32_t MmioTransport::interrupt_status() const {
 bool MmioTransport::device_failed() const {
     std::lock_guard lock(mu_);
     return failed_;
+}
+
+MmioTransportState MmioTransport::save() const {
+    std::lock_guard lock(mu_);
+    MmioTransportState s;
+    s.device_id = device_->device_id();
+    s.offered_features = offered_features_;
+    s.driver_features = driver_features_;
+    s.device_features_sel = device_features_sel_;
+    s.driver_features_sel = driver_features_sel_;
+    s.queue_sel = queue_sel_;
+    s.status = status_;
+    s.interrupt_status = isr_;
+    s.config_generation = 0;  // what kConfigGeneration reads: the config space never changes
+    s.active = active_;
+    s.failed = failed_;
+    for (const auto& q : queues_) s.queues.push_back(q.save());
+    auto cfg = device_->config();
+    s.config.assign(cfg.begin(), cfg.end());
+    return s;
+}
+
+Result<> MmioTransport::restore(const MmioTransportState& s) {
+    std::lock_guard lock(mu_);
+    const std::string name = device_->name();
+    auto bad = [&](const std::string& why) { return vessel::fail(name + ": " + why, EINVAL); };
+    if (status_ != 0 || active_) return bad("restore onto a device the guest already set up");
+    if (s.device_id != device_->device_id())
+        return bad("the snapshot has virtio device type " + std::to_string(s.device_id) + " here");
+    if (s.offered_features != offered_features_)
+        return bad("the device offers different features than when the snapshot was taken");
+    auto cfg = device_->config();
+    if (s.config.size() != cfg.size() || !std::equal(cfg.begin(), cfg.end(), s.config.begin()))
+        return bad("the device's configuration differs from the snapshot's");
+    if (s.driver_features & ~offered_features_) return bad("the driver's features were never offered");
+    constexpr uint32_t kKnownStatus = kStatusAcknowledge | kStatusDriver | kStatusDriverOk | kStatusFeaturesOk |
+                                      kStatusNeedsReset | kStatusFailed;
+    if (s.status & ~kKnownStatus) return bad("undefined device status bits");
+    if (s.interrupt_status & ~(kIsrUsedBuffer | kIsrConfigChange)) return bad("undefined interrupt status bits");
+    if (s.config_generation != 0) return bad("unexpected configuration generation");
+    if (s.failed && !(s.status & kStatusNeedsReset)) return bad("failed without DEVICE_NEEDS_RESET");
+    if (s.queues.size() != queues_.size())
+        return bad("the snapshot has " + std::to_string(s.queues.size()) + " queues, the device " +
+                   std::to_string(queues_.size()));
+    std::vector<Queue> queues = queues_;
+    for (size_t i = 0; i < queues.size(); ++i)
+        if (auto r = queues[i].restore(s.queues[i], memory_); !r)
+            return bad("queue " + std::to_string(i) + ": " + r.error().message);
+
+    queues_ = std::move(queues);
+    driver_features_ = s.driver_features;
+    device_features_sel_ = s.device_features_sel;
+    driver_features_sel_ = s.driver_features_sel;
+    queue_sel_ = s.queue_sel;
+    status_ = s.status;
+    isr_ = s.interrupt_status;
+    failed_ = s.failed;
+    active_ = s.active;
+    if (active_ && !failed_) {
+        if (auto r = device_->activate_restored(*this); !r) return bad("activation: " + r.error().message);
+        // Buffers the driver queued before the snapshot are processed now.
+        for (unsigned q = 0; q < queues_.size(); ++q)
+            if (queues_[q].ready && queues_[q].has_available(memory_)) {
+                uint64_t one = 1;
+                [[maybe_unused]] auto r = ::write(notify_fds_[q].get(), &one, sizeof one);
+            }
+    }
+    return {};
 }
 
 void MmioTransport::read(uint64_t offset, std::span<uint8_t> data) {

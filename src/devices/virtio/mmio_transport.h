@@ -68,6 +68,21 @@ inline constexpr uint32_t kMagicValue = 0x74726976;  // "virt"
 inline constexpr uint32_t kVendor = 0x4c535356;      // "VSSL"
 }  // namespace mmio
 
+// The transport's register state, its queues and the device's identity, for
+// snapshots. `config` is the device's configuration space (a disk's
+// capacity, a NIC's MAC, a vsock CID): restore requires the re-created
+// device to present the same bytes.
+struct MmioTransportState {
+    uint32_t device_id = 0;
+    uint64_t offered_features = 0, driver_features = 0;
+    uint32_t device_features_sel = 0, driver_features_sel = 0, queue_sel = 0;
+    uint32_t status = 0, interrupt_status = 0;
+    uint32_t config_generation = 0;
+    bool active = false, failed = false;
+    std::vector<QueueState> queues;
+    std::vector<uint8_t> config;
+};
+
 class MmioTransport final : public BusDevice, private Transport, public std::enable_shared_from_this<MmioTransport> {
 public:
     using Interrupt = std::function<void()>;
@@ -87,6 +102,18 @@ public:
     unsigned num_queues() const { return unsigned(queues_.size()); }
     // The eventfd that stands for "the driver notified queue q" (see top).
     int queue_notify_fd(unsigned q) const { return q < notify_fds_.size() ? notify_fds_[q].get() : -1; }
+
+    // Snapshots. The caller keeps the event loop from running callbacks
+    // while the machine is saved (nothing else may touch guest memory).
+    MmioTransportState save() const;
+    // Loads a saved state onto a transport fresh from create() (status 0).
+    // Everything is checked first: the device type, offered features and
+    // configuration must match the re-created device; the driver's features
+    // must be a subset of the offer; status and interrupt bits must be
+    // defined ones; each queue as Queue::restore. A device that was live is
+    // activated again (VirtioDevice::activate_restored) and queues with
+    // buffers waiting are processed once the event loop runs.
+    Result<> restore(const MmioTransportState& state);
 
     // Observers (tests, metrics). Take the lock.
     uint32_t status() const;

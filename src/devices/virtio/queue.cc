@@ -100,6 +100,28 @@ Result<> Queue::validate(const memory::GuestMemory& mem) const {
     return {};
 }
 
+QueueState Queue::save() const {
+    return {size, ready, desc_gpa, avail_gpa, used_gpa, indirect_allowed, next_avail_, next_used_};
+}
+
+Result<> Queue::restore(const QueueState& s, const memory::GuestMemory& mem) {
+    Queue q(max_size_);
+    q.size = s.size;
+    q.ready = s.ready;
+    q.desc_gpa = s.desc_gpa;
+    q.avail_gpa = s.avail_gpa;
+    q.used_gpa = s.used_gpa;
+    q.indirect_allowed = s.indirect_allowed;
+    q.next_avail_ = s.next_avail;
+    q.next_used_ = s.next_used;
+    if (s.size > max_size_)
+        return fail("queue size " + std::to_string(s.size) + " is above the maximum " + std::to_string(max_size_));
+    if (s.ready)
+        if (auto r = q.validate(mem); !r) return r;
+    *this = q;
+    return {};
+}
+
 uint16_t Queue::avail_idx(const memory::GuestMemory& mem) const {
     // Acquire: ring entries written before the index are visible after it.
     return load_u16(mem, avail_gpa + 2, std::memory_order_acquire);

@@ -51,6 +51,15 @@ public:
                               uint64_t len) const;
 };
 
+// A queue's configuration and the device's ring positions, for snapshots.
+struct QueueState {
+    uint16_t size = 0;
+    bool ready = false;
+    uint64_t desc_gpa = 0, avail_gpa = 0, used_gpa = 0;
+    bool indirect_allowed = false;
+    uint16_t next_avail = 0, next_used = 0;
+};
+
 class Queue {
 public:
     explicit Queue(uint16_t max_size = 256) : max_size_(max_size) {}
@@ -85,6 +94,12 @@ public:
 
     uint16_t next_avail() const { return next_avail_; }
     uint16_t next_used() const { return next_used_; }
+
+    QueueState save() const;
+    // Loads a saved state, checked as the driver's own setup would be: a
+    // ready queue must pass validate() (size a power of 2 up to the maximum,
+    // rings aligned and inside guest RAM); any queue's size fits the maximum.
+    Result<> restore(const QueueState& state, const memory::GuestMemory& mem);
 
 private:
     Result<> walk(const memory::GuestMemory& mem, uint64_t table_gpa, uint32_t table_entries, uint16_t first,

@@ -71,7 +71,33 @@ Result<> Vsock::activate(Transport& transport) {
     return transport.watch(listener_.get(), EPOLLIN, [this](uint32_t) { on_listener(); });
 }
 
+Result<> Vsock::activate_restored(Transport& transport) {
+    reset_event_pending_ = true;  // sent when the event queue has a buffer (the transport kicks it)
+    return activate(transport);
+}
+
+void Vsock::process_events() {
+    if (!reset_event_pending_) return;
+    Queue& q = transport_->queue(2);
+    auto next = q.pop(transport_->memory());
+    if (!next) {
+        transport_->fail("event queue: " + next.error().message);
+        return;
+    }
+    if (!*next) return;  // no buffer yet: sent when the driver adds one
+    const DescriptorChain& chain = **next;
+    uint32_t id = kVsockEventTransportReset;
+    size_t n = chain.write(transport_->memory(), 0, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(&id), 4));
+    if (auto r = q.add_used(transport_->memory(), chain, static_cast<uint32_t>(n)); !r) {
+        transport_->fail("event queue: " + r.error().message);
+        return;
+    }
+    reset_event_pending_ = false;
+    transport_->signal_used(2);
+}
+
 void Vsock::reset() {
+    reset_event_pending_ = false;
     // Transport reset already stopped watching every fd; closing ends the host sides.
     conns_.clear();
     by_fd_.clear();
@@ -133,7 +159,7 @@ void Vsock::process_queue(unsigned index) {
     if (!transport_) return;
     if (index == 1) process_tx();
     else if (index == 0) process_rx();  // new rx buffers
-    // Queue 2 (events) carries only transport-reset events, which we never send.
+    else if (index == 2) process_events();  // transport-reset events, sent after a restore
 }
 
 void Vsock::process_tx() {

@@ -40,6 +40,7 @@ enum VsockOp : uint16_t {
     kVsockOpCreditUpdate = 6,
     kVsockOpCreditRequest = 7,
 };
+inline constexpr uint32_t kVsockEventTransportReset = 0;  // virtio_vsock_event.id
 inline constexpr uint32_t kVsockShutdownRcv = 1;
 inline constexpr uint32_t kVsockShutdownSend = 2;
 
@@ -84,6 +85,10 @@ public:
         return {reinterpret_cast<const uint8_t*>(&cid_config_), sizeof cid_config_};
     }
     Result<> activate(Transport& transport) override;
+    // The host ends of the guest's connections did not survive the snapshot:
+    // the guest is sent a transport-reset event (queue 2), which makes its
+    // driver drop every connection and re-read the CID.
+    Result<> activate_restored(Transport& transport) override;
     void process_queue(unsigned index) override;
     void reset() override;
     const char* name() const override { return "virtio-vsock"; }
@@ -116,6 +121,7 @@ private:
     Vsock() = default;
     void process_rx();
     void process_tx();
+    void process_events();
     void handle_packet(const VsockHeader& h, const DescriptorChain& chain);
     void on_listener();
     void on_socket(int fd, uint32_t events);
@@ -137,6 +143,7 @@ private:
     std::map<int, std::unique_ptr<Connection>> handshakes_;  // host sockets before "CONNECT"
     std::deque<Control> control_;
     uint32_t next_local_port_ = 1u << 30;
+    bool reset_event_pending_ = false;  // a transport-reset event waits for an event buffer
 };
 
 }  // namespace vessel::devices::virtio

@@ -1,0 +1,87 @@
+// What thin and full snapshots share: the snapshot directory (state.bin and
+// the sparse memory.img), the memory section, diff chains, the copy-on-write
+// mapping of a chain and the writing of memory images. Internal to vmm/.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+#include "kvm/kvm.h"
+#include "memory/guest_memory.h"
+#include "state/format.h"
+#include "vmm/control.h"
+#include "vmm/snapshot.h"
+
+namespace vessel::vmm::snapshot {
+
+inline constexpr const char* kStateFile = "state.bin";
+inline constexpr const char* kMemoryFile = "memory.img";
+inline constexpr unsigned kMaxChain = 64;
+inline constexpr uint64_t kMaxRam = 64ull << 30;
+
+// `dir` made absolute against the working directory.
+std::string absolute(const std::string& dir);
+
+inline std::string_view view(const std::vector<uint8_t>& v) {
+    return {reinterpret_cast<const char*>(v.data()), v.size()};
+}
+
+// The memory section (type 5).
+struct MemoryLayout {
+    uint64_t ram_size = 0;
+    std::vector<memory::GuestMemory::RegionSpec> regions;  // thin VMs: program images above RAM
+    bool diff = false;
+    std::string parent;
+    std::vector<uint64_t> pages;  // diff: the pages memory.img holds
+    uint64_t phys_end() const { return regions.empty() ? ram_size : regions.back().gpa + regions.back().size; }
+};
+void put_memory(state::Writer& w, const MemoryLayout& m);
+// Checks the layout (RAM page aligned, 1 page to 64 GiB; regions ascending
+// above RAM; diff pages ascending inside it). Machine-specific limits are the
+// caller's.
+Result<MemoryLayout> get_memory(state::Reader r);
+
+// One snapshot directory, read, verified and of the expected machine kind.
+struct Loaded {
+    std::string dir;
+    nlohmann::json config;
+    state::Sections sections;
+    MemoryLayout memory;
+};
+// Errors name the directory. A snapshot of the other kind of machine fails
+// with one line saying so.
+Result<Loaded> load_dir(const std::string& dir, MachineKind kind, const std::vector<state::Section>& required);
+// The snapshot and its parents, newest first, back to the full snapshot at
+// the base (at most kMaxChain; loops refused; every link the same layout).
+Result<std::vector<Loaded>> load_chain(const std::string& dir, MachineKind kind,
+                                       const std::vector<state::Section>& required);
+// Guest memory for a chain: the base memory.img mapped copy-on-write, each
+// diff's pages copied on top, oldest first.
+Result<memory::GuestMemory> map_chain(const std::vector<Loaded>& chain);
+
+// Pages written since the last call: KVM's dirty logs (slot 0 = RAM, slots
+// 1.. = file regions, in order) merged with the VMM's own writes.
+Result<std::vector<uint64_t>> collect_dirty_pages(kvm::Vm& vm, memory::GuestMemory& mem);
+
+// Creates `dir` (or takes an empty existing one); refuses one that already
+// holds a snapshot. `created` says whether to remove it on failure.
+Result<> prepare_dir(const std::string& dir, bool& created);
+// Removes what a failed snapshot left in a directory it created.
+void remove_partial(const std::string& dir);
+
+// Writes memory.img into `dir`. A diff holds `dirty` (and records it in
+// layout.pages); a full image holds every page the guest has: the memfd's
+// data, or for memory restored from an image, the image's data plus every
+// page changed since (found in /proc/self/pagemap: private copies), and the
+// file regions. Fills memory_bytes and pages of `info`.
+Result<> write_memory_image(const std::string& dir, const memory::GuestMemory& mem, MemoryLayout& layout,
+                            const std::vector<uint64_t>& dirty, SnapshotInfo& info);
+
+// The "snapshot" member of the config JSON.
+nlohmann::json metadata(const MemoryLayout& layout);
+
+}  // namespace vessel::vmm::snapshot
