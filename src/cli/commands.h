@@ -10,6 +10,16 @@
 
 #include "base/result.h"
 
+namespace vessel::vmm {
+class ThinVm;
+class FullVm;
+class Controllable;
+struct ConsoleSpec;
+}  // namespace vessel::vmm
+namespace vessel::api {
+class Server;
+}
+
 namespace vessel::cli {
 
 using Runner = std::function<int()>;
@@ -24,16 +34,14 @@ std::vector<Runner> add_daemon_commands(CLI::App& app);
 
 // Runs a thin VM in this process until it ends, serving its control API on
 // `api_socket` if not empty, and exits with its status (never returns).
-}  // namespace vessel::cli
-namespace vessel::vmm {
-class ThinVm;
-class Controllable;
-}
-namespace vessel::api {
-class Server;
-}
-namespace vessel::cli {
 [[noreturn]] void serve_thin_vm(std::unique_ptr<vmm::ThinVm> vm, const std::string& api_socket);
+
+// --console stdio|pty|file:PATH, for vessel boot and vessel restore.
+Result<vmm::ConsoleSpec> parse_console(const std::string& text);
+
+// Runs a full machine (booted or restored) until it ends, serving its
+// control API on `api_socket` if not empty; returns the exit status.
+int run_full_machine(vmm::FullVm& vm, const std::string& api_socket, bool verbose);
 
 // Starts serving `vm`'s control API on `api_socket`; nullptr when the socket
 // is empty (no API asked for). Stop the server when the VM ends, which

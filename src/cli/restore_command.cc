@@ -12,12 +12,6 @@
 #include "vmm/thin_vm.h"
 
 namespace vessel::cli {
-
-// Defined in boot_command.cc: what `vessel boot` does with --console, and
-// how it runs a machine and turns its end into an exit status.
-Result<vmm::ConsoleSpec> parse_console(const std::string& text);
-int run_full_machine(vmm::FullVm& vm, const std::string& api_socket, bool verbose);
-
 namespace {
 
 struct RestoreOptions {
