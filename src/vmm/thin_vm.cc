@@ -42,13 +42,15 @@ Result<Fd> open_program(const std::string& path, loader::FileIdentity& id) {
 }
 
 // KVM's supported CPUID cannot change while the host runs, and asking costs
-// a noticeable slice of a cold start, so it is cached per boot. A stale or
-// damaged entry is harmless: KVM_SET_CPUID2 then fails and we ask afresh.
+// a noticeable slice of a cold start, so it is cached per boot. An entry must
+// look like a CPUID table (leaf 0 first, announcing at least leaf 1) or it is
+// ignored and rewritten; KVM_SET_CPUID2 refusing it has the same effect.
 std::vector<kvm_cpuid_entry2> cached_cpuid(const std::string& path) {
     std::string data = path.empty() ? std::string() : read_small_file(path);
     if (data.empty() || data.size() % sizeof(kvm_cpuid_entry2)) return {};
     std::vector<kvm_cpuid_entry2> entries(data.size() / sizeof(kvm_cpuid_entry2));
     std::memcpy(entries.data(), data.data(), data.size());
+    if (entries[0].function != 0 || entries[0].index != 0 || entries[0].eax < 1) return {};
     return entries;
 }
 
@@ -57,7 +59,8 @@ std::string cpuid_cache_path() {
     std::string boot_id = read_small_file("/proc/sys/kernel/random/boot_id", 64);
     while (!boot_id.empty() && boot_id.back() == '\n') boot_id.pop_back();
     if (dir.empty() || boot_id.empty()) return {};
-    return dir + "/cpuid-" + boot_id;
+    // "cpuid2": files written before the kvm_cpuid2 layout fix hold skewed entries.
+    return dir + "/cpuid2-" + boot_id;
 }
 
 }  // namespace

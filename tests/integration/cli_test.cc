@@ -1,6 +1,7 @@
 // `vessel run` as a user meets it: exit statuses, one-line errors for hosts
 // without KVM and for files that cannot be loaded, the rewrite cache.
 #include <elf.h>
+#include <linux/kvm.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -345,6 +346,31 @@ TEST(RewriteCache, SecondStartSkipsTheDecoderAndBadEntriesAreIgnored) {
         EXPECT_EQ(r.status, 0) << name << ": " << r.err;
         EXPECT_EQ(r.out, "still fine\n") << name;
     }
+}
+
+// The per-boot CPUID cache: a table that does not start with leaf 0 (such
+// as one written skewed by four bytes, as an earlier build did) is replaced.
+TEST(CpuidCache, AnImplausibleTableIsRewritten) {
+    REQUIRE_KVM();
+    TempDir cache;
+    std::string boot_id = read_file("/proc/sys/kernel/random/boot_id");
+    while (!boot_id.empty() && boot_id.back() == '\n') boot_id.pop_back();
+    const std::string path = cache.path() + "/cpuid2-" + boot_id;
+    RunOptions o;
+    o.env = fixed_env();
+    o.env.push_back("VESSEL_CACHE_DIR=" + cache.path());
+    auto r = run({vessel_path(), "run", kBusybox, "true"}, o);
+    ASSERT_EQ(r.status, 0) << r.err;
+    const std::string good = read_file(path);
+    ASSERT_GE(good.size(), sizeof(kvm_cpuid_entry2));
+    kvm_cpuid_entry2 first;
+    std::memcpy(&first, good.data(), sizeof first);
+    EXPECT_EQ(first.function, 0u);
+    EXPECT_GE(first.eax, 1u);  // the highest basic leaf
+    write_file(path, std::string(4, '\0') + good.substr(0, good.size() - 4));
+    r = run({vessel_path(), "run", kBusybox, "true"}, o);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(read_file(path) == good) << "the skewed table was kept";
 }
 
 TEST(RewriteCache, UnusableCacheDirectoryStillRuns) {
