@@ -102,6 +102,9 @@ public:
         wait_for([&] { return poll() >= 0; }, seconds);
         return poll();
     }
+    void signal(int sig) {
+        if (pid_ > 0) ::kill(pid_, sig);
+    }
     void kill9() {
         if (pid_ <= 0) return;
         ::kill(pid_, SIGKILL);

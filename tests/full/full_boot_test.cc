@@ -32,6 +32,7 @@ using vessel::testing::kernel_dir;
 using vessel::testing::kVessel;
 using vessel::testing::read_file;
 using vessel::testing::tail;
+using vessel::testing::wait_for;
 constexpr int kBannerTimeoutSeconds = 180;
 
 struct BootResult {
@@ -48,50 +49,30 @@ BootResult boot(const std::vector<std::string>& args, const std::vector<std::str
     char dir_template[] = "/tmp/vessel-boot-test.XXXXXX";
     std::string dir = ::mkdtemp(dir_template);
     std::string console = dir + "/console", err = dir + "/stderr";
-    std::vector<std::string> argv = {kVessel, "boot", "--console", "file:" + console};
+    std::vector<std::string> argv = {"boot", "--console", "file:" + console};
     argv.insert(argv.end(), args.begin(), args.end());
 
     auto start = std::chrono::steady_clock::now();
-    pid_t pid = ::fork();
-    if (pid == 0) {
-        int fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        ::dup2(fd, 2);
-        int null = ::open("/dev/null", O_RDONLY);
-        ::dup2(null, 0);
-        std::vector<char*> cargv;
-        for (auto& a : argv) cargv.push_back(a.data());
-        cargv.push_back(nullptr);
-        ::execv(cargv[0], cargv.data());
-        ::_exit(127);
-    }
+    vessel::testing::VesselProcess vm(argv, err);
     BootResult r;
-    int status = 0;
-    bool exited = false;
     while (true) {
         r.console = read_file(console);
         r.found_all = true;
         for (const auto& w : want) r.found_all = r.found_all && r.console.find(w) != std::string::npos;
-        if (r.found_all && !want.empty()) break;
-        if (::waitpid(pid, &status, WNOHANG) == pid) {
-            exited = true;
-            break;
-        }
+        if ((r.found_all && !want.empty()) || vm.poll() >= 0) break;
         if (std::chrono::steady_clock::now() - start > std::chrono::seconds(timeout_seconds)) break;
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
-    if (!exited) {
-        ::kill(pid, SIGTERM);
+    if (vm.poll() < 0) {
+        vm.signal(SIGTERM);
         // A clean stop takes milliseconds; give a loaded machine some slack.
-        for (int i = 0; i < 100 && ::waitpid(pid, &status, WNOHANG) != pid; ++i)
-            std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        if (::waitpid(pid, &status, WNOHANG) == 0) {
-            ::kill(pid, SIGKILL);
-            ::waitpid(pid, &status, 0);
+        if (vm.wait(10) < 0) {
+            vm.kill9();
             r.stderr_text = "(vessel did not stop on SIGTERM; killed) ";
         }
     }
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    r.status = vm.poll();
     r.console = read_file(console);
     r.stderr_text += read_file(err);
     ::unlink(console.c_str());
@@ -177,25 +158,9 @@ TEST_F(FullBoot, ControlApiPausesResumesAndStops) {
     char tmpl[] = "/tmp/vessel-boot-api.XXXXXX";
     std::string dir = ::mkdtemp(tmpl);
     std::string console = dir + "/console", sock = dir + "/api.sock";
-    std::vector<std::string> argv = {kVessel, "boot", "--console", "file:" + console, "--api-sock", sock,
-                                     "--kernel", dir_ + "/vmlinux", "--cmdline", kCmdline, "--mem", "256M"};
-    pid_t pid = ::fork();
-    if (pid == 0) {
-        int null = ::open("/dev/null", O_RDWR);
-        ::dup2(null, 0);
-        ::dup2(null, 2);
-        std::vector<char*> cargv;
-        for (auto& a : argv) cargv.push_back(a.data());
-        cargv.push_back(nullptr);
-        ::execv(cargv[0], cargv.data());
-        ::_exit(127);
-    }
-    auto wait_for = [&](auto&& done, int seconds) {
-        auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-        while (!done() && std::chrono::steady_clock::now() < end)
-            std::this_thread::sleep_for(std::chrono::milliseconds(200));
-        return done();
-    };
+    vessel::testing::VesselProcess vm({"boot", "--console", "file:" + console, "--api-sock", sock, "--kernel",
+                                       dir_ + "/vmlinux", "--cmdline", kCmdline, "--mem", "256M"},
+                                      dir + "/stderr");
     auto call = [&](const char* method, const char* path, const api::json* body = nullptr) {
         auto r = api::call(sock, method, path, body, std::chrono::seconds(20));
         EXPECT_TRUE(r.has_value()) << (r ? "" : r.error().message);
@@ -223,11 +188,7 @@ TEST_F(FullBoot, ControlApiPausesResumesAndStops) {
     ASSERT_EQ(call("PUT", "/vm/resume").status, 200);
     EXPECT_TRUE(wait_for([&] { return read_file(console).size() > paused_at; }, 120)) << "no output after resume";
     EXPECT_EQ(call("PUT", "/vm/shutdown").status, 202);
-    int status = 0;
-    bool reaped = false;  // waitpid succeeds once: remember it
-    ASSERT_TRUE(wait_for([&] { return reaped = reaped || ::waitpid(pid, &status, WNOHANG) == pid; }, 30));
-    EXPECT_TRUE(WIFEXITED(status));
-    EXPECT_EQ(WEXITSTATUS(status), 130);
+    EXPECT_EQ(vm.wait(30), 130);
     std::filesystem::remove_all(dir);
 }
 
