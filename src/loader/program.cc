@@ -179,7 +179,6 @@ Result<LoadedProgram> load_program(memory::AddressSpace& as, std::span<const uin
     if (sp < out.stack_low) return fail("arguments and environment do not fit on the stack", E2BIG);
     if (!as.poke(sp, words.data(), words.size() * 8)) return fail("stack write failed", EFAULT);
     out.stack_pointer = sp;
-    out.hwcap_slot = sp + 8 * (1 + argv.size() + 1 + envp.size() + 1) + 8;  // auxv[0] is AT_HWCAP
     return out;
 }
 

@@ -36,8 +36,6 @@ struct LoadedProgram {
     uint64_t brk_start = 0;
     uint64_t load_bias = 0;
     uint64_t stack_low = 0;  // lowest mapped stack address
-    uint64_t hwcap_slot = 0; // where AT_HWCAP's value sits on the stack, for a caller
-                             // that learns the vCPU's features after loading
 };
 
 // Maps the segments (bss zeroed), rewrites each syscall site (file offsets

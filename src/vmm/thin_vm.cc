@@ -11,7 +11,6 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
-#include <thread>
 
 #include "arch/x86/x86.h"
 #include "base/cache_dir.h"
@@ -94,14 +93,12 @@ Result<> ThinVm::Impl::register_memory(uint32_t flags) {
 }
 
 Result<std::vector<kvm_cpuid_entry2>> ThinVm::Impl::create_kvm_vm() {
-    PhaseTimer timer;
     if (auto r = open_kvm(); !r) return std::unexpected(r.error());
-    timer.mark("kvm: open+create vm");
+    timer.mark("kvm open+create vm");
     if (auto r = register_memory(); !r) return std::unexpected(r.error());
-    timer.mark("kvm: memory slots");
+    timer.mark("kvm memory slots");
     auto cpuid = create_vcpu();
-    timer.mark("kvm: create vcpu");
-
+    timer.mark("kvm create vcpu");
     return cpuid;
 }
 
@@ -172,24 +169,15 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     std::span<const uint8_t> bytes(m.mem->host(*image_gpa, file_size), file_size);
     m.timer.mark("map program");
 
-    // Creating the VM and its vCPU costs about as much as everything else
-    // here (~0.8 ms on PVM hosts), so a second thread does it meanwhile. Until
-    // the join, that thread owns system, vm and vcpu and only reads mem's
-    // layout, which no longer changes; this thread owns the rest.
-    Result<std::vector<kvm_cpuid_entry2>> cpuid = fail("not created", EINVAL);
-    std::thread kvm_thread([&m, &cpuid] { cpuid = m.create_kvm_vm(); });
-    struct Joiner {
-        std::thread& t;
-        ~Joiner() {
-            if (t.joinable()) t.join();
-        }
-    } joiner{kvm_thread};
     auto image = loader::parse_elf(bytes);
     if (!image) return fail(config.program + ": " + image.error().message, ENOEXEC);
 
     auto sandbox = thin::Sandbox::create(config.root, config.rw);
     if (!sandbox) return std::unexpected(sandbox.error());
     m.timer.mark("sandbox");
+
+    auto cpuid = m.create_kvm_vm();
+    if (!cpuid) return std::unexpected(cpuid.error());
 
     m.as = std::make_unique<memory::AddressSpace>(*m.mem, kPoolStart);
     if (auto r = m.as->init(); !r) return std::unexpected(r.error());
@@ -222,6 +210,7 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     spec.execfn = config.program;
     spec.stack_size = std::min<uint64_t>(8ull << 20, config.mem_size / 8);
     spec.image_gpa = *image_gpa;
+    spec.hwcap = x86::hwcap(*cpuid);
     spec.uid = spec.euid = ::getuid();
     spec.gid = spec.egid = ::getgid();
     if (::getrandom(spec.random, sizeof spec.random, 0) != sizeof spec.random) return fail_errno("getrandom");
@@ -231,13 +220,6 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
         return fail(config.program + ": " + loaded.error().message, e);
     }
     m.timer.mark("load program");
-
-    kvm_thread.join();
-    if (!cpuid) return std::unexpected(cpuid.error());
-    // AT_HWCAP: the vCPU's features, known only now.
-    const uint64_t hwcap = x86::hwcap(*cpuid);
-    if (!m.as->poke(loaded->hwcap_slot, &hwcap, sizeof hwcap)) return fail("stack write failed", EFAULT);
-    m.timer.mark("wait for kvm");
 
     auto sregs = m.vcpu->get_sregs();
     if (!sregs) return std::unexpected(sregs.error());

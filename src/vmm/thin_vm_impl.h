@@ -68,8 +68,7 @@ struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
     Result<> open_kvm();
     Result<> register_memory(uint32_t flags = 0);
     Result<std::vector<kvm_cpuid_entry2>> create_vcpu();
-    // open_kvm, register_memory and create_vcpu: what create() runs on a
-    // second thread. Returns the vCPU's CPUID.
+    // open_kvm, register_memory and create_vcpu. Returns the vCPU's CPUID.
     Result<std::vector<kvm_cpuid_entry2>> create_kvm_vm();
     void finish_setup(thin::Sandbox sandbox);
 

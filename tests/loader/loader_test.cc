@@ -352,11 +352,6 @@ TEST(LoadProgram, MapsRewritesAndBuildsTheLinuxStack) {
     EXPECT_EQ(v.read_cstring(aux[AT_EXECFN], 100).value(), "/bin/prog");
     EXPECT_EQ(v.read_cstring(aux[AT_PLATFORM], 100).value(), "x86_64");
     EXPECT_NE(aux[AT_RANDOM], 0u);
-    // hwcap_slot names AT_HWCAP's value, for callers that fill it in later.
-    uint64_t kv[2];
-    ASSERT_TRUE(v.read(loaded->hwcap_slot - 8, kv, 16));
-    EXPECT_EQ(kv[0], static_cast<uint64_t>(AT_HWCAP));
-    EXPECT_EQ(kv[1], aux[AT_HWCAP]);
 }
 
 TEST(LoadProgram, TooBigForGuestMemoryIsENOMEM) {
