@@ -41,6 +41,17 @@ namespace {
 
 namespace x86 = arch::x86;
 
+// The signals that stop a full machine (vessel boot's Ctrl-C and friends).
+// They are taken synchronously by run(); other threads keep them blocked.
+sigset_t stop_signals() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    return set;
+}
+
 // Guest-physical layout below 1 MiB (the kernel's own data starts at 1 MiB;
 // everything here is what firmware would have left behind).
 constexpr uint64_t kBdaEbdaSegment = 0x40e;     // BIOS data area: EBDA segment
@@ -628,12 +639,8 @@ Result<FullVm::Impl::Cpu*> FullVm::Impl::add_cpu(unsigned index) {
 }
 
 Result<> FullVm::Impl::start_loop() {
-    sigset_t stop_signals, old_mask;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    sigaddset(&stop_signals, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, &old_mask);
+    sigset_t stops = stop_signals(), old_mask;
+    pthread_sigmask(SIG_BLOCK, &stops, &old_mask);
     auto r = loop->start();
     pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
     return r;
@@ -674,12 +681,8 @@ Result<FullRunOutcome> FullVm::run() {
 
     // SIGINT/SIGTERM are taken synchronously here; every thread started below
     // inherits the blocked mask, so none of them is interrupted by Ctrl-C.
-    sigset_t stop_signals, old_mask;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    sigaddset(&stop_signals, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, &old_mask);
+    sigset_t stops = stop_signals(), old_mask;
+    pthread_sigmask(SIG_BLOCK, &stops, &old_mask);
 
     if (auto r = m.loop->start(); !r) {
         pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
@@ -714,7 +717,7 @@ Result<FullRunOutcome> FullVm::run() {
     bool probing = false;
     while (!m.stopping) {
         timespec ts{0, 100 * 1000 * 1000};
-        int sig = sigtimedwait(&stop_signals, nullptr, &ts);
+        int sig = sigtimedwait(&stops, nullptr, &ts);
         if (sig > 0) {
             m.stop(FullRunOutcome::Reason::kInterrupted, std::string("stopped by ") + sigabbrev_np(sig));
             break;
