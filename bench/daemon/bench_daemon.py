@@ -4,16 +4,27 @@ concurrently through the daemon API.
 
 Reports, per round and as medians:
   - creation rate: N / wall time from the first POST /vms to the last 201
+    (a 201 means the VMM runs in its cgroups and serves its API socket)
+  - CPU per created VM (when a cgroup v1 cpuacct hierarchy is writable, the
+    daemon runs in a group of its own there): all CPU time of vesseld and
+    its VMMs during the creations / N, and vesseld's own share. Unlike the
+    rate, it does not depend on what else the machine is doing.
   - overhead per VM, two ways:
       pss  = sum of Pss from /proc/PID/smaps_rollup of the N VMM processes / N
       avail = drop of MemAvailable (before creation → all N running) / N
     (pss counts only the VMM processes; avail also counts kernel memory
     — KVM structures, page tables, cgroups — and the daemon's growth)
-Then removes every VM (DELETE ?force=true).
+Then removes every VM (DELETE ?force=true). One VM is created and removed
+before the rounds: it fills the shared rewrite cache for busybox.
+
+The state directory (database, console logs) is made under $TMPDIR and the
+run directory (the VMMs' API sockets) on /dev/shm, a tmpfs as /run is on
+systemd hosts; --state-dir and --run-dir choose others.
 
 usage: bench_daemon.py [--build DIR] [--vms 200] [--rounds 3] [--clients 16]
+                       [--state-dir DIR] [--run-dir DIR] [--cgroups auto|none]
 """
-import argparse, json, os, socket, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, shutil, socket, statistics, subprocess, sys, tempfile, time
 from concurrent.futures import ThreadPoolExecutor
 
 
@@ -59,15 +70,58 @@ def pss(pid):
     return 0
 
 
-def round_(sock, n, clients):
+class CpuAccount:
+    """CPU time of a process and its descendants: a cgroup v1 cpuacct group
+    of their own (the daemon does not use the cpuacct hierarchy)."""
+
+    def __init__(self, pid):
+        self.group = None
+        base = "/sys/fs/cgroup/cpuacct"
+        if not os.access(os.path.join(base, "cgroup.procs"), os.W_OK):
+            return
+        try:
+            group = os.path.join(base, f"vessel-bench-{os.getpid()}")
+            os.mkdir(group)
+            with open(os.path.join(group, "cgroup.procs"), "w") as f:
+                f.write(str(pid))
+            self.group = group
+        except OSError:
+            pass
+
+    def ns(self):
+        if not self.group:
+            return None
+        with open(os.path.join(self.group, "cpuacct.usage")) as f:
+            return int(f.read())
+
+    def close(self):
+        if self.group:
+            for _ in range(100):
+                try:
+                    os.rmdir(self.group)
+                    return
+                except OSError:
+                    time.sleep(0.05)
+
+
+def process_cpu_ns(pid):
+    # utime + stime of every thread the process ever had (children excluded)
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1e9 / os.sysconf("SC_CLK_TCK")
+
+
+def round_(sock, n, clients, daemon_pid, acct):
     subprocess.run(["sync"])
     time.sleep(1)
     before = mem_available()
     spec = {"program": "/bin/busybox", "args": ["sleep", "600"]}
+    cpu0, own0 = acct.ns(), process_cpu_ns(daemon_pid)
     t0 = time.monotonic()
     with ThreadPoolExecutor(clients) as ex:
         results = list(ex.map(lambda i: call(sock, "POST", "/vms", spec), range(n)))
     elapsed = time.monotonic() - t0
+    cpu1, own1 = acct.ns(), process_cpu_ns(daemon_pid)
     bad = [r for r in results if r[0] != 201]
     if bad:
         sys.exit(f"creation failed: {bad[:3]}")
@@ -84,6 +138,8 @@ def round_(sock, n, clients):
         "running_after_2s": len(running),
         "seconds": elapsed,
         "rate_vms_per_s": n / elapsed,
+        "cpu_ms_per_vm": (cpu1 - cpu0) / n / 1e6 if cpu0 is not None else None,
+        "vesseld_cpu_ms_per_vm": (own1 - own0) / n / 1e6,
         "pss_per_vm_mib": total_pss / len(running) / 2**20 if running else 0,
         "memavailable_drop_per_vm_mib": (before - after) / n / 2**20,
     }
@@ -95,31 +151,65 @@ def main():
     ap.add_argument("--vms", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--state-dir", help="parent of the state directory (default: $TMPDIR)")
+    ap.add_argument("--run-dir", help="parent of the run directory (default: /dev/shm, else the state directory)")
+    ap.add_argument("--cgroups", choices=["auto", "none"], default="auto")
     a = ap.parse_args()
-    tmp = tempfile.mkdtemp(prefix="vesseld-bench-")
-    sock = os.path.join(tmp, "d.sock")
+    tmp = tempfile.mkdtemp(prefix="vesseld-bench-", dir=a.state_dir)
+    run_parent = a.run_dir or ("/dev/shm" if os.path.isdir("/dev/shm") else tmp)
+    run = tempfile.mkdtemp(prefix="vesseld-bench-run-", dir=run_parent)
+    sock = os.path.join(run, "d.sock")
     log = open(os.path.join(tmp, "vesseld.log"), "w")
-    d = subprocess.Popen([os.path.join(a.build, "bin/vesseld"), "--socket", sock, "--state-dir",
-                          os.path.join(tmp, "state"), "--cgroup-parent", "vessel-bench"], stderr=log)
-    for _ in range(500):
-        if os.path.exists(sock):
-            break
-        time.sleep(0.01)
+    args = [os.path.join(a.build, "bin/vesseld"), "--socket", sock, "--run-dir", run, "--state-dir",
+            os.path.join(tmp, "state"), "--cgroup-parent", "vessel-bench"]
+    if a.cgroups == "none":
+        args.append("--no-cgroups")
+    d = subprocess.Popen(args, stderr=log)
+    acct = CpuAccount(d.pid)
+    ok = False
     try:
-        status, health = call(sock, "GET", "/healthz")
+        for _ in range(500):
+            try:
+                status, health = call(sock, "GET", "/healthz")
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.01)
+        else:
+            sys.exit(f"vesseld did not answer; log in {log.name}")
+        # One VM first: the VMMs share a cache of the rewritten program, and
+        # the rounds measure creations, not busybox being decoded once.
+        status, warm = call(sock, "POST", "/vms", {"program": "/bin/busybox", "args": ["true"]})
+        if status != 201:
+            sys.exit(f"creation failed: {warm}")
+        time.sleep(0.5)
+        call(sock, "DELETE", f"/vms/{warm['id']}?force=true")
         rounds = []
         for i in range(a.rounds):
-            r = round_(sock, a.vms, a.clients)
+            r = round_(sock, a.vms, a.clients, d.pid, acct)
             r["daemon_rss_mib"] = int(open(f"/proc/{d.pid}/statm").read().split()[1]) * 4096 / 2**20
             print(json.dumps(r), flush=True)
             rounds.append(r)
-        med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+        med = {k: (statistics.median(r[k] for r in rounds) if rounds[0][k] is not None else None) for k in rounds[0]}
         print("median:", json.dumps(med))
         print(f"cgroups: {health['cgroup_mode']}, vmm_api: {health['vmm_api']}, "
-              f"host: {os.cpu_count()} CPUs, {os.uname().release}")
+              f"host: {os.cpu_count()} CPUs, {os.uname().release}, load average {os.getloadavg()[0]:.1f}")
+        ok = True
     finally:
+        try:  # VMs outlive the daemon: remove whatever a failed round left
+            for v in call(sock, "GET", "/vms")[1]["vms"]:
+                call(sock, "DELETE", f"/vms/{v['id']}?force=true")
+        except (OSError, KeyError, TypeError):
+            pass
         d.terminate()
         d.wait()
+        acct.close()
+        shutil.rmtree(run, ignore_errors=True)
+        if ok:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print(f"state and log kept in {tmp}", file=sys.stderr)
 
 
 if __name__ == "__main__":

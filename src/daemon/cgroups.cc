@@ -1,15 +1,20 @@
 #include "daemon/cgroups.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 namespace vessel::daemon {
 namespace {
@@ -92,16 +97,24 @@ bool mkdir_p1(const std::string& dir) { return ::mkdir(dir.c_str(), 0755) == 0 |
 }  // namespace
 
 nlohmann::json Placement::to_json() const {
-    return {{"mode", mode}, {"paths", paths}, {"memory_path", memory_path}, {"pids_path", pids_path}};
+    return {{"mode", mode},
+            {"paths", paths},
+            {"memory_path", memory_path},
+            {"pids_path", pids_path},
+            {"unenforced", unenforced}};
 }
 
 Placement Placement::from_json(const nlohmann::json& j) {
     Placement p;
     if (!j.is_object()) return p;
     p.mode = j.value("mode", "none");
-    if (j.contains("paths") && j["paths"].is_array())
-        for (const auto& s : j["paths"])
-            if (s.is_string()) p.paths.push_back(s.get<std::string>());
+    auto strings = [&j](const char* key, std::vector<std::string>& out) {
+        if (j.contains(key) && j[key].is_array())
+            for (const auto& s : j[key])
+                if (s.is_string()) out.push_back(s.get<std::string>());
+    };
+    strings("paths", p.paths);
+    strings("unenforced", p.unenforced);
     p.memory_path = j.value("memory_path", "");
     p.pids_path = j.value("pids_path", "");
     return p;
@@ -110,13 +123,28 @@ Placement Placement::from_json(const nlohmann::json& j) {
 Cgroups Cgroups::detect(const std::string& parent) {
     Cgroups c;
     if (c.try_v2(parent)) return c;
-    std::string v2_reason = c.reason_;
+    std::string v2_reason = std::exchange(c.reason_, "");
     if (c.try_v1(parent)) {
-        c.reason_ = v2_reason;
+        c.reason_ = v2_reason + (c.reason_.empty() ? "" : "; " + c.reason_);
         return c;
     }
     c.reason_ = v2_reason + "; " + c.reason_;
     c.mode_ = "none";
+    return c;
+}
+
+Result<Cgroups> Cgroups::at_root(const std::string& root, const std::string& parent) {
+    struct statfs fs {};
+    if (::statfs(root.c_str(), &fs) != 0) return fail_errno("--cgroup-root " + root);
+    if (fs.f_type != CGROUP2_SUPER_MAGIC)
+        return fail("--cgroup-root " + root + ": not a cgroup2 file system (mount one with: mount -t cgroup2 none DIR)",
+                    EINVAL);
+    return open_v2(root, parent);
+}
+
+Result<Cgroups> Cgroups::open_v2(const std::string& root, const std::string& parent) {
+    Cgroups c;
+    if (!c.init_v2(root, parent, false)) return fail(c.reason_, EINVAL);
     return c;
 }
 
@@ -128,42 +156,66 @@ bool Cgroups::try_v2(const std::string& parent) {
         reason_ = "no cgroup2 mount";
         return false;
     }
-    std::string own = join(mount, own_group(""));
-    auto avail = read_file(own + "/cgroup.controllers").value_or("");
-    for (const char* need : {"cpu", "memory", "pids"}) {
-        std::istringstream s(avail);
-        std::string w;
-        bool found = false;
-        while (s >> w) found |= w == need;
-        if (!found) {
-            reason_ = "cgroup v2 at " + own + " lacks the " + need + " controller (held by v1?)";
-            return false;
-        }
-    }
-    // A non-root group that holds processes cannot delegate controllers (no
-    // internal processes): move the daemon into a leaf of its own first.
-    auto enable = write_file(own + "/cgroup.subtree_control", "+cpu +memory +pids");
-    if (!enable && enable.error().sys_errno == EBUSY) {
-        std::string leaf = own + "/vesseld";
-        if (mkdir_p1(leaf) && write_file(leaf + "/cgroup.procs", std::to_string(::getpid())))
-            enable = write_file(own + "/cgroup.subtree_control", "+cpu +memory +pids");
-    }
-    if (!enable) {
-        reason_ = "cgroup v2: " + enable.error().message;
+    return init_v2(join(mount, own_group("")), parent, true);
+}
+
+bool Cgroups::init_v2(const std::string& dir, const std::string& parent, bool need_all) {
+    auto offered_text = read_file(dir + "/cgroup.controllers");
+    if (!offered_text) {
+        reason_ = "cgroup v2: cannot read " + dir + "/cgroup.controllers";
         return false;
     }
-    std::string base = own + "/" + parent;
+    std::set<std::string> offered;
+    {
+        std::istringstream s(*offered_text);
+        std::string w;
+        while (s >> w) offered.insert(w);
+    }
+    std::vector<std::string> have, lack;
+    for (const char* c : {"cpu", "memory", "pids"}) (offered.count(c) ? have : lack).push_back(c);
+    std::string lack_text, enable, available;
+    for (const auto& c : lack) lack_text += (lack_text.empty() ? "" : ", ") + c;
+    for (const auto& c : have) enable += (enable.empty() ? "+" : " +") + c;
+    for (const auto& c : offered) available += (available.empty() ? "" : " ") + c;
+    if (need_all && !lack.empty()) {
+        reason_ = "cgroup v2 at " + dir + " lacks the " + lack_text + " controller" + (lack.size() > 1 ? "s" : "") +
+                  " (held by v1?)";
+        return false;
+    }
+    auto enable_below = [&enable](const std::string& group) -> Result<> {
+        if (enable.empty()) return {};
+        return write_file(group + "/cgroup.subtree_control", enable);
+    };
+    // A non-root group that holds processes cannot delegate controllers (no
+    // internal processes): move the daemon into a leaf of its own first.
+    auto enabled = enable_below(dir);
+    if (!enabled && enabled.error().sys_errno == EBUSY) {
+        std::string leaf = dir + "/vesseld";
+        if (mkdir_p1(leaf) && write_file(leaf + "/cgroup.procs", std::to_string(::getpid())))
+            enabled = enable_below(dir);
+    }
+    if (!enabled) {
+        reason_ = "cgroup v2: " + enabled.error().message;
+        return false;
+    }
+    std::string base = dir + "/" + parent;
     if (!mkdir_p1(base)) {
         reason_ = "cgroup v2: mkdir " + base + ": " + std::strerror(errno);
         return false;
     }
-    if (auto r = write_file(base + "/cgroup.subtree_control", "+cpu +memory +pids"); !r) {
+    if (auto r = enable_below(base); !r) {
         reason_ = "cgroup v2: " + r.error().message;
         return false;
     }
     mode_ = "v2";
     bases_ = {base};
-    controllers_ = {"cpu", "memory", "pids"};
+    controllers_ = have;
+    subtree_control_ = enable;
+    reason_.clear();
+    if (!lack.empty())
+        reason_ = "cgroup v2 at " + dir + " offers no " + lack_text + " controller (it has: " +
+                  (available.empty() ? "none" : available) + "): limits that need " +
+                  (lack.size() > 1 ? "them" : "it") + " are refused, default ones are not enforced";
     return true;
 }
 
@@ -199,43 +251,62 @@ bool Cgroups::try_v1(const std::string& parent) {
     return true;
 }
 
-Result<Placement> Cgroups::create(const std::string& id, const Limits& limits, std::vector<Fd>& procs) const {
+bool Cgroups::has(const char* controller) const {
+    return std::find(controllers_.begin(), controllers_.end(), controller) != controllers_.end();
+}
+
+std::vector<std::string> Cgroups::missing(const Limits& requested) const {
+    std::vector<std::string> out;
+    if (requested.cpus && !has("cpu")) out.push_back("cpu");
+    if (requested.memory && !has("memory")) out.push_back("memory");
+    if (requested.pids && !has("pids")) out.push_back("pids");
+    return out;
+}
+
+Result<Placement> Cgroups::create(const std::string& id, const Limits& limits, CgroupJoin& join) const {
     Placement p;
     p.mode = mode_;
+    p.unenforced = missing(limits);
     if (mode_ == "none") return p;
     auto undo = [&p] { remove(p); };
+    auto cpu_quota = [](double cpus) {
+        return std::to_string(std::max<uint64_t>(static_cast<uint64_t>(std::llround(cpus * 100000)), 1000));
+    };
     for (size_t i = 0; i < bases_.size(); ++i) {
         std::string dir = bases_[i] + "/" + id;
-        if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+        bool made = ::mkdir(dir.c_str(), 0755) == 0 || errno == EEXIST;
+        if (!made && errno == ENOENT && remake_base(bases_[i]))  // released by another daemon's stop
+            made = ::mkdir(dir.c_str(), 0755) == 0 || errno == EEXIST;
+        if (!made) {
             auto e = fail_errno("mkdir " + dir);
             undo();
             return e;
         }
         p.paths.push_back(dir);
-        const std::string& ctrl = controllers_[i];
         Result<> r;
         if (mode_ == "v2") {
-            p.memory_path = p.pids_path = dir;
-            if (limits.cpus) {
-                uint64_t quota = static_cast<uint64_t>(std::llround(*limits.cpus * 100000));
-                r = write_file(dir + "/cpu.max", std::to_string(std::max<uint64_t>(quota, 1000)) + " 100000");
-            }
-            if (r && limits.memory) {
+            if (has("memory")) p.memory_path = dir;
+            if (has("pids")) p.pids_path = dir;
+            if (limits.cpus && has("cpu")) r = write_file(dir + "/cpu.max", cpu_quota(*limits.cpus) + " 100000");
+            if (r && limits.memory && has("memory")) {
                 r = write_file(dir + "/memory.max", std::to_string(*limits.memory));
                 // Guest memory is the VM's own: never swap it behind its back.
                 if (r) (void)write_file(dir + "/memory.swap.max", "0");
             }
-            if (r && limits.pids) r = write_file(dir + "/pids.max", std::to_string(*limits.pids));
-        } else if (ctrl == "cpu") {
-            if (limits.cpus) {
-                uint64_t quota = static_cast<uint64_t>(std::llround(*limits.cpus * 100000));
-                r = write_file(dir + "/cpu.cfs_period_us", "100000");
-                if (r) r = write_file(dir + "/cpu.cfs_quota_us", std::to_string(std::max<uint64_t>(quota, 1000)));
+            if (r && limits.pids && has("pids")) r = write_file(dir + "/pids.max", std::to_string(*limits.pids));
+            if (r) {
+                join.v2_dir.reset(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+                if (!join.v2_dir) r = fail_errno("open " + dir);
             }
-        } else if (ctrl == "memory") {
+        } else if (controllers_[i] == "cpu") {
+            if (limits.cpus) {
+                r = write_file(dir + "/cpu.cfs_period_us", "100000");
+                if (r) r = write_file(dir + "/cpu.cfs_quota_us", cpu_quota(*limits.cpus));
+            }
+        } else if (controllers_[i] == "memory") {
             p.memory_path = dir;
             if (limits.memory) r = write_file(dir + "/memory.limit_in_bytes", std::to_string(*limits.memory));
-        } else if (ctrl == "pids") {
+        } else if (controllers_[i] == "pids") {
             p.pids_path = dir;
             if (limits.pids) r = write_file(dir + "/pids.max", std::to_string(*limits.pids));
         }
@@ -249,9 +320,22 @@ Result<Placement> Cgroups::create(const std::string& id, const Limits& limits, s
             undo();
             return e;
         }
-        procs.emplace_back(fd);
+        join.procs.emplace_back(fd);
     }
     return p;
+}
+
+bool Cgroups::remake_base(const std::string& base) const {
+    int e = 0;
+    if (!mkdir_p1(base)) e = errno;
+    else if (!subtree_control_.empty() && !write_file(base + "/cgroup.subtree_control", subtree_control_))
+        e = errno;
+    errno = e ? e : ENOENT;
+    return e == 0;
+}
+
+void Cgroups::release() const {
+    for (const auto& base : bases_) ::rmdir(base.c_str());  // fails, harmlessly, while VM groups remain
 }
 
 void Cgroups::remove(const Placement& p) {

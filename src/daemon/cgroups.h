@@ -4,6 +4,8 @@
 // enabled for a `vessel` group below the daemon's own group; otherwise the v1
 // cpu, memory and pids hierarchies (each with a `vessel` group below the
 // daemon's own group there); otherwise no limits (mode "none", with the reason).
+// `--cgroup-root DIR` names the cgroup2 directory to use instead of detecting
+// one; it is used with whatever controllers it offers (see missing()).
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -31,9 +33,16 @@ struct Placement {
     std::vector<std::string> paths;  // one (v2) or one per controller (v1)
     std::string memory_path;         // the group holding memory statistics ("" if none)
     std::string pids_path;
+    std::vector<std::string> unenforced;  // controllers of limits that could not be applied
 
     nlohmann::json to_json() const;
     static Placement from_json(const nlohmann::json& j);
+};
+
+// How a new VMM process enters its groups before it runs any code of its own.
+struct CgroupJoin {
+    Fd v2_dir;               // the v2 group (O_PATH): clone3(CLONE_INTO_CGROUP) starts the child in it
+    std::vector<Fd> procs;   // cgroup.procs files the child writes "0" into (v1; v2 without clone3)
 };
 
 // Live figures of a VM's group(s); missing ones are nullopt.
@@ -45,27 +54,49 @@ class Cgroups {
 public:
     // Finds a usable hierarchy and creates the parent group named `parent`.
     static Cgroups detect(const std::string& parent = "vessel");
+    // Uses the cgroup2 directory `root` (a cgroup2 mount or a group delegated
+    // to the daemon) with the cpu, memory and pids controllers it offers, and
+    // creates `root/parent`. Fails if `root` is not a writable cgroup2 directory.
+    static Result<Cgroups> at_root(const std::string& root, const std::string& parent = "vessel");
+    // The v2 set-up of at_root() on any directory tree, without the file
+    // system check (unit tests use a plain directory laid out like cgroupfs).
+    static Result<Cgroups> open_v2(const std::string& root, const std::string& parent);
 
     const std::string& mode() const { return mode_; }
-    const std::string& reason() const { return reason_; }  // why v2 (or v1) was not used
+    const std::string& reason() const { return reason_; }  // why v2 (or v1) was not used, or what it lacks
     const std::vector<std::string>& bases() const { return bases_; }
+    const std::vector<std::string>& controllers() const { return controllers_; }
+    // The controllers (cpu, memory, pids) that the limits set in `requested`
+    // need and this placement cannot offer, in that order.
+    std::vector<std::string> missing(const Limits& requested) const;
 
-    // Creates the VM's group(s) and applies `limits`. Returns the placement
-    // and, in `procs`, open cgroup.procs files a child writes "0" into to
-    // join before it runs guest code.
-    Result<Placement> create(const std::string& id, const Limits& limits, std::vector<Fd>& procs) const;
+    // Creates the VM's group(s) and applies the `limits` it can (the others
+    // are listed in Placement::unenforced). Fills `join` with what the child
+    // needs to enter them.
+    Result<Placement> create(const std::string& id, const Limits& limits, CgroupJoin& join) const;
     // Removes the group(s); processes still inside are killed first.
     static void remove(const Placement& p);
+    // Removes the parent group(s) if no VM group is left in them (when the
+    // daemon stops; VMs that outlive it keep theirs, and create() makes the
+    // parent again).
+    void release() const;
     static CgroupStats stats(const Placement& p);
 
 private:
     bool try_v2(const std::string& parent);
     bool try_v1(const std::string& parent);
+    // Enables what `dir` offers of cpu, memory and pids below it and creates
+    // dir/parent; with `need_all`, fails unless all three are offered.
+    bool init_v2(const std::string& dir, const std::string& parent, bool need_all);
+    bool has(const char* controller) const;
+    // Makes a parent group again (with its v2 controllers), errno set on failure.
+    bool remake_base(const std::string& base) const;
 
     std::string mode_ = "none";
     std::string reason_;
     std::vector<std::string> bases_;  // v2: one; v1: cpu, memory, pids (present ones)
     std::vector<std::string> controllers_;
+    std::string subtree_control_;  // v2: "+cpu +memory +pids" (those offered)
 };
 
 }  // namespace vessel::daemon

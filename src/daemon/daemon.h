@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "api/http.h"
+#include "base/fd.h"
 #include "base/result.h"
 #include "daemon/cgroups.h"
 #include "daemon/store.h"
@@ -24,8 +25,10 @@ namespace vessel::daemon {
 struct DaemonOptions {
     std::string socket = "/run/vessel/vesseld.sock";
     std::string state_dir = "/var/lib/vessel";
+    std::string run_dir;                 // API sockets of the VMMs (RUN/vms/ID.sock); "" → the socket's directory
     std::string vessel;                  // the `vessel` binary; "" → beside vesseld
     std::string cgroup_parent = "vessel";
+    std::string cgroup_root;             // a cgroup2 directory to use instead of detecting; "" → detect
     bool use_cgroups = true;
     std::string vmm_api = "auto";        // auto|yes|no: does `vessel run` take --api-sock?
 };
@@ -57,8 +60,11 @@ private:
     void persist(const Vm& vm);
     VmPtr find(const std::string& ref, api::Response& not_found);
     bool wait_exit(const VmPtr& vm, std::chrono::milliseconds timeout);
+    void wait_api_socket(const VmPtr& vm);
+    void on_api_socket_events();
     void signal_vm(const Vm& vm, int sig);
     api::json vm_json(const Vm& vm) const;
+    std::string lacking_controllers(const std::vector<std::string>& lacking) const;
     std::string new_id();
 
     api::Response create(const api::Request& req, bool restore);
@@ -87,6 +93,7 @@ private:
     std::map<std::string, VmPtr> vms_;          // by id
     std::map<pid_t, std::string> children_;     // pid → id, for VMs this instance spawned
     std::map<pid_t, int> unclaimed_exits_;      // reaped before their VM was registered
+    Fd inotify_;                                // watches RUN/vms for the VMMs' API sockets
     uint64_t created_total_ = 0;
     uint64_t create_failures_total_ = 0;
 

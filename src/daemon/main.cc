@@ -14,8 +14,14 @@ int main(int argc, char** argv) {
     CLI::App app{"vesseld: the Vessel host daemon (many VMs, one VMM process each)"};
     app.add_option("--socket", o.socket, "API socket path")->capture_default_str();
     app.add_option("--state-dir", o.state_dir, "State directory (vessel.db, vms/ID/)")->capture_default_str();
+    app.add_option("--run-dir", o.run_dir,
+                   "Directory for the VMs' API sockets (vms/ID.sock), best on a tmpfs "
+                   "(default: the --socket directory)");
     app.add_option("--vessel", o.vessel, "The vessel binary (default: beside vesseld)");
     app.add_option("--cgroup-parent", o.cgroup_parent, "Name of the parent cgroup of the VMs")->capture_default_str();
+    app.add_option("--cgroup-root", o.cgroup_root,
+                   "A cgroup2 directory (mount point or delegated group) to create the VMs' groups in, "
+                   "instead of detecting a hierarchy");
     app.add_flag("--no-cgroups", no_cgroups, "Do not put VMs into cgroups");
     app.add_option("--vmm-api", o.vmm_api, "Whether `vessel run` serves --api-sock: auto, yes or no")
         ->check(CLI::IsMember({"auto", "yes", "no"}))
@@ -23,6 +29,10 @@ int main(int argc, char** argv) {
     app.set_version_flag("--version", "vesseld 0.1.0");
     CLI11_PARSE(app, argc, argv);
     o.use_cgroups = !no_cgroups;
+    if (no_cgroups && !o.cgroup_root.empty()) {
+        std::fprintf(stderr, "vesseld: --cgroup-root and --no-cgroups contradict each other\n");
+        return 2;
+    }
     if (!vessel::daemon::valid_name(o.cgroup_parent)) {
         std::fprintf(stderr, "vesseld: --cgroup-parent: a plain name is expected\n");
         return 2;

@@ -1,15 +1,20 @@
 #include "daemon/process.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
-#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 namespace vessel::daemon {
@@ -20,7 +25,7 @@ struct ChildArgs {
     char* const* argv;
     char* const* envp;
     int stdin_fd, out_fd;
-    const int* cgroup_fds;
+    const int* cgroup_fds;  // cgroup.procs files to write "0" into (none when born in its group)
     size_t ncgroup;
     int err;          // errno of the failed step, written by the child
     const char* step;
@@ -35,13 +40,15 @@ int child_main(void* p) {
         a->step = step;
         ::_exit(127);
     };
-    sigset_t none;
-    sigemptyset(&none);
-    ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, sizeof(long));
+    // The parent blocked every signal around the clone: reset the handlers
+    // (none of the daemon's may run on this stack) before unblocking.
     struct sigaction dfl {};
     dfl.sa_handler = SIG_DFL;
     for (int sig = 1; sig < NSIG; ++sig)
         if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &dfl, nullptr);
+    sigset_t none;
+    sigemptyset(&none);
+    ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, sizeof(long));
     if (::setpgid(0, 0) < 0) die("setpgid");
     for (size_t i = 0; i < a->ncgroup; ++i)
         if (::write(a->cgroup_fds[i], "0", 1) != 1) die("joining the VM's cgroup");
@@ -50,6 +57,72 @@ int child_main(void* p) {
     ::execve(a->path, a->argv, a->envp);
     die("execve");
     return 127;
+}
+
+// struct clone_args of linux/sched.h up to `cgroup` (Linux 5.7), spelled out
+// here because that header clashes with glibc's <sched.h>.
+struct CloneArgs {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+};
+constexpr uint64_t kCloneIntoCgroup = 0x200000000ull;
+
+// clone3() whose child runs fn(arg) on args->stack. The system call returns
+// twice with the same registers, so the child's side stays in assembly until
+// it has called fn on its own stack; it never returns into this frame.
+long clone3_run(CloneArgs* args, int (*fn)(void*), void* arg) {
+    long ret;
+    asm volatile(
+        "syscall\n\t"
+        "testq %%rax, %%rax\n\t"
+        "jnz 1f\n\t"
+        "xorl %%ebp, %%ebp\n\t"
+        "movq %[arg], %%rdi\n\t"
+        "callq *%[fn]\n\t"
+        "movl %%eax, %%edi\n\t"
+        "movl %[exit_nr], %%eax\n\t"
+        "syscall\n\t"
+        "ud2\n"
+        "1:"
+        : "=a"(ret)
+        : "0"(static_cast<long>(SYS_clone3)), "D"(args), "S"(sizeof *args), [fn] "r"(fn), [arg] "r"(arg),
+          [exit_nr] "i"(SYS_exit)
+        : "rcx", "r11", "memory");
+    return ret;
+}
+
+// Which kernel interfaces work here; learnt on the first spawn.
+std::atomic<bool> have_clone3{true}, have_clone_into_cgroup{true};
+
+// Starts child_main(a) on `stack`; returns its pid or -errno. `into_cgroup`
+// is a v2 group directory fd, or -1.
+pid_t launch(ChildArgs& a, char* stack, size_t stack_size, int into_cgroup) {
+    if (have_clone3) {
+        CloneArgs c{};
+        c.flags = CLONE_VM | CLONE_VFORK;
+        c.exit_signal = SIGCHLD;
+        c.stack = reinterpret_cast<uint64_t>(stack);
+        c.stack_size = stack_size;
+        if (into_cgroup >= 0 && have_clone_into_cgroup) {
+            c.flags |= kCloneIntoCgroup;
+            c.cgroup = static_cast<uint64_t>(into_cgroup);
+            size_t written = a.ncgroup;
+            a.ncgroup = 0;  // born in its group: nothing to join
+            long r = clone3_run(&c, child_main, &a);
+            if (r >= 0) return static_cast<pid_t>(r);
+            // Kernels before 5.7 (E2BIG, EINVAL) or a refused group: join the
+            // old way, through cgroup.procs, from now on.
+            if (r != -E2BIG && r != -EINVAL && r != -ENOSYS && r != -EOPNOTSUPP) return static_cast<pid_t>(r);
+            have_clone_into_cgroup = false;
+            a.ncgroup = written;
+            c.flags &= ~kCloneIntoCgroup;
+            c.cgroup = 0;
+        }
+        long r = clone3_run(&c, child_main, &a);
+        if (r != -ENOSYS) return static_cast<pid_t>(r);
+        have_clone3 = false;  // before Linux 5.3, or filtered
+    }
+    pid_t pid = ::clone(child_main, stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
+    return pid < 0 ? -errno : pid;
 }
 
 std::vector<char*> c_strings(const std::vector<std::string>& v) {
@@ -90,20 +163,22 @@ Result<Spawned> spawn(const SpawnRequest& req) {
     auto argv = c_strings(req.argv);
     auto envp = c_strings(req.envp);
     std::vector<int> cg;
-    if (req.cgroup_procs)
-        for (const auto& fd : *req.cgroup_procs) cg.push_back(fd.get());
+    int into = -1;
+    if (req.cgroups) {
+        for (const auto& fd : req.cgroups->procs) cg.push_back(fd.get());
+        into = req.cgroups->v2_dir.get();
+    }
     ChildArgs a{req.path.c_str(), argv.data(), envp.data(), null.get(), out.get(), cg.data(), cg.size(), 0, nullptr};
 
-    constexpr size_t kStack = 64 * 1024;
-    void* stack = ::mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (stack == MAP_FAILED) return fail_errno("mmap child stack");
-    pid_t pid = ::clone(child_main, static_cast<char*>(stack) + kStack, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
-    int clone_errno = errno;
-    ::munmap(stack, kStack);
-    if (pid < 0) {
-        errno = clone_errno;
-        return fail_errno("clone");
-    }
+    // The child runs on this buffer while this thread waits for its execve
+    // (CLONE_VFORK): a frame of ours that stays unused until then.
+    alignas(64) char stack[32 * 1024];
+    sigset_t all, old;
+    sigfillset(&all);
+    ::pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid_t pid = launch(a, stack, sizeof stack, into);
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    if (pid < 0) return fail(std::string("clone: ") + std::strerror(-pid), -pid);
     if (a.step) {
         // The child failed before exec and has exited: collect it here.
         int status;
@@ -124,6 +199,27 @@ std::optional<uint64_t> process_starttime(pid_t pid) {
     } catch (const std::exception&) {
         return std::nullopt;
     }
+}
+
+std::optional<pid_t> find_process_group_by_env(const std::string& entry) {
+    DIR* proc = ::opendir("/proc");
+    if (!proc) return std::nullopt;
+    std::optional<pid_t> found;
+    std::string want = entry + '\0';
+    while (dirent* e = ::readdir(proc)) {
+        char* end;
+        long pid = std::strtol(e->d_name, &end, 10);
+        if (*end || pid <= 0) continue;
+        std::ifstream in("/proc/" + std::string(e->d_name) + "/environ", std::ios::binary);
+        std::string env((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        if (env.compare(0, want.size(), want) != 0 && env.find('\0' + want) == std::string::npos) continue;
+        auto f = stat_fields(static_cast<pid_t>(pid));
+        if (!f || (*f)[0] == "Z" || (*f)[2] != e->d_name) continue;  // field 5: the process group
+        found = static_cast<pid_t>(pid);
+        break;
+    }
+    ::closedir(proc);
+    return found;
 }
 
 bool same_process(pid_t pid, uint64_t starttime) {

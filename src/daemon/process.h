@@ -10,6 +10,7 @@
 
 #include "base/fd.h"
 #include "base/result.h"
+#include "daemon/cgroups.h"
 
 namespace vessel::daemon {
 
@@ -18,7 +19,7 @@ struct SpawnRequest {
     std::vector<std::string> argv;   // argv[0] included
     std::vector<std::string> envp;
     std::string console;             // stdout and stderr are appended here
-    const std::vector<Fd>* cgroup_procs = nullptr;  // joined before exec
+    const CgroupJoin* cgroups = nullptr;  // entered before exec
 };
 
 struct Spawned {
@@ -27,13 +28,20 @@ struct Spawned {
 };
 
 // Starts the process in its own process group, with stdin from /dev/null,
-// default signal dispositions and an empty signal mask. It joins every group
-// in `cgroup_procs` before exec, so no code of it runs outside its limits.
+// default signal dispositions and an empty signal mask, inside its groups
+// before exec, so no code of it runs outside its limits: a v2 group is
+// entered at birth (clone3 CLONE_INTO_CGROUP: no migration, no cgroup lock
+// taken for writing); otherwise the child writes itself into each
+// cgroup.procs before execve.
 Result<Spawned> spawn(const SpawnRequest& req);
 
 // Field 22 of /proc/PID/stat (clock ticks after boot), nullopt when the
 // process is gone or a zombie.
 std::optional<uint64_t> process_starttime(pid_t pid);
+
+// A live process that leads its own process group and whose initial
+// environment holds `entry` ("KEY=VALUE"), if any.
+std::optional<pid_t> find_process_group_by_env(const std::string& entry);
 
 // True if `pid` is alive and is the process started at `starttime`.
 bool same_process(pid_t pid, uint64_t starttime);

@@ -88,7 +88,7 @@ Result<> parse_common(const json& body, VmSpec& s) {
     if (body.contains("limits")) {
         auto l = parse_limits(body["limits"]);
         if (!l) return std::unexpected(l.error());
-        s.limits = *l;
+        s.limits = s.requested = *l;
     }
     return {};
 }
