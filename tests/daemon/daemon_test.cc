@@ -18,10 +18,12 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <thread>
 
+#include "../full/boot_harness.h"
 #include "api/http.h"
 #include "base/fd.h"
 #include "cgroup2_mount.h"
@@ -549,6 +551,44 @@ TEST_F(DaemonTest, PauseResumeSnapshotThroughTheVmmApi) {
     auto restored = d_->call("POST", "/vms/restore", json_ptr{{"path", snap}, {"name", "p2"}});
     EXPECT_EQ(restored.status, 201) << restored.body.dump();
     EXPECT_EQ(restored.body["restored_from"], snap);
+}
+
+// A full machine (Debian's kernel, early boot) snapshotted by `vessel boot`'s
+// own API is restored under the daemon: it keeps booting, its console goes to
+// the VM's console log, and the daemon pauses, snapshots and removes it.
+TEST_F(DaemonTest, FullMachineSnapshotRestoresUnderTheDaemon) {
+    namespace t = vessel::testing;
+    std::string why;
+    const std::string kernel = t::kernel_dir(why);
+    ASSERT_FALSE(kernel.empty()) << why;
+    const std::string console = dir_ + "/boot.console", sock = dir_ + "/boot.sock", snap = dir_ + "/fullsnap";
+    {
+        t::VesselProcess boot({"boot", "--console", "file:" + console, "--api-sock", sock, "--kernel",
+                               kernel + "/vmlinux", "--mem", "256M", "--cmdline",
+                               "console=ttyS0 earlyprintk=serial,ttyS0,115200 reboot=k panic=1 pci=off"},
+                              dir_ + "/boot.err");
+        ASSERT_TRUE(t::wait_for([&] { return t::read_file(console).find("Linux version") != std::string::npos; },
+                                180))
+            << t::tail(t::read_file(console)) << t::read_file(dir_ + "/boot.err");
+        auto paused = vessel::api::call(sock, "PUT", "/vm/pause", nullptr, 20s);
+        ASSERT_TRUE(paused && paused->status == 200);
+        auto taken = vessel::api::call(sock, "PUT", "/vm/snapshot", json_ptr{{"path", snap}}, 60s);
+        ASSERT_TRUE(taken && taken->status == 200) << (taken ? taken->body.dump() : taken.error().message);
+    }  // vessel boot is killed here
+
+    auto vm = d_->call("POST", "/vms/restore", json_ptr{{"path", snap}, {"name", "full"}});
+    ASSERT_EQ(vm.status, 201) << vm.body.dump();
+    EXPECT_EQ(vm.body["state"], "running");
+    // The kernel carries on: lines it prints after the snapshot point, with
+    // their timestamps, reach the VM's console log.
+    const std::string log = vm.body["console_log"];
+    const std::regex kernel_line(R"(\[ *[0-9]+\.[0-9]{6}\] )");
+    EXPECT_TRUE(t::wait_for([&] { return std::regex_search(t::read_file(log), kernel_line); }, 120))
+        << "restored console:\n" << t::tail(t::read_file(log)) << "\ndaemon log:\n" << d_->log();
+    EXPECT_EQ(d_->call("PUT", "/vms/full/pause").body["state"], "paused");
+    auto again = d_->call("PUT", "/vms/full/snapshot", json_ptr{{"path", dir_ + "/fullsnap2"}});
+    EXPECT_EQ(again.status, 200) << again.body.dump();
+    EXPECT_EQ(d_->call("DELETE", "/vms/full?force=true").status, 200);
 }
 
 std::string slurp(const std::string& path) {
