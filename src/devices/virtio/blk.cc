@@ -108,24 +108,9 @@ void Block::reset() { transport_ = nullptr; }
 
 void Block::process_queue(unsigned index) {
     if (!transport_ || index != 0) return;
-    Queue& q = transport_->queue(0);
-    auto& mem = transport_->memory();
-    bool used = false;
-    for (;;) {
-        auto next = q.pop(mem);
-        if (!next) {
-            transport_->fail(next.error().message);
-            return;
-        }
-        if (!*next) break;
-        if (!handle(**next)) {
-            q.undo_pop();
-            break;
-        }
-        if (transport_->failed()) return;
-        used = true;
-    }
-    if (used) transport_->signal_used(0);
+    drain_queue(*transport_, 0, "", [&](const DescriptorChain& chain) {
+        return handle(chain) ? Served::kDone : Served::kNotYet;
+    });
 }
 
 bool Block::handle(const DescriptorChain& chain) {

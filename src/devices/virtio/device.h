@@ -56,6 +56,38 @@ public:
     virtual void unwatch(int fd) = 0;
 };
 
+// What a device did with a chain that drain_queue() handed it.
+enum class Served {
+    kDone,    // answered, or the device failed meanwhile (drain_queue checks)
+    kNotYet,  // cannot be served now (a rate limit): back on the ring, stop
+};
+
+// Hands each chain the driver has made available on queue `index` to `serve`,
+// in ring order, until the ring is empty or `serve` answers kNotYet. A
+// malformed ring fails the device (`what` prefixes the reason); a device that
+// fails while serving stops at once. The driver is interrupted once at the
+// end if a chain was answered, never after a failure.
+template <class Serve>
+void drain_queue(Transport& t, unsigned index, const std::string& what, Serve&& serve) {
+    Queue& q = t.queue(index);
+    bool used = false;
+    for (;;) {
+        auto next = q.pop(t.memory());
+        if (!next) {
+            t.fail(what + next.error().message);
+            return;
+        }
+        if (!*next) break;
+        if (serve(**next) == Served::kNotYet) {
+            q.undo_pop();
+            break;
+        }
+        if (t.failed()) return;
+        used = true;
+    }
+    if (used) t.signal_used(index);
+}
+
 class VirtioDevice {
 public:
     virtual ~VirtioDevice() = default;

@@ -194,23 +194,13 @@ void Net::process_rx() {
 
 void Net::process_tx() {
     if (!transport_) return;
-    Queue& q = transport_->queue(1);
     auto& mem = transport_->memory();
-    bool used = false;
-    for (;;) {
-        auto next = q.pop(mem);
-        if (!next) {
-            transport_->fail("tx: " + next.error().message);
-            return;
-        }
-        if (!*next) break;
-        const DescriptorChain& chain = **next;
+    drain_queue(*transport_, 1, "tx: ", [&](const DescriptorChain& chain) {
         uint64_t len = chain.readable_len;
         if (len >= kNetHdrSize && len <= kNetMaxFrame) {
             if (tx_limiter_.enabled() && !tx_limiter_.try_consume(1, len - kNetHdrSize)) {
-                q.undo_pop();
                 if (!tx_limiter_.armed()) tx_limiter_.arm(1, len - kNetHdrSize);
-                break;
+                return Served::kNotYet;
             }
             auto iov = chain.iovecs(mem, false, 0, len);
             ssize_t n = ::writev(backend_.get(), iov.data(), int(std::min<size_t>(iov.size(), IOV_MAX)));
@@ -224,13 +214,9 @@ void Net::process_tx() {
         } else {
             counters_.tx_dropped++;  // runt or oversized frame
         }
-        if (auto r = q.add_used(mem, chain, 0); !r) {
-            transport_->fail(r.error().message);
-            return;
-        }
-        used = true;
-    }
-    if (used) transport_->signal_used(1);
+        if (auto r = transport_->queue(1).add_used(mem, chain, 0); !r) transport_->fail(r.error().message);
+        return Served::kDone;
+    });
 }
 
 }  // namespace vessel::devices::virtio

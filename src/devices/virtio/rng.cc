@@ -8,17 +8,8 @@ namespace vessel::devices::virtio {
 
 void Rng::process_queue(unsigned index) {
     if (!transport_ || index != 0) return;
-    Queue& q = transport_->queue(0);
     auto& mem = transport_->memory();
-    bool used = false;
-    for (;;) {
-        auto next = q.pop(mem);
-        if (!next) {
-            transport_->fail(next.error().message);
-            return;
-        }
-        if (!*next) break;
-        const DescriptorChain& chain = **next;
+    drain_queue(*transport_, 0, "", [&](const DescriptorChain& chain) {
         uint32_t filled = 0;
         for (const iovec& v : chain.iovecs(mem, true, 0, std::min<uint64_t>(chain.writable_len, kMaxRequest))) {
             size_t done = 0;
@@ -31,13 +22,9 @@ void Rng::process_queue(unsigned index) {
             filled += uint32_t(done);
             if (done < v.iov_len) break;
         }
-        if (auto r = q.add_used(mem, chain, filled); !r) {
-            transport_->fail(r.error().message);
-            return;
-        }
-        used = true;
-    }
-    if (used) transport_->signal_used(0);
+        if (auto r = transport_->queue(0).add_used(mem, chain, filled); !r) transport_->fail(r.error().message);
+        return Served::kDone;
+    });
 }
 
 }  // namespace vessel::devices::virtio

@@ -163,31 +163,18 @@ void Vsock::process_queue(unsigned index) {
 }
 
 void Vsock::process_tx() {
-    Queue& q = transport_->queue(1);
     auto& mem = transport_->memory();
-    bool used = false;
-    for (;;) {
-        auto next = q.pop(mem);
-        if (!next) {
-            transport_->fail("tx: " + next.error().message);
-            return;
-        }
-        if (!*next) break;
-        const DescriptorChain& chain = **next;
+    drain_queue(*transport_, 1, "tx: ", [&](const DescriptorChain& chain) {
         VsockHeader h;
         if (chain.read(mem, 0, {reinterpret_cast<uint8_t*>(&h), sizeof h}) != sizeof h) {
             transport_->fail("tx: packet shorter than its 44-byte header");
-            return;
+            return Served::kDone;
         }
         handle_packet(h, chain);
-        if (transport_->failed()) return;
-        if (auto r = q.add_used(mem, chain, 0); !r) {
-            transport_->fail(r.error().message);
-            return;
-        }
-        used = true;
-    }
-    if (used) transport_->signal_used(1);
+        if (transport_->failed()) return Served::kDone;
+        if (auto r = transport_->queue(1).add_used(mem, chain, 0); !r) transport_->fail(r.error().message);
+        return Served::kDone;
+    });
     process_rx();  // replies, and data the new credit allows
 }
 
