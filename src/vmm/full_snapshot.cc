@@ -248,21 +248,11 @@ Result<SnapshotInfo> FullVm::Impl::write_snapshot_files(const std::string& dir, 
     devices_w.u32(static_cast<uint32_t>(transports.size()));
     for (const auto& t : transports) put_transport(devices_w, t->save());
 
-    snapshot::MemoryLayout layout;
-    layout.ram_size = mem->size();
-    layout.diff = type == SnapshotType::kDiff;
-    layout.parent = layout.diff ? last_snapshot : std::string();
-    std::vector<uint64_t> dirty;
-    if (dirty_logging) {
-        auto d = snapshot::collect_dirty_pages(*vm, *mem);
-        if (!d) return std::unexpected(d.error());
-        dirty = std::move(*d);
-    }
     SnapshotInfo info;
     info.path = dir;
-    info.type = type;
-    info.parent = layout.parent;
-    if (auto r = snapshot::write_memory_image(dir, *mem, layout, dirty, info); !r) return std::unexpected(r.error());
+    auto written = snapshot::write_memory_image(dir, *vm, *mem, type, last_snapshot, dirty_logging, info);
+    if (!written) return std::unexpected(written.error());
+    const snapshot::MemoryLayout& layout = *written;
     snapshot::put_memory(mem_w, layout);
 
     std::string cfg_text = config_json(*this, layout).dump(2);

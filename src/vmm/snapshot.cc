@@ -180,13 +180,9 @@ Result<> ThinVm::Impl::start_dirty_logging() {
         mem->start_dirty_tracking();
         dirty_logging = true;
     }
-    auto pages = collect_dirty_pages();  // clears KVM's logs and ours
+    auto pages = snapshot::collect_dirty_pages(*vm, *mem);  // clears KVM's logs and ours
     if (!pages) return std::unexpected(pages.error());
     return {};
-}
-
-Result<std::vector<uint64_t>> ThinVm::Impl::collect_dirty_pages() {
-    return snapshot::collect_dirty_pages(*vm, *mem);
 }
 
 Result<SnapshotInfo> ThinVm::Impl::write_snapshot(const std::string& dir_in, SnapshotType type) {
@@ -211,22 +207,11 @@ Result<SnapshotInfo> ThinVm::Impl::write_snapshot_files(const std::string& dir, 
     put_process(proc_w, *ps);
     put_address_space(as_w, *as);
 
-    snapshot::MemoryLayout layout;
-    layout.ram_size = mem->size();
-    for (const auto& r : mem->file_regions()) layout.regions.push_back({r.gpa, r.map.size()});
-    layout.diff = type == SnapshotType::kDiff;
-    layout.parent = layout.diff ? last_snapshot : std::string();
-    std::vector<uint64_t> dirty;
-    if (dirty_logging) {
-        auto d = collect_dirty_pages();
-        if (!d) return std::unexpected(d.error());
-        dirty = std::move(*d);
-    }
     SnapshotInfo info;
     info.path = dir;
-    info.type = type;
-    info.parent = layout.parent;
-    if (auto r = snapshot::write_memory_image(dir, *mem, layout, dirty, info); !r) return std::unexpected(r.error());
+    auto written = snapshot::write_memory_image(dir, *vm, *mem, type, last_snapshot, dirty_logging, info);
+    if (!written) return std::unexpected(written.error());
+    const snapshot::MemoryLayout& layout = *written;
     snapshot::put_memory(mem_w, layout);
 
     json cfg = {{"kind", "thin"},

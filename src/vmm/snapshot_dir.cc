@@ -240,8 +240,22 @@ void remove_partial(const std::string& dir) {
     ::rmdir(dir.c_str());
 }
 
-Result<> write_memory_image(const std::string& dir, const memory::GuestMemory& mem, MemoryLayout& layout,
-                            const std::vector<uint64_t>& dirty, SnapshotInfo& info) {
+Result<MemoryLayout> write_memory_image(const std::string& dir, kvm::Vm& vm, memory::GuestMemory& mem,
+                                        SnapshotType type, const std::string& parent, bool dirty_logging,
+                                        SnapshotInfo& info) {
+    MemoryLayout layout;
+    layout.ram_size = mem.size();
+    for (const auto& r : mem.file_regions()) layout.regions.push_back({r.gpa, r.map.size()});
+    layout.diff = type == SnapshotType::kDiff;
+    layout.parent = layout.diff ? parent : std::string();
+    info.type = type;
+    info.parent = layout.parent;
+    std::vector<uint64_t> dirty;
+    if (dirty_logging) {
+        auto d = collect_dirty_pages(vm, mem);
+        if (!d) return std::unexpected(d.error());
+        dirty = std::move(*d);
+    }
     std::vector<std::pair<uint64_t, uint64_t>> ranges;
     if (layout.diff) {
         for (uint64_t p : dirty) ranges.emplace_back(p, p + memory::kPageSize);
@@ -271,7 +285,7 @@ Result<> write_memory_image(const std::string& dir, const memory::GuestMemory& m
     info.pages = info.memory_bytes / memory::kPageSize;
     if (::ftruncate(out.get(), static_cast<off_t>(layout.phys_end())) < 0) return fail_errno("truncate " + mem_path);
     if (::fsync(out.get()) < 0) return fail_errno("fsync " + mem_path);
-    return {};
+    return layout;
 }
 
 json metadata(const MemoryLayout& layout) {

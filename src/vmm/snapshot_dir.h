@@ -73,13 +73,17 @@ Result<> prepare_dir(const std::string& dir, bool& created);
 // Removes what a failed snapshot left in a directory it created.
 void remove_partial(const std::string& dir);
 
-// Writes memory.img into `dir`. A diff holds `dirty` (and records it in
-// layout.pages); a full image holds every page the guest has: the memfd's
-// data, or for memory restored from an image, the image's data plus every
-// page changed since (found in /proc/self/pagemap: private copies), and the
-// file regions. Fills memory_bytes and pages of `info`.
-Result<> write_memory_image(const std::string& dir, const memory::GuestMemory& mem, MemoryLayout& layout,
-                            const std::vector<uint64_t>& dirty, SnapshotInfo& info);
+// Writes memory.img into `dir` and returns the layout for the memory
+// section. With dirty logging on, the pages written since the last snapshot
+// are collected first (which clears the logs). A diff (on `parent`, the last
+// snapshot) holds just those pages; a full image holds every page the guest
+// has: the memfd's data, or for memory restored from an image, the image's
+// data plus every page changed since (found in /proc/self/pagemap: private
+// copies), and the file regions. Fills type, parent, memory_bytes and pages
+// of `info`.
+Result<MemoryLayout> write_memory_image(const std::string& dir, kvm::Vm& vm, memory::GuestMemory& mem,
+                                        SnapshotType type, const std::string& parent, bool dirty_logging,
+                                        SnapshotInfo& info);
 
 // The "snapshot" member of the config JSON.
 nlohmann::json metadata(const MemoryLayout& layout);

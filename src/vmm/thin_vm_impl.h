@@ -91,7 +91,6 @@ struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
     Result<SnapshotInfo> write_snapshot_files(const std::string& dir, SnapshotType type, bool& created);
     // Starts (or restarts) logging of dirty pages for the next diff snapshot.
     Result<> start_dirty_logging();
-    Result<std::vector<uint64_t>> collect_dirty_pages();
 };
 
 }  // namespace vessel::vmm
