@@ -158,6 +158,15 @@ public:
         int st = ::pclose(p);
         return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
     }
+    // Leaves nothing running: every VM removed (forced), when the daemon is up.
+    void remove_all_vms() {
+        if (!alive()) return;
+        auto r = vessel::api::call(socket_, "GET", "/vms", nullptr, 5s);
+        if (r && r->status == 200)
+            for (const auto& vm : r->body["vms"])
+                vessel::api::call(socket_, "DELETE", "/vms/" + vm["id"].get<std::string>() + "?force=true", nullptr,
+                                  10s);
+    }
     const std::string& socket() const { return socket_; }
     pid_t pid() const { return pid_; }
     // One per test process (tests of one binary may run in parallel).
@@ -180,13 +189,7 @@ protected:
     }
     void TearDown() override {
         // Leave nothing running: remove every VM, then stop the daemon.
-        if (d_ && d_->alive()) {
-            auto r = vessel::api::call(d_->socket(), "GET", "/vms", nullptr, 5s);
-            if (r && r->status == 200)
-                for (const auto& vm : r->body["vms"])
-                    vessel::api::call(d_->socket(), "DELETE", "/vms/" + vm["id"].get<std::string>() + "?force=true",
-                                      nullptr, 10s);
-        }
+        if (d_) d_->remove_all_vms();
         d_.reset();
         std::error_code ec;
         fs::remove_all(dir_, ec);
@@ -620,13 +623,7 @@ protected:
             if (!have.count(c)) lacking_.push_back(c);
     }
     void TearDown() override {
-        if (d_ && d_->alive()) {
-            auto r = vessel::api::call(d_->socket(), "GET", "/vms", nullptr, 5s);
-            if (r && r->status == 200)
-                for (const auto& vm : r->body["vms"])
-                    vessel::api::call(d_->socket(), "DELETE", "/vms/" + vm["id"].get<std::string>() + "?force=true",
-                                      nullptr, 10s);
-        }
+        if (d_) d_->remove_all_vms();
         d_.reset();
         std::error_code ec;
         fs::remove_all(dir_, ec);

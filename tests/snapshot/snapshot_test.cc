@@ -123,6 +123,12 @@ protected:
     void TearDown() override { fs::remove_all(dir_); }
 
     // What an uninterrupted run prints.
+    // `run OPTIONS... GUEST...`: vessel's arguments for running `guest`.
+    static std::vector<std::string> run_args(std::vector<std::string> options, const std::vector<std::string>& guest) {
+        options.insert(options.begin(), "run");
+        options.insert(options.end(), guest.begin(), guest.end());
+        return options;
+    }
     std::string reference(const std::vector<std::string>& args) {
         std::string out, err;
         EXPECT_EQ(run_vessel(args, out, err, dir_), 0) << err;
@@ -135,15 +141,12 @@ protected:
 
 TEST_F(SnapshotTest, PausedSnapshottedKilledRestoredRunMatchesUninterrupted) {
     std::vector<std::string> guest = {kCounter, "24", "20", "/rw/log"};
-    std::vector<std::string> args = {"run", "--rw", (dir_ / "rw").string() + ":/rw"};
-    args.insert(args.end(), guest.begin(), guest.end());
-    std::string expected = reference(args);
+    const std::string rw = (dir_ / "rw").string() + ":/rw";
+    std::string expected = reference(run_args({"--rw", rw}, guest));
     ASSERT_EQ(std::count(expected.begin(), expected.end(), '\n'), 24);
     fs::remove(dir_ / "rw" / "log");
 
-    std::vector<std::string> with_api = {"run", "--api-sock", sock_, "--rw", (dir_ / "rw").string() + ":/rw"};
-    with_api.insert(with_api.end(), guest.begin(), guest.end());
-    Vessel vm(with_api, dir_ / "part1.out", dir_ / "part1.err");
+    Vessel vm(run_args({"--api-sock", sock_, "--rw", rw}, guest), dir_ / "part1.out", dir_ / "part1.err");
     ASSERT_TRUE(wait_for_socket(sock_));
     wait_for_lines(dir_ / "part1.out", 8);
     EXPECT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
@@ -163,13 +166,9 @@ TEST_F(SnapshotTest, PausedSnapshottedKilledRestoredRunMatchesUninterrupted) {
 
 TEST_F(SnapshotTest, DiffSnapshotChainRestoresToTheLatestState) {
     std::vector<std::string> guest = {kCounter, "30", "20"};
-    std::vector<std::string> plain = {"run"};
-    plain.insert(plain.end(), guest.begin(), guest.end());
-    std::string expected = reference(plain);
+    std::string expected = reference(run_args({}, guest));
 
-    std::vector<std::string> with_api = {"run", "--api-sock", sock_};
-    with_api.insert(with_api.end(), guest.begin(), guest.end());
-    Vessel vm(with_api, dir_ / "part1.out", dir_ / "part1.err");
+    Vessel vm(run_args({"--api-sock", sock_}, guest), dir_ / "part1.out", dir_ / "part1.err");
     ASSERT_TRUE(wait_for_socket(sock_));
     wait_for_lines(dir_ / "part1.out", 5);
     ASSERT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
@@ -193,13 +192,9 @@ TEST_F(SnapshotTest, DiffSnapshotChainRestoresToTheLatestState) {
 
 TEST_F(SnapshotTest, RestoredVmCanBeSnapshottedAgain) {
     std::vector<std::string> guest = {kCounter, "20", "20"};
-    std::vector<std::string> plain = {"run"};
-    plain.insert(plain.end(), guest.begin(), guest.end());
-    std::string expected = reference(plain);
+    std::string expected = reference(run_args({}, guest));
 
-    std::vector<std::string> with_api = {"run", "--api-sock", sock_};
-    with_api.insert(with_api.end(), guest.begin(), guest.end());
-    Vessel first(with_api, dir_ / "p1.out", dir_ / "p1.err");
+    Vessel first(run_args({"--api-sock", sock_}, guest), dir_ / "p1.out", dir_ / "p1.err");
     ASSERT_TRUE(wait_for_socket(sock_));
     wait_for_lines(dir_ / "p1.out", 4);
     ASSERT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
@@ -226,13 +221,9 @@ TEST_F(SnapshotTest, RestoredVmCanBeSnapshottedAgain) {
 // taken) and those written since the restore.
 TEST_F(SnapshotTest, FullSnapshotOfAVmRestoredFromADiffIsComplete) {
     std::vector<std::string> guest = {kCounter, "24", "20", "-grow"};
-    std::vector<std::string> plain = {"run"};
-    plain.insert(plain.end(), guest.begin(), guest.end());
-    std::string expected = reference(plain);
+    std::string expected = reference(run_args({}, guest));
 
-    std::vector<std::string> with_api = {"run", "--api-sock", sock_};
-    with_api.insert(with_api.end(), guest.begin(), guest.end());
-    Vessel first(with_api, dir_ / "p1.out", dir_ / "p1.err");
+    Vessel first(run_args({"--api-sock", sock_}, guest), dir_ / "p1.out", dir_ / "p1.err");
     ASSERT_TRUE(wait_for_socket(sock_));
     wait_for_lines(dir_ / "p1.out", 3);
     ASSERT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
