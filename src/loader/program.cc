@@ -41,8 +41,8 @@ private:
 }  // namespace
 
 Result<LoadedProgram> load_program(memory::AddressSpace& as, std::span<const uint8_t> file,
-                                   const ElfImage& image, const std::vector<uint64_t>& syscall_offsets,
-                                   const ProgramSpec& spec) {
+                                   const ElfImage& image, const std::vector<uint64_t>& syscall_sites,
+                                   std::span<const uint8_t> stubs, const ProgramSpec& spec) {
     LoadedProgram out;
     out.load_bias = image.pie ? kPieBase - image.lowest : 0;
     const uint64_t bias = out.load_bias;
@@ -105,16 +105,25 @@ Result<LoadedProgram> load_program(memory::AddressSpace& as, std::span<const uin
             if (s.filesz && !as.poke(s.vaddr + bias, file.data() + s.offset, s.filesz))
                 return fail("load: segment copy failed", EFAULT);
     }
-    for (uint64_t off : syscall_offsets) {
+    Result<> patched;
+    for_each_patch(image, syscall_sites, [&](uint64_t off, const uint8_t* bytes, unsigned len) {
         for (const auto& s : image.segments) {
-            if (off < s.offset || off - s.offset > s.filesz || s.filesz - (off - s.offset) < 2) continue;
-            if (!as.poke(s.vaddr + bias + (off - s.offset), kSyscallReplacement, 2))
-                return fail("load: rewrite failed", EFAULT);
+            if (off < s.offset || off - s.offset > s.filesz || s.filesz - (off - s.offset) < len) continue;
+            if (!as.poke(s.vaddr + bias + (off - s.offset), bytes, len) && patched)
+                patched = fail("load: rewrite failed", EFAULT);
             break;
         }
-    }
+    });
+    if (!patched) return std::unexpected(patched.error());
     out.entry = image.entry + bias;
     out.brk_start = image.highest + bias;
+    if (!stubs.empty()) {  // see rewriter.h: the page after the image
+        const uint64_t at = stub_area_vaddr(image) + bias;
+        if (auto r = as.map_fixed(at, stubs.size(), memory::kProtRead | memory::kProtExec, "[vessel stubs]"); !r)
+            return r.error().sys_errno == ENOMEM ? too_big(stubs.size()) : wrap("load stubs", r.error());
+        if (!as.poke(at, stubs.data(), stubs.size())) return fail("load: stub copy failed", EFAULT);
+        out.brk_start = at + stubs.size();
+    }
 
     // The stack: strings at the top (execfn highest, then envp, then argv, as
     // Linux copies them), then AT_PLATFORM and AT_RANDOM, then the vectors.

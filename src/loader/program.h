@@ -38,12 +38,13 @@ struct LoadedProgram {
     uint64_t stack_low = 0;  // lowest mapped stack address
 };
 
-// Maps the segments (bss zeroed), rewrites each syscall site (file offsets
-// from syscall_sites()) and builds the stack. With spec.image_gpa, segment
+// Maps the segments (bss zeroed), rewrites each syscall site (from
+// syscall_sites()), maps the stub area (build_stubs(), or a cached copy;
+// empty: none) after the image and builds the stack. With spec.image_gpa, segment
 // pages are mapped straight from the file region (no copy; the rewrite and
 // guest writes copy single pages on demand); otherwise the bytes are copied.
 Result<LoadedProgram> load_program(memory::AddressSpace& as, std::span<const uint8_t> file,
-                                   const ElfImage& image, const std::vector<uint64_t>& syscall_offsets,
-                                   const ProgramSpec& spec);
+                                   const ElfImage& image, const std::vector<uint64_t>& syscall_sites,
+                                   std::span<const uint8_t> stubs, const ProgramSpec& spec);
 
 }  // namespace vessel::loader

@@ -8,6 +8,7 @@
 #define XXH_INLINE_ALL  // header-only: no library to load at start
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
@@ -19,7 +20,7 @@
 namespace vessel::loader {
 namespace {
 
-constexpr char kMagic[8] = {'V', 'S', 'L', 'R', 'W', '0', '0', '1'};
+constexpr char kMagic[8] = {'V', 'S', 'L', 'R', 'W', '0', '0', '2'};
 
 // Written so that no sum can wrap: offsets come from cache files on disk.
 bool in_exec_segment(const ElfImage& image, uint64_t off, uint64_t len) {
@@ -33,7 +34,6 @@ bool in_exec_segment(const ElfImage& image, uint64_t off, uint64_t len) {
 // it, which keeps process start-up short.
 struct Zydis {
     decltype(&ZydisDecoderInit) init = nullptr;
-    decltype(&ZydisDecoderEnableMode) enable_mode = nullptr;
     decltype(&ZydisDecoderDecodeInstruction) decode = nullptr;
 };
 
@@ -43,10 +43,42 @@ Result<Zydis> load_zydis() {
     if (!lib) return fail(std::string("cannot load the x86 decoder (") + ::dlerror() + "); install libzydis4");
     Zydis z;
     z.init = reinterpret_cast<decltype(z.init)>(::dlsym(lib, "ZydisDecoderInit"));
-    z.enable_mode = reinterpret_cast<decltype(z.enable_mode)>(::dlsym(lib, "ZydisDecoderEnableMode"));
     z.decode = reinterpret_cast<decltype(z.decode)>(::dlsym(lib, "ZydisDecoderDecodeInstruction"));
-    if (!z.init || !z.enable_mode || !z.decode) return fail(std::string(kLibrary) + ": missing decoder symbols");
+    if (!z.init || !z.decode) return fail(std::string(kLibrary) + ": missing decoder symbols");
     return z;
+}
+
+}  // namespace
+
+namespace {
+
+// The bytes a site of each kind replaces, ending with the syscall.
+unsigned patch_length(SiteKind kind) { return kind == kMovSite ? 7 : kind == kJccXorSite ? 6 : 2; }
+
+// Do the bytes before the syscall at `off` have the shape of `kind`?
+bool has_shape(std::span<const uint8_t> code, uint64_t off, SiteKind kind) {
+    const unsigned len = patch_length(kind);
+    if (off < len - 2 || off + 2 > code.size() || std::memcmp(&code[off], kSyscall, 2) != 0) return false;
+    const uint8_t* p = &code[off + 2 - len];
+    switch (kind) {
+        case kExitSite: return true;
+        case kMovSite: return p[0] == 0xb8;                                                       // mov $imm32,%eax
+        case kJccXorSite: return (p[0] & 0xf0) == 0x70 && (p[2] == 0x31 || p[2] == 0x33) && p[3] == 0xc0;  // jcc; xor
+    }
+    return false;
+}
+
+// Virtual address (before any load bias) of a file offset in a segment.
+uint64_t vaddr_of(const ElfImage& image, uint64_t off) {
+    for (const auto& s : image.segments)
+        if (off >= s.offset && off - s.offset < s.filesz) return s.vaddr + (off - s.offset);
+    return 0;
+}
+
+void put32(uint8_t*& p, uint64_t v) {
+    uint32_t x = static_cast<uint32_t>(v);
+    std::memcpy(p, &x, 4);
+    p += 4;
 }
 
 }  // namespace
@@ -56,25 +88,105 @@ Result<std::vector<uint64_t>> find_syscalls(std::span<const uint8_t> file, const
     if (!zydis) return std::unexpected(zydis.error());
     ZydisDecoder decoder;
     zydis->init(&decoder, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64);
-    zydis->enable_mode(&decoder, ZYDIS_DECODER_MODE_MINIMAL, ZYAN_TRUE);
     std::vector<uint64_t> sites;
     for (const auto& s : image.segments) {
         if (!(s.flags & PF_X)) continue;
-        const uint8_t* code = file.data() + s.offset;
+        std::span<const uint8_t> code = file.subspan(s.offset, s.filesz);
+        std::vector<uint64_t> targets;  // where direct branches land (segment offsets)
+        std::vector<std::pair<uint64_t, SiteKind>> found;
         uint64_t pos = 0;
-        while (pos < s.filesz) {
+        uint64_t prev[2] = {~0ull, ~0ull};  // starts of the two instructions before, if they decoded
+        while (pos < code.size()) {
             ZydisDecodedInstruction insn;
-            if (ZYAN_SUCCESS(zydis->decode(&decoder, nullptr, code + pos, s.filesz - pos, &insn))) {
-                if (insn.mnemonic == ZYDIS_MNEMONIC_SYSCALL && insn.length == 2 &&
-                    std::memcmp(code + pos, kSyscall, 2) == 0)
-                    sites.push_back(s.offset + pos);
-                pos += insn.length;
-            } else {
+            if (!ZYAN_SUCCESS(zydis->decode(&decoder, nullptr, code.data() + pos, code.size() - pos, &insn))) {
                 ++pos;  // data or padding inside the code: resynchronise byte by byte
+                prev[0] = prev[1] = ~0ull;
+                continue;
             }
+            if ((insn.attributes & ZYDIS_ATTRIB_IS_RELATIVE) && insn.raw.imm[0].is_relative)
+                targets.push_back(pos + insn.length + static_cast<uint64_t>(insn.raw.imm[0].value.s));
+            if (insn.mnemonic == ZYDIS_MNEMONIC_SYSCALL && insn.length == 2 && has_shape(code, pos, kExitSite)) {
+                SiteKind kind = kExitSite;
+                if (prev[0] == pos - 5 && has_shape(code, pos, kMovSite))
+                    kind = kMovSite;
+                else if (prev[0] == pos - 2 && prev[1] == pos - 4 && has_shape(code, pos, kJccXorSite))
+                    kind = kJccXorSite;
+                found.emplace_back(pos, kind);
+            }
+            prev[1] = prev[0];
+            prev[0] = pos;
+            pos += insn.length;
+        }
+        // A branch into the replaced bytes (past their first) would land in
+        // the middle of the jump: such a site only exits.
+        std::sort(targets.begin(), targets.end());
+        for (auto [at, kind] : found) {
+            const uint64_t first = at + 2 - patch_length(kind);
+            auto t = std::upper_bound(targets.begin(), targets.end(), first);
+            if (t != targets.end() && *t < at + 2) kind = kExitSite;
+            sites.push_back(make_site(s.offset + at, kind));
         }
     }
     return sites;
+}
+
+std::vector<uint8_t> build_stubs(std::span<const uint8_t> file, const ElfImage& image,
+                                 const std::vector<uint64_t>& sites) {
+    std::vector<uint8_t> area;
+    const uint64_t base = stub_area_vaddr(image);
+    for (uint64_t site : sites) {
+        const SiteKind kind = site_kind(site);
+        if (kind == kExitSite) continue;
+        const uint64_t off = site_offset(site), site_va = vaddr_of(image, off);
+        const uint64_t stub_va = base + area.size();
+        area.resize(area.size() + kStubSlot, 0xcc);  // int3 after the code
+        uint8_t* p = area.data() + area.size() - kStubSlot;
+        if (kind == kMovSite) {
+            *p++ = 0xb8;  // mov $imm32,%eax, as at the site
+            std::memcpy(p, &file[off - 4], 4);
+            p += 4;
+        } else {
+            const uint8_t cc = file[off - 4] & 0x0f;
+            const int8_t rel8 = static_cast<int8_t>(file[off - 3]);
+            const uint64_t target = site_va - 2 + static_cast<int64_t>(rel8);  // the jcc's own target
+            *p++ = 0x0f;                                                      // jcc rel32
+            *p++ = static_cast<uint8_t>(0x80 | cc);
+            put32(p, target - (stub_va + 6));
+            *p++ = 0x31;  // xor %eax,%eax
+            *p++ = 0xc0;
+        }
+        const uint64_t lea_end = stub_va + (p - (area.data() + area.size() - kStubSlot)) + 7;
+        *p++ = 0x48;  // lea after_site(%rip),%rcx: the return address, as syscall leaves it in RCX
+        *p++ = 0x8d;
+        *p++ = 0x0d;
+        put32(p, site_va + 2 - lea_end);
+        *p++ = 0xff;  // jmp *kGuestHandlerPointer
+        *p++ = 0x24;
+        *p++ = 0x25;
+        put32(p, kGuestHandlerPointer);
+    }
+    area.resize((area.size() + 4095) & ~uint64_t{4095}, 0xcc);
+    return area;
+}
+
+void for_each_patch(const ElfImage& image, const std::vector<uint64_t>& sites,
+                    const std::function<void(uint64_t, const uint8_t*, unsigned)>& f) {
+    const uint64_t base = stub_area_vaddr(image);
+    uint64_t slot = 0;
+    for (uint64_t site : sites) {
+        const SiteKind kind = site_kind(site);
+        const uint64_t off = site_offset(site);
+        if (kind == kExitSite) {
+            f(off, kExitReplacement, 2);
+            continue;
+        }
+        const unsigned len = patch_length(kind);
+        const uint64_t jmp_va = vaddr_of(image, off) + 2 - len;
+        uint8_t bytes[7] = {0xe9, 0, 0, 0, 0, 0x90, 0x90};  // jmp rel32; nop...
+        uint8_t* p = bytes + 1;
+        put32(p, base + slot++ * kStubSlot - (jmp_va + 5));
+        f(off + 2 - len, bytes, len);
+    }
 }
 
 std::string content_hash(std::span<const uint8_t> file) {
@@ -106,9 +218,13 @@ std::optional<std::vector<uint64_t>> RewriteCache::load(const std::string& hash,
     std::vector<uint64_t> offsets(header.count);
     ssize_t want = static_cast<ssize_t>(header.count * sizeof(uint64_t));
     if (want && ::read(fd.get(), offsets.data(), want) != want) return std::nullopt;
-    for (uint64_t off : offsets)
-        if (!in_exec_segment(image, off, 2) || std::memcmp(file.data() + off, kSyscall, 2) != 0)
+    for (uint64_t site : offsets) {
+        const uint64_t off = site_offset(site);
+        const unsigned len = patch_length(site_kind(site));
+        if (site_kind(site) > kJccXorSite || off < len - 2 || !in_exec_segment(image, off + 2 - len, len) ||
+            !has_shape(file, off, site_kind(site)))
             return std::nullopt;
+    }
     return offsets;
 }
 
@@ -163,15 +279,16 @@ Result<std::vector<uint64_t>> syscall_sites(std::span<const uint8_t> file, const
 
 namespace {
 
-constexpr char kImageMagic[8] = {'V', 'S', 'L', 'I', 'M', 'G', '0', '1'};
+constexpr char kImageMagic[8] = {'V', 'S', 'L', 'I', 'M', 'G', '0', '2'};
 
 struct ImageHeader {
     char magic[8];
     uint64_t file_size;
     uint64_t sites;
+    uint64_t stub_size;
     uint64_t check;  // XXH3-64 of the fields above
 };
-static_assert(sizeof(ImageHeader) == 32);
+static_assert(sizeof(ImageHeader) == 40);
 
 uint64_t header_check(const ImageHeader& h) { return XXH3_64bits(&h, offsetof(ImageHeader, check)); }
 
@@ -189,25 +306,35 @@ std::optional<CachedImage> open_cached_image(const RewriteCache& cache, const Fi
     struct stat st;
     if (::pread(fd.get(), &h, sizeof h, 0) != sizeof h || ::fstat(fd.get(), &st) != 0) return std::nullopt;
     if (std::memcmp(h.magic, kImageMagic, 8) != 0 || h.check != header_check(h) || h.file_size != identity.size ||
-        static_cast<uint64_t>(st.st_size) != kImageHeaderSize + identity.size || h.sites > identity.size / 2)
+        h.sites > identity.size / 2 || h.stub_size % 4096 || h.stub_size > h.sites * kStubSlot + 4095 ||
+        static_cast<uint64_t>(st.st_size) != kImageHeaderSize + identity.size + h.stub_size)
         return std::nullopt;
-    return CachedImage{std::move(fd), h.sites};
+    CachedImage image{std::move(fd), h.sites, std::vector<uint8_t>(h.stub_size)};
+    const off_t stubs_at = static_cast<off_t>(kImageHeaderSize + identity.size);
+    if (h.stub_size &&
+        ::pread(image.fd.get(), image.stubs.data(), h.stub_size, stubs_at) != static_cast<ssize_t>(h.stub_size))
+        return std::nullopt;
+    return image;
 }
 
 void store_cached_image(const RewriteCache& cache, const FileIdentity& identity, std::span<const uint8_t> file,
-                        const std::vector<uint64_t>& offsets) {
+                        const ElfImage& image, const std::vector<uint64_t>& sites) {
     if (cache.dir().empty() || file.size() != identity.size || !make_dirs(cache.dir())) return;
-    std::vector<uint8_t> buf(kImageHeaderSize + file.size());
+    const std::vector<uint8_t> stubs = build_stubs(file, image, sites);
+    std::vector<uint8_t> buf(kImageHeaderSize + file.size() + stubs.size());
     ImageHeader h{};
     std::memcpy(h.magic, kImageMagic, 8);
     h.file_size = file.size();
-    h.sites = offsets.size();
+    h.sites = sites.size();
+    h.stub_size = stubs.size();
     h.check = header_check(h);
     std::memcpy(buf.data(), &h, sizeof h);
     uint8_t* body = buf.data() + kImageHeaderSize;
     std::memcpy(body, file.data(), file.size());
-    for (uint64_t off : offsets)
-        if (file.size() >= 2 && off <= file.size() - 2) std::memcpy(body + off, kSyscallReplacement, 2);
+    for_each_patch(image, sites, [&](uint64_t off, const uint8_t* bytes, unsigned len) {
+        if (off <= file.size() && len <= file.size() - off) std::memcpy(body + off, bytes, len);
+    });
+    if (!stubs.empty()) std::memcpy(body + file.size(), stubs.data(), stubs.size());
     (void)write_file_atomic(image_path(cache, identity), buf.data(), buf.size());
 }
 

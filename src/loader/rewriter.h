@@ -1,10 +1,22 @@
-// Finds the `syscall` instructions of an executable so they can be rewritten
-// into `out dx, eax; nop` (EF 90), which exits to the VMM.
+// Finds the `syscall` instructions of an executable and rewrites them.
+//
+// Every site becomes `out dx, eax; nop` (EF 90), which exits to the VMM, unless
+// its surroundings match one of two shapes that can jump to a per-site stub
+// instead. The stub does what the replaced instructions did and enters the
+// guest-side system-call entry (thin/guest_entry.h), which answers some calls
+// without an exit and sends the rest to the VMM:
+//   kMovSite:    mov $imm32,%eax; syscall          -> jmp stub; nop; nop
+//   kJccXorSite: jcc rel8; xor %eax,%eax; syscall  -> jmp stub; nop
+// Nothing is pushed on the guest's stack (RCX carries the return address, as
+// `syscall` leaves it), so red zones are safe; a site is only used when no
+// direct branch lands inside the replaced bytes. The stubs live in one
+// read+exec area at the page after the image's highest address.
 #pragma once
 
 #include <sys/stat.h>
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -17,17 +29,40 @@
 namespace vessel::loader {
 
 inline constexpr uint8_t kSyscall[2] = {0x0f, 0x05};
-inline constexpr uint8_t kSyscallReplacement[2] = {0xef, 0x90};  // out dx, eax; nop
+inline constexpr uint8_t kExitReplacement[2] = {0xef, 0x90};  // out dx, eax; nop
 
-// File offsets of every `syscall` in the executable segments, found by
-// decoding instruction by instruction (a linear sweep with Zydis), never by a
-// byte search: an 0F 05 inside another instruction's bytes is left alone.
+// A site: its file offset, with its kind in the top two bits.
+enum SiteKind : uint64_t { kExitSite = 0, kMovSite = 1, kJccXorSite = 2 };
+inline constexpr unsigned kSiteKindShift = 62;
+inline uint64_t site_offset(uint64_t site) { return site & ((1ull << kSiteKindShift) - 1); }
+inline SiteKind site_kind(uint64_t site) { return static_cast<SiteKind>(site >> kSiteKindShift); }
+inline uint64_t make_site(uint64_t offset, SiteKind kind) { return offset | (uint64_t{kind} << kSiteKindShift); }
+
+// Where the stubs jump: a guest address below 2 GiB holding the entry
+// code's address (thin::GuestShared::handler; vmm/ checks they agree).
+inline constexpr uint64_t kGuestHandlerPointer = 0x6000 + 0x70;
+inline constexpr uint64_t kStubSlot = 32;
+
+// Every `syscall` in the executable segments, found by decoding instruction
+// by instruction (a linear sweep with Zydis), never by a byte search: an
+// 0F 05 inside another instruction's bytes is left alone.
 Result<std::vector<uint64_t>> find_syscalls(std::span<const uint8_t> file, const ElfImage& image);
+
+// The stub area for `sites` (kStubSlot bytes per stub site, page-aligned;
+// empty when there is none) and its address relative to the image: the
+// first page after image.highest. Deterministic, so a cached copy is valid.
+std::vector<uint8_t> build_stubs(std::span<const uint8_t> file, const ElfImage& image,
+                                 const std::vector<uint64_t>& sites);
+inline uint64_t stub_area_vaddr(const ElfImage& image) { return image.highest; }
+
+// Calls f(file_offset, bytes, length) for each site's replacement.
+void for_each_patch(const ElfImage& image, const std::vector<uint64_t>& sites,
+                    const std::function<void(uint64_t, const uint8_t*, unsigned)>& f);
 
 // A 128-bit content hash, as 32 hex digits.
 std::string content_hash(std::span<const uint8_t> file);
 
-// On-disk cache (little-endian: "VSLRW001", file size, count, offsets) of find_syscalls() results keyed by content hash, so a second
+// On-disk cache (little-endian: "VSLRW002", file size, count, sites) of find_syscalls() results keyed by content hash, so a second
 // start of the same file does not decode again. Entries are validated on load
 // (each offset must hold a `syscall` inside an executable segment); a bad
 // entry is ignored and rebuilt.
@@ -59,18 +94,20 @@ struct FileIdentity {
 // (KEY.img): one header page, then the file's bytes with every site already
 // rewritten. Mapping it from kImageHeaderSize starts a program without
 // decoding, validating or copying a page; the pages are shared by every VM
-// running that file. Header (little-endian): "VSLIMG01", file size, site
-// count, XXH3-64 of the 24 bytes before it.
+// running that file. Header (little-endian): "VSLIMG02", file size, site
+// count, stub area size, XXH3-64 of the 32 bytes before it. The stub area
+// (build_stubs()) follows the file's bytes.
 inline constexpr uint64_t kImageHeaderSize = 4096;
 struct CachedImage {
     Fd fd;               // map from kImageHeaderSize
     uint64_t sites = 0;  // how many syscalls were rewritten
+    std::vector<uint8_t> stubs;
 };
 std::optional<CachedImage> open_cached_image(const RewriteCache& cache, const FileIdentity& identity);
 // Writes KEY.img: `file` with `offsets` rewritten (file offsets from
 // syscall_sites()). A failure only means the next start rewrites again.
 void store_cached_image(const RewriteCache& cache, const FileIdentity& identity, std::span<const uint8_t> file,
-                        const std::vector<uint64_t>& offsets);
+                        const ElfImage& image, const std::vector<uint64_t>& sites);
 
 // find_syscalls() through the cache: by file identity first, then by content
 // hash, then by decoding (and storing under both keys). `cache_hit`

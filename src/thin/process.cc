@@ -1,8 +1,11 @@
 #include "thin/process.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -21,6 +24,84 @@ void Process::attach_stdio() {
         f->stdio = fd;
         fds_.install_at(fd, std::move(f), false);
     }
+}
+
+void Process::attach_guest_entry(GuestEntry entry) {
+    GuestShared& s = entry.shared();
+    s.enabled = options_.trace ? 0 : 1;
+    s.uid = options_.uid;
+    s.gid = options_.gid;
+    s.pid = kGuestPid;
+    entry.note_shared_write();
+    // A restored guest may have a window already: adopt its buffer if it is
+    // still the VMA we mapped, so the next fill reuses it.
+    if (const memory::Vma* v = as_->find_vma(s.win_va);
+        v && v->start == s.win_va && v->end - v->start == kReadAheadWindow && v->name == "[vessel read-ahead]")
+        window_va_ = s.win_va;
+    entry_ = std::move(entry);
+}
+
+bool Process::read_ahead_neutral(const SyscallArgs& a) {
+    switch (a.nr) {
+        case SYS_write:
+        case SYS_writev:
+        case SYS_pwrite64: {
+            // Only a write to the window's own file can change what it holds.
+            const uint64_t win_fd = entry_->shared().win_fd;
+            if (a.a[0] == win_fd || a.a[0] > INT32_MAX || win_fd > INT32_MAX) return false;
+            auto* target = fds_.get(static_cast<int>(a.a[0]));
+            auto* window = fds_.get(static_cast<int>(win_fd));
+            struct stat t, w;
+            if (!target || !window || ::fstat(target->file->host.get(), &t) != 0) return false;
+            if (!S_ISREG(t.st_mode)) return true;  // a pipe or terminal
+            return ::fstat(window->file->host.get(), &w) == 0 && (t.st_dev != w.st_dev || t.st_ino != w.st_ino);
+        }
+        case SYS_pread64:
+        case SYS_fstat:
+        case SYS_newfstatat:
+        case SYS_statx:
+        case SYS_clock_gettime:
+        case SYS_gettimeofday:
+        case SYS_time:
+        case SYS_nanosleep:
+        case SYS_clock_nanosleep:
+        case SYS_getrandom:
+        case SYS_sched_yield:
+        case SYS_rt_sigprocmask:
+        case SYS_rt_sigaction:
+        case SYS_getpid:
+        case SYS_gettid:
+        case SYS_getppid:
+        case SYS_getuid:
+        case SYS_geteuid:
+        case SYS_getgid:
+        case SYS_getegid:
+        case SYS_uname:
+        case SYS_getcwd: return true;
+        default: return false;
+    }
+}
+
+void Process::settle_read_ahead() {
+    GuestShared& s = entry_->shared();
+    const uint64_t fd = s.win_fd, len = s.win_len, pos = s.win_pos;
+    if (fd == kNoWindow) return;
+    s.win_fd = kNoWindow;
+    s.win_len = s.win_pos = 0;
+    s.safe_lo = s.safe_hi = 0;
+    entry_->note_shared_write();
+    // Guest-written values: a bad one only drops the window.
+    if (len > kReadAheadWindow || pos > len || fd > INT32_MAX) return;
+    if (pos == 0) {
+        ++windows_wasted_;
+        window_size_ = kReadAheadFirst;
+    } else {
+        windows_wasted_ = 0;
+        if (pos == len) window_size_ = std::min(2 * window_size_, kReadAheadWindow);
+    }
+    if (pos == len) return;
+    if (auto* e = fds_.get(static_cast<int>(fd)))
+        (void)::lseek(e->file->host.get(), -static_cast<off_t>(len - pos), SEEK_CUR);
 }
 
 Result<ProcessSnapshot> Process::capture() const {
@@ -104,6 +185,7 @@ Result<> Process::restore(const ProcessSnapshot& s) {
 int64_t Process::handle(const SyscallArgs& args) {
     const SyscallInfo* info = syscall_table().find(args.nr);
     int64_t result;
+    if (entry_ && !read_ahead_neutral(args)) settle_read_ahead();
     auto bump = [](uint64_t& c) { std::atomic_ref<uint64_t>(c).fetch_add(1, std::memory_order_relaxed); };
     if (info && info->handler) {
         bump(counts_[args.nr]);

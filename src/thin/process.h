@@ -6,15 +6,20 @@
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "memory/address_space.h"
 #include "thin/fd_table.h"
+#include "thin/guest_entry.h"
 #include "thin/sandbox.h"
 #include "thin/syscall_table.h"
 
 namespace vessel::thin {
+
+// The guest's pid and tid (a thin guest is one single-threaded process).
+inline constexpr int64_t kGuestPid = 1;
 
 // The kernel's struct sigaction layout on x86-64.
 struct kernel_sigaction_t {
@@ -79,6 +84,28 @@ public:
     void set_brk_start(uint64_t start) { brk_start_ = brk_ = start; }
     // Connects guest fds 0-2 to the host's.
     void attach_stdio();
+    // Lets the guest's entry code answer calls without an exit (see
+    // guest_entry.h); off while tracing, so every call is traced.
+    void attach_guest_entry(GuestEntry entry);
+    const std::optional<GuestEntry>& guest_entry() const { return entry_; }
+
+    // Read-ahead for small sequential reads of regular files: the VMM reads
+    // a window past the caller's buffer into guest memory, and the entry code
+    // serves the next reads from it. The host file offset then runs ahead of
+    // the guest's by the unread part, which settle_read_ahead() gives back
+    // before any call that could see or move an offset or the memory map.
+    // The window starts small and doubles each time the guest uses it up; a
+    // window the guest never touched (its reads do not come through the
+    // entry code, or it seeks) shrinks it back, and after kReadAheadMaxWasted
+    // such windows in a row read-ahead stops.
+    static constexpr uint64_t kReadAheadWindow = 1ull << 20;  // the buffer, and the largest window
+    static constexpr uint64_t kReadAheadFirst = 64 * 1024;
+    static constexpr uint64_t kReadAheadMaxRead = 64 * 1024;  // larger reads gain little
+    static constexpr unsigned kReadAheadMaxWasted = 3;
+    void settle_read_ahead();
+    // After a read of `got` bytes into [buf, buf+count) from `fd`: fills the
+    // window when the read looks sequential and small (read(2) calls this).
+    void fill_read_ahead(int fd, OpenFile& file, uint64_t buf, uint64_t count, int64_t got);
 
     // Records the process state. Fails (naming the descriptor) when the guest
     // holds something that cannot be recreated, such as a pipe.
@@ -124,6 +151,10 @@ public:
     int64_t read_path(int dirfd, uint64_t ptr, std::string& out, bool allow_empty = false);
 
 private:
+    // True for calls that cannot observe a window: they neither use a file
+    // offset, nor write a regular file, nor change the memory map.
+    bool read_ahead_neutral(const SyscallArgs& args);
+
     memory::AddressSpace* as_;
     Sandbox sandbox_;
     CpuAccess* cpu_;
@@ -141,6 +172,10 @@ private:
     std::array<uint64_t, kMaxSyscall> counts_{};
     uint64_t unsupported_ = 0;
     uint64_t io_read_ = 0, io_write_ = 0;
+    std::optional<GuestEntry> entry_;
+    uint64_t window_va_ = 0;  // the read-ahead buffer, mapped on first use
+    uint64_t window_size_ = kReadAheadFirst;
+    unsigned windows_wasted_ = 0;
 };
 
 // Writes the strace-style line for one call.

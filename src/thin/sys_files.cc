@@ -79,7 +79,11 @@ int64_t io_common(Process& p, const SyscallArgs& a, bool to_guest, bool position
     return n;
 }
 
-int64_t sys_read(Process& p, const SyscallArgs& a) { return io_common(p, a, true, false); }
+int64_t sys_read(Process& p, const SyscallArgs& a) {
+    int64_t n = io_common(p, a, true, false);
+    if (OpenFile* f = file_of(p, a.a[0]); f && n > 0) p.fill_read_ahead(static_cast<int>(a.a[0]), *f, a.a[1], a.a[2], n);
+    return n;
+}
 int64_t sys_write(Process& p, const SyscallArgs& a) { return io_common(p, a, false, false); }
 int64_t sys_pread64(Process& p, const SyscallArgs& a) { return io_common(p, a, true, true); }
 int64_t sys_pwrite64(Process& p, const SyscallArgs& a) { return io_common(p, a, false, true); }
@@ -609,6 +613,39 @@ int64_t sys_ioctl(Process& p, const SyscallArgs& a) {
 }
 
 }  // namespace
+
+void Process::fill_read_ahead(int fd, OpenFile& file, uint64_t buf, uint64_t count, int64_t got) {
+    // Only a full, small read of a regular file suggests more small reads.
+    if (!entry_ || !entry_->shared().enabled || static_cast<uint64_t>(got) != count || count > kReadAheadMaxRead ||
+        windows_wasted_ >= kReadAheadMaxWasted)
+        return;
+    struct stat st;
+    if (::fstat(file.host.get(), &st) != 0 || !S_ISREG(st.st_mode)) return;
+    // The entry code writes into [lo, hi) without asking: a VMA that is
+    // writable now. Any call that changes the memory map settles first.
+    const memory::Vma* v = as_->find_vma(buf);
+    if (!v || !(v->prot & memory::kProtWrite) || buf + count > v->end) return;
+    if (const memory::Vma* w = as_->find_vma(window_va_);
+        !w || w->start != window_va_ || w->end - w->start != kReadAheadWindow || w->name != "[vessel read-ahead]")
+        window_va_ = 0;  // never mapped, or the guest unmapped it
+    if (!window_va_) {
+        auto va = as_->find_free(kReadAheadWindow);
+        if (!va || !as_->map_fixed(*va, kReadAheadWindow, memory::kProtRead | memory::kProtWrite, "[vessel read-ahead]"))
+            return;
+        window_va_ = *va;
+    }
+    int64_t n = transfer(*this, file.host.get(), window_va_, window_size_, true, -1);
+    if (n <= 0) return;
+    count_io(true, n);
+    GuestShared& s = entry_->shared();
+    s.win_fd = static_cast<uint64_t>(fd);
+    s.win_va = window_va_;
+    s.win_len = static_cast<uint64_t>(n);
+    s.win_pos = 0;
+    s.safe_lo = v->start;
+    s.safe_hi = v->end;
+    entry_->note_shared_write();
+}
 
 void register_file_syscalls(SyscallTable& t) {
     t.add(SYS_read, "read", "fpu", sys_read);

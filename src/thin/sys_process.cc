@@ -16,7 +16,6 @@ namespace vessel::thin {
 namespace {
 
 // The guest is the only process in its world.
-constexpr int64_t kGuestPid = 1;
 constexpr int kSigKill = 9, kSigStop = 19;
 constexpr uint32_t kSsAutoDisarm = 1u << 31;  // SS_AUTODISARM (uapi)
 constexpr uint64_t kMinSigStackSize = 2048;  // MINSIGSTKSZ

@@ -24,6 +24,9 @@ namespace {
 
 namespace x86 = arch::x86;
 
+// The loader's stubs jump through the pointer the guest entry pages hold.
+static_assert(loader::kGuestHandlerPointer == thin::kGuestHandlerPointer);
+
 // Opens the program; errors say which problem it is (ENOENT: not found,
 // ENOEXEC: not something we can run).
 Result<Fd> open_program(const std::string& path, loader::FileIdentity& id) {
@@ -123,6 +126,7 @@ void ThinVm::Impl::finish_setup(thin::Sandbox sandbox) {
     opts.uid = ::getuid();
     opts.gid = ::getgid();
     process = std::make_unique<thin::Process>(*as, std::move(sandbox), *this, opts);
+    if (auto entry = thin::GuestEntry::find(*as)) process->attach_guest_entry(std::move(*entry));
     runner = std::make_unique<cpu::VcpuRunner>(*vcpu);
     started_at = now_rfc3339();
 }
@@ -189,18 +193,22 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     for (uint64_t page = kSystemBase; page < kSystemEnd; page += memory::kPageSize)
         if (auto r = m.as->tables().map(page, page, memory::pte::kWrite | memory::pte::kNoExec); !r)
             return std::unexpected(r.error());
+    if (auto r = thin::GuestEntry::install(*m.as); !r) return std::unexpected(r.error());
     m.timer.mark("memory+page tables");
 
     std::vector<uint64_t> sites;  // to rewrite while loading; none in a cached image
+    std::vector<uint8_t> stubs;
     if (cached_image) {
         m.stats.rewrite_cache_hit = true;
         m.stats.syscall_sites = cached_image->sites;
+        stubs = std::move(cached_image->stubs);
     } else {
         auto found = loader::syscall_sites(bytes, *image, cache, &identity, &m.stats.rewrite_cache_hit);
         if (!found) return std::unexpected(found.error());
         sites = std::move(*found);
         m.stats.syscall_sites = sites.size();
-        loader::store_cached_image(cache, identity, bytes, sites);
+        stubs = loader::build_stubs(bytes, *image, sites);
+        loader::store_cached_image(cache, identity, bytes, *image, sites);
     }
     m.timer.mark("rewrite sites");
 
@@ -214,7 +222,7 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     spec.uid = spec.euid = ::getuid();
     spec.gid = spec.egid = ::getgid();
     if (::getrandom(spec.random, sizeof spec.random, 0) != sizeof spec.random) return fail_errno("getrandom");
-    auto loaded = loader::load_program(*m.as, bytes, *image, sites, spec);
+    auto loaded = loader::load_program(*m.as, bytes, *image, sites, stubs, spec);
     if (!loaded) {
         int e = loaded.error().sys_errno == ENOMEM ? ENOMEM : ENOEXEC;
         return fail(config.program + ": " + loaded.error().message, e);
@@ -441,6 +449,12 @@ Metrics ThinVm::metrics() const {
             uint64_t n = std::atomic_ref<const uint64_t>(counts[nr]).load(std::memory_order_relaxed);
             if (n) out.syscalls[std::string(thin::syscall_name(nr))] += n;
         }
+        // Calls the guest-side entry code answered without an exit.
+        if (const auto& entry = m.process->guest_entry())
+            for (unsigned nr = 0; nr < thin::kGuestCounted; ++nr) {
+                uint64_t n = std::atomic_ref<const uint64_t>(entry->counts()[nr]).load(std::memory_order_relaxed);
+                if (n) out.syscalls[std::string(thin::syscall_name(nr))] += n;
+            }
         out.unsupported_syscalls = m.process->unsupported_calls();
         out.io_read_bytes = m.process->io_read_bytes();
         out.io_write_bytes = m.process->io_write_bytes();

@@ -74,6 +74,24 @@ TEST_P(GuestProgram, FdsOnTerminal) {
     ::close(slave);
 }
 
+// Small reads served from the read-ahead window, and calls answered by the
+// guest-side entry code, look exactly like Linux's (tests/guest/readahead.c).
+TEST_P(GuestProgram, ReadAheadAndGuestEntry) {
+    TempDir t;
+    make_dirs(t / "native");
+    make_dirs(t / "work");
+    std::string p = prog("readahead");
+    expect_passed(run({p, t / "native"}), "native");
+    expect_passed(run_vessel({"--rw", t / "work" + ":/w"}, {p, "/w"}), "vessel");
+    // Every call still reaches the trace when tracing: the entry code sends
+    // them all to the VMM then.
+    auto traced = run_vessel({"--trace-syscalls", "--rw", t / "work" + ":/w"}, {p, "/w"});
+    expect_passed(traced, "vessel --trace-syscalls");
+    size_t getuids = 0;
+    for (size_t at = 0; (at = traced.err.find("getuid()", at)) != std::string::npos; ++at) ++getuids;
+    EXPECT_GE(getuids, 2u) << traced.err.substr(0, 2000);
+}
+
 TEST_P(GuestProgram, Memory) {
     TempDir t;
     std::string pattern;

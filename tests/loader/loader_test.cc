@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 
@@ -32,7 +33,7 @@ const uint8_t kCode[] = {
 };
 constexpr uint64_t kSyscallOffset = kCodeOffset + 10;
 
-std::vector<uint8_t> tiny_elf() {
+std::vector<uint8_t> tiny_elf(std::span<const uint8_t> code = kCode) {
     std::vector<uint8_t> f(0x2000, 0);
     Elf64_Ehdr eh{};
     std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
@@ -52,7 +53,7 @@ std::vector<uint8_t> tiny_elf() {
     std::memcpy(f.data(), &eh, sizeof eh);
     std::memcpy(f.data() + sizeof eh, &text, sizeof text);
     std::memcpy(f.data() + sizeof eh + sizeof text, &data, sizeof data);
-    std::memcpy(f.data() + kCodeOffset, kCode, sizeof kCode);
+    std::memcpy(f.data() + kCodeOffset, code.data(), code.size());
     std::memcpy(f.data() + 0x1000, "data!", 5);
     return f;
 }
@@ -144,10 +145,120 @@ TEST(Rewriter, FindsRealSyscallsOnly) {
     auto sites = find_syscalls(f, *img);
     ASSERT_TRUE(sites.has_value());
     ASSERT_EQ(sites->size(), 1u);
-    EXPECT_EQ((*sites)[0], kSyscallOffset);
+    EXPECT_EQ(site_offset((*sites)[0]), kSyscallOffset);
     // 0F 05 in a non-executable segment is data, not code.
     std::memcpy(f.data() + 0x1010, kSyscall, 2);
     EXPECT_EQ(find_syscalls(f, *img).value().size(), 1u);
+}
+
+// Which sites jump to a stub (and on to the guest-side entry) and which stay
+// `out` (straight to the VMM): see rewriter.h.
+struct SiteCase {
+    const char* name;
+    std::vector<uint8_t> code;  // holds one syscall
+    SiteKind kind;
+};
+
+std::vector<uint8_t> operator+(std::vector<uint8_t> a, const std::vector<uint8_t>& b) {
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
+}
+
+const std::vector<uint8_t> kSys = {0x0f, 0x05};
+const std::vector<uint8_t> kMovEax39 = {0xb8, 39, 0, 0, 0};  // mov $39,%eax
+const std::vector<uint8_t> kXorEax = {0x31, 0xc0};           // xor %eax,%eax
+const std::vector<uint8_t> kStoreBelowRsp = {0x48, 0x89, 0x44, 0x24, 0xf8};  // mov %rax,-8(%rsp)
+
+std::vector<uint8_t> nops(size_t n) { return std::vector<uint8_t>(n, 0x90); }
+
+class SiteKinds : public ::testing::TestWithParam<SiteCase> {};
+
+TEST_P(SiteKinds, AreChosenByTheCodeAroundTheSite) {
+    const SiteCase& c = GetParam();
+    // NOPs first: whatever the sweep decoded before them, it is in step by the site.
+    auto code = nops(16) + c.code + std::vector<uint8_t>{0xeb, 0xfe};  // ... jmp $
+    auto f = tiny_elf(code);
+    auto img = parse_elf(f);
+    ASSERT_TRUE(img.has_value());
+    auto sites = find_syscalls(f, *img).value();
+    ASSERT_EQ(sites.size(), 1u);
+    auto at = std::search(c.code.begin(), c.code.end(), kSys.begin(), kSys.end()) - c.code.begin();
+    EXPECT_EQ(site_offset(sites[0]), kCodeOffset + 16 + at);
+    EXPECT_EQ(site_kind(sites[0]), c.kind);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Rewriter, SiteKinds,
+    ::testing::Values(
+        SiteCase{"MovImm", kMovEax39 + kSys, kMovSite},
+        SiteCase{"MovAnyImm", std::vector<uint8_t>{0xb8, 0x00, 0x00, 0x01, 0x00} + kSys, kMovSite},
+        SiteCase{"JccXor", std::vector<uint8_t>{0x74, 0x10} + kXorEax + kSys, kJccXorSite},
+        SiteCase{"JccXorOtherForm", std::vector<uint8_t>{0x75, 0xf0, 0x33, 0xc0} + kSys, kJccXorSite},
+        // Too short for a jump without the jcc before it.
+        SiteCase{"XorAlone", kXorEax + kSys, kExitSite},
+        // A number only known at run time (glibc's syscall()).
+        SiteCase{"NumberFromARegister", std::vector<uint8_t>{0x89, 0xf8} + kSys, kExitSite},
+        SiteCase{"MovToAnotherRegister", std::vector<uint8_t>{0xb9, 39, 0, 0, 0} + kSys, kExitSite},
+        // A branch that lands on the syscall itself would land inside the jump.
+        SiteCase{"BranchIntoTheSite", std::vector<uint8_t>{0xeb, 0x05} + kMovEax39 + kSys, kExitSite},
+        SiteCase{"BranchIntoTheJccSite", std::vector<uint8_t>{0xeb, 0x02, 0x74, 0x10} + kXorEax + kSys, kExitSite},
+        // A branch to the first replaced instruction still works: the jump starts there.
+        SiteCase{"BranchToTheMov", std::vector<uint8_t>{0xeb, 0x00} + kMovEax39 + kSys, kMovSite},
+        // Nothing is pushed on the stack, so a red zone in use is no obstacle.
+        SiteCase{"RedZoneInUse", kStoreBelowRsp + kMovEax39 + kSys + kStoreBelowRsp, kMovSite}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+// The stub does what the replaced bytes did, then enters the guest-side
+// entry with RCX = the address after the site; the site jumps to it.
+TEST(Rewriter, StubsRedoTheReplacedInstructionsAndReturnAfterTheSite) {
+    auto code = nops(16) + std::vector<uint8_t>{0x74, 0x10} + kXorEax + kSys + nops(4) + kMovEax39 + kSys;
+    auto f = tiny_elf(code);
+    auto img = parse_elf(f);
+    ASSERT_TRUE(img.has_value());
+    auto sites = find_syscalls(f, *img).value();
+    ASSERT_EQ(sites.size(), 2u);
+    ASSERT_EQ(site_kind(sites[0]), kJccXorSite);
+    ASSERT_EQ(site_kind(sites[1]), kMovSite);
+    const uint64_t jcc_va = kText + kCodeOffset + 16, site1_va = jcc_va + 4, site2_va = site1_va + 2 + 4 + 5;
+    auto stubs = build_stubs(f, *img, sites);
+    ASSERT_EQ(stubs.size(), 4096u);
+    const uint64_t base = kText + 0x4000;  // the page after the image
+    auto rel32 = [&](size_t at) {
+        int32_t v;
+        std::memcpy(&v, &stubs[at], 4);
+        return static_cast<int64_t>(v);
+    };
+    // Stub 0: jz rel32 to the jcc's target, xor, lea rcx, jmp *pointer.
+    EXPECT_EQ(stubs[0], 0x0f);
+    EXPECT_EQ(stubs[1], 0x84);
+    EXPECT_EQ(base + 6 + rel32(2), jcc_va + 2 + 0x10);
+    EXPECT_EQ(stubs[6], 0x31);
+    EXPECT_EQ(stubs[7], 0xc0);
+    EXPECT_EQ((std::vector<uint8_t>(stubs.begin() + 8, stubs.begin() + 11)), (std::vector<uint8_t>{0x48, 0x8d, 0x0d}));
+    EXPECT_EQ(base + 15 + rel32(11), site1_va + 2);
+    EXPECT_EQ((std::vector<uint8_t>(stubs.begin() + 15, stubs.begin() + 18)), (std::vector<uint8_t>{0xff, 0x24, 0x25}));
+    EXPECT_EQ(static_cast<uint64_t>(rel32(18)), kGuestHandlerPointer);
+    // Stub 1: mov $39,%eax, lea rcx, jmp *pointer.
+    const size_t s1 = kStubSlot;
+    EXPECT_EQ((std::vector<uint8_t>(stubs.begin() + s1, stubs.begin() + s1 + 5)), kMovEax39);
+    EXPECT_EQ(base + s1 + 12 + rel32(s1 + 8), site2_va + 2);
+    EXPECT_EQ(static_cast<uint64_t>(rel32(s1 + 15)), kGuestHandlerPointer);
+    // The sites: jmp rel32 to their stubs, NOPs over the rest.
+    std::vector<std::pair<uint64_t, std::vector<uint8_t>>> patches;
+    for_each_patch(*img, sites, [&](uint64_t off, const uint8_t* b, unsigned n) {
+        patches.emplace_back(off, std::vector<uint8_t>(b, b + n));
+    });
+    ASSERT_EQ(patches.size(), 2u);
+    EXPECT_EQ(patches[0].first, kCodeOffset + 16);
+    ASSERT_EQ(patches[0].second.size(), 6u);
+    EXPECT_EQ(patches[0].second[0], 0xe9);
+    EXPECT_EQ(patches[0].second[5], 0x90);
+    int32_t j;
+    std::memcpy(&j, &patches[0].second[1], 4);
+    EXPECT_EQ(jcc_va + 5 + j, base);
+    ASSERT_EQ(patches[1].second.size(), 7u);
+    std::memcpy(&j, &patches[1].second[1], 4);
+    EXPECT_EQ(site2_va - 5 + 5 + j, base + kStubSlot);
 }
 
 TEST(Rewriter, ContentHashIsStableAndSensitive) {
@@ -191,7 +302,7 @@ TEST_F(Cache, SecondLookupHitsAndCorruptionIsIgnored) {
         ::close(fd);
     };
     // An entry whose offset does not hold a syscall instruction.
-    std::string header = "VSLRW001";
+    std::string header = "VSLRW002";
     uint64_t size = f.size(), count = 1, bad = 0x10;
     std::string e = header + std::string(reinterpret_cast<char*>(&size), 8) + std::string(reinterpret_cast<char*>(&count), 8) +
                     std::string(reinterpret_cast<char*>(&bad), 8);
@@ -228,7 +339,7 @@ TEST_F(Cache, HugeOffsetsAreRejectedNotFollowed) {
     std::string entry = dir_ + "/" + content_hash(f);
     for (uint64_t bad : {~0ull, ~0ull - 1, ~0ull - 4096, 1ull << 63}) {
         uint64_t size = f.size(), count = 1;
-        std::string e = std::string("VSLRW001") + std::string(reinterpret_cast<char*>(&size), 8) +
+        std::string e = std::string("VSLRW002") + std::string(reinterpret_cast<char*>(&size), 8) +
                         std::string(reinterpret_cast<char*>(&count), 8) + std::string(reinterpret_cast<char*>(&bad), 8);
         int fd = ::open(entry.c_str(), O_WRONLY | O_TRUNC);
         ASSERT_GE(fd, 0);
@@ -249,7 +360,7 @@ TEST_F(Cache, RewrittenImageRoundTripsAndDamageIsAMiss) {
     FileIdentity id{.dev = 1, .ino = 2, .size = f.size(), .mtime_ns = 3, .ctime_ns = 4};
     EXPECT_FALSE(open_cached_image(cache, id).has_value());
     auto sites = find_syscalls(f, *img).value();
-    store_cached_image(cache, id, f, sites);
+    store_cached_image(cache, id, f, *img, sites);
     auto cached = open_cached_image(cache, id);
     ASSERT_TRUE(cached.has_value());
     EXPECT_EQ(cached->sites, 1u);
@@ -257,8 +368,10 @@ TEST_F(Cache, RewrittenImageRoundTripsAndDamageIsAMiss) {
     ASSERT_EQ(::pread(cached->fd.get(), body.data(), body.size(), kImageHeaderSize),
               static_cast<ssize_t>(body.size()));
     auto want = f;
-    std::memcpy(want.data() + kSyscallOffset, kSyscallReplacement, 2);
+    for_each_patch(*img, sites, [&](uint64_t off, const uint8_t* b, unsigned n) { std::memcpy(&want[off], b, n); });
+    EXPECT_NE(want, f);
     EXPECT_EQ(body, want);
+    EXPECT_EQ(cached->stubs, build_stubs(f, *img, sites));
 
     // Another identity (the file changed) misses.
     FileIdentity touched = id;
@@ -266,8 +379,8 @@ TEST_F(Cache, RewrittenImageRoundTripsAndDamageIsAMiss) {
     EXPECT_FALSE(open_cached_image(cache, touched).has_value());
     // Any damage to the header, or a body of the wrong length, misses.
     const std::string path = dir_ + "/" + id.key() + ".img";
-    for (off_t at : {0, 8, 16, 24, 31}) {
-        store_cached_image(cache, id, f, sites);
+    for (off_t at : {0, 8, 16, 24, 32, 39}) {
+        store_cached_image(cache, id, f, *img, sites);
         int fd = ::open(path.c_str(), O_RDWR);
         ASSERT_GE(fd, 0);
         uint8_t byte = 0;
@@ -277,9 +390,9 @@ TEST_F(Cache, RewrittenImageRoundTripsAndDamageIsAMiss) {
         ::close(fd);
         EXPECT_FALSE(open_cached_image(cache, id).has_value()) << "byte " << at;
     }
-    store_cached_image(cache, id, f, sites);
-    ASSERT_EQ(::truncate(path.c_str(), static_cast<off_t>(kImageHeaderSize + f.size() - 1)), 0);
-    EXPECT_FALSE(open_cached_image(cache, id).has_value());
+    store_cached_image(cache, id, f, *img, sites);
+    ASSERT_EQ(::truncate(path.c_str(), static_cast<off_t>(kImageHeaderSize + f.size() + 4095)), 0);
+    EXPECT_FALSE(open_cached_image(cache, id).has_value());  // a stub page cut short
 }
 
 TEST_F(Cache, UnusableDirectoryDisablesCaching) {
@@ -306,16 +419,26 @@ TEST(LoadProgram, MapsRewritesAndBuildsTheLinuxStack) {
     spec.envp = {"A=1"};
     spec.execfn = "/bin/prog";
     spec.stack_size = 64 << 10;
-    auto loaded = load_program(as, f, *img, find_syscalls(f, *img).value(), spec);
+    auto sites = find_syscalls(f, *img).value();
+    auto loaded = load_program(as, f, *img, sites, build_stubs(f, *img, sites), spec);
     ASSERT_TRUE(loaded.has_value()) << loaded.error().message;
     EXPECT_EQ(loaded->entry, kText + kCodeOffset);
-    EXPECT_EQ(loaded->brk_start, kText + 0x4000);
+    EXPECT_EQ(loaded->brk_start, kText + 0x5000);  // after the stub page
     EXPECT_EQ(loaded->stack_pointer % 16, 0u);
     auto v = as.view();
-    uint8_t site[2];
-    ASSERT_TRUE(v.read(kText + kSyscallOffset, site, 2));
-    EXPECT_EQ(site[0], 0xef);  // out dx, eax
-    EXPECT_EQ(site[1], 0x90);  // nop
+    uint8_t site[7];
+    ASSERT_TRUE(v.read(kText + kSyscallOffset - 5, site, 7));  // mov $60,%eax; syscall
+    EXPECT_EQ(site[0], 0xe9);                                 // jmp to the stub
+    int32_t rel;
+    std::memcpy(&rel, site + 1, 4);
+    EXPECT_EQ(kText + kSyscallOffset + rel, kText + 0x4000);
+    EXPECT_EQ(site[5], 0x90);
+    EXPECT_EQ(site[6], 0x90);
+    uint8_t stub[5];
+    ASSERT_TRUE(v.read(kText + 0x4000, stub, 5));  // the stub: readable, ...
+    EXPECT_EQ(stub[0], 0xb8);
+    EXPECT_EQ(stub[1], 60);
+    EXPECT_FALSE(v.write(kText + 0x4000, "x", 1));  // ... not writable
     uint8_t hidden[5];
     ASSERT_TRUE(v.read(kText + kCodeOffset, hidden, 5));
     EXPECT_EQ(std::memcmp(hidden, kCode, 5), 0);  // the mov immediate is intact
@@ -363,7 +486,7 @@ TEST(LoadProgram, TooBigForGuestMemoryIsENOMEM) {
     ph(f, 1).p_memsz = 64 << 20;
     auto img = parse_elf(f);
     ASSERT_TRUE(img.has_value());
-    auto loaded = load_program(as, f, *img, {}, ProgramSpec{});
+    auto loaded = load_program(as, f, *img, {}, {}, ProgramSpec{});
     ASSERT_FALSE(loaded.has_value());
     EXPECT_EQ(loaded.error().sys_errno, ENOMEM);
     EXPECT_NE(loaded.error().message.find("raise --mem"), std::string::npos) << loaded.error().message;
@@ -379,7 +502,7 @@ TEST(LoadProgram, ArgumentsThatDoNotFitAreE2BIG) {
     ProgramSpec spec;
     spec.stack_size = 64 << 10;
     spec.argv = {std::string(100 << 10, 'a')};
-    auto loaded = load_program(as, f, *img, {}, spec);
+    auto loaded = load_program(as, f, *img, {}, {}, spec);
     ASSERT_FALSE(loaded.has_value());
     EXPECT_EQ(loaded.error().sys_errno, E2BIG);
 }

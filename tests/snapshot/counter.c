@@ -1,12 +1,14 @@
 /* Snapshot test guest: prints a counter and a checksum of memory it keeps
  * changing, sleeping between steps. A run that is paused, snapshotted, killed
  * and restored must print exactly what an uninterrupted run prints.
- * Usage: counter STEPS SLEEP_MS [FILE | -pipe | -grow]  (FILE: also append
+ * Usage: counter STEPS SLEEP_MS [FILE | -pipe | -grow | -read INPUT]  (FILE: also append
  * each line there through a second descriptor, to check files survive a
  * restore; -pipe: hold a pipe open, which cannot be snapshotted; -grow:
  * also fill a new 64 KiB block each step, never touched again until a last
  * line with the checksum of all blocks, so memory first written between
- * two snapshots and left alone since must survive them). */
+ * two snapshots and left alone since must survive them; -read: also read
+ * 256 bytes of INPUT each step into the checksum, so a read-ahead window
+ * that is live while the snapshot is taken must survive it). */
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,13 +20,16 @@
 int main(int argc, char** argv) {
     int steps = argc > 1 ? atoi(argv[1]) : 40;
     int sleep_ms = argc > 2 ? atoi(argv[2]) : 50;
-    int fd = -1, pipe_fds[2], grow = 0;
+    int fd = -1, pipe_fds[2], grow = 0, input = -1;
     enum { kBlocks = 256, kBlockWords = 8192 };
     static uint64_t* blocks[kBlocks];
     if (argc > 3 && strcmp(argv[3], "-pipe") == 0) {
         if (pipe(pipe_fds) != 0) return 1;
     } else if (argc > 3 && strcmp(argv[3], "-grow") == 0) {
         grow = 1;
+    } else if (argc > 4 && strcmp(argv[3], "-read") == 0) {
+        input = open(argv[4], O_RDONLY);
+        if (input < 0) return 1;
     } else if (argc > 3) {
         fd = open(argv[3], O_WRONLY | O_CREAT | O_APPEND, 0644);
     }
@@ -46,6 +51,12 @@ int main(int argc, char** argv) {
         }
         for (size_t i = 0; i < size / 8; ++i) sum = sum * 31 + heap[i];
         for (size_t i = 0; i < 8192; ++i) sum ^= bss[i] + i;
+        if (input >= 0) {
+            unsigned char chunk[256];
+            ssize_t got = read(input, chunk, sizeof chunk);
+            sum += (uint64_t)got << 56;
+            for (ssize_t i = 0; i < got; ++i) sum = sum * 131 + chunk[i];
+        }
         char line[64];
         int n = snprintf(line, sizeof line, "%d %016llx\n", step, (unsigned long long)sum);
         fputs(line, stdout);

@@ -164,6 +164,37 @@ TEST_F(SnapshotTest, PausedSnapshottedKilledRestoredRunMatchesUninterrupted) {
     EXPECT_EQ(read_file(dir_ / "rw" / "log"), expected);
 }
 
+// The guest reads a file in small pieces, so a read-ahead window (guest
+// memory, and a host file offset ahead of the guest's) is live when the
+// snapshot is taken; the restored run must read on exactly where it was.
+// The reads answered in the guest are counted in the metrics.
+TEST_F(SnapshotTest, LiveReadAheadWindowSurvivesARestore) {
+    std::string input;
+    for (int i = 0; i < 40 * 256; ++i) input += static_cast<char>((i * 7) ^ (i >> 8));
+    std::ofstream(dir_ / "rw" / "input", std::ios::binary) << input;
+    std::vector<std::string> guest = {kCounter, "30", "20", "-read", "/rw/input"};
+    const std::string rw = (dir_ / "rw").string() + ":/rw";
+    std::string expected = reference(run_args({"--rw", rw}, guest));
+    ASSERT_EQ(std::count(expected.begin(), expected.end(), '\n'), 30);
+
+    Vessel vm(run_args({"--api-sock", sock_, "--rw", rw}, guest), dir_ / "part1.out", dir_ / "part1.err");
+    ASSERT_TRUE(wait_for_socket(sock_));
+    wait_for_lines(dir_ / "part1.out", 8);
+    EXPECT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
+    auto m = call(sock_, "GET", "/vm/metrics");
+    EXPECT_GE(m.body["syscalls"].value("read", 0ull), 8u) << m.body.dump();
+    uint64_t calls = 0;
+    for (const auto& [name, n] : m.body["syscalls"].items()) calls += n.get<uint64_t>();
+    EXPECT_GE(calls, m.body["exits"]["io"].get<uint64_t>() + 6) << "reads did not stay in the guest: " << m.body.dump();
+    json body = {{"path", (dir_ / "snap").string()}};
+    ASSERT_EQ(call(sock_, "PUT", "/vm/snapshot", &body).status, 200);
+    vm.kill9();
+
+    std::string out, err;
+    ASSERT_EQ(run_vessel({"restore", (dir_ / "snap").string()}, out, err, dir_), 0) << err;
+    EXPECT_EQ(read_file(dir_ / "part1.out") + out, expected);
+}
+
 TEST_F(SnapshotTest, DiffSnapshotChainRestoresToTheLatestState) {
     std::vector<std::string> guest = {kCounter, "30", "20"};
     std::string expected = reference(run_args({}, guest));

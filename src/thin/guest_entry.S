@@ -1,0 +1,104 @@
+/* The guest-side system-call entry of a thin VM. It runs in guest user mode
+ * at GUEST_ENTRY_VA; the VMM copies these bytes there (guest_entry.cc).
+ *
+ * A rewritten site jumps to its stub (loader/rewriter.h), which jumps here
+ * with:
+ *   rax = system-call number, rdi rsi rdx r10 r8 r9 = arguments,
+ *   rcx = the address after the site (as `syscall` leaves RCX).
+ * It answers a few calls from the shared page without leaving the guest and
+ * sends every other one to the VMM with `out %eax, (%dx)`, which exits to the
+ * VMM like the sites rewritten to `out` directly. As after `syscall`, RAX
+ * holds the result, RCX the return address and R11 the flags; every other
+ * register and the flags are kept. The guest's stack is never touched (a red
+ * zone below RSP stays intact): the code runs on its own stack at the end
+ * of the shared page.
+ *
+ * Position-independent: the shared page and the counts are addressed
+ * relative to RIP. Assembled into .rodata: it never runs on the host. */
+#include "thin/guest_entry_layout.h"
+
+#define SH(field) (.Lbase + (GUEST_SHARED_VA - GUEST_ENTRY_VA) + field)(%rip)
+#define COUNTS (.Lbase + (GUEST_COUNTS_VA - GUEST_ENTRY_VA))(%rip)
+
+        .section .rodata.vessel_guest_entry, "a", @progbits
+        .balign 64
+        .globl vessel_guest_entry, vessel_guest_entry_end
+vessel_guest_entry:
+.Lbase:
+        mov     %rsp, SH(SH_SAVE_RSP)
+        lea     SH(SH_STACK_TOP), %rsp
+        pushfq
+        mov     %rcx, SH(SH_SAVE_RCX)
+        cmpq    $0, SH(SH_ENABLED)
+        je      .Lexit
+        mov     %rax, %r11              /* r11: the number, for the counts */
+        test    %rax, %rax
+        je      .Lread
+        cmp     $39, %rax               /* getpid */
+        je      .Lpid
+        cmp     $186, %rax              /* gettid */
+        je      .Lpid
+        cmp     $102, %rax              /* getuid */
+        je      .Luid
+        cmp     $107, %rax              /* geteuid */
+        je      .Luid
+        cmp     $104, %rax              /* getgid */
+        je      .Lgid
+        cmp     $108, %rax              /* getegid */
+        je      .Lgid
+.Lexit:
+        popfq
+        mov     SH(SH_SAVE_RSP), %rsp
+        out     %eax, (%dx)             /* to the VMM, which sets RAX, RCX, R11 */
+        mov     SH(SH_SAVE_RCX), %rcx
+        jmp     *%rcx
+
+.Lpid:  mov     SH(SH_PID), %rax
+        jmp     .Ldone
+.Luid:  mov     SH(SH_UID), %rax
+        jmp     .Ldone
+.Lgid:  mov     SH(SH_GID), %rax
+        jmp     .Ldone
+
+/* read(fd, buf, count) from the read-ahead window: only when the whole count
+ * is there and buf..buf+count lies in the range the VMM found writable;
+ * anything else (end of window, end of file, another fd) goes to the VMM. */
+.Lread:
+        cmp     SH(SH_WIN_FD), %rdi
+        jne     .Lexit
+        mov     SH(SH_WIN_LEN), %rcx
+        sub     SH(SH_WIN_POS), %rcx    /* rcx = bytes left in the window */
+        jb      .Lexit
+        cmp     %rcx, %rdx
+        ja      .Lexit
+        cmp     SH(SH_SAFE_LO), %rsi
+        jb      .Lexit
+        mov     %rsi, %rcx
+        add     %rdx, %rcx
+        jc      .Lexit
+        cmp     SH(SH_SAFE_HI), %rcx
+        ja      .Lexit
+        mov     %rdi, SH(SH_SAVE_RDI)
+        mov     %rsi, SH(SH_SAVE_RSI)
+        mov     %rsi, %rdi              /* destination: the caller's buffer */
+        mov     SH(SH_WIN_VA), %rsi
+        add     SH(SH_WIN_POS), %rsi    /* source: the next unread byte */
+        mov     %rdx, %rcx
+        cld                             /* the saved flags keep the caller's DF */
+        rep movsb
+        add     %rdx, SH(SH_WIN_POS)
+        mov     SH(SH_SAVE_RDI), %rdi
+        mov     SH(SH_SAVE_RSI), %rsi
+        mov     %rdx, %rax
+
+.Ldone:                                 /* answered here: count it */
+        lea     COUNTS, %rcx
+        incq    (%rcx,%r11,8)
+        mov     (%rsp), %r11            /* the flags, as `syscall` leaves R11 */
+        popfq
+        mov     SH(SH_SAVE_RSP), %rsp
+        mov     SH(SH_SAVE_RCX), %rcx
+        jmp     *%rcx
+vessel_guest_entry_end:
+
+        .section .note.GNU-stack, "", @progbits

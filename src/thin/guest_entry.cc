@@ -1,0 +1,59 @@
+#include "thin/guest_entry.h"
+
+#include <cstring>
+
+extern "C" const uint8_t vessel_guest_entry[];
+extern "C" const uint8_t vessel_guest_entry_end[];
+
+namespace vessel::thin {
+namespace {
+
+namespace pte = memory::pte;
+
+}  // namespace
+
+GuestEntry::GuestEntry(memory::GuestMemory& mem, uint64_t shared_gpa, uint64_t counts_gpa)
+    : mem_(&mem),
+      shared_gpa_(shared_gpa),
+      shared_(reinterpret_cast<GuestShared*>(mem.host(shared_gpa, memory::kPageSize))),
+      counts_(reinterpret_cast<const uint64_t*>(mem.host(counts_gpa, memory::kPageSize))) {}
+
+Result<GuestEntry> GuestEntry::install(memory::AddressSpace& as) {
+    const uint64_t code_size = static_cast<uint64_t>(vessel_guest_entry_end - vessel_guest_entry);
+    if (code_size > memory::kPageSize) return fail("guest entry code larger than a page", EINVAL);
+    struct Page {
+        uint64_t va;
+        uint64_t flags;
+        uint64_t gpa = 0;
+    } pages[] = {
+        {kGuestEntryVa, pte::kUser},
+        {kGuestSharedVa, pte::kUser | pte::kWrite | pte::kNoExec},
+        {kGuestCountsVa, pte::kUser | pte::kWrite | pte::kNoExec},
+    };
+    memory::GuestMemory& mem = as.memory();
+    for (Page& p : pages) {
+        auto gpa = as.allocator().allocate();
+        if (!gpa) return fail("guest memory exhausted (system-call entry)", ENOMEM);
+        p.gpa = *gpa;
+        std::memset(mem.host(p.gpa, memory::kPageSize), 0, memory::kPageSize);
+        if (auto r = as.tables().map(p.va, p.gpa, p.flags); !r) return std::unexpected(r.error());
+    }
+    std::memcpy(mem.host(pages[0].gpa, memory::kPageSize), vessel_guest_entry, code_size);
+    GuestEntry entry(mem, pages[1].gpa, pages[2].gpa);
+    entry.shared().win_fd = kNoWindow;
+    entry.shared().handler = kGuestEntryVa;
+    return entry;
+}
+
+std::optional<GuestEntry> GuestEntry::find(memory::AddressSpace& as) {
+    // Both pages user-writable, as install() maps them, and inside guest RAM
+    // (a snapshot's page tables are checked like any other input).
+    auto shared = as.tables().translate(kGuestSharedVa, true);
+    auto counts = as.tables().translate(kGuestCountsVa, true);
+    if (!shared || !counts || !as.memory().host(*shared, memory::kPageSize) ||
+        !as.memory().host(*counts, memory::kPageSize))
+        return std::nullopt;
+    return GuestEntry(as.memory(), *shared, *counts);
+}
+
+}  // namespace vessel::thin

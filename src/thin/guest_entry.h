@@ -1,0 +1,72 @@
+// The guest side of the thin system-call path: a few pages the VMM places in
+// every thin guest's address space below mmap_min_addr (layout in
+// guest_entry_layout.h, code in guest_entry.S).
+//
+// Sites the rewriter sends to a stub (loader/rewriter.h) enter here; the
+// entry code answers getpid/gettid, getuid/geteuid, getgid/getegid and reads
+// served from a read-ahead window without a VM exit, and sends everything
+// else to the VMM with `out`. The VMM sees the guest's side through
+// GuestShared.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+
+#include "base/result.h"
+#include "memory/address_space.h"
+#include "thin/guest_entry_layout.h"
+
+namespace vessel::thin {
+
+inline constexpr uint64_t kGuestCounted = GUEST_COUNTED;
+inline constexpr uint64_t kGuestEntryVa = GUEST_ENTRY_VA;
+inline constexpr uint64_t kGuestSharedVa = GUEST_SHARED_VA;
+inline constexpr uint64_t kGuestCountsVa = GUEST_COUNTS_VA;
+
+// The shared page. Guest-writable: the VMM reads a field once and checks it.
+struct GuestShared {
+    uint64_t enabled;
+    uint64_t uid, gid, pid;
+    uint64_t win_fd, win_va, win_len, win_pos;
+    uint64_t safe_lo, safe_hi;
+    uint64_t save_rdi, save_rsi, save_rsp, save_rcx;
+    uint64_t handler;
+};
+static_assert(offsetof(GuestShared, enabled) == SH_ENABLED && offsetof(GuestShared, uid) == SH_UID &&
+              offsetof(GuestShared, gid) == SH_GID && offsetof(GuestShared, pid) == SH_PID &&
+              offsetof(GuestShared, win_fd) == SH_WIN_FD && offsetof(GuestShared, win_va) == SH_WIN_VA &&
+              offsetof(GuestShared, win_len) == SH_WIN_LEN && offsetof(GuestShared, win_pos) == SH_WIN_POS &&
+              offsetof(GuestShared, safe_lo) == SH_SAFE_LO && offsetof(GuestShared, safe_hi) == SH_SAFE_HI &&
+              offsetof(GuestShared, save_rdi) == SH_SAVE_RDI && offsetof(GuestShared, save_rsi) == SH_SAVE_RSI &&
+              offsetof(GuestShared, save_rsp) == SH_SAVE_RSP && offsetof(GuestShared, save_rcx) == SH_SAVE_RCX &&
+              offsetof(GuestShared, handler) == SH_HANDLER);
+inline constexpr uint64_t kGuestHandlerPointer = kGuestSharedVa + SH_HANDLER;
+
+inline constexpr uint64_t kNoWindow = ~0ull;  // win_fd when no window is live
+
+// The VMM's handle on a guest's entry pages.
+class GuestEntry {
+public:
+    // Maps the entry code, the shared page and the counts page.
+    static Result<GuestEntry> install(memory::AddressSpace& as);
+    // Finds the pages in an address space built by install() (a restored
+    // snapshot); nullopt when they are not there (a snapshot from a build
+    // without them: every call then exits, as before).
+    static std::optional<GuestEntry> find(memory::AddressSpace& as);
+
+    GuestShared& shared() const { return *shared_; }
+    // Calls answered in the guest, per system-call number (kGuestCounted).
+    const uint64_t* counts() const { return counts_; }
+    // Records a VMM write to the shared page for the next diff snapshot.
+    void note_shared_write() const { mem_->note_write(shared_gpa_, sizeof(GuestShared)); }
+
+private:
+    GuestEntry(memory::GuestMemory& mem, uint64_t shared_gpa, uint64_t counts_gpa);
+    memory::GuestMemory* mem_;
+    uint64_t shared_gpa_;
+    GuestShared* shared_;
+    const uint64_t* counts_;
+};
+
+}  // namespace vessel::thin

@@ -1,0 +1,40 @@
+/* Layout shared by the guest-side system-call entry (guest_entry.S) and the
+ * VMM (guest_entry.h). Plain #defines: the assembler includes this file too.
+ *
+ * Guest virtual addresses below Linux's mmap_min_addr (0x10000) belong to the
+ * VMM; the guest cannot map, unmap or protect them.
+ *   0x0000  unmapped, so NULL pointers fault
+ *   0x1000-0x4fff  GDT and TSS (supervisor only; see vmm/thin_vm_impl.h)
+ *   0x5000  the entry code, guest_entry.S (user, read+exec)
+ *   0x6000  the shared page: fields below, then the entry code's stack
+ *           (user, read+write, no exec)
+ *   0x7000  per-number counts of calls answered in the guest (user, read+write)
+ */
+#ifndef VESSEL_THIN_GUEST_ENTRY_LAYOUT_H
+#define VESSEL_THIN_GUEST_ENTRY_LAYOUT_H
+
+#define GUEST_ENTRY_VA 0x5000
+#define GUEST_SHARED_VA 0x6000
+#define GUEST_COUNTS_VA 0x7000
+#define GUEST_COUNTED 512 /* counts kept for numbers below this */
+
+/* Shared page, byte offsets of 64-bit fields. The guest may write any of
+ * them; the VMM checks each value it reads. */
+#define SH_ENABLED 0x00  /* 0: every call exits to the VMM (--trace-syscalls) */
+#define SH_UID 0x08      /* getuid/geteuid */
+#define SH_GID 0x10      /* getgid/getegid */
+#define SH_PID 0x18      /* getpid/gettid */
+#define SH_WIN_FD 0x20   /* descriptor whose read-ahead window is live, or -1 */
+#define SH_WIN_VA 0x28   /* guest address of the window buffer */
+#define SH_WIN_LEN 0x30  /* bytes in the window */
+#define SH_WIN_POS 0x38  /* bytes of it the guest has consumed */
+#define SH_SAFE_LO 0x40  /* a read buffer inside [lo, hi) is known to be */
+#define SH_SAFE_HI 0x48  /*   mapped and writable */
+#define SH_SAVE_RDI 0x50 /* scratch for the entry code */
+#define SH_SAVE_RSI 0x58
+#define SH_SAVE_RSP 0x60
+#define SH_SAVE_RCX 0x68
+#define SH_HANDLER 0x70 /* the entry code's address: stubs jump through it */
+#define SH_STACK_TOP 0x1000 /* the entry code's stack: the rest of the page */
+
+#endif
