@@ -139,6 +139,22 @@ TEST_P(GuestProgram, CrashesEndWithOneLineAndStatus139) {
     }
 }
 
+// A guest that scribbles on the shared page of its guest-side entry can
+// crash itself, never the VMM: every value the VMM reads there is checked
+// (tests/guest/hostile_entry.c).
+TEST_P(GuestProgram, HostileSharedPageHurtsOnlyTheGuest) {
+    TempDir t;
+    make_dirs(t / "work");
+    std::string p = prog("hostile_entry");
+    const std::regex line("vessel: guest crashed: [^\n]*\n");
+    for (const char* mode : {"window", "handler"}) {
+        auto r = run_vessel({"--rw", t / "work" + ":/w"}, {p, "/w", mode}, with_timeout(20));
+        EXPECT_EQ(r.status, 139) << mode << "\n" << r.out << r.err;
+        EXPECT_TRUE(std::regex_match(r.err, line)) << mode << ": stderr is not one diagnostic line:\n" << r.err;
+    }
+    expect_passed(run_vessel({"--rw", t / "work" + ":/w"}, {p, "/w", "bounds"}), "bounds");
+}
+
 TEST_P(GuestProgram, EscapeAttemptsFail) {
     TempDir t;
     std::string outside = t / "outside";
