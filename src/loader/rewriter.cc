@@ -54,20 +54,59 @@ Result<Zydis> load_zydis() {
 
 namespace {
 
-// The bytes a site of each kind replaces, ending with the syscall.
-unsigned patch_length(SiteKind kind) { return kind == kMovSite ? 7 : kind == kJccXorSite ? 6 : 2; }
+// The bytes a site replaces, ending with the syscall.
+unsigned patch_length(uint64_t site) {
+    switch (site_kind(site)) {
+        case kMovSite: return 7;
+        case kJccXorSite: return 6;
+        case kCopySite: return site_copied(site) + 2;
+        default: return 2;
+    }
+}
 
-// Do the bytes before the syscall at `off` have the shape of `kind`?
-bool has_shape(std::span<const uint8_t> code, uint64_t off, SiteKind kind) {
-    const unsigned len = patch_length(kind);
+// Do the bytes before the syscall at `off` have the shape `site` says?
+// (For a copy site only the length can be checked without decoding.)
+bool has_shape(std::span<const uint8_t> code, uint64_t off, uint64_t site) {
+    const unsigned len = patch_length(site);
     if (off < len - 2 || off + 2 > code.size() || std::memcmp(&code[off], kSyscall, 2) != 0) return false;
     const uint8_t* p = &code[off + 2 - len];
-    switch (kind) {
-        case kExitSite: return true;
-        case kMovSite: return p[0] == 0xb8;                                                       // mov $imm32,%eax
-        case kJccXorSite: return (p[0] & 0xf0) == 0x70 && (p[2] == 0x31 || p[2] == 0x33) && p[3] == 0xc0;  // jcc; xor
+    switch (site_kind(site)) {
+        case kExitSite: return site_copied(site) == 0;
+        case kMovSite: return p[0] == 0xb8 && site_copied(site) == 0;  // mov $imm32,%eax
+        case kJccXorSite:                                                // jcc rel8; xor %eax,%eax
+            return (p[0] & 0xf0) == 0x70 && (p[2] == 0x31 || p[2] == 0x33) && p[3] == 0xc0 && site_copied(site) == 0;
+        case kCopySite: return site_copied(site) >= kCopyMin && site_copied(site) <= kCopyMax;
     }
     return false;
+}
+
+// Can the instruction run unchanged at another address, and fall through
+// to the next one? No relative operand, no RIP-relative memory operand, no
+// transfer of control.
+bool copyable(const ZydisDecodedInstruction& i) {
+    if (i.attributes & ZYDIS_ATTRIB_IS_RELATIVE) return false;
+    if (i.raw.modrm.offset && i.raw.modrm.mod == 0 && i.raw.modrm.rm == 5) return false;  // RIP-relative
+    switch (i.mnemonic) {
+        case ZYDIS_MNEMONIC_JMP:
+        case ZYDIS_MNEMONIC_CALL:
+        case ZYDIS_MNEMONIC_RET:
+        case ZYDIS_MNEMONIC_IRET:
+        case ZYDIS_MNEMONIC_IRETD:
+        case ZYDIS_MNEMONIC_IRETQ:
+        case ZYDIS_MNEMONIC_SYSCALL:
+        case ZYDIS_MNEMONIC_SYSENTER:
+        case ZYDIS_MNEMONIC_SYSEXIT:
+        case ZYDIS_MNEMONIC_SYSRET:
+        case ZYDIS_MNEMONIC_INT:
+        case ZYDIS_MNEMONIC_INT1:
+        case ZYDIS_MNEMONIC_INT3:
+        case ZYDIS_MNEMONIC_INTO:
+        case ZYDIS_MNEMONIC_UD0:
+        case ZYDIS_MNEMONIC_UD1:
+        case ZYDIS_MNEMONIC_UD2:
+        case ZYDIS_MNEMONIC_HLT: return false;
+        default: return true;
+    }
 }
 
 // Virtual address (before any load bias) of a file offset in a segment.
@@ -81,6 +120,31 @@ void put32(uint8_t*& p, uint64_t v) {
     uint32_t x = static_cast<uint32_t>(v);
     std::memcpy(p, &x, 4);
     p += 4;
+}
+
+// The kind of the syscall site at `pos` given the instructions before it
+// (newest first; each must end where the next begins). Offset left 0.
+template <class Prior>
+uint64_t site_before(std::span<const uint8_t> code, uint64_t pos, const Prior (&prior)[3]) {
+    auto adjacent = [&](int n) {  // prior[0..n] decoded and contiguous up to pos
+        uint64_t end = pos;
+        for (int i = 0; i <= n; ++i) {
+            if (!prior[i].length || prior[i].at + prior[i].length != end) return false;
+            end = prior[i].at;
+        }
+        return true;
+    };
+    if (adjacent(0) && prior[0].length == 5 && has_shape(code, pos, make_site(0, kMovSite)))
+        return make_site(0, kMovSite);
+    if (adjacent(1) && prior[0].length == 2 && prior[1].length == 2 && has_shape(code, pos, make_site(0, kJccXorSite)))
+        return make_site(0, kJccXorSite);
+    unsigned copied = 0;
+    for (int i = 0; i < 3 && copied < kCopyMin; ++i) {
+        if (!adjacent(i) || !prior[i].copyable) return make_site(0, kExitSite);
+        copied += prior[i].length;
+    }
+    if (copied < kCopyMin || copied > kCopyMax) return make_site(0, kExitSite);
+    return make_site(0, kCopySite, copied);
 }
 
 }  // namespace
@@ -98,38 +162,38 @@ Result<std::vector<uint64_t>> find_syscalls(std::span<const uint8_t> file, const
         if (!(s.flags & PF_X)) continue;
         std::span<const uint8_t> code = file.subspan(s.offset, s.filesz);
         std::vector<uint64_t> targets;  // where direct branches land (segment offsets)
-        std::vector<std::pair<uint64_t, SiteKind>> found;
+        std::vector<std::pair<uint64_t, uint64_t>> found;  // segment offset, site (kind)
+        // The three instructions before, newest first (length 0: did not decode).
+        struct Prior {
+            uint64_t at = 0;
+            unsigned length = 0;
+            bool copyable = false;
+        } prior[3];
         uint64_t pos = 0;
-        uint64_t prev[2] = {~0ull, ~0ull};  // starts of the two instructions before, if they decoded
         while (pos < code.size()) {
             ZydisDecodedInstruction insn;
             if (!ZYAN_SUCCESS(zydis->decode(&decoder, nullptr, code.data() + pos, code.size() - pos, &insn))) {
                 ++pos;  // data or padding inside the code: resynchronise byte by byte
-                prev[0] = prev[1] = ~0ull;
+                prior[0] = prior[1] = prior[2] = {};
                 continue;
             }
             if ((insn.attributes & ZYDIS_ATTRIB_IS_RELATIVE) && insn.raw.imm[0].is_relative)
                 targets.push_back(pos + insn.length + static_cast<uint64_t>(insn.raw.imm[0].value.s));
-            if (insn.mnemonic == ZYDIS_MNEMONIC_SYSCALL && insn.length == 2 && has_shape(code, pos, kExitSite)) {
-                SiteKind kind = kExitSite;
-                if (prev[0] == pos - 5 && has_shape(code, pos, kMovSite))
-                    kind = kMovSite;
-                else if (prev[0] == pos - 2 && prev[1] == pos - 4 && has_shape(code, pos, kJccXorSite))
-                    kind = kJccXorSite;
-                found.emplace_back(pos, kind);
-            }
-            prev[1] = prev[0];
-            prev[0] = pos;
+            if (insn.mnemonic == ZYDIS_MNEMONIC_SYSCALL && insn.length == 2 && has_shape(code, pos, kExitSite))
+                found.emplace_back(pos, site_before(code, pos, prior));
+            prior[2] = prior[1];
+            prior[1] = prior[0];
+            prior[0] = {pos, insn.length, copyable(insn)};
             pos += insn.length;
         }
         // A branch into the replaced bytes (past their first) would land in
         // the middle of the jump: such a site only exits.
         std::sort(targets.begin(), targets.end());
-        for (auto [at, kind] : found) {
-            const uint64_t first = at + 2 - patch_length(kind);
+        for (auto [at, site] : found) {
+            const uint64_t first = at + 2 - patch_length(site);
             auto t = std::upper_bound(targets.begin(), targets.end(), first);
-            if (t != targets.end() && *t < at + 2) kind = kExitSite;
-            sites.push_back(make_site(s.offset + at, kind));
+            if (t != targets.end() && *t < at + 2) site = make_site(0, kExitSite);
+            sites.push_back(site | (s.offset + at));
         }
     }
     return sites;
@@ -150,6 +214,10 @@ std::vector<uint8_t> build_stubs(std::span<const uint8_t> file, const ElfImage& 
             *p++ = 0xb8;  // mov $imm32,%eax, as at the site
             std::memcpy(p, &file[off - 4], 4);
             p += 4;
+        } else if (kind == kCopySite) {
+            const unsigned n = site_copied(site);  // the instructions before the syscall, unchanged
+            std::memcpy(p, &file[off - n], n);
+            p += n;
         } else {
             const uint8_t cc = file[off - 4] & 0x0f;
             const int8_t rel8 = static_cast<int8_t>(file[off - 3]);
@@ -185,9 +253,11 @@ void for_each_patch(const ElfImage& image, const std::vector<uint64_t>& sites,
             f(off, kExitReplacement, 2);
             continue;
         }
-        const unsigned len = patch_length(kind);
+        const unsigned len = patch_length(site);
         const uint64_t jmp_va = vaddr_of(image, off) + 2 - len;
-        uint8_t bytes[7] = {0xe9, 0, 0, 0, 0, 0x90, 0x90};  // jmp rel32; nop...
+        uint8_t bytes[kCopyMax + 2];
+        std::memset(bytes, 0x90, sizeof bytes);  // jmp rel32; nop...
+        bytes[0] = 0xe9;
         uint8_t* p = bytes + 1;
         put32(p, base + slot++ * kStubSlot - (jmp_va + 5));
         f(off + 2 - len, bytes, len);
@@ -225,9 +295,8 @@ std::optional<std::vector<uint64_t>> RewriteCache::load(const std::string& hash,
     if (want && ::read(fd.get(), offsets.data(), want) != want) return std::nullopt;
     for (uint64_t site : offsets) {
         const uint64_t off = site_offset(site);
-        const unsigned len = patch_length(site_kind(site));
-        if (site_kind(site) > kJccXorSite || off < len - 2 || !in_exec_segment(image, off + 2 - len, len) ||
-            !has_shape(file, off, site_kind(site)))
+        const unsigned len = patch_length(site);
+        if (off < len - 2 || !in_exec_segment(image, off + 2 - len, len) || !has_shape(file, off, site))
             return std::nullopt;
     }
     return offsets;

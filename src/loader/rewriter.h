@@ -1,12 +1,15 @@
 // Finds the `syscall` instructions of an executable and rewrites them.
 //
 // Every site becomes `out dx, eax; nop` (EF 90), which exits to the VMM, unless
-// its surroundings match one of two shapes that can jump to a per-site stub
-// instead. The stub does what the replaced instructions did and enters the
-// guest-side system-call entry (thin/guest_entry.h), which answers some calls
-// without an exit and sends the rest to the VMM:
+// the instructions before it leave room for a jump to a per-site stub. The
+// stub does what the replaced instructions did and enters the guest-side
+// system-call entry (thin/guest_entry.h), which answers some calls without
+// an exit and sends the rest to the VMM:
 //   kMovSite:    mov $imm32,%eax; syscall          -> jmp stub; nop; nop
 //   kJccXorSite: jcc rel8; xor %eax,%eax; syscall  -> jmp stub; nop
+//   kCopySite:   I1 [I2 [I3]]; syscall             -> jmp stub; nop...
+// where I1..I3 (3 to 18 bytes) neither branch nor address memory relative to
+// RIP, so the stub runs copies of them unchanged.
 // Nothing is pushed on the guest's stack (RCX carries the return address, as
 // `syscall` leaves it), so red zones are safe; a site is only used when no
 // direct branch lands inside the replaced bytes. The stubs live in one
@@ -31,12 +34,17 @@ namespace vessel::loader {
 inline constexpr uint8_t kSyscall[2] = {0x0f, 0x05};
 inline constexpr uint8_t kExitReplacement[2] = {0xef, 0x90};  // out dx, eax; nop
 
-// A site: its file offset, with its kind in the top two bits.
-enum SiteKind : uint64_t { kExitSite = 0, kMovSite = 1, kJccXorSite = 2 };
-inline constexpr unsigned kSiteKindShift = 62;
-inline uint64_t site_offset(uint64_t site) { return site & ((1ull << kSiteKindShift) - 1); }
+// A site: its file offset, with its kind in the top two bits and, for a
+// kCopySite, the number of bytes copied into its stub in bits 56-61.
+enum SiteKind : uint64_t { kExitSite = 0, kMovSite = 1, kJccXorSite = 2, kCopySite = 3 };
+inline constexpr unsigned kSiteKindShift = 62, kSiteCopyShift = 56;
+inline constexpr unsigned kCopyMin = 3, kCopyMax = 18;  // bytes before the syscall a copy site moves
+inline uint64_t site_offset(uint64_t site) { return site & ((1ull << kSiteCopyShift) - 1); }
 inline SiteKind site_kind(uint64_t site) { return static_cast<SiteKind>(site >> kSiteKindShift); }
-inline uint64_t make_site(uint64_t offset, SiteKind kind) { return offset | (uint64_t{kind} << kSiteKindShift); }
+inline unsigned site_copied(uint64_t site) { return (site >> kSiteCopyShift) & 0x3f; }
+inline uint64_t make_site(uint64_t offset, SiteKind kind, unsigned copied = 0) {
+    return offset | (uint64_t{copied} << kSiteCopyShift) | (uint64_t{kind} << kSiteKindShift);
+}
 
 // Where the stubs jump: a guest address below 2 GiB holding the entry
 // code's address (thin::GuestShared::handler; vmm/ checks they agree).

@@ -46,6 +46,10 @@ vessel_guest_entry:
         je      .Lgid
         cmp     $108, %rax              /* getegid */
         je      .Lgid
+        cmp     $273, %rax              /* set_robust_list */
+        je      .Lrobust
+        cmp     $334, %rax              /* rseq: not supported (the VMM has no handler either) */
+        je      .Lnosys
 .Lexit:
         popfq
         mov     SH(SH_SAVE_RSP), %rsp
@@ -58,6 +62,14 @@ vessel_guest_entry:
 .Luid:  mov     SH(SH_UID), %rax
         jmp     .Ldone
 .Lgid:  mov     SH(SH_GID), %rax
+        jmp     .Ldone
+.Lrobust:                               /* accepted when the size is struct robust_list_head's */
+        cmp     $24, %rsi
+        jne     .Lexit
+        xor     %eax, %eax
+        jmp     .Ldone
+.Lnosys:
+        mov     $-38, %rax              /* -ENOSYS */
         jmp     .Ldone
 
 /* read(fd, buf, count) from the read-ahead window: only when the whole count

@@ -3,8 +3,9 @@
 // guest_entry_layout.h, code in guest_entry.S).
 //
 // Sites the rewriter sends to a stub (loader/rewriter.h) enter here; the
-// entry code answers getpid/gettid, getuid/geteuid, getgid/getegid and reads
-// served from a read-ahead window without a VM exit, and sends everything
+// entry code answers getpid/gettid, getuid/geteuid, getgid/getegid,
+// set_robust_list, rseq (-ENOSYS, as the VMM would) and reads served from a
+// read-ahead window without a VM exit, and sends everything
 // else to the VMM with `out`. The VMM sees the guest's side through
 // GuestShared.
 #pragma once

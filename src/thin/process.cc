@@ -41,6 +41,15 @@ void Process::attach_guest_entry(GuestEntry entry) {
     entry_ = std::move(entry);
 }
 
+uint64_t Process::unsupported_calls() const {
+    uint64_t n = std::atomic_ref<const uint64_t>(unsupported_).load(std::memory_order_relaxed);
+    if (entry_)
+        for (unsigned nr = 0; nr < kGuestCounted; ++nr)
+            if (const SyscallInfo* info = syscall_table().find(nr); !info || !info->handler)
+                n += std::atomic_ref<const uint64_t>(entry_->counts()[nr]).load(std::memory_order_relaxed);
+    return n;
+}
+
 bool Process::read_ahead_neutral(const SyscallArgs& a) {
     switch (a.nr) {
         case SYS_write:

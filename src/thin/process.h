@@ -117,7 +117,8 @@ public:
     // Counters for metrics: calls per number, and calls answered -ENOSYS.
     // Updated with relaxed atomics so another thread may read them.
     const std::array<uint64_t, kMaxSyscall>& call_counts() const { return counts_; }
-    uint64_t unsupported_calls() const { return std::atomic_ref<const uint64_t>(unsupported_).load(std::memory_order_relaxed); }
+    // Includes the calls the guest-side entry code answered -ENOSYS itself.
+    uint64_t unsupported_calls() const;
     uint64_t io_read_bytes() const { return std::atomic_ref<const uint64_t>(io_read_).load(std::memory_order_relaxed); }
     uint64_t io_write_bytes() const { return std::atomic_ref<const uint64_t>(io_write_).load(std::memory_order_relaxed); }
     // Bytes moved between guest memory and files by read/write-style calls.

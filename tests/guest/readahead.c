@@ -176,6 +176,9 @@ static void registers(const char* path) {
     errno = 0;
     CHECK(syscall(100000) == -1 && errno == ENOSYS);
     CHECK(RAW0(SYS_getpid) == getpid() && RAW0(SYS_gettid) == getpid());
+    static long robust_head[3];
+    CHECK(RAW2(SYS_set_robust_list, robust_head, 24) == 0);
+    CHECK(RAW2(SYS_set_robust_list, robust_head, 23) == -EINVAL);
     CHECK(RAW0(SYS_geteuid) == (long)geteuid() && RAW0(SYS_getgid) == (long)getgid() &&
           RAW0(SYS_getegid) == (long)getegid());
 }

@@ -185,6 +185,10 @@ TEST_P(SiteKinds, AreChosenByTheCodeAroundTheSite) {
     auto at = std::search(c.code.begin(), c.code.end(), kSys.begin(), kSys.end()) - c.code.begin();
     EXPECT_EQ(site_offset(sites[0]), kCodeOffset + 16 + at);
     EXPECT_EQ(site_kind(sites[0]), c.kind);
+    if (c.kind == kCopySite) {  // the fewest instructions before the syscall that make 3 bytes
+        EXPECT_GE(site_copied(sites[0]), kCopyMin);
+        EXPECT_LE(site_copied(sites[0]), static_cast<unsigned>(at + 16));
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -194,11 +198,15 @@ INSTANTIATE_TEST_SUITE_P(
         SiteCase{"MovAnyImm", std::vector<uint8_t>{0xb8, 0x00, 0x00, 0x01, 0x00} + kSys, kMovSite},
         SiteCase{"JccXor", std::vector<uint8_t>{0x74, 0x10} + kXorEax + kSys, kJccXorSite},
         SiteCase{"JccXorOtherForm", std::vector<uint8_t>{0x75, 0xf0, 0x33, 0xc0} + kSys, kJccXorSite},
-        // Too short for a jump without the jcc before it.
-        SiteCase{"XorAlone", kXorEax + kSys, kExitSite},
-        // A number only known at run time (glibc's syscall()).
-        SiteCase{"NumberFromARegister", std::vector<uint8_t>{0x89, 0xf8} + kSys, kExitSite},
-        SiteCase{"MovToAnotherRegister", std::vector<uint8_t>{0xb9, 39, 0, 0, 0} + kSys, kExitSite},
+        // Anything else that neither branches nor uses RIP is copied into the stub.
+        SiteCase{"XorAfterANop", kXorEax + kSys, kCopySite},
+        SiteCase{"NumberFromARegister", std::vector<uint8_t>{0x89, 0xf8} + kSys, kCopySite},
+        SiteCase{"MovToAnotherRegister", std::vector<uint8_t>{0xb9, 39, 0, 0, 0} + kSys, kCopySite},
+        SiteCase{"StoreBelowRsp", kStoreBelowRsp + kSys, kCopySite},
+        // What cannot run at another address unchanged stays an exit site.
+        SiteCase{"RipRelativeBefore", std::vector<uint8_t>{0x48, 0x8b, 0x05, 0, 0, 0, 0} + kSys, kExitSite},
+        SiteCase{"CallBefore", std::vector<uint8_t>{0xe8, 0, 0, 0, 0} + kSys, kExitSite},
+        SiteCase{"ShortJumpBefore", std::vector<uint8_t>{0x89, 0xf8, 0xeb, 0x00} + kSys, kExitSite},
         // A branch that lands on the syscall itself would land inside the jump.
         SiteCase{"BranchIntoTheSite", std::vector<uint8_t>{0xeb, 0x05} + kMovEax39 + kSys, kExitSite},
         SiteCase{"BranchIntoTheJccSite", std::vector<uint8_t>{0xeb, 0x02, 0x74, 0x10} + kXorEax + kSys, kExitSite},
@@ -211,14 +219,17 @@ INSTANTIATE_TEST_SUITE_P(
 // The stub does what the replaced bytes did, then enters the guest-side
 // entry with RCX = the address after the site; the site jumps to it.
 TEST(Rewriter, StubsRedoTheReplacedInstructionsAndReturnAfterTheSite) {
-    auto code = nops(16) + std::vector<uint8_t>{0x74, 0x10} + kXorEax + kSys + nops(4) + kMovEax39 + kSys;
+    auto code = nops(16) + std::vector<uint8_t>{0x74, 0x30} + kXorEax + kSys + nops(4) + kMovEax39 + kSys +
+                kStoreBelowRsp + kSys;  // the jz lands past all of this
     auto f = tiny_elf(code);
     auto img = parse_elf(f);
     ASSERT_TRUE(img.has_value());
     auto sites = find_syscalls(f, *img).value();
-    ASSERT_EQ(sites.size(), 2u);
+    ASSERT_EQ(sites.size(), 3u);
     ASSERT_EQ(site_kind(sites[0]), kJccXorSite);
     ASSERT_EQ(site_kind(sites[1]), kMovSite);
+    ASSERT_EQ(site_kind(sites[2]), kCopySite);
+    ASSERT_EQ(site_copied(sites[2]), kStoreBelowRsp.size());
     const uint64_t jcc_va = kText + kCodeOffset + 16, site1_va = jcc_va + 4, site2_va = site1_va + 2 + 4 + 5;
     auto stubs = build_stubs(f, *img, sites);
     ASSERT_EQ(stubs.size(), 4096u);
@@ -231,7 +242,7 @@ TEST(Rewriter, StubsRedoTheReplacedInstructionsAndReturnAfterTheSite) {
     // Stub 0: jz rel32 to the jcc's target, xor, lea rcx, jmp *pointer.
     EXPECT_EQ(stubs[0], 0x0f);
     EXPECT_EQ(stubs[1], 0x84);
-    EXPECT_EQ(base + 6 + rel32(2), jcc_va + 2 + 0x10);
+    EXPECT_EQ(base + 6 + rel32(2), jcc_va + 2 + 0x30);
     EXPECT_EQ(stubs[6], 0x31);
     EXPECT_EQ(stubs[7], 0xc0);
     EXPECT_EQ((std::vector<uint8_t>(stubs.begin() + 8, stubs.begin() + 11)), (std::vector<uint8_t>{0x48, 0x8d, 0x0d}));
@@ -243,12 +254,16 @@ TEST(Rewriter, StubsRedoTheReplacedInstructionsAndReturnAfterTheSite) {
     EXPECT_EQ((std::vector<uint8_t>(stubs.begin() + s1, stubs.begin() + s1 + 5)), kMovEax39);
     EXPECT_EQ(base + s1 + 12 + rel32(s1 + 8), site2_va + 2);
     EXPECT_EQ(static_cast<uint64_t>(rel32(s1 + 15)), kGuestHandlerPointer);
+    // Stub 2: the copied store, lea rcx, jmp *pointer.
+    const size_t s2 = 2 * kStubSlot, site3_va = site2_va + 2 + kStoreBelowRsp.size();
+    EXPECT_EQ((std::vector<uint8_t>(stubs.begin() + s2, stubs.begin() + s2 + 5)), kStoreBelowRsp);
+    EXPECT_EQ(base + s2 + 12 + rel32(s2 + 8), site3_va + 2);
     // The sites: jmp rel32 to their stubs, NOPs over the rest.
     std::vector<std::pair<uint64_t, std::vector<uint8_t>>> patches;
     for_each_patch(*img, sites, [&](uint64_t off, const uint8_t* b, unsigned n) {
         patches.emplace_back(off, std::vector<uint8_t>(b, b + n));
     });
-    ASSERT_EQ(patches.size(), 2u);
+    ASSERT_EQ(patches.size(), 3u);
     EXPECT_EQ(patches[0].first, kCodeOffset + 16);
     ASSERT_EQ(patches[0].second.size(), 6u);
     EXPECT_EQ(patches[0].second[0], 0xe9);
