@@ -180,8 +180,11 @@ TEST_P(GuestProgram, EscapeAttemptsFail) {
     EXPECT_FALSE(exists(t / "root/planted"));
 }
 
-INSTANTIATE_TEST_SUITE_P(Libc, GuestProgram, ::testing::Values("gcc", "musl"),
-                         [](const auto& info) { return info.param == "gcc" ? "glibc" : "musl"; });
+// glibc, musl, and glibc as a static PIE (ET_DYN: loaded at a bias, with
+// its stub area after it).
+INSTANTIATE_TEST_SUITE_P(Libc, GuestProgram, ::testing::Values("gcc", "musl", "gcc-pie"), [](const auto& info) {
+    return info.param == "gcc" ? "glibc" : info.param == "musl" ? "musl" : "glibc_static_pie";
+});
 
 }  // namespace
 }  // namespace vessel::test
