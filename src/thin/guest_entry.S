@@ -46,6 +46,8 @@ vessel_guest_entry:
         je      .Lgid
         cmp     $108, %rax              /* getegid */
         je      .Lgid
+        cmp     $12, %rax               /* brk */
+        je      .Lbrk
         cmp     $273, %rax              /* set_robust_list */
         je      .Lrobust
         cmp     $334, %rax              /* rseq: not supported (the VMM has no handler either) */
@@ -62,6 +64,11 @@ vessel_guest_entry:
 .Luid:  mov     SH(SH_UID), %rax
         jmp     .Ldone
 .Lgid:  mov     SH(SH_GID), %rax
+        jmp     .Ldone
+.Lbrk:                                  /* a query (below the heap's start) returns the break */
+        cmp     SH(SH_BRK_START), %rdi
+        jae     .Lexit
+        mov     SH(SH_BRK), %rax
         jmp     .Ldone
 .Lrobust:                               /* accepted when the size is struct robust_list_head's */
         cmp     $24, %rsi

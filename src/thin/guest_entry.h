@@ -4,8 +4,8 @@
 //
 // Sites the rewriter sends to a stub (loader/rewriter.h) enter here; the
 // entry code answers getpid/gettid, getuid/geteuid, getgid/getegid,
-// set_robust_list, rseq (-ENOSYS, as the VMM would) and reads served from a
-// read-ahead window without a VM exit, and sends everything
+// set_robust_list, rseq (-ENOSYS, as the VMM would), brk queries and reads
+// served from a read-ahead window without a VM exit, and sends everything
 // else to the VMM with `out`. The VMM sees the guest's side through
 // GuestShared.
 #pragma once
@@ -33,6 +33,7 @@ struct GuestShared {
     uint64_t safe_lo, safe_hi;
     uint64_t save_rdi, save_rsi, save_rsp, save_rcx;
     uint64_t handler;
+    uint64_t brk_start, brk;  // written by the VMM only, never read back
 };
 static_assert(offsetof(GuestShared, enabled) == SH_ENABLED && offsetof(GuestShared, uid) == SH_UID &&
               offsetof(GuestShared, gid) == SH_GID && offsetof(GuestShared, pid) == SH_PID &&
@@ -41,7 +42,8 @@ static_assert(offsetof(GuestShared, enabled) == SH_ENABLED && offsetof(GuestShar
               offsetof(GuestShared, safe_lo) == SH_SAFE_LO && offsetof(GuestShared, safe_hi) == SH_SAFE_HI &&
               offsetof(GuestShared, save_rdi) == SH_SAVE_RDI && offsetof(GuestShared, save_rsi) == SH_SAVE_RSI &&
               offsetof(GuestShared, save_rsp) == SH_SAVE_RSP && offsetof(GuestShared, save_rcx) == SH_SAVE_RCX &&
-              offsetof(GuestShared, handler) == SH_HANDLER);
+              offsetof(GuestShared, handler) == SH_HANDLER && offsetof(GuestShared, brk_start) == SH_BRK_START &&
+              offsetof(GuestShared, brk) == SH_BRK);
 inline constexpr uint64_t kGuestHandlerPointer = kGuestSharedVa + SH_HANDLER;
 
 inline constexpr uint64_t kNoWindow = ~0ull;  // win_fd when no window is live

@@ -35,6 +35,8 @@
 #define SH_SAVE_RSP 0x60
 #define SH_SAVE_RCX 0x68
 #define SH_HANDLER 0x70 /* the entry code's address: stubs jump through it */
+#define SH_BRK_START 0x78 /* the VMM's brk state, published for brk queries */
+#define SH_BRK 0x80
 #define SH_STACK_TOP 0x1000 /* the entry code's stack: the rest of the page */
 
 #endif

@@ -39,6 +39,7 @@ void Process::attach_guest_entry(GuestEntry entry) {
         v && v->start == s.win_va && v->end - v->start == kReadAheadWindow && v->name == "[vessel read-ahead]")
         window_va_ = s.win_va;
     entry_ = std::move(entry);
+    publish_brk();
 }
 
 uint64_t Process::unsupported_calls() const {
@@ -48,6 +49,13 @@ uint64_t Process::unsupported_calls() const {
             if (const SyscallInfo* info = syscall_table().find(nr); !info || !info->handler)
                 n += std::atomic_ref<const uint64_t>(entry_->counts()[nr]).load(std::memory_order_relaxed);
     return n;
+}
+
+void Process::publish_brk() {
+    if (!entry_) return;
+    entry_->shared().brk_start = brk_start_;
+    entry_->shared().brk = brk_;
+    entry_->note_shared_write();
 }
 
 bool Process::read_ahead_neutral(const SyscallArgs& a) {
@@ -153,6 +161,7 @@ Result<> Process::restore(const ProcessSnapshot& s) {
     cwd_ = s.cwd;
     brk_start_ = s.brk_start;
     brk_ = s.brk;
+    publish_brk();
     umask_ = s.umask & 0777;
     clear_child_tid_ = s.clear_child_tid;
     signal_mask_ = s.signal_mask;
@@ -204,6 +213,7 @@ int64_t Process::handle(const SyscallArgs& args) {
         bump(unsupported_);
         result = -ENOSYS;
     }
+    if (args.nr == SYS_brk) publish_brk();
     if (options_.trace) trace_syscall(options_.trace_out, *this, args, result);
     return result;
 }

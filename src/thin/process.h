@@ -81,7 +81,10 @@ public:
 
     bool exited() const { return exited_; }
     int exit_status() const { return exit_status_; }
-    void set_brk_start(uint64_t start) { brk_start_ = brk_ = start; }
+    void set_brk_start(uint64_t start) {
+        brk_start_ = brk_ = start;
+        publish_brk();
+    }
     // Connects guest fds 0-2 to the host's.
     void attach_stdio();
     // Lets the guest's entry code answer calls without an exit (see
@@ -155,6 +158,8 @@ private:
     // True for calls that cannot observe a window: they neither use a file
     // offset, nor write a regular file, nor change the memory map.
     bool read_ahead_neutral(const SyscallArgs& args);
+    // Tells the entry code the break, which it answers brk queries with.
+    void publish_brk();
 
     memory::AddressSpace* as_;
     Sandbox sandbox_;

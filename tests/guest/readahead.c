@@ -176,6 +176,13 @@ static void registers(const char* path) {
     errno = 0;
     CHECK(syscall(100000) == -1 && errno == ENOSYS);
     CHECK(RAW0(SYS_getpid) == getpid() && RAW0(SYS_gettid) == getpid());
+    /* brk queries are answered in the guest: they must follow every change. */
+    long cur = RAW1(SYS_brk, 0);
+    CHECK(cur > 0);
+    CHECK(RAW1(SYS_brk, cur + 8192) == cur + 8192);
+    CHECK(RAW1(SYS_brk, 0) == cur + 8192);
+    CHECK(RAW1(SYS_brk, cur) == cur);
+    CHECK(RAW1(SYS_brk, 0) == cur);
     static long robust_head[3];
     CHECK(RAW2(SYS_set_robust_list, robust_head, 24) == 0);
     CHECK(RAW2(SYS_set_robust_list, robust_head, 23) == -EINVAL);
