@@ -82,7 +82,9 @@ bool has_shape(std::span<const uint8_t> code, uint64_t off, uint64_t site) {
 
 // Can the instruction run unchanged at another address, and fall through
 // to the next one? No relative operand, no RIP-relative memory operand, no
-// transfer of control.
+// transfer of control. Padding and ENDBR64 are not taken either: a function
+// may start right after them, reached through a pointer the sweep cannot
+// see, and a copy site's jump must not cover a function's entry.
 bool copyable(const ZydisDecodedInstruction& i) {
     if (i.attributes & ZYDIS_ATTRIB_IS_RELATIVE) return false;
     if (i.raw.modrm.offset && i.raw.modrm.mod == 0 && i.raw.modrm.rm == 5) return false;  // RIP-relative
@@ -104,7 +106,9 @@ bool copyable(const ZydisDecodedInstruction& i) {
         case ZYDIS_MNEMONIC_UD0:
         case ZYDIS_MNEMONIC_UD1:
         case ZYDIS_MNEMONIC_UD2:
-        case ZYDIS_MNEMONIC_HLT: return false;
+        case ZYDIS_MNEMONIC_HLT:
+        case ZYDIS_MNEMONIC_NOP:
+        case ZYDIS_MNEMONIC_ENDBR64: return false;
         default: return true;
     }
 }

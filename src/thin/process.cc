@@ -35,9 +35,7 @@ void Process::attach_guest_entry(GuestEntry entry) {
     entry.note_shared_write();
     // A restored guest may have a window already: adopt its buffer if it is
     // still the VMA we mapped, so the next fill reuses it.
-    if (const memory::Vma* v = as_->find_vma(s.win_va);
-        v && v->start == s.win_va && v->end - v->start == kReadAheadWindow && v->name == "[vessel read-ahead]")
-        window_va_ = s.win_va;
+    if (is_window(s.win_va)) window_va_ = s.win_va;
     entry_ = std::move(entry);
     publish_brk();
 }
@@ -49,6 +47,11 @@ uint64_t Process::unsupported_calls() const {
             if (const SyscallInfo* info = syscall_table().find(nr); !info || !info->handler)
                 n += std::atomic_ref<const uint64_t>(entry_->counts()[nr]).load(std::memory_order_relaxed);
     return n;
+}
+
+bool Process::is_window(uint64_t va) const {
+    const memory::Vma* v = as_->find_vma(va);
+    return v && v->start == va && v->end - v->start == kReadAheadWindow && v->name == kReadAheadName;
 }
 
 void Process::publish_brk() {

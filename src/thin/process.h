@@ -105,6 +105,7 @@ public:
     static constexpr uint64_t kReadAheadFirst = 64 * 1024;
     static constexpr uint64_t kReadAheadMaxRead = 64 * 1024;  // larger reads gain little
     static constexpr unsigned kReadAheadMaxWasted = 3;
+    static constexpr const char* kReadAheadName = "[vessel read-ahead]";
     void settle_read_ahead();
     // After a read of `got` bytes into [buf, buf+count) from `fd`: fills the
     // window when the read looks sequential and small (read(2) calls this).
@@ -160,6 +161,9 @@ private:
     bool read_ahead_neutral(const SyscallArgs& args);
     // Tells the entry code the break, which it answers brk queries with.
     void publish_brk();
+    // Is `va` the start of a window buffer this process mapped (the guest
+    // may have unmapped or replaced it since)?
+    bool is_window(uint64_t va) const;
 
     memory::AddressSpace* as_;
     Sandbox sandbox_;

@@ -625,12 +625,9 @@ void Process::fill_read_ahead(int fd, OpenFile& file, uint64_t buf, uint64_t cou
     // writable now. Any call that changes the memory map settles first.
     const memory::Vma* v = as_->find_vma(buf);
     if (!v || !(v->prot & memory::kProtWrite) || buf + count > v->end) return;
-    if (const memory::Vma* w = as_->find_vma(window_va_);
-        !w || w->start != window_va_ || w->end - w->start != kReadAheadWindow || w->name != "[vessel read-ahead]")
-        window_va_ = 0;  // never mapped, or the guest unmapped it
-    if (!window_va_) {
+    if (!is_window(window_va_)) {  // never mapped, or the guest unmapped it
         auto va = as_->find_free(kReadAheadWindow);
-        if (!va || !as_->map_fixed(*va, kReadAheadWindow, memory::kProtRead | memory::kProtWrite, "[vessel read-ahead]"))
+        if (!va || !as_->map_fixed(*va, kReadAheadWindow, memory::kProtRead | memory::kProtWrite, kReadAheadName))
             return;
         window_va_ = *va;
     }

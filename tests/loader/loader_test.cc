@@ -199,8 +199,11 @@ INSTANTIATE_TEST_SUITE_P(
         SiteCase{"JccXor", std::vector<uint8_t>{0x74, 0x10} + kXorEax + kSys, kJccXorSite},
         SiteCase{"JccXorOtherForm", std::vector<uint8_t>{0x75, 0xf0, 0x33, 0xc0} + kSys, kJccXorSite},
         // Anything else that neither branches nor uses RIP is copied into the stub.
-        SiteCase{"XorAfterANop", kXorEax + kSys, kCopySite},
-        SiteCase{"NumberFromARegister", std::vector<uint8_t>{0x89, 0xf8} + kSys, kCopySite},
+        SiteCase{"XorAfterAPush", std::vector<uint8_t>{0x53} + kXorEax + kSys, kCopySite},
+        SiteCase{"NumberFromARegister", std::vector<uint8_t>{0x53, 0x89, 0xf8} + kSys, kCopySite},
+        // Not across padding or ENDBR64: a function may begin right after them.
+        SiteCase{"AfterPadding", std::vector<uint8_t>{0x89, 0xf8} + kSys, kExitSite},
+        SiteCase{"AfterEndbr64", std::vector<uint8_t>{0xf3, 0x0f, 0x1e, 0xfa, 0x89, 0xf8} + kSys, kExitSite},
         SiteCase{"MovToAnotherRegister", std::vector<uint8_t>{0xb9, 39, 0, 0, 0} + kSys, kCopySite},
         SiteCase{"StoreBelowRsp", kStoreBelowRsp + kSys, kCopySite},
         // What cannot run at another address unchanged stays an exit site.
