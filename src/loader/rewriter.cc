@@ -165,7 +165,16 @@ Result<std::vector<uint64_t>> find_syscalls(std::span<const uint8_t> file, const
     for (const auto& s : image.segments) {
         if (!(s.flags & PF_X)) continue;
         std::span<const uint8_t> code = file.subspan(s.offset, s.filesz);
-        std::vector<uint64_t> targets;  // where direct branches land (segment offsets)
+        // Bytes 0F 05 anywhere (a superset of the syscalls): only branch
+        // targets just before one of them matter, so only those are kept.
+        std::vector<uint64_t> maybe_syscalls;
+        for (uint64_t i = 0; i + 1 < code.size(); ++i)
+            if (code[i] == kSyscall[0] && code[i + 1] == kSyscall[1]) maybe_syscalls.push_back(i);
+        auto near_a_syscall = [&](uint64_t t) {
+            auto c = std::lower_bound(maybe_syscalls.begin(), maybe_syscalls.end(), t > 0 ? t - 1 : 0);
+            return c != maybe_syscalls.end() && *c <= t + kCopyMax + 2;
+        };
+        std::vector<uint64_t> targets;  // where direct branches land near a syscall (segment offsets)
         std::vector<std::pair<uint64_t, uint64_t>> found;  // segment offset, site (kind)
         // The three instructions before, newest first (length 0: did not decode).
         struct Prior {
@@ -181,8 +190,10 @@ Result<std::vector<uint64_t>> find_syscalls(std::span<const uint8_t> file, const
                 prior[0] = prior[1] = prior[2] = {};
                 continue;
             }
-            if ((insn.attributes & ZYDIS_ATTRIB_IS_RELATIVE) && insn.raw.imm[0].is_relative)
-                targets.push_back(pos + insn.length + static_cast<uint64_t>(insn.raw.imm[0].value.s));
+            if ((insn.attributes & ZYDIS_ATTRIB_IS_RELATIVE) && insn.raw.imm[0].is_relative) {
+                const uint64_t t = pos + insn.length + static_cast<uint64_t>(insn.raw.imm[0].value.s);
+                if (near_a_syscall(t)) targets.push_back(t);
+            }
             if (insn.mnemonic == ZYDIS_MNEMONIC_SYSCALL && insn.length == 2 && has_shape(code, pos, kExitSite))
                 found.emplace_back(pos, site_before(code, pos, prior));
             prior[2] = prior[1];
