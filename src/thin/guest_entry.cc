@@ -6,11 +6,8 @@ extern "C" const uint8_t vessel_guest_entry[];
 extern "C" const uint8_t vessel_guest_entry_end[];
 
 namespace vessel::thin {
-namespace {
 
 namespace pte = memory::pte;
-
-}  // namespace
 
 GuestEntry::GuestEntry(memory::GuestMemory& mem, uint64_t shared_gpa, uint64_t counts_gpa)
     : mem_(&mem),
@@ -26,9 +23,9 @@ Result<GuestEntry> GuestEntry::install(memory::AddressSpace& as) {
         uint64_t flags;
         uint64_t gpa = 0;
     } pages[] = {
-        {kGuestEntryVa, pte::kUser},
-        {kGuestSharedVa, pte::kUser | pte::kWrite | pte::kNoExec},
-        {kGuestCountsVa, pte::kUser | pte::kWrite | pte::kNoExec},
+        {kGuestEntryVa, pte::kUser | pte::kAccessed},
+        {kGuestSharedVa, pte::kUser | pte::kWrite | pte::kNoExec | pte::kAccessed | pte::kDirty},
+        {kGuestCountsVa, pte::kUser | pte::kWrite | pte::kNoExec | pte::kAccessed | pte::kDirty},
     };
     memory::GuestMemory& mem = as.memory();
     for (Page& p : pages) {

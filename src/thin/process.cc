@@ -40,6 +40,14 @@ void Process::attach_guest_entry(GuestEntry entry) {
     publish_brk();
 }
 
+uint64_t Process::calls(unsigned nr) const {
+    if (nr >= kMaxSyscall) return 0;
+    uint64_t n = std::atomic_ref<const uint64_t>(counts_[nr]).load(std::memory_order_relaxed);
+    if (entry_ && nr < kGuestCounted)
+        n += std::atomic_ref<const uint64_t>(entry_->counts()[nr]).load(std::memory_order_relaxed);
+    return n;
+}
+
 uint64_t Process::unsupported_calls() const {
     uint64_t n = std::atomic_ref<const uint64_t>(unsupported_).load(std::memory_order_relaxed);
     if (entry_)

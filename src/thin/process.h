@@ -120,7 +120,8 @@ public:
 
     // Counters for metrics: calls per number, and calls answered -ENOSYS.
     // Updated with relaxed atomics so another thread may read them.
-    const std::array<uint64_t, kMaxSyscall>& call_counts() const { return counts_; }
+    // Calls of number `nr`, those the guest-side entry answered included.
+    uint64_t calls(unsigned nr) const;
     // Includes the calls the guest-side entry code answered -ENOSYS itself.
     uint64_t unsupported_calls() const;
     uint64_t io_read_bytes() const { return std::atomic_ref<const uint64_t>(io_read_).load(std::memory_order_relaxed); }

@@ -444,17 +444,8 @@ Metrics ThinVm::metrics() const {
     out.exits_intr = m.exits_intr.load(std::memory_order_relaxed);
     out.exits_other = m.exits_other.load(std::memory_order_relaxed);
     if (m.process) {
-        const auto& counts = m.process->call_counts();
-        for (unsigned nr = 0; nr < counts.size(); ++nr) {
-            uint64_t n = std::atomic_ref<const uint64_t>(counts[nr]).load(std::memory_order_relaxed);
-            if (n) out.syscalls[std::string(thin::syscall_name(nr))] += n;
-        }
-        // Calls the guest-side entry code answered without an exit.
-        if (const auto& entry = m.process->guest_entry())
-            for (unsigned nr = 0; nr < thin::kGuestCounted; ++nr) {
-                uint64_t n = std::atomic_ref<const uint64_t>(entry->counts()[nr]).load(std::memory_order_relaxed);
-                if (n) out.syscalls[std::string(thin::syscall_name(nr))] += n;
-            }
+        for (unsigned nr = 0; nr < thin::kMaxSyscall; ++nr)
+            if (uint64_t n = m.process->calls(nr)) out.syscalls[std::string(thin::syscall_name(nr))] += n;
         out.unsupported_syscalls = m.process->unsupported_calls();
         out.io_read_bytes = m.process->io_read_bytes();
         out.io_write_bytes = m.process->io_write_bytes();
