@@ -48,6 +48,12 @@ vessel_guest_entry:
         je      .Lgid
         cmp     $12, %rax               /* brk */
         je      .Lbrk
+        cmp     $228, %rax              /* clock_gettime */
+        je      .Lclock_gettime
+        cmp     $96, %rax               /* gettimeofday */
+        je      .Lgettimeofday
+        cmp     $201, %rax              /* time */
+        je      .Ltime
         cmp     $273, %rax              /* set_robust_list */
         je      .Lrobust
         cmp     $334, %rax              /* rseq: not supported (the VMM has no handler either) */
@@ -70,6 +76,87 @@ vessel_guest_entry:
         jae     .Lexit
         mov     SH(SH_BRK), %rax
         jmp     .Ldone
+/* The clocks. Only CLOCK_REALTIME and CLOCK_MONOTONIC, only once the VMM
+ * has calibrated the TSC (clk_valid), and only into the stack mapping (the
+ * one range known writable); anything else goes to the VMM, which answers
+ * from the same formula. .Lnow: RCX = the base to add; returns ns in RAX,
+ * clobbers RDX (saved first) and RCX. */
+.Lnow:
+        mov     %rdx, SH(SH_SAVE_RDX)
+        rdtsc
+        shl     $32, %rdx
+        or      %rdx, %rax
+        sub     SH(SH_CLK_TSC), %rax    /* ticks since the base */
+        mulq    SH(SH_CLK_MULT)
+        shrd    $32, %rdx, %rax         /* ns since the base */
+        add     %rcx, %rax
+        mov     SH(SH_SAVE_RDX), %rdx
+        ret
+
+.Lclock_gettime:                        /* clock_gettime(id, ts) */
+        cmpq    $0, SH(SH_CLK_VALID)
+        je      .Lexit
+        cmp     $1, %rdi                /* CLOCK_REALTIME = 0, CLOCK_MONOTONIC = 1 */
+        ja      .Lexit
+        cmp     SH(SH_STACK_LO), %rsi
+        jb      .Lexit
+        lea     16(%rsi), %rcx
+        cmp     SH(SH_STACK_HI), %rcx
+        ja      .Lexit
+        mov     SH(SH_CLK_REAL), %rcx
+        test    %rdi, %rdi
+        jz      1f
+        mov     SH(SH_CLK_MONO), %rcx
+1:      call    .Lnow
+        mov     %rdx, SH(SH_SAVE_RDX)
+        xor     %edx, %edx
+        mov     $1000000000, %rcx
+        div     %rcx                    /* rax = seconds, rdx = nanoseconds */
+        mov     %rax, (%rsi)
+        mov     %rdx, 8(%rsi)
+        mov     SH(SH_SAVE_RDX), %rdx
+        xor     %eax, %eax
+        jmp     .Ldone
+
+.Lgettimeofday:                         /* gettimeofday(tv, NULL) */
+        cmpq    $0, SH(SH_CLK_VALID)
+        je      .Lexit
+        test    %rsi, %rsi              /* a timezone asked for: the VMM fills it */
+        jnz     .Lexit
+        cmp     SH(SH_STACK_LO), %rdi
+        jb      .Lexit
+        lea     16(%rdi), %rcx
+        cmp     SH(SH_STACK_HI), %rcx
+        ja      .Lexit
+        mov     SH(SH_CLK_REAL), %rcx
+        call    .Lnow
+        mov     %rdx, SH(SH_SAVE_RDX)
+        xor     %edx, %edx
+        mov     $1000, %rcx
+        div     %rcx                    /* microseconds */
+        xor     %edx, %edx
+        mov     $1000000, %rcx
+        div     %rcx                    /* rax = seconds, rdx = microseconds */
+        mov     %rax, (%rdi)
+        mov     %rdx, 8(%rdi)
+        mov     SH(SH_SAVE_RDX), %rdx
+        xor     %eax, %eax
+        jmp     .Ldone
+
+.Ltime:                                 /* time(NULL) */
+        cmpq    $0, SH(SH_CLK_VALID)
+        je      .Lexit
+        test    %rdi, %rdi              /* a pointer to store to: the VMM does it */
+        jnz     .Lexit
+        mov     SH(SH_CLK_REAL), %rcx
+        call    .Lnow
+        mov     %rdx, SH(SH_SAVE_RDX)
+        xor     %edx, %edx
+        mov     $1000000000, %rcx
+        div     %rcx
+        mov     SH(SH_SAVE_RDX), %rdx
+        jmp     .Ldone
+
 .Lrobust:                               /* accepted when the size is struct robust_list_head's */
         cmp     $24, %rsi
         jne     .Lexit

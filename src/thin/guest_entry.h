@@ -4,8 +4,10 @@
 //
 // Sites the rewriter sends to a stub (loader/rewriter.h) enter here; the
 // entry code answers getpid/gettid, getuid/geteuid, getgid/getegid,
-// set_robust_list, rseq (-ENOSYS, as the VMM would), brk queries and reads
-// served from a read-ahead window without a VM exit, and sends everything
+// set_robust_list, rseq (-ENOSYS, as the VMM would), brk queries,
+// clock_gettime/gettimeofday/time from a TSC-based clock the VMM keeps in
+// step with the host's, and reads served from a read-ahead window without a
+// VM exit, and sends everything
 // else to the VMM with `out`. The VMM sees the guest's side through
 // GuestShared.
 #pragma once
@@ -34,6 +36,9 @@ struct GuestShared {
     uint64_t save_rdi, save_rsi, save_rsp, save_rcx;
     uint64_t handler;
     uint64_t brk_start, brk;  // written by the VMM only, never read back
+    uint64_t clk_valid, clk_tsc, clk_mult, clk_mono, clk_real;  // likewise
+    uint64_t stack_lo, stack_hi;                                // likewise
+    uint64_t save_rdx;
 };
 static_assert(offsetof(GuestShared, enabled) == SH_ENABLED && offsetof(GuestShared, uid) == SH_UID &&
               offsetof(GuestShared, gid) == SH_GID && offsetof(GuestShared, pid) == SH_PID &&
@@ -43,7 +48,11 @@ static_assert(offsetof(GuestShared, enabled) == SH_ENABLED && offsetof(GuestShar
               offsetof(GuestShared, save_rdi) == SH_SAVE_RDI && offsetof(GuestShared, save_rsi) == SH_SAVE_RSI &&
               offsetof(GuestShared, save_rsp) == SH_SAVE_RSP && offsetof(GuestShared, save_rcx) == SH_SAVE_RCX &&
               offsetof(GuestShared, handler) == SH_HANDLER && offsetof(GuestShared, brk_start) == SH_BRK_START &&
-              offsetof(GuestShared, brk) == SH_BRK);
+              offsetof(GuestShared, brk) == SH_BRK && offsetof(GuestShared, clk_valid) == SH_CLK_VALID &&
+              offsetof(GuestShared, clk_tsc) == SH_CLK_TSC && offsetof(GuestShared, clk_mult) == SH_CLK_MULT &&
+              offsetof(GuestShared, clk_mono) == SH_CLK_MONO && offsetof(GuestShared, clk_real) == SH_CLK_REAL &&
+              offsetof(GuestShared, stack_lo) == SH_STACK_LO && offsetof(GuestShared, stack_hi) == SH_STACK_HI &&
+              offsetof(GuestShared, save_rdx) == SH_SAVE_RDX);
 inline constexpr uint64_t kGuestHandlerPointer = kGuestSharedVa + SH_HANDLER;
 
 inline constexpr uint64_t kNoWindow = ~0ull;  // win_fd when no window is live

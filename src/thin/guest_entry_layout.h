@@ -37,6 +37,14 @@
 #define SH_HANDLER 0x70 /* the entry code's address: stubs jump through it */
 #define SH_BRK_START 0x78 /* the VMM's brk state, published for brk queries */
 #define SH_BRK 0x80
+#define SH_CLK_VALID 0x88 /* the clock: ns = base + ((rdtsc - tsc) * mult) >> 32 */
+#define SH_CLK_TSC 0x90
+#define SH_CLK_MULT 0x98
+#define SH_CLK_MONO 0xa0 /* CLOCK_MONOTONIC base, ns */
+#define SH_CLK_REAL 0xa8 /* CLOCK_REALTIME base, ns since the epoch */
+#define SH_STACK_LO 0xb0 /* the stack mapping, known writable: where clock */
+#define SH_STACK_HI 0xb8 /*   results may be stored without asking */
+#define SH_SAVE_RDX 0xc0
 #define SH_STACK_TOP 0x1000 /* the entry code's stack: the rest of the page */
 
 #endif

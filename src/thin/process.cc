@@ -1,12 +1,15 @@
 #include "thin/process.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <x86intrin.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
+#include <ctime>
 #include <map>
 #include <memory>
 
@@ -36,8 +39,77 @@ void Process::attach_guest_entry(GuestEntry entry) {
     // A restored guest may have a window already: adopt its buffer if it is
     // still the VMA we mapped, so the next fill reuses it.
     if (is_window(s.win_va)) window_va_ = s.win_va;
+    s.clk_valid = 0;  // calibrated afresh in every process: TSCs differ between hosts
     entry_ = std::move(entry);
     publish_brk();
+    publish_stack();
+}
+
+void Process::publish_stack() {
+    if (!entry_) return;
+    const memory::Vma* v = as_->find_vma(memory::AddressSpace::kStackTop - 1);
+    const bool ok = v && v->name == "[stack]" && (v->prot & memory::kProtWrite);
+    entry_->shared().stack_lo = ok ? v->start : 0;
+    entry_->shared().stack_hi = ok ? v->end : 0;
+    entry_->note_shared_write();
+}
+
+namespace {
+
+uint64_t host_ns(clockid_t id) {
+    timespec ts;
+    ::clock_gettime(id, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// (ticks * mult) >> 32, as the entry code's mulq/shrd computes it.
+uint64_t scale(uint64_t ticks, uint64_t mult) {
+    return static_cast<uint64_t>((static_cast<unsigned __int128>(ticks) * mult) >> 32);
+}
+
+}  // namespace
+
+void Process::update_clock() {
+    if (!entry_ || !entry_->shared().enabled) return;
+    const uint64_t tsc = __rdtsc(), mono = host_ns(CLOCK_MONOTONIC), real = host_ns(CLOCK_REALTIME);
+    Clock& c = clock_;
+    if (!c.started) {
+        c = {.started = true, .first_tsc = tsc, .first_mono = mono};
+        return;
+    }
+    if (tsc <= c.first_tsc || mono < c.first_mono + kClockCalibrationNs) return;
+    // The rate over the whole run so far: ns per tick, 32.32 fixed point.
+    const uint64_t mult = static_cast<uint64_t>((static_cast<unsigned __int128>(mono - c.first_mono) << 32) /
+                                                (tsc - c.first_tsc));
+    if (!c.valid) {
+        c.valid = true;
+        c.mono = mono;
+        c.real = real;
+    } else {
+        // Where the published formula has got to. MONOTONIC never goes back:
+        // it carries on from there if the host's clock is behind it.
+        // REALTIME does too, unless the host's clock was set (over 10 ms off).
+        const uint64_t at = tsc > c.tsc ? tsc - c.tsc : 0;
+        const uint64_t pm = c.mono + scale(at, c.mult), pr = c.real + scale(at, c.mult);
+        c.mono = std::max(pm, mono);
+        const uint64_t off = real > pr ? real - pr : pr - real;
+        c.real = off > 10'000'000 ? real : std::max(pr, real);
+    }
+    c.tsc = tsc;
+    c.mult = mult;
+    GuestShared& s = entry_->shared();
+    s.clk_tsc = c.tsc;
+    s.clk_mult = c.mult;
+    s.clk_mono = c.mono;
+    s.clk_real = c.real;
+    s.clk_valid = 1;
+    entry_->note_shared_write();
+}
+
+std::optional<uint64_t> Process::clock_ns(bool realtime) {
+    update_clock();
+    if (!clock_.valid) return std::nullopt;
+    return realtime ? clock_.real : clock_.mono;
 }
 
 uint64_t Process::calls(unsigned nr) const {
@@ -225,6 +297,15 @@ int64_t Process::handle(const SyscallArgs& args) {
         result = -ENOSYS;
     }
     if (args.nr == SYS_brk) publish_brk();
+    switch (args.nr) {
+        case SYS_mmap:
+        case SYS_munmap:
+        case SYS_mprotect:
+        case SYS_mremap:
+        case SYS_brk: publish_stack(); break;
+        default: break;
+    }
+    update_clock();  // after the call: a sleep has moved the host's clocks on
     if (options_.trace) trace_syscall(options_.trace_out, *this, args, result);
     return result;
 }

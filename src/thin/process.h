@@ -107,6 +107,14 @@ public:
     static constexpr unsigned kReadAheadMaxWasted = 3;
     static constexpr const char* kReadAheadName = "[vessel read-ahead]";
     void settle_read_ahead();
+    // The clock the entry code answers clock_gettime, gettimeofday and time
+    // from: CLOCK_MONOTONIC and CLOCK_REALTIME extrapolated from the TSC.
+    // Calibrated over the first kClockCalibrationNs of the run, re-based on
+    // the host's clocks at every exit, never stepping MONOTONIC backwards.
+    // The VMM's own clock calls answer from it too (nullopt: not calibrated
+    // yet, use the host's clocks), so the two sources agree.
+    static constexpr uint64_t kClockCalibrationNs = 20'000'000;
+    std::optional<uint64_t> clock_ns(bool realtime);
     // After a read of `got` bytes into [buf, buf+count) from `fd`: fills the
     // window when the read looks sequential and small (read(2) calls this).
     void fill_read_ahead(int fd, OpenFile& file, uint64_t buf, uint64_t count, int64_t got);
@@ -165,6 +173,9 @@ private:
     // Is `va` the start of a window buffer this process mapped (the guest
     // may have unmapped or replaced it since)?
     bool is_window(uint64_t va) const;
+    // Tells the entry code where the stack mapping is (after the memory map
+    // changed): the range it may store clock results into.
+    void publish_stack();
 
     memory::AddressSpace* as_;
     Sandbox sandbox_;
@@ -186,6 +197,12 @@ private:
     std::optional<GuestEntry> entry_;
     uint64_t window_va_ = 0;  // the read-ahead buffer, mapped on first use
     uint64_t window_size_ = kReadAheadFirst;
+    struct Clock {
+        bool started = false, valid = false;
+        uint64_t first_tsc = 0, first_mono = 0;  // calibration start
+        uint64_t tsc = 0, mult = 0, mono = 0, real = 0;  // the formula's base, as published
+    } clock_;
+    void update_clock();
     unsigned windows_wasted_ = 0;
 };
 

@@ -1,4 +1,7 @@
-// Clocks and sleeps, answered from the host's clocks.
+// Clocks and sleeps, answered from the host's clocks. CLOCK_REALTIME and
+// CLOCK_MONOTONIC (and gettimeofday and time) come from the clock the
+// guest-side entry shares once it is calibrated (Process::clock_ns), so a
+// value served here never disagrees with one the guest computed itself.
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <time.h>
@@ -25,10 +28,24 @@ bool clock_ok(uint64_t id) {
     }
 }
 
+timespec to_timespec(uint64_t ns) {
+    return {static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+}
+
+// The host's clock `id`, or the shared clock for the two it keeps.
+int host_or_shared(Process& p, clockid_t id, timespec& ts) {
+    if (id == CLOCK_REALTIME || id == CLOCK_MONOTONIC)
+        if (auto ns = p.clock_ns(id == CLOCK_REALTIME)) {
+            ts = to_timespec(*ns);
+            return 0;
+        }
+    return ::clock_gettime(id, &ts) < 0 ? -errno : 0;
+}
+
 int64_t sys_clock_gettime(Process& p, const SyscallArgs& a) {
     if (!clock_ok(a.a[0])) return -EINVAL;
     timespec ts;
-    if (::clock_gettime(static_cast<clockid_t>(a.a[0]), &ts) < 0) return -errno;
+    if (int r = host_or_shared(p, static_cast<clockid_t>(a.a[0]), ts); r < 0) return r;
     return p.mem().write_obj(a.a[1], ts) ? 0 : -EFAULT;
 }
 
@@ -40,8 +57,9 @@ int64_t sys_clock_getres(Process& p, const SyscallArgs& a) {
 }
 
 int64_t sys_gettimeofday(Process& p, const SyscallArgs& a) {
-    timeval tv;
-    ::gettimeofday(&tv, nullptr);
+    timespec ts;
+    (void)host_or_shared(p, CLOCK_REALTIME, ts);
+    timeval tv{ts.tv_sec, ts.tv_nsec / 1000};
     if (a.a[0] && !p.mem().write_obj(a.a[0], tv)) return -EFAULT;
     if (a.a[1]) {
         struct timezone tz{};
@@ -51,7 +69,9 @@ int64_t sys_gettimeofday(Process& p, const SyscallArgs& a) {
 }
 
 int64_t sys_time(Process& p, const SyscallArgs& a) {
-    int64_t t = ::time(nullptr);
+    timespec ts;
+    (void)host_or_shared(p, CLOCK_REALTIME, ts);
+    int64_t t = ts.tv_sec;
     if (a.a[0] && !p.mem().write_obj(a.a[0], t)) return -EFAULT;
     return t;
 }

@@ -110,6 +110,14 @@ TEST_P(GuestProgram, Time) {
     expect_passed(run_vessel({}, {p}), "vessel");
 }
 
+// Clocks read often: most answered in the guest from the TSC, the rest by
+// the VMM; never backwards, the two sources in agreement (tests/guest/clocks.c).
+TEST_P(GuestProgram, Clocks) {
+    std::string p = prog("clocks");
+    expect_passed(run({p}), "native");
+    expect_passed(run_vessel({}, {p, "vessel"}, with_timeout(60)), "vessel");
+}
+
 TEST_P(GuestProgram, Process) {
     std::string p = prog("process");
     std::string uid = std::to_string(::getuid()), gid = std::to_string(::getgid());
