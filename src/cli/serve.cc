@@ -1,9 +1,12 @@
 // Running a thin VM in the foreground of the `vessel` process.
 #include <cstdio>
+#include <cstdlib>
+#include <string_view>
 
 #include "api/vm_routes.h"
 #include "base/detached_exit.h"
 #include "cli/commands.h"
+#include "vmm/confine.h"
 #include "vmm/exit_status.h"
 #include "vmm/thin_vm.h"
 
@@ -20,6 +23,11 @@ Result<std::unique_ptr<api::Server>> serve_control_api(const std::string& api_so
 void serve_thin_vm(std::unique_ptr<vmm::ThinVm> vm, const std::string& api_socket) {
     auto server = serve_control_api(api_socket, *vm);
     if (!server) std::exit(die(server.error().message, kExitHostError));
+    // From here on the process only serves its guest: confine it
+    // (VESSEL_SECCOMP=off leaves it unconfined, for debugging).
+    const char* seccomp = std::getenv("VESSEL_SECCOMP");
+    if (!(seccomp && std::string_view(seccomp) == "off"))
+        if (auto r = vmm::confine_thin_vmm(); !r) std::exit(die(r.error().message, kExitHostError));
     auto outcome = vm->run();
     // The socket disappears with the VM; a client polling it sees the end.
     if (*server) (*server)->stop();

@@ -1,0 +1,65 @@
+#include "vmm/seccomp_rules.h"
+
+#include <sched.h>
+#include <sys/ioctl.h>
+
+#include <cerrno>
+#include <initializer_list>
+
+namespace vessel::vmm {
+namespace {
+
+// What a running thin VMM calls, by name (names this libseccomp or kernel
+// does not know are skipped). Kept in groups; tests/integration checks the
+// whole suite under the filter.
+constexpr const char* kAllowed[] = {
+    // descriptors and file data
+    "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2", "pwritev2",
+    "lseek", "close", "close_range", "fcntl", "dup", "dup2", "dup3", "pipe2", "ioctl", "sendfile",
+    "copy_file_range", "fsync", "fdatasync", "ftruncate", "fallocate",
+    // the file system, always relative to descriptors the sandbox opened
+    "openat", "openat2", "open", "fstat", "newfstatat", "stat", "lstat", "statx", "fstatfs", "statfs",
+    "getdents64", "readlinkat", "readlink", "faccessat", "faccessat2", "access", "mkdirat", "mkdir",
+    "unlinkat", "unlink", "rmdir", "renameat", "renameat2", "rename", "linkat", "symlinkat", "fchmod",
+    "fchmodat", "fchmodat2", "fchown", "fchownat", "utimensat", "umask", "getcwd",
+    // memory
+    "mmap", "munmap", "mprotect", "mremap", "madvise", "brk", "mincore", "memfd_create", "msync",
+    // threads, signals, exit
+    "futex", "set_robust_list", "get_robust_list", "rseq", "set_tid_address", "sched_yield",
+    "sched_getaffinity", "getpid", "gettid", "getppid", "getuid", "geteuid", "getgid", "getegid", "tgkill",
+    "tkill", "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigtimedwait", "sigaltstack", "exit",
+    "exit_group", "arch_prctl",
+    // time, randomness, identity
+    "clock_gettime", "clock_getres", "clock_nanosleep", "nanosleep", "gettimeofday", "time", "getrandom",
+    "uname", "sysinfo", "prlimit64", "getrlimit", "getrusage",
+    // waiting, and the control API's connections (its socket exists already)
+    "poll", "ppoll", "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "eventfd2", "accept4",
+    "accept", "recvfrom", "sendto", "recvmsg", "sendmsg", "shutdown", "getsockopt", "setsockopt",
+    "getsockname", "getpeername",
+};
+
+}  // namespace
+
+bool add_tty_rules(scmp_filter_ctx ctx) {
+    // The command is an unsigned int: compare its low 32 bits only.
+    for (unsigned long cmd : {TIOCSTI, TIOCLINUX})
+        if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(ioctl), 1,
+                             SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, cmd)) != 0)
+            return false;
+    return true;
+}
+
+bool add_allowlist_rules(scmp_filter_ctx ctx) {
+    for (const char* name : kAllowed) {
+        int nr = seccomp_syscall_resolve_name(name);
+        if (nr == __NR_SCMP_ERROR) continue;  // unknown to this libseccomp: nothing to allow
+        if (int r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0); r != 0 && r != -EEXIST) return false;
+    }
+    // Threads and the detached teardown share the address space; nothing
+    // else may be cloned (no fork). clone3 passes its flags in memory,
+    // where a filter cannot look: make libc fall back to clone.
+    return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1, SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_VM, CLONE_VM)) == 0 &&
+           seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0) == 0;
+}
+
+}  // namespace vessel::vmm
