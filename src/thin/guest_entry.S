@@ -79,10 +79,11 @@ vessel_guest_entry:
 /* The clocks. Only CLOCK_REALTIME and CLOCK_MONOTONIC, only once the VMM
  * has calibrated the TSC (clk_valid), and only into the stack mapping (the
  * one range known writable); anything else goes to the VMM, which answers
- * from the same formula. .Lnow: RCX = the base to add; returns ns in RAX,
- * clobbers RDX (saved first) and RCX. */
+ * from the same formula. */
+
+/* .Lnow: RCX = the base to add. Returns RAX = seconds, RDX = nanoseconds;
+ * clobbers RCX. */
 .Lnow:
-        mov     %rdx, SH(SH_SAVE_RDX)
         rdtsc
         shl     $32, %rdx
         or      %rdx, %rax
@@ -90,28 +91,36 @@ vessel_guest_entry:
         mulq    SH(SH_CLK_MULT)
         shrd    $32, %rdx, %rax         /* ns since the base */
         add     %rcx, %rax
-        mov     SH(SH_SAVE_RDX), %rdx
+        xor     %edx, %edx
+        mov     $1000000000, %rcx
+        div     %rcx
         ret
+
+/* .Lon_stack16: is [RCX, RCX+16) inside the stack mapping? ZF set if so;
+ * clobbers RCX. */
+.Lon_stack16:
+        cmp     SH(SH_STACK_LO), %rcx
+        jb      1f
+        add     $16, %rcx
+        cmp     SH(SH_STACK_HI), %rcx
+        ja      1f
+        cmp     %rcx, %rcx
+1:      ret                             /* after jb/ja: ZF clear */
 
 .Lclock_gettime:                        /* clock_gettime(id, ts) */
         cmpq    $0, SH(SH_CLK_VALID)
         je      .Lexit
         cmp     $1, %rdi                /* CLOCK_REALTIME = 0, CLOCK_MONOTONIC = 1 */
         ja      .Lexit
-        cmp     SH(SH_STACK_LO), %rsi
-        jb      .Lexit
-        lea     16(%rsi), %rcx
-        cmp     SH(SH_STACK_HI), %rcx
-        ja      .Lexit
+        mov     %rsi, %rcx
+        call    .Lon_stack16
+        jne     .Lexit
+        mov     %rdx, SH(SH_SAVE_RDX)
         mov     SH(SH_CLK_REAL), %rcx
         test    %rdi, %rdi
         jz      1f
         mov     SH(SH_CLK_MONO), %rcx
 1:      call    .Lnow
-        mov     %rdx, SH(SH_SAVE_RDX)
-        xor     %edx, %edx
-        mov     $1000000000, %rcx
-        div     %rcx                    /* rax = seconds, rdx = nanoseconds */
         mov     %rax, (%rsi)
         mov     %rdx, 8(%rsi)
         mov     SH(SH_SAVE_RDX), %rdx
@@ -123,22 +132,18 @@ vessel_guest_entry:
         je      .Lexit
         test    %rsi, %rsi              /* a timezone asked for: the VMM fills it */
         jnz     .Lexit
-        cmp     SH(SH_STACK_LO), %rdi
-        jb      .Lexit
-        lea     16(%rdi), %rcx
-        cmp     SH(SH_STACK_HI), %rcx
-        ja      .Lexit
+        mov     %rdi, %rcx
+        call    .Lon_stack16
+        jne     .Lexit
+        mov     %rdx, SH(SH_SAVE_RDX)
         mov     SH(SH_CLK_REAL), %rcx
         call    .Lnow
-        mov     %rdx, SH(SH_SAVE_RDX)
+        mov     %rax, (%rdi)
+        mov     %rdx, %rax
         xor     %edx, %edx
         mov     $1000, %rcx
         div     %rcx                    /* microseconds */
-        xor     %edx, %edx
-        mov     $1000000, %rcx
-        div     %rcx                    /* rax = seconds, rdx = microseconds */
-        mov     %rax, (%rdi)
-        mov     %rdx, 8(%rdi)
+        mov     %rax, 8(%rdi)
         mov     SH(SH_SAVE_RDX), %rdx
         xor     %eax, %eax
         jmp     .Ldone
@@ -148,12 +153,9 @@ vessel_guest_entry:
         je      .Lexit
         test    %rdi, %rdi              /* a pointer to store to: the VMM does it */
         jnz     .Lexit
+        mov     %rdx, SH(SH_SAVE_RDX)
         mov     SH(SH_CLK_REAL), %rcx
         call    .Lnow
-        mov     %rdx, SH(SH_SAVE_RDX)
-        xor     %edx, %edx
-        mov     $1000000000, %rcx
-        div     %rcx
         mov     SH(SH_SAVE_RDX), %rdx
         jmp     .Ldone
 
