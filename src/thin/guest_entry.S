@@ -54,6 +54,10 @@ vessel_guest_entry:
         je      .Lgettimeofday
         cmp     $201, %rax              /* time */
         je      .Ltime
+        cmp     $158, %rax              /* arch_prctl */
+        je      .Larch_prctl
+        cmp     $218, %rax              /* set_tid_address */
+        je      .Ltid_address
         cmp     $273, %rax              /* set_robust_list */
         je      .Lrobust
         cmp     $334, %rax              /* rseq: not supported (the VMM has no handler either) */
@@ -159,6 +163,21 @@ vessel_guest_entry:
         mov     SH(SH_SAVE_RDX), %rdx
         jmp     .Ldone
 
+.Larch_prctl:                           /* ARCH_SET_FS to a user address, as the VMM would */
+        cmpq    $0, SH(SH_FSGSBASE)
+        je      .Lexit
+        cmp     $0x1002, %rdi           /* ARCH_SET_FS */
+        jne     .Lexit
+        movabs  $0x800000000000, %rcx   /* the VMM answers EPERM at and above */
+        cmp     %rcx, %rsi
+        jae     .Lexit
+        wrfsbase %rsi
+        xor     %eax, %eax
+        jmp     .Ldone
+.Ltid_address:                          /* set_tid_address(ptr): the pid */
+        mov     %rdi, SH(SH_TID_ADDRESS)
+        mov     SH(SH_PID), %rax
+        jmp     .Ldone
 .Lrobust:                               /* accepted when the size is struct robust_list_head's */
         cmp     $24, %rsi
         jne     .Lexit

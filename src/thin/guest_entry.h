@@ -4,7 +4,8 @@
 //
 // Sites the rewriter sends to a stub (loader/rewriter.h) enter here; the
 // entry code answers getpid/gettid, getuid/geteuid, getgid/getegid,
-// set_robust_list, rseq (-ENOSYS, as the VMM would), brk queries,
+// set_robust_list, set_tid_address, arch_prctl(ARCH_SET_FS) (with
+// wrfsbase), rseq (-ENOSYS, as the VMM would), brk queries,
 // clock_gettime/gettimeofday/time from a TSC-based clock the VMM keeps in
 // step with the host's, and reads served from a read-ahead window without a
 // VM exit, and sends everything
@@ -39,6 +40,8 @@ struct GuestShared {
     uint64_t clk_valid, clk_tsc, clk_mult, clk_mono, clk_real;  // likewise
     uint64_t stack_lo, stack_hi;                                // likewise
     uint64_t save_rdx;
+    uint64_t fsgsbase;     // written by the VMM only
+    uint64_t tid_address;  // the guest's clear_child_tid: any value is valid
 };
 static_assert(offsetof(GuestShared, enabled) == SH_ENABLED && offsetof(GuestShared, uid) == SH_UID &&
               offsetof(GuestShared, gid) == SH_GID && offsetof(GuestShared, pid) == SH_PID &&
@@ -52,7 +55,8 @@ static_assert(offsetof(GuestShared, enabled) == SH_ENABLED && offsetof(GuestShar
               offsetof(GuestShared, clk_tsc) == SH_CLK_TSC && offsetof(GuestShared, clk_mult) == SH_CLK_MULT &&
               offsetof(GuestShared, clk_mono) == SH_CLK_MONO && offsetof(GuestShared, clk_real) == SH_CLK_REAL &&
               offsetof(GuestShared, stack_lo) == SH_STACK_LO && offsetof(GuestShared, stack_hi) == SH_STACK_HI &&
-              offsetof(GuestShared, save_rdx) == SH_SAVE_RDX);
+              offsetof(GuestShared, save_rdx) == SH_SAVE_RDX && offsetof(GuestShared, fsgsbase) == SH_FSGSBASE &&
+              offsetof(GuestShared, tid_address) == SH_TID_ADDRESS);
 inline constexpr uint64_t kGuestHandlerPointer = kGuestSharedVa + SH_HANDLER;
 
 inline constexpr uint64_t kNoWindow = ~0ull;  // win_fd when no window is live

@@ -40,9 +40,20 @@ void Process::attach_guest_entry(GuestEntry entry) {
     // still the VMA we mapped, so the next fill reuses it.
     if (is_window(s.win_va)) window_va_ = s.win_va;
     s.clk_valid = 0;  // calibrated afresh in every process: TSCs differ between hosts
+    s.fsgsbase = options_.fsgsbase ? 1 : 0;
+    s.tid_address = clear_child_tid_;
     entry_ = std::move(entry);
     publish_brk();
     publish_stack();
+}
+
+uint64_t Process::clear_child_tid() const { return entry_ ? entry_->shared().tid_address : clear_child_tid_; }
+
+void Process::set_clear_child_tid(uint64_t address) {
+    clear_child_tid_ = address;
+    if (!entry_) return;
+    entry_->shared().tid_address = address;
+    entry_->note_shared_write();
 }
 
 void Process::publish_stack() {
@@ -210,7 +221,7 @@ Result<ProcessSnapshot> Process::capture() const {
     s.brk_start = brk_start_;
     s.brk = brk_;
     s.umask = umask_;
-    s.clear_child_tid = clear_child_tid_;
+    s.clear_child_tid = clear_child_tid();
     s.signal_mask = signal_mask_;
     s.sigactions = sigactions_;
     s.sigaltstack = sigaltstack_;
@@ -246,7 +257,7 @@ Result<> Process::restore(const ProcessSnapshot& s) {
     brk_ = s.brk;
     publish_brk();
     umask_ = s.umask & 0777;
-    clear_child_tid_ = s.clear_child_tid;
+    set_clear_child_tid(s.clear_child_tid);
     signal_mask_ = s.signal_mask;
     sigactions_ = s.sigactions;
     sigaltstack_ = s.sigaltstack;

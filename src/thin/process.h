@@ -68,6 +68,7 @@ struct ProcessSnapshot {
 
 struct ProcessOptions {
     bool trace = false;
+    bool fsgsbase = false;  // CR4.FSGSBASE is on: the guest may set FS itself
     std::FILE* trace_out = stderr;
     uint32_t uid = 0, gid = 0;
 };
@@ -151,7 +152,9 @@ public:
     uint64_t& brk() { return brk_; }
     uint64_t brk_start() const { return brk_start_; }
     unsigned& umask() { return umask_; }
-    uint64_t& clear_child_tid() { return clear_child_tid_; }
+    // set_tid_address's pointer; the guest-side entry may have taken it.
+    uint64_t clear_child_tid() const;
+    void set_clear_child_tid(uint64_t address);
     uint64_t& signal_mask() { return signal_mask_; }
     std::array<kernel_sigaction_t, 64>& sigactions() { return sigactions_; }
     std::array<uint64_t, 4>& sigaltstack() { return sigaltstack_; }

@@ -32,7 +32,7 @@ int64_t sys_getuid(Process& p, const SyscallArgs&) { return p.options().uid; }
 int64_t sys_getgid(Process& p, const SyscallArgs&) { return p.options().gid; }
 
 int64_t sys_set_tid_address(Process& p, const SyscallArgs& a) {
-    p.clear_child_tid() = a.a[0];
+    p.set_clear_child_tid(a.a[0]);
     return kGuestPid;
 }
 

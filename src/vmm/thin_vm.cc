@@ -24,6 +24,8 @@ namespace {
 
 namespace x86 = arch::x86;
 
+constexpr uint64_t kHwcap2Fsgsbase = 1 << 1;  // Linux's HWCAP2_FSGSBASE
+
 // The loader's stubs jump through the pointer the guest entry pages hold.
 static_assert(loader::kGuestHandlerPointer == thin::kGuestHandlerPointer);
 
@@ -125,6 +127,9 @@ void ThinVm::Impl::finish_setup(thin::Sandbox sandbox) {
     opts.trace = config.trace_syscalls;
     opts.uid = ::getuid();
     opts.gid = ::getgid();
+    // Set at creation when the CPU has it (and kept by a snapshot's sregs).
+    auto sregs = vcpu->get_sregs();
+    opts.fsgsbase = sregs && (sregs->cr4 & arch::x86::cr4::kFSGSBASE);
     process = std::make_unique<thin::Process>(*as, std::move(sandbox), *this, opts);
     if (auto entry = thin::GuestEntry::find(*as)) process->attach_guest_entry(std::move(*entry));
     runner = std::make_unique<cpu::VcpuRunner>(*vcpu);
@@ -219,6 +224,9 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     spec.stack_size = std::min<uint64_t>(8ull << 20, config.mem_size / 8);
     spec.image_gpa = *image_gpa;
     spec.hwcap = x86::hwcap(*cpuid);
+    // User-mode RDFSBASE/WRFSBASE, as Linux allows them since 5.9.
+    const bool fsgsbase = x86::has_fsgsbase(*cpuid);
+    if (fsgsbase) spec.hwcap2 |= kHwcap2Fsgsbase;
     spec.uid = spec.euid = ::getuid();
     spec.gid = spec.egid = ::getgid();
     if (::getrandom(spec.random, sizeof spec.random, 0) != sizeof spec.random) return fail_errno("getrandom");
@@ -236,6 +244,7 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
                                   .tss_base = kTssAddr,
                                   .tss_limit = kTssLimit,
                                   .user_mode = true});
+    if (fsgsbase) sregs->cr4 |= x86::cr4::kFSGSBASE;
     if (auto r = m.vcpu->set_sregs(*sregs); !r) return std::unexpected(r.error());
     // XCR0: everything KVM supports (x87/SSE/AVX/AVX-512...), so glibc's
     // feature selection sees the state it expects.

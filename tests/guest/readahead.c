@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -183,6 +184,21 @@ static void registers(const char* path) {
     CHECK(RAW1(SYS_brk, 0) == cur + 8192);
     CHECK(RAW1(SYS_brk, cur) == cur);
     CHECK(RAW1(SYS_brk, 0) == cur);
+    /* set_tid_address answers the thread id, the pid of a one-thread process. */
+    static int tid_word;
+    CHECK(RAW1(SYS_set_tid_address, &tid_word) == getpid());
+    /* User-mode FS base access where the kernel allows it (HWCAP2_FSGSBASE),
+     * agreeing with arch_prctl; set through arch_prctl, read back both ways. */
+    if (getauxval(AT_HWCAP2) & 2) {
+        unsigned long fs, via_prctl = 0, after;
+        __asm__ volatile("rdfsbase %0" : "=r"(fs));
+        CHECK(RAW2(SYS_arch_prctl, 0x1003 /* ARCH_GET_FS */, &via_prctl) == 0 && via_prctl == fs);
+        CHECK(RAW2(SYS_arch_prctl, 0x1002 /* ARCH_SET_FS */, fs + 64) == 0);
+        __asm__ volatile("rdfsbase %0" : "=r"(after));
+        CHECK(RAW2(SYS_arch_prctl, 0x1003, &via_prctl) == 0 && via_prctl == fs + 64);
+        CHECK(RAW2(SYS_arch_prctl, 0x1002, fs) == 0); /* back, before libc needs its TLS */
+        CHECK(after == fs + 64);
+    }
     static long robust_head[3];
     CHECK(RAW2(SYS_set_robust_list, robust_head, 24) == 0);
     CHECK(RAW2(SYS_set_robust_list, robust_head, 23) == -EINVAL);

@@ -80,6 +80,12 @@ uint64_t supported_xcr0(const std::vector<kvm_cpuid_entry2>& cpuid) {
     return 0x3;  // x87 + SSE
 }
 
+bool has_fsgsbase(const std::vector<kvm_cpuid_entry2>& cpuid) {
+    for (const auto& e : cpuid)
+        if (e.function == 7 && e.index == 0) return e.ebx & 1;
+    return false;
+}
+
 uint32_t hwcap(const std::vector<kvm_cpuid_entry2>& cpuid) {
     for (const auto& e : cpuid)
         if (e.function == 1) return e.edx;

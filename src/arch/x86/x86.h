@@ -60,6 +60,8 @@ void setup_long_mode(kvm_sregs& sregs, const LongModeLayout& layout);
 uint64_t supported_xcr0(const std::vector<kvm_cpuid_entry2>& cpuid);
 
 // CPUID leaf 1 EDX, as Linux passes it in AT_HWCAP.
+// CPUID.(7,0):EBX[0]: RDFSBASE/WRFSBASE and friends exist (CR4.FSGSBASE).
+bool has_fsgsbase(const std::vector<kvm_cpuid_entry2>& cpuid);
 uint32_t hwcap(const std::vector<kvm_cpuid_entry2>& cpuid);
 
 }  // namespace vessel::arch::x86
