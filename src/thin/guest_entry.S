@@ -60,7 +60,11 @@ vessel_guest_entry:
         je      .Ltid_address
         cmp     $273, %rax              /* set_robust_list */
         je      .Lrobust
+        cmp     $302, %rax              /* prlimit64 */
+        je      .Lprlimit
         cmp     $334, %rax              /* rseq: not supported (the VMM has no handler either) */
+        je      .Lnosys
+        cmp     $157, %rax              /* prctl: likewise */
         je      .Lnosys
 .Lexit:
         popfq
@@ -177,6 +181,22 @@ vessel_guest_entry:
 .Ltid_address:                          /* set_tid_address(ptr): the pid */
         mov     %rdi, SH(SH_TID_ADDRESS)
         mov     SH(SH_PID), %rax
+        jmp     .Ldone
+.Lprlimit:                              /* prlimit64(0 or 1, RLIMIT_STACK, NULL, old): a read */
+        cmp     $1, %rdi
+        ja      .Lexit
+        cmp     $3, %rsi                /* RLIMIT_STACK */
+        jne     .Lexit
+        test    %rdx, %rdx              /* a new limit: the VMM checks it */
+        jnz     .Lexit
+        mov     %r10, %rcx
+        call    .Lon_stack16
+        jne     .Lexit
+        mov     SH(SH_RLIM_STACK_CUR), %rcx
+        mov     %rcx, (%r10)
+        mov     SH(SH_RLIM_STACK_MAX), %rcx
+        mov     %rcx, 8(%r10)
+        xor     %eax, %eax
         jmp     .Ldone
 .Lrobust:                               /* accepted when the size is struct robust_list_head's */
         cmp     $24, %rsi

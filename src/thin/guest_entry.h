@@ -5,7 +5,8 @@
 // Sites the rewriter sends to a stub (loader/rewriter.h) enter here; the
 // entry code answers getpid/gettid, getuid/geteuid, getgid/getegid,
 // set_robust_list, set_tid_address, arch_prctl(ARCH_SET_FS) (with
-// wrfsbase), rseq (-ENOSYS, as the VMM would), brk queries,
+// wrfsbase), prlimit64 reads of RLIMIT_STACK, rseq and prctl (-ENOSYS, as
+// the VMM would), brk queries,
 // clock_gettime/gettimeofday/time from a TSC-based clock the VMM keeps in
 // step with the host's, and reads served from a read-ahead window without a
 // VM exit, and sends everything
@@ -42,6 +43,7 @@ struct GuestShared {
     uint64_t save_rdx;
     uint64_t fsgsbase;     // written by the VMM only
     uint64_t tid_address;  // the guest's clear_child_tid: any value is valid
+    uint64_t rlim_stack_cur, rlim_stack_max;  // written by the VMM only
 };
 static_assert(offsetof(GuestShared, enabled) == SH_ENABLED && offsetof(GuestShared, uid) == SH_UID &&
               offsetof(GuestShared, gid) == SH_GID && offsetof(GuestShared, pid) == SH_PID &&
@@ -56,7 +58,9 @@ static_assert(offsetof(GuestShared, enabled) == SH_ENABLED && offsetof(GuestShar
               offsetof(GuestShared, clk_mono) == SH_CLK_MONO && offsetof(GuestShared, clk_real) == SH_CLK_REAL &&
               offsetof(GuestShared, stack_lo) == SH_STACK_LO && offsetof(GuestShared, stack_hi) == SH_STACK_HI &&
               offsetof(GuestShared, save_rdx) == SH_SAVE_RDX && offsetof(GuestShared, fsgsbase) == SH_FSGSBASE &&
-              offsetof(GuestShared, tid_address) == SH_TID_ADDRESS);
+              offsetof(GuestShared, tid_address) == SH_TID_ADDRESS &&
+              offsetof(GuestShared, rlim_stack_cur) == SH_RLIM_STACK_CUR &&
+              offsetof(GuestShared, rlim_stack_max) == SH_RLIM_STACK_MAX);
 inline constexpr uint64_t kGuestHandlerPointer = kGuestSharedVa + SH_HANDLER;
 
 inline constexpr uint64_t kNoWindow = ~0ull;  // win_fd when no window is live

@@ -47,6 +47,8 @@
 #define SH_SAVE_RDX 0xc0
 #define SH_FSGSBASE 0xc8 /* 1: CR4.FSGSBASE is on, wrfsbase serves ARCH_SET_FS */
 #define SH_TID_ADDRESS 0xd0 /* set_tid_address's pointer (the guest's to set) */
+#define SH_RLIM_STACK_CUR 0xd8 /* RLIMIT_STACK as the VMM answers it */
+#define SH_RLIM_STACK_MAX 0xe0
 #define SH_STACK_TOP 0x1000 /* the entry code's stack: the rest of the page */
 
 #endif

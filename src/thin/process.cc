@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <x86intrin.h>
 #include <sys/syscall.h>
@@ -42,6 +43,8 @@ void Process::attach_guest_entry(GuestEntry entry) {
     s.clk_valid = 0;  // calibrated afresh in every process: TSCs differ between hosts
     s.fsgsbase = options_.fsgsbase ? 1 : 0;
     s.tid_address = clear_child_tid_;
+    s.rlim_stack_cur = guest_rlimit(RLIMIT_STACK).cur;
+    s.rlim_stack_max = guest_rlimit(RLIMIT_STACK).max;
     entry_ = std::move(entry);
     publish_brk();
     publish_stack();

@@ -21,6 +21,12 @@ namespace vessel::thin {
 // The guest's pid and tid (a thin guest is one single-threaded process).
 inline constexpr int64_t kGuestPid = 1;
 
+// The limits a guest sees for `resource` (sys_process.cc): {cur, max}.
+struct Rlimit {
+    uint64_t cur, max;
+};
+Rlimit guest_rlimit(unsigned resource);
+
 // The kernel's struct sigaction layout on x86-64.
 struct kernel_sigaction_t {
     uint64_t handler;

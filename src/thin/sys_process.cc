@@ -117,11 +117,8 @@ int64_t sys_uname(Process& p, const SyscallArgs& a) {
     return p.mem().write_obj(a.a[0], u) ? 0 : -EFAULT;
 }
 
-struct Limit {
-    uint64_t cur, max;
-};
 
-Limit default_limit(unsigned resource) {
+Rlimit default_limit(unsigned resource) {
     switch (resource) {
         case RLIMIT_STACK: return {8ull << 20, RLIM_INFINITY};
         case RLIMIT_NOFILE: return {FdTable::kMaxFds, FdTable::kMaxFds};
@@ -137,9 +134,9 @@ Limit default_limit(unsigned resource) {
 int64_t sys_prlimit64(Process& p, const SyscallArgs& a) {
     if (a.a[0] != 0 && static_cast<int64_t>(a.a[0]) != kGuestPid) return -ESRCH;
     if (a.a[1] >= RLIM_NLIMITS) return -EINVAL;
-    Limit l = default_limit(static_cast<unsigned>(a.a[1]));
+    Rlimit l = default_limit(static_cast<unsigned>(a.a[1]));
     if (a.a[2]) {
-        Limit want;
+        Rlimit want;
         if (!p.mem().read_obj(a.a[2], want)) return -EFAULT;
         if (want.cur > want.max) return -EINVAL;
         if (want.max > l.max) return -EPERM;
@@ -151,7 +148,7 @@ int64_t sys_prlimit64(Process& p, const SyscallArgs& a) {
 
 int64_t sys_getrlimit(Process& p, const SyscallArgs& a) {
     if (a.a[0] >= RLIM_NLIMITS) return -EINVAL;
-    Limit l = default_limit(static_cast<unsigned>(a.a[0]));
+    Rlimit l = default_limit(static_cast<unsigned>(a.a[0]));
     return p.mem().write_obj(a.a[1], l) ? 0 : -EFAULT;
 }
 
@@ -211,6 +208,8 @@ int64_t sys_sysinfo(Process& p, const SyscallArgs& a) {
 }
 
 }  // namespace
+
+Rlimit guest_rlimit(unsigned resource) { return default_limit(resource); }
 
 void register_process_syscalls(SyscallTable& t) {
     t.add(SYS_exit, "exit", "i", sys_exit);

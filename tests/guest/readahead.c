@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -199,6 +200,14 @@ static void registers(const char* path) {
         CHECK(RAW2(SYS_arch_prctl, 0x1002, fs) == 0); /* back, before libc needs its TLS */
         CHECK(after == fs + 64);
     }
+    /* prlimit64 reads of RLIMIT_STACK: into the stack (answered in the
+     * guest) and elsewhere (by the VMM), the same. */
+    struct rlimit on_stack;
+    static struct rlimit elsewhere;
+    CHECK(RAW4(SYS_prlimit64, 0, RLIMIT_STACK, 0, &on_stack) == 0);
+    CHECK(RAW4(SYS_prlimit64, 0, RLIMIT_STACK, 0, &elsewhere) == 0);
+    CHECK(on_stack.rlim_cur == elsewhere.rlim_cur && on_stack.rlim_max == elsewhere.rlim_max);
+    CHECK(RAW4(SYS_prlimit64, 0, RLIMIT_STACK, 0, 8) == -EFAULT);
     static long robust_head[3];
     CHECK(RAW2(SYS_set_robust_list, robust_head, 24) == 0);
     CHECK(RAW2(SYS_set_robust_list, robust_head, 23) == -EINVAL);
