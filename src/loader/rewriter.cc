@@ -407,9 +407,8 @@ std::optional<CachedImage> open_cached_image(const RewriteCache& cache, const Fi
 }
 
 void store_cached_image(const RewriteCache& cache, const FileIdentity& identity, std::span<const uint8_t> file,
-                        const ElfImage& image, const std::vector<uint64_t>& sites) {
+                        const ElfImage& image, const std::vector<uint64_t>& sites, std::span<const uint8_t> stubs) {
     if (cache.dir().empty() || file.size() != identity.size || !make_dirs(cache.dir())) return;
-    const std::vector<uint8_t> stubs = build_stubs(file, image, sites);
     std::vector<uint8_t> buf(kImageHeaderSize + file.size() + stubs.size());
     ImageHeader h{};
     std::memcpy(h.magic, kImageMagic, 8);

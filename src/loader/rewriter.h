@@ -114,8 +114,9 @@ struct CachedImage {
 std::optional<CachedImage> open_cached_image(const RewriteCache& cache, const FileIdentity& identity);
 // Writes KEY.img: `file` with `offsets` rewritten (file offsets from
 // syscall_sites()). A failure only means the next start rewrites again.
+// `stubs`: build_stubs() of the same sites.
 void store_cached_image(const RewriteCache& cache, const FileIdentity& identity, std::span<const uint8_t> file,
-                        const ElfImage& image, const std::vector<uint64_t>& sites);
+                        const ElfImage& image, const std::vector<uint64_t>& sites, std::span<const uint8_t> stubs);
 
 // find_syscalls() through the cache: by file identity first, then by content
 // hash, then by decoding (and storing under both keys). `cache_hit`

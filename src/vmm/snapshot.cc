@@ -16,6 +16,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "arch/x86/x86.h"
 #include "state/format.h"
 #include "vmm/exit_status.h"
 #include "vmm/snapshot_dir.h"
@@ -284,7 +285,7 @@ Result<std::unique_ptr<ThinVm>> ThinVm::restore(const std::string& dir, const st
     if (auto res = apply_vcpu(*m.vcpu, *vcpu_state); !res) return wrap(newest.dir, res.error());
     m.timer.mark("vcpu state");
 
-    m.finish_setup(std::move(*sandbox));
+    m.finish_setup(std::move(*sandbox), vcpu_state->sregs.cr4 & arch::x86::cr4::kFSGSBASE);
     if (auto res = m.process->restore(*ps); !res) return std::unexpected(res.error());
     m.restored_from = newest.dir;
     m.last_snapshot = newest.dir;

@@ -122,14 +122,12 @@ Result<std::vector<kvm_cpuid_entry2>> ThinVm::Impl::create_vcpu() {
     return fresh;
 }
 
-void ThinVm::Impl::finish_setup(thin::Sandbox sandbox) {
+void ThinVm::Impl::finish_setup(thin::Sandbox sandbox, bool fsgsbase) {
     thin::ProcessOptions opts;
     opts.trace = config.trace_syscalls;
     opts.uid = ::getuid();
     opts.gid = ::getgid();
-    // Set at creation when the CPU has it (and kept by a snapshot's sregs).
-    auto sregs = vcpu->get_sregs();
-    opts.fsgsbase = sregs && (sregs->cr4 & arch::x86::cr4::kFSGSBASE);
+    opts.fsgsbase = fsgsbase;
     process = std::make_unique<thin::Process>(*as, std::move(sandbox), *this, opts);
     if (auto entry = thin::GuestEntry::find(*as)) process->attach_guest_entry(std::move(*entry));
     runner = std::make_unique<cpu::VcpuRunner>(*vcpu);
@@ -213,7 +211,7 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
         sites = std::move(*found);
         m.stats.syscall_sites = sites.size();
         stubs = loader::build_stubs(bytes, *image, sites);
-        loader::store_cached_image(cache, identity, bytes, *image, sites);
+        loader::store_cached_image(cache, identity, bytes, *image, sites, stubs);
     }
     m.timer.mark("rewrite sites");
 
@@ -260,7 +258,7 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     if (auto r = m.vcpu->set_regs(regs); !r) return std::unexpected(r.error());
     m.timer.mark("vcpu state");
 
-    m.finish_setup(std::move(*sandbox));
+    m.finish_setup(std::move(*sandbox), fsgsbase);
     m.process->set_brk_start(loaded->brk_start);
     m.process->attach_stdio();
     return self;

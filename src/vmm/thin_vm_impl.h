@@ -70,7 +70,8 @@ struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
     Result<std::vector<kvm_cpuid_entry2>> create_vcpu();
     // open_kvm, register_memory and create_vcpu. Returns the vCPU's CPUID.
     Result<std::vector<kvm_cpuid_entry2>> create_kvm_vm();
-    void finish_setup(thin::Sandbox sandbox);
+    // `fsgsbase`: the vCPU runs with CR4.FSGSBASE (the guest may set FS itself).
+    void finish_setup(thin::Sandbox sandbox, bool fsgsbase);
 
     // --- thin::CpuAccess ---
     bool set_segment_base(kvm_segment kvm_sregs::*seg, uint64_t base);

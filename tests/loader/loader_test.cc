@@ -378,7 +378,7 @@ TEST_F(Cache, RewrittenImageRoundTripsAndDamageIsAMiss) {
     FileIdentity id{.dev = 1, .ino = 2, .size = f.size(), .mtime_ns = 3, .ctime_ns = 4};
     EXPECT_FALSE(open_cached_image(cache, id).has_value());
     auto sites = find_syscalls(f, *img).value();
-    store_cached_image(cache, id, f, *img, sites);
+    store_cached_image(cache, id, f, *img, sites, build_stubs(f, *img, sites));
     auto cached = open_cached_image(cache, id);
     ASSERT_TRUE(cached.has_value());
     EXPECT_EQ(cached->sites, 1u);
@@ -398,7 +398,7 @@ TEST_F(Cache, RewrittenImageRoundTripsAndDamageIsAMiss) {
     // Any damage to the header, or a body of the wrong length, misses.
     const std::string path = dir_ + "/" + id.key() + ".img";
     for (off_t at : {0, 8, 16, 24, 32, 39}) {
-        store_cached_image(cache, id, f, *img, sites);
+        store_cached_image(cache, id, f, *img, sites, build_stubs(f, *img, sites));
         int fd = ::open(path.c_str(), O_RDWR);
         ASSERT_GE(fd, 0);
         uint8_t byte = 0;
@@ -408,7 +408,7 @@ TEST_F(Cache, RewrittenImageRoundTripsAndDamageIsAMiss) {
         ::close(fd);
         EXPECT_FALSE(open_cached_image(cache, id).has_value()) << "byte " << at;
     }
-    store_cached_image(cache, id, f, *img, sites);
+    store_cached_image(cache, id, f, *img, sites, build_stubs(f, *img, sites));
     ASSERT_EQ(::truncate(path.c_str(), static_cast<off_t>(kImageHeaderSize + f.size() + 4095)), 0);
     EXPECT_FALSE(open_cached_image(cache, id).has_value());  // a stub page cut short
 }
