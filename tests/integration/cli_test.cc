@@ -381,6 +381,23 @@ TEST(CpuidCache, AnImplausibleTableIsRewritten) {
     EXPECT_TRUE(plausible(now));
 }
 
+// `vessel` is a static PIE: no dynamic loader on the cold-start path
+// (no PT_INTERP), and still position-independent (ET_DYN) for ASLR.
+TEST(VesselBinary, IsAStaticPie) {
+    const std::string elf = read_file(vessel_path());
+    Elf64_Ehdr eh{};
+    ASSERT_GE(elf.size(), sizeof eh);
+    std::memcpy(&eh, elf.data(), sizeof eh);
+    EXPECT_EQ(eh.e_type, ET_DYN) << "not position-independent: the VMM would lose ASLR";
+    ASSERT_EQ(eh.e_phentsize, sizeof(Elf64_Phdr));
+    ASSERT_LE(eh.e_phoff + uint64_t{eh.e_phnum} * sizeof(Elf64_Phdr), elf.size());
+    for (unsigned i = 0; i < eh.e_phnum; ++i) {
+        Elf64_Phdr ph{};
+        std::memcpy(&ph, elf.data() + eh.e_phoff + i * sizeof ph, sizeof ph);
+        EXPECT_NE(ph.p_type, PT_INTERP) << "dynamically linked: ld.so runs at every start";
+    }
+}
+
 TEST(RewriteCache, UnusableCacheDirectoryStillRuns) {
     REQUIRE_KVM();
     RunOptions o;
