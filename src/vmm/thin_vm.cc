@@ -120,12 +120,16 @@ Result<std::vector<kvm_cpuid_entry2>> ThinVm::Impl::create_vcpu() {
     vcpu = std::make_unique<kvm::Vcpu>(std::move(*v));
     std::string path = cpuid_cache_path();
     std::vector<kvm_cpuid_entry2> cpuid = cached_cpuid(path);
-    if (!cpuid.empty() && vcpu->set_cpuid(cpuid)) return cpuid;
+    if (!cpuid.empty()) {
+        x86::add_host_fsgsbase(cpuid);
+        if (vcpu->set_cpuid(cpuid)) return cpuid;
+    }
     auto fresh = system->supported_cpuid();
     if (!fresh) return std::unexpected(fresh.error());
-    if (auto r = vcpu->set_cpuid(*fresh); !r) return std::unexpected(r.error());
-    if (!path.empty() && make_dirs(cache_dir()))
+    if (!path.empty() && make_dirs(cache_dir()))  // KVM's own table: the host may change
         write_file_atomic(path, fresh->data(), fresh->size() * sizeof(kvm_cpuid_entry2));
+    x86::add_host_fsgsbase(*fresh);
+    if (auto r = vcpu->set_cpuid(*fresh); !r) return std::unexpected(r.error());
     return fresh;
 }
 
@@ -229,8 +233,23 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     spec.stack_size = std::min<uint64_t>(8ull << 20, config.mem_size / 8);
     spec.image_gpa = *image_gpa;
     spec.hwcap = x86::hwcap(*cpuid);
-    // User-mode RDFSBASE/WRFSBASE, as Linux allows them since 5.9.
-    const bool fsgsbase = x86::has_fsgsbase(*cpuid);
+    // User-mode RDFSBASE/WRFSBASE, as Linux allows them since 5.9, where
+    // KVM takes CR4.FSGSBASE.
+    auto sregs = m.vcpu->get_sregs();
+    if (!sregs) return std::unexpected(sregs.error());
+    x86::setup_long_mode(*sregs, {.cr3 = m.as->tables().root(),
+                                  .gdt_base = kGdtAddr,
+                                  .tss_base = kTssAddr,
+                                  .tss_limit = kTssLimit,
+                                  .user_mode = true});
+    bool fsgsbase = false;
+    if (x86::has_fsgsbase(*cpuid)) {
+        sregs->cr4 |= x86::cr4::kFSGSBASE;
+        fsgsbase = m.vcpu->set_sregs(*sregs).has_value();
+        if (!fsgsbase) sregs->cr4 &= ~x86::cr4::kFSGSBASE;
+    }
+    if (!fsgsbase)
+        if (auto r = m.vcpu->set_sregs(*sregs); !r) return std::unexpected(r.error());
     if (fsgsbase) spec.hwcap2 |= kHwcap2Fsgsbase;
     spec.uid = spec.euid = ::getuid();
     spec.gid = spec.egid = ::getgid();
@@ -242,15 +261,6 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     }
     m.timer.mark("load program");
 
-    auto sregs = m.vcpu->get_sregs();
-    if (!sregs) return std::unexpected(sregs.error());
-    x86::setup_long_mode(*sregs, {.cr3 = m.as->tables().root(),
-                                  .gdt_base = kGdtAddr,
-                                  .tss_base = kTssAddr,
-                                  .tss_limit = kTssLimit,
-                                  .user_mode = true});
-    if (fsgsbase) sregs->cr4 |= x86::cr4::kFSGSBASE;
-    if (auto r = m.vcpu->set_sregs(*sregs); !r) return std::unexpected(r.error());
     // XCR0: everything KVM supports (x87/SSE/AVX/AVX-512...), so glibc's
     // feature selection sees the state it expects.
     kvm_xcrs xcrs{};

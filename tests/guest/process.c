@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/auxv.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/sysinfo.h>
@@ -118,6 +119,10 @@ static void thread_pointer(void) {
     CHECK(RAW2(SYS_arch_prctl, ARCH_SET_FS, 0xffff800000000000ull) == -EPERM);
     uint64_t check = 0;
     CHECK(RAW2(SYS_arch_prctl, ARCH_GET_FS, &check) == 0 && check == orig);
+    /* User-mode RDFSBASE/WRFSBASE are offered as the host offers them
+     * (HOST_HWCAP2: the host's AT_HWCAP2, given by the test). */
+    const char* host = getenv("HOST_HWCAP2");
+    if (host) CHECK((getauxval(AT_HWCAP2) & 2) == (strtoul(host, NULL, 0) & 2));
 }
 
 static void limits_and_info(int vessel) {

@@ -3,6 +3,7 @@
 // inside `vessel run`.
 #include <fcntl.h>
 #include <pty.h>
+#include <sys/auxv.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -122,7 +123,8 @@ TEST_P(GuestProgram, Process) {
     std::string p = prog("process");
     std::string uid = std::to_string(::getuid()), gid = std::to_string(::getgid());
     expect_passed(run({p, uid, gid}), "native");
-    expect_passed(run_vessel({}, {p, uid, gid, "vessel"}), "vessel");
+    const std::string hwcap2 = "HOST_HWCAP2=" + std::to_string(::getauxval(AT_HWCAP2));
+    expect_passed(run_vessel({"--env", hwcap2}, {p, uid, gid, "vessel"}), "vessel");
 }
 
 TEST_P(GuestProgram, ExitStatusIsTheProgramsOwn) {

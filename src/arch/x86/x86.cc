@@ -1,5 +1,7 @@
 #include "arch/x86/x86.h"
 
+#include <sys/auxv.h>
+
 namespace vessel::arch::x86 {
 namespace {
 
@@ -84,6 +86,13 @@ bool has_fsgsbase(const std::vector<kvm_cpuid_entry2>& cpuid) {
     for (const auto& e : cpuid)
         if (e.function == 7 && e.index == 0) return e.ebx & 1;
     return false;
+}
+
+void add_host_fsgsbase(std::vector<kvm_cpuid_entry2>& cpuid) {
+    constexpr unsigned long kHwcap2Fsgsbase = 1 << 1;
+    if (!(::getauxval(AT_HWCAP2) & kHwcap2Fsgsbase)) return;
+    for (auto& e : cpuid)
+        if (e.function == 7 && e.index == 0) e.ebx |= 1;
 }
 
 uint32_t hwcap(const std::vector<kvm_cpuid_entry2>& cpuid) {
