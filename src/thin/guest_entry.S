@@ -81,8 +81,13 @@ vessel_guest_entry:
         jmp     .Ldone
 .Lbrk:                                  /* a query (below the heap's start) returns the break */
         cmp     SH(SH_BRK_START), %rdi
-        jae     .Lexit
-        mov     SH(SH_BRK), %rax
+        jb      1f
+        cmp     SH(SH_BRK), %rdi        /* a shrink: the VMM frees the pages */
+        jb      .Lexit
+        cmp     SH(SH_BRK_LIMIT), %rdi  /* past the mapped heap: the VMM maps more */
+        ja      .Lexit
+        mov     %rdi, SH(SH_BRK)        /* growth into pages mapped ahead (still zero) */
+1:      mov     SH(SH_BRK), %rax
         jmp     .Ldone
 /* The clocks. Only CLOCK_REALTIME and CLOCK_MONOTONIC, only once the VMM
  * has calibrated the TSC (clk_valid), and only into the stack mapping (the

@@ -6,7 +6,8 @@
 // entry code answers getpid/gettid, getuid/geteuid, getgid/getegid,
 // set_robust_list, set_tid_address, arch_prctl(ARCH_SET_FS) (with
 // wrfsbase), prlimit64 reads of RLIMIT_STACK, rseq and prctl (-ENOSYS, as
-// the VMM would), brk queries,
+// the VMM would), brk queries and brk growth into heap pages the VMM has
+// mapped ahead,
 // clock_gettime/gettimeofday/time from a TSC-based clock the VMM keeps in
 // step with the host's, and reads served from a read-ahead window without a
 // VM exit, and sends everything
@@ -37,13 +38,15 @@ struct GuestShared {
     uint64_t safe_lo, safe_hi;
     uint64_t save_rdi, save_rsi, save_rsp, save_rcx;
     uint64_t handler;
-    uint64_t brk_start, brk;  // written by the VMM only, never read back
+    uint64_t brk_start;  // written by the VMM only, never read back
+    uint64_t brk;        // moved by the guest within the mapped heap; the VMM checks it
     uint64_t clk_valid, clk_tsc, clk_mult, clk_mono, clk_real;  // likewise
     uint64_t stack_lo, stack_hi;                                // likewise
     uint64_t save_rdx;
     uint64_t fsgsbase;     // written by the VMM only
     uint64_t tid_address;  // the guest's clear_child_tid: any value is valid
     uint64_t rlim_stack_cur, rlim_stack_max;  // written by the VMM only
+    uint64_t brk_limit;                       // likewise
 };
 static_assert(offsetof(GuestShared, enabled) == SH_ENABLED && offsetof(GuestShared, uid) == SH_UID &&
               offsetof(GuestShared, gid) == SH_GID && offsetof(GuestShared, pid) == SH_PID &&
@@ -60,7 +63,8 @@ static_assert(offsetof(GuestShared, enabled) == SH_ENABLED && offsetof(GuestShar
               offsetof(GuestShared, save_rdx) == SH_SAVE_RDX && offsetof(GuestShared, fsgsbase) == SH_FSGSBASE &&
               offsetof(GuestShared, tid_address) == SH_TID_ADDRESS &&
               offsetof(GuestShared, rlim_stack_cur) == SH_RLIM_STACK_CUR &&
-              offsetof(GuestShared, rlim_stack_max) == SH_RLIM_STACK_MAX);
+              offsetof(GuestShared, rlim_stack_max) == SH_RLIM_STACK_MAX &&
+              offsetof(GuestShared, brk_limit) == SH_BRK_LIMIT);
 inline constexpr uint64_t kGuestHandlerPointer = kGuestSharedVa + SH_HANDLER;
 
 inline constexpr uint64_t kNoWindow = ~0ull;  // win_fd when no window is live

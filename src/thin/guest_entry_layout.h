@@ -35,8 +35,8 @@
 #define SH_SAVE_RSP 0x60
 #define SH_SAVE_RCX 0x68
 #define SH_HANDLER 0x70 /* the entry code's address: stubs jump through it */
-#define SH_BRK_START 0x78 /* the VMM's brk state, published for brk queries */
-#define SH_BRK 0x80
+#define SH_BRK_START 0x78 /* the heap: brk queries are answered from SH_BRK, */
+#define SH_BRK 0x80       /*   and the guest may move SH_BRK up to SH_BRK_LIMIT, */
 #define SH_CLK_VALID 0x88 /* the clock: ns = base + ((rdtsc - tsc) * mult) >> 32 */
 #define SH_CLK_TSC 0x90
 #define SH_CLK_MULT 0x98
@@ -49,6 +49,7 @@
 #define SH_TID_ADDRESS 0xd0 /* set_tid_address's pointer (the guest's to set) */
 #define SH_RLIM_STACK_CUR 0xd8 /* RLIMIT_STACK as the VMM answers it */
 #define SH_RLIM_STACK_MAX 0xe0
+#define SH_BRK_LIMIT 0xe8 /*   the end of the heap pages mapped already */
 #define SH_STACK_TOP 0x1000 /* the entry code's stack: the rest of the page */
 
 #endif

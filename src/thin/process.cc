@@ -152,7 +152,22 @@ void Process::publish_brk() {
     if (!entry_) return;
     entry_->shared().brk_start = brk_start_;
     entry_->shared().brk = brk_;
+    entry_->shared().brk_limit = heap_end_;
     entry_->note_shared_write();
+}
+
+uint64_t Process::guest_brk() const {
+    if (!entry_) return brk_;
+    const uint64_t v = std::atomic_ref<const uint64_t>(entry_->shared().brk).load(std::memory_order_relaxed);
+    return v >= brk_ && v <= heap_end_ ? v : brk_;
+}
+
+void Process::refresh_heap_end() {
+    uint64_t end = memory::page_align_up(brk_);
+    for (const memory::Vma* v; (v = as_->find_vma(end)) && v->name == "[heap]" &&
+                                (v->prot & memory::kProtWrite) && (v->prot & memory::kProtRead);)
+        end = v->end;
+    heap_end_ = end;
 }
 
 bool Process::read_ahead_neutral(const SyscallArgs& a) {
@@ -222,7 +237,7 @@ Result<ProcessSnapshot> Process::capture() const {
     ProcessSnapshot s;
     s.cwd = cwd_;
     s.brk_start = brk_start_;
-    s.brk = brk_;
+    s.brk = guest_brk();
     s.umask = umask_;
     s.clear_child_tid = clear_child_tid();
     s.signal_mask = signal_mask_;
@@ -258,6 +273,7 @@ Result<> Process::restore(const ProcessSnapshot& s) {
     cwd_ = s.cwd;
     brk_start_ = s.brk_start;
     brk_ = s.brk;
+    refresh_heap_end();
     publish_brk();
     umask_ = s.umask & 0777;
     set_clear_child_tid(s.clear_child_tid);
@@ -301,6 +317,7 @@ int64_t Process::handle(const SyscallArgs& args) {
     const SyscallInfo* info = syscall_table().find(args.nr);
     int64_t result;
     if (entry_ && !read_ahead_neutral(args)) settle_read_ahead();
+    brk_ = guest_brk();
     auto bump = [](uint64_t& c) { std::atomic_ref<uint64_t>(c).fetch_add(1, std::memory_order_relaxed); };
     if (info && info->handler) {
         bump(counts_[args.nr]);
@@ -310,13 +327,17 @@ int64_t Process::handle(const SyscallArgs& args) {
         bump(unsupported_);
         result = -ENOSYS;
     }
-    if (args.nr == SYS_brk) publish_brk();
     switch (args.nr) {
         case SYS_mmap:
         case SYS_munmap:
         case SYS_mprotect:
         case SYS_mremap:
-        case SYS_brk: publish_stack(); break;
+            refresh_heap_end();
+            [[fallthrough]];
+        case SYS_brk:
+            publish_brk();
+            publish_stack();
+            break;
         default: break;
     }
     update_clock();  // after the call: a sleep has moved the host's clocks on

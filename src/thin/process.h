@@ -90,6 +90,7 @@ public:
     int exit_status() const { return exit_status_; }
     void set_brk_start(uint64_t start) {
         brk_start_ = brk_ = start;
+        heap_end_ = memory::page_align_up(start);
         publish_brk();
     }
     // Connects guest fds 0-2 to the host's.
@@ -157,6 +158,10 @@ public:
     std::string& cwd() { return cwd_; }
     uint64_t& brk() { return brk_; }
     uint64_t brk_start() const { return brk_start_; }
+    // The end of the heap pages mapped (page-aligned, at or above the
+    // break): sys_brk maps ahead of the break, and the entry code grows the
+    // break into those pages without an exit.
+    uint64_t& heap_end() { return heap_end_; }
     unsigned& umask() { return umask_; }
     // set_tid_address's pointer; the guest-side entry may have taken it.
     uint64_t clear_child_tid() const;
@@ -177,8 +182,16 @@ private:
     // True for calls that cannot observe a window: they neither use a file
     // offset, nor write a regular file, nor change the memory map.
     bool read_ahead_neutral(const SyscallArgs& args);
-    // Tells the entry code the break, which it answers brk queries with.
+    // Tells the entry code the break and the heap's mapped end: it answers
+    // brk queries, and growth up to that end, without an exit.
     void publish_brk();
+    // The break, with the entry code's growth taken in when it is within
+    // the heap mapped (anything else is the guest's scribble, ignored).
+    uint64_t guest_brk() const;
+    // Recomputes heap_end_ after the memory map changed: the run of
+    // writable "[heap]" pages from the break up (the guest may have
+    // unmapped or replaced some of those mapped ahead).
+    void refresh_heap_end();
     // Is `va` the start of a window buffer this process mapped (the guest
     // may have unmapped or replaced it since)?
     bool is_window(uint64_t va) const;
@@ -192,7 +205,7 @@ private:
     ProcessOptions options_;
     FdTable fds_;
     std::string cwd_ = "/";
-    uint64_t brk_start_ = 0, brk_ = 0;
+    uint64_t brk_start_ = 0, brk_ = 0, heap_end_ = 0;
     unsigned umask_ = 022;
     uint64_t clear_child_tid_ = 0;
     uint64_t signal_mask_ = 0;

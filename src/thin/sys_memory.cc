@@ -22,21 +22,48 @@ int prot_bits(uint64_t prot) { return static_cast<int>(prot & (PROT_READ | PROT_
 // Page-rounded length, or 0 when it would overflow the user range.
 uint64_t round_len(uint64_t len) { return len == 0 || len > kUserEnd ? 0 : page_align_up(len); }
 
+// Heap pages sys_brk maps past the break, so that the entry code can grow
+// the break into them without an exit (glibc's malloc grows it by 132 KiB
+// and more at a time). They are fresh pages, zero as Linux's would be,
+// unless the guest wrote past its own break.
+constexpr uint64_t kHeapAhead = 256 * 1024;
+
+// Is [va, va + len) free for the heap: no mapping, nor pages the VMM maps
+// without a VMA (the entry pages)?
+bool heap_room(Process& p, uint64_t va, uint64_t len) {
+    if (va > kUserEnd || len > kUserEnd - va) return false;
+    for (uint64_t a = va; a < va + len; a += kPageSize)
+        if (p.as().find_vma(a) || p.as().is_mapped(a, kPageSize)) return false;
+    return true;
+}
+
+// Maps heap pages from heap_end up to `top`, and kHeapAhead past it where
+// the room is free; false when `top` cannot be reached (another mapping in
+// the way, as Linux refuses, or guest memory exhausted).
+bool grow_heap(Process& p, uint64_t top) {
+    const uint64_t end = p.heap_end();
+    if (!heap_room(p, end, top - end)) return false;
+    uint64_t ahead = top + kHeapAhead;
+    if (!heap_room(p, top, kHeapAhead) || !p.as().map_fixed(end, ahead - end, PROT_READ | PROT_WRITE, "[heap]")) {
+        ahead = top;
+        if (!p.as().map_fixed(end, top - end, PROT_READ | PROT_WRITE, "[heap]")) return false;
+    }
+    p.heap_end() = ahead;
+    return true;
+}
+
 int64_t sys_brk(Process& p, const SyscallArgs& a) {
     uint64_t want = a.a[0];
     uint64_t cur = p.brk();
     if (want < p.brk_start() || want >= kUserEnd) return static_cast<int64_t>(cur);
-    uint64_t old_top = page_align_up(cur), new_top = page_align_up(want);
-    if (new_top > old_top) {
-        if (!p.as().find_vma(old_top) && p.as().is_mapped(old_top, new_top - old_top))
-            return static_cast<int64_t>(cur);
-        // Refuse to grow into another mapping, as Linux does.
-        for (uint64_t va = old_top; va < new_top; va += kPageSize)
-            if (p.as().find_vma(va)) return static_cast<int64_t>(cur);
-        if (!p.as().map_fixed(old_top, new_top - old_top, PROT_READ | PROT_WRITE, "[heap]"))
-            return static_cast<int64_t>(cur);
-    } else if (new_top < old_top) {
-        (void)p.as().unmap(new_top, old_top - new_top);
+    const uint64_t top = page_align_up(want);
+    if (top > p.heap_end()) {
+        if (!grow_heap(p, top)) return static_cast<int64_t>(cur);
+    } else if (top < page_align_up(cur)) {
+        // Linux frees the pages above the new break. Those mapped ahead go
+        // too, so whatever grows the break again gets zero pages.
+        (void)p.as().unmap(top, p.heap_end() - top);
+        p.heap_end() = top;
     }
     p.brk() = want;
     return static_cast<int64_t>(want);

@@ -7,7 +7,8 @@
  *            crash, status 139)
  *   bounds   a window longer than the buffer, a position past its end, and
  *            one for a closed descriptor: the VMM drops them and offsets
- *            stay right (exit 0, "0 failed")
+ *            stay right; a break and a heap limit out of range: the VMM
+ *            keeps its own (exit 0, "0 failed")
  *   handler  the entry code's address replaced by 0: the next call through
  *            a stub jumps to NULL (the guest's own crash, status 139)
  * In no case may the VMM itself fail. */
@@ -70,6 +71,25 @@ int main(int argc, char** argv) {
         CHECK(read(fd, buf, 16) == 16 && memcmp(buf, data + 300, 16) == 0);
         *field(SH_ENABLED) = 12345;
         CHECK(getuid() == (uid_t)*field(SH_UID));
+        /* A wild break and a wild limit fool only the entry code: the VMM
+         * keeps its own break and publishes it again. */
+        *field(SH_ENABLED) = 0; /* every call to the VMM, which answers from its own break */
+        uintptr_t b = (uintptr_t)syscall(SYS_brk, 0) + 1;
+        CHECK((uintptr_t)syscall(SYS_brk, b) == b); /* it maps heap pages past the break */
+        *field(SH_BRK) = 1ull << 60;
+        CHECK((uintptr_t)syscall(SYS_brk, 1) == b);
+        *field(SH_BRK) = b + 4096; /* within the heap mapped: taken as the guest's growth */
+        CHECK((uintptr_t)syscall(SYS_brk, 1) == b + 4096);
+        *field(SH_ENABLED) = 1;
+        *field(SH_BRK) = 1ull << 60;
+        *field(SH_BRK_LIMIT) = ~0ull;
+        CHECK((uintptr_t)syscall(SYS_brk, b) == b); /* below SH_BRK: to the VMM */
+        CHECK((uintptr_t)syscall(SYS_brk, 0) == b);
+        *field(SH_BRK) = 0x10000; /* below the break: ignored as well */
+        CHECK((uintptr_t)syscall(SYS_brk, b + 100) == b + 100);
+        CHECK((uintptr_t)syscall(SYS_brk, b + 8192) == b + 8192);
+        ((volatile char*)b)[8191] = 1; /* mapped */
+        CHECK((uintptr_t)syscall(SYS_brk, b) == b);
         close(fd);
         unlink(path);
         return finish("hostile_entry bounds");

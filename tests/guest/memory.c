@@ -17,6 +17,34 @@ static void heap(void) {
     CHECK(((unsigned char*)cur)[want - cur - 1] == 0x5a);
     CHECK((uintptr_t)syscall(SYS_brk, cur) == cur);     /* shrink */
     CHECK((uintptr_t)syscall(SYS_brk, 1) == cur);       /* below the start: refused */
+    /* Growth in small steps (inside vessel, into heap pages mapped ahead,
+     * without an exit): every new byte is zero, and queries agree. */
+    uintptr_t b = cur;
+    int zero = 1;
+    for (int i = 0; i < 40; ++i) {
+        uintptr_t next = b + 1000 + 777 * i;
+        CHECK((uintptr_t)syscall(SYS_brk, next) == next);
+        CHECK((uintptr_t)syscall(SYS_brk, 0) == next);
+        for (uintptr_t q = b; q < next; ++q) zero &= *(volatile unsigned char*)q == 0;
+        memset((void*)b, 0xc3, next - b);
+        b = next;
+    }
+    CHECK(zero);
+    /* A shrink frees the pages above the new break: grown again, in steps
+     * or at once, they read as zero. */
+    CHECK((uintptr_t)syscall(SYS_brk, cur) == cur);
+    uintptr_t first_page = (cur + 4095) & ~(uintptr_t)4095;
+    CHECK((uintptr_t)syscall(SYS_brk, cur + 5000) == cur + 5000);
+    CHECK((uintptr_t)syscall(SYS_brk, b) == b);
+    zero = 1;
+    for (uintptr_t q = first_page; q < b; ++q) zero &= *(volatile unsigned char*)q == 0;
+    CHECK(zero);
+    /* Past any lookahead: 8 MiB more, in one step, usable at its far end. */
+    uintptr_t far = b + (8u << 20);
+    CHECK((uintptr_t)syscall(SYS_brk, far) == far);
+    CHECK(((volatile unsigned char*)far)[-1] == 0);
+    ((volatile unsigned char*)far)[-1] = 7;
+    CHECK((uintptr_t)syscall(SYS_brk, cur) == cur);
     void* m = malloc(1 << 20);                           /* libc's heap still works */
     CHECK(m != NULL);
     memset(m, 1, 1 << 20);
