@@ -156,6 +156,13 @@ void Process::publish_brk() {
     entry_->note_shared_write();
 }
 
+void Process::set_brk_start(uint64_t start) {
+    brk_start_ = brk_ = start;
+    heap_end_ = memory::page_align_up(start);
+    (void)grow_heap(*this, heap_end_);  // best effort: sys_brk maps what it needs
+    publish_brk();
+}
+
 uint64_t Process::guest_brk() const {
     if (!entry_) return brk_;
     const uint64_t v = std::atomic_ref<const uint64_t>(entry_->shared().brk).load(std::memory_order_relaxed);

@@ -88,11 +88,9 @@ public:
 
     bool exited() const { return exited_; }
     int exit_status() const { return exit_status_; }
-    void set_brk_start(uint64_t start) {
-        brk_start_ = brk_ = start;
-        heap_end_ = memory::page_align_up(start);
-        publish_brk();
-    }
+    // Starts the heap at `start`, with pages mapped ahead of it (the first
+    // growth then needs no exit either).
+    void set_brk_start(uint64_t start);
     // Connects guest fds 0-2 to the host's.
     void attach_stdio();
     // Lets the guest's entry code answer calls without an exit (see
@@ -230,5 +228,10 @@ private:
 
 // Writes the strace-style line for one call.
 void trace_syscall(std::FILE* out, Process& p, const SyscallArgs& args, int64_t result);
+
+// Maps heap pages from p.heap_end() up to `top`, and more past it where the
+// room is free (sys_memory.cc); false when `top` cannot be reached: another
+// mapping in the way (as Linux refuses), or guest memory exhausted.
+bool grow_heap(Process& p, uint64_t top);
 
 }  // namespace vessel::thin

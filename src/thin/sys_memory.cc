@@ -22,12 +22,6 @@ int prot_bits(uint64_t prot) { return static_cast<int>(prot & (PROT_READ | PROT_
 // Page-rounded length, or 0 when it would overflow the user range.
 uint64_t round_len(uint64_t len) { return len == 0 || len > kUserEnd ? 0 : page_align_up(len); }
 
-// Heap pages sys_brk maps past the break, so that the entry code can grow
-// the break into them without an exit (glibc's malloc grows it by 132 KiB
-// and more at a time). They are fresh pages, zero as Linux's would be,
-// unless the guest wrote past its own break.
-constexpr uint64_t kHeapAhead = 256 * 1024;
-
 // Is [va, va + len) free for the heap: no mapping, nor pages the VMM maps
 // without a VMA (the entry pages)?
 bool heap_room(Process& p, uint64_t va, uint64_t len) {
@@ -37,9 +31,14 @@ bool heap_room(Process& p, uint64_t va, uint64_t len) {
     return true;
 }
 
-// Maps heap pages from heap_end up to `top`, and kHeapAhead past it where
-// the room is free; false when `top` cannot be reached (another mapping in
-// the way, as Linux refuses, or guest memory exhausted).
+}  // namespace
+
+// Heap pages mapped past the break, so that the entry code can grow the
+// break into them without an exit (glibc's malloc grows it by 132 KiB and
+// more at a time). They are fresh pages, zero as Linux's would be, unless
+// the guest wrote past its own break.
+constexpr uint64_t kHeapAhead = 256 * 1024;
+
 bool grow_heap(Process& p, uint64_t top) {
     const uint64_t end = p.heap_end();
     if (!heap_room(p, end, top - end)) return false;
@@ -51,6 +50,8 @@ bool grow_heap(Process& p, uint64_t top) {
     p.heap_end() = ahead;
     return true;
 }
+
+namespace {
 
 int64_t sys_brk(Process& p, const SyscallArgs& a) {
     uint64_t want = a.a[0];
