@@ -119,7 +119,8 @@ Result<LoadedProgram> load_program(memory::AddressSpace& as, std::span<const uin
     out.brk_start = image.highest + bias;
     if (!stubs.empty()) {  // see rewriter.h: the page after the image
         const uint64_t at = stub_area_vaddr(image) + bias;
-        if (auto r = as.map_fixed(at, stubs.size(), memory::kProtRead | memory::kProtExec, "[vessel stubs]"); !r)
+        if (auto r = as.map_fixed(at, stubs.size(), memory::kProtRead | memory::kProtExec,
+                                 std::string(kStubAreaName)); !r)
             return r.error().sys_errno == ENOMEM ? too_big(stubs.size()) : wrap("load stubs", r.error());
         if (!as.poke(at, stubs.data(), stubs.size())) return fail("load: stub copy failed", EFAULT);
         out.brk_start = at + stubs.size();

@@ -23,6 +23,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/fd.h"
@@ -49,6 +50,9 @@ inline uint64_t make_site(uint64_t offset, SiteKind kind, unsigned copied = 0) {
 // Where the stubs jump: a guest address below 2 GiB holding the entry
 // code's address (thin::GuestShared::handler; vmm/ checks they agree).
 inline constexpr uint64_t kGuestHandlerPointer = 0x6000 + 0x70;
+// The name of the stub area's mapping (the guest-side entry finds the
+// program's data mapping, which ends where the stub area begins, by it).
+inline constexpr std::string_view kStubAreaName = "[vessel stubs]";
 inline constexpr uint64_t kStubSlot = 32;
 
 // Every `syscall` in the executable segments, found by decoding instruction

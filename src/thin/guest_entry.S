@@ -66,6 +66,8 @@ vessel_guest_entry:
         je      .Lnosys
         cmp     $157, %rax              /* prctl: likewise */
         je      .Lnosys
+        cmp     $318, %rax              /* getrandom */
+        je      .Lgetrandom
 .Lexit:
         popfq
         mov     SH(SH_SAVE_RSP), %rsp
@@ -210,6 +212,60 @@ vessel_guest_entry:
         jmp     .Ldone
 .Lnosys:
         mov     $-38, %rax              /* -ENOSYS */
+        jmp     .Ldone
+
+/* .Lwritable: is [RDI, RDI+RSI) inside the stack, the heap below the break,
+ * or the program's data mapping? ZF set if so; clobbers RCX. */
+.Lwritable:
+        mov     %rdi, %rcx
+        add     %rsi, %rcx
+        jc      3f
+        cmp     SH(SH_STACK_LO), %rdi
+        jb      1f
+        cmp     SH(SH_STACK_HI), %rcx
+        jbe     4f
+1:      cmp     SH(SH_BRK_START), %rdi
+        jb      2f
+        cmp     SH(SH_BRK), %rcx
+        jbe     4f
+2:      cmp     SH(SH_DATA_LO), %rdi
+        jb      3f
+        cmp     SH(SH_DATA_HI), %rcx
+        jbe     4f
+3:      test    %rsp, %rsp              /* not inside: ZF clear (RSP is never 0) */
+        ret
+4:      cmp     %rcx, %rcx
+        ret
+
+/* getrandom(buf, len, flags): 1 to GUEST_RAND_POOL bytes from the pool, when
+ * that many are left and buf is known writable; flags GRND_NONBLOCK and
+ * GRND_RANDOM only (the pool never blocks once the host's is ready). */
+.Lgetrandom:
+        test    $-4, %edx
+        jnz     .Lexit
+        lea     -1(%rsi), %rcx
+        cmp     $(GUEST_RAND_POOL - 1), %rcx
+        ja      .Lexit
+        mov     SH(SH_RAND_POS), %rcx
+        cmp     $GUEST_RAND_POOL, %rcx
+        ja      .Lexit
+        add     %rsi, %rcx
+        cmp     $GUEST_RAND_POOL, %rcx
+        ja      .Lexit
+        call    .Lwritable
+        jne     .Lexit
+        mov     %rdi, SH(SH_SAVE_RDI)
+        mov     %rsi, SH(SH_SAVE_RSI)
+        mov     %rsi, %rcx
+        mov     SH(SH_RAND_POS), %rax
+        lea     SH(SH_RAND_POOL), %rsi
+        add     %rax, %rsi              /* source: the next unused byte */
+        add     %rcx, SH(SH_RAND_POS)
+        cld                             /* the saved flags keep the caller's DF */
+        rep movsb
+        mov     SH(SH_SAVE_RDI), %rdi
+        mov     SH(SH_SAVE_RSI), %rsi
+        mov     %rsi, %rax
         jmp     .Ldone
 
 /* read(fd, buf, count) from the read-ahead window: only when the whole count

@@ -7,7 +7,7 @@
 // set_robust_list, set_tid_address, arch_prctl(ARCH_SET_FS) (with
 // wrfsbase), prlimit64 reads of RLIMIT_STACK, rseq and prctl (-ENOSYS, as
 // the VMM would), brk queries and brk growth into heap pages the VMM has
-// mapped ahead,
+// mapped ahead, getrandom from a pool the VMM keeps full,
 // clock_gettime/gettimeofday/time from a TSC-based clock the VMM keeps in
 // step with the host's, and reads served from a read-ahead window without a
 // VM exit, and sends everything
@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string_view>
 
 #include "base/result.h"
 #include "memory/address_space.h"
@@ -47,6 +48,10 @@ struct GuestShared {
     uint64_t tid_address;  // the guest's clear_child_tid: any value is valid
     uint64_t rlim_stack_cur, rlim_stack_max;  // written by the VMM only
     uint64_t brk_limit;                       // likewise
+    uint64_t rand_pos;                        // the guest's: the VMM refills when it is not 0
+    uint64_t data_lo, data_hi;                // written by the VMM only
+    uint64_t reserved;
+    uint8_t rand_pool[GUEST_RAND_POOL];       // likewise
 };
 static_assert(offsetof(GuestShared, enabled) == SH_ENABLED && offsetof(GuestShared, uid) == SH_UID &&
               offsetof(GuestShared, gid) == SH_GID && offsetof(GuestShared, pid) == SH_PID &&
@@ -64,8 +69,13 @@ static_assert(offsetof(GuestShared, enabled) == SH_ENABLED && offsetof(GuestShar
               offsetof(GuestShared, tid_address) == SH_TID_ADDRESS &&
               offsetof(GuestShared, rlim_stack_cur) == SH_RLIM_STACK_CUR &&
               offsetof(GuestShared, rlim_stack_max) == SH_RLIM_STACK_MAX &&
-              offsetof(GuestShared, brk_limit) == SH_BRK_LIMIT);
+              offsetof(GuestShared, brk_limit) == SH_BRK_LIMIT &&
+              offsetof(GuestShared, rand_pos) == SH_RAND_POS && offsetof(GuestShared, data_lo) == SH_DATA_LO &&
+              offsetof(GuestShared, data_hi) == SH_DATA_HI && offsetof(GuestShared, rand_pool) == SH_RAND_POOL);
+static_assert(sizeof(GuestShared) <= SH_STACK_TOP - 512, "the entry code's stack needs the rest of the page");
 inline constexpr uint64_t kGuestHandlerPointer = kGuestSharedVa + SH_HANDLER;
+// The loader's name for the stub area (loader/rewriter.h).
+inline constexpr std::string_view kStubAreaName = "[vessel stubs]";
 
 inline constexpr uint64_t kNoWindow = ~0ull;  // win_fd when no window is live
 

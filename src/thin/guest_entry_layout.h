@@ -6,7 +6,8 @@
  *   0x0000  unmapped, so NULL pointers fault
  *   0x1000-0x4fff  GDT and TSS (supervisor only; see vmm/thin_vm_impl.h)
  *   0x5000  the entry code, guest_entry.S (user, read+exec)
- *   0x6000  the shared page: fields below, then the entry code's stack
+ *   0x6000  the shared page: fields and the random pool below, then the
+ *           entry code's stack
  *           (user, read+write, no exec)
  *   0x7000  per-number counts of calls answered in the guest (user, read+write)
  */
@@ -50,6 +51,11 @@
 #define SH_RLIM_STACK_CUR 0xd8 /* RLIMIT_STACK as the VMM answers it */
 #define SH_RLIM_STACK_MAX 0xe0
 #define SH_BRK_LIMIT 0xe8 /*   the end of the heap pages mapped already */
+#define SH_RAND_POS 0xf0  /* bytes of the random pool the guest has used */
+#define SH_DATA_LO 0xf8   /* the program's writable data mapping: where */
+#define SH_DATA_HI 0x100  /*   getrandom may store too, besides stack and heap */
+#define SH_RAND_POOL 0x110 /* GUEST_RAND_POOL bytes from the host's getrandom */
+#define GUEST_RAND_POOL 1024
 #define SH_STACK_TOP 0x1000 /* the entry code's stack: the rest of the page */
 
 #endif

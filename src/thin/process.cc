@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <x86intrin.h>
@@ -45,9 +46,18 @@ void Process::attach_guest_entry(GuestEntry entry) {
     s.tid_address = clear_child_tid_;
     s.rlim_stack_cur = guest_rlimit(RLIMIT_STACK).cur;
     s.rlim_stack_max = guest_rlimit(RLIMIT_STACK).max;
+    s.rand_pos = GUEST_RAND_POOL;  // empty until refilled: a restored guest gets fresh bytes
     entry_ = std::move(entry);
+    refill_random();
     publish_brk();
     publish_stack();
+}
+
+void Process::refill_random() {
+    GuestShared& s = entry_->shared();
+    if (std::atomic_ref<uint64_t>(s.rand_pos).load(std::memory_order_relaxed) == 0) return;
+    if (::getrandom(s.rand_pool, sizeof s.rand_pool, GRND_NONBLOCK) == sizeof s.rand_pool) s.rand_pos = 0;
+    entry_->note_shared_write();
 }
 
 uint64_t Process::clear_child_tid() const { return entry_ ? entry_->shared().tid_address : clear_child_tid_; }
@@ -65,6 +75,15 @@ void Process::publish_stack() {
     const bool ok = v && v->name == "[stack]" && (v->prot & memory::kProtWrite);
     entry_->shared().stack_lo = ok ? v->start : 0;
     entry_->shared().stack_hi = ok ? v->end : 0;
+    // The program's data: the mapping that ends where the loader put the
+    // stubs, right after the program's last segment and right before the
+    // heap (loader/program.cc).
+    const memory::Vma* stubs = as_->find_vma(brk_start_ - 1);
+    const memory::Vma* data = stubs && stubs->name == kStubAreaName ? as_->find_vma(stubs->start - 1) : nullptr;
+    const int rw = memory::kProtRead | memory::kProtWrite;
+    const bool data_ok = data && (data->prot & rw) == rw;
+    entry_->shared().data_lo = data_ok ? data->start : 0;
+    entry_->shared().data_hi = data_ok ? data->end : 0;
     entry_->note_shared_write();
 }
 
@@ -161,6 +180,7 @@ void Process::set_brk_start(uint64_t start) {
     heap_end_ = memory::page_align_up(start);
     (void)grow_heap(*this, heap_end_);  // best effort: sys_brk maps what it needs
     publish_brk();
+    publish_stack();  // the data range is found from the heap's start
 }
 
 uint64_t Process::guest_brk() const {
@@ -282,6 +302,7 @@ Result<> Process::restore(const ProcessSnapshot& s) {
     brk_ = s.brk;
     refresh_heap_end();
     publish_brk();
+    publish_stack();
     umask_ = s.umask & 0777;
     set_clear_child_tid(s.clear_child_tid);
     signal_mask_ = s.signal_mask;
@@ -324,6 +345,7 @@ int64_t Process::handle(const SyscallArgs& args) {
     const SyscallInfo* info = syscall_table().find(args.nr);
     int64_t result;
     if (entry_ && !read_ahead_neutral(args)) settle_read_ahead();
+    if (entry_) refill_random();
     brk_ = guest_brk();
     auto bump = [](uint64_t& c) { std::atomic_ref<uint64_t>(c).fetch_add(1, std::memory_order_relaxed); };
     if (info && info->handler) {

@@ -193,6 +193,8 @@ private:
     // Is `va` the start of a window buffer this process mapped (the guest
     // may have unmapped or replaced it since)?
     bool is_window(uint64_t va) const;
+    // Refills the entry code's random pool once the guest has used some.
+    void refill_random();
     // Tells the entry code where the stack mapping is (after the memory map
     // changed): the range it may store clock results into.
     void publish_stack();

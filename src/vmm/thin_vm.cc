@@ -28,6 +28,7 @@ constexpr uint64_t kHwcap2Fsgsbase = 1 << 1;  // Linux's HWCAP2_FSGSBASE
 
 // The loader's stubs jump through the pointer the guest entry pages hold.
 static_assert(loader::kGuestHandlerPointer == thin::kGuestHandlerPointer);
+static_assert(loader::kStubAreaName == thin::kStubAreaName);
 
 // Opens the program; errors say which problem it is (ENOENT: not found,
 // ENOEXEC: not something we can run).

@@ -11,6 +11,8 @@
  *            keeps its own (exit 0, "0 failed")
  *   handler  the entry code's address replaced by 0: the next call through
  *            a stub jumps to NULL (the guest's own crash, status 139)
+ *   data     the "known writable" data range widened over the GDT: getrandom
+ *            from the pool faults there (the guest's own crash, status 139)
  * In no case may the VMM itself fail. */
 #include <fcntl.h>
 #include <stdint.h>
@@ -90,9 +92,24 @@ int main(int argc, char** argv) {
         CHECK((uintptr_t)syscall(SYS_brk, b + 8192) == b + 8192);
         ((volatile char*)b)[8191] = 1; /* mapped */
         CHECK((uintptr_t)syscall(SYS_brk, b) == b);
+        /* The random pool: a position past its end, or one that leaves too
+         * little, sends the call to the VMM, which refills the pool. */
+        unsigned char rnd[32];
+        *field(SH_RAND_POS) = ~0ull;
+        CHECK(syscall(SYS_getrandom, rnd, sizeof rnd, 0) == (long)sizeof rnd);
+        *field(SH_RAND_POS) = GUEST_RAND_POOL - 4;
+        CHECK(syscall(SYS_getrandom, rnd, sizeof rnd, 0) == (long)sizeof rnd);
+        CHECK(*field(SH_RAND_POS) <= sizeof rnd);
         close(fd);
         unlink(path);
         return finish("hostile_entry bounds");
+    }
+    if (!strcmp(argv[2], "data")) {
+        *field(SH_DATA_LO) = 0x1000;
+        *field(SH_DATA_HI) = 0x2000;
+        (void)raw6(SYS_getrandom, 0x1000, 16, 0, 0, 0, 0);
+        puts("survived random bytes into the GDT");
+        return 3;
     }
     if (!strcmp(argv[2], "handler")) {
         *field(SH_HANDLER) = 0;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -215,6 +216,58 @@ static void registers(const char* path) {
           RAW0(SYS_getegid) == (long)getegid());
 }
 
+/* getrandom: answered from the entry code's pool into the stack, the heap
+ * and the program's data, by the VMM otherwise; lengths, flags, faults and
+ * registers as on Linux, and fresh bytes every time (the pool refills). */
+static unsigned char data_buf[512];
+
+static int all_zero(const unsigned char* p, int n) {
+    int z = 1;
+    for (int i = 0; i < n; ++i) z &= p[i] == 0;
+    return z;
+}
+
+static void random_bytes(void) {
+    unsigned char stack_buf[512];
+    unsigned char* heap_buf = malloc(512);
+    unsigned char* mapped = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    unsigned char* targets[] = {stack_buf, heap_buf, data_buf, mapped};
+    for (int t = 0; t < 4; ++t) {
+        int zero = 0, ok = 1;
+        for (int round = 0; round < 40; ++round) { /* 640 bytes: the pool runs dry and refills */
+            memset(targets[t], 0, 17);
+            ok &= RAW3(SYS_getrandom, targets[t], 16, 0) == 16;
+            zero |= all_zero(targets[t], 16);
+            ok &= targets[t][16] == 0; /* nothing past the end */
+        }
+        CHECK(ok && !zero);
+    }
+    unsigned char a[16], b[16];
+    CHECK(RAW3(SYS_getrandom, a, 16, 0) == 16 && RAW3(SYS_getrandom, b, 16, 0) == 16 && memcmp(a, b, 16) != 0);
+    CHECK(RAW3(SYS_getrandom, stack_buf, 0, 0) == 0);
+    CHECK(RAW3(SYS_getrandom, stack_buf, 300, 0) == 300 && !all_zero(stack_buf + 284, 16));
+    CHECK(RAW3(SYS_getrandom, stack_buf, 8, GRND_NONBLOCK | GRND_RANDOM) == 8);
+    CHECK(RAW3(SYS_getrandom, stack_buf, 8, 0x100) == -EINVAL);
+    CHECK(RAW3(SYS_getrandom, NULL, 8, 0) == -EFAULT);
+    CHECK(RAW3(SYS_getrandom, "a read-only string", 8, 0) == -EFAULT);
+    CHECK(getrandom(heap_buf, 64, 0) == 64);
+    /* Registers and flags, as after `syscall`. */
+    long rdi = (long)(uintptr_t)stack_buf, rsi = 24, rdx = 0, ret;
+    unsigned char carry;
+    __asm__ volatile(
+        "stc\n\t"
+        "mov $318, %%eax\n\t" /* getrandom */
+        "syscall\n\t"
+        "setc %1"
+        : "=a"(ret), "=r"(carry), "+D"(rdi), "+S"(rsi), "+d"(rdx)
+        :
+        : "rcx", "r11", "memory");
+    CHECK(ret == 24 && carry == 1);
+    CHECK(rdi == (long)(uintptr_t)stack_buf && rsi == 24 && rdx == 0);
+    munmap(mapped, 4096);
+    free(heap_buf);
+}
+
 int main(int argc, char** argv) {
     if (argc < 2) return 2;
     char path[4096];
@@ -225,6 +278,7 @@ int main(int argc, char** argv) {
     writes_elsewhere(path);
     faults(path);
     registers(path);
+    random_bytes();
     unlink(path);
     return finish("readahead");
 }

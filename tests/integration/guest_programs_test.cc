@@ -157,7 +157,7 @@ TEST_P(GuestProgram, HostileSharedPageHurtsOnlyTheGuest) {
     make_dirs(t / "work");
     std::string p = prog("hostile_entry");
     const std::regex line("vessel: guest crashed: [^\n]*\n");
-    for (const char* mode : {"window", "handler"}) {
+    for (const char* mode : {"window", "handler", "data"}) {
         auto r = run_vessel({"--rw", t / "work" + ":/w"}, {p, "/w", mode}, with_timeout(20));
         EXPECT_EQ(r.status, 139) << mode << "\n" << r.out << r.err;
         EXPECT_TRUE(std::regex_match(r.err, line)) << mode << ": stderr is not one diagnostic line:\n" << r.err;

@@ -1,32 +1,37 @@
 /* Snapshot test guest: prints a counter and a checksum of memory it keeps
  * changing, sleeping between steps. A run that is paused, snapshotted, killed
  * and restored must print exactly what an uninterrupted run prints.
- * Usage: counter STEPS SLEEP_MS [FILE | -pipe | -grow | -read INPUT]  (FILE: also append
+ * Usage: counter STEPS SLEEP_MS [FILE | -pipe | -grow | -read INPUT | -random]  (FILE: also append
  * each line there through a second descriptor, to check files survive a
  * restore; -pipe: hold a pipe open, which cannot be snapshotted; -grow:
  * also fill a new 64 KiB block each step, never touched again until a last
  * line with the checksum of all blocks, so memory first written between
  * two snapshots and left alone since must survive them; -read: also read
  * 256 bytes of INPUT each step into the checksum, so a read-ahead window
- * that is live while the snapshot is taken must survive it). */
+ * that is live while the snapshot is taken must survive it; -random: also
+ * print 16 bytes from getrandom each step, which two VMs restored from one
+ * snapshot must not share). */
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
 int main(int argc, char** argv) {
     int steps = argc > 1 ? atoi(argv[1]) : 40;
     int sleep_ms = argc > 2 ? atoi(argv[2]) : 50;
-    int fd = -1, pipe_fds[2], grow = 0, input = -1;
+    int fd = -1, pipe_fds[2], grow = 0, input = -1, random = 0;
     enum { kBlocks = 256, kBlockWords = 8192 };
     static uint64_t* blocks[kBlocks];
     if (argc > 3 && strcmp(argv[3], "-pipe") == 0) {
         if (pipe(pipe_fds) != 0) return 1;
     } else if (argc > 3 && strcmp(argv[3], "-grow") == 0) {
         grow = 1;
+    } else if (argc > 3 && strcmp(argv[3], "-random") == 0) {
+        random = 1;
     } else if (argc > 4 && strcmp(argv[3], "-read") == 0) {
         input = open(argv[4], O_RDONLY);
         if (input < 0) return 1;
@@ -62,6 +67,13 @@ int main(int argc, char** argv) {
         fputs(line, stdout);
         fflush(stdout);
         if (fd >= 0) write(fd, line, n);
+        if (random) {
+            unsigned char bytes[16];
+            if (getrandom(bytes, sizeof bytes, 0) != (ssize_t)sizeof bytes) return 1;
+            for (unsigned i = 0; i < sizeof bytes; ++i) printf("%02x", bytes[i]);
+            printf("\n");
+            fflush(stdout);
+        }
         struct timespec ts = {sleep_ms / 1000, (sleep_ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
     }
