@@ -30,6 +30,14 @@ public:
     uint8_t* data() const { return static_cast<uint8_t*>(addr_); }
     size_t size() const { return size_; }
     bool valid() const { return addr_ != nullptr; }
+    // Splits off the first `n` bytes (page-aligned, at most size()) as a
+    // mapping of their own; this one keeps the rest.
+    Mapping take_front(size_t n) {
+        Mapping front(addr_, n);
+        addr_ = n == size_ ? nullptr : static_cast<uint8_t*>(addr_) + n;
+        size_ -= n;
+        return front;
+    }
     void reset() {
         if (addr_) ::munmap(addr_, size_);
         addr_ = nullptr;

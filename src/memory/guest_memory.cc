@@ -9,6 +9,13 @@
 
 namespace vessel::memory {
 
+namespace {
+
+// Address space kept free after RAM for a program image (create()).
+constexpr uint64_t kRegionHeadroom = 512ull << 20;
+
+}  // namespace
+
 Result<GuestMemory> GuestMemory::create(uint64_t size, const char* name) {
     if (size == 0 || size > (1ull << 46)) return fail("guest memory size out of range");
     size = page_align_up(size);
@@ -17,10 +24,15 @@ Result<GuestMemory> GuestMemory::create(uint64_t size, const char* name) {
     GuestMemory m;
     m.fd_.reset(raw);
     if (::ftruncate(raw, static_cast<off_t>(size)) < 0) return fail_errno("ftruncate(guest memory)");
-    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, raw, 0);
-    if (p == MAP_FAILED)
+    // RAM, then address space (no memory) for a program image to follow it.
+    void* span = ::mmap(nullptr, size + kRegionHeadroom, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (span == MAP_FAILED)
         return fail_errno("mmap of " + std::to_string(size >> 20) + " MiB guest memory");
-    m.map_ = Mapping(p, size);
+    m.headroom_ = Mapping(span, size + kRegionHeadroom);
+    Mapping ram = m.headroom_.take_front(size);
+    if (::mmap(ram.data(), size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE | MAP_FIXED, raw, 0) == MAP_FAILED)
+        return fail_errno("mmap of " + std::to_string(size >> 20) + " MiB guest memory");
+    m.map_ = std::move(ram);
     return m;
 }
 
@@ -116,10 +128,31 @@ Result<uint64_t> GuestMemory::add_file_region(int fd, uint64_t size, uint64_t of
     size = page_align_up(size);
     uint64_t gpa = phys_end();
     gpa = (gpa + (2ull << 20) - 1) & ~((2ull << 20) - 1);
-    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, static_cast<off_t>(offset));
-    if (p == MAP_FAILED) return fail_errno("mmap(program image)");
-    regions_.push_back({gpa, Mapping(p, size)});
+    Mapping map;
+    if (headroom_.valid() && host_base() + gpa == headroom_.data() && size <= headroom_.size()) {
+        map = headroom_.take_front(size);  // next to RAM: one KVM slot for both
+        if (::mmap(map.data(), size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, static_cast<off_t>(offset)) ==
+            MAP_FAILED)
+            return fail_errno("mmap(program image)");
+    } else {
+        void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, static_cast<off_t>(offset));
+        if (p == MAP_FAILED) return fail_errno("mmap(program image)");
+        map = Mapping(p, size);
+    }
+    regions_.push_back({gpa, std::move(map)});
     return gpa;
+}
+
+std::vector<GuestMemory::Slot> GuestMemory::kvm_slots() const {
+    std::vector<Slot> slots{{0, size(), host_base()}};
+    for (const auto& r : regions_) {
+        Slot& last = slots.back();
+        if (r.gpa == last.gpa + last.size && r.map.data() == last.host + last.size)
+            last.size += r.map.size();
+        else
+            slots.push_back({r.gpa, r.map.size(), r.map.data()});
+    }
+    return slots;
 }
 
 Result<> GuestMemory::invalidate(uint64_t gpa, uint64_t len) {

@@ -210,16 +210,12 @@ Result<memory::GuestMemory> map_chain(const std::vector<Loaded>& chain) {
 }
 
 Result<std::vector<uint64_t>> collect_dirty_pages(kvm::Vm& vm, memory::GuestMemory& mem) {
-    auto fetch = [&](uint32_t slot, uint64_t gpa, uint64_t size) -> Result<> {
-        std::vector<uint64_t> bitmap((size / memory::kPageSize + 63) / 64 + 1, 0);
-        if (auto r = vm.get_dirty_log(slot, bitmap.data()); !r) return r;
-        mem.merge_dirty_bitmap(gpa, bitmap);
-        return {};
-    };
-    if (auto r = fetch(0, 0, mem.size()); !r) return std::unexpected(r.error());
-    uint32_t slot = 1;
-    for (const auto& region : mem.file_regions())
-        if (auto r = fetch(slot++, region.gpa, region.map.size()); !r) return std::unexpected(r.error());
+    uint32_t id = 0;  // the slots as registered: in kvm_slots() order
+    for (const auto& slot : mem.kvm_slots()) {
+        std::vector<uint64_t> bitmap((slot.size / memory::kPageSize + 63) / 64 + 1, 0);
+        if (auto r = vm.get_dirty_log(id++, bitmap.data()); !r) return std::unexpected(r.error());
+        mem.merge_dirty_bitmap(slot.gpa, bitmap);
+    }
     return mem.take_dirty();
 }
 

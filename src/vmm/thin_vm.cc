@@ -97,11 +97,9 @@ Result<> ThinVm::Impl::open_kvm() {
 }
 
 Result<> ThinVm::Impl::register_memory(uint32_t flags) {
-    if (auto r = vm->set_user_memory_region(0, 0, mem->size(), mem->host_base(), flags); !r) return r;
-    uint32_t slot = 1;
-    for (const auto& region : mem->file_regions())
-        if (auto r = vm->set_user_memory_region(slot++, region.gpa, region.map.size(), region.map.data(), flags); !r)
-            return r;
+    uint32_t id = 0;
+    for (const auto& slot : mem->kvm_slots())
+        if (auto r = vm->set_user_memory_region(id++, slot.gpa, slot.size, slot.host, flags); !r) return r;
     return {};
 }
 

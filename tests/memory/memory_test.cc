@@ -1,6 +1,7 @@
 // Guest memory, page tables, the thin address space and checked guest-virtual
 // access. No KVM needed: everything here is plain memory.
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -37,6 +38,51 @@ TEST(GuestMemory, DiscardZeroes) {
     ASSERT_TRUE(m->discard(4096, 4096).has_value());
     EXPECT_EQ(m->host(4096, 1)[0], 0);
     EXPECT_FALSE(m->discard(4095, 4096).has_value());  // unaligned
+}
+
+// A file written with `bytes` bytes, byte i = i % 251; an open descriptor.
+Fd pattern_file(uint64_t bytes) {
+    Fd fd(::memfd_create("pattern", MFD_CLOEXEC));
+    std::vector<uint8_t> data(bytes);
+    for (uint64_t i = 0; i < bytes; ++i) data[i] = static_cast<uint8_t>(i % 251);
+    EXPECT_EQ(::write(fd.get(), data.data(), bytes), static_cast<ssize_t>(bytes));
+    return fd;
+}
+
+// A program image right after 2 MiB-aligned RAM lies right after it in the
+// VMM's address space too: KVM gets one slot for both. Anywhere else (a gap
+// in guest-physical space, a second region), slots of their own.
+TEST(GuestMemory, AFileRegionAfterRamSharesItsKvmSlot) {
+    auto m = GuestMemory::create(4 << 20);
+    ASSERT_TRUE(m.has_value()) << m.error().message;
+    Fd f = pattern_file(3 * 4096 + 100);
+    auto gpa = m->add_file_region(f.get(), 3 * 4096 + 100);
+    ASSERT_TRUE(gpa.has_value()) << gpa.error().message;
+    EXPECT_EQ(*gpa, 4u << 20);
+    auto slots = m->kvm_slots();
+    ASSERT_EQ(slots.size(), 1u);
+    EXPECT_EQ(slots[0].gpa, 0u);
+    EXPECT_EQ(slots[0].size, (4u << 20) + 4 * 4096);
+    EXPECT_EQ(slots[0].host, m->host_base());
+    EXPECT_EQ(m->host(*gpa, 1), m->host_base() + (4 << 20));
+    EXPECT_EQ(m->host(*gpa + 4096 + 7, 1)[0], (4096 + 7) % 251);  // the file's bytes
+    m->host(*gpa, 1)[0] = 0x55;                                  // private: the file keeps its own
+    uint8_t first = 0xff;
+    EXPECT_EQ(::pread(f.get(), &first, 1, 0), 1);
+    EXPECT_EQ(first, 0);
+
+    auto second = m->add_file_region(f.get(), 4096);  // 2 MiB-aligned: a gap after the first
+    ASSERT_TRUE(second.has_value());
+    slots = m->kvm_slots();
+    ASSERT_EQ(slots.size(), 2u);
+    EXPECT_EQ(slots[1].gpa, *second);
+    EXPECT_EQ(slots[1].size, 4096u);
+    EXPECT_EQ(slots[1].host, m->host(*second, 1));
+
+    auto odd = GuestMemory::create((4 << 20) + 4096);  // RAM not 2 MiB-aligned: the image starts past a gap
+    ASSERT_TRUE(odd.has_value());
+    ASSERT_TRUE(odd->add_file_region(f.get(), 4096).has_value());
+    EXPECT_EQ(odd->kvm_slots().size(), 2u);
 }
 
 TEST(PageAllocator, ReusesFreedPagesFirstAndRunsOut) {
