@@ -2,12 +2,15 @@
 // without KVM and for files that cannot be loaded, the rewrite cache.
 #include <elf.h>
 #include <linux/kvm.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <random>
 #include <regex>
+#include <thread>
 
 #include "harness.h"
 #include "loader/rewriter.h"
@@ -379,6 +382,24 @@ TEST(CpuidCache, AnImplausibleTableIsRewritten) {
     const std::string now = read_file(path);
     EXPECT_NE(now, skewed) << "the skewed table was kept";
     EXPECT_TRUE(plausible(now));
+}
+
+// `vessel run` exits before its VM is torn down: a helper sharing its
+// descriptor table closes them (the VM's teardown) after it, then ends.
+TEST(DetachedTeardown, AHelperClosesTheVmAfterVesselExits) {
+    REQUIRE_KVM();
+    ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0);  // orphans come to this test
+    auto r = run({vessel_path(), "run", kBusybox, "true"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    int ws = 0;
+    pid_t helper = 0;
+    for (int i = 0; i < 500 && helper == 0; ++i) {
+        helper = ::waitpid(-1, &ws, WNOHANG | __WALL);
+        if (helper == 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ::prctl(PR_SET_CHILD_SUBREAPER, 0);
+    ASSERT_GT(helper, 0) << "no teardown helper was left to reap";
+    EXPECT_TRUE(WIFEXITED(ws) && WEXITSTATUS(ws) == 0) << ws;
 }
 
 // `vessel` is a static PIE: no dynamic loader on the cold-start path
