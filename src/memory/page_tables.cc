@@ -14,6 +14,7 @@ Result<> PageTables::init() {
     if (!p) return fail("guest memory too small for page tables", ENOMEM);
     std::memset(mem_->host(*p, kPageSize), 0, kPageSize);
     root_ = *p;
+    last_leaf_table_ = nullptr;
     return {};
 }
 
@@ -30,6 +31,7 @@ void PageTables::note_entry_write(const uint64_t* entry) const {
 }
 
 uint64_t* PageTables::walk(uint64_t va, bool create) {
+    if (last_leaf_table_ && va >> 21 == last_leaf_span_) return &last_leaf_table_[index_at(va, 0)];
     uint64_t table = root_;
     for (int level = 3; level > 0; --level) {
         uint64_t* e = entry_ptr(table, index_at(va, level));
@@ -46,7 +48,11 @@ uint64_t* PageTables::walk(uint64_t va, bool create) {
         if (*e & pte::kHuge) return nullptr;
         table = *e & pte::kAddrMask;
     }
-    return entry_ptr(table, index_at(va, 0));
+    uint64_t* leaf_table = entry_ptr(table, 0);
+    if (!leaf_table) return nullptr;
+    last_leaf_table_ = leaf_table;
+    last_leaf_span_ = va >> 21;
+    return &leaf_table[index_at(va, 0)];
 }
 
 Result<> PageTables::map(uint64_t va, uint64_t pa, uint64_t flags) {

@@ -37,7 +37,10 @@ public:
     // Allocates the root (PML4) page; call once.
     Result<> init();
     // Adopts an existing root (restore from snapshot).
-    void adopt(uint64_t root) { root_ = root; }
+    void adopt(uint64_t root) {
+        root_ = root;
+        last_leaf_table_ = nullptr;
+    }
     uint64_t root() const { return root_; }
 
     // Installs a 4 KiB leaf `va -> pa` with `flags` (pte:: bits; kPresent implied).
@@ -63,6 +66,11 @@ private:
     GuestMemory* mem_;
     PageAllocator* alloc_;
     uint64_t root_ = 0;
+    // The last leaf table walk() reached and the 2 MiB of addresses it maps:
+    // consecutive pages (an 8 MiB stack is 2048 of them) skip the walk.
+    // Table pages are never freed, so it stays valid until adopt().
+    uint64_t* last_leaf_table_ = nullptr;
+    uint64_t last_leaf_span_ = 0;
 };
 
 }  // namespace vessel::memory
