@@ -71,6 +71,17 @@ Result<> AddressSpace::map_fixed(uint64_t va, uint64_t len, int prot, std::strin
     // Page-table pages come from the same pool: leave headroom for them.
     if (alloc_.pages_free() < pages + pages / 512 + 4) return fail("guest memory exhausted", ENOMEM);
     uint64_t flags = pte_flags(prot);
+    if (auto run = alloc_.allocate_run(pages)) {  // fresh pages, one contiguous run
+        if (auto r = pt_.map_run(va, *run, pages, flags); !r) {
+            for (uint64_t off = 0; off < len; off += kPageSize) {
+                (void)pt_.unmap(va + off);
+                alloc_.free(*run + off);
+            }
+            return r;
+        }
+        vmas_.emplace(va, Vma{va, va + len, prot, std::move(name)});
+        return {};
+    }
     for (uint64_t off = 0; off < len; off += kPageSize) {
         auto pa = alloc_.allocate();
         if (!pa) {
@@ -91,13 +102,10 @@ Result<> AddressSpace::map_fixed(uint64_t va, uint64_t len, int prot, std::strin
 Result<> AddressSpace::map_physical(uint64_t va, uint64_t len, uint64_t pa, int prot, std::string name) {
     if (!range_ok(va, len) || pa & kPageMask || !mem_->host(pa, len)) return fail("map_physical: bad range", EINVAL);
     if (auto r = release(va, len); !r) return r;
-    uint64_t flags = pte_flags(prot);
-    for (uint64_t off = 0; off < len; off += kPageSize) {
-        if (auto r = pt_.map(va + off, pa + off, flags); !r) {
-            vmas_.emplace(va, Vma{va, va + off, prot, name});
-            (void)release(va, off);
-            return r;
-        }
+    if (auto r = pt_.map_run(va, pa, len / kPageSize, pte_flags(prot)); !r) {
+        vmas_.emplace(va, Vma{va, va + len, prot, name});
+        (void)release(va, len);
+        return r;
     }
     vmas_.emplace(va, Vma{va, va + len, prot, std::move(name)});
     return {};

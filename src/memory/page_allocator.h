@@ -15,6 +15,14 @@ public:
     PageAllocator(uint64_t begin, uint64_t end) : next_(begin), end_(end) {}
 
     std::optional<uint64_t> allocate();
+    // `pages` contiguous fresh pages, when the free list is empty and the
+    // range has room (nullopt otherwise: allocate one by one).
+    std::optional<uint64_t> allocate_run(uint64_t pages) {
+        if (!free_.empty() || pages > (end_ - next_) / 4096) return std::nullopt;
+        uint64_t p = next_;
+        next_ += pages * 4096;
+        return p;
+    }
     void free(uint64_t gpa) { free_.push_back(gpa); }
     uint64_t pages_free() const { return (end_ - next_) / 4096 + free_.size(); }
     uint64_t high_water() const { return next_; }

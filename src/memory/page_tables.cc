@@ -1,5 +1,7 @@
 #include "memory/page_tables.h"
 
+#include <algorithm>
+
 namespace vessel::memory {
 namespace {
 
@@ -62,6 +64,23 @@ Result<> PageTables::map(uint64_t va, uint64_t pa, uint64_t flags) {
     if (!e) return fail("guest memory exhausted (page tables)", ENOMEM);
     *e = pa | flags | pte::kPresent;
     note_entry_write(e);
+    return {};
+}
+
+Result<> PageTables::map_run(uint64_t va, uint64_t pa, uint64_t pages, uint64_t flags) {
+    const uint64_t len = pages * kPageSize;
+    if (pages > kUserAddressEnd / kPageSize || va >= kUserAddressEnd || len > kUserAddressEnd - va ||
+        (va | pa) & kPageMask || !mem_->host(pa, len))
+        return fail("page table: bad mapping", EINVAL);
+    for (uint64_t done = 0; done < pages;) {
+        uint64_t* e = walk(va + done * kPageSize, true);
+        if (!e) return fail("guest memory exhausted (page tables)", ENOMEM);
+        // The rest of this leaf table, at most.
+        const uint64_t n = std::min<uint64_t>(pages - done, 512 - index_at(va + done * kPageSize, 0));
+        for (uint64_t i = 0; i < n; ++i) e[i] = (pa + (done + i) * kPageSize) | flags | pte::kPresent;
+        note_entry_write(e);
+        done += n;
+    }
     return {};
 }
 

@@ -45,6 +45,9 @@ public:
 
     // Installs a 4 KiB leaf `va -> pa` with `flags` (pte:: bits; kPresent implied).
     Result<> map(uint64_t va, uint64_t pa, uint64_t flags);
+    // Installs `pages` leaves `va + i * 4 KiB -> pa + i * 4 KiB`: one walk
+    // per leaf table. On failure the leaves written so far stay.
+    Result<> map_run(uint64_t va, uint64_t pa, uint64_t pages, uint64_t flags);
     // Clears the leaf for `va`; returns the page it mapped, if any.
     std::optional<uint64_t> unmap(uint64_t va);
     // The leaf entry for `va` (0 when absent).

@@ -119,6 +119,27 @@ TEST(PageTables, TranslateHonoursPresentUserAndWrite) {
     EXPECT_FALSE(pt.map(kBase + 1, 0x80000, pte::kUser).has_value());
 }
 
+// A run of leaves across leaf tables (and the walk's cached leaf table):
+// every page where it should be; runs that leave RAM or the user range fail.
+TEST(PageTables, MapRunCrossesLeafTables) {
+    auto m = GuestMemory::create(8 << 20);
+    ASSERT_TRUE(m.has_value());
+    PageAllocator alloc(0x1000, 0x100000);
+    PageTables pt(*m, alloc);
+    ASSERT_TRUE(pt.init().has_value());
+    const uint64_t va = (2ull << 20) - 5 * 4096;  // 5 pages before a 2 MiB boundary
+    ASSERT_TRUE(pt.map_run(va, 0x200000, 1100, pte::kUser | pte::kWrite).has_value());
+    for (uint64_t i = 0; i < 1100; ++i)
+        ASSERT_EQ(pt.translate(va + i * 4096 + 3, true).value(), 0x200000 + i * 4096 + 3) << i;
+    EXPECT_FALSE(pt.translate(va - 4096).has_value());
+    EXPECT_FALSE(pt.translate(va + 1100 * 4096).has_value());
+    EXPECT_TRUE(pt.map(va + 1100 * 4096, 0x100000, pte::kUser).has_value());  // after the run: a new walk
+    EXPECT_EQ(pt.translate(va + 1100 * 4096).value(), 0x100000u);
+    EXPECT_FALSE(pt.map_run(kBase, m->size() - 4096, 2, pte::kUser).has_value());  // leaves RAM
+    EXPECT_FALSE(pt.map_run((1ull << 47) - 4096, 0x100000, 2, pte::kUser).has_value());
+    EXPECT_FALSE(pt.map_run(kBase, 0x100000, ~0ull / 4096, pte::kUser).has_value());
+}
+
 class Space : public ::testing::Test {
 protected:
     void SetUp() override {
