@@ -138,19 +138,21 @@ __attribute__((noinline)) static long red_zone_survives(void) {
     return out;
 }
 
+/* System call NR through a `mov $NR, %eax; syscall` site (a stub site) with
+ * the carry flag set before it: RET gets RAX, CARRY whether CF survived, and
+ * RDI, RSI, RDX (in/out lvalues) what the call left in them. */
+#define STC_SYSCALL3(nr, rdi, rsi, rdx, ret, carry)                                        \
+    __asm__ volatile("stc\n\tmov $" #nr ", %%eax\n\tsyscall\n\tsetc %1"                \
+                     : "=a"(ret), "=r"(carry), "+D"(rdi), "+S"(rsi), "+d"(rdx)               \
+                     :                                                                   \
+                     : "rcx", "r11", "memory")
+
 /* Registers and flags across a call answered by the guest-side entry
  * (getuid, or a read from the window) and one sent to the VMM. */
 static void registers(const char* path) {
     long rdi = 0x1111, rsi = 0x2222, rdx = 0x3333, ret;
     unsigned char carry;
-    __asm__ volatile(
-        "stc\n\t"
-        "mov $102, %%eax\n\t" /* getuid */
-        "syscall\n\t"
-        "setc %1"
-        : "=a"(ret), "=r"(carry), "+D"(rdi), "+S"(rsi), "+d"(rdx)
-        :
-        : "rcx", "r11", "memory");
+    STC_SYSCALL3(102 /* getuid */, rdi, rsi, rdx, ret, carry);
     CHECK(ret == (long)getuid() && carry == 1);
     CHECK(rdi == 0x1111 && rsi == 0x2222 && rdx == 0x3333);
 
@@ -254,14 +256,7 @@ static void random_bytes(void) {
     /* Registers and flags, as after `syscall`. */
     long rdi = (long)(uintptr_t)stack_buf, rsi = 24, rdx = 0, ret;
     unsigned char carry;
-    __asm__ volatile(
-        "stc\n\t"
-        "mov $318, %%eax\n\t" /* getrandom */
-        "syscall\n\t"
-        "setc %1"
-        : "=a"(ret), "=r"(carry), "+D"(rdi), "+S"(rsi), "+d"(rdx)
-        :
-        : "rcx", "r11", "memory");
+    STC_SYSCALL3(318 /* getrandom */, rdi, rsi, rdx, ret, carry);
     CHECK(ret == 24 && carry == 1);
     CHECK(rdi == (long)(uintptr_t)stack_buf && rsi == 24 && rdx == 0);
     munmap(mapped, 4096);
