@@ -4,6 +4,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <iterator>
 #include <vector>
 
 #include "thin/process.h"
@@ -22,13 +23,12 @@ int prot_bits(uint64_t prot) { return static_cast<int>(prot & (PROT_READ | PROT_
 // Page-rounded length, or 0 when it would overflow the user range.
 uint64_t round_len(uint64_t len) { return len == 0 || len > kUserEnd ? 0 : page_align_up(len); }
 
-// Is [va, va + len) free for the heap: no mapping, nor pages the VMM maps
-// without a VMA (the entry pages)?
+// Is [va, va + len) inside the user range and free of mappings?
 bool heap_room(Process& p, uint64_t va, uint64_t len) {
     if (va > kUserEnd || len > kUserEnd - va) return false;
-    for (uint64_t a = va; a < va + len; a += kPageSize)
-        if (p.as().find_vma(a) || p.as().is_mapped(a, kPageSize)) return false;
-    return true;
+    const auto& vmas = p.as().vmas();  // keyed by start
+    auto after = vmas.lower_bound(va + len);
+    return after == vmas.begin() || std::prev(after)->second.end <= va;
 }
 
 }  // namespace

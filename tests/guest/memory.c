@@ -39,6 +39,16 @@ static void heap(void) {
     zero = 1;
     for (uintptr_t q = first_page; q < b; ++q) zero &= *(volatile unsigned char*)q == 0;
     CHECK(zero);
+    /* A mapping above the break stops it, as on Linux; gone, it does not. */
+    uintptr_t wall = ((b + (1u << 20)) & ~(uintptr_t)4095);
+    void* w = mmap((void*)wall, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (w == (void*)wall) {
+        CHECK((uintptr_t)syscall(SYS_brk, wall + 8192) == b);
+        CHECK((uintptr_t)syscall(SYS_brk, 0) == b);
+        CHECK(munmap(w, 4096) == 0);
+        CHECK((uintptr_t)syscall(SYS_brk, wall + 8192) == wall + 8192);
+        CHECK((uintptr_t)syscall(SYS_brk, b) == b);
+    }
     /* Past any lookahead: 8 MiB more, in one step, usable at its far end. */
     uintptr_t far = b + (8u << 20);
     CHECK((uintptr_t)syscall(SYS_brk, far) == far);
