@@ -1,7 +1,5 @@
 #include "loader/rewriter.h"
 
-#include <Zydis/Zydis.h>
-#include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -9,6 +7,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
@@ -22,6 +21,19 @@ namespace {
 
 constexpr char kMagic[8] = {'V', 'S', 'L', 'R', 'W', '0', '0', '2'};
 
+// Reads exactly `len` bytes (a pipe may deliver them in pieces).
+bool read_full(int fd, void* out, uint64_t len) {
+    auto* p = static_cast<uint8_t*>(out);
+    while (len > 0) {
+        ssize_t n = ::read(fd, p, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
+        p += n;
+        len -= static_cast<uint64_t>(n);
+    }
+    return true;
+}
+
 // Written so that no sum can wrap: offsets come from cache files on disk.
 bool in_exec_segment(const ElfImage& image, uint64_t off, uint64_t len) {
     for (const auto& s : image.segments)
@@ -30,31 +42,8 @@ bool in_exec_segment(const ElfImage& image, uint64_t off, uint64_t len) {
     return false;
 }
 
-// Zydis is loaded on first use: a warm start (rewrite cache hit) never maps
-// it, which keeps process start-up short.
-struct Zydis {
-    decltype(&ZydisDecoderInit) init = nullptr;
-    decltype(&ZydisDecoderEnableMode) enable_mode = nullptr;
-    decltype(&ZydisDecoderDecodeInstruction) decode = nullptr;
-};
-
-Result<Zydis> load_zydis() {
-    static constexpr const char* kLibrary = "libZydis.so.4.0";
-    void* lib = ::dlopen(kLibrary, RTLD_NOW | RTLD_LOCAL);
-    if (!lib) return fail(std::string("cannot load the x86 decoder (") + ::dlerror() + "); install libzydis4");
-    Zydis z;
-    z.init = reinterpret_cast<decltype(z.init)>(::dlsym(lib, "ZydisDecoderInit"));
-    z.enable_mode = reinterpret_cast<decltype(z.enable_mode)>(::dlsym(lib, "ZydisDecoderEnableMode"));
-    z.decode = reinterpret_cast<decltype(z.decode)>(::dlsym(lib, "ZydisDecoderDecodeInstruction"));
-    if (!z.init || !z.enable_mode || !z.decode) return fail(std::string(kLibrary) + ": missing decoder symbols");
-    return z;
-}
-
 }  // namespace
 
-namespace {
-
-// The bytes a site replaces, ending with the syscall.
 unsigned patch_length(uint64_t site) {
     switch (site_kind(site)) {
         case kMovSite: return 7;
@@ -64,8 +53,6 @@ unsigned patch_length(uint64_t site) {
     }
 }
 
-// Do the bytes before the syscall at `off` have the shape `site` says?
-// (For a copy site only the length can be checked without decoding.)
 bool has_shape(std::span<const uint8_t> code, uint64_t off, uint64_t site) {
     const unsigned len = patch_length(site);
     if (off < len - 2 || off + 2 > code.size() || std::memcmp(&code[off], kSyscall, 2) != 0) return false;
@@ -80,38 +67,7 @@ bool has_shape(std::span<const uint8_t> code, uint64_t off, uint64_t site) {
     return false;
 }
 
-// Can the instruction run unchanged at another address, and fall through
-// to the next one? No relative operand, no RIP-relative memory operand, no
-// transfer of control. Padding and ENDBR64 are not taken either: a function
-// may start right after them, reached through a pointer the sweep cannot
-// see, and a copy site's jump must not cover a function's entry.
-bool copyable(const ZydisDecodedInstruction& i) {
-    if (i.attributes & ZYDIS_ATTRIB_IS_RELATIVE) return false;
-    if (i.raw.modrm.offset && i.raw.modrm.mod == 0 && i.raw.modrm.rm == 5) return false;  // RIP-relative
-    switch (i.mnemonic) {
-        case ZYDIS_MNEMONIC_JMP:
-        case ZYDIS_MNEMONIC_CALL:
-        case ZYDIS_MNEMONIC_RET:
-        case ZYDIS_MNEMONIC_IRET:
-        case ZYDIS_MNEMONIC_IRETD:
-        case ZYDIS_MNEMONIC_IRETQ:
-        case ZYDIS_MNEMONIC_SYSCALL:
-        case ZYDIS_MNEMONIC_SYSENTER:
-        case ZYDIS_MNEMONIC_SYSEXIT:
-        case ZYDIS_MNEMONIC_SYSRET:
-        case ZYDIS_MNEMONIC_INT:
-        case ZYDIS_MNEMONIC_INT1:
-        case ZYDIS_MNEMONIC_INT3:
-        case ZYDIS_MNEMONIC_INTO:
-        case ZYDIS_MNEMONIC_UD0:
-        case ZYDIS_MNEMONIC_UD1:
-        case ZYDIS_MNEMONIC_UD2:
-        case ZYDIS_MNEMONIC_HLT:
-        case ZYDIS_MNEMONIC_NOP:
-        case ZYDIS_MNEMONIC_ENDBR64: return false;
-        default: return true;
-    }
-}
+namespace {
 
 // Virtual address (before any load bias) of a file offset in a segment.
 uint64_t vaddr_of(const ElfImage& image, uint64_t off) {
@@ -126,93 +82,7 @@ void put32(uint8_t*& p, uint64_t v) {
     p += 4;
 }
 
-// The kind of the syscall site at `pos` given the instructions before it
-// (newest first; each must end where the next begins). Offset left 0.
-template <class Prior>
-uint64_t site_before(std::span<const uint8_t> code, uint64_t pos, const Prior (&prior)[3]) {
-    auto adjacent = [&](int n) {  // prior[0..n] decoded and contiguous up to pos
-        uint64_t end = pos;
-        for (int i = 0; i <= n; ++i) {
-            if (!prior[i].length || prior[i].at + prior[i].length != end) return false;
-            end = prior[i].at;
-        }
-        return true;
-    };
-    if (adjacent(0) && prior[0].length == 5 && has_shape(code, pos, make_site(0, kMovSite)))
-        return make_site(0, kMovSite);
-    if (adjacent(1) && prior[0].length == 2 && prior[1].length == 2 && has_shape(code, pos, make_site(0, kJccXorSite)))
-        return make_site(0, kJccXorSite);
-    unsigned copied = 0;
-    for (int i = 0; i < 3 && copied < kCopyMin; ++i) {
-        if (!adjacent(i) || !prior[i].copyable) return make_site(0, kExitSite);
-        copied += prior[i].length;
-    }
-    if (copied < kCopyMin || copied > kCopyMax) return make_site(0, kExitSite);
-    return make_site(0, kCopySite, copied);
-}
-
 }  // namespace
-
-Result<std::vector<uint64_t>> find_syscalls(std::span<const uint8_t> file, const ElfImage& image) {
-    static const Result<Zydis> zydis = load_zydis();
-    if (!zydis) return std::unexpected(zydis.error());
-    ZydisDecoder decoder;
-    zydis->init(&decoder, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64);
-    // Lengths, mnemonics, the relative attribute and the raw immediates are
-    // all this needs: the minimal mode decodes them at a fraction of the cost.
-    zydis->enable_mode(&decoder, ZYDIS_DECODER_MODE_MINIMAL, ZYAN_TRUE);
-    std::vector<uint64_t> sites;
-    for (const auto& s : image.segments) {
-        if (!(s.flags & PF_X)) continue;
-        std::span<const uint8_t> code = file.subspan(s.offset, s.filesz);
-        // Bytes 0F 05 anywhere (a superset of the syscalls): only branch
-        // targets just before one of them matter, so only those are kept.
-        std::vector<uint64_t> maybe_syscalls;
-        for (uint64_t i = 0; i + 1 < code.size(); ++i)
-            if (code[i] == kSyscall[0] && code[i + 1] == kSyscall[1]) maybe_syscalls.push_back(i);
-        auto near_a_syscall = [&](uint64_t t) {
-            auto c = std::lower_bound(maybe_syscalls.begin(), maybe_syscalls.end(), t > 0 ? t - 1 : 0);
-            return c != maybe_syscalls.end() && *c <= t + kCopyMax + 2;
-        };
-        std::vector<uint64_t> targets;  // where direct branches land near a syscall (segment offsets)
-        std::vector<std::pair<uint64_t, uint64_t>> found;  // segment offset, site (kind)
-        // The three instructions before, newest first (length 0: did not decode).
-        struct Prior {
-            uint64_t at = 0;
-            unsigned length = 0;
-            bool copyable = false;
-        } prior[3];
-        uint64_t pos = 0;
-        while (pos < code.size()) {
-            ZydisDecodedInstruction insn;
-            if (!ZYAN_SUCCESS(zydis->decode(&decoder, nullptr, code.data() + pos, code.size() - pos, &insn))) {
-                ++pos;  // data or padding inside the code: resynchronise byte by byte
-                prior[0] = prior[1] = prior[2] = {};
-                continue;
-            }
-            if ((insn.attributes & ZYDIS_ATTRIB_IS_RELATIVE) && insn.raw.imm[0].is_relative) {
-                const uint64_t t = pos + insn.length + static_cast<uint64_t>(insn.raw.imm[0].value.s);
-                if (near_a_syscall(t)) targets.push_back(t);
-            }
-            if (insn.mnemonic == ZYDIS_MNEMONIC_SYSCALL && insn.length == 2 && has_shape(code, pos, kExitSite))
-                found.emplace_back(pos, site_before(code, pos, prior));
-            prior[2] = prior[1];
-            prior[1] = prior[0];
-            prior[0] = {pos, insn.length, copyable(insn)};
-            pos += insn.length;
-        }
-        // A branch into the replaced bytes (past their first) would land in
-        // the middle of the jump: such a site only exits.
-        std::sort(targets.begin(), targets.end());
-        for (auto [at, site] : found) {
-            const uint64_t first = at + 2 - patch_length(site);
-            auto t = std::upper_bound(targets.begin(), targets.end(), first);
-            if (t != targets.end() && *t < at + 2) site = make_site(0, kExitSite);
-            sites.push_back(site | (s.offset + at));
-        }
-    }
-    return sites;
-}
 
 std::vector<uint8_t> build_stubs(std::span<const uint8_t> file, const ElfImage& image,
                                  const std::vector<uint64_t>& sites) {
@@ -291,23 +161,28 @@ RewriteCache::RewriteCache(std::string dir) : dir_(std::move(dir)) {
     if (dir_.empty() && !cache_dir().empty()) dir_ = cache_dir() + "/rewrite";
 }
 
-std::optional<std::vector<uint64_t>> RewriteCache::load(const std::string& hash, std::span<const uint8_t> file,
-                                                        const ElfImage& image) const {
-    if (dir_.empty()) return std::nullopt;
-    Fd fd(::open((dir_ + "/" + hash).c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) return std::nullopt;
+std::vector<uint8_t> encode_sites(uint64_t file_size, const std::vector<uint64_t>& sites) {
+    std::vector<uint8_t> buf(24 + sites.size() * 8);
+    const uint64_t count = sites.size();
+    std::memcpy(buf.data(), kMagic, 8);
+    std::memcpy(buf.data() + 8, &file_size, 8);
+    std::memcpy(buf.data() + 16, &count, 8);
+    if (count) std::memcpy(buf.data() + 24, sites.data(), count * 8);
+    return buf;
+}
+
+std::optional<std::vector<uint64_t>> read_sites(int fd, std::span<const uint8_t> file, const ElfImage& image) {
     struct {
         char magic[8];
         uint64_t file_size;
         uint64_t count;
     } header;
-    if (::read(fd.get(), &header, sizeof header) != sizeof header) return std::nullopt;
+    if (!read_full(fd, &header, sizeof header)) return std::nullopt;
     if (std::memcmp(header.magic, kMagic, 8) != 0 || header.file_size != file.size() ||
         header.count > file.size() / 2)
         return std::nullopt;
     std::vector<uint64_t> offsets(header.count);
-    ssize_t want = static_cast<ssize_t>(header.count * sizeof(uint64_t));
-    if (want && ::read(fd.get(), offsets.data(), want) != want) return std::nullopt;
+    if (!read_full(fd, offsets.data(), header.count * sizeof(uint64_t))) return std::nullopt;
     for (uint64_t site : offsets) {
         const uint64_t off = site_offset(site);
         const unsigned len = patch_length(site);
@@ -317,15 +192,18 @@ std::optional<std::vector<uint64_t>> RewriteCache::load(const std::string& hash,
     return offsets;
 }
 
+std::optional<std::vector<uint64_t>> RewriteCache::load(const std::string& hash, std::span<const uint8_t> file,
+                                                        const ElfImage& image) const {
+    if (dir_.empty()) return std::nullopt;
+    Fd fd(::open((dir_ + "/" + hash).c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return std::nullopt;
+    return read_sites(fd.get(), file, image);
+}
+
 void RewriteCache::store(const std::string& hash, uint64_t file_size,
                          const std::vector<uint64_t>& offsets) const {
     if (dir_.empty() || !make_dirs(dir_)) return;
-    std::vector<uint8_t> buf(24 + offsets.size() * 8);
-    uint64_t count = offsets.size();
-    std::memcpy(buf.data(), kMagic, 8);
-    std::memcpy(buf.data() + 8, &file_size, 8);
-    std::memcpy(buf.data() + 16, &count, 8);
-    if (count) std::memcpy(buf.data() + 24, offsets.data(), count * 8);
+    const std::vector<uint8_t> buf = encode_sites(file_size, offsets);
     // Atomic, so a concurrent reader sees the old entry or the new one; a
     // failure only means the next start decodes again.
     (void)write_file_atomic(dir_ + "/" + hash, buf.data(), buf.size());
@@ -345,8 +223,8 @@ std::string FileIdentity::key() const {
 }
 
 Result<std::vector<uint64_t>> syscall_sites(std::span<const uint8_t> file, const ElfImage& image,
-                                            const RewriteCache& cache, const FileIdentity* identity,
-                                            bool* cache_hit) {
+                                            const RewriteCache& cache, const Decoder& decode,
+                                            const FileIdentity* identity, bool* cache_hit) {
     if (cache_hit) *cache_hit = true;
     std::string id_key = identity ? identity->key() : std::string();
     // Entries are validated against the file on load, so a stale identity
@@ -359,7 +237,7 @@ Result<std::vector<uint64_t>> syscall_sites(std::span<const uint8_t> file, const
         return *cached;
     }
     if (cache_hit) *cache_hit = false;
-    auto sites = find_syscalls(file, image);
+    auto sites = decode(file, image);
     if (!sites) return sites;
     cache.store(hash, file.size(), *sites);
     if (identity) cache.store(id_key, file.size(), *sites);

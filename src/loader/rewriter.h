@@ -47,6 +47,13 @@ inline uint64_t make_site(uint64_t offset, SiteKind kind, unsigned copied = 0) {
     return offset | (uint64_t{copied} << kSiteCopyShift) | (uint64_t{kind} << kSiteKindShift);
 }
 
+// The bytes a site replaces, ending with the syscall.
+unsigned patch_length(uint64_t site);
+// Do the bytes before the syscall at file offset `off` have the shape
+// `site` says? (For a copy site only the length can be checked without
+// decoding.)
+bool has_shape(std::span<const uint8_t> code, uint64_t off, uint64_t site);
+
 // Where the stubs jump: a guest address below 2 GiB holding the entry
 // code's address (thin::GuestShared::handler; vmm/ checks they agree).
 inline constexpr uint64_t kGuestHandlerPointer = 0x6000 + 0x70;
@@ -57,8 +64,12 @@ inline constexpr uint64_t kStubSlot = 32;
 
 // Every `syscall` in the executable segments, found by decoding instruction
 // by instruction (a linear sweep with Zydis), never by a byte search: an
-// 0F 05 inside another instruction's bytes is left alone.
+// 0F 05 inside another instruction's bytes is left alone. In decoder.cc,
+// which only the `vessel-decode` helper and the tests link: `vessel` runs
+// it through decode_in_helper() (decode_helper.h).
 Result<std::vector<uint64_t>> find_syscalls(std::span<const uint8_t> file, const ElfImage& image);
+// What finds the sites on a cache miss: find_syscalls, or the helper.
+using Decoder = std::function<Result<std::vector<uint64_t>>(std::span<const uint8_t>, const ElfImage&)>;
 
 // The stub area for `sites` (kStubSlot bytes per stub site, page-aligned;
 // empty when there is none) and its address relative to the image: the
@@ -73,6 +84,14 @@ void for_each_patch(const ElfImage& image, const std::vector<uint64_t>& sites,
 
 // A 128-bit content hash, as 32 hex digits.
 std::string content_hash(std::span<const uint8_t> file);
+
+// A list of sites in the cache's entry format (below): what the helper
+// writes, and what read_sites() reads back.
+std::vector<uint8_t> encode_sites(uint64_t file_size, const std::vector<uint64_t>& sites);
+// Reads an entry from `fd` and checks it against `file` like a cache entry
+// (every site's bytes inside an executable segment and of its kind's
+// shape); nullopt when anything is off.
+std::optional<std::vector<uint64_t>> read_sites(int fd, std::span<const uint8_t> file, const ElfImage& image);
 
 // On-disk cache (little-endian: "VSLRW002", file size, count, sites) of find_syscalls() results keyed by content hash, so a second
 // start of the same file does not decode again. Entries are validated on load
@@ -122,11 +141,11 @@ std::optional<CachedImage> open_cached_image(const RewriteCache& cache, const Fi
 void store_cached_image(const RewriteCache& cache, const FileIdentity& identity, std::span<const uint8_t> file,
                         const ElfImage& image, const std::vector<uint64_t>& sites, std::span<const uint8_t> stubs);
 
-// find_syscalls() through the cache: by file identity first, then by content
-// hash, then by decoding (and storing under both keys). `cache_hit`
+// The sites through the cache: by file identity first, then by content
+// hash, then by `decode` (and storing under both keys). `cache_hit`
 // (optional) reports whether the decoder was skipped.
 Result<std::vector<uint64_t>> syscall_sites(std::span<const uint8_t> file, const ElfImage& image,
-                                            const RewriteCache& cache, const FileIdentity* identity = nullptr,
-                                            bool* cache_hit = nullptr);
+                                            const RewriteCache& cache, const Decoder& decode,
+                                            const FileIdentity* identity = nullptr, bool* cache_hit = nullptr);
 
 }  // namespace vessel::loader

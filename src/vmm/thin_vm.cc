@@ -14,6 +14,7 @@
 
 #include "arch/x86/x86.h"
 #include "base/cache_dir.h"
+#include "loader/decode_helper.h"
 #include "loader/program.h"
 #include "loader/rewriter.h"
 #include "vmm/exit_status.h"
@@ -216,7 +217,11 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
         m.stats.syscall_sites = cached_image->sites;
         stubs = std::move(cached_image->stubs);
     } else {
-        auto found = loader::syscall_sites(bytes, *image, cache, &identity, &m.stats.rewrite_cache_hit);
+        const int program_fd = program->get();
+        auto decode = [program_fd](std::span<const uint8_t> file, const loader::ElfImage& img) {
+            return loader::decode_in_helper(program_fd, file, img);
+        };
+        auto found = loader::syscall_sites(bytes, *image, cache, decode, &identity, &m.stats.rewrite_cache_hit);
         if (!found) return std::unexpected(found.error());
         sites = std::move(*found);
         m.stats.syscall_sites = sites.size();

@@ -419,6 +419,43 @@ TEST(VesselBinary, IsAStaticPie) {
     }
 }
 
+// The decoder runs as the vessel-decode helper next to vessel. Without it,
+// a cold start is one error line and status 2, and a warm one still runs;
+// what a helper writes is checked like a cache entry.
+TEST(Decoder, RunsBesideVesselAndItsOutputIsChecked) {
+    REQUIRE_KVM();
+    TempDir bin, cache, cold;
+    const std::string lone = bin / "vessel";
+    std::filesystem::copy_file(vessel_path(), lone);
+    RunOptions warm;
+    warm.env = fixed_env();
+    warm.env.push_back("VESSEL_CACHE_DIR=" + cache.path());
+    ASSERT_EQ(run({vessel_path(), "run", kBusybox, "true"}, warm).status, 0);  // fills the cache
+    auto r = run({lone, "run", kBusybox, "echo", "warm"}, warm);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "warm\n");
+
+    RunOptions o;
+    o.env = fixed_env();
+    o.env.push_back("VESSEL_CACHE_DIR=" + cold.path());
+    r = run({lone, "run", kBusybox, "true"}, o);
+    EXPECT_EQ(r.status, 2);
+    EXPECT_TRUE(one_error_line(r));
+    EXPECT_NE(r.err.find("vessel-decode"), std::string::npos) << r.err;
+
+    // A helper that claims a site where busybox has no syscall (offset 0,
+    // the ELF magic): rejected, nothing is patched, status 2.
+    write_file(bin / "vessel-decode",
+               "#!/bin/sh\n"
+               "size=$(stat -L -c %s /proc/self/fd/3)\n"
+               "printf 'VSLRW002'\n"
+               "for v in $size 1 0; do printf \"$(printf '\\\\%03o' $(for i in 0 8 16 24 32 40 48 56; do echo $(( (v >> i) & 255 )); done))\"; done\n");
+    ASSERT_EQ(::chmod((bin / "vessel-decode").c_str(), 0755), 0);
+    r = run({lone, "run", kBusybox, "true"}, o);
+    EXPECT_EQ(r.status, 2) << r.out << r.err;
+    EXPECT_NE(r.err.find("no usable list of sites"), std::string::npos) << r.err;
+}
+
 TEST(RewriteCache, UnusableCacheDirectoryStillRuns) {
     REQUIRE_KVM();
     RunOptions o;

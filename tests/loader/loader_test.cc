@@ -306,9 +306,9 @@ TEST_F(Cache, SecondLookupHitsAndCorruptionIsIgnored) {
     ASSERT_TRUE(img.has_value());
     RewriteCache cache(dir_);
     bool hit = true;
-    auto first = syscall_sites(f, *img, cache, nullptr, &hit).value();
+    auto first = syscall_sites(f, *img, cache, find_syscalls, nullptr, &hit).value();
     EXPECT_FALSE(hit);
-    auto second = syscall_sites(f, *img, cache, nullptr, &hit).value();
+    auto second = syscall_sites(f, *img, cache, find_syscalls, nullptr, &hit).value();
     EXPECT_TRUE(hit);
     EXPECT_EQ(first, second);
 
@@ -326,7 +326,7 @@ TEST_F(Cache, SecondLookupHitsAndCorruptionIsIgnored) {
                     std::string(reinterpret_cast<char*>(&bad), 8);
     for (const std::string& junk : {std::string("garbage"), std::string(), e, header}) {
         corrupt(junk);
-        auto again = syscall_sites(f, *img, cache, nullptr, &hit).value();
+        auto again = syscall_sites(f, *img, cache, find_syscalls, nullptr, &hit).value();
         EXPECT_FALSE(hit);
         EXPECT_EQ(again, first);
         EXPECT_TRUE(cache.load(content_hash(f), f, *img).has_value()) << "entry was not rebuilt";
@@ -353,7 +353,7 @@ TEST_F(Cache, HugeOffsetsAreRejectedNotFollowed) {
     auto img = parse_elf(f);
     ASSERT_TRUE(img.has_value());
     RewriteCache cache(dir_);
-    ASSERT_TRUE(syscall_sites(f, *img, cache).has_value());
+    ASSERT_TRUE(syscall_sites(f, *img, cache, find_syscalls).has_value());
     std::string entry = dir_ + "/" + content_hash(f);
     for (uint64_t bad : {~0ull, ~0ull - 1, ~0ull - 4096, 1ull << 63}) {
         uint64_t size = f.size(), count = 1;
@@ -418,9 +418,9 @@ TEST_F(Cache, UnusableDirectoryDisablesCaching) {
     auto img = parse_elf(f);
     RewriteCache cache("/dev/null/cache");
     bool hit = true;
-    EXPECT_EQ(syscall_sites(f, *img, cache, nullptr, &hit).value().size(), 1u);
+    EXPECT_EQ(syscall_sites(f, *img, cache, find_syscalls, nullptr, &hit).value().size(), 1u);
     EXPECT_FALSE(hit);
-    EXPECT_FALSE(syscall_sites(f, *img, cache, nullptr, &hit).value().empty());
+    EXPECT_FALSE(syscall_sites(f, *img, cache, find_syscalls, nullptr, &hit).value().empty());
     EXPECT_FALSE(hit);
 }
 
