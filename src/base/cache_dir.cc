@@ -44,7 +44,7 @@ bool write_file_atomic(const std::string& path, const void* data, size_t size) {
     std::string tmp = path + ".tmp." + std::to_string(::getpid());
     Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
     if (!fd) return false;
-    bool ok = ::write(fd.get(), data, size) == static_cast<ssize_t>(size);
+    bool ok = write_full(fd.get(), data, size);
     fd.reset();
     if (!ok || ::rename(tmp.c_str(), path.c_str()) < 0) {
         ::unlink(tmp.c_str());

@@ -1,8 +1,11 @@
-// An owned file descriptor.
+// An owned file descriptor, and whole-buffer reads and writes.
 #pragma once
 
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
 #include <utility>
 
 namespace vessel {
@@ -32,5 +35,31 @@ public:
 private:
     int fd_ = -1;
 };
+
+// Reads or writes exactly `len` bytes, retrying after EINTR and partial
+// transfers (pipes, large files). False on an error (errno says which) or,
+// for reads, on end of file first.
+inline bool read_full(int fd, void* buf, size_t len) {
+    auto* p = static_cast<uint8_t*>(buf);
+    while (len > 0) {
+        ssize_t n = ::read(fd, p, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
+        p += n;
+        len -= static_cast<size_t>(n);
+    }
+    return true;
+}
+inline bool write_full(int fd, const void* buf, size_t len) {
+    auto* p = static_cast<const uint8_t*>(buf);
+    while (len > 0) {
+        ssize_t n = ::write(fd, p, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
+        p += n;
+        len -= static_cast<size_t>(n);
+    }
+    return true;
+}
 
 }  // namespace vessel

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <span>
 
+#include "base/fd.h"
 #include "loader/elf.h"
 #include "loader/rewriter.h"
 
@@ -37,11 +38,7 @@ int main() {
     auto sites = find_syscalls(file, *image);
     if (!sites) return die(sites.error().message);
     const std::vector<uint8_t> out = encode_sites(size, *sites);
-    for (size_t done = 0; done < out.size();) {
-        ssize_t n = ::write(1, out.data() + done, out.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return die(std::string("cannot write the sites: ") + std::strerror(errno));
-        done += static_cast<size_t>(n);
-    }
+    if (!vessel::write_full(1, out.data(), out.size()))
+        return die(std::string("cannot write the sites: ") + std::strerror(errno));
     return 0;
 }

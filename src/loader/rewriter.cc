@@ -7,7 +7,6 @@
 #include <xxhash.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
@@ -20,19 +19,6 @@ namespace vessel::loader {
 namespace {
 
 constexpr char kMagic[8] = {'V', 'S', 'L', 'R', 'W', '0', '0', '2'};
-
-// Reads exactly `len` bytes (a pipe may deliver them in pieces).
-bool read_full(int fd, void* out, uint64_t len) {
-    auto* p = static_cast<uint8_t*>(out);
-    while (len > 0) {
-        ssize_t n = ::read(fd, p, len);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return false;
-        p += n;
-        len -= static_cast<uint64_t>(n);
-    }
-    return true;
-}
 
 // Written so that no sum can wrap: offsets come from cache files on disk.
 bool in_exec_segment(const ElfImage& image, uint64_t off, uint64_t len) {

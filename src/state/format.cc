@@ -33,15 +33,9 @@ Result<> write_state_file(const std::string& path, const Sections& sections) {
     Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     if (!fd) return fail_errno("create " + tmp);
     for (const auto* part : {&header.data(), &body.data()}) {
-        size_t off = 0;
-        while (off < part->size()) {
-            ssize_t n = ::write(fd.get(), part->data() + off, part->size() - off);
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) {
-                ::unlink(tmp.c_str());
-                return fail_errno("write " + tmp);
-            }
-            off += static_cast<size_t>(n);
+        if (!write_full(fd.get(), part->data(), part->size())) {
+            ::unlink(tmp.c_str());
+            return fail_errno("write " + tmp);
         }
     }
     if (::fsync(fd.get()) < 0) return fail_errno("fsync " + tmp);
@@ -58,13 +52,7 @@ Result<Sections> read_state_file(const std::string& path) {
     if (!S_ISREG(st.st_mode)) return fail(path + ": not a regular file", EINVAL);
     if (static_cast<uint64_t>(st.st_size) > kMaxStateFile) return fail(path + ": too large for a state file", EINVAL);
     std::string data(static_cast<size_t>(st.st_size), '\0');
-    size_t off = 0;
-    while (off < data.size()) {
-        ssize_t n = ::read(fd.get(), data.data() + off, data.size() - off);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return fail_errno(path + ": read");
-        off += static_cast<size_t>(n);
-    }
+    if (!read_full(fd.get(), data.data(), data.size())) return fail_errno(path + ": read");
     auto bad = [&](const std::string& why) { return fail(path + ": " + why, EINVAL); };
     if (data.size() < kHeaderSize) return bad("truncated (no complete header) — not a Vessel snapshot?");
     if (std::memcmp(data.data(), kMagic, sizeof kMagic) != 0) return bad("not a Vessel snapshot state file");
