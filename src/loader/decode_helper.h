@@ -1,4 +1,4 @@
-// Runs the decoder (find_syscalls, decoder.cc) in a process of its own.
+// Runs the decoder (find_sites, decoder.cc) in a process of its own.
 //
 // `vessel` is a static PIE: it does not load Zydis, a shared library. On a
 // rewrite-cache miss it starts `vessel-decode`, which lies next to it, with

@@ -35,7 +35,7 @@ int main() {
     std::span<const uint8_t> file(static_cast<const uint8_t*>(p), size);
     auto image = parse_elf(file);
     if (!image) return die(image.error().message);
-    auto sites = find_syscalls(file, *image);
+    auto sites = find_sites(file, *image);
     if (!sites) return die(sites.error().message);
     const std::vector<uint8_t> out = encode_sites(size, *sites);
     if (!vessel::write_full(1, out.data(), out.size()))

@@ -18,7 +18,7 @@
 namespace vessel::loader {
 namespace {
 
-constexpr char kMagic[8] = {'V', 'S', 'L', 'R', 'W', '0', '0', '2'};
+constexpr char kMagic[8] = {'V', 'S', 'L', 'R', 'W', '0', '0', '3'};
 
 // Written so that no sum can wrap: offsets come from cache files on disk.
 bool in_exec_segment(const ElfImage& image, uint64_t off, uint64_t len) {
@@ -41,10 +41,11 @@ unsigned patch_length(uint64_t site) {
 
 bool has_shape(std::span<const uint8_t> code, uint64_t off, uint64_t site) {
     const unsigned len = patch_length(site);
-    if (off < len - 2 || off + 2 > code.size() || std::memcmp(&code[off], kSyscall, 2) != 0) return false;
+    const uint8_t* insn = site_is_cpuid(site) ? kCpuid : kSyscall;
+    if (off < len - 2 || off + 2 > code.size() || std::memcmp(&code[off], insn, 2) != 0) return false;
     const uint8_t* p = &code[off + 2 - len];
     switch (site_kind(site)) {
-        case kExitSite: return site_copied(site) == 0;
+        case kExitSite: return site_copied(site) == 0 && !site_is_cpuid(site);
         case kMovSite: return p[0] == 0xb8 && site_copied(site) == 0;  // mov $imm32,%eax
         case kJccXorSite:                                                // jcc rel8; xor %eax,%eax
             return (p[0] & 0xf0) == 0x70 && (p[2] == 0x31 || p[2] == 0x33) && p[3] == 0xc0 && site_copied(site) == 0;
@@ -99,15 +100,16 @@ std::vector<uint8_t> build_stubs(std::span<const uint8_t> file, const ElfImage& 
             *p++ = 0x31;  // xor %eax,%eax
             *p++ = 0xc0;
         }
+        const bool cpuid = site_is_cpuid(site);
         const uint64_t lea_end = stub_va + (p - (area.data() + area.size() - kStubSlot)) + 7;
-        *p++ = 0x48;  // lea after_site(%rip),%rcx: the return address, as syscall leaves it in RCX
+        *p++ = 0x48;  // lea after_site(%rip),%rcx (%rbx for cpuid): the return address, as syscall leaves it in RCX
         *p++ = 0x8d;
-        *p++ = 0x0d;
+        *p++ = cpuid ? 0x1d : 0x0d;
         put32(p, site_va + 2 - lea_end);
-        *p++ = 0xff;  // jmp *kGuestHandlerPointer
+        *p++ = 0xff;  // jmp *kGuestHandlerPointer (kGuestCpuidPointer)
         *p++ = 0x24;
         *p++ = 0x25;
-        put32(p, kGuestHandlerPointer);
+        put32(p, cpuid ? kGuestCpuidPointer : kGuestHandlerPointer);
     }
     area.resize((area.size() + 4095) & ~uint64_t{4095}, 0xcc);
     return area;
@@ -232,7 +234,7 @@ Result<std::vector<uint64_t>> syscall_sites(std::span<const uint8_t> file, const
 
 namespace {
 
-constexpr char kImageMagic[8] = {'V', 'S', 'L', 'I', 'M', 'G', '0', '2'};
+constexpr char kImageMagic[8] = {'V', 'S', 'L', 'I', 'M', 'G', '0', '3'};
 
 struct ImageHeader {
     char magic[8];

@@ -1,8 +1,9 @@
-// Finds the `syscall` instructions of an executable and rewrites them.
+// Finds the `syscall` and `cpuid` instructions of an executable and
+// rewrites them.
 //
-// Every site becomes `out dx, eax; nop` (EF 90), which exits to the VMM, unless
-// the instructions before it leave room for a jump to a per-site stub. The
-// stub does what the replaced instructions did and enters the guest-side
+// Every `syscall` becomes `out dx, eax; nop` (EF 90), which exits to the VMM,
+// unless the instructions before it leave room for a jump to a per-site stub.
+// The stub does what the replaced instructions did and enters the guest-side
 // system-call entry (thin/guest_entry.h), which answers some calls without
 // an exit and sends the rest to the VMM:
 //   kMovSite:    mov $imm32,%eax; syscall          -> jmp stub; nop; nop
@@ -14,6 +15,12 @@
 // `syscall` leaves it), so red zones are safe; a site is only used when no
 // direct branch lands inside the replaced bytes. The stubs live in one
 // read+exec area at the page after the image's highest address.
+//
+// A `cpuid` site (kCpuidSite set) has the same shapes, and its stub enters
+// the guest-side CPUID instead, with the return address in RBX (an output
+// of `cpuid`, like RCX of `syscall`): the guest then gets the host's answer
+// without leaving the VM (arch/x86/host_cpuid.h). A `cpuid` without room
+// for a jump is left as it is (it runs, slowly, on the real CPU).
 #pragma once
 
 #include <sys/stat.h>
@@ -33,42 +40,50 @@
 namespace vessel::loader {
 
 inline constexpr uint8_t kSyscall[2] = {0x0f, 0x05};
+inline constexpr uint8_t kCpuid[2] = {0x0f, 0xa2};
 inline constexpr uint8_t kExitReplacement[2] = {0xef, 0x90};  // out dx, eax; nop
 
-// A site: its file offset, with its kind in the top two bits and, for a
-// kCopySite, the number of bytes copied into its stub in bits 56-61.
+// A site: its file offset, with its kind in the top two bits, bit 61 set
+// for a `cpuid` site and, for a kCopySite, the number of bytes copied into
+// its stub in bits 56-60.
 enum SiteKind : uint64_t { kExitSite = 0, kMovSite = 1, kJccXorSite = 2, kCopySite = 3 };
-inline constexpr unsigned kSiteKindShift = 62, kSiteCopyShift = 56;
-inline constexpr unsigned kCopyMin = 3, kCopyMax = 18;  // bytes before the syscall a copy site moves
+inline constexpr unsigned kSiteKindShift = 62, kSiteCpuidShift = 61, kSiteCopyShift = 56;
+inline constexpr uint64_t kCpuidSite = 1ull << kSiteCpuidShift;
+inline constexpr unsigned kCopyMin = 3, kCopyMax = 18;  // bytes before the instruction a copy site moves
 inline uint64_t site_offset(uint64_t site) { return site & ((1ull << kSiteCopyShift) - 1); }
 inline SiteKind site_kind(uint64_t site) { return static_cast<SiteKind>(site >> kSiteKindShift); }
-inline unsigned site_copied(uint64_t site) { return (site >> kSiteCopyShift) & 0x3f; }
+inline bool site_is_cpuid(uint64_t site) { return site & kCpuidSite; }
+inline unsigned site_copied(uint64_t site) { return (site >> kSiteCopyShift) & 0x1f; }
 inline uint64_t make_site(uint64_t offset, SiteKind kind, unsigned copied = 0) {
     return offset | (uint64_t{copied} << kSiteCopyShift) | (uint64_t{kind} << kSiteKindShift);
 }
 
-// The bytes a site replaces, ending with the syscall.
+// The bytes a site replaces, ending with the syscall (or cpuid).
 unsigned patch_length(uint64_t site);
-// Do the bytes before the syscall at file offset `off` have the shape
-// `site` says? (For a copy site only the length can be checked without
-// decoding.)
+// Do the bytes before the instruction at file offset `off` have the shape
+// `site` says, and is the instruction the one it says? (For a copy site only
+// the length can be checked without decoding.) A cpuid site is never an
+// exit site.
 bool has_shape(std::span<const uint8_t> code, uint64_t off, uint64_t site);
 
 // Where the stubs jump: a guest address below 2 GiB holding the entry
 // code's address (thin::GuestShared::handler; vmm/ checks they agree).
 inline constexpr uint64_t kGuestHandlerPointer = 0x6000 + 0x70;
+// Where `cpuid` stubs jump (thin::GuestShared::cpuid_handler).
+inline constexpr uint64_t kGuestCpuidPointer = 0x6000 + 0x108;
 // The name of the stub area's mapping (the guest-side entry finds the
 // program's data mapping, which ends where the stub area begins, by it).
 inline constexpr std::string_view kStubAreaName = "[vessel stubs]";
 inline constexpr uint64_t kStubSlot = 32;
 
-// Every `syscall` in the executable segments, found by decoding instruction
-// by instruction (a linear sweep with Zydis), never by a byte search: an
-// 0F 05 inside another instruction's bytes is left alone. In decoder.cc,
-// which only the `vessel-decode` helper and the tests link: `vessel` runs
-// it through decode_in_helper() (decode_helper.h).
-Result<std::vector<uint64_t>> find_syscalls(std::span<const uint8_t> file, const ElfImage& image);
-// What finds the sites on a cache miss: find_syscalls, or the helper.
+// Every `syscall`, and every `cpuid` with room for a jump, in the executable
+// segments, in file order, found by decoding instruction by instruction (a
+// linear sweep with Zydis), never by a byte search: an 0F 05 or 0F A2
+// inside another instruction's bytes is left alone. In decoder.cc, which
+// only the `vessel-decode` helper and the tests link: `vessel` runs it
+// through decode_in_helper() (decode_helper.h).
+Result<std::vector<uint64_t>> find_sites(std::span<const uint8_t> file, const ElfImage& image);
+// What finds the sites on a cache miss: find_sites, or the helper.
 using Decoder = std::function<Result<std::vector<uint64_t>>(std::span<const uint8_t>, const ElfImage&)>;
 
 // The stub area for `sites` (kStubSlot bytes per stub site, page-aligned;
@@ -93,10 +108,11 @@ std::vector<uint8_t> encode_sites(uint64_t file_size, const std::vector<uint64_t
 // shape); nullopt when anything is off.
 std::optional<std::vector<uint64_t>> read_sites(int fd, std::span<const uint8_t> file, const ElfImage& image);
 
-// On-disk cache (little-endian: "VSLRW002", file size, count, sites) of find_syscalls() results keyed by content hash, so a second
-// start of the same file does not decode again. Entries are validated on load
-// (each offset must hold a `syscall` inside an executable segment); a bad
-// entry is ignored and rebuilt.
+// On-disk cache (little-endian: "VSLRW003", file size, count, sites) of
+// find_sites() results keyed by content hash, so a second start of the same
+// file does not decode again. Entries are validated on load (each offset
+// must hold a `syscall` or `cpuid`, as its site says, inside an executable
+// segment); a bad entry is ignored and rebuilt.
 class RewriteCache {
 public:
     // `dir` empty: the default ($VESSEL_CACHE_DIR, else $XDG_CACHE_HOME/vessel,
@@ -125,13 +141,13 @@ struct FileIdentity {
 // (KEY.img): one header page, then the file's bytes with every site already
 // rewritten. Mapping it from kImageHeaderSize starts a program without
 // decoding, validating or copying a page; the pages are shared by every VM
-// running that file. Header (little-endian): "VSLIMG02", file size, site
+// running that file. Header (little-endian): "VSLIMG03", file size, site
 // count, stub area size, XXH3-64 of the 32 bytes before it. The stub area
 // (build_stubs()) follows the file's bytes.
 inline constexpr uint64_t kImageHeaderSize = 4096;
 struct CachedImage {
     Fd fd;               // map from kImageHeaderSize
-    uint64_t sites = 0;  // how many syscalls were rewritten
+    uint64_t sites = 0;  // how many sites were rewritten
     std::vector<uint8_t> stubs;
 };
 std::optional<CachedImage> open_cached_image(const RewriteCache& cache, const FileIdentity& identity);

@@ -11,7 +11,8 @@
  * holds the result, RCX the return address and R11 the flags; every other
  * register and the flags are kept. The guest's stack is never touched (a red
  * zone below RSP stays intact): the code runs on its own stack at the end
- * of the shared page.
+ * of the shared page. Rewritten `cpuid` sites enter at vessel_guest_cpuid
+ * (at the end) instead.
  *
  * Position-independent: the shared page and the counts are addressed
  * relative to RIP. Assembled into .rodata: it never runs on the host. */
@@ -19,10 +20,11 @@
 
 #define SH(field) (.Lbase + (GUEST_SHARED_VA - GUEST_ENTRY_VA) + field)(%rip)
 #define COUNTS (.Lbase + (GUEST_COUNTS_VA - GUEST_ENTRY_VA))(%rip)
+#define CPUID(offset) (.Lbase + (GUEST_CPUID_VA - GUEST_ENTRY_VA) + offset)(%rip)
 
         .section .rodata.vessel_guest_entry, "a", @progbits
         .balign 64
-        .globl vessel_guest_entry, vessel_guest_entry_end
+        .globl vessel_guest_entry, vessel_guest_entry_end, vessel_guest_cpuid
 vessel_guest_entry:
 .Lbase:
         mov     %rsp, SH(SH_SAVE_RSP)
@@ -307,6 +309,46 @@ vessel_guest_entry:
         mov     SH(SH_SAVE_RSP), %rsp
         mov     SH(SH_SAVE_RCX), %rcx
         jmp     *%rcx
+
+/* The guest-side CPUID. A rewritten `cpuid` site jumps to its stub, which
+ * jumps here (through SH_CPUID_HANDLER) with eax = leaf, ecx = subleaf and
+ * rbx = the address after the site. The answer comes from the host's
+ * answers the VMM copied to GUEST_CPUID_VA (read only for the guest); a
+ * leaf or subleaf not there runs the real instruction. As after `cpuid`:
+ * rax, rbx, rcx and rdx hold the answer (upper halves zero), every other
+ * register and the flags are kept, and the guest's stack is not touched. */
+vessel_guest_cpuid:
+        mov     %rbx, SH(SH_SAVE_RCX)   /* the return address */
+        mov     %rsp, SH(SH_SAVE_RSP)
+        lea     SH(SH_STACK_TOP), %rsp
+        pushfq
+        mov     CPUID(0), %edx          /* the count */
+        cmp     $GUEST_CPUID_MAX, %edx
+        jbe     1f
+        mov     $GUEST_CPUID_MAX, %edx
+1:      lea     CPUID(GUEST_CPUID_ANSWERS), %rbx
+2:      sub     $1, %edx
+        jb      .Lcpuid_native
+        cmp     (%rbx), %eax
+        jne     3f
+        cmpl    $-1, 4(%rbx)            /* any subleaf */
+        je      4f
+        cmp     4(%rbx), %ecx
+        je      4f
+3:      add     $24, %rbx
+        jmp     2b
+4:      mov     8(%rbx), %eax
+        mov     16(%rbx), %ecx
+        mov     20(%rbx), %edx
+        mov     12(%rbx), %ebx
+        popfq
+        mov     SH(SH_SAVE_RSP), %rsp
+        jmp     *SH(SH_SAVE_RCX)
+.Lcpuid_native:
+        popfq
+        mov     SH(SH_SAVE_RSP), %rsp
+        cpuid
+        jmp     *SH(SH_SAVE_RCX)
 vessel_guest_entry_end:
 
         .section .note.GNU-stack, "", @progbits

@@ -1,9 +1,11 @@
 #include "thin/guest_entry.h"
 
+#include <algorithm>
 #include <cstring>
 
 extern "C" const uint8_t vessel_guest_entry[];
 extern "C" const uint8_t vessel_guest_entry_end[];
+extern "C" const uint8_t vessel_guest_cpuid[];
 
 namespace vessel::thin {
 
@@ -15,7 +17,7 @@ GuestEntry::GuestEntry(memory::GuestMemory& mem, uint64_t shared_gpa, uint64_t c
       shared_(reinterpret_cast<GuestShared*>(mem.host(shared_gpa, memory::kPageSize))),
       counts_(reinterpret_cast<const uint64_t*>(mem.host(counts_gpa, memory::kPageSize))) {}
 
-Result<GuestEntry> GuestEntry::install(memory::AddressSpace& as) {
+Result<GuestEntry> GuestEntry::install(memory::AddressSpace& as, std::span<const arch::x86::CpuidAnswer> cpuid) {
     const uint64_t code_size = static_cast<uint64_t>(vessel_guest_entry_end - vessel_guest_entry);
     if (code_size > memory::kPageSize) return fail("guest entry code larger than a page", EINVAL);
     struct Page {
@@ -26,6 +28,7 @@ Result<GuestEntry> GuestEntry::install(memory::AddressSpace& as) {
         {kGuestEntryVa, pte::kUser | pte::kAccessed},
         {kGuestSharedVa, pte::kUser | pte::kWrite | pte::kNoExec | pte::kAccessed | pte::kDirty},
         {kGuestCountsVa, pte::kUser | pte::kWrite | pte::kNoExec | pte::kAccessed | pte::kDirty},
+        {kGuestCpuidVa, pte::kUser | pte::kNoExec | pte::kAccessed},
     };
     memory::GuestMemory& mem = as.memory();
     for (Page& p : pages) {
@@ -36,9 +39,14 @@ Result<GuestEntry> GuestEntry::install(memory::AddressSpace& as) {
         if (auto r = as.tables().map(p.va, p.gpa, p.flags); !r) return std::unexpected(r.error());
     }
     std::memcpy(mem.host(pages[0].gpa, memory::kPageSize), vessel_guest_entry, code_size);
+    uint8_t* table = mem.host(pages[3].gpa, memory::kPageSize);
+    const uint32_t answers = static_cast<uint32_t>(std::min(cpuid.size(), kGuestCpuidMax));
+    std::memcpy(table, &answers, sizeof answers);
+    if (answers) std::memcpy(table + GUEST_CPUID_ANSWERS, cpuid.data(), answers * sizeof(arch::x86::CpuidAnswer));
     GuestEntry entry(mem, pages[1].gpa, pages[2].gpa);
     entry.shared().win_fd = kNoWindow;
     entry.shared().handler = kGuestEntryVa;
+    entry.shared().cpuid_handler = kGuestEntryVa + static_cast<uint64_t>(vessel_guest_cpuid - vessel_guest_entry);
     return entry;
 }
 

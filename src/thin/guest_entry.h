@@ -11,15 +11,18 @@
 // clock_gettime/gettimeofday/time from a TSC-based clock the VMM keeps in
 // step with the host's, and reads served from a read-ahead window without a
 // VM exit, and sends everything
-// else to the VMM with `out`. The VMM sees the guest's side through
-// GuestShared.
+// else to the VMM with `out`. Rewritten `cpuid` sites enter it too and are
+// answered from a read-only copy of the host's CPUID (arch/x86/host_cpuid.h).
+// The VMM sees the guest's side through GuestShared.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string_view>
 
+#include "arch/x86/host_cpuid.h"
 #include "base/result.h"
 #include "memory/address_space.h"
 #include "thin/guest_entry_layout.h"
@@ -50,7 +53,7 @@ struct GuestShared {
     uint64_t brk_limit;                       // likewise
     uint64_t rand_pos;                        // the guest's: the VMM refills when it is not 0
     uint64_t data_lo, data_hi;                // written by the VMM only
-    uint64_t reserved;
+    uint64_t cpuid_handler;                   // likewise
     uint8_t rand_pool[GUEST_RAND_POOL];       // likewise
 };
 static_assert(offsetof(GuestShared, enabled) == SH_ENABLED && offsetof(GuestShared, uid) == SH_UID &&
@@ -71,9 +74,14 @@ static_assert(offsetof(GuestShared, enabled) == SH_ENABLED && offsetof(GuestShar
               offsetof(GuestShared, rlim_stack_max) == SH_RLIM_STACK_MAX &&
               offsetof(GuestShared, brk_limit) == SH_BRK_LIMIT &&
               offsetof(GuestShared, rand_pos) == SH_RAND_POS && offsetof(GuestShared, data_lo) == SH_DATA_LO &&
-              offsetof(GuestShared, data_hi) == SH_DATA_HI && offsetof(GuestShared, rand_pool) == SH_RAND_POOL);
+              offsetof(GuestShared, data_hi) == SH_DATA_HI &&
+              offsetof(GuestShared, cpuid_handler) == SH_CPUID_HANDLER &&
+              offsetof(GuestShared, rand_pool) == SH_RAND_POOL);
 static_assert(sizeof(GuestShared) <= SH_STACK_TOP - 512, "the entry code's stack needs the rest of the page");
 inline constexpr uint64_t kGuestHandlerPointer = kGuestSharedVa + SH_HANDLER;
+inline constexpr uint64_t kGuestCpuidPointer = kGuestSharedVa + SH_CPUID_HANDLER;
+inline constexpr uint64_t kGuestCpuidVa = GUEST_CPUID_VA;
+inline constexpr size_t kGuestCpuidMax = GUEST_CPUID_MAX;
 // The loader's name for the stub area (loader/rewriter.h).
 inline constexpr std::string_view kStubAreaName = "[vessel stubs]";
 
@@ -82,8 +90,10 @@ inline constexpr uint64_t kNoWindow = ~0ull;  // win_fd when no window is live
 // The VMM's handle on a guest's entry pages.
 class GuestEntry {
 public:
-    // Maps the entry code, the shared page and the counts page.
-    static Result<GuestEntry> install(memory::AddressSpace& as);
+    // Maps the entry code, the shared page, the counts page and the CPUID
+    // page, which holds `cpuid` (the first kGuestCpuidMax answers; any
+    // other question runs the real instruction).
+    static Result<GuestEntry> install(memory::AddressSpace& as, std::span<const arch::x86::CpuidAnswer> cpuid);
     // Finds the pages in an address space built by install() (a restored
     // snapshot); nullopt when they are not there (a snapshot from a build
     // without them: every call then exits, as before).

@@ -10,6 +10,10 @@
  *           entry code's stack
  *           (user, read+write, no exec)
  *   0x7000  per-number counts of calls answered in the guest (user, read+write)
+ *   0x8000  the host's CPUID answers, for rewritten `cpuid` sites (user,
+ *           read only, no exec): a 32-bit count at 0, the answers from
+ *           GUEST_CPUID_ANSWERS, 24 bytes each (leaf, subleaf or
+ *           0xffffffff for any, eax, ebx, ecx, edx; arch/x86/host_cpuid.h)
  */
 #ifndef VESSEL_THIN_GUEST_ENTRY_LAYOUT_H
 #define VESSEL_THIN_GUEST_ENTRY_LAYOUT_H
@@ -18,6 +22,9 @@
 #define GUEST_SHARED_VA 0x6000
 #define GUEST_COUNTS_VA 0x7000
 #define GUEST_COUNTED 512 /* counts kept for numbers below this */
+#define GUEST_CPUID_VA 0x8000
+#define GUEST_CPUID_ANSWERS 0x10
+#define GUEST_CPUID_MAX ((0x1000 - GUEST_CPUID_ANSWERS) / 24)
 
 /* Shared page, byte offsets of 64-bit fields. The guest may write any of
  * them; the VMM checks each value it reads. */
@@ -34,7 +41,7 @@
 #define SH_SAVE_RDI 0x50 /* scratch for the entry code */
 #define SH_SAVE_RSI 0x58
 #define SH_SAVE_RSP 0x60
-#define SH_SAVE_RCX 0x68
+#define SH_SAVE_RCX 0x68 /* the return address (the CPUID entry's too) */
 #define SH_HANDLER 0x70 /* the entry code's address: stubs jump through it */
 #define SH_BRK_START 0x78 /* the heap: brk queries are answered from SH_BRK, */
 #define SH_BRK 0x80       /*   and the guest may move SH_BRK up to SH_BRK_LIMIT, */
@@ -54,6 +61,7 @@
 #define SH_RAND_POS 0xf0  /* bytes of the random pool the guest has used */
 #define SH_DATA_LO 0xf8   /* the program's writable data mapping: where */
 #define SH_DATA_HI 0x100  /*   getrandom may store too, besides stack and heap */
+#define SH_CPUID_HANDLER 0x108 /* the entry code's CPUID: cpuid stubs jump through it */
 #define SH_RAND_POOL 0x110 /* GUEST_RAND_POOL bytes from the host's getrandom */
 #define GUEST_RAND_POOL 1024
 #define SH_STACK_TOP 0x1000 /* the entry code's stack: the rest of the page */

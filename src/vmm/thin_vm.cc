@@ -12,6 +12,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "arch/x86/host_cpuid.h"
 #include "arch/x86/x86.h"
 #include "base/cache_dir.h"
 #include "loader/decode_helper.h"
@@ -29,6 +30,7 @@ constexpr uint64_t kHwcap2Fsgsbase = 1 << 1;  // Linux's HWCAP2_FSGSBASE
 
 // The loader's stubs jump through the pointer the guest entry pages hold.
 static_assert(loader::kGuestHandlerPointer == thin::kGuestHandlerPointer);
+static_assert(loader::kGuestCpuidPointer == thin::kGuestCpuidPointer);
 static_assert(loader::kStubAreaName == thin::kStubAreaName);
 
 // Opens the program; errors say which problem it is (ENOENT: not found,
@@ -60,14 +62,24 @@ std::vector<kvm_cpuid_entry2> cached_cpuid(const std::string& path) {
     return entries;
 }
 
-std::string cpuid_cache_path() {
+// A file in the cache directory that lives as long as this boot of the host
+// (empty when there is no cache directory).
+std::string boot_cache_path(const std::string& name) {
+    static const std::string boot_id = [] {
+        std::string id = read_small_file("/proc/sys/kernel/random/boot_id", 64);
+        while (!id.empty() && id.back() == '\n') id.pop_back();
+        return id;
+    }();
     std::string dir = cache_dir();
-    std::string boot_id = read_small_file("/proc/sys/kernel/random/boot_id", 64);
-    while (!boot_id.empty() && boot_id.back() == '\n') boot_id.pop_back();
     if (dir.empty() || boot_id.empty()) return {};
-    // "cpuid2": files written before the kvm_cpuid2 layout fix hold skewed entries.
-    return dir + "/cpuid2-" + boot_id;
+    return dir + "/" + name + "-" + boot_id;
 }
+
+// "cpuid2": files written before the kvm_cpuid2 layout fix hold skewed entries.
+std::string cpuid_cache_path() { return boot_cache_path("cpuid2"); }
+
+// The host's own CPUID answers for the guest's rewritten `cpuid` sites.
+std::vector<x86::CpuidAnswer> host_cpuid_answers() { return x86::host_cpuid(boot_cache_path("host-cpuid")); }
 
 }  // namespace
 
@@ -207,14 +219,14 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     for (uint64_t page = kSystemBase; page < kSystemEnd; page += memory::kPageSize)
         if (auto r = m.as->tables().map(page, page, memory::pte::kWrite | memory::pte::kNoExec); !r)
             return std::unexpected(r.error());
-    if (auto r = thin::GuestEntry::install(*m.as); !r) return std::unexpected(r.error());
+    if (auto r = thin::GuestEntry::install(*m.as, host_cpuid_answers()); !r) return std::unexpected(r.error());
     m.timer.mark("memory+page tables");
 
     std::vector<uint64_t> sites;  // to rewrite while loading; none in a cached image
     std::vector<uint8_t> stubs;
     if (cached_image) {
         m.stats.rewrite_cache_hit = true;
-        m.stats.syscall_sites = cached_image->sites;
+        m.stats.rewritten_sites = cached_image->sites;
         stubs = std::move(cached_image->stubs);
     } else {
         const int program_fd = program->get();
@@ -224,7 +236,7 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
         auto found = loader::syscall_sites(bytes, *image, cache, decode, &identity, &m.stats.rewrite_cache_hit);
         if (!found) return std::unexpected(found.error());
         sites = std::move(*found);
-        m.stats.syscall_sites = sites.size();
+        m.stats.rewritten_sites = sites.size();
         stubs = loader::build_stubs(bytes, *image, sites);
         loader::store_cached_image(cache, identity, bytes, *image, sites, stubs);
     }

@@ -66,7 +66,7 @@ public:
         uint64_t exits = 0;
         uint64_t syscalls = 0;
         uint64_t unsupported_syscalls = 0;
-        size_t syscall_sites = 0;
+        size_t rewritten_sites = 0;  // `syscall` and `cpuid` sites (loader/rewriter.h)
         bool rewrite_cache_hit = false;
     };
     Stats stats() const;

@@ -292,16 +292,16 @@ TEST(RewriteCache, SecondStartSkipsTheDecoderAndBadEntriesAreIgnored) {
     };
     auto first = start();
     EXPECT_FALSE(first.rewrite_cache_hit);
-    EXPECT_GT(first.syscall_sites, 100u);
+    EXPECT_GT(first.rewritten_sites, 100u);
     auto second = start();
     EXPECT_TRUE(second.rewrite_cache_hit);
-    EXPECT_EQ(second.syscall_sites, first.syscall_sites);
+    EXPECT_EQ(second.rewritten_sites, first.rewritten_sites);
     // The second start mapped the cached, already rewritten image.
     struct stat st;
     ASSERT_EQ(::stat(kBusybox, &st), 0);
     auto image = loader::open_cached_image(loader::RewriteCache(cache.path()), loader::FileIdentity::of(st));
     ASSERT_TRUE(image.has_value()) << "no rewritten image cached";
-    EXPECT_EQ(image->sites, first.syscall_sites);
+    EXPECT_EQ(image->sites, first.rewritten_sites);
 
     // The cache may keep more than one key per file (content hash, file
     // identity): every entry in the directory is corrupted alike.
@@ -338,7 +338,7 @@ TEST(RewriteCache, SecondStartSkipsTheDecoderAndBadEntriesAreIgnored) {
         for (const auto& e : entries) write_file(e, bytes);
         auto s = start();
         EXPECT_FALSE(s.rewrite_cache_hit) << name;
-        EXPECT_EQ(s.syscall_sites, first.syscall_sites) << name;
+        EXPECT_EQ(s.rewritten_sites, first.rewritten_sites) << name;
         EXPECT_TRUE(read_file(entry) == good) << name << ": the entry was not rebuilt";
         // And through the CLI, the program still runs right.
         for (const auto& e : entries) write_file(e, bytes);
@@ -448,7 +448,7 @@ TEST(Decoder, RunsBesideVesselAndItsOutputIsChecked) {
     write_file(bin / "vessel-decode",
                "#!/bin/sh\n"
                "size=$(stat -L -c %s /proc/self/fd/3)\n"
-               "printf 'VSLRW002'\n"
+               "printf 'VSLRW003'\n"
                "for v in $size 1 0; do printf \"$(printf '\\\\%03o' $(for i in 0 8 16 24 32 40 48 56; do echo $(( (v >> i) & 255 )); done))\"; done\n");
     ASSERT_EQ(::chmod((bin / "vessel-decode").c_str(), 0755), 0);
     r = run({lone, "run", kBusybox, "true"}, o);

@@ -7,6 +7,8 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <cstring>
+#include <filesystem>
 #include <regex>
 
 #include "harness.h"
@@ -125,6 +127,37 @@ TEST_P(GuestProgram, Process) {
     expect_passed(run({p, uid, gid}), "native");
     const std::string hwcap2 = "HOST_HWCAP2=" + std::to_string(::getauxval(AT_HWCAP2));
     expect_passed(run_vessel({"--env", hwcap2}, {p, uid, gid, "vessel"}), "vessel");
+}
+
+// Rewritten `cpuid` sites answer as the real instruction does, without
+// leaving the guest (tests/guest/cpuid.c), from the host table the VMM keeps
+// per boot in the cache directory: an answer planted there reaches the
+// rewritten site only, proving where it came from.
+TEST_P(GuestProgram, Cpuid) {
+    std::string p = prog("cpuid");
+    expect_passed(run({p}), "native");
+    TempDir cache;
+    RunOptions o;
+    o.env = fixed_env();
+    o.env.push_back("VESSEL_CACHE_DIR=" + cache.path());
+    expect_passed(run_vessel({}, {p}, o), "vessel");
+    std::string table;
+    for (const auto& e : std::filesystem::directory_iterator(cache.path()))
+        if (e.path().filename().string().rfind("host-cpuid-", 0) == 0) table = e.path();
+    ASSERT_FALSE(table.empty()) << "no host CPUID table in " << cache.path();
+    std::string data = read_file(table);
+    bool planted = false;
+    for (size_t at = 16; at + 24 <= data.size(); at += 24) {
+        uint32_t leaf;
+        std::memcpy(&leaf, &data[at], 4);
+        if (leaf != 0x80000002) continue;
+        const uint32_t vssl = 0x4c535356;
+        std::memcpy(&data[at + 8], &vssl, 4);
+        planted = true;
+    }
+    ASSERT_TRUE(planted);
+    write_file(table, data);
+    expect_passed(run_vessel({}, {p, "brand", "4c535356"}, o), "vessel, planted answer");
 }
 
 TEST_P(GuestProgram, ExitStatusIsTheProgramsOwn) {

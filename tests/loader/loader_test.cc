@@ -142,13 +142,13 @@ TEST(Rewriter, FindsRealSyscallsOnly) {
     auto f = tiny_elf();
     auto img = parse_elf(f);
     ASSERT_TRUE(img.has_value());
-    auto sites = find_syscalls(f, *img);
+    auto sites = find_sites(f, *img);
     ASSERT_TRUE(sites.has_value());
     ASSERT_EQ(sites->size(), 1u);
     EXPECT_EQ(site_offset((*sites)[0]), kSyscallOffset);
     // 0F 05 in a non-executable segment is data, not code.
     std::memcpy(f.data() + 0x1010, kSyscall, 2);
-    EXPECT_EQ(find_syscalls(f, *img).value().size(), 1u);
+    EXPECT_EQ(find_sites(f, *img).value().size(), 1u);
 }
 
 // Which sites jump to a stub (and on to the guest-side entry) and which stay
@@ -180,7 +180,7 @@ TEST_P(SiteKinds, AreChosenByTheCodeAroundTheSite) {
     auto f = tiny_elf(code);
     auto img = parse_elf(f);
     ASSERT_TRUE(img.has_value());
-    auto sites = find_syscalls(f, *img).value();
+    auto sites = find_sites(f, *img).value();
     ASSERT_EQ(sites.size(), 1u);
     auto at = std::search(c.code.begin(), c.code.end(), kSys.begin(), kSys.end()) - c.code.begin();
     EXPECT_EQ(site_offset(sites[0]), kCodeOffset + 16 + at);
@@ -227,7 +227,7 @@ TEST(Rewriter, StubsRedoTheReplacedInstructionsAndReturnAfterTheSite) {
     auto f = tiny_elf(code);
     auto img = parse_elf(f);
     ASSERT_TRUE(img.has_value());
-    auto sites = find_syscalls(f, *img).value();
+    auto sites = find_sites(f, *img).value();
     ASSERT_EQ(sites.size(), 3u);
     ASSERT_EQ(site_kind(sites[0]), kJccXorSite);
     ASSERT_EQ(site_kind(sites[1]), kMovSite);
@@ -279,6 +279,52 @@ TEST(Rewriter, StubsRedoTheReplacedInstructionsAndReturnAfterTheSite) {
     EXPECT_EQ(site2_va - 5 + 5 + j, base + kStubSlot);
 }
 
+// `cpuid` sites: the same shapes, flagged, with a stub that enters the
+// guest-side CPUID with the return address in RBX. One without room for a
+// jump, or with a branch into the bytes the jump would cover, is no site at
+// all (it stays the real instruction), and a `cpuid` is never copied into
+// a syscall's stub.
+TEST(Rewriter, CpuidSitesGoToTheGuestSideCpuid) {
+    const std::vector<uint8_t> cpuid = {0x0f, 0xa2}, mov_eax7 = {0xb8, 7, 0, 0, 0}, xor_ecx = {0x31, 0xc9};
+    const std::vector<uint8_t> rip_lea = {0x48, 0x8d, 0x1d, 0, 0, 0, 0};  // lea 0(%rip),%rbx
+    auto code = nops(16) + mov_eax7 + cpuid +                                    // a mov site
+                nops(4) + mov_eax7 + xor_ecx + cpuid +                           // a copy site (7 bytes)
+                nops(4) + rip_lea + cpuid +                                      // none: RIP-relative before it
+                nops(4) + std::vector<uint8_t>{0xeb, 0x02} + mov_eax7 + cpuid +  // none: a branch into the mov
+                nops(4) + std::vector<uint8_t>{0x53} + xor_ecx + cpuid + kSys;   // a copy site (3), an exit site
+    auto f = tiny_elf(code);
+    auto img = parse_elf(f);
+    ASSERT_TRUE(img.has_value());
+    auto sites = find_sites(f, *img).value();
+    ASSERT_EQ(sites.size(), 4u);
+    const uint64_t first = kCodeOffset + 16;
+    EXPECT_EQ(sites[0], make_site(first + 5, kMovSite) | kCpuidSite);
+    EXPECT_EQ(sites[1], make_site(first + 18, kCopySite, 7) | kCpuidSite);
+    EXPECT_EQ(sites[2], make_site(first + 53, kCopySite, 3) | kCpuidSite);
+    EXPECT_EQ(sites[3], make_site(first + 55, kExitSite));  // not `push; xor; cpuid` copied
+
+    // The stubs: what the site replaced, lea after_site(%rip),%rbx, jmp *kGuestCpuidPointer.
+    auto stubs = build_stubs(f, *img, sites);
+    const uint64_t base = kText + 0x4000, site0_va = kText + first + 5;
+    EXPECT_EQ((std::vector<uint8_t>(stubs.begin(), stubs.begin() + 5)), mov_eax7);
+    EXPECT_EQ((std::vector<uint8_t>(stubs.begin() + 5, stubs.begin() + 8)), (std::vector<uint8_t>{0x48, 0x8d, 0x1d}));
+    int32_t rel;
+    std::memcpy(&rel, &stubs[8], 4);
+    EXPECT_EQ(base + 12 + rel, site0_va + 2);
+    EXPECT_EQ((std::vector<uint8_t>(stubs.begin() + 12, stubs.begin() + 15)), (std::vector<uint8_t>{0xff, 0x24, 0x25}));
+    uint32_t pointer;
+    std::memcpy(&pointer, &stubs[15], 4);
+    EXPECT_EQ(pointer, kGuestCpuidPointer);
+    EXPECT_EQ((std::vector<uint8_t>(stubs.begin() + 2 * kStubSlot, stubs.begin() + 2 * kStubSlot + 3)),
+              (std::vector<uint8_t>{0x53, 0x31, 0xc9}));
+
+    // A cache entry is checked against the instruction its site names.
+    EXPECT_TRUE(has_shape(f, first + 5, sites[0]));
+    EXPECT_FALSE(has_shape(f, first + 5, sites[0] & ~kCpuidSite));  // not a syscall there
+    EXPECT_FALSE(has_shape(f, first + 55, sites[3] | kCpuidSite));  // nor a cpuid here
+    EXPECT_FALSE(has_shape(f, first + 5, make_site(0, kExitSite) | kCpuidSite));  // cpuid sites never exit
+}
+
 TEST(Rewriter, ContentHashIsStableAndSensitive) {
     auto f = tiny_elf();
     std::string h = content_hash(f);
@@ -306,9 +352,9 @@ TEST_F(Cache, SecondLookupHitsAndCorruptionIsIgnored) {
     ASSERT_TRUE(img.has_value());
     RewriteCache cache(dir_);
     bool hit = true;
-    auto first = syscall_sites(f, *img, cache, find_syscalls, nullptr, &hit).value();
+    auto first = syscall_sites(f, *img, cache, find_sites, nullptr, &hit).value();
     EXPECT_FALSE(hit);
-    auto second = syscall_sites(f, *img, cache, find_syscalls, nullptr, &hit).value();
+    auto second = syscall_sites(f, *img, cache, find_sites, nullptr, &hit).value();
     EXPECT_TRUE(hit);
     EXPECT_EQ(first, second);
 
@@ -320,13 +366,13 @@ TEST_F(Cache, SecondLookupHitsAndCorruptionIsIgnored) {
         ::close(fd);
     };
     // An entry whose offset does not hold a syscall instruction.
-    std::string header = "VSLRW002";
+    std::string header = "VSLRW003";
     uint64_t size = f.size(), count = 1, bad = 0x10;
     std::string e = header + std::string(reinterpret_cast<char*>(&size), 8) + std::string(reinterpret_cast<char*>(&count), 8) +
                     std::string(reinterpret_cast<char*>(&bad), 8);
     for (const std::string& junk : {std::string("garbage"), std::string(), e, header}) {
         corrupt(junk);
-        auto again = syscall_sites(f, *img, cache, find_syscalls, nullptr, &hit).value();
+        auto again = syscall_sites(f, *img, cache, find_sites, nullptr, &hit).value();
         EXPECT_FALSE(hit);
         EXPECT_EQ(again, first);
         EXPECT_TRUE(cache.load(content_hash(f), f, *img).has_value()) << "entry was not rebuilt";
@@ -353,11 +399,11 @@ TEST_F(Cache, HugeOffsetsAreRejectedNotFollowed) {
     auto img = parse_elf(f);
     ASSERT_TRUE(img.has_value());
     RewriteCache cache(dir_);
-    ASSERT_TRUE(syscall_sites(f, *img, cache, find_syscalls).has_value());
+    ASSERT_TRUE(syscall_sites(f, *img, cache, find_sites).has_value());
     std::string entry = dir_ + "/" + content_hash(f);
     for (uint64_t bad : {~0ull, ~0ull - 1, ~0ull - 4096, 1ull << 63}) {
         uint64_t size = f.size(), count = 1;
-        std::string e = std::string("VSLRW002") + std::string(reinterpret_cast<char*>(&size), 8) +
+        std::string e = std::string("VSLRW003") + std::string(reinterpret_cast<char*>(&size), 8) +
                         std::string(reinterpret_cast<char*>(&count), 8) + std::string(reinterpret_cast<char*>(&bad), 8);
         int fd = ::open(entry.c_str(), O_WRONLY | O_TRUNC);
         ASSERT_GE(fd, 0);
@@ -377,7 +423,7 @@ TEST_F(Cache, RewrittenImageRoundTripsAndDamageIsAMiss) {
     RewriteCache cache(dir_);
     FileIdentity id{.dev = 1, .ino = 2, .size = f.size(), .mtime_ns = 3, .ctime_ns = 4};
     EXPECT_FALSE(open_cached_image(cache, id).has_value());
-    auto sites = find_syscalls(f, *img).value();
+    auto sites = find_sites(f, *img).value();
     store_cached_image(cache, id, f, *img, sites, build_stubs(f, *img, sites));
     auto cached = open_cached_image(cache, id);
     ASSERT_TRUE(cached.has_value());
@@ -418,9 +464,9 @@ TEST_F(Cache, UnusableDirectoryDisablesCaching) {
     auto img = parse_elf(f);
     RewriteCache cache("/dev/null/cache");
     bool hit = true;
-    EXPECT_EQ(syscall_sites(f, *img, cache, find_syscalls, nullptr, &hit).value().size(), 1u);
+    EXPECT_EQ(syscall_sites(f, *img, cache, find_sites, nullptr, &hit).value().size(), 1u);
     EXPECT_FALSE(hit);
-    EXPECT_FALSE(syscall_sites(f, *img, cache, find_syscalls, nullptr, &hit).value().empty());
+    EXPECT_FALSE(syscall_sites(f, *img, cache, find_sites, nullptr, &hit).value().empty());
     EXPECT_FALSE(hit);
 }
 
@@ -437,7 +483,7 @@ TEST(LoadProgram, MapsRewritesAndBuildsTheLinuxStack) {
     spec.envp = {"A=1"};
     spec.execfn = "/bin/prog";
     spec.stack_size = 64 << 10;
-    auto sites = find_syscalls(f, *img).value();
+    auto sites = find_sites(f, *img).value();
     auto loaded = load_program(as, f, *img, sites, build_stubs(f, *img, sites), spec);
     ASSERT_TRUE(loaded.has_value()) << loaded.error().message;
     EXPECT_EQ(loaded->entry, kText + kCodeOffset);

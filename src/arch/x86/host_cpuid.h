@@ -1,0 +1,55 @@
+// The host's own CPUID, as a program sees it in user mode.
+//
+// A thin guest runs on the host CPU at CPL3, and PVM does not trap its
+// `cpuid`: every one leaves the host VM for the hypervisor below (~7 µs here,
+// and glibc's start-up asks 41 times). The rewriter sends `cpuid` sites to
+// the guest-side entry code instead, which answers from a copy of the host's
+// answers (thin/guest_entry.h); this module reads that copy and keeps it per
+// boot. Only leaves whose meaning is known are read, so an answer from the
+// table is always the one the instruction would give; anything else (other
+// leaves, other subleaves) runs the real instruction in the guest.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace vessel::arch::x86 {
+
+// One answer. `subleaf` is kAnySubleaf for leaves that ignore ECX.
+// The layout is the guest table's (thin/guest_entry_layout.h).
+struct CpuidAnswer {
+    uint32_t leaf, subleaf;
+    uint32_t eax, ebx, ecx, edx;
+    bool operator==(const CpuidAnswer&) const = default;
+};
+static_assert(sizeof(CpuidAnswer) == 24);
+inline constexpr uint32_t kAnySubleaf = 0xffffffff;
+
+// Does the leaf take a subleaf in ECX? Nullopt-like: `known` false for
+// leaves this module does not describe (never put in a table).
+struct LeafKind {
+    bool known = false;
+    bool indexed = false;
+};
+LeafKind leaf_kind(uint32_t leaf);
+
+// Executes `cpuid` for every known leaf up to the host's highest basic and
+// extended leaf, with the subleaves each defines (~60-100 instructions).
+std::vector<CpuidAnswer> read_host_cpuid();
+
+// What this process's C library read at its start (glibc keeps the raw
+// registers of leaves 1, 7, 7.1, 0xd.1, 0x14, 0x19 and 0x80000001/7/8), with
+// the APIC ID of the CPU it ran on masked: a fingerprint of the CPU that
+// costs no `cpuid`.
+std::array<uint32_t, 36> libc_cpuid_fingerprint();
+
+// The host's answers through a per-boot cache file at `path` (empty: no
+// cache). The file is used only when it is well-formed and carries this
+// process's fingerprint; otherwise the answers are read again and the file
+// (and its directory) written (atomically; a failure to write only costs
+// the next start).
+std::vector<CpuidAnswer> host_cpuid(const std::string& path);
+
+}  // namespace vessel::arch::x86
