@@ -60,14 +60,21 @@ Result<LoadedProgram> load_program(memory::AddressSpace& as, std::span<const uin
                     ENOMEM);
     };
     if (spec.image_gpa && !shared_pages) {
-        // Zero-copy: file pages come straight from the image region. Only the
-        // page where file data meets bss is copied, so its tail reads as zero.
+        // Zero-copy: read-only and executable file pages come straight from
+        // the image region. Only the page where file data meets bss is
+        // copied, so its tail reads as zero.
         for (const auto& s : image.segments) {
             int prot = prot_of(s.flags);
             uint64_t start = page_align_down(s.vaddr + bias);
             uint64_t file_end = s.vaddr + bias + s.filesz;
             uint64_t mem_end = page_align_up(s.vaddr + bias + s.memsz);
             uint64_t direct_end = s.memsz > s.filesz ? page_align_down(file_end) : page_align_up(file_end);
+            // A writable segment is copied into guest RAM instead: the
+            // guest's first store to a file page would be a copy-on-write
+            // fault in the host inside KVM's page-fault path, and that
+            // fires the MMU notifier (a shadow-page zap and a TLB flush)
+            // for every page (docs/BENCHMARKS.md).
+            if (s.flags & PF_W) direct_end = start;
             if (direct_end > start) {
                 auto r = as.map_physical(start, direct_end - start, spec.image_gpa + page_align_down(s.offset), prot);
                 if (!r) return wrap("load segment", r.error());

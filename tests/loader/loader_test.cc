@@ -541,6 +541,44 @@ TEST(LoadProgram, MapsRewritesAndBuildsTheLinuxStack) {
     EXPECT_NE(aux[AT_RANDOM], 0u);
 }
 
+// From a file region (the zero-copy start): read-only and executable pages
+// are the file's own, writable ones are copies in guest RAM, so the guest's
+// stores never copy-on-write a file page inside KVM's page-fault path.
+TEST(LoadProgram, WritableSegmentsAreCopiedOutOfTheFileRegion) {
+    auto mem = memory::GuestMemory::create(16 << 20);
+    ASSERT_TRUE(mem.has_value());
+    memory::AddressSpace as(*mem, 0x1000);
+    ASSERT_TRUE(as.init().has_value());
+    auto f = tiny_elf();
+    ph(f, 1).p_filesz = 0x1000;  // a whole page of file data, then bss
+    auto img = parse_elf(f);
+    ASSERT_TRUE(img.has_value());
+    int fd = ::memfd_create("elf", MFD_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::write(fd, f.data(), f.size()), static_cast<ssize_t>(f.size()));
+    auto region = mem->add_file_region(fd, f.size());
+    ::close(fd);
+    ASSERT_TRUE(region.has_value()) << region.error().message;
+    ProgramSpec spec;
+    spec.stack_size = 64 << 10;
+    spec.image_gpa = *region;
+    auto loaded = load_program(as, f, *img, {}, {}, spec);
+    ASSERT_TRUE(loaded.has_value()) << loaded.error().message;
+    auto in_file_region = [&](uint64_t va) {
+        auto gpa = as.tables().translate(va);
+        EXPECT_TRUE(gpa.has_value()) << std::hex << va;
+        return gpa && *gpa >= *region && *gpa < *region + f.size();
+    };
+    EXPECT_TRUE(in_file_region(kText + kCodeOffset));
+    EXPECT_FALSE(in_file_region(kText + 0x1000));
+    auto v = as.view();
+    char data[6] = {};
+    ASSERT_TRUE(v.read(kText + 0x1000, data, 5));
+    EXPECT_STREQ(data, "data!");
+    ASSERT_TRUE(v.write(kText + 0x1000, "DATA?", 5));
+    EXPECT_EQ(std::memcmp(mem->host(*region + 0x1000, 5), "data!", 5), 0);  // the file's page is untouched
+}
+
 TEST(LoadProgram, TooBigForGuestMemoryIsENOMEM) {
     auto mem = memory::GuestMemory::create(2 << 20);
     ASSERT_TRUE(mem.has_value());
