@@ -160,8 +160,18 @@ Result<> GuestMemory::invalidate(uint64_t gpa, uint64_t len) {
     if (len == 0) return {};
     uint8_t* p = host(gpa, len);
     if (!p) return fail("invalidate: bad range", EINVAL);
-    // Changing the protection of the VMM's mapping fires the MMU notifier, and
-    // KVM zaps every translation of these pages. Restoring it lets the VMAs merge.
+    // RAM shared with the memfd: dropping the VMM's own page-table entries
+    // fires the MMU notifier for exactly these pages, and KVM zaps their
+    // translations; the contents stay in the memfd. (mprotect would split
+    // the RAM mapping, and a split fires the notifier for the whole 2 MiB
+    // around each end, zapping every translation there.)
+    if (!image_backed_ && contains(gpa, len)) {
+        if (::madvise(p, len, MADV_DONTNEED) < 0) return fail_errno("madvise(invalidate)");
+        return {};
+    }
+    // Private mappings (file regions, RAM restored copy-on-write) would lose
+    // their written pages that way. Changing the protection of the VMM's
+    // mapping fires the notifier too; restoring it lets the VMAs merge.
     if (::mprotect(p, len, PROT_READ) < 0) return fail_errno("mprotect(invalidate)");
     if (::mprotect(p, len, PROT_READ | PROT_WRITE) < 0) return fail_errno("mprotect(restore)");
     return {};

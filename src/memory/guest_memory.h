@@ -107,7 +107,8 @@ public:
     // Makes KVM forget cached translations of these pages while keeping their
     // contents. Needed after the VMM rewrites a guest page-table entry that
     // pointed at them: KVM does not see the VMM's own writes to guest page
-    // tables. Works on RAM and file regions.
+    // tables. Works on RAM and file regions; on memfd RAM it notifies KVM of
+    // exactly these pages (no mapping split, which would notify 2 MiB).
     Result<> invalidate(uint64_t gpa, uint64_t len);
 
     // Bytes of RAM and file regions the host has resident: the guest memory
