@@ -117,6 +117,22 @@ TEST_F(HostCpuidCache, MalformedFilesAreReadAgain) {
     data[8] ^= 1;
     write(data);
     EXPECT_EQ(host_cpuid(path_).size(), fresh.size());
+    // An answer for a leaf this module does not know (the hypervisor's),
+    // or with the wrong kind of subleaf, in place of the brand string's
+    // first leaf (which glibc's fingerprint does not cover): never handed
+    // to a guest.
+    size_t brand = 0;
+    while (brand < fresh.size() && fresh[brand].leaf != 0x80000002) ++brand;
+    ASSERT_LT(brand, fresh.size());
+    for (auto [leaf, subleaf] : {std::pair<uint32_t, uint32_t>{0x40000000, kAnySubleaf}, {0x80000002, 0}}) {
+        data = read();
+        std::memcpy(&data[16 + 24 * brand], &leaf, 4);
+        std::memcpy(&data[16 + 24 * brand + 4], &subleaf, 4);
+        write(data);
+        auto t = host_cpuid(path_);
+        ASSERT_EQ(t.size(), fresh.size());
+        EXPECT_EQ(t[brand], fresh[brand]) << std::hex << leaf << "." << subleaf;
+    }
 }
 
 }  // namespace

@@ -132,7 +132,12 @@ std::vector<CpuidAnswer> host_cpuid(const std::string& path) {
             if (count <= kMaxAnswers && data.size() == 16 + count * sizeof(CpuidAnswer)) {
                 std::vector<CpuidAnswer> cached(count);
                 std::memcpy(cached.data(), data.data() + 16, count * sizeof(CpuidAnswer));
-                if (fingerprint_of(cached) == mine) return cached;
+                // Only known leaves, each with the subleaf form its kind has.
+                const bool well_formed = std::all_of(cached.begin(), cached.end(), [](const CpuidAnswer& a) {
+                    const LeafKind k = leaf_kind(a.leaf);
+                    return k.known && k.indexed == (a.subleaf != kAnySubleaf);
+                });
+                if (well_formed && fingerprint_of(cached) == mine) return cached;
             }
         }
     }

@@ -46,8 +46,8 @@ std::vector<CpuidAnswer> read_host_cpuid();
 std::array<uint32_t, 36> libc_cpuid_fingerprint();
 
 // The host's answers through a per-boot cache file at `path` (empty: no
-// cache). The file is used only when it is well-formed and carries this
-// process's fingerprint; otherwise the answers are read again and the file
+// cache). The file is used only when it is well-formed (known leaves only,
+// each with its kind of subleaf) and carries this process's fingerprint; otherwise the answers are read again and the file
 // (and its directory) written (atomically; a failure to write only costs
 // the next start).
 std::vector<CpuidAnswer> host_cpuid(const std::string& path);
