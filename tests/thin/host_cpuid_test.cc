@@ -15,9 +15,11 @@
 namespace vessel::arch::x86 {
 namespace {
 
-// Fields naming the CPU that answered (APIC IDs).
+// Fields naming the CPU that answered (APIC IDs; the core type of a
+// hybrid Intel CPU).
 CpuidAnswer masked(CpuidAnswer a) {
     if (a.leaf == 1) a.ebx &= 0x00ffffff;
+    if (a.leaf == 0x1a) a.eax = 0;
     if (a.leaf == 0xb || a.leaf == 0x1f || a.leaf == 0x80000026) a.edx = 0;
     if (a.leaf == 0x8000001e) a.eax = a.ebx = 0;
     return a;
