@@ -694,6 +694,7 @@ Result<FullRunOutcome> FullVm::run() {
         std::lock_guard lock(m.pause_mu);
         m.state = VmState::kRunning;
         m.started_at = now_rfc3339();
+        m.pause_cv.notify_all();  // a pause that came before the vCPUs started
     }
     for (auto& cp : m.cpus) {
         Impl::Cpu* c = cp.get();
@@ -764,11 +765,14 @@ void FullVm::request_stop() { impl_->stop(FullRunOutcome::Reason::kReset); }
 Result<> FullVm::pause() {
     Impl& m = *impl_;
     std::unique_lock lock(m.pause_mu);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    // The control API serves before the vCPUs start: a pause from then
+    // waits for them rather than failing on a VM that is about to run.
+    m.pause_cv.wait_until(lock, deadline, [&] { return m.state != VmState::kCreated || m.stopping; });
     if (m.state != VmState::kRunning || m.stopping) return fail(std::string("VM is ") + to_string(m.state), EBUSY);
     m.pause_requested = true;
     // Kick until every vCPU has parked (a vCPU busy in a device handler
     // parks when that exit is done).
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     while (m.parked < m.cpus.size() && !m.stopping) {
         for (auto& c : m.cpus) c->runner->kick();
         m.pause_cv.wait_for(lock, std::chrono::milliseconds(20));

@@ -400,6 +400,7 @@ Result<RunOutcome> ThinVm::run() {
         std::lock_guard g(m.lock);
         m.vcpu_thread = pthread_self();
         m.state = VmState::kRunning;
+        m.changed.notify_all();  // a pause that came before the loop started
     }
     cpu::VcpuRunner::install_kick_signal();
     auto r = m.runner->run(m);
@@ -416,11 +417,15 @@ Result<RunOutcome> ThinVm::run() {
 Result<> ThinVm::pause() {
     Impl& m = *impl_;
     std::unique_lock g(m.lock);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    // The control API serves before the vCPU loop starts (`vessel run`
+    // listens, confines itself, then runs): a pause from that moment waits
+    // for the VM to start rather than failing on a VM that is about to run.
+    m.changed.wait_until(g, deadline, [&] { return m.state != VmState::kCreated; });
     if (m.state != VmState::kRunning) return fail(std::string("VM is ") + to_string(m.state), EBUSY);
     m.pause_requested = true;
     // Kick until the vCPU parks: a kick can land just before the vCPU thread
     // blocks in a host call, so one is not always enough.
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     while (m.state == VmState::kRunning) {
         m.runner->kick();
         if (m.changed.wait_for(g, std::chrono::milliseconds(20), [&] { return m.state != VmState::kRunning; })) break;

@@ -17,6 +17,7 @@
 
 #include "api/http.h"
 #include "boot_harness.h"
+#include "vmm/full_vm.h"
 
 #include <chrono>
 #include <cstdio>
@@ -107,6 +108,36 @@ void expect_banner(const BootResult& r) {
 }
 
 }  // namespace
+
+// `vessel boot --api-sock` serves the API before its vCPUs start: a pause in
+// between waits for them and pauses the machine, instead of "VM is created".
+TEST_F(FullBoot, PauseBeforeTheVcpusStartWaitsForThem) {
+    std::string why;
+    const std::string dir = kernel_dir(why);
+    ASSERT_FALSE(dir.empty()) << why;
+    char dir_template[] = "/tmp/vessel-boot-test.XXXXXX";
+    const std::string tmp = ::mkdtemp(dir_template);
+    vessel::vmm::FullVmConfig config;
+    config.kernel = dir + "/vmlinux";
+    config.mem_size = 128ull << 20;
+    config.console = {vessel::vmm::ConsoleSpec::Kind::kFile, tmp + "/console"};
+    auto vm = vessel::vmm::FullVm::create(config);
+    ASSERT_TRUE(vm.has_value()) << vm.error().message;
+    vessel::Result<> paused = vessel::fail("not called"), resumed = vessel::fail("not called");
+    std::thread control([&] {
+        paused = (*vm)->pause();
+        if (paused) resumed = (*vm)->resume();
+        (*vm)->shutdown();
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the pause is waiting now
+    auto outcome = (*vm)->run();
+    control.join();
+    EXPECT_TRUE(paused.has_value()) << paused.error().message;
+    EXPECT_TRUE(resumed.has_value()) << resumed.error().message;
+    EXPECT_TRUE(outcome.has_value()) << outcome.error().message;
+    vm->reset();
+    std::filesystem::remove_all(tmp);
+}
 
 TEST_F(FullBoot, VmlinuxPvhEntryReachesBannerAndE820) {
     // Wait for the exact RAM line too: the VM is stopped as soon as every

@@ -17,6 +17,7 @@
 
 #include "api/http.h"
 #include "state/format.h"
+#include "vmm/thin_vm.h"
 
 extern char** environ;
 
@@ -138,6 +139,31 @@ protected:
     fs::path dir_;
     std::string sock_;
 };
+
+// `vessel run --api-sock` serves the API, confines itself and only then
+// starts the vCPU loop: a pause in between (vesseld pauses a VM it has just
+// created) waits for the loop and pauses it, instead of "VM is created".
+TEST_F(SnapshotTest, PauseBeforeTheVcpuLoopStartsWaitsForIt) {
+    ::setenv("VESSEL_CACHE_DIR", (dir_ / "cache").c_str(), 1);
+    vmm::ThinVmConfig config;
+    config.program = kCounter;
+    config.argv = {kCounter, "1", "0"};
+    config.mem_size = 16 << 20;
+    auto vm = vmm::ThinVm::create(config);
+    ASSERT_TRUE(vm.has_value()) << vm.error().message;
+    Result<> paused = fail("not called"), resumed = fail("not called");
+    std::thread control([&] {
+        paused = (*vm)->pause();
+        if (paused) resumed = (*vm)->resume();
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the pause is waiting now
+    auto outcome = (*vm)->run();
+    control.join();
+    EXPECT_TRUE(paused.has_value()) << paused.error().message;
+    EXPECT_TRUE(resumed.has_value()) << resumed.error().message;
+    ASSERT_TRUE(outcome.has_value()) << outcome.error().message;
+    EXPECT_EQ(outcome->status, 0) << outcome->diagnostic;
+}
 
 TEST_F(SnapshotTest, PausedSnapshottedKilledRestoredRunMatchesUninterrupted) {
     std::vector<std::string> guest = {kCounter, "24", "20", "/rw/log"};
