@@ -117,8 +117,9 @@ int64_t sys_uname(Process& p, const SyscallArgs& a) {
     return p.mem().write_obj(a.a[0], u) ? 0 : -EFAULT;
 }
 
+}  // namespace
 
-Rlimit default_limit(unsigned resource) {
+Rlimit guest_rlimit(unsigned resource) {
     switch (resource) {
         case RLIMIT_STACK: return {8ull << 20, RLIM_INFINITY};
         case RLIMIT_NOFILE: return {FdTable::kMaxFds, FdTable::kMaxFds};
@@ -131,10 +132,12 @@ Rlimit default_limit(unsigned resource) {
     }
 }
 
+namespace {
+
 int64_t sys_prlimit64(Process& p, const SyscallArgs& a) {
     if (a.a[0] != 0 && static_cast<int64_t>(a.a[0]) != kGuestPid) return -ESRCH;
     if (a.a[1] >= RLIM_NLIMITS) return -EINVAL;
-    Rlimit l = default_limit(static_cast<unsigned>(a.a[1]));
+    Rlimit l = guest_rlimit(static_cast<unsigned>(a.a[1]));
     if (a.a[2]) {
         Rlimit want;
         if (!p.mem().read_obj(a.a[2], want)) return -EFAULT;
@@ -148,7 +151,7 @@ int64_t sys_prlimit64(Process& p, const SyscallArgs& a) {
 
 int64_t sys_getrlimit(Process& p, const SyscallArgs& a) {
     if (a.a[0] >= RLIM_NLIMITS) return -EINVAL;
-    Rlimit l = default_limit(static_cast<unsigned>(a.a[0]));
+    Rlimit l = guest_rlimit(static_cast<unsigned>(a.a[0]));
     return p.mem().write_obj(a.a[1], l) ? 0 : -EFAULT;
 }
 
@@ -208,8 +211,6 @@ int64_t sys_sysinfo(Process& p, const SyscallArgs& a) {
 }
 
 }  // namespace
-
-Rlimit guest_rlimit(unsigned resource) { return default_limit(resource); }
 
 void register_process_syscalls(SyscallTable& t) {
     t.add(SYS_exit, "exit", "i", sys_exit);

@@ -26,8 +26,6 @@ namespace {
 
 namespace x86 = arch::x86;
 
-constexpr uint64_t kHwcap2Fsgsbase = 1 << 1;  // Linux's HWCAP2_FSGSBASE
-
 // The loader's stubs jump through the pointer the guest entry pages hold.
 static_assert(loader::kGuestHandlerPointer == thin::kGuestHandlerPointer);
 static_assert(loader::kGuestCpuidPointer == thin::kGuestCpuidPointer);
@@ -266,7 +264,7 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     }
     if (!fsgsbase)
         if (auto r = m.vcpu->set_sregs(*sregs); !r) return std::unexpected(r.error());
-    if (fsgsbase) spec.hwcap2 |= kHwcap2Fsgsbase;
+    if (fsgsbase) spec.hwcap2 |= x86::kHwcap2Fsgsbase;
     spec.uid = spec.euid = ::getuid();
     spec.gid = spec.egid = ::getgid();
     if (::getrandom(spec.random, sizeof spec.random, 0) != sizeof spec.random) return fail_errno("getrandom");

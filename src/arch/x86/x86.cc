@@ -89,7 +89,6 @@ bool has_fsgsbase(const std::vector<kvm_cpuid_entry2>& cpuid) {
 }
 
 void add_host_fsgsbase(std::vector<kvm_cpuid_entry2>& cpuid) {
-    constexpr unsigned long kHwcap2Fsgsbase = 1 << 1;
     if (!(::getauxval(AT_HWCAP2) & kHwcap2Fsgsbase)) return;
     for (auto& e : cpuid)
         if (e.function == 7 && e.index == 0) e.ebx |= 1;

@@ -62,6 +62,8 @@ uint64_t supported_xcr0(const std::vector<kvm_cpuid_entry2>& cpuid);
 // CPUID leaf 1 EDX, as Linux passes it in AT_HWCAP.
 // CPUID.(7,0):EBX[0]: RDFSBASE/WRFSBASE and friends exist (CR4.FSGSBASE).
 bool has_fsgsbase(const std::vector<kvm_cpuid_entry2>& cpuid);
+// Linux's HWCAP2_FSGSBASE (AT_HWCAP2): user mode may use RDFSBASE/WRFSBASE.
+inline constexpr uint64_t kHwcap2Fsgsbase = 1 << 1;
 // Lists FSGSBASE in a guest CPUID table when the host lets its own user mode
 // use the instructions (HWCAP2_FSGSBASE). PVM leaves the bit out of
 // KVM_GET_SUPPORTED_CPUID, yet a guest at CPL3 runs under the host's CR4,
