@@ -14,6 +14,7 @@
 
 #include "base/cache_dir.h"
 #include "base/fd.h"
+#include "loader/shared_image.h"
 
 namespace vessel::loader {
 namespace {
@@ -253,7 +254,8 @@ std::string image_path(const RewriteCache& cache, const FileIdentity& identity) 
 
 }  // namespace
 
-std::optional<CachedImage> open_cached_image(const RewriteCache& cache, const FileIdentity& identity) {
+std::optional<CachedImage> open_cached_image(const RewriteCache& cache, const FileIdentity& identity,
+                                             const std::string& shared_dir) {
     if (cache.dir().empty()) return std::nullopt;
     Fd fd(::open(image_path(cache, identity).c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) return std::nullopt;
@@ -264,11 +266,15 @@ std::optional<CachedImage> open_cached_image(const RewriteCache& cache, const Fi
         h.sites > identity.size / 2 || h.stub_size % 4096 || h.stub_size > h.sites * kStubSlot + 4095 ||
         static_cast<uint64_t>(st.st_size) != kImageHeaderSize + identity.size + h.stub_size)
         return std::nullopt;
-    CachedImage image{std::move(fd), h.sites, std::vector<uint8_t>(h.stub_size)};
+    CachedImage image{std::move(fd), false, h.sites, std::vector<uint8_t>(h.stub_size)};
     const off_t stubs_at = static_cast<off_t>(kImageHeaderSize + identity.size);
     if (h.stub_size &&
         ::pread(image.fd.get(), image.stubs.data(), h.stub_size, stubs_at) != static_cast<ssize_t>(h.stub_size))
         return std::nullopt;
+    if (auto copy = shared_image(shared_dir, identity.key() + ".img", image.fd.get(), st)) {
+        image.fd = std::move(*copy);
+        image.shared = true;
+    }
     return image;
 }
 

@@ -147,10 +147,14 @@ struct FileIdentity {
 inline constexpr uint64_t kImageHeaderSize = 4096;
 struct CachedImage {
     Fd fd;               // map from kImageHeaderSize
+    bool shared = false; // fd is the tmpfs copy (shared_image.h): map it shared
     uint64_t sites = 0;  // how many sites were rewritten
     std::vector<uint8_t> stubs;
 };
-std::optional<CachedImage> open_cached_image(const RewriteCache& cache, const FileIdentity& identity);
+// With `shared_dir` (shared_image_dir()), the image comes from its tmpfs
+// copy there when one can be had.
+std::optional<CachedImage> open_cached_image(const RewriteCache& cache, const FileIdentity& identity,
+                                             const std::string& shared_dir = {});
 // Writes KEY.img: `file` with `offsets` rewritten (file offsets from
 // syscall_sites()). A failure only means the next start rewrites again.
 // `stubs`: build_stubs() of the same sites.

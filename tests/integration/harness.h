@@ -45,7 +45,8 @@ const std::vector<std::string>& fixed_env();
 // A fresh directory under $TMPDIR, removed with everything in it.
 class TempDir {
 public:
-    TempDir();
+    // Under `base`, else $TMPDIR, else /tmp.
+    explicit TempDir(const std::string& base = {});
     ~TempDir();
     TempDir(const TempDir&) = delete;
     TempDir& operator=(const TempDir&) = delete;
