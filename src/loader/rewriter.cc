@@ -235,16 +235,38 @@ Result<std::vector<uint64_t>> syscall_sites(std::span<const uint8_t> file, const
 
 namespace {
 
-constexpr char kImageMagic[8] = {'V', 'S', 'L', 'I', 'M', 'G', '0', '3'};
+constexpr char kImageMagic[8] = {'V', 'S', 'L', 'I', 'M', 'G', '0', '4'};
 
 struct ImageHeader {
     char magic[8];
     uint64_t file_size;
     uint64_t sites;
     uint64_t stub_size;
-    uint64_t check;  // XXH3-64 of the fields above
+    uint64_t self_exe[kSelfExeStrings];  // file offsets of "/proc/self/exe" in read-only segments, or 0
+    uint64_t check;                      // XXH3-64 of the fields above
 };
-static_assert(sizeof(ImageHeader) == 40);
+static_assert(sizeof(ImageHeader) == 72);
+
+constexpr char kSelfExe[] = "/proc/self/exe";  // with its NUL: 15 bytes
+
+// The first "/proc/self/exe" strings in segments the program cannot write
+// without an mprotect (glibc's static start-up passes one to readlink;
+// busybox has two copies).
+void find_self_exe(std::span<const uint8_t> file, const ElfImage& image, uint64_t (&out)[kSelfExeStrings]) {
+    size_t n = 0;
+    for (const auto& s : image.segments) {
+        if (s.flags & PF_W || s.offset > file.size() || s.filesz > file.size() - s.offset) continue;
+        const uint8_t* p = file.data() + s.offset;
+        const uint8_t* end = p + s.filesz;
+        while (n < kSelfExeStrings && p < end) {
+            const void* hit = ::memmem(p, static_cast<size_t>(end - p), kSelfExe, sizeof kSelfExe);
+            if (!hit) break;
+            p = static_cast<const uint8_t*>(hit);
+            out[n++] = static_cast<uint64_t>(p - file.data());
+            p += sizeof kSelfExe;
+        }
+    }
+}
 
 uint64_t header_check(const ImageHeader& h) { return XXH3_64bits(&h, offsetof(ImageHeader, check)); }
 
@@ -264,14 +286,20 @@ std::optional<CachedImage> open_cached_image(const RewriteCache& cache, const Fi
     if (::pread(fd.get(), &h, sizeof h, 0) != sizeof h || ::fstat(fd.get(), &st) != 0) return std::nullopt;
     if (std::memcmp(h.magic, kImageMagic, 8) != 0 || h.check != header_check(h) || h.file_size != identity.size ||
         h.sites > identity.size / 2 || h.stub_size % 4096 || h.stub_size > h.sites * kStubSlot + 4095 ||
+        std::any_of(std::begin(h.self_exe), std::end(h.self_exe),
+                    [&](uint64_t off) {
+                        return off && (off < 64 || identity.size < sizeof kSelfExe ||
+                                       off > identity.size - sizeof kSelfExe);
+                    }) ||
         static_cast<uint64_t>(st.st_size) != kImageHeaderSize + identity.size + h.stub_size)
         return std::nullopt;
-    CachedImage image{std::move(fd), false, h.sites, std::vector<uint8_t>(h.stub_size)};
+    CachedImage image{std::move(fd), false, h.sites, std::vector<uint8_t>(h.stub_size), {}};
+    std::copy(std::begin(h.self_exe), std::end(h.self_exe), image.self_exe.begin());
     const off_t stubs_at = static_cast<off_t>(kImageHeaderSize + identity.size);
     if (h.stub_size &&
         ::pread(image.fd.get(), image.stubs.data(), h.stub_size, stubs_at) != static_cast<ssize_t>(h.stub_size))
         return std::nullopt;
-    if (auto copy = shared_image(shared_dir, identity.key() + ".img", image.fd.get(), st)) {
+    if (auto copy = shared_image(shared_dir, shared_image_name(identity.key(), st), image.fd.get(), st)) {
         image.fd = std::move(*copy);
         image.shared = true;
     }
@@ -287,6 +315,7 @@ void store_cached_image(const RewriteCache& cache, const FileIdentity& identity,
     h.file_size = file.size();
     h.sites = sites.size();
     h.stub_size = stubs.size();
+    find_self_exe(file, image, h.self_exe);
     h.check = header_check(h);
     std::memcpy(buf.data(), &h, sizeof h);
     uint8_t* body = buf.data() + kImageHeaderSize;

@@ -25,6 +25,7 @@
 
 #include <sys/stat.h>
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -141,15 +142,19 @@ struct FileIdentity {
 // (KEY.img): one header page, then the file's bytes with every site already
 // rewritten. Mapping it from kImageHeaderSize starts a program without
 // decoding, validating or copying a page; the pages are shared by every VM
-// running that file. Header (little-endian): "VSLIMG03", file size, site
-// count, stub area size, XXH3-64 of the 32 bytes before it. The stub area
+// running that file. Header (little-endian): "VSLIMG04", file size, site
+// count, stub area size, the file offsets of the first four "/proc/self/exe"
+// strings in read-only segments (0: none), XXH3-64 of the 64 bytes before it. The stub area
 // (build_stubs()) follows the file's bytes.
 inline constexpr uint64_t kImageHeaderSize = 4096;
+inline constexpr size_t kSelfExeStrings = 4;
 struct CachedImage {
     Fd fd;               // map from kImageHeaderSize
     bool shared = false; // fd is the tmpfs copy (shared_image.h): map it shared
     uint64_t sites = 0;  // how many sites were rewritten
     std::vector<uint8_t> stubs;
+    // File offsets of "/proc/self/exe" strings in read-only segments (0: none).
+    std::array<uint64_t, kSelfExeStrings> self_exe{};
 };
 // With `shared_dir` (shared_image_dir()), the image comes from its tmpfs
 // copy there when one can be had.

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <vector>
 
@@ -90,6 +91,15 @@ std::string shared_image_dir() {
     return "/dev/shm/vessel-" + std::to_string(::geteuid());
 }
 
+std::string shared_image_name(const std::string& key, const struct stat& st) {
+    char id[96];
+    std::snprintf(id, sizeof id, "-%llx-%llx-%llx-%llx.img", static_cast<unsigned long long>(st.st_dev),
+                  static_cast<unsigned long long>(st.st_ino), static_cast<unsigned long long>(st.st_size),
+                  static_cast<unsigned long long>(st.st_mtim.tv_sec) * 1'000'000'000ull +
+                      static_cast<unsigned long long>(st.st_mtim.tv_nsec));
+    return key + id;
+}
+
 std::optional<Fd> shared_image(const std::string& dir, const std::string& name, int source,
                                const struct stat& source_stat, uint64_t max_bytes) {
     const auto size = static_cast<uint64_t>(source_stat.st_size);
@@ -101,11 +111,9 @@ std::optional<Fd> shared_image(const std::string& dir, const std::string& name, 
     struct stat st;
     if (::fstat(f.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid() || st.st_mode & 077)
         return std::nullopt;
-    // A copy older than the cached image, or of another size, is of an
-    // image since replaced (a new cache format, a cleared cache): renew it.
-    auto ns = [](const timespec& t) { return t.tv_sec * 1'000'000'000ll + t.tv_nsec; };
-    if (static_cast<uint64_t>(st.st_size) != size || ns(st.st_mtim) < ns(source_stat.st_mtim))
-        return copy_in(d.get(), name, source, size, max_bytes);
+    // The name binds the copy to one version of the source (the caller's
+    // job); another size is damage: copy again.
+    if (static_cast<uint64_t>(st.st_size) != size) return copy_in(d.get(), name, source, size, max_bytes);
     return f;
 }
 

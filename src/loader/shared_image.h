@@ -31,10 +31,17 @@ std::string shared_image_dir();
 
 // A read-write descriptor of DIR/NAME holding the bytes of `source` (an
 // image already validated from the cache; `source_stat` its fstat), copied
-// there first if missing, of another size or older than `source`. Nothing
-// when the directory is unusable, the copy does not fit, or anything
-// fails: the caller maps `source` privately instead. `max_bytes`: the
-// directory's limit (tests lower it).
+// there first if missing or of another size. NAME must change whenever the
+// source does (shared_image_name()). Nothing when the directory is
+// unusable, the copy does not fit, or anything fails: the caller maps
+// `source` privately instead. `max_bytes`: the directory's limit (tests
+// lower it).
+// NAME for the copy of the cache file `source_stat` describes, named KEY in
+// the cache: bound to that file's device, inode, size and modification time,
+// so a rewritten cache file (another format, a cleared cache) or another
+// cache directory never maps an older copy.
+std::string shared_image_name(const std::string& key, const struct stat& source_stat);
+
 std::optional<Fd> shared_image(const std::string& dir, const std::string& name, int source,
                                const struct stat& source_stat, uint64_t max_bytes = kSharedImagesMax);
 

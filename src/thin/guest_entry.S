@@ -70,6 +70,8 @@ vessel_guest_entry:
         je      .Lnosys
         cmp     $318, %rax              /* getrandom */
         je      .Lgetrandom
+        cmp     $89, %rax               /* readlink */
+        je      .Lreadlink
 .Lexit:
         popfq
         mov     SH(SH_SAVE_RSP), %rsp
@@ -214,6 +216,26 @@ vessel_guest_entry:
         jmp     .Ldone
 .Lnosys:
         mov     $-38, %rax              /* -ENOSYS */
+        jmp     .Ldone
+
+/* readlink(path, ...) of one of the program's own "/proc/self/exe" strings
+ * (glibc's static start-up asks once): the guest's /proc has no such entry,
+ * so -ENOENT, as the VMM answers. Only those addresses, which the VMM
+ * publishes while the strings are there and read-only; no string is read
+ * here. */
+.Lreadlink:
+        test    %rdi, %rdi              /* unused slots hold 0 */
+        jz      .Lexit
+        lea     SH(SH_SELF_EXE), %rcx
+        cmp     (%rcx), %rdi
+        je      1f
+        cmp     8(%rcx), %rdi
+        je      1f
+        cmp     16(%rcx), %rdi
+        je      1f
+        cmp     24(%rcx), %rdi
+        jne     .Lexit
+1:      mov     $-2, %rax               /* -ENOENT */
         jmp     .Ldone
 
 /* .Lwritable: is [RDI, RDI+RSI) inside the stack, the heap below the break,

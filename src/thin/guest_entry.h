@@ -55,6 +55,7 @@ struct GuestShared {
     uint64_t data_lo, data_hi;                // written by the VMM only
     uint64_t cpuid_handler;                   // likewise
     uint8_t rand_pool[GUEST_RAND_POOL];       // likewise
+    uint64_t self_exe[GUEST_SELF_EXE];        // likewise
 };
 static_assert(offsetof(GuestShared, enabled) == SH_ENABLED && offsetof(GuestShared, uid) == SH_UID &&
               offsetof(GuestShared, gid) == SH_GID && offsetof(GuestShared, pid) == SH_PID &&
@@ -76,7 +77,8 @@ static_assert(offsetof(GuestShared, enabled) == SH_ENABLED && offsetof(GuestShar
               offsetof(GuestShared, rand_pos) == SH_RAND_POS && offsetof(GuestShared, data_lo) == SH_DATA_LO &&
               offsetof(GuestShared, data_hi) == SH_DATA_HI &&
               offsetof(GuestShared, cpuid_handler) == SH_CPUID_HANDLER &&
-              offsetof(GuestShared, rand_pool) == SH_RAND_POOL);
+              offsetof(GuestShared, rand_pool) == SH_RAND_POOL &&
+              offsetof(GuestShared, self_exe) == SH_SELF_EXE);
 static_assert(sizeof(GuestShared) <= SH_STACK_TOP - 512, "the entry code's stack needs the rest of the page");
 inline constexpr uint64_t kGuestHandlerPointer = kGuestSharedVa + SH_HANDLER;
 inline constexpr uint64_t kGuestCpuidPointer = kGuestSharedVa + SH_CPUID_HANDLER;

@@ -64,6 +64,8 @@
 #define SH_CPUID_HANDLER 0x108 /* the entry code's CPUID: cpuid stubs jump through it */
 #define SH_RAND_POOL 0x110 /* GUEST_RAND_POOL bytes from the host's getrandom */
 #define GUEST_RAND_POOL 1024
+#define SH_SELF_EXE 0x510 /* GUEST_SELF_EXE addresses of the program's own read-only */
+#define GUEST_SELF_EXE 4  /*   "/proc/self/exe" strings (0: none) */
 #define SH_STACK_TOP 0x1000 /* the entry code's stack: the rest of the page */
 
 #endif

@@ -84,7 +84,23 @@ void Process::publish_stack() {
     const bool data_ok = data && (data->prot & rw) == rw;
     entry_->shared().data_lo = data_ok ? data->start : 0;
     entry_->shared().data_hi = data_ok ? data->end : 0;
+    // The string, unless unmapped, replaced or writable since (then a write
+    // could change it without the VMM seeing).
+    static constexpr char kSelfExe[] = "/proc/self/exe";
+    for (size_t i = 0; i < kSelfExeStrings; ++i) {
+        const uint64_t va = self_exe_strings_[i];
+        const memory::Vma* s = va ? as_->find_vma(va) : nullptr;
+        char text[sizeof kSelfExe];
+        const bool ok = s && !(s->prot & memory::kProtWrite) && va + sizeof text <= s->end &&
+                        as_->view().read(va, text, sizeof text) && std::memcmp(text, kSelfExe, sizeof text) == 0;
+        entry_->shared().self_exe[i] = ok ? va : 0;
+    }
     entry_->note_shared_write();
+}
+
+void Process::set_self_exe_strings(const std::array<uint64_t, kSelfExeStrings>& va) {
+    self_exe_strings_ = va;
+    publish_stack();
 }
 
 namespace {

@@ -12,6 +12,7 @@
 
 #include "memory/address_space.h"
 #include "thin/fd_table.h"
+#include "thin/guest_entry_layout.h"
 #include "thin/guest_entry.h"
 #include "thin/sandbox.h"
 #include "thin/syscall_table.h"
@@ -91,6 +92,12 @@ public:
     // Starts the heap at `start`, with pages mapped ahead of it (the first
     // growth then needs no exit either).
     void set_brk_start(uint64_t start);
+    // Where the program image holds the string "/proc/self/exe" (from the
+    // rewrite cache; at most kSelfExeStrings, 0: none). While a string is
+    // there and read-only, the entry code answers readlink of its address
+    // itself (-ENOENT).
+    static constexpr size_t kSelfExeStrings = GUEST_SELF_EXE;
+    void set_self_exe_strings(const std::array<uint64_t, kSelfExeStrings>& va);
     // Connects guest fds 0-2 to the host's.
     void attach_stdio();
     // Lets the guest's entry code answer calls without an exit (see
@@ -196,7 +203,8 @@ private:
     // Refills the entry code's random pool once the guest has used some.
     void refill_random();
     // Tells the entry code where the stack mapping is (after the memory map
-    // changed): the range it may store clock results into.
+    // changed): the range it may store clock results into; and whether the
+    // "/proc/self/exe" string is still there and read-only.
     void publish_stack();
 
     memory::AddressSpace* as_;
@@ -206,6 +214,7 @@ private:
     FdTable fds_;
     std::string cwd_ = "/";
     uint64_t brk_start_ = 0, brk_ = 0, heap_end_ = 0;
+    std::array<uint64_t, kSelfExeStrings> self_exe_strings_{};
     unsigned umask_ = 022;
     uint64_t clear_child_tid_ = 0;
     uint64_t signal_mask_ = 0;

@@ -1,11 +1,14 @@
 /* Process, identity, signal-state, limits and system-information calls, and
  * -ENOSYS for what is not supported.
  * Usage: process UID GID [vessel]   or   process exit N   or   process exit_group N */
+#include <errno.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/auxv.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/sysinfo.h>
@@ -125,6 +128,46 @@ static void thread_pointer(void) {
     if (host) CHECK((getauxval(AT_HWCAP2) & 2) == (strtoul(host, NULL, 0) & 2));
 }
 
+/* readlink("/proc/self/exe") through glibc's own string, which the
+ * guest-side entry answers without an exit while the string is there and
+ * read-only. Inside vessel the guest's /proc has no such entry: ENOENT,
+ * however it is answered; and a changed string must be seen. */
+static const char kSelfExe[] = "/proc/self/exe";
+
+static long raw_readlink(const char* path, char* buf, unsigned long n) {
+    return RAW3(SYS_readlink, path, buf, n);
+}
+
+static void self_exe(int vessel) {
+    char buf[256];
+    if (!vessel) {
+        CHECK(raw_readlink(kSelfExe, buf, sizeof buf) > 0);
+        return;
+    }
+    CHECK(raw_readlink(kSelfExe, buf, sizeof buf) == -ENOENT);
+    char copy[sizeof kSelfExe];
+    memcpy(copy, kSelfExe, sizeof copy);
+    CHECK(raw_readlink(copy, buf, sizeof buf) == -ENOENT);   /* another address: the VMM */
+    CHECK(raw_readlink(NULL, buf, sizeof buf) == -EFAULT);
+    /* The string changed (after making its page writable): the answer
+     * follows it, also once the page is read-only again. The page keeps
+     * execute permission: musl puts read-only data in its code segment. */
+    char* page = (char*)((uintptr_t)kSelfExe & ~(uintptr_t)4095);
+    size_t span = ((uintptr_t)kSelfExe + sizeof kSelfExe - (uintptr_t)page + 4095) & ~(size_t)4095;
+    const int rx = PROT_READ | PROT_EXEC, rwx = PROT_READ | PROT_WRITE | PROT_EXEC;
+    CHECK(mprotect(page, span, rwx) == 0);
+    volatile char* s = (volatile char*)(uintptr_t)kSelfExe;
+    const char dev_null[] = "/dev/null";  /* exists, and is no symbolic link */
+    for (size_t i = 0; i < sizeof dev_null; ++i) s[i] = dev_null[i];
+    CHECK(raw_readlink(kSelfExe, buf, sizeof buf) == -EINVAL);
+    CHECK(mprotect(page, span, rx) == 0);
+    CHECK(raw_readlink(kSelfExe, buf, sizeof buf) == -EINVAL);
+    CHECK(mprotect(page, span, rwx) == 0);
+    for (size_t i = 0; i < sizeof kSelfExe; ++i) s[i] = "/proc/self/exe"[i];
+    CHECK(mprotect(page, span, rx) == 0);
+    CHECK(raw_readlink(kSelfExe, buf, sizeof buf) == -ENOENT);
+}
+
 static void limits_and_info(int vessel) {
     struct rlimit rl;
     CHECK(syscall(SYS_getrlimit, RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 0 && rl.rlim_cur <= rl.rlim_max);
@@ -191,5 +234,6 @@ int main(int argc, char** argv) {
     signals();
     thread_pointer();
     limits_and_info(vessel);
+    self_exe(vessel);
     return finish("process");
 }

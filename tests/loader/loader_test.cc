@@ -448,7 +448,7 @@ TEST_F(Cache, RewrittenImageRoundTripsAndDamageIsAMiss) {
     EXPECT_FALSE(open_cached_image(cache, touched).has_value());
     // Any damage to the header, or a body of the wrong length, misses.
     const std::string path = dir_ + "/" + id.key() + ".img";
-    for (off_t at : {0, 8, 16, 24, 32, 39}) {
+    for (off_t at : {0, 8, 16, 24, 32, 56, 64, 71}) {
         store_cached_image(cache, id, f, *img, sites, build_stubs(f, *img, sites));
         int fd = ::open(path.c_str(), O_RDWR);
         ASSERT_GE(fd, 0);
@@ -462,6 +462,36 @@ TEST_F(Cache, RewrittenImageRoundTripsAndDamageIsAMiss) {
     store_cached_image(cache, id, f, *img, sites, build_stubs(f, *img, sites));
     ASSERT_EQ(::truncate(path.c_str(), static_cast<off_t>(kImageHeaderSize + f.size() + 4095)), 0);
     EXPECT_FALSE(open_cached_image(cache, id).has_value());  // a stub page cut short
+}
+
+// The image header records where read-only segments hold "/proc/self/exe"
+// (glibc's start-up passes it to readlink; the guest-side entry answers it):
+// every whole copy in a segment the program cannot write, up to four.
+TEST_F(Cache, ImagesRecordTheirProcSelfExeStrings) {
+    auto f = tiny_elf();
+    const char kS[] = "/proc/self/exe";
+    std::memcpy(&f[0x300], kS, sizeof kS);       // read+exec segment: recorded
+    std::memcpy(&f[0x340], "x/proc/self/exe", 16);  // a tail is a string too
+    std::memcpy(&f[0x380], kS, sizeof kS - 1);   // no NUL: not a string
+    f[0x380 + sizeof kS - 1] = 'X';
+    std::memcpy(&f[0x1010], kS, sizeof kS);      // writable segment: not recorded
+    auto img = parse_elf(f);
+    ASSERT_TRUE(img.has_value());
+    RewriteCache cache(dir_);
+    FileIdentity id{.dev = 1, .ino = 2, .size = f.size(), .mtime_ns = 3, .ctime_ns = 4};
+    auto sites = find_sites(f, *img).value();
+    store_cached_image(cache, id, f, *img, sites, build_stubs(f, *img, sites));
+    auto cached = open_cached_image(cache, id);
+    ASSERT_TRUE(cached.has_value());
+    EXPECT_EQ(cached->self_exe, (std::array<uint64_t, kSelfExeStrings>{0x300, 0x341, 0, 0}));
+    // An offset that points outside the file is damage: a miss.
+    const std::string path = dir_ + "/" + id.key() + ".img";
+    int fd = ::open(path.c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    uint64_t bad = f.size() - 4;
+    ASSERT_EQ(::pwrite(fd, &bad, 8, 32), 8);  // the first offset: the checksum no longer matches
+    ::close(fd);
+    EXPECT_FALSE(open_cached_image(cache, id).has_value());
 }
 
 TEST_F(Cache, UnusableDirectoryDisablesCaching) {
@@ -528,20 +558,34 @@ TEST_F(SharedImages, AreCopiedOnceIntoAPrivateDirectoryAndReused) {
     EXPECT_EQ(inode(again->get()), inode(first->get())) << "no second copy";
 }
 
-TEST_F(SharedImages, ACopyOfAnOlderOrOtherImageIsRenewed) {
+// A copy's name binds it to one version of one cache file: a rewritten
+// cache file (new inode and time), another cache directory or another size
+// gets a name of its own, so no VM maps a copy of something else.
+TEST_F(SharedImages, NamesChangeWithTheCacheFile) {
+    struct stat a {};
+    a.st_dev = 1;
+    a.st_ino = 2;
+    a.st_size = 3;
+    a.st_mtim = {4, 5};
+    const std::string name = shared_image_name("sKEY", a);
+    EXPECT_EQ(name, shared_image_name("sKEY", a));
+    EXPECT_TRUE(name.starts_with("sKEY-")) << name;
+    EXPECT_TRUE(name.ends_with(".img")) << name;
+    for (auto change : {+[](struct stat& s) { s.st_dev = 9; }, +[](struct stat& s) { s.st_ino = 9; },
+                        +[](struct stat& s) { s.st_size = 9; }, +[](struct stat& s) { s.st_mtim.tv_nsec = 9; }}) {
+        struct stat b = a;
+        change(b);
+        EXPECT_NE(shared_image_name("sKEY", b), name);
+    }
+    EXPECT_NE(shared_image_name("sOTHER", a), name);
+}
+
+TEST_F(SharedImages, ACopyOfAnotherSizeIsReplaced) {
     Fd src = source(4096, 'a');
     auto old = share("k.img", src);
     ASSERT_TRUE(old.has_value());
-    // The cache was rebuilt since (a newer source of the same size).
-    struct timespec later[2] = {{0, UTIME_OMIT}, {::time(nullptr) + 10, 0}};
-    Fd src2 = source(4096, 'b');
-    ASSERT_EQ(::futimens(src2.get(), later), 0);
-    auto renewed = share("k.img", src2);
-    ASSERT_TRUE(renewed.has_value());
-    EXPECT_EQ(contents(renewed->get()), std::string(4096, 'b'));
-    // Another size: renewed as well.
-    Fd src3 = source(8192, 'c');
-    auto resized = share("k.img", src3);
+    Fd src2 = source(8192, 'c');
+    auto resized = share("k.img", src2);
     ASSERT_TRUE(resized.has_value());
     EXPECT_EQ(contents(resized->get()), std::string(8192, 'c'));
     EXPECT_EQ(contents(old->get()), std::string(4096, 'a')) << "a VM mapping the old copy keeps it";

@@ -10,7 +10,8 @@
  * 256 bytes of INPUT each step into the checksum, so a read-ahead window
  * that is live while the snapshot is taken must survive it; -random: also
  * print 16 bytes from getrandom each step, which two VMs restored from one
- * snapshot must not share). */
+ * snapshot must not share; -readlink: also ask readlink("/proc/self/exe")
+ * ten times each step, which the guest-side entry answers without an exit). */
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,7 +24,7 @@
 int main(int argc, char** argv) {
     int steps = argc > 1 ? atoi(argv[1]) : 40;
     int sleep_ms = argc > 2 ? atoi(argv[2]) : 50;
-    int fd = -1, pipe_fds[2], grow = 0, input = -1, random = 0;
+    int fd = -1, pipe_fds[2], grow = 0, input = -1, random = 0, self_exe = 0;
     enum { kBlocks = 256, kBlockWords = 8192 };
     static uint64_t* blocks[kBlocks];
     if (argc > 3 && strcmp(argv[3], "-pipe") == 0) {
@@ -32,6 +33,8 @@ int main(int argc, char** argv) {
         grow = 1;
     } else if (argc > 3 && strcmp(argv[3], "-random") == 0) {
         random = 1;
+    } else if (argc > 3 && strcmp(argv[3], "-readlink") == 0) {
+        self_exe = 1;
     } else if (argc > 4 && strcmp(argv[3], "-read") == 0) {
         input = open(argv[4], O_RDONLY);
         if (input < 0) return 1;
@@ -67,6 +70,10 @@ int main(int argc, char** argv) {
         fputs(line, stdout);
         fflush(stdout);
         if (fd >= 0) write(fd, line, n);
+        for (int i = 0; self_exe && i < 10; ++i) {
+            char link[256];
+            if (readlink("/proc/self/exe", link, sizeof link) != -1) return 1;  /* none in a thin VM */
+        }
         if (random) {
             unsigned char bytes[16];
             if (getrandom(bytes, sizeof bytes, 0) != (ssize_t)sizeof bytes) return 1;

@@ -229,6 +229,25 @@ TEST_F(SnapshotTest, RestoredVmsDoNotShareRandomBytes) {
     for (size_t i = 0; i < ra.size(); ++i) EXPECT_NE(ra[i], rb[i]) << "line " << i << " repeats after a restore";
 }
 
+// glibc's readlink("/proc/self/exe") uses the string in the program's
+// read-only data, which the cached image records: the guest-side entry
+// answers it (ENOENT) without an exit, and counts it.
+TEST_F(SnapshotTest, ReadlinkOfProcSelfExeStaysInTheGuest) {
+    std::vector<std::string> guest = {kCounter, "20", "20", "-readlink"};
+    std::string expected = reference(run_args({}, guest));  // also fills the rewrite cache
+    Vessel vm(run_args({"--api-sock", sock_}, guest), dir_ / "out", dir_ / "err");
+    ASSERT_TRUE(wait_for_socket(sock_));
+    wait_for_lines(dir_ / "out", 8);
+    EXPECT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
+    auto m = call(sock_, "GET", "/vm/metrics");
+    const uint64_t readlinks = m.body["syscalls"].value("readlink", 0ull);
+    EXPECT_GE(readlinks, 70u) << m.body.dump();
+    EXPECT_LT(m.body["exits"]["io"].get<uint64_t>(), readlinks) << "readlink left the guest: " << m.body.dump();
+    EXPECT_EQ(call(sock_, "PUT", "/vm/resume").status, 200);
+    EXPECT_EQ(vm.wait(), 0);
+    EXPECT_EQ(read_file(dir_ / "out"), expected);
+}
+
 // The guest reads a file in small pieces, so a read-ahead window (guest
 // memory, and a host file offset ahead of the guest's) is live when the
 // snapshot is taken; the restored run must read on exactly where it was.
