@@ -32,6 +32,13 @@ const std::vector<std::string>& fixed_env() {
     return env;
 }
 
+std::string shm_env() {
+    // The tmpfs copies of program images (loader/shared_image.h) go to a
+    // directory of this test binary's own, gone when it ends.
+    static TempDir shm("/dev/shm");
+    return "VESSEL_SHM_DIR=" + shm / "images";
+}
+
 namespace {
 
 std::string slurp_fd(int fd) {
@@ -57,13 +64,8 @@ RunResult run(const std::vector<std::string>& argv, const RunOptions& o) {
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
     std::vector<std::string> envs = o.env.empty() ? fixed_env() : o.env;
-    // The tmpfs copies of program images (loader/shared_image.h) go to a
-    // directory of this test binary's own, gone when it ends, unless a test
-    // chooses one.
-    if (std::none_of(envs.begin(), envs.end(), [](const std::string& e) { return e.starts_with("VESSEL_SHM_DIR="); })) {
-        static TempDir shm("/dev/shm");
-        envs.push_back("VESSEL_SHM_DIR=" + shm / "images");
-    }
+    if (std::none_of(envs.begin(), envs.end(), [](const std::string& e) { return e.starts_with("VESSEL_SHM_DIR="); }))
+        envs.push_back(shm_env());
     std::vector<char*> env;
     for (const auto& e : envs) env.push_back(const_cast<char*>(e.c_str()));
     env.push_back(nullptr);
