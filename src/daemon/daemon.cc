@@ -650,7 +650,6 @@ Response Daemon::create(const Request& req, bool restore) {
     sr.argv.insert(sr.argv.end(), args.begin(), args.end());
     sr.envp = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "VESSEL_VM_ID=" + vm->id};
     if (const char* kvm = std::getenv("VESSEL_KVM_DEVICE")) sr.envp.push_back(std::string("VESSEL_KVM_DEVICE=") + kvm);
-    if (const char* shm = std::getenv("VESSEL_SHM_DIR")) sr.envp.push_back(std::string("VESSEL_SHM_DIR=") + shm);
     // A shared rewrite/CPUID cache: without it every VMM would decode its
     // program again (tens of milliseconds for busybox) on each start.
     const char* cache = std::getenv("VESSEL_CACHE_DIR");

@@ -14,7 +14,6 @@
 
 #include "base/cache_dir.h"
 #include "base/fd.h"
-#include "loader/shared_image.h"
 
 namespace vessel::loader {
 namespace {
@@ -276,8 +275,7 @@ std::string image_path(const RewriteCache& cache, const FileIdentity& identity) 
 
 }  // namespace
 
-std::optional<CachedImage> open_cached_image(const RewriteCache& cache, const FileIdentity& identity,
-                                             const std::string& shared_dir) {
+std::optional<CachedImage> open_cached_image(const RewriteCache& cache, const FileIdentity& identity) {
     if (cache.dir().empty()) return std::nullopt;
     Fd fd(::open(image_path(cache, identity).c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) return std::nullopt;
@@ -293,16 +291,12 @@ std::optional<CachedImage> open_cached_image(const RewriteCache& cache, const Fi
                     }) ||
         static_cast<uint64_t>(st.st_size) != kImageHeaderSize + identity.size + h.stub_size)
         return std::nullopt;
-    CachedImage image{std::move(fd), false, h.sites, std::vector<uint8_t>(h.stub_size), {}};
+    CachedImage image{std::move(fd), h.sites, std::vector<uint8_t>(h.stub_size), {}};
     std::copy(std::begin(h.self_exe), std::end(h.self_exe), image.self_exe.begin());
     const off_t stubs_at = static_cast<off_t>(kImageHeaderSize + identity.size);
     if (h.stub_size &&
         ::pread(image.fd.get(), image.stubs.data(), h.stub_size, stubs_at) != static_cast<ssize_t>(h.stub_size))
         return std::nullopt;
-    if (auto copy = shared_image(shared_dir, shared_image_name(identity.key(), st), image.fd.get(), st)) {
-        image.fd = std::move(*copy);
-        image.shared = true;
-    }
     return image;
 }
 

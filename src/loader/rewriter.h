@@ -150,16 +150,12 @@ inline constexpr uint64_t kImageHeaderSize = 4096;
 inline constexpr size_t kSelfExeStrings = 4;
 struct CachedImage {
     Fd fd;               // map from kImageHeaderSize
-    bool shared = false; // fd is the tmpfs copy (shared_image.h): map it shared
     uint64_t sites = 0;  // how many sites were rewritten
     std::vector<uint8_t> stubs;
     // File offsets of "/proc/self/exe" strings in read-only segments (0: none).
     std::array<uint64_t, kSelfExeStrings> self_exe{};
 };
-// With `shared_dir` (shared_image_dir()), the image comes from its tmpfs
-// copy there when one can be had.
-std::optional<CachedImage> open_cached_image(const RewriteCache& cache, const FileIdentity& identity,
-                                             const std::string& shared_dir = {});
+std::optional<CachedImage> open_cached_image(const RewriteCache& cache, const FileIdentity& identity);
 // Writes KEY.img: `file` with `offsets` rewritten (file offsets from
 // syscall_sites()). A failure only means the next start rewrites again.
 // `stubs`: build_stubs() of the same sites.

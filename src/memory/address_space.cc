@@ -1,7 +1,6 @@
 #include "memory/address_space.h"
 
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 namespace vessel::memory {
@@ -144,35 +143,17 @@ Result<> AddressSpace::unmap(uint64_t va, uint64_t len) {
 Result<> AddressSpace::protect(uint64_t va, uint64_t len, int prot) {
     if (!range_ok(va, len)) return fail("mprotect: bad range", EINVAL);
     if (!is_mapped(va, len)) return fail("mprotect: range not mapped", ENOMEM);
-    uint64_t flags = pte_flags(prot);
-    // A file-region page (a program image, shared by every VM of that
-    // program) never becomes guest-writable: the guest gets a private copy
-    // in RAM instead, made here, where it asks for write access.
-    uint64_t copies = 0;
-    if (prot & kProtWrite)
-        for (uint64_t p = va; p < va + len; p += kPageSize)
-            if (!mem_->contains(pt_.leaf(p) & pte::kAddrMask, kPageSize)) ++copies;
-    if (copies && alloc_.pages_free() < copies + 4) return fail("guest memory exhausted", ENOMEM);
     split_at(va);
     split_at(va + len);
+    uint64_t flags = pte_flags(prot);
     std::vector<uint64_t> pages;
     for (auto it = vmas_.lower_bound(va); it != vmas_.end() && it->first < va + len; ++it) {
         it->second.prot = prot;
         for (uint64_t p = it->second.start; p < it->second.end; p += kPageSize) {
             uint64_t old = pt_.leaf(p);
-            uint64_t old_pa = old & pte::kAddrMask;
-            if ((prot & kProtWrite) && !mem_->contains(old_pa, kPageSize)) {
-                auto copy = alloc_.allocate();  // counted above
-                if (!copy) return fail("guest memory exhausted", ENOMEM);
-                std::memcpy(mem_->host(*copy, kPageSize), mem_->host(old_pa, kPageSize), kPageSize);
-                mem_->note_write(*copy, kPageSize);
-                if (auto r = pt_.map(p, *copy, flags); !r) return r;
-            } else if (old == (old_pa | flags)) {
-                continue;
-            } else {
-                pt_.set_flags(p, flags);
-            }
-            pages.push_back(old_pa);
+            if (old == (((old & pte::kAddrMask)) | flags)) continue;
+            pt_.set_flags(p, flags);
+            pages.push_back(old & pte::kAddrMask);
         }
     }
     return for_each_run(pages, [&](uint64_t pa, uint64_t n) { return mem_->invalidate(pa, n); });

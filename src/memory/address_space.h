@@ -51,8 +51,6 @@ public:
     // at `hint` when that range is free. ENOMEM when none.
     Result<uint64_t> find_free(uint64_t len, uint64_t hint = 0) const;
     Result<> unmap(uint64_t va, uint64_t len);
-    // Write access to a file-region page replaces it with a private copy
-    // in RAM: the region (a program image) may be shared with other VMs.
     Result<> protect(uint64_t va, uint64_t len, int prot);
     // True when every page of the range belongs to some VMA.
     bool is_mapped(uint64_t va, uint64_t len) const;

@@ -5,7 +5,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <string>
 
 namespace vessel::memory {
@@ -123,10 +122,8 @@ Result<> GuestMemory::discard(uint64_t gpa, uint64_t len) {
     return {};
 }
 
-Result<uint64_t> GuestMemory::add_file_region(int fd, uint64_t size, uint64_t offset, Sharing sharing) {
+Result<uint64_t> GuestMemory::add_file_region(int fd, uint64_t size, uint64_t offset) {
     if (size == 0) return fail("empty file region", EINVAL);
-    const bool shared = sharing == Sharing::kShared;
-    const int flags = shared ? MAP_SHARED : MAP_PRIVATE;
     if (offset & kPageMask) return fail("file region offset not page-aligned", EINVAL);
     size = page_align_up(size);
     uint64_t gpa = phys_end();
@@ -134,15 +131,15 @@ Result<uint64_t> GuestMemory::add_file_region(int fd, uint64_t size, uint64_t of
     Mapping map;
     if (headroom_.valid() && host_base() + gpa == headroom_.data() && size <= headroom_.size()) {
         map = headroom_.take_front(size);  // next to RAM: one KVM slot for both
-        if (::mmap(map.data(), size, PROT_READ | PROT_WRITE, flags | MAP_FIXED, fd, static_cast<off_t>(offset)) ==
+        if (::mmap(map.data(), size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, static_cast<off_t>(offset)) ==
             MAP_FAILED)
             return fail_errno("mmap(program image)");
     } else {
-        void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, flags, fd, static_cast<off_t>(offset));
+        void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, static_cast<off_t>(offset));
         if (p == MAP_FAILED) return fail_errno("mmap(program image)");
         map = Mapping(p, size);
     }
-    regions_.push_back({gpa, std::move(map), shared});
+    regions_.push_back({gpa, std::move(map)});
     return gpa;
 }
 
@@ -168,11 +165,7 @@ Result<> GuestMemory::invalidate(uint64_t gpa, uint64_t len) {
     // translations; the contents stay in the memfd. (mprotect would split
     // the RAM mapping, and a split fires the notifier for the whole 2 MiB
     // around each end, zapping every translation there.)
-    // A shared file region keeps its contents in the file the same way.
-    const bool shared_region = std::any_of(regions_.begin(), regions_.end(), [&](const FileRegion& r) {
-        return r.shared && p >= r.map.data() && p < r.map.data() + r.map.size();
-    });
-    if ((!image_backed_ && contains(gpa, len)) || shared_region) {
+    if (!image_backed_ && contains(gpa, len)) {
         if (::madvise(p, len, MADV_DONTNEED) < 0) return fail_errno("madvise(invalidate)");
         return {};
     }

@@ -24,15 +24,11 @@ inline constexpr uint64_t page_align_up(uint64_t v) { return (v + kPageMask) & ~
 
 class GuestMemory {
 public:
-    // A window onto a file (a program image) that the guest only reads:
-    // AddressSpace::protect copies a page into RAM before the guest may
-    // write it. Mapped private, or shared when the file is a tmpfs copy
-    // every VM of that program maps (KVM can then map and prefetch its
-    // pages directly; see add_file_region()).
+    // A read-mostly window onto a file (a program image): a private mapping,
+    // so the guest reads the page cache and writes copy pages on demand.
     struct FileRegion {
         uint64_t gpa;
         Mapping map;
-        bool shared = false;
     };
 
     // `size` is rounded up to a page. Pages are allocated by the host on first
@@ -74,19 +70,12 @@ public:
         return h ? std::span<uint8_t>(h, len) : std::span<uint8_t>{};
     }
 
-    // Maps `size` bytes of `fd` from `offset` (page-aligned) above RAM
-    // (2 MiB aligned); returns the region's guest-physical base. The caller
-    // registers it with KVM (kvm_slots()). A region that starts right at the
-    // end of RAM is mapped right after RAM in the VMM too, into address
-    // space create() keeps free for that.
-    //   Private: the region's pages are the file's page cache until written,
-    //   and KVM can only map them read-only, one fault per page.
-    //   Shared (`fd` open read-write, on tmpfs): KVM maps the host pages
-    //   writable and prefetches the neighbours of a faulting page; nothing
-    //   here or in the guest may write them (AddressSpace::protect copies
-    //   first), since every VM of the program shares them.
-    enum class Sharing { kPrivate, kShared };
-    Result<uint64_t> add_file_region(int fd, uint64_t size, uint64_t offset = 0, Sharing sharing = Sharing::kPrivate);
+    // Maps `size` bytes of `fd` from `offset` (page-aligned) privately above
+    // RAM (2 MiB aligned); returns the region's guest-physical base. The
+    // caller registers it with KVM (kvm_slots()). A region that starts right
+    // at the end of RAM is mapped right after RAM in the VMM too, into
+    // address space create() keeps free for that.
+    Result<uint64_t> add_file_region(int fd, uint64_t size, uint64_t offset = 0);
     // The memory slots to give KVM: RAM and the file regions, a region
     // joining the slot before it when it follows it in guest-physical and in
     // host addresses alike (each slot costs KVM a synchronize_srcu, ~0.1 ms

@@ -18,7 +18,6 @@
 #include "loader/decode_helper.h"
 #include "loader/program.h"
 #include "loader/rewriter.h"
-#include "loader/shared_image.h"
 #include "vmm/exit_status.h"
 #include "vmm/thin_vm_impl.h"
 
@@ -185,17 +184,15 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     auto mem = memory::GuestMemory::create(config.mem_size);
     if (!mem) return std::unexpected(mem.error());
     m.mem = std::make_unique<memory::GuestMemory>(std::move(*mem));
-    // The program's bytes live in a file region of guest memory: the loader
-    // maps its pages into the guest instead of copying them. A warm start
-    // maps the cached, already rewritten copy of the program (see
-    // loader/rewriter.h) and patches nothing; shared when it comes from
-    // tmpfs (loader/shared_image.h), which every VM of the program maps.
+    // The program's bytes live in a private file region of guest memory: the
+    // loader maps its pages into the guest instead of copying them.
+    // A warm start maps the cached, already rewritten copy of the program
+    // (see loader/rewriter.h) and patches nothing.
     loader::RewriteCache cache(config.cache_dir);
-    auto cached_image = loader::open_cached_image(cache, identity, loader::shared_image_dir());
-    using Sharing = memory::GuestMemory::Sharing;
-    auto image_gpa = cached_image ? m.mem->add_file_region(cached_image->fd.get(), file_size, loader::kImageHeaderSize,
-                                                           cached_image->shared ? Sharing::kShared : Sharing::kPrivate)
-                                  : m.mem->add_file_region(program->get(), file_size);
+    auto cached_image = loader::open_cached_image(cache, identity);
+    auto image_gpa = cached_image
+                         ? m.mem->add_file_region(cached_image->fd.get(), file_size, loader::kImageHeaderSize)
+                         : m.mem->add_file_region(program->get(), file_size);
     if (!image_gpa) return fail(config.program + ": " + image_gpa.error().message, ENOEXEC);
     std::span<const uint8_t> bytes(m.mem->host(*image_gpa, file_size), file_size);
     m.timer.mark("map program");

@@ -85,12 +85,7 @@ public:
     }
     ~Vesseld() {
         stop(SIGTERM);
-        std::error_code ec;
-        fs::remove_all(shm_dir(), ec);
     }
-    // Tmpfs copies of program images (loader/shared_image.h): the test's
-    // own directory, not the user's.
-    std::string shm_dir() const { return "/dev/shm/" + fs::path(dir_).filename().string(); }
     void start() {
         std::vector<std::string> args = {"vesseld", "--socket", socket_, "--state-dir", dir_ + "/state",
                                          "--cgroup-parent", cgroup_parent()};
@@ -103,8 +98,6 @@ public:
             std::string log = dir_ + "/vesseld.log";
             FILE* f = std::freopen(log.c_str(), "a", stderr);
             (void)f;
-            ::mkdir(shm_dir().c_str(), 0700);
-            ::setenv("VESSEL_SHM_DIR", (shm_dir() + "/images").c_str(), 1);
             ::execv((kBin + "vesseld").c_str(), argv.data());
             ::_exit(127);
         }

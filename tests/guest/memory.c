@@ -1,6 +1,5 @@
 /* Memory calls: brk, mmap (anonymous, private file, fixed), munmap, mprotect,
- * mremap, madvise; writes to the program's own image after mprotect.
- * Usage: memory FILE — FILE holds 5000 bytes, byte i = i % 251. */
+ * mremap, madvise. Usage: memory FILE — FILE holds 5000 bytes, byte i = i % 251. */
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -144,31 +143,6 @@ static void file_backed(const char* path) {
     close(fd);
 }
 
-/* The program's own read-only data and code, made writable with mprotect
- * and written: the change is this process's alone. (Inside vessel, every
- * VM of a program maps the same image; the test runs this program several
- * times and each run must find the page as the file has it.) */
-static const char kOwnPage[4096] __attribute__((aligned(4096))) = "pristine";
-
-static void own_image(void) {
-    volatile char* page = (volatile char*)(uintptr_t)kOwnPage;
-    CHECK(page[0] == 'p' && page[1] == 'r' && page[7] == 'e');
-    CHECK(mprotect((void*)(uintptr_t)kOwnPage, 4096, PROT_READ | PROT_WRITE) == 0);
-    page[0] = 'M';
-    CHECK(page[0] == 'M' && page[1] == 'r');
-    CHECK(mprotect((void*)(uintptr_t)kOwnPage, 4096, PROT_READ) == 0);
-    CHECK(page[0] == 'M');
-    /* A code page: written and put back while it stays executable. */
-    uintptr_t code = (uintptr_t)&own_image & ~(uintptr_t)4095;
-    CHECK(mprotect((void*)code, 4096, PROT_READ | PROT_WRITE | PROT_EXEC) == 0);
-    volatile unsigned char* c = (volatile unsigned char*)code;
-    unsigned char was = c[0];
-    c[0] = (unsigned char)(was ^ 0xff);
-    CHECK(c[0] == (unsigned char)(was ^ 0xff));
-    c[0] = was;
-    CHECK(mprotect((void*)code, 4096, PROT_READ | PROT_EXEC) == 0);
-}
-
 int main(int argc, char** argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: memory FILE\n");
@@ -177,6 +151,5 @@ int main(int argc, char** argv) {
     heap();
     anonymous();
     file_backed(argv[1]);
-    own_image();
     return finish("memory");
 }

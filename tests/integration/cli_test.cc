@@ -274,10 +274,6 @@ TEST(StartTime, Rfc3339AgreesWithGmtime) {
 
 TEST(RewriteCache, SecondStartSkipsTheDecoderAndBadEntriesAreIgnored) {
     REQUIRE_KVM();
-    // These starts run in this process and take the directory for the
-    // image's tmpfs copy from its environment: the test binary's own.
-    const std::string shm = shm_env();
-    ::setenv("VESSEL_SHM_DIR", shm.substr(shm.find('=') + 1).c_str(), 1);
     TempDir cache;
     vmm::ThinVmConfig cfg;
     cfg.program = kBusybox;

@@ -107,35 +107,6 @@ TEST_P(GuestProgram, Memory) {
     EXPECT_EQ(read_file(t / "root/pattern.bin"), pattern);  // private mappings never write back
 }
 
-// Every VM of a program maps one tmpfs copy of its cached image
-// (loader/shared_image.h). A guest that makes a page of its own image
-// writable and writes it gets a private copy: the next VM of the program
-// finds the page as the file has it, and the copy stays byte for byte the
-// cached image (tests/guest/memory.c, own_image).
-TEST_P(GuestProgram, WritesToTheSharedImageStayInTheirVm) {
-    TempDir t, cache, shm("/dev/shm");
-    make_dirs(t / "root");
-    std::string pattern;
-    for (int i = 0; i < 5000; ++i) pattern += static_cast<char>(i % 251);
-    write_file(t / "root/pattern.bin", pattern);
-    RunOptions o;
-    o.env = fixed_env();
-    o.env.push_back("VESSEL_CACHE_DIR=" + cache.path());
-    o.env.push_back("VESSEL_SHM_DIR=" + shm / "images");
-    std::string p = prog("memory");
-    // The first run fills the rewrite cache, the second makes the tmpfs copy
-    // and writes to its own image, the third must not see that.
-    for (int i = 0; i < 3; ++i)
-        expect_passed(run_vessel({"--root", t / "root"}, {p, "/pattern.bin"}, o), "run " + std::to_string(i + 1));
-    std::vector<std::string> copies, cached;
-    for (const auto& e : std::filesystem::directory_iterator(shm / "images")) copies.push_back(e.path());
-    for (const auto& e : std::filesystem::directory_iterator(cache / "rewrite"))
-        if (e.path().extension() == ".img") cached.push_back(e.path());
-    ASSERT_EQ(copies.size(), 1u);
-    ASSERT_EQ(cached.size(), 1u);
-    EXPECT_TRUE(read_file(copies[0]) == read_file(cached[0])) << "the shared copy was written";
-}
-
 TEST_P(GuestProgram, Time) {
     std::string p = prog("time");
     expect_passed(run({p}), "native");

@@ -32,13 +32,6 @@ const std::vector<std::string>& fixed_env() {
     return env;
 }
 
-std::string shm_env() {
-    // The tmpfs copies of program images (loader/shared_image.h) go to a
-    // directory of this test binary's own, gone when it ends.
-    static TempDir shm("/dev/shm");
-    return "VESSEL_SHM_DIR=" + shm / "images";
-}
-
 namespace {
 
 std::string slurp_fd(int fd) {
@@ -63,9 +56,7 @@ RunResult run(const std::vector<std::string>& argv, const RunOptions& o) {
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
-    std::vector<std::string> envs = o.env.empty() ? fixed_env() : o.env;
-    if (std::none_of(envs.begin(), envs.end(), [](const std::string& e) { return e.starts_with("VESSEL_SHM_DIR="); }))
-        envs.push_back(shm_env());
+    const auto& envs = o.env.empty() ? fixed_env() : o.env;
     std::vector<char*> env;
     for (const auto& e : envs) env.push_back(const_cast<char*>(e.c_str()));
     env.push_back(nullptr);
@@ -123,9 +114,9 @@ RunResult run_vessel(const std::vector<std::string>& vessel_args, const std::vec
     return run(argv, o);
 }
 
-TempDir::TempDir(const std::string& base) {
-    const char* tmp = std::getenv("TMPDIR");
-    std::string tmpl = (!base.empty() ? base : tmp && *tmp ? tmp : "/tmp") + "/vessel-test-XXXXXX";
+TempDir::TempDir() {
+    const char* base = std::getenv("TMPDIR");
+    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/vessel-test-XXXXXX";
     if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp: " + std::string(std::strerror(errno)));
     path_ = tmpl;
 }

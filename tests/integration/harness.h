@@ -42,16 +42,10 @@ RunResult run_vessel(const std::vector<std::string>& vessel_args, const std::vec
 // The environment both native and guest runs get.
 const std::vector<std::string>& fixed_env();
 
-// "VESSEL_SHM_DIR=..." naming a directory of this test binary's own, so
-// that the tmpfs copies of program images stay out of the user's; run()
-// adds it to any environment that has none.
-std::string shm_env();
-
 // A fresh directory under $TMPDIR, removed with everything in it.
 class TempDir {
 public:
-    // Under `base`, else $TMPDIR, else /tmp.
-    explicit TempDir(const std::string& base = {});
+    TempDir();
     ~TempDir();
     TempDir(const TempDir&) = delete;
     TempDir& operator=(const TempDir&) = delete;

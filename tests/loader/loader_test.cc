@@ -2,23 +2,18 @@
 #include <elf.h>
 #include <fcntl.h>
 #include <sys/mman.h>
-#include <linux/magic.h>
 #include <sys/stat.h>
-#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstring>
-#include <ctime>
 #include <filesystem>
 
-#include "base/cache_dir.h"
 #include "loader/elf.h"
 #include "loader/program.h"
 #include "loader/rewriter.h"
-#include "loader/shared_image.h"
 #include "memory/address_space.h"
 
 namespace vessel::loader {
@@ -503,138 +498,6 @@ TEST_F(Cache, UnusableDirectoryDisablesCaching) {
     EXPECT_FALSE(hit);
     EXPECT_FALSE(syscall_sites(f, *img, cache, find_sites, nullptr, &hit).value().empty());
     EXPECT_FALSE(hit);
-}
-
-// The tmpfs copies of cached images (shared_image.h).
-class SharedImages : public ::testing::Test {
-protected:
-    void SetUp() override {
-        char tmpl[] = "/dev/shm/vessel-shared-test-XXXXXX";
-        ASSERT_NE(::mkdtemp(tmpl), nullptr) << "/dev/shm is needed (tmpfs)";
-        root_ = tmpl;
-        dir_ = root_ + "/images";
-        src_path_ = root_ + "/source";
-    }
-    void TearDown() override { std::filesystem::remove_all(root_); }
-    // Writes the source image (`fill` repeated) and opens it.
-    Fd source(uint64_t size, char fill) {
-        std::string data(size, fill);
-        EXPECT_TRUE(write_file_atomic(src_path_, data.data(), data.size()));
-        return Fd(::open(src_path_.c_str(), O_RDONLY | O_CLOEXEC));
-    }
-    std::optional<Fd> share(const std::string& name, const Fd& src, uint64_t max = kSharedImagesMax) {
-        struct stat st {};
-        EXPECT_EQ(::fstat(src.get(), &st), 0);
-        return shared_image(dir_, name, src.get(), st, max);
-    }
-    static std::string contents(int fd) {
-        struct stat st {};
-        ::fstat(fd, &st);
-        std::string s(static_cast<size_t>(st.st_size), '\0');
-        EXPECT_EQ(::pread(fd, s.data(), s.size(), 0), static_cast<ssize_t>(s.size()));
-        return s;
-    }
-    static ino_t inode(int fd) {
-        struct stat st {};
-        ::fstat(fd, &st);
-        return st.st_ino;
-    }
-    std::string root_, dir_, src_path_;
-};
-
-TEST_F(SharedImages, AreCopiedOnceIntoAPrivateDirectoryAndReused) {
-    Fd src = source(3 * 4096, 'a');
-    auto first = share("k.img", src);
-    ASSERT_TRUE(first.has_value());
-    EXPECT_EQ(contents(first->get()), std::string(3 * 4096, 'a'));
-    struct stat st {};
-    ASSERT_EQ(::stat(dir_.c_str(), &st), 0);
-    EXPECT_EQ(st.st_mode & 07777, 0700u) << "created private";
-    ASSERT_EQ(::stat((dir_ + "/k.img").c_str(), &st), 0);
-    EXPECT_EQ(st.st_mode & 0777, 0600u);
-    EXPECT_EQ(::fcntl(first->get(), F_GETFL) & O_ACCMODE, O_RDWR) << "mappable shared";
-    auto again = share("k.img", src);
-    ASSERT_TRUE(again.has_value());
-    EXPECT_EQ(inode(again->get()), inode(first->get())) << "no second copy";
-}
-
-// A copy's name binds it to one version of one cache file: a rewritten
-// cache file (new inode and time), another cache directory or another size
-// gets a name of its own, so no VM maps a copy of something else.
-TEST_F(SharedImages, NamesChangeWithTheCacheFile) {
-    struct stat a {};
-    a.st_dev = 1;
-    a.st_ino = 2;
-    a.st_size = 3;
-    a.st_mtim = {4, 5};
-    const std::string name = shared_image_name("sKEY", a);
-    EXPECT_EQ(name, shared_image_name("sKEY", a));
-    EXPECT_TRUE(name.starts_with("sKEY-")) << name;
-    EXPECT_TRUE(name.ends_with(".img")) << name;
-    for (auto change : {+[](struct stat& s) { s.st_dev = 9; }, +[](struct stat& s) { s.st_ino = 9; },
-                        +[](struct stat& s) { s.st_size = 9; }, +[](struct stat& s) { s.st_mtim.tv_nsec = 9; }}) {
-        struct stat b = a;
-        change(b);
-        EXPECT_NE(shared_image_name("sKEY", b), name);
-    }
-    EXPECT_NE(shared_image_name("sOTHER", a), name);
-}
-
-TEST_F(SharedImages, ACopyOfAnotherSizeIsReplaced) {
-    Fd src = source(4096, 'a');
-    auto old = share("k.img", src);
-    ASSERT_TRUE(old.has_value());
-    Fd src2 = source(8192, 'c');
-    auto resized = share("k.img", src2);
-    ASSERT_TRUE(resized.has_value());
-    EXPECT_EQ(contents(resized->get()), std::string(8192, 'c'));
-    EXPECT_EQ(contents(old->get()), std::string(4096, 'a')) << "a VM mapping the old copy keeps it";
-}
-
-TEST_F(SharedImages, OnlyAPrivateTmpfsDirectoryIsUsed) {
-    Fd src = source(4096, 'a');
-    ASSERT_EQ(::mkdir(dir_.c_str(), 0755), 0);
-    ASSERT_EQ(::chmod(dir_.c_str(), 0755), 0);
-    EXPECT_FALSE(share("k.img", src).has_value()) << "readable by others";
-    ASSERT_EQ(::chmod(dir_.c_str(), 0700), 0);
-    EXPECT_TRUE(share("k.img", src).has_value());
-
-    const std::string link = root_ + "/link";
-    ASSERT_EQ(::symlink(dir_.c_str(), link.c_str()), 0);
-    struct stat st {};
-    ASSERT_EQ(::fstat(src.get(), &st), 0);
-    EXPECT_FALSE(shared_image(link, "k.img", src.get(), st).has_value()) << "a symbolic link";
-
-    char disk[] = "/var/tmp/vessel-shared-test-XXXXXX";  // not tmpfs on these machines
-    ASSERT_NE(::mkdtemp(disk), nullptr);
-    struct statfs fs {};
-    ASSERT_EQ(::statfs(disk, &fs), 0);
-    if (fs.f_type != TMPFS_MAGIC) {
-        EXPECT_FALSE(shared_image(disk, "k.img", src.get(), st).has_value()) << "not tmpfs";
-    }
-    std::filesystem::remove_all(disk);
-
-    EXPECT_FALSE(shared_image("", "k.img", src.get(), st).has_value());
-    EXPECT_FALSE(shared_image(dir_, "../k.img", src.get(), st).has_value());
-    ::setenv("VESSEL_SHM_DIR", "off", 1);
-    EXPECT_EQ(shared_image_dir(), "");
-    ::setenv("VESSEL_SHM_DIR", dir_.c_str(), 1);
-    EXPECT_EQ(shared_image_dir(), dir_);
-    ::unsetenv("VESSEL_SHM_DIR");
-    EXPECT_EQ(shared_image_dir(), "/dev/shm/vessel-" + std::to_string(::geteuid()));
-}
-
-TEST_F(SharedImages, TheOldestGoWhenTheDirectoryIsFull) {
-    Fd src = source(4096, 'a');
-    for (const char* name : {"1.img", "2.img", "3.img"}) {
-        ASSERT_TRUE(share(name, src, 3 * 4096).has_value()) << name;
-        ::usleep(2000);  // distinct modification times
-    }
-    ASSERT_TRUE(share("4.img", src, 3 * 4096).has_value());
-    EXPECT_FALSE(std::filesystem::exists(dir_ + "/1.img"));
-    EXPECT_TRUE(std::filesystem::exists(dir_ + "/2.img"));
-    EXPECT_TRUE(std::filesystem::exists(dir_ + "/4.img"));
-    EXPECT_FALSE(share("big.img", source(4 * 4096, 'b'), 3 * 4096).has_value()) << "larger than the limit";
 }
 
 TEST(LoadProgram, MapsRewritesAndBuildsTheLinuxStack) {

@@ -85,67 +85,6 @@ TEST(GuestMemory, AFileRegionAfterRamSharesItsKvmSlot) {
     EXPECT_EQ(odd->kvm_slots().size(), 2u);
 }
 
-// A program image mapped shared (every VM of the program maps the same
-// tmpfs copy) is never written: write access to one of its pages gives the
-// guest a private copy in RAM, for that page only, and the file keeps its
-// bytes. Read-only and executable pages keep pointing at the file.
-TEST(GuestMemory, WriteAccessToASharedImagePageCopiesItToRam) {
-    auto m = GuestMemory::create(4 << 20);
-    ASSERT_TRUE(m.has_value()) << m.error().message;
-    Fd f = pattern_file(3 * 4096);
-    auto gpa = m->add_file_region(f.get(), 3 * 4096, 0, GuestMemory::Sharing::kShared);
-    ASSERT_TRUE(gpa.has_value()) << gpa.error().message;
-    EXPECT_TRUE(m->file_regions()[0].shared);
-    AddressSpace as(*m, 0x1000);
-    ASSERT_TRUE(as.init().has_value());
-    ASSERT_TRUE(as.map_physical(kBase, 3 * 4096, *gpa, kProtRead | kProtExec).has_value());
-    auto v = as.view();
-    EXPECT_FALSE(v.write(kBase + 4096, "x", 1));
-
-    ASSERT_TRUE(as.protect(kBase + 4096, 4096, kProtRead | kProtWrite).has_value());
-    const uint64_t copy = as.tables().leaf(kBase + 4096) & pte::kAddrMask;
-    EXPECT_TRUE(m->contains(copy, 4096)) << "the writable page is in RAM";
-    EXPECT_EQ(as.tables().leaf(kBase) & pte::kAddrMask, *gpa) << "its neighbours still map the file";
-    EXPECT_EQ(as.tables().leaf(kBase + 8192) & pte::kAddrMask, *gpa + 8192);
-    uint8_t b = 0;
-    ASSERT_TRUE(v.read(kBase + 4096 + 9, &b, 1));
-    EXPECT_EQ(b, (4096 + 9) % 251) << "the copy holds the file's bytes";
-    ASSERT_TRUE(v.write(kBase + 4096 + 9, "W", 1));
-    ASSERT_TRUE(v.read(kBase + 4096 + 9, &b, 1));
-    EXPECT_EQ(b, 'W');
-    EXPECT_EQ(::pread(f.get(), &b, 1, 4096 + 9), 1);
-    EXPECT_EQ(b, (4096 + 9) % 251) << "the shared file is untouched";
-    EXPECT_EQ(m->host(*gpa + 4096 + 9, 1)[0], (4096 + 9) % 251);
-
-    // Dropping write access again keeps the copy (and what was written).
-    ASSERT_TRUE(as.protect(kBase + 4096, 4096, kProtRead).has_value());
-    EXPECT_EQ(as.tables().leaf(kBase + 4096) & pte::kAddrMask, copy);
-    ASSERT_TRUE(v.read(kBase + 4096 + 9, &b, 1));
-    EXPECT_EQ(b, 'W');
-    // Unmapping returns the copy to the pool, not the file's page.
-    const uint64_t free_before = as.allocator().pages_free();
-    ASSERT_TRUE(as.unmap(kBase, 3 * 4096).has_value());
-    EXPECT_EQ(as.allocator().pages_free(), free_before + 1);
-}
-
-// Write access that would need more copies than guest RAM has left fails
-// whole, with ENOMEM, and changes nothing.
-TEST(GuestMemory, CopyingImagePagesForWriteAccessNeedsRoom) {
-    auto m = GuestMemory::create(64 * 4096);
-    ASSERT_TRUE(m.has_value());
-    Fd f = pattern_file(128 * 4096);
-    auto gpa = m->add_file_region(f.get(), 128 * 4096, 0, GuestMemory::Sharing::kShared);
-    ASSERT_TRUE(gpa.has_value());
-    AddressSpace as(*m, 0x1000);
-    ASSERT_TRUE(as.init().has_value());
-    ASSERT_TRUE(as.map_physical(kBase, 128 * 4096, *gpa, kProtRead).has_value());
-    auto r = as.protect(kBase, 128 * 4096, kProtRead | kProtWrite);
-    ASSERT_FALSE(r.has_value());
-    EXPECT_EQ(r.error().sys_errno, ENOMEM);
-    EXPECT_EQ(as.tables().leaf(kBase) & pte::kAddrMask, *gpa);
-    EXPECT_EQ(as.find_vma(kBase)->prot, kProtRead);
-}
-
 TEST(PageAllocator, ReusesFreedPagesFirstAndRunsOut) {
     PageAllocator a(0x1000, 0x4000);
     EXPECT_EQ(a.pages_free(), 3u);

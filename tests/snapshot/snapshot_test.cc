@@ -120,17 +120,8 @@ protected:
         fs::remove_all(dir_);
         fs::create_directories(dir_ / "rw");
         sock_ = (dir_ / "api.sock").string();
-        // Tmpfs copies of program images (loader/shared_image.h): the
-        // test's own, not the user's.
-        shm_ = fs::path("/dev/shm") / dir_.filename();
-        ::setenv("VESSEL_SHM_DIR", (shm_ / "images").c_str(), 1);
-        fs::create_directories(shm_);
     }
-    void TearDown() override {
-        fs::remove_all(dir_);
-        fs::remove_all(shm_);
-        ::unsetenv("VESSEL_SHM_DIR");
-    }
+    void TearDown() override { fs::remove_all(dir_); }
 
     // What an uninterrupted run prints.
     // `run OPTIONS... GUEST...`: vessel's arguments for running `guest`.
@@ -145,7 +136,7 @@ protected:
         return out;
     }
 
-    fs::path dir_, shm_;
+    fs::path dir_;
     std::string sock_;
 };
 
