@@ -142,10 +142,11 @@ struct FileIdentity {
 // (KEY.img): one header page, then the file's bytes with every site already
 // rewritten. Mapping it from kImageHeaderSize starts a program without
 // decoding, validating or copying a page; the pages are shared by every VM
-// running that file. Header (little-endian): "VSLIMG04", file size, site
-// count, stub area size, the file offsets of the first four "/proc/self/exe"
-// strings in read-only segments (0: none), XXH3-64 of the 64 bytes before it. The stub area
-// (build_stubs()) follows the file's bytes.
+// running that file (through the page cache). Header (little-endian):
+// "VSLIMG04", file size, site count, stub area size, the file offsets of
+// the first four "/proc/self/exe" strings in read-only segments (0: none),
+// XXH3-64 of the 64 bytes before it. The stub area (build_stubs()) follows
+// the file's bytes.
 inline constexpr uint64_t kImageHeaderSize = 4096;
 inline constexpr size_t kSelfExeStrings = 4;
 struct CachedImage {
