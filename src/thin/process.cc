@@ -50,7 +50,7 @@ void Process::attach_guest_entry(GuestEntry entry) {
     entry_ = std::move(entry);
     refill_random();
     publish_brk();
-    publish_stack();
+    publish_memory_map();
 }
 
 void Process::refill_random() {
@@ -69,7 +69,7 @@ void Process::set_clear_child_tid(uint64_t address) {
     entry_->note_shared_write();
 }
 
-void Process::publish_stack() {
+void Process::publish_memory_map() {
     if (!entry_) return;
     const memory::Vma* v = as_->find_vma(memory::AddressSpace::kStackTop - 1);
     const bool ok = v && v->name == "[stack]" && (v->prot & memory::kProtWrite);
@@ -84,7 +84,7 @@ void Process::publish_stack() {
     const bool data_ok = data && (data->prot & rw) == rw;
     entry_->shared().data_lo = data_ok ? data->start : 0;
     entry_->shared().data_hi = data_ok ? data->end : 0;
-    // The string, unless unmapped, replaced or writable since (then a write
+    // Each string, unless unmapped, replaced or writable since (then a write
     // could change it without the VMM seeing).
     static constexpr char kSelfExe[] = "/proc/self/exe";
     for (size_t i = 0; i < kSelfExeStrings; ++i) {
@@ -100,7 +100,7 @@ void Process::publish_stack() {
 
 void Process::set_self_exe_strings(const std::array<uint64_t, kSelfExeStrings>& va) {
     self_exe_strings_ = va;
-    publish_stack();
+    publish_memory_map();
 }
 
 namespace {
@@ -196,7 +196,7 @@ void Process::set_brk_start(uint64_t start) {
     heap_end_ = memory::page_align_up(start);
     (void)grow_heap(*this, heap_end_);  // best effort: sys_brk maps what it needs
     publish_brk();
-    publish_stack();  // the data range is found from the heap's start
+    publish_memory_map();  // the data range is found from the heap's start
 }
 
 uint64_t Process::guest_brk() const {
@@ -318,7 +318,7 @@ Result<> Process::restore(const ProcessSnapshot& s) {
     brk_ = s.brk;
     refresh_heap_end();
     publish_brk();
-    publish_stack();
+    publish_memory_map();
     umask_ = s.umask & 0777;
     set_clear_child_tid(s.clear_child_tid);
     signal_mask_ = s.signal_mask;
@@ -381,7 +381,7 @@ int64_t Process::handle(const SyscallArgs& args) {
             [[fallthrough]];
         case SYS_brk:
             publish_brk();
-            publish_stack();
+            publish_memory_map();
             break;
         default: break;
     }

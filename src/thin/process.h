@@ -202,10 +202,10 @@ private:
     bool is_window(uint64_t va) const;
     // Refills the entry code's random pool once the guest has used some.
     void refill_random();
-    // Tells the entry code where the stack mapping is (after the memory map
-    // changed): the range it may store clock results into; and whether the
-    // "/proc/self/exe" string is still there and read-only.
-    void publish_stack();
+    // Tells the entry code, after the memory map changed, where the stack
+    // and the program's data are (the ranges it may store results into) and
+    // which "/proc/self/exe" strings are still there and read-only.
+    void publish_memory_map();
 
     memory::AddressSpace* as_;
     Sandbox sandbox_;

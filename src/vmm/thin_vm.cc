@@ -294,13 +294,12 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     if (cached_image) {
         static_assert(loader::kSelfExeStrings == thin::Process::kSelfExeStrings);
         std::array<uint64_t, loader::kSelfExeStrings> strings{};
-        const uint64_t bias = loaded->entry - image->entry;
-        for (size_t i = 0; i < strings.size(); ++i)
-            for (const auto& s : image->segments) {
-                const uint64_t off = cached_image->self_exe[i];
+        for (size_t i = 0; i < strings.size(); ++i) {
+            const uint64_t off = cached_image->self_exe[i];
+            for (const auto& s : image->segments)
                 if (off && !(s.flags & PF_W) && off >= s.offset && off - s.offset < s.filesz)
-                    strings[i] = s.vaddr + bias + (off - s.offset);
-            }
+                    strings[i] = s.vaddr + loaded->load_bias + (off - s.offset);
+        }
         m.process->set_self_exe_strings(strings);
     }
     m.process->attach_stdio();
