@@ -1,6 +1,7 @@
 // The `vessel` command: subcommands live in *_command.cc.
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -36,6 +37,11 @@ int main(int argc, char** argv) {
         runners = {add_run_command(app), add_restore_command(app), add_boot_command(app)};
         for (auto& r : add_daemon_commands(app)) runners.push_back(std::move(r));
     }
+    // CLI11 would answer a misspelt command with "A subcommand is required".
+    if (argc > 1 && argv[1][0] != '-' &&
+        app.get_subcommands([&](CLI::App* sub) { return sub->check_name(argv[1]); }).empty())
+        return die("unknown command '" + std::string(argv[1]) + "' (vessel --help lists the commands)",
+                   vessel::kExitHostError);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -36,6 +36,13 @@ RunResult run_with_env(std::vector<std::string> extra_env, const std::vector<std
     return run(argv, o);
 }
 
+TEST(Cli, UnknownCommandIsNamedWithStatus2) {
+    auto r = run({vessel_path(), "rnu", kBusybox, "true"});
+    EXPECT_EQ(r.status, 2);
+    EXPECT_TRUE(one_error_line(r));
+    EXPECT_NE(r.err.find("unknown command 'rnu'"), std::string::npos) << r.err;
+}
+
 TEST(Cli, MissingKvmIsOneLineAndStatus2) {
     auto r = run_with_env({"VESSEL_KVM_DEVICE=/nonexistent/kvm"}, {vessel_path(), "run", kBusybox, "true"});
     EXPECT_EQ(r.status, 2);
