@@ -300,6 +300,18 @@ std::optional<CachedImage> open_cached_image(const RewriteCache& cache, const Fi
     return image;
 }
 
+std::array<uint64_t, kSelfExeStrings> self_exe_addresses(const CachedImage& cached, const ElfImage& image,
+                                                         uint64_t load_bias) {
+    std::array<uint64_t, kSelfExeStrings> out{};
+    for (size_t i = 0; i < out.size(); ++i) {
+        const uint64_t off = cached.self_exe[i];
+        for (const auto& s : image.segments)
+            if (off && !(s.flags & PF_W) && off >= s.offset && off - s.offset < s.filesz)
+                out[i] = s.vaddr + load_bias + (off - s.offset);
+    }
+    return out;
+}
+
 void store_cached_image(const RewriteCache& cache, const FileIdentity& identity, std::span<const uint8_t> file,
                         const ElfImage& image, const std::vector<uint64_t>& sites, std::span<const uint8_t> stubs) {
     if (cache.dir().empty() || file.size() != identity.size || !make_dirs(cache.dir())) return;

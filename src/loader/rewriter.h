@@ -157,6 +157,10 @@ struct CachedImage {
     std::array<uint64_t, kSelfExeStrings> self_exe{};
 };
 std::optional<CachedImage> open_cached_image(const RewriteCache& cache, const FileIdentity& identity);
+// The virtual addresses (plus `load_bias`) of the image's "/proc/self/exe"
+// strings, each in its read-only segment (0: none).
+std::array<uint64_t, kSelfExeStrings> self_exe_addresses(const CachedImage& cached, const ElfImage& image,
+                                                         uint64_t load_bias);
 // Writes KEY.img: `file` with `offsets` rewritten (file offsets from
 // syscall_sites()). A failure only means the next start rewrites again.
 // `stubs`: build_stubs() of the same sites.

@@ -291,17 +291,9 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
 
     m.finish_setup(std::move(*sandbox), fsgsbase);
     m.process->set_brk_start(loaded->brk_start);
-    if (cached_image) {
-        static_assert(loader::kSelfExeStrings == thin::Process::kSelfExeStrings);
-        std::array<uint64_t, loader::kSelfExeStrings> strings{};
-        for (size_t i = 0; i < strings.size(); ++i) {
-            const uint64_t off = cached_image->self_exe[i];
-            for (const auto& s : image->segments)
-                if (off && !(s.flags & PF_W) && off >= s.offset && off - s.offset < s.filesz)
-                    strings[i] = s.vaddr + loaded->load_bias + (off - s.offset);
-        }
-        m.process->set_self_exe_strings(strings);
-    }
+    static_assert(loader::kSelfExeStrings == thin::Process::kSelfExeStrings);
+    if (cached_image)
+        m.process->set_self_exe_strings(loader::self_exe_addresses(*cached_image, *image, loaded->load_bias));
     m.process->attach_stdio();
     return self;
 }

@@ -479,6 +479,12 @@ TEST_F(Cache, ImagesRecordTheirProcSelfExeStrings) {
     auto cached = open_cached_image(cache, id);
     ASSERT_TRUE(cached.has_value());
     EXPECT_EQ(cached->self_exe, (std::array<uint64_t, kSelfExeStrings>{0x300, 0x341, 0, 0}));
+    // Their addresses in the guest: each in its read-only segment, plus the
+    // load bias; an offset in the writable segment has none.
+    CachedImage forged;
+    forged.self_exe = {0x300, 0x341, 0x1010, 0};
+    EXPECT_EQ(self_exe_addresses(forged, *img, 0x10000),
+              (std::array<uint64_t, kSelfExeStrings>{kText + 0x10300, kText + 0x10341, 0, 0}));
     // An offset that points outside the file is damage: a miss.
     const std::string path = dir_ + "/" + id.key() + ".img";
     int fd = ::open(path.c_str(), O_RDWR);
