@@ -22,6 +22,7 @@ namespace {
 constexpr unsigned long kHeaderSize = 8;  // { __u32 n; __u32 pad; }
 constexpr unsigned long kGetSupportedCpuid = _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x05, kHeaderSize);
 constexpr unsigned long kSetCpuid2 = _IOC(_IOC_WRITE, KVMIO, 0x90, kHeaderSize);
+constexpr unsigned long kGetCpuid2 = _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x91, kHeaderSize);
 constexpr unsigned long kGetMsrs = _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x88, kHeaderSize);
 constexpr unsigned long kSetMsrs = _IOC(_IOC_WRITE, KVMIO, 0x89, kHeaderSize);
 static_assert(sizeof(kvm_cpuid_entry2) == 40 && sizeof(kvm_msr_entry) == 16);
@@ -282,6 +283,14 @@ Result<> Vcpu::set_cpuid(const std::vector<kvm_cpuid_entry2>& entries) {
     for (size_t i = 0; i < entries.size(); ++i) buf.put(i, entries[i]);
     if (::ioctl(fd_.get(), kSetCpuid2, buf.data()) < 0) return fail_errno("KVM_SET_CPUID2");
     return {};
+}
+
+Result<std::vector<kvm_cpuid_entry2>> Vcpu::get_cpuid() const {
+    EntryBuffer<kvm_cpuid_entry2> buf(256);  // KVM_MAX_CPUID_ENTRIES
+    if (::ioctl(fd_.get(), kGetCpuid2, buf.data()) < 0) return fail_errno("KVM_GET_CPUID2");
+    std::vector<kvm_cpuid_entry2> out;
+    for (size_t i = 0; i < buf.count() && i < buf.capacity(); ++i) out.push_back(buf.get(i));
+    return out;
 }
 
 Result<std::vector<uint64_t>> Vcpu::get_msrs(const std::vector<uint32_t>& indices) const {

@@ -107,6 +107,9 @@ public:
     Result<kvm_vcpu_events> get_events() const;
     Result<> set_events(const kvm_vcpu_events& events);
     Result<> set_cpuid(const std::vector<kvm_cpuid_entry2>& entries);
+    // The table as KVM holds it now: what it answers a trapped `cpuid` with,
+    // including the bits it keeps in step with CR4 and XCR0.
+    Result<std::vector<kvm_cpuid_entry2>> get_cpuid() const;
     // Reads/writes the MSRs named in `indices`; returns the values in order.
     Result<std::vector<uint64_t>> get_msrs(const std::vector<uint32_t>& indices) const;
     Result<> set_msrs(const std::vector<std::pair<uint32_t, uint64_t>>& msrs);

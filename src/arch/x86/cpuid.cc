@@ -1,6 +1,10 @@
 #include "arch/x86/cpuid.h"
 
+#include <algorithm>
 #include <cstring>
+#include <tuple>
+
+#include "arch/x86/x86.h"
 
 namespace vessel::arch::x86 {
 
@@ -97,6 +101,47 @@ std::vector<kvm_cpuid_entry2> build_vcpu_cpuid(const std::vector<kvm_cpuid_entry
         out.push_back(sig);
     }
     return out;
+}
+
+std::vector<kvm_cpuid_entry2> with_host_answers(const std::vector<kvm_cpuid_entry2>& supported,
+                                                std::span<const CpuidAnswer> host) {
+    auto answered = [&](const kvm_cpuid_entry2& e) {
+        return std::any_of(host.begin(), host.end(), [&](const CpuidAnswer& a) {
+            if (a.leaf != e.function) return false;
+            // A leaf the host answers for any subleaf covers all of KVM's
+            // entries for it; an indexed one covers only its own subleaves
+            // (KVM's others stay, and both sites run the real instruction).
+            return a.subleaf == kAnySubleaf || !(e.flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) || a.subleaf == e.index;
+        });
+    };
+    std::vector<kvm_cpuid_entry2> out;
+    for (const CpuidAnswer& a : host) {
+        kvm_cpuid_entry2 e{};
+        e.function = a.leaf;
+        if (a.subleaf != kAnySubleaf) {
+            e.index = a.subleaf;
+            e.flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX;
+        }
+        e.eax = a.eax;
+        e.ebx = a.ebx;
+        e.ecx = a.ecx;
+        e.edx = a.edx;
+        out.push_back(e);
+    }
+    for (const auto& e : supported)
+        if (out.size() < kMaxKvmCpuidEntries && !answered(e)) out.push_back(e);
+    out.resize(std::min(out.size(), kMaxKvmCpuidEntries));
+    std::sort(out.begin(), out.end(), [](const kvm_cpuid_entry2& a, const kvm_cpuid_entry2& b) {
+        return std::tie(a.function, a.index) < std::tie(b.function, b.index);
+    });
+    return out;
+}
+
+uint64_t cr4_promised_by(const std::vector<kvm_cpuid_entry2>& table) {
+    uint64_t bits = 0;
+    if (const auto* l1 = find_cpuid(table, 1); l1 && (l1->ecx & (1u << 27))) bits |= cr4::kOSXSAVE;
+    if (const auto* l7 = find_cpuid(table, 7, 0); l7 && (l7->ecx & (1u << 4))) bits |= cr4::kPKE;
+    return bits;
 }
 
 }  // namespace vessel::arch::x86

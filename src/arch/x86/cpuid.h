@@ -1,12 +1,16 @@
-// The CPUID a full machine's vCPUs see: KVM's supported set, with the
-// topology of N single-threaded cores in one package, the vCPU's own APIC ID,
-// the hypervisor bit and KVM's paravirtual leaves.
+// KVM CPUID tables for vCPUs. A full machine's vCPUs see KVM's supported
+// set, with the topology of N single-threaded cores in one package, the
+// vCPU's own APIC ID, the hypervisor bit and KVM's paravirtual leaves. A thin
+// guest's vCPU sees the host's own user-mode answers (with_host_answers).
 #pragma once
 
 #include <linux/kvm.h>
 
 #include <cstdint>
+#include <span>
 #include <vector>
+
+#include "arch/x86/host_cpuid.h"
 
 namespace vessel::arch::x86 {
 
@@ -17,6 +21,7 @@ inline constexpr uint32_t kLeaf1EcxX2apic = 1u << 21, kLeaf1EcxTscDeadline = 1u 
 }
 inline constexpr uint32_t kKvmCpuidSignature = 0x40000000;
 inline constexpr uint32_t kKvmCpuidFeatures = 0x40000001;
+inline constexpr size_t kMaxKvmCpuidEntries = 256;  // KVM_MAX_CPUID_ENTRIES
 
 // Number of bits an APIC ID needs to number `count` cores (0 for one).
 unsigned topology_shift(unsigned count);
@@ -26,6 +31,24 @@ unsigned topology_shift(unsigned count);
 // signature leaf when KVM left it out.
 std::vector<kvm_cpuid_entry2> build_vcpu_cpuid(const std::vector<kvm_cpuid_entry2>& supported,
                                                unsigned cpu_index, unsigned cpu_count);
+
+// The table of a thin guest's vCPU: KVM's `supported` table with every leaf
+// and subleaf that `host` answers replaced by (or added as) the host's
+// answer; leaves only KVM lists (its paravirtual range at 0x40000000, say)
+// keep KVM's. A PVM host that traps `cpuid` at CPL3 answers the guest from
+// this table, the guest-side entry code answers rewritten sites from `host`
+// itself: so every question the guest-side table answers gets the same
+// answer from both kinds of site, and any other question runs the real
+// instruction at both. At most kMaxKvmCpuidEntries entries (KVM-only ones
+// are dropped first), sorted by leaf and subleaf.
+std::vector<kvm_cpuid_entry2> with_host_answers(const std::vector<kvm_cpuid_entry2>& supported,
+                                                std::span<const CpuidAnswer> host);
+
+// The CR4 bits a table's answers promise a program: OSXSAVE when leaf 1
+// reports it, PKE when leaf 7 reports OSPKE. KVM computes those two answer
+// bits from the vCPU's CR4 whenever CR4 changes, so a trapped `cpuid` agrees
+// with the table only when CR4 holds them.
+uint64_t cr4_promised_by(const std::vector<kvm_cpuid_entry2>& table);
 
 // Finds a leaf/subleaf in a CPUID table (nullptr when missing).
 const kvm_cpuid_entry2* find_cpuid(const std::vector<kvm_cpuid_entry2>& table, uint32_t function,

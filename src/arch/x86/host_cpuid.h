@@ -1,13 +1,18 @@
-// The host's own CPUID, as a program sees it in user mode.
+// The host's own CPUID, as a program sees it in user mode: what a thin guest
+// sees from `cpuid`, whichever way its site runs.
 //
-// A thin guest runs on the host CPU at CPL3, and PVM does not trap its
-// `cpuid`: every one leaves the host VM for the hypervisor below (~7 µs here,
-// and glibc's start-up asks 41 times). The rewriter sends `cpuid` sites to
-// the guest-side entry code instead, which answers from a copy of the host's
-// answers (thin/guest_entry.h); this module reads that copy and keeps it per
-// boot. Only leaves whose meaning is known are read, so an answer from the
-// table is always the one the instruction would give; anything else (other
-// leaves, other subleaves) runs the real instruction in the guest.
+// A thin guest runs on the host CPU at CPL3, under the host's CR4 and XCR0,
+// so the host's user-mode answers describe exactly what its code can use.
+// The rewriter sends `cpuid` sites to the guest-side entry code, which
+// answers from a copy of these answers (thin/guest_entry.h) without leaving
+// the guest; this module reads that copy and keeps it per boot. A site left
+// alone executes the instruction, which some PVM hosts let the CPU answer
+// (the host's values) and others trap and answer from the vCPU's KVM CPUID
+// table (../shared/PLATFORM.md): that table is therefore built from the same
+// answers (arch/x86/cpuid.h, with_host_answers), so both kinds of site agree
+// on both kinds of host without having to tell them apart. Only leaves whose
+// meaning is known are read; anything else (other leaves, other subleaves)
+// runs the real instruction in the guest.
 #pragma once
 
 #include <array>
@@ -51,5 +56,9 @@ std::array<uint32_t, 36> libc_cpuid_fingerprint();
 // (and its directory) written (atomically; a failure to write only costs
 // the next start).
 std::vector<CpuidAnswer> host_cpuid(const std::string& path);
+
+// The host's XCR0 (`xgetbv` 0), the state components its user mode has;
+// 0 when the host has not enabled XSAVE (CPUID.1:ECX.OSXSAVE clear).
+uint64_t host_xcr0();
 
 }  // namespace vessel::arch::x86

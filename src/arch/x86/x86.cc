@@ -88,11 +88,7 @@ bool has_fsgsbase(const std::vector<kvm_cpuid_entry2>& cpuid) {
     return false;
 }
 
-void add_host_fsgsbase(std::vector<kvm_cpuid_entry2>& cpuid) {
-    if (!(::getauxval(AT_HWCAP2) & kHwcap2Fsgsbase)) return;
-    for (auto& e : cpuid)
-        if (e.function == 7 && e.index == 0) e.ebx |= 1;
-}
+bool host_allows_fsgsbase() { return ::getauxval(AT_HWCAP2) & kHwcap2Fsgsbase; }
 
 uint32_t hwcap(const std::vector<kvm_cpuid_entry2>& cpuid) {
     for (const auto& e : cpuid)

@@ -16,7 +16,7 @@ inline constexpr uint64_t kPE = 1ull << 0, kMP = 1ull << 1, kET = 1ull << 4, kNE
 }
 namespace cr4 {
 inline constexpr uint64_t kPAE = 1ull << 5, kOSFXSR = 1ull << 9, kOSXMMEXCPT = 1ull << 10,
-                          kFSGSBASE = 1ull << 16, kOSXSAVE = 1ull << 18;
+                          kFSGSBASE = 1ull << 16, kOSXSAVE = 1ull << 18, kPKE = 1ull << 22;
 }
 namespace efer {
 inline constexpr uint64_t kSCE = 1ull << 0, kLME = 1ull << 8, kLMA = 1ull << 10, kNXE = 1ull << 11;
@@ -64,11 +64,10 @@ uint64_t supported_xcr0(const std::vector<kvm_cpuid_entry2>& cpuid);
 bool has_fsgsbase(const std::vector<kvm_cpuid_entry2>& cpuid);
 // Linux's HWCAP2_FSGSBASE (AT_HWCAP2): user mode may use RDFSBASE/WRFSBASE.
 inline constexpr uint64_t kHwcap2Fsgsbase = 1 << 1;
-// Lists FSGSBASE in a guest CPUID table when the host lets its own user mode
-// use the instructions (HWCAP2_FSGSBASE). PVM leaves the bit out of
-// KVM_GET_SUPPORTED_CPUID, yet a guest at CPL3 runs under the host's CR4,
-// and KVM takes CR4.FSGSBASE once the guest's CPUID has the bit.
-void add_host_fsgsbase(std::vector<kvm_cpuid_entry2>& cpuid);
+// Does the host let its own user mode use RDFSBASE/WRFSBASE (its AT_HWCAP2)?
+// A guest at CPL3 under PVM runs under the host's CR4, so this, not CPUID,
+// says whether the instructions work there.
+bool host_allows_fsgsbase();
 uint32_t hwcap(const std::vector<kvm_cpuid_entry2>& cpuid);
 
 }  // namespace vessel::arch::x86
