@@ -61,4 +61,21 @@ std::optional<GuestEntry> GuestEntry::find(memory::AddressSpace& as) {
     return GuestEntry(as.memory(), *shared, *counts);
 }
 
+std::vector<arch::x86::CpuidAnswer> GuestEntry::cpuid_answers(memory::AddressSpace& as) {
+    auto gpa = as.tables().translate(kGuestCpuidVa, false);
+    const uint8_t* page = gpa ? as.memory().host(*gpa, memory::kPageSize) : nullptr;
+    if (!page) return {};
+    uint32_t count;
+    std::memcpy(&count, page, sizeof count);
+    std::vector<arch::x86::CpuidAnswer> out(std::min<size_t>(count, kGuestCpuidMax));
+    if (!out.empty()) std::memcpy(out.data(), page + GUEST_CPUID_ANSWERS, out.size() * sizeof out[0]);
+    // The page comes from a snapshot file: only answers of the form the
+    // table may hold (arch/x86/host_cpuid.h) reach KVM.
+    std::erase_if(out, [](const arch::x86::CpuidAnswer& a) {
+        const arch::x86::LeafKind k = arch::x86::leaf_kind(a.leaf);
+        return !k.known || k.indexed != (a.subleaf != arch::x86::kAnySubleaf);
+    });
+    return out;
+}
+
 }  // namespace vessel::thin

@@ -100,6 +100,10 @@ public:
     // snapshot); nullopt when they are not there (a snapshot from a build
     // without them: every call then exits, as before).
     static std::optional<GuestEntry> find(memory::AddressSpace& as);
+    // The CPUID answers on the CPUID page of an address space built by
+    // install() (a restored snapshot: the answers the program started with),
+    // known leaves only; empty when the page is not there.
+    static std::vector<arch::x86::CpuidAnswer> cpuid_answers(memory::AddressSpace& as);
 
     GuestShared& shared() const { return *shared_; }
     // Calls answered in the guest, per system-call number (kGuestCounted).

@@ -18,6 +18,7 @@
 
 #include "arch/x86/x86.h"
 #include "state/format.h"
+#include "thin/guest_entry.h"
 #include "vmm/exit_status.h"
 #include "vmm/snapshot_dir.h"
 #include "vmm/thin_vm_impl.h"
@@ -276,7 +277,12 @@ Result<std::unique_ptr<ThinVm>> ThinVm::restore(const std::string& dir, const st
     auto ps = get_process(Reader(view(newest.sections.at(Section::kThinProcess))));
     if (!ps) return wrap(newest.dir, ps.error());
 
-    auto cpuid = m.create_vcpu();
+    // The CPUID the program started with (its glibc chose its routines by
+    // it), for un-rewritten sites too; a snapshot without the page gets
+    // this host's.
+    std::vector<arch::x86::CpuidAnswer> answers = thin::GuestEntry::cpuid_answers(*m.as);
+    if (answers.empty()) answers = host_cpuid_answers();
+    auto cpuid = m.create_vcpu(answers);
     if (!cpuid) return std::unexpected(cpuid.error());
     Reader r(view(newest.sections.at(Section::kVcpu)));
     auto vcpu_state = get_vcpu(r, kThinVcpuMsrs, false);

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "arch/x86/cpuid.h"
 #include "arch/x86/host_cpuid.h"
 #include "arch/x86/x86.h"
 #include "base/cache_dir.h"
@@ -76,10 +77,9 @@ std::string boot_cache_path(const std::string& name) {
 // "cpuid2": files written before the kvm_cpuid2 layout fix hold skewed entries.
 std::string cpuid_cache_path() { return boot_cache_path("cpuid2"); }
 
-// The host's own CPUID answers for the guest's rewritten `cpuid` sites.
-std::vector<x86::CpuidAnswer> host_cpuid_answers() { return x86::host_cpuid(boot_cache_path("host-cpuid")); }
-
 }  // namespace
+
+std::vector<x86::CpuidAnswer> host_cpuid_answers() { return x86::host_cpuid(boot_cache_path("host-cpuid")); }
 
 // ---------------------------------------------------------------- set-up
 
@@ -114,33 +114,33 @@ Result<> ThinVm::Impl::register_memory(uint32_t flags) {
     return {};
 }
 
-Result<std::vector<kvm_cpuid_entry2>> ThinVm::Impl::create_kvm_vm() {
+Result<std::vector<kvm_cpuid_entry2>> ThinVm::Impl::create_kvm_vm(std::span<const x86::CpuidAnswer> host) {
     if (auto r = open_kvm(); !r) return std::unexpected(r.error());
     timer.mark("kvm open+create vm");
     if (auto r = register_memory(); !r) return std::unexpected(r.error());
     timer.mark("kvm memory slots");
-    auto cpuid = create_vcpu();
+    auto cpuid = create_vcpu(host);
     timer.mark("kvm create vcpu");
     return cpuid;
 }
 
-Result<std::vector<kvm_cpuid_entry2>> ThinVm::Impl::create_vcpu() {
+Result<std::vector<kvm_cpuid_entry2>> ThinVm::Impl::create_vcpu(std::span<const x86::CpuidAnswer> host) {
     auto v = vm->create_vcpu(0);
     if (!v) return std::unexpected(v.error());
     vcpu = std::make_unique<kvm::Vcpu>(std::move(*v));
     std::string path = cpuid_cache_path();
-    std::vector<kvm_cpuid_entry2> cpuid = cached_cpuid(path);
-    if (!cpuid.empty()) {
-        x86::add_host_fsgsbase(cpuid);
-        if (vcpu->set_cpuid(cpuid)) return cpuid;
+    std::vector<kvm_cpuid_entry2> cached = cached_cpuid(path);
+    if (!cached.empty()) {
+        auto table = x86::with_host_answers(cached, host);
+        if (vcpu->set_cpuid(table)) return table;
     }
     auto fresh = system->supported_cpuid();
     if (!fresh) return std::unexpected(fresh.error());
     if (!path.empty() && make_dirs(cache_dir()))  // KVM's own table: the host may change
         write_file_atomic(path, fresh->data(), fresh->size() * sizeof(kvm_cpuid_entry2));
-    x86::add_host_fsgsbase(*fresh);
-    if (auto r = vcpu->set_cpuid(*fresh); !r) return std::unexpected(r.error());
-    return fresh;
+    auto table = x86::with_host_answers(*fresh, host);
+    if (auto r = vcpu->set_cpuid(table); !r) return std::unexpected(r.error());
+    return table;
 }
 
 void ThinVm::Impl::finish_setup(thin::Sandbox sandbox, bool fsgsbase) {
@@ -204,7 +204,8 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     if (!sandbox) return std::unexpected(sandbox.error());
     m.timer.mark("sandbox");
 
-    auto cpuid = m.create_kvm_vm();
+    const std::vector<x86::CpuidAnswer> host_cpuid = host_cpuid_answers();
+    auto cpuid = m.create_kvm_vm(host_cpuid);
     if (!cpuid) return std::unexpected(cpuid.error());
 
     m.as = std::make_unique<memory::AddressSpace>(*m.mem, kPoolStart);
@@ -217,7 +218,7 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     for (uint64_t page = kSystemBase; page < kSystemEnd; page += memory::kPageSize)
         if (auto r = m.as->tables().map(page, page, memory::pte::kWrite | memory::pte::kNoExec); !r)
             return std::unexpected(r.error());
-    if (auto r = thin::GuestEntry::install(*m.as, host_cpuid_answers()); !r) return std::unexpected(r.error());
+    if (auto r = thin::GuestEntry::install(*m.as, host_cpuid); !r) return std::unexpected(r.error());
     m.timer.mark("memory+page tables");
 
     std::vector<uint64_t> sites;  // to rewrite while loading; none in a cached image
@@ -247,8 +248,6 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     spec.stack_size = std::min<uint64_t>(8ull << 20, config.mem_size / 8);
     spec.image_gpa = *image_gpa;
     spec.hwcap = x86::hwcap(*cpuid);
-    // User-mode RDFSBASE/WRFSBASE, as Linux allows them since 5.9, where
-    // KVM takes CR4.FSGSBASE.
     auto sregs = m.vcpu->get_sregs();
     if (!sregs) return std::unexpected(sregs.error());
     x86::setup_long_mode(*sregs, {.cr3 = m.as->tables().root(),
@@ -256,14 +255,20 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
                                   .tss_base = kTssAddr,
                                   .tss_limit = kTssLimit,
                                   .user_mode = true});
-    bool fsgsbase = false;
-    if (x86::has_fsgsbase(*cpuid)) {
-        sregs->cr4 |= x86::cr4::kFSGSBASE;
-        fsgsbase = m.vcpu->set_sregs(*sregs).has_value();
-        if (!fsgsbase) sregs->cr4 &= ~x86::cr4::kFSGSBASE;
+    // CR4 as the host's user mode has it: KVM derives CPUID's OSXSAVE and
+    // OSPKE bits from the vCPU's CR4, and a trapped `cpuid` must give the
+    // table's answer (arch/x86/cpuid.h, cr4_promised_by). User-mode
+    // RDFSBASE/WRFSBASE as Linux allows them since 5.9, where the host's own
+    // user mode may use them and KVM takes CR4.FSGSBASE. A KVM that refuses
+    // an optional bit (PKE, FSGSBASE) gets the VM without it.
+    sregs->cr4 = (sregs->cr4 & ~x86::cr4::kOSXSAVE) | x86::cr4_promised_by(*cpuid);
+    const uint64_t optional = x86::cr4::kPKE | x86::cr4::kFSGSBASE;
+    if (x86::has_fsgsbase(*cpuid) && x86::host_allows_fsgsbase()) sregs->cr4 |= x86::cr4::kFSGSBASE;
+    if (!m.vcpu->set_sregs(*sregs)) {
+        sregs->cr4 &= ~optional;
+        if (auto r = m.vcpu->set_sregs(*sregs); !r) return wrap("vCPU control registers", r.error());
     }
-    if (!fsgsbase)
-        if (auto r = m.vcpu->set_sregs(*sregs); !r) return std::unexpected(r.error());
+    const bool fsgsbase = sregs->cr4 & x86::cr4::kFSGSBASE;
     if (fsgsbase) spec.hwcap2 |= x86::kHwcap2Fsgsbase;
     spec.uid = spec.euid = ::getuid();
     spec.gid = spec.egid = ::getgid();
@@ -275,12 +280,14 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     }
     m.timer.mark("load program");
 
-    // XCR0: everything KVM supports (x87/SSE/AVX/AVX-512...), so glibc's
-    // feature selection sees the state it expects.
+    // XCR0: the host's own (x87/SSE/AVX/AVX-512...), which a CPL3 guest runs
+    // with under PVM whatever KVM holds; KVM sizes CPUID leaf 0xd's answers
+    // by the value it holds, so it must be the same. The host's can only
+    // hold what its CPUID allows; never less than x87+SSE.
     kvm_xcrs xcrs{};
     xcrs.nr_xcrs = 1;
     xcrs.xcrs[0].xcr = 0;
-    xcrs.xcrs[0].value = x86::supported_xcr0(*cpuid) & 0xe7;
+    xcrs.xcrs[0].value = (x86::host_xcr0() & x86::supported_xcr0(*cpuid)) | 0x3;
     if (auto r = m.vcpu->set_xcrs(xcrs); !r) return std::unexpected(r.error());
     kvm_regs regs{};
     regs.rip = loaded->entry;

@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <mutex>
 
+#include "arch/x86/host_cpuid.h"
 #include "base/timings.h"
 #include "cpu/vcpu_runner.h"
 #include "kvm/kvm.h"
@@ -17,6 +18,10 @@
 #include "vmm/thin_vm.h"
 
 namespace vessel::vmm {
+
+// The host's own CPUID answers, through the per-boot cache: what a thin
+// guest's `cpuid` answers, rewritten site or not (arch/x86/host_cpuid.h).
+std::vector<arch::x86::CpuidAnswer> host_cpuid_answers();
 
 // Guest-physical layout: page 0 unused; pages 1-4 hold the GDT and the TSS
 // with a full I/O permission bitmap (identity-mapped, supervisor-only, so the
@@ -67,9 +72,11 @@ struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
     // --- set-up pieces shared by create() and restore() ---
     Result<> open_kvm();
     Result<> register_memory(uint32_t flags = 0);
-    Result<std::vector<kvm_cpuid_entry2>> create_vcpu();
+    // The vCPU, with the CPUID table a thin guest sees (host_cpuid.h: the
+    // host's answers over KVM's table). Returns that table.
+    Result<std::vector<kvm_cpuid_entry2>> create_vcpu(std::span<const arch::x86::CpuidAnswer> host);
     // open_kvm, register_memory and create_vcpu. Returns the vCPU's CPUID.
-    Result<std::vector<kvm_cpuid_entry2>> create_kvm_vm();
+    Result<std::vector<kvm_cpuid_entry2>> create_kvm_vm(std::span<const arch::x86::CpuidAnswer> host);
     // `fsgsbase`: the vCPU runs with CR4.FSGSBASE (the guest may set FS itself).
     void finish_setup(thin::Sandbox sandbox, bool fsgsbase);
 
