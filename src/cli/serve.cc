@@ -3,7 +3,7 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "api/vm_routes.h"
+#include "vmm/api_routes.h"
 #include "base/detached_exit.h"
 #include "cli/commands.h"
 #include "vmm/confine.h"
@@ -14,7 +14,7 @@ namespace vessel::cli {
 
 Result<std::unique_ptr<api::Server>> serve_control_api(const std::string& api_socket, vmm::Controllable& vm) {
     if (api_socket.empty()) return std::unique_ptr<api::Server>();
-    auto server = api::Server::listen(api_socket, api::vm_router(vm));
+    auto server = api::Server::listen(api_socket, vmm::vm_router(vm));
     if (!server) return wrap("--api-sock", server.error());
     (*server)->start();
     return server;

@@ -1,6 +1,11 @@
-#include "api/vm_routes.h"
+#include "vmm/api_routes.h"
 
-namespace vessel::api {
+namespace vessel::vmm {
+
+using api::error;
+using api::Request;
+using api::Response;
+
 namespace {
 
 // Fails with 400 on any field outside `allowed` (typos must not be ignored).
@@ -46,8 +51,8 @@ json to_json(const vmm::Metrics& m) {
             {"io_bytes", {{"read", m.io_read_bytes}, {"write", m.io_write_bytes}}}};
 }
 
-Router vm_router(vmm::Controllable& vm) {
-    Router r;
+api::Router vm_router(Controllable& vm) {
+    api::Router r;
     r.add("GET", "/vm", [&vm](const Request&) {
         Response out;
         out.body = to_json(vm.describe());
@@ -107,4 +112,4 @@ Router vm_router(vmm::Controllable& vm) {
     return r;
 }
 
-}  // namespace vessel::api
+}  // namespace vessel::vmm
