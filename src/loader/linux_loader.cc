@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "base/text.h"
 #include "base/fd.h"
 
 namespace vessel::loader {
@@ -24,12 +25,6 @@ bool read_at(std::span<const uint8_t> file, uint64_t offset, T& out) {
 }
 
 bool within(uint64_t offset, uint64_t len, uint64_t size) { return offset <= size && len <= size - offset; }
-
-std::string hex(uint64_t v) {
-    char buf[24];
-    std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
-    return buf;
-}
 
 // Walks the notes of one PT_NOTE segment looking for Xen's PVH entry.
 Result<std::optional<uint32_t>> find_pvh_note(std::span<const uint8_t> notes) {

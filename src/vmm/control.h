@@ -10,11 +10,9 @@
 #include <vector>
 
 #include "base/result.h"
+#include "base/text.h"
 
 namespace vessel::vmm {
-
-// RFC 3339 UTC time of now (for started_at).
-std::string now_rfc3339();
 
 // CPU time `thread` has used so far, in nanoseconds (0 if unreadable).
 uint64_t thread_cpu_ns(pthread_t thread);

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <thread>
 
+#include "base/text.h"
 #include "arch/x86/boot_params.h"
 #include "arch/x86/cpuid.h"
 #include "arch/x86/mptable.h"
@@ -80,12 +81,6 @@ constexpr unsigned kVirtioFirstIrq = 5;
 constexpr uint32_t kApicLvtLint0 = 0x350, kApicLvtLint1 = 0x360;
 constexpr uint32_t kApicDeliveryExtInt = 7, kApicDeliveryNmi = 4;
 constexpr uint32_t kMsrMtrrDefType = 0x2ff;
-
-std::string hex(uint64_t v) {
-    char buf[24];
-    std::snprintf(buf, sizeof buf, "0x%" PRIx64, v);
-    return buf;
-}
 
 // A flat 4 GiB 32-bit segment (PVH's CS and data segments).
 kvm_segment flat_segment(uint16_t selector, uint8_t type) {

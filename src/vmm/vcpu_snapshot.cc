@@ -4,6 +4,7 @@
 #include <cinttypes>
 #include <cstdio>
 
+#include "base/text.h"
 #include "arch/x86/x86.h"
 
 namespace vessel::vmm {
@@ -12,12 +13,6 @@ namespace {
 namespace x86 = arch::x86;
 using state::Reader;
 using state::Writer;
-
-std::string hex(uint64_t v) {
-    char buf[24];
-    std::snprintf(buf, sizeof buf, "0x%" PRIx64, v);
-    return buf;
-}
 
 constexpr uint32_t kMsrTscAdjust = 0x3b, kMsrTscDeadline = 0x6e0, kMsrMtrrDefType = 0x2ff;
 constexpr uint32_t kMsrKvmWallClock = 0x11, kMsrKvmSystemTime = 0x12;

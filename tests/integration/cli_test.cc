@@ -264,7 +264,7 @@ TEST(Cli, RandomlyCorruptedHeadersNeverCrashVessel) {
 TEST(StartTime, Rfc3339AgreesWithGmtime) {
     for (int attempt = 0; attempt < 3; ++attempt) {
         time_t before = ::time(nullptr);
-        std::string ours = vmm::now_rfc3339();
+        std::string ours = now_rfc3339();
         time_t after = ::time(nullptr);
         if (before != after) continue;
         tm t;

@@ -1,4 +1,5 @@
 #include "devices/virtio/queue.h"
+#include "base/text.h"
 
 #include <atomic>
 #include <bit>
@@ -22,12 +23,6 @@ uint16_t load_u16(const memory::GuestMemory& mem, uint64_t gpa, std::memory_orde
     // Callers validated gpa (inside RAM, 2-byte aligned) in Queue::validate.
     auto* p = reinterpret_cast<uint16_t*>(mem.host(gpa, 2));
     return std::atomic_ref<uint16_t>(*p).load(order);
-}
-
-std::string hex(uint64_t v) {
-    char buf[24];
-    std::snprintf(buf, sizeof buf, "%#llx", static_cast<unsigned long long>(v));
-    return buf;
 }
 
 }  // namespace
