@@ -8,11 +8,16 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <vector>
+
+#include "api/http.h"
 
 namespace vessel::test {
 
@@ -210,6 +215,20 @@ inline std::string printable(const std::string& reply) {
         }
     }
     return out;
+}
+
+// Sends each of bad_requests(routes) to `socket`: each must be answered
+// right, and after each the server must still be up (`alive`) and answer
+// GET routes.get with 200.
+inline void expect_survives_bad_requests(const std::string& socket, const Routes& routes,
+                                         const std::function<bool()>& alive = [] { return true; }) {
+    for (const auto& bad : bad_requests(routes)) {
+        std::string reply = raw_exchange(socket, bad.bytes);
+        EXPECT_EQ(judge(bad, reply), "") << bad.what << ": " << printable(reply);
+        ASSERT_TRUE(alive()) << "the server died after: " << bad.what;
+        auto r = api::call(socket, "GET", routes.get, nullptr, std::chrono::seconds(5));
+        ASSERT_TRUE(r && r->status == 200) << "the server stopped answering after: " << bad.what;
+    }
 }
 
 }  // namespace vessel::test
