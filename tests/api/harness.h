@@ -24,6 +24,14 @@ extern char** environ;
 
 namespace vessel::test {
 
+// The whole file ("" if it cannot be read).
+inline std::string read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
 // A fresh directory in /tmp for each test, removed after it.
 class ScratchDirTest : public ::testing::Test {
 protected:
@@ -87,12 +95,7 @@ public:
         if (pid_ > 0) ::kill(pid_, sig);
         return wait();
     }
-    std::string log() const {
-        std::ifstream in(log_);
-        std::stringstream ss;
-        ss << in.rdbuf();
-        return ss.str();
-    }
+    std::string log() const { return read_file(log_); }
 
 private:
     std::string log_;

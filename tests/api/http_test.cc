@@ -68,8 +68,14 @@ protected:
         server_ = std::move(*s);
         server_->start();
     }
-    int status(const std::string& method, const std::string& target, const std::string& socket = "") {
-        auto r = call(socket.empty() ? sock_ : socket, method, target, nullptr, 5s);
+    // GET `target`; a transport failure is a test failure and status 599.
+    Response get(const std::string& target) {
+        auto r = call(sock_, "GET", target, nullptr, 5s);
+        EXPECT_TRUE(r.has_value()) << target << ": " << r.error().message;
+        return r ? *r : Response{599, json::object(), "application/json", ""};
+    }
+    int status(const std::string& method, const std::string& target) {
+        auto r = call(sock_, method, target, nullptr, 5s);
         return r ? r->status : -1;
     }
     std::string sock_;
@@ -94,30 +100,27 @@ TEST_F(ServerTest, TargetsThatAreNotUtf8TextAreRefusedWith400) {
         EXPECT_NE(reply.find("\"bad_request\""), std::string::npos) << test::printable(reply);
     }
     // Valid multi-byte UTF-8 is text like any other.
-    auto r = call(sock_, "GET", "/things/caf%C3%A9?q=%E2%82%AC", nullptr, 5s);
-    ASSERT_TRUE(r.has_value()) << r.error().message;
-    EXPECT_EQ(r->status, 200);
-    EXPECT_EQ(r->body["id"], "caf\xc3\xa9");
-    EXPECT_EQ(r->body["query"]["q"], "\xe2\x82\xac");
+    auto r = get("/things/caf%C3%A9?q=%E2%82%AC");
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.body["id"], "caf\xc3\xa9");
+    EXPECT_EQ(r.body["query"]["q"], "\xe2\x82\xac");
 }
 
 // A handler's reply holding bytes that are not UTF-8 is sent with U+FFFD in
 // their place instead of throwing out of the connection thread.
 TEST_F(ServerTest, RepliesWithInvalidUtf8AreSentWithReplacementCharacters) {
     serve();
-    auto r = call(sock_, "GET", "/odd/bytes", nullptr, 5s);
-    ASSERT_TRUE(r.has_value()) << r.error().message;
-    EXPECT_EQ(r->status, 409);
-    EXPECT_EQ(r->body["error"]["message"], "file \xef\xbf\xbd\xef\xbf\xbd is busy");
+    auto r = get("/odd/bytes");
+    EXPECT_EQ(r.status, 409);
+    EXPECT_EQ(r.body["error"]["message"], "file \xef\xbf\xbd\xef\xbf\xbd is busy");
     EXPECT_EQ(status("GET", "/things"), 200);
 }
 
 TEST_F(ServerTest, AHandlerThrowingAnythingIsA500AndTheServerCarriesOn) {
     serve();
-    auto r = call(sock_, "GET", "/odd/throws", nullptr, 5s);
-    ASSERT_TRUE(r.has_value()) << r.error().message;
-    EXPECT_EQ(r->status, 500);
-    EXPECT_EQ(r->body["error"]["code"], "internal");
+    auto r = get("/odd/throws");
+    EXPECT_EQ(r.status, 500);
+    EXPECT_EQ(r.body["error"]["code"], "internal");
     EXPECT_EQ(status("GET", "/things"), 200);
 }
 
@@ -130,10 +133,7 @@ TEST_F(ServerTest, RefusingARegularFileLeavesItAlone) {
         ASSERT_FALSE(s.has_value());
         EXPECT_NE(s.error().message.find("exists and is not a socket"), std::string::npos) << s.error().message;
     }
-    std::ifstream in(sock_);
-    std::string content;
-    in >> content;
-    EXPECT_EQ(content, "precious") << sock_ << " was removed or changed by a refused listen";
+    EXPECT_EQ(test::read_file(sock_), "precious") << sock_ << " was removed or changed by a refused listen";
 }
 
 TEST_F(ServerTest, RefusingASymlinkLeavesItAndItsTargetAlone) {

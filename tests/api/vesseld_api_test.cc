@@ -65,10 +65,7 @@ TEST_F(VesseldApiTest, ARegularFileGivenAsTheSocketIsLeftAlone) {
     Vesseld d(dir_, sock_, "first");
     EXPECT_EQ(d.wait(), 1);
     EXPECT_NE(d.log().find("exists and is not a socket"), std::string::npos) << d.log();
-    std::ifstream in(sock_);
-    std::string content;
-    in >> content;
-    EXPECT_EQ(content, "precious") << sock_ << " was removed by a vesseld that refused it";
+    EXPECT_EQ(test::read_file(sock_), "precious") << sock_ << " was removed by a vesseld that refused it";
 }
 
 }  // namespace

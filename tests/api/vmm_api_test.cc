@@ -50,10 +50,7 @@ TEST_F(VmmApiTest, ARegularFileGivenAsTheApiSocketIsLeftAlone) {
     test::Child vm({kVessel, "run", "--api-sock", sock_, kCounter, "3", "1"}, dir_ + "/vm.log");
     EXPECT_NE(vm.wait(), 0) << vm.log();
     EXPECT_NE(vm.log().find("exists and is not a socket"), std::string::npos) << vm.log();
-    std::ifstream in(sock_);
-    std::string content;
-    in >> content;
-    EXPECT_EQ(content, "precious") << sock_ << " was removed by a VMM that refused it";
+    EXPECT_EQ(test::read_file(sock_), "precious") << sock_ << " was removed by a VMM that refused it";
 }
 
 }  // namespace
