@@ -7,7 +7,11 @@
 #include <unistd.h>
 
 #include <boost/beast/http.hpp>
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
 #include <cstring>
+#include <system_error>
 
 namespace vessel::api {
 namespace http = boost::beast::http;
@@ -25,17 +29,93 @@ std::vector<std::string> split_path(const std::string& path) {
     return out;
 }
 
+int hex_value(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+// %XX escapes become bytes, '+' a space; an incomplete escape stays as is.
 std::string percent_decode(std::string_view s) {
     std::string out;
     for (size_t i = 0; i < s.size(); ++i) {
-        if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(s[i + 1]) && std::isxdigit(s[i + 2])) {
-            out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
+        if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
+            out += static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
             i += 2;
         } else {
             out += s[i] == '+' ? ' ' : s[i];
         }
     }
     return out;
+}
+
+// Well-formed UTF-8 (RFC 3629): no overlong forms, no UTF-16 surrogates,
+// nothing above U+10FFFF.
+bool valid_utf8(std::string_view s) {
+    size_t i = 0;
+    while (i < s.size()) {
+        auto c = static_cast<unsigned char>(s[i]);
+        size_t len;
+        unsigned lo = 0x80, hi = 0xbf;  // the range of the second byte
+        if (c < 0x80) len = 1;
+        else if (c >= 0xc2 && c <= 0xdf) len = 2;
+        else if (c >= 0xe0 && c <= 0xef) {
+            len = 3;
+            if (c == 0xe0) lo = 0xa0;
+            if (c == 0xed) hi = 0x9f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            len = 4;
+            if (c == 0xf0) lo = 0x90;
+            if (c == 0xf4) hi = 0x8f;
+        } else {
+            return false;
+        }
+        if (s.size() - i < len) return false;
+        for (size_t k = 1; k < len; ++k) {
+            auto b = static_cast<unsigned char>(s[i + k]);
+            if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xbf)) return false;
+        }
+        i += len;
+    }
+    return true;
+}
+
+// What a route may be given: UTF-8 text (JSON replies carry only that) with
+// no NUL (every C API would cut the string there).
+bool is_text(std::string_view s) { return valid_utf8(s) && s.find('\0') == std::string_view::npos; }
+
+// Every '%' starts an escape of two hex digits (RFC 3986).
+bool escapes_well_formed(std::string_view s) {
+    for (size_t i = s.find('%'); i != std::string_view::npos; i = s.find('%', i + 3))
+        if (i + 2 >= s.size() || hex_value(s[i + 1]) < 0 || hex_value(s[i + 2]) < 0) return false;
+    return true;
+}
+
+// Splits a request target into the path and the decoded query, refusing
+// what does not decode to text.
+Result<void> parse_target(std::string_view target, Request& req) {
+    if (!escapes_well_formed(target))
+        return fail("the request target has a '%' not followed by two hex digits (write a '%' as %25)", EINVAL);
+    size_t q = target.find('?');
+    req.path = std::string(target.substr(0, q));
+    if (!is_text(percent_decode(req.path)))
+        return fail("the request path is not UTF-8 text once percent-decoded (or holds a NUL byte)", EINVAL);
+    if (q == std::string_view::npos) return {};
+    std::string_view rest = target.substr(q + 1);
+    while (!rest.empty()) {
+        size_t amp = rest.find('&');
+        std::string_view pair = rest.substr(0, amp);
+        size_t eq = pair.find('=');
+        std::string key = percent_decode(pair.substr(0, eq));
+        std::string value = eq == std::string_view::npos ? "" : percent_decode(pair.substr(eq + 1));
+        if (!is_text(key) || !is_text(value))
+            return fail("the query string is not UTF-8 text once percent-decoded (or holds a NUL byte)", EINVAL);
+        req.query[std::move(key)] = std::move(value);
+        if (amp == std::string_view::npos) break;
+        rest.remove_prefix(amp + 1);
+    }
+    return {};
 }
 
 const char* reason(int status) {
@@ -92,8 +172,13 @@ bool send_all(int fd, const std::string& data, std::chrono::milliseconds timeout
     return true;
 }
 
+// Every reply goes through here. Strings that are not UTF-8 (a handler's
+// message naming a file, say) are sent with U+FFFD in place of the bad
+// bytes: the strict default would throw out of the connection thread.
 std::string serialize(const Response& r, bool keep_alive) {
-    std::string body = r.content_type == "application/json" ? r.body.dump() + "\n" : r.raw;
+    std::string body = r.content_type == "application/json"
+                           ? r.body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n"
+                           : r.raw;
     std::string out = "HTTP/1.1 " + std::to_string(r.status) + " " + reason(r.status) + "\r\n";
     out += "Content-Type: " + r.content_type + "\r\n";
     out += "Content-Length: " + std::to_string(body.size()) + "\r\n";
@@ -188,6 +273,9 @@ Response Router::dispatch(Request& request) const {
             return error(400, "bad_request", std::string("invalid JSON value: ") + e.what());
         } catch (const std::exception& e) {
             return error(500, "internal", e.what());
+        } catch (...) {
+            return error(500, "internal", "the handler of " + request.method + " " + request.path +
+                                              " failed with an exception that is not a std::exception");
         }
     }
     if (path_matched) return error(405, "method_not_allowed", request.method + " is not allowed on " + request.path);
@@ -199,30 +287,43 @@ Result<std::unique_ptr<Server>> Server::listen(const std::string& socket_path, R
     if (socket_path.empty() || socket_path.size() >= sizeof addr.sun_path)
         return fail("socket path must be 1-" + std::to_string(sizeof addr.sun_path - 1) + " bytes: " + socket_path,
                     EINVAL);
-    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return fail_errno("socket");
-    std::unique_ptr<Server> s(new Server());
-    s->listen_fd_.reset(fd);
-    s->path_ = socket_path;
-    s->router_ = std::move(router);
-    s->options_ = options;
+    Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd) return fail_errno("socket");
     addr.sun_family = AF_UNIX;
     std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size());
-    // A socket file left by a process that died is replaced; a live one is not.
+    // A socket file left by a process that died (nobody accepts: ECONNREFUSED)
+    // is replaced; anything else at the path is left alone.
     struct stat st;
     if (::lstat(socket_path.c_str(), &st) == 0) {
-        if (!S_ISSOCK(st.st_mode)) return fail(socket_path + ": exists and is not a socket", EEXIST);
-        int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        bool live = ::connect(probe, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-        ::close(probe);
-        if (live) return fail(socket_path + ": another process is serving this socket", EADDRINUSE);
-        ::unlink(socket_path.c_str());
+        if (!S_ISSOCK(st.st_mode))
+            return fail(socket_path + ": exists and is not a socket; remove it or choose another path", EEXIST);
+        Fd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+        if (!probe) return fail_errno("socket");
+        // Non-blocking: a live server with a full backlog answers EAGAIN.
+        int r = ::connect(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+        if (r == 0 || errno == EAGAIN)
+            return fail(socket_path + ": another process is serving this socket", EADDRINUSE);
+        if (errno == ECONNREFUSED) {
+            if (::unlink(socket_path.c_str()) != 0 && errno != ENOENT)
+                return fail_errno("removing the stale socket " + socket_path);
+        } else if (errno != ENOENT) {
+            return fail_errno(socket_path + ": cannot tell whether another process serves this socket");
+        }
     }
     mode_t old = ::umask(0077);
-    int r = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    int r = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
     ::umask(old);
     if (r < 0) return fail_errno("bind " + socket_path);
-    if (::listen(fd, 128) < 0) return fail_errno("listen " + socket_path);
+    // From here on the file is ours: remove it on every way out.
+    auto s = std::make_unique<Server>(Key{});
+    s->path_ = socket_path;
+    if (::lstat(socket_path.c_str(), &st) != 0) return fail_errno("stat " + socket_path);
+    s->dev_ = st.st_dev;
+    s->ino_ = st.st_ino;
+    if (::listen(fd.get(), 128) < 0) return fail_errno("listen " + socket_path);
+    s->listen_fd_ = std::move(fd);
+    s->router_ = std::move(router);
+    s->options_ = options;
     return s;
 }
 
@@ -234,25 +335,60 @@ void Server::stop() {
     if (stopping_.exchange(true)) return;
     if (acceptor_.joinable()) acceptor_.join();
     while (active_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    if (!path_.empty()) ::unlink(path_.c_str());
+    // Only the socket this server bound: the path may have been taken over
+    // since (another server, or a file someone put there).
+    struct stat st;
+    if (!path_.empty() && ::lstat(path_.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == dev_ &&
+        st.st_ino == ino_)
+        ::unlink(path_.c_str());
 }
 
 void Server::accept_loop() {
     while (!stopping_) {
         if (!wait_fd(listen_fd_.get(), POLLIN, std::chrono::milliseconds(200))) continue;
-        int fd = ::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC);
-        if (fd < 0) continue;
+        Fd conn(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+        if (!conn) {
+            // Out of descriptors or memory: the pending connection stays
+            // readable, so wait instead of spinning on it.
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            continue;
+        }
         if (active_ >= options_.max_connections) {
-            send_all(fd, serialize(error(503, "busy", "too many connections"), false), std::chrono::seconds(1));
-            ::close(fd);
+            send_all(conn.get(), serialize(error(503, "busy", "too many connections"), false), std::chrono::seconds(1));
             continue;
         }
         ++active_;
-        std::thread([this, fd] {
-            serve(fd);
-            ::close(fd);
+        try {
+            std::thread([this, fd = conn.get()] {
+                {
+                    Fd owned(fd);
+                    serve_connection(fd);
+                }
+                --active_;
+            }).detach();
+            conn.release();  // the thread owns it now
+        } catch (const std::system_error& e) {
             --active_;
-        }).detach();
+            send_all(conn.get(),
+                     serialize(error(503, "busy", std::string("cannot start a thread for this connection: ") + e.what()),
+                               false),
+                     std::chrono::seconds(1));
+        }
+    }
+}
+
+// Malformed input is answered inside serve(); an exception reaching here is
+// a bug or an exhausted host (bad_alloc). It drops this connection only:
+// escaping the thread would be std::terminate for the whole VMM or daemon.
+void Server::serve_connection(int fd) {
+    try {
+        serve(fd);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "vessel api: %s: connection dropped after an internal error: %s\n", path_.c_str(),
+                     e.what());
+    } catch (...) {
+        std::fprintf(stderr, "vessel api: %s: connection dropped after an unknown exception\n", path_.c_str());
     }
 }
 
@@ -276,29 +412,24 @@ void Server::serve(int fd) {
             send_all(fd, serialize(r, false), timeout);
             return;
         }
+        // Beast reads a body of another transfer coding as no body at all,
+        // and its bytes as the next request (RFC 9112 6.1: answer 400).
+        if (!parser.chunked() && parser.get().count(http::field::transfer_encoding)) {
+            send_all(fd,
+                     serialize(error(400, "bad_request", "Transfer-Encoding: only \"chunked\" is supported"), false),
+                     timeout);
+            return;
+        }
         auto msg = parser.release();
         Request req;
         req.method = std::string(msg.method_string());
-        std::string target(msg.target());
-        size_t q = target.find('?');
-        req.path = target.substr(0, q);
-        if (q != std::string::npos) {
-            std::string_view rest(target);
-            rest.remove_prefix(q + 1);
-            while (!rest.empty()) {
-                size_t amp = rest.find('&');
-                std::string_view pair = rest.substr(0, amp);
-                size_t eq = pair.find('=');
-                req.query[percent_decode(pair.substr(0, eq))] =
-                    eq == std::string_view::npos ? "" : percent_decode(pair.substr(eq + 1));
-                if (amp == std::string_view::npos) break;
-                rest.remove_prefix(amp + 1);
-            }
-        }
+        auto target = parse_target(std::string_view(msg.target().data(), msg.target().size()), req);
         req.body = std::move(msg.body());
         Response r;
         auto ct = msg[http::field::content_type];
-        if (!req.body.empty() && !ct.empty() && ct.find("json") == boost::beast::string_view::npos)
+        if (!target)
+            r = error(400, "bad_request", target.error().message);
+        else if (!req.body.empty() && !ct.empty() && ct.find("json") == boost::beast::string_view::npos)
             r = error(415, "unsupported_media_type", "request bodies must be application/json");
         else
             r = router_.dispatch(req);
@@ -315,9 +446,28 @@ Result<Response> call(const std::string& socket_path, const std::string& method,
     if (!fd) return fail_errno("socket");
     addr.sun_family = AF_UNIX;
     std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size());
+    // What would end the request line early (or start a header) is refused,
+    // not sent: the request must be the one the caller meant.
+    auto is_tchar = [](unsigned char c) { return std::isalnum(c) || std::strchr("!#$%&'*+-.^_`|~", c); };
+    if (method.empty() || !std::all_of(method.begin(), method.end(), [&](unsigned char c) { return c && is_tchar(c); }))
+        return fail("invalid HTTP method \"" + method + "\"", EINVAL);
+    if (!target.starts_with('/') ||
+        !std::all_of(target.begin(), target.end(), [](unsigned char c) { return c > 0x20 && c < 0x7f; }))
+        return fail("invalid request target \"" + target +
+                        "\": it must start with '/' and percent-encode spaces, control characters and non-ASCII bytes",
+                    EINVAL);
+    std::string payload;
+    if (body) {
+        try {
+            payload = body->dump();
+        } catch (const json::type_error& e) {
+            return fail(method + " " + target + ": the request body is not UTF-8 text (JSON carries nothing else): " +
+                            e.what(),
+                        EINVAL);
+        }
+    }
     if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0)
         return fail_errno("connect " + socket_path);
-    std::string payload = body ? body->dump() : std::string();
     std::string req = method + " " + target + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
     if (body) req += "Content-Type: application/json\r\n";
     req += "Content-Length: " + std::to_string(payload.size()) + "\r\n\r\n" + payload;

@@ -5,6 +5,8 @@
 // and a JSON error body, and never lets one connection take it down.
 #pragma once
 
+#include <sys/types.h>
+
 #include <nlohmann/json.hpp>
 
 #include <atomic>
@@ -69,24 +71,32 @@ struct ServerOptions {
 };
 
 class Server {
+    struct Key {};  // only listen() makes a Server
+
 public:
-    // Binds `socket_path` (replacing a stale socket file) with mode 0600.
+    // Binds `socket_path` with mode 0600, replacing a stale socket file (one
+    // nobody accepts on). Refuses, touching nothing, when the path is live
+    // or is not a socket.
     static Result<std::unique_ptr<Server>> listen(const std::string& socket_path, Router router,
                                                   ServerOptions options = {});
+    explicit Server(Key) {}
     ~Server();
 
     // Accepts connections on a background thread, one thread per connection.
     void start();
-    // Stops accepting, waits for connection threads and removes the socket file.
+    // Stops accepting, waits for connection threads and removes the socket
+    // file if it is still the one this server bound.
     void stop();
     const std::string& path() const { return path_; }
 
 private:
-    Server() = default;
     void accept_loop();
+    void serve_connection(int fd);
     void serve(int fd);
 
     std::string path_;
+    dev_t dev_ = 0;  // the socket file bound, to tell it from a replacement
+    ino_t ino_ = 0;
     Fd listen_fd_;
     Router router_;
     ServerOptions options_;

@@ -23,6 +23,7 @@
 #include <sstream>
 #include <thread>
 
+#include "../api/malformed.h"
 #include "../full/boot_harness.h"
 #include "api/http.h"
 #include "base/fd.h"
@@ -46,27 +47,7 @@ struct json_ptr {
 
 const std::string kCrash = std::string(VESSEL_BINARY_DIR) + "/guest/crash-gcc";
 
-// Raw bytes to the daemon; returns what came back (possibly nothing).
-std::string raw_exchange(const std::string& socket, const std::string& bytes) {
-    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", socket.c_str());
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-        ::close(fd);
-        return "CONNECT FAILED";
-    }
-    (void)::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-    ::shutdown(fd, SHUT_WR);
-    std::string out;
-    char buf[4096];
-    timeval tv{5, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    ssize_t n;
-    while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) out.append(buf, static_cast<size_t>(n));
-    ::close(fd);
-    return out;
-}
+using vessel::test::raw_exchange;  // raw bytes to the daemon; what came back
 
 // The process has ended (it may linger as a zombie of whoever adopted it).
 bool gone(pid_t pid) {
