@@ -9,13 +9,12 @@ namespace vessel {
 // empty when none is set (callers then run without a cache).
 std::string cache_dir();
 
-// Creates `path` and its parents (mode 0755); false on failure.
+// Creates `path` and its parents (mode 0700: caches may hold what the
+// user ran); false on failure.
 bool make_dirs(const std::string& path);
 
-// Reads a whole small file; empty on any error.
+// Reads a whole small regular file (a link or FIFO there is not followed or
+// waited on); empty on any error.
 std::string read_small_file(const std::string& path, size_t max = 1 << 20);
-
-// Writes `data` to `path` atomically (temporary file + rename).
-bool write_file_atomic(const std::string& path, const void* data, size_t size);
 
 }  // namespace vessel

@@ -1,6 +1,5 @@
 #include "loader/rewriter.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #define XXH_INLINE_ALL  // header-only: no library to load at start
@@ -13,6 +12,7 @@
 #include <cstring>
 
 #include "base/cache_dir.h"
+#include "base/safe_file.h"
 #include "base/fd.h"
 
 namespace vessel::loader {
@@ -183,9 +183,9 @@ std::optional<std::vector<uint64_t>> read_sites(int fd, std::span<const uint8_t>
 std::optional<std::vector<uint64_t>> RewriteCache::load(const std::string& hash, std::span<const uint8_t> file,
                                                         const ElfImage& image) const {
     if (dir_.empty()) return std::nullopt;
-    Fd fd(::open((dir_ + "/" + hash).c_str(), O_RDONLY | O_CLOEXEC));
+    auto fd = open_regular(dir_ + "/" + hash);
     if (!fd) return std::nullopt;
-    return read_sites(fd.get(), file, image);
+    return read_sites(fd->get(), file, image);
 }
 
 void RewriteCache::store(const std::string& hash, uint64_t file_size,
@@ -277,8 +277,9 @@ std::string image_path(const RewriteCache& cache, const FileIdentity& identity) 
 
 std::optional<CachedImage> open_cached_image(const RewriteCache& cache, const FileIdentity& identity) {
     if (cache.dir().empty()) return std::nullopt;
-    Fd fd(::open(image_path(cache, identity).c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) return std::nullopt;
+    auto opened = open_regular(image_path(cache, identity));
+    if (!opened) return std::nullopt;
+    Fd fd = std::move(*opened);
     ImageHeader h;
     struct stat st;
     if (::pread(fd.get(), &h, sizeof h, 0) != sizeof h || ::fstat(fd.get(), &st) != 0) return std::nullopt;

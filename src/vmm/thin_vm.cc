@@ -16,6 +16,7 @@
 #include "arch/x86/host_cpuid.h"
 #include "arch/x86/x86.h"
 #include "base/cache_dir.h"
+#include "base/safe_file.h"
 #include "loader/decode_helper.h"
 #include "loader/program.h"
 #include "loader/rewriter.h"
@@ -137,7 +138,7 @@ Result<std::vector<kvm_cpuid_entry2>> ThinVm::Impl::create_vcpu(std::span<const 
     auto fresh = system->supported_cpuid();
     if (!fresh) return std::unexpected(fresh.error());
     if (!path.empty() && make_dirs(cache_dir()))  // KVM's own table: the host may change
-        write_file_atomic(path, fresh->data(), fresh->size() * sizeof(kvm_cpuid_entry2));
+        (void)write_file_atomic(path, fresh->data(), fresh->size() * sizeof(kvm_cpuid_entry2));
     auto table = x86::with_host_answers(*fresh, host);
     if (auto r = vcpu->set_cpuid(table); !r) return std::unexpected(r.error());
     return table;

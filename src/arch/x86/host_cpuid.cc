@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "base/cache_dir.h"
+#include "base/safe_file.h"
 
 namespace vessel::arch::x86 {
 namespace {
