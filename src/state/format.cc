@@ -1,6 +1,5 @@
 #include "state/format.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,12 +7,13 @@
 #include <xxhash.h>
 
 #include "base/fd.h"
+#include "base/safe_file.h"
 
 namespace vessel::state {
 
 uint64_t checksum(const void* data, size_t size) { return XXH3_64bits(data, size); }
 
-Result<> write_state_file(const std::string& path, const Sections& sections) {
+std::vector<uint8_t> encode_state_file(const Sections& sections) {
     Writer body;
     for (const auto& [type, payload] : sections) {
         body.u32(static_cast<uint32_t>(type));
@@ -22,34 +22,27 @@ Result<> write_state_file(const std::string& path, const Sections& sections) {
         body.u64(checksum(payload.data(), payload.size()));
         body.raw(payload.data(), payload.size());
     }
-    Writer header;
-    header.raw(kMagic, sizeof kMagic);
-    header.u32(kFormatVersion);
-    header.u32(static_cast<uint32_t>(sections.size()));
-    header.u64(body.data().size());
-    header.u64(checksum(body.data().data(), body.data().size()));
+    Writer file;
+    file.raw(kMagic, sizeof kMagic);
+    file.u32(kFormatVersion);
+    file.u32(static_cast<uint32_t>(sections.size()));
+    file.u64(body.data().size());
+    file.u64(checksum(body.data().data(), body.data().size()));
+    file.raw(body.data().data(), body.data().size());
+    return file.take();
+}
 
-    std::string tmp = path + ".tmp";
-    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-    if (!fd) return fail_errno("create " + tmp);
-    for (const auto* part : {&header.data(), &body.data()}) {
-        if (!write_full(fd.get(), part->data(), part->size())) {
-            ::unlink(tmp.c_str());
-            return fail_errno("write " + tmp);
-        }
-    }
-    if (::fsync(fd.get()) < 0) return fail_errno("fsync " + tmp);
-    fd.reset();
-    if (::rename(tmp.c_str(), path.c_str()) < 0) return fail_errno("rename " + tmp);
-    return {};
+Result<> write_state_file(const std::string& path, const Sections& sections) {
+    const std::vector<uint8_t> data = encode_state_file(sections);
+    return write_file_atomic(path, data.data(), data.size(), Durable::kYes);
 }
 
 Result<Sections> read_state_file(const std::string& path) {
-    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) return fail_errno(path);
+    auto opened = open_regular(path);
+    if (!opened) return std::unexpected(opened.error());
+    Fd fd = std::move(*opened);
     struct stat st;
     if (::fstat(fd.get(), &st) < 0) return fail_errno(path);
-    if (!S_ISREG(st.st_mode)) return fail(path + ": not a regular file", EINVAL);
     if (static_cast<uint64_t>(st.st_size) > kMaxStateFile) return fail(path + ": too large for a state file", EINVAL);
     std::string data(static_cast<size_t>(st.st_size), '\0');
     if (!read_full(fd.get(), data.data(), data.size())) return fail_errno(path + ": read");

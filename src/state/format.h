@@ -125,9 +125,14 @@ private:
 
 using Sections = std::map<Section, std::vector<uint8_t>>;
 
-// Writes the file atomically (temporary file, fsync, rename).
+// The whole file's bytes.
+std::vector<uint8_t> encode_state_file(const Sections& sections);
+// Writes the file atomically and durably, replacing `path` (a temporary file
+// made with O_EXCL and mode 0600 in the directory, fsync, rename: see
+// base/safe_file.h). Snapshots write theirs in vmm/snapshot_dir.cc.
 Result<> write_state_file(const std::string& path, const Sections& sections);
-// Reads and verifies the file. Errors say what is wrong and what to do.
+// Reads and verifies the file; a symbolic link, FIFO or device is refused
+// ("PATH: not a regular file"). Errors say what is wrong and what to do.
 Result<Sections> read_state_file(const std::string& path);
 
 // 64-bit XXH3 of a buffer (used for the checksums).
