@@ -225,8 +225,11 @@ Result<> FullVm::Impl::start_dirty_logging() {
     return {};
 }
 
-Result<SnapshotInfo> FullVm::Impl::write_snapshot_files(const std::string& dir, SnapshotType type, bool& created) {
-    if (auto r = snapshot::prepare_dir(dir, created); !r) return std::unexpected(r.error());
+Result<SnapshotInfo> FullVm::Impl::write_snapshot_files(const std::string& dir_in, SnapshotType type) {
+    // Until commit(), a failure leaves nothing half-written (snapshot_dir.h).
+    auto out = snapshot::Output::open(dir_in);
+    if (!out) return std::unexpected(out.error());
+    const std::string& dir = out->dir();
 
     // The machine's moment first (vCPUs, in-kernel devices and clock), then
     // memory, which nothing changes while the vCPUs and the I/O thread stand.
@@ -250,7 +253,7 @@ Result<SnapshotInfo> FullVm::Impl::write_snapshot_files(const std::string& dir, 
 
     SnapshotInfo info;
     info.path = dir;
-    auto written = snapshot::write_memory_image(dir, *vm, *mem, type, last_snapshot, dirty_logging, info);
+    auto written = snapshot::write_memory_image(out->memory(), *vm, *mem, type, last_snapshot, dirty_logging, info);
     if (!written) return std::unexpected(written.error());
     const snapshot::MemoryLayout& layout = *written;
     snapshot::put_memory(mem_w, layout);
@@ -262,9 +265,8 @@ Result<SnapshotInfo> FullVm::Impl::write_snapshot_files(const std::string& dir, 
     sections[Section::kMachine] = machine_w.take();
     sections[Section::kDevices] = devices_w.take();
     sections[Section::kMemory] = mem_w.take();
-    // state.bin last: a directory with it is a complete snapshot.
-    if (auto r = state::write_state_file(dir + "/" + snapshot::kStateFile, sections); !r)
-        return std::unexpected(r.error());
+    if (auto r = out->write_state(sections); !r) return std::unexpected(r.error());
+    if (auto r = out->commit(); !r) return std::unexpected(r.error());
 
     if (auto r = start_dirty_logging(); !r) return std::unexpected(r.error());
     last_snapshot = dir;
@@ -280,14 +282,11 @@ Result<SnapshotInfo> FullVm::snapshot(const std::string& dir_in, SnapshotType ty
                     EBUSY);
     if (type == SnapshotType::kDiff && m.last_snapshot.empty())
         return fail("no earlier snapshot of this VM to build a diff on; take a full snapshot first", EINVAL);
-    std::string dir = snapshot::absolute(dir_in);
-    bool created = false;
     // The I/O thread stands too: no device writes guest memory or moves a
     // queue while they are saved. Its fds keep their events for later.
     m.loop->stop();
-    auto r = m.write_snapshot_files(dir, type, created);
+    auto r = m.write_snapshot_files(snapshot::absolute(dir_in), type);
     auto restarted = m.start_loop();
-    if (!r && created) snapshot::remove_partial(dir);  // nothing half-written in a directory we made
     if (r && !restarted) return wrap("snapshot written, but the I/O thread did not restart", restarted.error());
     return r;
 }

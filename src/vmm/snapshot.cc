@@ -31,8 +31,6 @@ using json = nlohmann::json;
 using state::Reader;
 using state::Section;
 using state::Writer;
-using snapshot::kMemoryFile;
-using snapshot::kStateFile;
 using snapshot::view;
 
 const std::vector<Section> kThinSections = {Section::kConfig, Section::kVcpu, Section::kThinProcess,
@@ -188,19 +186,14 @@ Result<> ThinVm::Impl::start_dirty_logging() {
 }
 
 Result<SnapshotInfo> ThinVm::Impl::write_snapshot(const std::string& dir_in, SnapshotType type) {
-    std::string dir = snapshot::absolute(dir_in);
-    bool created = false;
-    auto r = write_snapshot_files(dir, type, created);
-    if (!r && created) snapshot::remove_partial(dir);  // leave nothing half-written in a directory we made
-    return r;
-}
-
-Result<SnapshotInfo> ThinVm::Impl::write_snapshot_files(const std::string& dir, SnapshotType type, bool& created) {
     if (type == SnapshotType::kDiff && last_snapshot.empty())
         return fail("no earlier snapshot of this VM to build a diff on; take a full snapshot first", EINVAL);
     auto ps = process->capture();
     if (!ps) return std::unexpected(ps.error());
-    if (auto r = snapshot::prepare_dir(dir, created); !r) return std::unexpected(r.error());
+    // Until commit(), a failure leaves nothing half-written (snapshot_dir.h).
+    auto out = snapshot::Output::open(snapshot::absolute(dir_in));
+    if (!out) return std::unexpected(out.error());
+    const std::string& dir = out->dir();
 
     auto vcpu_state = capture_vcpu(*this->vcpu, kThinVcpuMsrs, nullptr);
     if (!vcpu_state) return std::unexpected(vcpu_state.error());
@@ -211,7 +204,7 @@ Result<SnapshotInfo> ThinVm::Impl::write_snapshot_files(const std::string& dir, 
 
     SnapshotInfo info;
     info.path = dir;
-    auto written = snapshot::write_memory_image(dir, *vm, *mem, type, last_snapshot, dirty_logging, info);
+    auto written = snapshot::write_memory_image(out->memory(), *vm, *mem, type, last_snapshot, dirty_logging, info);
     if (!written) return std::unexpected(written.error());
     const snapshot::MemoryLayout& layout = *written;
     snapshot::put_memory(mem_w, layout);
@@ -233,8 +226,8 @@ Result<SnapshotInfo> ThinVm::Impl::write_snapshot_files(const std::string& dir, 
     sections[Section::kThinProcess] = proc_w.take();
     sections[Section::kAddressSpace] = as_w.take();
     sections[Section::kMemory] = mem_w.take();
-    // state.bin last: a directory with it is a complete snapshot.
-    if (auto r = state::write_state_file(dir + "/" + kStateFile, sections); !r) return std::unexpected(r.error());
+    if (auto r = out->write_state(sections); !r) return std::unexpected(r.error());
+    if (auto r = out->commit(); !r) return std::unexpected(r.error());
 
     if (auto r = start_dirty_logging(); !r) return std::unexpected(r.error());
     last_snapshot = dir;

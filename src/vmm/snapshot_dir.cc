@@ -20,12 +20,12 @@ using state::Reader;
 using state::Section;
 using state::Writer;
 
-Result<> pwrite_all(int fd, const void* data, uint64_t len, uint64_t off) {
+Result<> pwrite_all(int fd, const void* data, uint64_t len, uint64_t off, const std::string& path) {
     auto* p = static_cast<const uint8_t*>(data);
     while (len) {
         ssize_t n = ::pwrite(fd, p, len, static_cast<off_t>(off));
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return fail_errno("write memory.img");
+        if (n <= 0) return fail_errno("write " + path);
         p += n;
         off += static_cast<uint64_t>(n);
         len -= static_cast<uint64_t>(n);
@@ -184,8 +184,9 @@ Result<std::vector<Loaded>> load_chain(const std::string& dir, MachineKind kind,
 Result<memory::GuestMemory> map_chain(const std::vector<Loaded>& chain) {
     const MemoryLayout& layout = chain.front().memory;
     std::string base_img = chain.back().dir + "/" + kMemoryFile;
-    Fd image(::open(base_img.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!image) return fail_errno(base_img);
+    auto opened = open_regular(base_img);
+    if (!opened) return std::unexpected(opened.error());
+    Fd image = std::move(*opened);
     struct stat st;
     if (::fstat(image.get(), &st) < 0) return fail_errno(base_img);
     if (static_cast<uint64_t>(st.st_size) < layout.phys_end())
@@ -197,12 +198,12 @@ Result<memory::GuestMemory> map_chain(const std::vector<Loaded>& chain) {
     // Diffs, oldest first, on top of the base image.
     for (auto it = chain.rbegin() + 1; it != chain.rend(); ++it) {
         std::string img = it->dir + "/" + kMemoryFile;
-        Fd fd(::open(img.c_str(), O_RDONLY | O_CLOEXEC));
-        if (!fd) return fail_errno(img);
+        auto fd = open_regular(img);
+        if (!fd) return std::unexpected(fd.error());
         for (uint64_t page : it->memory.pages) {
             uint8_t* h = mem->host(page, memory::kPageSize);
             if (!h) return fail(img + ": page outside guest memory", EINVAL);
-            if (::pread(fd.get(), h, memory::kPageSize, static_cast<off_t>(page)) != static_cast<ssize_t>(memory::kPageSize))
+            if (::pread(fd->get(), h, memory::kPageSize, static_cast<off_t>(page)) != static_cast<ssize_t>(memory::kPageSize))
                 return fail(img + ": truncated", EINVAL);
         }
     }
@@ -219,26 +220,57 @@ Result<std::vector<uint64_t>> collect_dirty_pages(kvm::Vm& vm, memory::GuestMemo
     return mem.take_dirty();
 }
 
-Result<> prepare_dir(const std::string& dir, bool& created) {
-    created = false;
-    if (::mkdir(dir.c_str(), 0700) == 0)
-        created = true;
-    else if (errno != EEXIST)
-        return fail_errno("create " + dir);
-    if (::access((dir + "/" + kStateFile).c_str(), F_OK) == 0)
-        return fail(dir + " already holds a snapshot; choose a new directory", EEXIST);
+Result<Output> Output::open(const std::string& dir) {
+    Output out;
+    out.dir_ = dir;
+    auto fd = DirFd::create(dir, &out.created_);
+    if (!fd) return wrap("snapshot directory", fd.error());
+    out.fd_ = std::move(*fd);
+    for (const char* name : {kStateFile, kMemoryFile})
+        if (out.fd_.contains(name))
+            return fail(dir + " already holds a snapshot (" + name + "); choose a new directory", EEXIST);
+    auto memory = AtomicFile::create(out.fd_, kMemoryFile);
+    if (!memory) return std::unexpected(memory.error());
+    out.memory_ = std::move(*memory);
+    return out;
+}
+
+Output::Output(Output&& other) noexcept
+    : dir_(std::move(other.dir_)),
+      fd_(std::move(other.fd_)),
+      created_(std::exchange(other.created_, false)),
+      committed_(other.committed_),
+      memory_(std::move(other.memory_)),
+      state_(std::move(other.state_)) {}
+
+Output::~Output() {
+    if (committed_) return;
+    memory_.discard();
+    state_.discard();
+    if (created_) ::rmdir(dir_.c_str());  // only if empty: never what someone else put there
+}
+
+Result<> Output::write_state(const state::Sections& sections) {
+    auto file = AtomicFile::create(fd_, kStateFile);
+    if (!file) return std::unexpected(file.error());
+    state_ = std::move(*file);
+    const std::vector<uint8_t> data = state::encode_state_file(sections);
+    if (auto r = state_.write(data.data(), data.size()); !r) return r;
+    return state_.sync();
+}
+
+Result<> Output::commit() {
+    if (auto r = memory_.commit(AtomicFile::Replace::kNo); !r) return r;
+    if (auto r = state_.commit(AtomicFile::Replace::kNo); !r) {
+        (void)fd_.remove(kMemoryFile);  // ours: the rename above refused to replace anything
+        return r;
+    }
+    committed_ = true;
     return {};
 }
 
-void remove_partial(const std::string& dir) {
-    ::unlink((dir + "/" + kMemoryFile).c_str());
-    ::unlink((dir + "/" + kStateFile + std::string(".tmp")).c_str());
-    ::rmdir(dir.c_str());
-}
-
-Result<MemoryLayout> write_memory_image(const std::string& dir, kvm::Vm& vm, memory::GuestMemory& mem,
-                                        SnapshotType type, const std::string& parent, bool dirty_logging,
-                                        SnapshotInfo& info) {
+Result<MemoryLayout> write_memory_image(AtomicFile& out, kvm::Vm& vm, memory::GuestMemory& mem, SnapshotType type,
+                                        const std::string& parent, bool dirty_logging, SnapshotInfo& info) {
     MemoryLayout layout;
     layout.ram_size = mem.size();
     for (const auto& r : mem.file_regions()) layout.regions.push_back({r.gpa, r.map.size()});
@@ -268,19 +300,16 @@ Result<MemoryLayout> write_memory_image(const std::string& dir, kvm::Vm& vm, mem
     }
     if (!layout.diff)
         for (const auto& r : mem.file_regions()) ranges.emplace_back(r.gpa, r.gpa + r.map.size());
-    std::string mem_path = dir + "/" + kMemoryFile;
-    Fd out(::open(mem_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-    if (!out) return fail_errno("create " + mem_path);
     info.memory_bytes = 0;
     for (auto [begin, end] : ranges) {
         uint8_t* h = mem.host(begin, end - begin);
         if (!h) return fail("snapshot: memory range outside guest memory", EFAULT);
-        if (auto r = pwrite_all(out.get(), h, end - begin, begin); !r) return std::unexpected(r.error());
+        if (auto r = pwrite_all(out.fd(), h, end - begin, begin, out.path()); !r) return std::unexpected(r.error());
         info.memory_bytes += end - begin;
     }
     info.pages = info.memory_bytes / memory::kPageSize;
-    if (::ftruncate(out.get(), static_cast<off_t>(layout.phys_end())) < 0) return fail_errno("truncate " + mem_path);
-    if (::fsync(out.get()) < 0) return fail_errno("fsync " + mem_path);
+    if (::ftruncate(out.fd(), static_cast<off_t>(layout.phys_end())) < 0) return fail_errno("truncate " + out.path());
+    if (auto r = out.sync(); !r) return std::unexpected(r.error());
     return layout;
 }
 

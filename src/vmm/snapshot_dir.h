@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "base/safe_file.h"
 #include "kvm/kvm.h"
 #include "memory/guest_memory.h"
 #include "state/format.h"
@@ -67,23 +68,49 @@ Result<memory::GuestMemory> map_chain(const std::vector<Loaded>& chain);
 // 1.. = file regions, in order) merged with the VMM's own writes.
 Result<std::vector<uint64_t>> collect_dirty_pages(kvm::Vm& vm, memory::GuestMemory& mem);
 
-// Creates `dir` (or takes an empty existing one); refuses one that already
-// holds a snapshot. `created` says whether to remove it on failure.
-Result<> prepare_dir(const std::string& dir, bool& created);
-// Removes what a failed snapshot left in a directory it created.
-void remove_partial(const std::string& dir);
+// A snapshot being written into a directory: memory.img and state.bin are
+// written under temporary names (base/safe_file.h) and renamed in by
+// commit(), memory.img first and state.bin last, whose presence marks a
+// complete snapshot. Dropped before commit() succeeded (an error, a full
+// disk), it leaves the directory as it found it, and removes it again if it
+// created it. Nothing is ever replaced: diff snapshots name their parent by
+// its directory, so a snapshot rewritten in place would silently corrupt
+// every diff built on it.
+class Output {
+public:
+    // Creates `dir` (mode 0700) or takes an existing directory, which must
+    // not be a symbolic link nor hold a snapshot (state.bin or memory.img)
+    // already.
+    static Result<Output> open(const std::string& dir);
+    Output(Output&& other) noexcept;
+    Output& operator=(Output&&) = delete;
+    ~Output();
 
-// Writes memory.img into `dir` and returns the layout for the memory
-// section. With dirty logging on, the pages written since the last snapshot
-// are collected first (which clears the logs). A diff (on `parent`, the last
-// snapshot) holds just those pages; a full image holds every page the guest
-// has: the memfd's data, or for memory restored from an image, the image's
-// data plus every page changed since (found in /proc/self/pagemap: private
-// copies), and the file regions. Fills type, parent, memory_bytes and pages
-// of `info`.
-Result<MemoryLayout> write_memory_image(const std::string& dir, kvm::Vm& vm, memory::GuestMemory& mem,
-                                        SnapshotType type, const std::string& parent, bool dirty_logging,
-                                        SnapshotInfo& info);
+    const std::string& dir() const { return dir_; }
+    AtomicFile& memory() { return memory_; }
+    // Encodes and writes state.bin (under its temporary name), synced.
+    Result<> write_state(const state::Sections& sections);
+    Result<> commit();
+
+private:
+    Output() = default;
+    std::string dir_;
+    DirFd fd_;
+    bool created_ = false;
+    bool committed_ = false;
+    AtomicFile memory_, state_;
+};
+
+// Writes the memory image into `out` (memory.img's temporary file, synced)
+// and returns the layout for the memory section. With dirty logging on, the
+// pages written since the last snapshot are collected first (which clears
+// the logs). A diff (on `parent`, the last snapshot) holds just those pages;
+// a full image holds every page the guest has: the memfd's data, or for
+// memory restored from an image, the image's data plus every page changed
+// since (found in /proc/self/pagemap: private copies), and the file regions.
+// Fills type, parent, memory_bytes and pages of `info`.
+Result<MemoryLayout> write_memory_image(AtomicFile& out, kvm::Vm& vm, memory::GuestMemory& mem, SnapshotType type,
+                                        const std::string& parent, bool dirty_logging, SnapshotInfo& info);
 
 // The "snapshot" member of the config JSON.
 nlohmann::json metadata(const MemoryLayout& layout);

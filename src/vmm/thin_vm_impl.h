@@ -96,7 +96,6 @@ struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
 
     // --- snapshot.cc ---
     Result<SnapshotInfo> write_snapshot(const std::string& dir, SnapshotType type);
-    Result<SnapshotInfo> write_snapshot_files(const std::string& dir, SnapshotType type, bool& created);
     // Starts (or restarts) logging of dirty pages for the next diff snapshot.
     Result<> start_dirty_logging();
 };
