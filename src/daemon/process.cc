@@ -17,6 +17,8 @@
 #include <iterator>
 #include <sstream>
 
+#include "base/safe_file.h"
+
 namespace vessel::daemon {
 namespace {
 
@@ -158,8 +160,11 @@ std::optional<std::vector<std::string>> stat_fields(pid_t pid) {
 Result<Spawned> spawn(const SpawnRequest& req) {
     Fd null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
     if (!null) return fail_errno("open /dev/null");
-    Fd out(::open(req.console.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
-    if (!out) return fail_errno("open " + req.console);
+    // Appended to across restarts of the VM; owner-only, and never through
+    // a link someone put at its name (docs/security.md).
+    auto console = open_append_path(req.console);
+    if (!console) return wrap("console log", console.error());
+    Fd out = std::move(*console);
     auto argv = c_strings(req.argv);
     auto envp = c_strings(req.envp);
     std::vector<int> cg;

@@ -6,6 +6,8 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "base/safe_file.h"
+
 namespace vessel::vmm {
 
 Result<Console> Console::open(const ConsoleSpec& spec) {
@@ -16,8 +18,13 @@ Result<Console> Console::open(const ConsoleSpec& spec) {
             c.input_ = STDIN_FILENO;
             return c;
         case ConsoleSpec::Kind::kFile: {
-            c.owned_out_.reset(::open(spec.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-            if (!c.owned_out_) return fail_errno("--console file:" + spec.path);
+            // The user named this file, so an existing one is appended to;
+            // but a link planted at its name (in /tmp, say) is not followed,
+            // a new file is the user's alone (0600), and a FIFO cannot stall
+            // the start. /dev/null or a terminal may be named too.
+            auto out = open_append_path(spec.path, true);
+            if (!out) return wrap("--console file:" + spec.path, out.error());
+            c.owned_out_ = std::move(*out);
             c.output_ = c.owned_out_.get();
             return c;
         }
