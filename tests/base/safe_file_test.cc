@@ -18,14 +18,7 @@ namespace vessel {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::entries;
-using testing::FileSizeLimit;
-using testing::is_symlink;
-using testing::mode_of;
-using testing::read_text;
-using testing::ScratchDir;
-using testing::within;
-using testing::write_text;
+using namespace testing;  // file_test_util.h
 
 struct SafeFile : ::testing::Test {
     ScratchDir scratch;
