@@ -34,6 +34,7 @@
 #include <string_view>
 #include <vector>
 
+#include "abi/thin_guest.h"
 #include "base/fd.h"
 #include "base/result.h"
 #include "loader/elf.h"
@@ -67,14 +68,10 @@ unsigned patch_length(uint64_t site);
 // exit site.
 bool has_shape(std::span<const uint8_t> code, uint64_t off, uint64_t site);
 
-// Where the stubs jump: a guest address below 2 GiB holding the entry
-// code's address (thin::GuestShared::handler; vmm/ checks they agree).
-inline constexpr uint64_t kGuestHandlerPointer = 0x6000 + 0x70;
-// Where `cpuid` stubs jump (thin::GuestShared::cpuid_handler).
-inline constexpr uint64_t kGuestCpuidPointer = 0x6000 + 0x108;
-// The name of the stub area's mapping (the guest-side entry finds the
-// program's data mapping, which ends where the stub area begins, by it).
-inline constexpr std::string_view kStubAreaName = "[vessel stubs]";
+// Where the stubs jump and what their mapping is called: the thin ABI's.
+using abi::kGuestCpuidPointer;
+using abi::kGuestHandlerPointer;
+using abi::kStubAreaName;
 inline constexpr uint64_t kStubSlot = 32;
 
 // Every `syscall`, and every `cpuid` with room for a jump, in the executable
@@ -148,7 +145,7 @@ struct FileIdentity {
 // XXH3-64 of the 64 bytes before it. The stub area (build_stubs()) follows
 // the file's bytes.
 inline constexpr uint64_t kImageHeaderSize = 4096;
-inline constexpr size_t kSelfExeStrings = 4;
+using abi::kSelfExeStrings;
 struct CachedImage {
     Fd fd;               // map from kImageHeaderSize
     uint64_t sites = 0;  // how many sites were rewritten

@@ -16,7 +16,7 @@
  *
  * Position-independent: the shared page and the counts are addressed
  * relative to RIP. Assembled into .rodata: it never runs on the host. */
-#include "thin/guest_entry_layout.h"
+#include "abi/thin_guest.h"
 
 #define SH(field) (.Lbase + (GUEST_SHARED_VA - GUEST_ENTRY_VA) + field)(%rip)
 #define COUNTS (.Lbase + (GUEST_COUNTS_VA - GUEST_ENTRY_VA))(%rip)

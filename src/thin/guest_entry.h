@@ -1,6 +1,6 @@
 // The guest side of the thin system-call path: a few pages the VMM places in
 // every thin guest's address space below mmap_min_addr (layout in
-// guest_entry_layout.h, code in guest_entry.S).
+// abi/thin_guest.h, code in guest_entry.S).
 //
 // Sites the rewriter sends to a stub (loader/rewriter.h) enter here; the
 // entry code answers getpid/gettid, getuid/geteuid, getgid/getegid,
@@ -25,7 +25,7 @@
 #include "arch/x86/host_cpuid.h"
 #include "base/result.h"
 #include "memory/address_space.h"
-#include "thin/guest_entry_layout.h"
+#include "abi/thin_guest.h"
 
 namespace vessel::thin {
 
@@ -80,12 +80,11 @@ static_assert(offsetof(GuestShared, enabled) == SH_ENABLED && offsetof(GuestShar
               offsetof(GuestShared, rand_pool) == SH_RAND_POOL &&
               offsetof(GuestShared, self_exe) == SH_SELF_EXE);
 static_assert(sizeof(GuestShared) <= SH_STACK_TOP - 512, "the entry code's stack needs the rest of the page");
-inline constexpr uint64_t kGuestHandlerPointer = kGuestSharedVa + SH_HANDLER;
-inline constexpr uint64_t kGuestCpuidPointer = kGuestSharedVa + SH_CPUID_HANDLER;
+using abi::kGuestCpuidPointer;
+using abi::kGuestHandlerPointer;
 inline constexpr uint64_t kGuestCpuidVa = GUEST_CPUID_VA;
 inline constexpr size_t kGuestCpuidMax = GUEST_CPUID_MAX;
-// The loader's name for the stub area (loader/rewriter.h).
-inline constexpr std::string_view kStubAreaName = "[vessel stubs]";
+using abi::kStubAreaName;
 
 inline constexpr uint64_t kNoWindow = ~0ull;  // win_fd when no window is live
 

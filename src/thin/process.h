@@ -12,7 +12,7 @@
 
 #include "memory/address_space.h"
 #include "thin/fd_table.h"
-#include "thin/guest_entry_layout.h"
+#include "abi/thin_guest.h"
 #include "thin/guest_entry.h"
 #include "thin/sandbox.h"
 #include "thin/syscall_table.h"
@@ -96,7 +96,7 @@ public:
     // rewrite cache; at most kSelfExeStrings, 0: none). While a string is
     // there and read-only, the entry code answers readlink of its address
     // itself (-ENOENT).
-    static constexpr size_t kSelfExeStrings = GUEST_SELF_EXE;
+    static constexpr size_t kSelfExeStrings = abi::kSelfExeStrings;
     void set_self_exe_strings(const std::array<uint64_t, kSelfExeStrings>& va);
     // Connects guest fds 0-2 to the host's.
     void attach_stdio();

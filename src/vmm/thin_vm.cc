@@ -28,10 +28,6 @@ namespace {
 
 namespace x86 = arch::x86;
 
-// The loader's stubs jump through the pointer the guest entry pages hold.
-static_assert(loader::kGuestHandlerPointer == thin::kGuestHandlerPointer);
-static_assert(loader::kGuestCpuidPointer == thin::kGuestCpuidPointer);
-static_assert(loader::kStubAreaName == thin::kStubAreaName);
 
 // Opens the program; errors say which problem it is (ENOENT: not found,
 // ENOEXEC: not something we can run).
@@ -299,7 +295,6 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
 
     m.finish_setup(std::move(*sandbox), fsgsbase);
     m.process->set_brk_start(loaded->brk_start);
-    static_assert(loader::kSelfExeStrings == thin::Process::kSelfExeStrings);
     if (cached_image)
         m.process->set_self_exe_strings(loader::self_exe_addresses(*cached_image, *image, loaded->load_bias));
     m.process->attach_stdio();

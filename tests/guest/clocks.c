@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "thin/guest_entry_layout.h"
+#include "abi/thin_guest.h"
 
 static int64_t ns(const struct timespec* t) { return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec; }
 

@@ -1,5 +1,5 @@
 /* A guest that scribbles on the shared page of the guest-side system-call
- * entry (thin/guest_entry_layout.h), which guest user mode can write. Only
+ * entry (abi/thin_guest.h), which guest user mode can write. Only
  * meaningful inside vessel (natively there is nothing at that address).
  * Usage: hostile_entry DIR MODE
  *   window   a window that claims 2^40 bytes at a supervisor-only address
@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "thin/guest_entry_layout.h"
+#include "abi/thin_guest.h"
 
 /* read(2) through a `mov $0,%eax; syscall` site, which the rewriter always
  * sends through a stub and the entry code (glibc's and musl's own read

@@ -23,7 +23,7 @@
 namespace vessel::arch::x86 {
 
 // One answer. `subleaf` is kAnySubleaf for leaves that ignore ECX.
-// The layout is the guest table's (thin/guest_entry_layout.h).
+// The layout is the guest table's (abi/thin_guest.h).
 struct CpuidAnswer {
     uint32_t leaf, subleaf;
     uint32_t eax, ebx, ecx, edx;

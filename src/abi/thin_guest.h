@@ -1,5 +1,8 @@
-/* Layout shared by the guest-side system-call entry (guest_entry.S) and the
- * VMM (guest_entry.h). Plain #defines: the assembler includes this file too.
+/* The thin guest's ABI with the VMM, in one place: the layout of the pages
+ * the VMM owns below mmap_min_addr, shared by the guest-side entry code
+ * (thin/guest_entry.S), the VMM's handle on it (thin/guest_entry.h) and the
+ * rewriter's stubs (loader/rewriter.h). Plain #defines for the assembler;
+ * the C++ names follow at the end.
  *
  * Guest virtual addresses below Linux's mmap_min_addr (0x10000) belong to the
  * VMM; the guest cannot map, unmap or protect them.
@@ -15,8 +18,8 @@
  *           GUEST_CPUID_ANSWERS, 24 bytes each (leaf, subleaf or
  *           0xffffffff for any, eax, ebx, ecx, edx; arch/x86/host_cpuid.h)
  */
-#ifndef VESSEL_THIN_GUEST_ENTRY_LAYOUT_H
-#define VESSEL_THIN_GUEST_ENTRY_LAYOUT_H
+#ifndef VESSEL_ABI_THIN_GUEST_H
+#define VESSEL_ABI_THIN_GUEST_H
 
 #define GUEST_ENTRY_VA 0x5000
 #define GUEST_SHARED_VA 0x6000
@@ -67,5 +70,26 @@
 #define SH_SELF_EXE 0x510 /* GUEST_SELF_EXE addresses of the program's own read-only */
 #define GUEST_SELF_EXE 4  /*   "/proc/self/exe" strings (0: none) */
 #define SH_STACK_TOP 0x1000 /* the entry code's stack: the rest of the page */
+
+#ifdef __cplusplus
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace vessel::abi {
+
+// Where the rewriter's stubs jump: guest addresses below 2 GiB holding the
+// entry code's address (for `syscall` sites) and its CPUID's (`cpuid` sites).
+inline constexpr uint64_t kGuestHandlerPointer = GUEST_SHARED_VA + SH_HANDLER;
+inline constexpr uint64_t kGuestCpuidPointer = GUEST_SHARED_VA + SH_CPUID_HANDLER;
+// The name of the stub area's mapping: the guest-side entry finds the
+// program's data mapping, which ends where the stub area begins, by it.
+inline constexpr std::string_view kStubAreaName = "[vessel stubs]";
+// How many of the program's own read-only "/proc/self/exe" strings the
+// shared page can name.
+inline constexpr size_t kSelfExeStrings = GUEST_SELF_EXE;
+
+}  // namespace vessel::abi
+#endif
 
 #endif
