@@ -102,9 +102,7 @@ int run(BootOptions& o) {
 
     auto vm = vmm::FullVm::create(cfg);
     if (!vm) {
-        int e = vm.error().sys_errno;
-        int status = e == ENOENT ? kExitNotFound : e == ENOEXEC ? kExitCannotExecute : kExitHostError;
-        return die(vm.error().message, status);
+        return die(vm.error().message, exit_status_for(vm.error()));
     }
     if (o.verbose) {
         std::fprintf(stderr, "vessel: booting %s\n", (*vm)->boot_summary().c_str());

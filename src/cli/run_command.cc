@@ -51,9 +51,7 @@ int run(RunOptions& o, const std::vector<std::string>& remaining) {
     vmm::ThinVmConfig cfg;
     auto size = parse_size(o.mem);
     if (!size) return die("--mem: " + size.error().message, kExitHostError);
-    if (*size < (1u << 20)) return die("--mem: at least 1M is needed", kExitHostError);
-    if (*size > (64ull << 30)) return die("--mem: at most 64G is supported", kExitHostError);
-    cfg.mem_size = *size;
+    cfg.mem_size = *size;  // its range is ThinVm::create's to check
     cfg.root = o.root;
     for (const auto& spec : o.rw) {
         auto colon = spec.find(':');
@@ -77,9 +75,7 @@ int run(RunOptions& o, const std::vector<std::string>& remaining) {
 
     auto vm = vmm::ThinVm::create(cfg);
     if (!vm) {
-        int e = vm.error().sys_errno;
-        int status = e == ENOENT ? kExitNotFound : e == ENOEXEC ? kExitCannotExecute : kExitHostError;
-        return die(vm.error().message, status);
+        return die(vm.error().message, exit_status_for(vm.error()));
     }
     serve_thin_vm(std::move(*vm), o.api_socket);
 }

@@ -169,6 +169,8 @@ ThinVm::~ThinVm() {
 }
 
 Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
+    if (config.mem_size < kMinThinVmMemory) return fail("--mem: at least 1M is needed", EINVAL);
+    if (config.mem_size > kMaxThinVmMemory) return fail("--mem: at most 64G is supported", EINVAL);
     std::unique_ptr<ThinVm> self(new ThinVm());
     Impl& m = *self->impl_;
     m.config = config;

@@ -18,6 +18,10 @@
 
 namespace vessel::vmm {
 
+// Guest memory a thin VM may have (--mem).
+inline constexpr uint64_t kMinThinVmMemory = 1ull << 20;
+inline constexpr uint64_t kMaxThinVmMemory = 64ull << 30;
+
 struct ThinVmConfig {
     std::string program;              // host path of the executable
     std::vector<std::string> argv;    // argv[0] included
@@ -39,8 +43,10 @@ struct RunOutcome {
 
 class ThinVm final : public Controllable {
 public:
-    // Errors carry an exit status class in `sys_errno`: ENOENT (program not
-    // found), ENOEXEC (not loadable), anything else (host problem).
+    // Checks the configuration first (EINVAL with a message naming the
+    // flag). Errors carry an exit status class in `sys_errno`: ENOENT
+    // (program not found), ENOEXEC (not loadable), anything else (host
+    // problem); see exit_status_for().
     static Result<std::unique_ptr<ThinVm>> create(const ThinVmConfig& config);
     // Rebuilds a VM from a snapshot directory (see docs/snapshot-format.md);
     // memory is mapped copy-on-write from the snapshot and loads on first
