@@ -98,11 +98,6 @@ kvm_segment flat_segment(uint16_t selector, uint8_t type) {
     return s;
 }
 
-uint64_t gdt_entry(uint32_t base, uint32_t limit, unsigned access, unsigned flags) {
-    return (uint64_t(limit) & 0xffff) | (uint64_t(base & 0xffffff) << 16) | (uint64_t(access) << 40) |
-           ((uint64_t(limit) >> 16 & 0xf) << 48) | (uint64_t(flags) << 52) | (uint64_t(base >> 24) << 56);
-}
-
 void set_lvt_delivery_mode(kvm_lapic_state& lapic, uint32_t reg, uint32_t mode) {
     uint32_t v;
     std::memcpy(&v, lapic.regs + reg, 4);
@@ -514,9 +509,10 @@ Result<> FullVm::Impl::setup_boot_cpu(Cpu& c, uint64_t entry, bool pvh) {
         // TSS; EBX = hvm_start_info.
         uint64_t* gdt = reinterpret_cast<uint64_t*>(mem->host(kGdtAddr, 4 * 8));
         gdt[0] = 0;
-        gdt[1] = gdt_entry(0, 0xfffff, 0x9b, 0xc);  // code: present, ring 0, exec/read, accessed; 4K, 32-bit
-        gdt[2] = gdt_entry(0, 0xfffff, 0x93, 0xc);  // data: read/write, accessed
-        gdt[3] = gdt_entry(static_cast<uint32_t>(kTssAddr), 0x67, 0x8b, 0);  // 32-bit busy TSS
+        // code: ring 0, exec/read, accessed; 4K, 32-bit. data: read/write, accessed. 32-bit busy TSS.
+        gdt[1] = x86::gdt_descriptor(0, 0xfffff, 0xb, true, 0, false, true, true);
+        gdt[2] = x86::gdt_descriptor(0, 0xfffff, 0x3, true, 0, false, true, true);
+        gdt[3] = x86::gdt_descriptor(static_cast<uint32_t>(kTssAddr), 0x67, 0xb, false, 0, false, false, false);
         sregs->cs = flat_segment(0x08, 0xb);
         sregs->ds = sregs->es = sregs->fs = sregs->gs = sregs->ss = flat_segment(0x10, 0x3);
         sregs->tr = {};

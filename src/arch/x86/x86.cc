@@ -5,15 +5,6 @@
 namespace vessel::arch::x86 {
 namespace {
 
-// Descriptor: base/limit split fields, `type` (4 bits), S, DPL, P, L, D/B, G.
-constexpr uint64_t descriptor(uint32_t base, uint32_t limit, unsigned type, bool s, unsigned dpl,
-                              bool l, bool db, bool g) {
-    return (uint64_t(limit) & 0xffff) | (uint64_t(base & 0xffffff) << 16) | (uint64_t(type) << 40) |
-           (uint64_t(s) << 44) | (uint64_t(dpl) << 45) | (1ull << 47) |
-           ((uint64_t(limit) >> 16 & 0xf) << 48) | (uint64_t(l) << 53) | (uint64_t(db) << 54) |
-           (uint64_t(g) << 55) | (uint64_t(base >> 24) << 56);
-}
-
 kvm_segment segment(uint16_t sel, uint8_t type, uint8_t dpl, bool code64) {
     kvm_segment s{};
     s.base = 0;
@@ -33,14 +24,14 @@ kvm_segment segment(uint16_t sel, uint8_t type, uint8_t dpl, bool code64) {
 
 void build_gdt(uint64_t* gdt, uint64_t tss_base, uint32_t tss_limit) {
     for (unsigned i = 0; i < kGdtEntries; ++i) gdt[i] = 0;
-    gdt[selector::kKernelCode >> 3] = descriptor(0, 0xfffff, 0xb, true, 0, true, false, true);
-    gdt[selector::kKernelData >> 3] = descriptor(0, 0xfffff, 0x3, true, 0, false, true, true);
-    gdt[selector::kUserCode32 >> 3] = descriptor(0, 0xfffff, 0xb, true, 3, false, true, true);
-    gdt[selector::kUserData >> 3] = descriptor(0, 0xfffff, 0x3, true, 3, false, true, true);
-    gdt[selector::kUserCode >> 3] = descriptor(0, 0xfffff, 0xb, true, 3, true, false, true);
+    gdt[selector::kKernelCode >> 3] = gdt_descriptor(0, 0xfffff, 0xb, true, 0, true, false, true);
+    gdt[selector::kKernelData >> 3] = gdt_descriptor(0, 0xfffff, 0x3, true, 0, false, true, true);
+    gdt[selector::kUserCode32 >> 3] = gdt_descriptor(0, 0xfffff, 0xb, true, 3, false, true, true);
+    gdt[selector::kUserData >> 3] = gdt_descriptor(0, 0xfffff, 0x3, true, 3, false, true, true);
+    gdt[selector::kUserCode >> 3] = gdt_descriptor(0, 0xfffff, 0xb, true, 3, true, false, true);
     // 64-bit busy TSS: the low half is a system descriptor, the high half the upper base.
     gdt[selector::kTss >> 3] =
-        descriptor(static_cast<uint32_t>(tss_base), tss_limit, 0xb, false, 0, false, false, false);
+        gdt_descriptor(static_cast<uint32_t>(tss_base), tss_limit, 0xb, false, 0, false, false, false);
     gdt[(selector::kTss >> 3) + 1] = tss_base >> 32;
 }
 

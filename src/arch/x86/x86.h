@@ -39,6 +39,15 @@ inline constexpr uint16_t kKernelCode = 0x10, kKernelData = 0x18, kUserCode32 = 
 }
 inline constexpr unsigned kGdtEntries = 10;  // TSS descriptor takes two slots
 
+// A present segment descriptor: base/limit split fields, `type` (4 bits),
+// S (code/data rather than system), DPL, L (64-bit code), D/B, G.
+constexpr uint64_t gdt_descriptor(uint32_t base, uint32_t limit, unsigned type, bool s, unsigned dpl, bool l,
+                                  bool db, bool g) {
+    return (uint64_t(limit) & 0xffff) | (uint64_t(base & 0xffffff) << 16) | (uint64_t(type) << 40) |
+           (uint64_t(s) << 44) | (uint64_t(dpl) << 45) | (1ull << 47) | ((uint64_t(limit) >> 16 & 0xf) << 48) |
+           (uint64_t(l) << 53) | (uint64_t(db) << 54) | (uint64_t(g) << 55) | (uint64_t(base >> 24) << 56);
+}
+
 // Writes a flat 64-bit GDT (kernel/user code and data, a TSS descriptor) into
 // `gdt` (at least kGdtEntries entries).
 void build_gdt(uint64_t* gdt, uint64_t tss_base, uint32_t tss_limit);
