@@ -158,9 +158,10 @@ std::vector<std::string> remove_stray_vm_dirs(const std::string& vms_dir, const 
         std::string foreign;
         for (const auto& n : *names) {
             struct stat f;
-            bool empty_log = n == "console.log" && ::fstatat(dir.get(), n.c_str(), &f, AT_SYMLINK_NOFOLLOW) == 0 &&
-                             S_ISREG(f.st_mode) && f.st_size == 0;
-            if (!empty_log) foreign = n == "console.log" ? "a console log with output (a VM ran)" : n;
+            bool log = n == "console.log" && ::fstatat(dir.get(), n.c_str(), &f, AT_SYMLINK_NOFOLLOW) == 0 &&
+                       S_ISREG(f.st_mode);
+            if (!log) foreign = n;
+            else if (f.st_size > 0) foreign = "a console log with output (a VM ran)";
         }
         if (!foreign.empty()) {
             log.push_back(path + ": no VM record points to it, but it holds " + foreign + ": left alone");
