@@ -1172,7 +1172,9 @@ Response Daemon::prometheus(const Request& req) {
         ds.create_failures_total = create_failures_total_;
         for (auto& [id, vm] : vms_) {
             ds.by_state[vm->state]++;
-            if (vm->state != "running" && vm->state != "paused" && vm->state != "lost") continue;
+            if (vm->state != "running" && vm->state != "paused" && vm->state != "lost" &&
+                vm->state != "orphaned")
+                continue;
             VmSample s;
             s.id = vm->id;
             s.name = vm->name;
