@@ -34,12 +34,7 @@
 namespace {
 
 using vessel::Fd;
-using vessel::testing::gone;
-using vessel::testing::json;
-using vessel::testing::json_ptr;
-using vessel::testing::kBin;
-using vessel::testing::slurp;
-using vessel::testing::Vesseld;
+using namespace vessel::testing;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
@@ -50,9 +45,8 @@ using vessel::test::raw_exchange;  // raw bytes to the daemon; what came back
 class DaemonTest : public ::testing::Test {
 protected:
     void SetUp() override {
-        char tmpl[] = "/tmp/vesseld-test-XXXXXX";
-        ASSERT_NE(::mkdtemp(tmpl), nullptr);
-        dir_ = tmpl;
+        dir_ = make_temp_dir("vesseld-test");
+        ASSERT_FALSE(dir_.empty()) << std::strerror(errno);
         ASSERT_EQ(::access("/dev/kvm", R_OK | W_OK), 0) << "/dev/kvm is not usable: these tests boot real VMs";
         d_ = std::make_unique<Vesseld>(dir_);
     }
@@ -499,9 +493,8 @@ protected:
         ASSERT_EQ(::access("/dev/kvm", R_OK | W_OK), 0) << "/dev/kvm is not usable: these tests boot real VMs";
         ASSERT_TRUE(mount_.ok()) << mount_.error() << " (the test mounts a cgroup2 hierarchy of its own: run as root)";
         mount_.remove_at_end(Vesseld::cgroup_parent());
-        char tmpl[] = "/tmp/vesseld-cg2-test-XXXXXX";
-        ASSERT_NE(::mkdtemp(tmpl), nullptr);
-        dir_ = tmpl;
+        dir_ = make_temp_dir("vesseld-cg2-test");
+        ASSERT_FALSE(dir_.empty()) << std::strerror(errno);
         d_ = std::make_unique<Vesseld>(dir_, std::vector<std::string>{"--cgroup-root", mount_.path()});
         ASSERT_TRUE(d_->alive()) << d_->log();
         parent_ = mount_.path() + "/" + Vesseld::cgroup_parent();

@@ -19,12 +19,7 @@
 namespace {
 
 using vessel::daemon::Store;
-using vessel::testing::gone;
-using vessel::testing::json;
-using vessel::testing::json_ptr;
-using vessel::testing::kBin;
-using vessel::testing::slurp;
-using vessel::testing::Vesseld;
+using namespace vessel::testing;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
@@ -49,9 +44,8 @@ size_t count(const std::string& haystack, const std::string& needle) {
 class StateTest : public ::testing::Test {
 protected:
     void SetUp() override {
-        char tmpl[] = "/tmp/vesseld-state-test-XXXXXX";
-        ASSERT_NE(::mkdtemp(tmpl), nullptr);
-        dir_ = tmpl;
+        dir_ = make_temp_dir("vesseld-state-test");
+        ASSERT_FALSE(dir_.empty()) << std::strerror(errno);
         state_ = dir_ + "/state";
         fake_ = dir_ + "/fake-vessel";
         // `vessel run --mem BYTES PROGRAM ARGS...` (the daemon runs it with

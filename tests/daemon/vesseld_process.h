@@ -31,6 +31,12 @@ struct json_ptr {
     operator const json*() const { return &j; }
 };
 
+// A new directory /tmp/PREFIX-XXXXXX for one test; "" (errno set) if it could not be made.
+inline std::string make_temp_dir(const std::string& prefix) {
+    std::string path = "/tmp/" + prefix + "-XXXXXX";
+    return ::mkdtemp(path.data()) ? path : "";
+}
+
 inline std::string slurp(const std::string& path) {
     std::ifstream in(path);
     return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
