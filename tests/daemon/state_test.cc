@@ -13,6 +13,7 @@
 #include <fstream>
 #include <memory>
 
+#include "../base/file_test_util.h"
 #include "daemon/store.h"
 #include "vesseld_process.h"
 
@@ -22,12 +23,6 @@ using vessel::daemon::Store;
 using namespace vessel::testing;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
-
-mode_t mode_of(const std::string& path) {
-    struct stat st {};
-    EXPECT_EQ(::lstat(path.c_str(), &st), 0) << path << ": " << std::strerror(errno);
-    return st.st_mode & 07777;
-}
 
 gid_t group_of(const std::string& path) {
     struct stat st {};
