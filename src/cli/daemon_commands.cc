@@ -70,7 +70,8 @@ int ps(const Common& c, bool all, bool quiet, bool as_json) {
     json vms = json::array();
     for (const auto& vm : r->body["vms"]) {
         std::string s = vm.value("state", "");
-        if (all || s == "running" || s == "paused" || s == "lost" || s == "creating") vms.push_back(vm);
+        if (all || s == "running" || s == "paused" || s == "lost" || s == "creating" || s == "orphaned")
+            vms.push_back(vm);
     }
     if (as_json) {
         std::printf("%s\n", vms.dump(2).c_str());
@@ -80,7 +81,7 @@ int ps(const Common& c, bool all, bool quiet, bool as_json) {
         for (const auto& vm : vms) std::printf("%s\n", vm.value("id", "").c_str());
         return 0;
     }
-    std::printf("%-12s  %-20s  %-8s  %-7s  %-6s  %-24s  %s\n", "ID", "NAME", "STATE", "PID", "EXIT", "CREATED",
+    std::printf("%-12s  %-20s  %-8s  %-7s  %-8s  %-24s  %s\n", "ID", "NAME", "STATE", "PID", "EXIT", "CREATED",
                 "COMMAND");
     for (const auto& vm : vms) {
         std::string cmd = vm.value("program", "");
@@ -88,9 +89,13 @@ int ps(const Common& c, bool all, bool quiet, bool as_json) {
         if (vm.contains("restored_from") && vm["restored_from"].is_string())
             cmd = "(restored from " + vm["restored_from"].get<std::string>() + ")";
         if (cmd.size() > 40) cmd = cmd.substr(0, 37) + "...";
-        std::printf("%-12s  %-20s  %-8s  %-7s  %-6s  %-24s  %s\n", vm.value("id", "").c_str(),
-                    vm.value("name", "").c_str(), vm.value("state", "").c_str(), str(vm, "pid").c_str(),
-                    str(vm, "exit_status").c_str(), vm.value("created_at", "").c_str(), cmd.c_str());
+        // Which limit ended it, as docker's OOMKilled: "137 oom", "1 pids".
+        std::string exit = str(vm, "exit_status");
+        if (vm.value("oom_killed", false)) exit += " oom";
+        else if (vm.value("pids_limit_reached", false)) exit += " pids";
+        std::printf("%-12s  %-20s  %-8s  %-7s  %-8s  %-24s  %s\n", vm.value("id", "").c_str(),
+                    vm.value("name", "").c_str(), vm.value("state", "").c_str(), str(vm, "pid").c_str(), exit.c_str(),
+                    vm.value("created_at", "").c_str(), cmd.c_str());
     }
     return 0;
 }

@@ -92,6 +92,16 @@ std::optional<uint64_t> read_number(const std::string& path) {
     }
 }
 
+// The number after `key` in a flat keyed file such as memory.events ("oom_kill 3").
+std::optional<uint64_t> read_keyed(const std::string& path, const std::string& key) {
+    std::ifstream in(path);
+    std::string k;
+    uint64_t v;
+    while (in >> k >> v)
+        if (k == key) return v;
+    return std::nullopt;
+}
+
 bool mkdir_p1(const std::string& dir) { return ::mkdir(dir.c_str(), 0755) == 0 || errno == EEXIST; }
 
 }  // namespace
@@ -365,6 +375,33 @@ CgroupStats Cgroups::stats(const Placement& p) {
     }
     if (!p.pids_path.empty()) s.pids = read_number(p.pids_path + "/pids.current");
     return s;
+}
+
+LimitEvents Cgroups::limit_events(const Placement& p) {
+    LimitEvents e;
+    if (p.mode == "v2" && !p.memory_path.empty()) {
+        e.oom_kills = read_keyed(p.memory_path + "/memory.events", "oom_kill");
+    } else if (p.mode == "v1" && !p.memory_path.empty()) {
+        e.oom_kills = read_keyed(p.memory_path + "/memory.oom_control", "oom_kill");
+        e.memory_limit_hits = read_number(p.memory_path + "/memory.failcnt");
+    }
+    if (!p.pids_path.empty()) e.pids_limit_hits = read_keyed(p.pids_path + "/pids.events", "max");
+    return e;
+}
+
+Placement Cgroups::existing(const std::string& id) const {
+    Placement p;
+    p.mode = mode_;
+    for (size_t i = 0; i < bases_.size(); ++i) {
+        std::string dir = bases_[i] + "/" + id;
+        struct stat st;
+        if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) continue;
+        p.paths.push_back(dir);
+        bool v2 = mode_ == "v2";
+        if ((v2 && has("memory")) || (!v2 && controllers_[i] == "memory")) p.memory_path = dir;
+        if ((v2 && has("pids")) || (!v2 && controllers_[i] == "pids")) p.pids_path = dir;
+    }
+    return p;
 }
 
 }  // namespace vessel::daemon

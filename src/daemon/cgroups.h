@@ -50,6 +50,27 @@ struct CgroupStats {
     std::optional<uint64_t> memory_bytes, memory_limit, pids;
 };
 
+// What a VM's limits did to it, from the counters of its group(s); a counter
+// the kernel does not offer is nullopt.
+struct LimitEvents {
+    // Processes the OOM killer ended in the group: v2 memory.events
+    // `oom_kill`, v1 memory.oom_control `oom_kill` (Linux 4.13+).
+    std::optional<uint64_t> oom_kills;
+    // v1 memory.failcnt: how often usage reached the limit (older kernels'
+    // only trace of an OOM kill).
+    std::optional<uint64_t> memory_limit_hits;
+    // Forks refused by the pids limit: pids.events `max` (v2 and v1).
+    std::optional<uint64_t> pids_limit_hits;
+
+    // Whether the memory limit ended the VMM: an OOM kill was counted, or
+    // (without that counter) the VMM died of SIGKILL after usage reached the limit.
+    bool oom_killed(bool died_of_sigkill) const {
+        if (oom_kills) return *oom_kills > 0;
+        return died_of_sigkill && memory_limit_hits.value_or(0) > 0;
+    }
+    bool pids_limit_reached() const { return pids_limit_hits.value_or(0) > 0; }
+};
+
 class Cgroups {
 public:
     // Finds a usable hierarchy and creates the parent group named `parent`.
@@ -81,6 +102,10 @@ public:
     // parent again).
     void release() const;
     static CgroupStats stats(const Placement& p);
+    static LimitEvents limit_events(const Placement& p);
+    // The groups of VM `id` that exist in this placement's hierarchies (for
+    // a VMM found without a record).
+    Placement existing(const std::string& id) const;
 
 private:
     bool try_v2(const std::string& parent);

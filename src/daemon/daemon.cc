@@ -19,6 +19,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -36,13 +37,15 @@ struct Daemon::Vm {
     std::string id, name, dir;
     std::string api_sock;  // RUN/vms/ID.sock (older records: DIR/api.sock)
     VmSpec spec;
-    std::string state = "creating";  // creating|running|paused|exited|lost
+    std::string state = "creating";  // creating|running|paused|exited|lost|orphaned
     pid_t pid = 0;
     uint64_t starttime = 0;
     bool child = false;    // spawned by this instance (reaped with waitpid)
     bool vmm_api = false;  // the VMM serves DIR/api.sock
     std::string created_at, started_at, exited_at, error;
     std::optional<int> exit_status, exit_signal;
+    bool oom_killed = false;          // its memory limit ended it
+    bool pids_limit_reached = false;  // its pids limit refused a fork
     Placement cgroup;
     json last_snapshot;  // null or the VMM's answer to the last snapshot
     // While POST /vms waits for the VMM's API socket (guarded by mutex_):
@@ -51,7 +54,10 @@ struct Daemon::Vm {
 
     std::string api_socket() const { return api_sock.empty() ? dir + "/api.sock" : api_sock; }
     std::string console() const { return dir + "/console.log"; }
-    bool live() const { return state == "running" || state == "paused" || state == "lost" || state == "creating"; }
+    bool live() const {
+        return state == "running" || state == "paused" || state == "lost" || state == "creating" ||
+               state == "orphaned";
+    }
 
     json record() const {
         return {{"id", id},
@@ -69,6 +75,8 @@ struct Daemon::Vm {
                 {"error", error},
                 {"exit_status", exit_status ? json(*exit_status) : json(nullptr)},
                 {"exit_signal", exit_signal ? json(*exit_signal) : json(nullptr)},
+                {"oom_killed", oom_killed},
+                {"pids_limit_reached", pids_limit_reached},
                 {"cgroup", cgroup.to_json()},
                 {"last_snapshot", last_snapshot}};
     }
@@ -89,6 +97,8 @@ struct Daemon::Vm {
         vm->error = r.value("error", "");
         if (r.contains("exit_status") && r["exit_status"].is_number_integer()) vm->exit_status = r["exit_status"].get<int>();
         if (r.contains("exit_signal") && r["exit_signal"].is_number_integer()) vm->exit_signal = r["exit_signal"].get<int>();
+        vm->oom_killed = r.value("oom_killed", false);
+        vm->pids_limit_reached = r.value("pids_limit_reached", false);
         vm->cgroup = Placement::from_json(r.value("cgroup", json::object()));
         vm->last_snapshot = r.value("last_snapshot", json(nullptr));
         return vm;
@@ -174,11 +184,40 @@ std::string capture(const std::string& path, const std::vector<std::string>& arg
     return out;
 }
 
-std::string cmdline_arg0(pid_t pid) {
+std::vector<std::string> cmdline(pid_t pid) {
     std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline");
-    std::string arg0;
-    std::getline(in, arg0, '\0');
-    return arg0;
+    std::vector<std::string> argv;
+    for (std::string a; std::getline(in, a, '\0');) argv.push_back(a);
+    return argv;
+}
+
+// The process runs a `vessel` binary (a check against a reused pid).
+bool runs_vessel(pid_t pid) {
+    auto argv = cmdline(pid);
+    return !argv.empty() && fs::path(argv[0]).filename().string().starts_with("vessel");
+}
+
+// Both paths name the same file.
+bool same_file(const std::string& a, const std::string& b) {
+    struct stat sa, sb;
+    return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
+// Why a VM ended, as its limits tell it, in front of the plain reason `why`.
+std::string limit_reason(bool oom_killed, bool pids_limit_reached, bool died_of_signal, const Limits& limits,
+                         const std::string& why) {
+    std::string s;
+    if (oom_killed)
+        s = "the VM reached its memory limit" +
+            (limits.memory ? " of " + std::to_string(*limits.memory) + " bytes (limits.memory)" : std::string()) +
+            " and the kernel's OOM killer killed " + (died_of_signal ? "its VMM" : "a process of it");
+    if (pids_limit_reached)
+        s += (s.empty() ? "" : "; ") + std::string("the VM reached its pids limit") +
+             (limits.pids ? " of " + std::to_string(*limits.pids) + " (limits.pids)" : std::string()) +
+             ": the VMM could not start a thread or process";
+    if (s.empty()) return why;
+    return why.empty() ? s : s + " (" + why + ")";
 }
 
 int signal_number(const std::string& name) {
@@ -226,10 +265,18 @@ Result<std::unique_ptr<Daemon>> Daemon::start(DaemonOptions options) {
     if (o.vessel.empty()) o.vessel = sibling_vessel();
     if (::access(o.vessel.c_str(), X_OK) != 0)
         return fail(o.vessel + ": the vessel binary is not executable (use --vessel PATH)", ENOENT);
-    std::error_code ec;
-    fs::create_directories(o.state_dir + "/vms", ec);
-    if (ec) return fail("state dir " + o.state_dir + ": " + ec.message(), ec.value());
+    if (!o.state_group.empty()) {
+        auto gid = group_id(o.state_group);
+        if (!gid) return std::unexpected(gid.error());
+        d->access_.group = *gid;
+    }
+    auto secured = secure_state_dir(o.state_dir, d->access_);
+    if (!secured) return std::unexpected(secured.error());
+    for (const auto& change : *secured)
+        std::fprintf(stderr, "vesseld: state permissions: %s (only %s may read the state)\n", change.c_str(),
+                     o.state_group.empty() ? "vesseld's user" : ("vesseld's user and group " + o.state_group).c_str());
     spread_subdirectories(o.state_dir + "/vms");
+    std::error_code ec;
     fs::create_directories(fs::path(o.socket).parent_path(), ec);
     if (o.run_dir.empty()) o.run_dir = fs::path(o.socket).parent_path().string();
     if (o.run_dir.empty()) o.run_dir = ".";
@@ -271,6 +318,10 @@ Result<std::unique_ptr<Daemon>> Daemon::start(DaemonOptions options) {
     if (!store) return std::unexpected(store.error());
     d->store_ = std::move(*store);
     if (auto r = d->reload(); !r) return std::unexpected(r.error());
+    std::set<std::string> recorded;
+    for (const auto& [id, vm] : d->vms_) recorded.insert(id);
+    for (const auto& line : remove_stray_vm_dirs(o.state_dir + "/vms", recorded))
+        std::fprintf(stderr, "vesseld: %s\n", line.c_str());
 
     api::ServerOptions so;
     so.max_body = 64 * 1024;
@@ -308,6 +359,11 @@ void Daemon::stop() {
     if (server_) server_->stop();
     if (monitor_.joinable()) monitor_.join();
     cgroups_.release();
+    if (store_ && store_->flush() > 0)
+        std::fprintf(stderr,
+                     "vesseld: %zu VM record(s) could not be written and are lost with this instance; the next "
+                     "vesseld finds their VMMs by their environment\n",
+                     store_->unsaved());
 }
 
 std::string Daemon::new_id() {
@@ -321,9 +377,25 @@ std::string Daemon::new_id() {
     return s;
 }
 
-void Daemon::persist(const Vm& vm) {
-    if (auto r = store_->put(vm.id, vm.name, vm.record()); !r)
-        std::fprintf(stderr, "vesseld: %s\n", r.error().message.c_str());
+// A change that cannot be written now (a full disk) is kept by the store and
+// written by the monitor later (flush_records); only the first failure of
+// a run of them is logged.
+void Daemon::persist(const Vm& vm) { note_unsaved(store_->save(vm.id, vm.name, vm.record())); }
+
+void Daemon::unrecord(const std::string& id) { note_unsaved(store_->forget(id)); }
+
+void Daemon::note_unsaved(const Result<>& write) {
+    if (!write && !unsaved_logged_.exchange(true))
+        std::fprintf(stderr,
+                     "vesseld: %s — kept in memory and written again every 0.4 s until it succeeds (further failures "
+                     "are not logged)\n",
+                     write.error().message.c_str());
+}
+
+void Daemon::flush_records() {
+    if (store_->unsaved() == 0 || store_->flush() > 0) return;
+    if (unsaved_logged_.exchange(false))
+        std::fprintf(stderr, "vesseld: the VM records kept in memory are written to the database now\n");
 }
 
 Result<> Daemon::reload() {
@@ -346,13 +418,17 @@ Result<> Daemon::reload() {
                     vm->starttime = process_starttime(*pid).value_or(0);
                 }
             }
-            std::string arg0 = vm->pid > 0 ? cmdline_arg0(vm->pid) : "";
-            bool ours = vm->pid > 0 && same_process(vm->pid, vm->starttime) &&
-                        fs::path(arg0).filename().string().starts_with("vessel");
+            bool ours = vm->pid > 0 && same_process(vm->pid, vm->starttime) && runs_vessel(vm->pid);
             if (!ours) {
                 vm->state = "exited";
                 vm->exited_at = vm->exited_at.empty() ? now_rfc3339() : vm->exited_at;
                 vm->error = "the VMM process ended while vesseld was not running (exit status unknown)";
+                auto events = Cgroups::limit_events(vm->cgroup);
+                vm->oom_killed = events.oom_killed(false);
+                vm->pids_limit_reached = events.pids_limit_reached();
+                vm->error = limit_reason(vm->oom_killed, vm->pids_limit_reached, false, vm->spec.limits, vm->error);
+            } else if (vm->state == "orphaned") {
+                // Found without a record by an earlier instance: still nothing known but its process.
             } else if (vm->vmm_api) {
                 auto answer = api::call(vm->api_socket(), "GET", "/vm", nullptr, std::chrono::seconds(2));
                 if (answer && answer->status == 200 && answer->body.is_object()) {
@@ -373,7 +449,43 @@ Result<> Daemon::reload() {
         }
         vms_[vm->id] = vm;
     }
+    adopt_orphans();
     return {};
+}
+
+// VMMs of this state directory that have no record (the daemon could not
+// write it, e.g. on a full disk, in a version that started VMs anyway): they
+// are listed as "orphaned" so they can be stopped and removed. A VMM is
+// found by the VESSEL_VM_ID in its environment, and is this daemon's if its
+// stdout is STATE/vms/ID/console.log.
+void Daemon::adopt_orphans() {
+    for (const auto& p : find_vmm_processes()) {
+        if (!looks_like_vm_id(p.vm_id) || vms_.count(p.vm_id)) continue;
+        auto vm = std::make_shared<Vm>();
+        vm->id = p.vm_id;
+        vm->dir = options_.state_dir + "/vms/" + vm->id;
+        if (!same_file("/proc/" + std::to_string(p.pid) + "/fd/1", vm->console()) || !runs_vessel(p.pid)) continue;
+        vm->pid = p.pid;
+        vm->starttime = process_starttime(p.pid).value_or(0);
+        vm->state = "orphaned";
+        vm->name = "orphan-" + vm->id.substr(0, 8);
+        for (const auto& [id, other] : vms_)
+            if (other->name == vm->name) vm->name = vm->id;
+        std::string sock = options_.run_dir + "/vms/" + vm->id + ".sock";
+        vm->vmm_api = ::access(sock.c_str(), F_OK) == 0;
+        if (vm->vmm_api) vm->api_sock = sock;
+        auto argv = cmdline(p.pid);
+        vm->spec.program = argv.empty() ? "" : argv[0];
+        vm->spec.args.assign(argv.begin() + (argv.empty() ? 0 : 1), argv.end());
+        vm->spec.mem_bytes = 0;  // unknown
+        vm->created_at = now_rfc3339();
+        vm->cgroup = cgroups_.existing(vm->id);
+        vm->error = "vesseld has no record of this VM (it was never written); stop or remove it";
+        persist(*vm);
+        vms_[vm->id] = vm;
+        std::fprintf(stderr, "vesseld: VM %s: orphaned (a VMM without a record, pid %d): stop or remove it\n",
+                     vm->id.c_str(), vm->pid);
+    }
 }
 
 void Daemon::monitor_loop() {
@@ -403,6 +515,7 @@ void Daemon::monitor_loop() {
         auto now = std::chrono::steady_clock::now();
         if (now - last_poll < std::chrono::milliseconds(400)) continue;
         last_poll = now;
+        flush_records();
         std::lock_guard lock(mutex_);
         for (auto& [id, vm] : vms_) {
             if (vm->child || !vm->live() || vm->state == "creating") continue;
@@ -440,7 +553,15 @@ void Daemon::mark_exited(Vm& vm, std::optional<int> status, std::optional<int> s
     vm.exit_status = status;
     vm.exit_signal = signal;
     vm.exited_at = now_rfc3339();
-    if (!why.empty()) vm.error = why;
+    // The VM's groups stay until it is removed: their counters tell whether a limit ended it.
+    auto events = Cgroups::limit_events(vm.cgroup);
+    vm.oom_killed = events.oom_killed(signal == SIGKILL);
+    vm.pids_limit_reached = events.pids_limit_reached();
+    bool failed = status != 0;  // also unknown (nullopt)
+    std::string reason = failed ? limit_reason(vm.oom_killed, vm.pids_limit_reached, signal.has_value(),
+                                               vm.spec.limits, why)
+                                : why;
+    if (!reason.empty()) vm.error = reason;
     persist(vm);
     exited_cv_.notify_all();
     vm.wake.notify_all();
@@ -538,6 +659,8 @@ json Daemon::vm_json(const Vm& vm) const {
             {"exited_at", vm.exited_at.empty() ? json(nullptr) : json(vm.exited_at)},
             {"exit_status", vm.exit_status ? json(*vm.exit_status) : json(nullptr)},
             {"exit_signal", vm.exit_signal ? json(*vm.exit_signal) : json(nullptr)},
+            {"oom_killed", vm.oom_killed},
+            {"pids_limit_reached", vm.pids_limit_reached},
             {"error", vm.error.empty() ? json(nullptr) : json(vm.error)},
             {"restored_from", vm.spec.restore_from.empty() ? json(nullptr) : json(vm.spec.restore_from)},
             {"adopted", !vm.child && vm.live()},
@@ -576,7 +699,8 @@ api::Router Daemon::routes() {
 Response Daemon::healthz(const Request& req) {
     if (auto e = only_query(req, {})) return *e;
     std::lock_guard lock(mutex_);
-    json counts = {{"total", vms_.size()}, {"running", 0}, {"paused", 0}, {"exited", 0}, {"lost", 0}};
+    json counts = {{"total", vms_.size()}, {"running", 0}, {"paused", 0},
+                   {"exited", 0},           {"lost", 0},    {"orphaned", 0}};
     for (auto& [id, vm] : vms_)
         if (counts.contains(vm->state)) counts[vm->state] = counts[vm->state].get<int>() + 1;
     Response r;
@@ -630,18 +754,29 @@ Response Daemon::create(const Request& req, bool restore) {
         Cgroups::remove(vm->cgroup);
         std::error_code ec;
         fs::remove_all(vm->dir, ec);
-        (void)store_->remove(vm->id);
+        unrecord(vm->id);
         std::lock_guard lock(mutex_);
         vms_.erase(vm->id);
         ++create_failures_total_;
         return api::error(status, code, message);
     };
-    if (::mkdir(vm->dir.c_str(), 0750) != 0) return give_up(500, "internal", "mkdir " + vm->dir + ": " + strerror(errno));
+    const std::string full_disk = " (free space on the file system of " + options_.state_dir + ")";
+    if (::mkdir(vm->dir.c_str(), access_.vm_dir() & 0777) != 0) {
+        bool full = errno == ENOSPC || errno == EDQUOT;
+        std::string why = "VM not created: mkdir " + vm->dir + ": " + strerror(errno);
+        return full ? give_up(507, "insufficient_storage", why + full_disk) : give_up(500, "internal", why);
+    }
     CgroupJoin join;
     auto placement = cgroups_.create(vm->id, vm->spec.limits, join);
     if (!placement) return give_up(500, "cgroup_failed", placement.error().message);
     vm->cgroup = *placement;
-    persist(*vm);  // before spawn: a crash from here on leaves a record to reconcile
+    // Written before the spawn, or nothing is started: a VMM without a record
+    // would be out of reach of the API after a restart. From here on a crash
+    // leaves a record to reconcile.
+    if (auto saved = store_->put(vm->id, vm->name, vm->record()); !saved)
+        return give_up(507, "insufficient_storage",
+                       "VM not started: its record could not be written: " + saved.error().message +
+                           (saved.error().sys_errno == ENOSPC ? full_disk : ""));
 
     SpawnRequest sr;
     sr.path = options_.vessel;
@@ -655,6 +790,7 @@ Response Daemon::create(const Request& req, bool restore) {
     const char* cache = std::getenv("VESSEL_CACHE_DIR");
     sr.envp.push_back("VESSEL_CACHE_DIR=" + (cache && *cache ? std::string(cache) : options_.state_dir + "/cache"));
     sr.console = vm->console();
+    sr.console_mode = access_.console_log() & 0777;
     sr.cgroups = &join;
     auto child = spawn(sr);
     if (!child) return give_up(500, "spawn_failed", child.error().message);
@@ -905,7 +1041,7 @@ Response Daemon::remove(const Request& req) {
     std::error_code ec;
     fs::remove_all(vm->dir, ec);
     if (!vm->api_sock.empty()) ::unlink(vm->api_sock.c_str());  // left behind by a killed VMM
-    (void)store_->remove(vm->id);
+    unrecord(vm->id);
     Response r;
     r.body = {{"id", vm->id}, {"name", vm->name}, {"removed", true}};
     return r;
@@ -1036,7 +1172,9 @@ Response Daemon::prometheus(const Request& req) {
         ds.create_failures_total = create_failures_total_;
         for (auto& [id, vm] : vms_) {
             ds.by_state[vm->state]++;
-            if (vm->state != "running" && vm->state != "paused" && vm->state != "lost") continue;
+            if (vm->state != "running" && vm->state != "paused" && vm->state != "lost" &&
+                vm->state != "orphaned")
+                continue;
             VmSample s;
             s.id = vm->id;
             s.name = vm->name;

@@ -17,6 +17,7 @@
 #include "base/fd.h"
 #include "base/result.h"
 #include "daemon/cgroups.h"
+#include "daemon/state_dir.h"
 #include "daemon/store.h"
 #include "daemon/vm_spec.h"
 
@@ -25,6 +26,7 @@ namespace vessel::daemon {
 struct DaemonOptions {
     std::string socket = "/run/vessel/vesseld.sock";
     std::string state_dir = "/var/lib/vessel";
+    std::string state_group;             // a group that may read STATE (not the database); "" → private
     std::string run_dir;                 // API sockets of the VMMs (RUN/vms/ID.sock); "" → the socket's directory
     std::string vessel;                  // the `vessel` binary; "" → beside vesseld
     std::string cgroup_parent = "vessel";
@@ -53,11 +55,15 @@ private:
     Daemon() = default;
     api::Router routes();
     Result<> reload();
+    void adopt_orphans();
     void monitor_loop();
     void on_exit(pid_t pid, int wait_status);
     void exit_locked(pid_t pid, int wait_status);
     void mark_exited(Vm& vm, std::optional<int> status, std::optional<int> signal, const std::string& why);
     void persist(const Vm& vm);
+    void unrecord(const std::string& id);
+    void note_unsaved(const Result<>& write);
+    void flush_records();
     VmPtr find(const std::string& ref, api::Response& not_found);
     bool wait_exit(const VmPtr& vm, std::chrono::milliseconds timeout);
     void wait_api_socket(const VmPtr& vm);
@@ -84,6 +90,8 @@ private:
     DaemonOptions options_;
     bool vmm_api_ = false;
     bool vmm_restore_ = false;
+    StateAccess access_;
+    std::atomic<bool> unsaved_logged_{false};  // a failed record write was logged; the next success is
     Cgroups cgroups_;
     std::unique_ptr<Store> store_;
     std::unique_ptr<api::Server> server_;

@@ -14,6 +14,9 @@ int main(int argc, char** argv) {
     CLI::App app{"vesseld: the Vessel host daemon (many VMs, one VMM process each)"};
     app.add_option("--socket", o.socket, "API socket path")->capture_default_str();
     app.add_option("--state-dir", o.state_dir, "State directory (vessel.db, vms/ID/)")->capture_default_str();
+    app.add_option("--state-group", o.state_group,
+                   "A group that may read the state directory and the console logs (never the database); "
+                   "default: vesseld's user alone");
     app.add_option("--run-dir", o.run_dir,
                    "Directory for the VMs' API sockets (vms/ID.sock), best on a tmpfs "
                    "(default: the --socket directory)");

@@ -63,7 +63,7 @@ double number(const json& j, const char* key) {
 
 std::string format_prometheus(const DaemonSample& d, const std::vector<VmSample>& vms) {
     Families f;
-    for (const char* state : {"running", "paused", "exited", "lost"}) {
+    for (const char* state : {"running", "paused", "exited", "lost", "orphaned"}) {
         auto it = d.by_state.find(state);
         f.add("vessel_vms", "gauge", "VMs known to vesseld, by state.", std::string("state=\"") + state + "\"",
               it == d.by_state.end() ? 0 : static_cast<double>(it->second));

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -155,16 +156,38 @@ std::optional<std::vector<std::string>> stat_fields(pid_t pid) {
     return f;
 }
 
+// Calls fn(pid, initial environment) for each live process that leads its
+// own process group, until fn returns false.
+template <class Fn>
+void for_each_group_leader(Fn fn) {
+    DIR* proc = ::opendir("/proc");
+    if (!proc) return;
+    while (dirent* e = ::readdir(proc)) {
+        char* end;
+        long pid = std::strtol(e->d_name, &end, 10);
+        if (*end || pid <= 0) continue;
+        std::ifstream in("/proc/" + std::string(e->d_name) + "/environ", std::ios::binary);
+        std::string env((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        if (env.empty()) continue;
+        auto f = stat_fields(static_cast<pid_t>(pid));
+        if (!f || (*f)[0] == "Z" || (*f)[2] != e->d_name) continue;  // field 5: the process group
+        if (!fn(static_cast<pid_t>(pid), env)) break;
+    }
+    ::closedir(proc);
+}
+
 }  // namespace
 
 Result<Spawned> spawn(const SpawnRequest& req) {
     Fd null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
     if (!null) return fail_errno("open /dev/null");
-    // Appended to across restarts of the VM; owner-only, and never through
-    // a link someone put at its name (docs/security.md).
+    // Appended to across restarts of the VM; owner-only (or as asked), and
+    // never through a link someone put at its name (docs/security.md).
     auto console = open_append_path(req.console);
     if (!console) return wrap("console log", console.error());
     Fd out = std::move(*console);
+    if (req.console_mode != 0600 && ::fchmod(out.get(), req.console_mode) != 0)
+        return fail_errno("chmod " + req.console);
     auto argv = c_strings(req.argv);
     auto envp = c_strings(req.envp);
     std::vector<int> cg;
@@ -207,24 +230,27 @@ std::optional<uint64_t> process_starttime(pid_t pid) {
 }
 
 std::optional<pid_t> find_process_group_by_env(const std::string& entry) {
-    DIR* proc = ::opendir("/proc");
-    if (!proc) return std::nullopt;
     std::optional<pid_t> found;
     std::string want = entry + '\0';
-    while (dirent* e = ::readdir(proc)) {
-        char* end;
-        long pid = std::strtol(e->d_name, &end, 10);
-        if (*end || pid <= 0) continue;
-        std::ifstream in("/proc/" + std::string(e->d_name) + "/environ", std::ios::binary);
-        std::string env((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-        if (env.compare(0, want.size(), want) != 0 && env.find('\0' + want) == std::string::npos) continue;
-        auto f = stat_fields(static_cast<pid_t>(pid));
-        if (!f || (*f)[0] == "Z" || (*f)[2] != e->d_name) continue;  // field 5: the process group
-        found = static_cast<pid_t>(pid);
-        break;
-    }
-    ::closedir(proc);
+    for_each_group_leader([&](pid_t pid, const std::string& env) {
+        if (env.compare(0, want.size(), want) != 0 && env.find('\0' + want) == std::string::npos) return true;
+        found = pid;
+        return false;
+    });
     return found;
+}
+
+std::vector<VmmProcess> find_vmm_processes() {
+    static const std::string key = "VESSEL_VM_ID=";
+    std::vector<VmmProcess> out;
+    for_each_group_leader([&](pid_t pid, const std::string& env) {
+        size_t at = env.starts_with(key) ? 0 : env.find('\0' + key);
+        if (at == std::string::npos) return true;
+        size_t begin = at + (at ? 1 : 0) + key.size();
+        out.push_back({pid, env.substr(begin, env.find('\0', begin) - begin)});
+        return true;
+    });
+    return out;
 }
 
 bool same_process(pid_t pid, uint64_t starttime) {

@@ -19,6 +19,7 @@ struct SpawnRequest {
     std::vector<std::string> argv;   // argv[0] included
     std::vector<std::string> envp;
     std::string console;             // stdout and stderr are appended here
+    mode_t console_mode = 0600;      // of the console file
     const CgroupJoin* cgroups = nullptr;  // entered before exec
 };
 
@@ -42,6 +43,14 @@ std::optional<uint64_t> process_starttime(pid_t pid);
 // A live process that leads its own process group and whose initial
 // environment holds `entry` ("KEY=VALUE"), if any.
 std::optional<pid_t> find_process_group_by_env(const std::string& entry);
+
+// A live process group leader whose initial environment holds
+// VESSEL_VM_ID=`vm_id`: a VMM that vesseld started.
+struct VmmProcess {
+    pid_t pid = 0;
+    std::string vm_id;
+};
+std::vector<VmmProcess> find_vmm_processes();
 
 // True if `pid` is alive and is the process started at `starttime`.
 bool same_process(pid_t pid, uint64_t starttime);

@@ -1,17 +1,34 @@
 #include "daemon/store.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+
+#include <algorithm>
+
+#include "base/fd.h"
 
 namespace vessel::daemon {
 namespace {
 
 constexpr int kSchemaVersion = 1;
 
+// The errno a failed write stands for: ENOSPC for a full database or disk
+// (the daemon answers 507 then), else what the VFS saw, else EIO.
+int write_errno(sqlite3* db, int rc) {
+    if (rc == SQLITE_FULL) return ENOSPC;
+    int e = sqlite3_system_errno(db);
+    return e ? e : EIO;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Store>> Store::open(const std::string& path) {
     std::unique_ptr<Store> s(new Store());
     s->path_ = path;
+    // Created here rather than by SQLite, whose files follow the umask: the
+    // records hold every VM's environment.
+    Fd created(::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!created) return fail_errno(path + ": cannot create the database");
     int rc = sqlite3_open_v2(path.c_str(), &s->db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
                              nullptr);
     if (rc != SQLITE_OK)
@@ -58,6 +75,69 @@ Result<> Store::exec(const char* sql) {
 
 Result<> Store::put(const std::string& id, const std::string& name, const nlohmann::json& record) {
     std::lock_guard lock(mutex_);
+    flush_locked();  // an older change kept for this id (or a removal freeing a name) goes first
+    auto r = put_locked(id, name, record);
+    if (r) kept_.erase(id);
+    return r;
+}
+
+Result<> Store::remove(const std::string& id) {
+    std::lock_guard lock(mutex_);
+    flush_locked();
+    auto r = remove_locked(id);
+    if (r) kept_.erase(id);
+    return r;
+}
+
+Result<> Store::save(const std::string& id, const std::string& name, const nlohmann::json& record) {
+    std::lock_guard lock(mutex_);
+    return keep_on_failure(id, Kept{0, std::pair{name, record}});
+}
+
+Result<> Store::forget(const std::string& id) {
+    std::lock_guard lock(mutex_);
+    return keep_on_failure(id, Kept{0, std::nullopt});
+}
+
+Result<> Store::keep_on_failure(const std::string& id, Kept change) {
+    flush_locked();
+    auto r = write_locked(id, change);
+    if (r) {
+        kept_.erase(id);
+    } else {
+        change.seq = ++kept_seq_;
+        kept_[id] = std::move(change);
+    }
+    return r;
+}
+
+size_t Store::flush() {
+    std::lock_guard lock(mutex_);
+    return flush_locked();
+}
+
+size_t Store::flush_locked() {
+    if (kept_.empty()) return 0;
+    std::vector<std::pair<uint64_t, std::string>> order;
+    for (const auto& [id, k] : kept_) order.emplace_back(k.seq, id);
+    std::sort(order.begin(), order.end());
+    for (const auto& [seq, id] : order) {
+        if (!write_locked(id, kept_.at(id))) break;
+        kept_.erase(id);
+    }
+    return kept_.size();
+}
+
+size_t Store::unsaved() const {
+    std::lock_guard lock(mutex_);
+    return kept_.size();
+}
+
+Result<> Store::write_locked(const std::string& id, const Kept& change) {
+    return change.row ? put_locked(id, change.row->first, change.row->second) : remove_locked(id);
+}
+
+Result<> Store::put_locked(const std::string& id, const std::string& name, const nlohmann::json& record) {
     std::string text = record.dump();
     sqlite3_reset(put_);
     sqlite3_bind_text(put_, 1, id.c_str(), static_cast<int>(id.size()), SQLITE_TRANSIENT);
@@ -65,17 +145,18 @@ Result<> Store::put(const std::string& id, const std::string& name, const nlohma
     sqlite3_bind_text(put_, 3, text.c_str(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
     int rc = sqlite3_step(put_);
     sqlite3_reset(put_);
-    if (rc != SQLITE_DONE) return fail(path_ + ": saving VM " + id + ": " + sqlite3_errmsg(db_), EIO);
+    if (rc != SQLITE_DONE)
+        return fail(path_ + ": saving VM " + id + ": " + sqlite3_errmsg(db_), write_errno(db_, rc));
     return {};
 }
 
-Result<> Store::remove(const std::string& id) {
-    std::lock_guard lock(mutex_);
+Result<> Store::remove_locked(const std::string& id) {
     sqlite3_reset(remove_);
     sqlite3_bind_text(remove_, 1, id.c_str(), static_cast<int>(id.size()), SQLITE_TRANSIENT);
     int rc = sqlite3_step(remove_);
     sqlite3_reset(remove_);
-    if (rc != SQLITE_DONE) return fail(path_ + ": removing VM " + id + ": " + sqlite3_errmsg(db_), EIO);
+    if (rc != SQLITE_DONE)
+        return fail(path_ + ": removing VM " + id + ": " + sqlite3_errmsg(db_), write_errno(db_, rc));
     return {};
 }
 

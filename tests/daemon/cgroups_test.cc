@@ -144,6 +144,89 @@ TEST_F(FakeCgroup2, RefusesWhatIsNotACgroup2Directory) {
     EXPECT_NE(plain.error().message.find("not a cgroup2 file system"), std::string::npos) << plain.error().message;
 }
 
+// What a VM's limits did to it, from its group's counters as cgroup v2 shows them.
+TEST_F(FakeCgroup2, LimitEventsFromMemoryAndPidsEvents) {
+    offer("cpu memory pids");
+    group(root_ + "/vessel");
+    auto c = Cgroups::open_v2(root_, "vessel");
+    ASSERT_TRUE(c) << c.error().message;
+    std::string vm = root_ + "/vessel/0123456789ab";
+    group(vm);
+    CgroupJoin join;
+    auto p = c->create("0123456789ab", Limits{std::nullopt, 64ull << 20, 16}, join);
+    ASSERT_TRUE(p) << p.error().message;
+
+    // Without the counter files (kernels before them): nothing to tell.
+    auto none = Cgroups::limit_events(*p);
+    EXPECT_FALSE(none.oom_kills);
+    EXPECT_FALSE(none.pids_limit_hits);
+    EXPECT_FALSE(none.oom_killed(true));
+    EXPECT_FALSE(none.pids_limit_reached());
+
+    put(vm + "/memory.events", "low 0\nhigh 0\nmax 12\noom 1\noom_kill 0\noom_group_kill 0\n");
+    put(vm + "/pids.events", "max 0\n");
+    auto calm = Cgroups::limit_events(*p);
+    EXPECT_EQ(calm.oom_kills, 0u);
+    EXPECT_FALSE(calm.oom_killed(true));  // an OOM without a kill, and a SIGKILL from elsewhere
+    EXPECT_EQ(calm.pids_limit_hits, 0u);
+    EXPECT_FALSE(calm.pids_limit_reached());
+
+    put(vm + "/memory.events", "low 0\nhigh 0\nmax 40\noom 2\noom_kill 1\noom_group_kill 0\n");
+    put(vm + "/pids.events", "max 3\n");
+    auto hit = Cgroups::limit_events(*p);
+    EXPECT_EQ(hit.oom_kills, 1u);
+    EXPECT_TRUE(hit.oom_killed(true));
+    EXPECT_TRUE(hit.oom_killed(false));  // a helper of the VMM was the one killed
+    EXPECT_EQ(hit.pids_limit_hits, 3u);
+    EXPECT_TRUE(hit.pids_limit_reached());
+
+    // A VMM found without a record gets its group back by its id.
+    auto found = c->existing("0123456789ab");
+    EXPECT_EQ(found.mode, "v2");
+    EXPECT_EQ(found.paths, (std::vector<std::string>{vm}));
+    EXPECT_EQ(found.memory_path, vm);
+    EXPECT_EQ(found.pids_path, vm);
+    EXPECT_TRUE(c->existing("ba9876543210").paths.empty());
+}
+
+// The same counters as cgroup v1 shows them: memory.oom_control's oom_kill
+// (Linux 4.13+), else memory.failcnt with a SIGKILL.
+TEST(LimitEvents, CgroupV1Counters) {
+    char tmpl[] = "/tmp/vessel-fake-cgroup-v1-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    std::string root = tmpl;
+    fs::create_directories(root + "/memory/vm");
+    fs::create_directories(root + "/pids/vm");
+    Placement p{"v1", {root + "/memory/vm", root + "/pids/vm"}, root + "/memory/vm", root + "/pids/vm", {}};
+
+    put(root + "/memory/vm/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n");
+    put(root + "/memory/vm/memory.failcnt", "7\n");
+    put(root + "/pids/vm/pids.events", "max 0\n");
+    auto e = Cgroups::limit_events(p);
+    EXPECT_EQ(e.oom_kills, 1u);
+    EXPECT_EQ(e.memory_limit_hits, 7u);
+    EXPECT_TRUE(e.oom_killed(true));
+    EXPECT_FALSE(e.pids_limit_reached());
+
+    put(root + "/memory/vm/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n");
+    EXPECT_FALSE(Cgroups::limit_events(p).oom_killed(true));  // the counter says no: failcnt is not asked
+
+    // Older kernels: no oom_kill line; usage at the limit and a SIGKILL is taken for an OOM kill.
+    put(root + "/memory/vm/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\n");
+    auto old = Cgroups::limit_events(p);
+    EXPECT_FALSE(old.oom_kills);
+    EXPECT_TRUE(old.oom_killed(true));
+    EXPECT_FALSE(old.oom_killed(false));
+    put(root + "/memory/vm/memory.failcnt", "0\n");
+    EXPECT_FALSE(Cgroups::limit_events(p).oom_killed(true));
+
+    put(root + "/pids/vm/pids.events", "max 2\n");
+    EXPECT_TRUE(Cgroups::limit_events(p).pids_limit_reached());
+    EXPECT_FALSE(Cgroups::limit_events(Placement{}).oom_killed(true));  // no groups at all
+    std::error_code ec;
+    fs::remove_all(root, ec);
+}
+
 TEST(Placement, JsonRoundTrip) {
     Placement p{"v2", {"/sys/fs/cgroup/vessel/ab"}, "/sys/fs/cgroup/vessel/ab", "", {"pids"}};
     auto q = Placement::from_json(p.to_json());

@@ -29,142 +29,24 @@
 #include "base/fd.h"
 #include "cgroup2_mount.h"
 #include "daemon/store.h"
+#include "vesseld_process.h"
 
 namespace {
 
-using json = nlohmann::json;
 using vessel::Fd;
+using namespace vessel::testing;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
-
-const std::string kBin = std::string(VESSEL_BINARY_DIR) + "/bin/";
-// A body for a call (kept alive for the statement).
-struct json_ptr {
-    json j;
-    json_ptr(std::initializer_list<nlohmann::detail::json_ref<json>> init) : j(init) {}
-    operator const json*() const { return &j; }
-};
 
 const std::string kCrash = std::string(VESSEL_BINARY_DIR) + "/guest/crash-gcc";
 
 using vessel::test::raw_exchange;  // raw bytes to the daemon; what came back
 
-// The process has ended (it may linger as a zombie of whoever adopted it).
-bool gone(pid_t pid) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-    std::string line;
-    if (!std::getline(in, line)) return true;
-    auto p = line.rfind(')');
-    return p != std::string::npos && p + 2 < line.size() && (line[p + 2] == 'Z' || line[p + 2] == 'X');
-}
-
-class Vesseld {
-public:
-    explicit Vesseld(const std::string& dir, std::vector<std::string> extra = {})
-        : dir_(dir), socket_(dir + "/d.sock"), extra_(std::move(extra)) {
-        start();
-    }
-    ~Vesseld() {
-        stop(SIGTERM);
-    }
-    void start() {
-        std::vector<std::string> args = {"vesseld", "--socket", socket_, "--state-dir", dir_ + "/state",
-                                         "--cgroup-parent", cgroup_parent()};
-        args.insert(args.end(), extra_.begin(), extra_.end());
-        std::vector<char*> argv;
-        for (auto& a : args) argv.push_back(a.data());
-        argv.push_back(nullptr);
-        pid_ = ::fork();
-        if (pid_ == 0) {
-            std::string log = dir_ + "/vesseld.log";
-            FILE* f = std::freopen(log.c_str(), "a", stderr);
-            (void)f;
-            ::execv((kBin + "vesseld").c_str(), argv.data());
-            ::_exit(127);
-        }
-        for (int i = 0; i < 500; ++i) {
-            auto r = vessel::api::call(socket_, "GET", "/healthz", nullptr, 1s);
-            if (r && r->status == 200) return;
-            std::this_thread::sleep_for(10ms);
-        }
-        ADD_FAILURE() << "vesseld did not answer on " << socket_ << "; log: " << log();
-    }
-    void stop(int sig) {
-        if (pid_ <= 0) return;
-        ::kill(pid_, sig);
-        int st;
-        ::waitpid(pid_, &st, 0);
-        pid_ = -1;
-    }
-    bool alive() const {
-        int st;
-        return pid_ > 0 && ::waitpid(pid_, &st, WNOHANG) == 0;
-    }
-    std::string log() const {
-        std::ifstream in(dir_ + "/vesseld.log");
-        return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    }
-    vessel::api::Response call(const std::string& method, const std::string& target, const json* body = nullptr) {
-        auto r = vessel::api::call(socket_, method, target, body, 30s);
-        EXPECT_TRUE(r.has_value()) << method << " " << target << ": " << (r ? "" : r.error().message);
-        return r ? *r : vessel::api::Response{599, json::object(), "application/json", ""};
-    }
-    json create(const std::string& program, const std::vector<std::string>& args, const std::string& name = "") {
-        json body = {{"program", program}, {"args", args}, {"mem", "16M"}};
-        if (!name.empty()) body["name"] = name;
-        auto r = call("POST", "/vms", &body);
-        EXPECT_EQ(r.status, 201) << r.body.dump();
-        return r.body;
-    }
-    json get(const std::string& id) { return call("GET", "/vms/" + id).body; }
-    json wait_state(const std::string& id, const std::string& state, std::chrono::milliseconds timeout = 10s) {
-        auto deadline = std::chrono::steady_clock::now() + timeout;
-        json vm;
-        while (std::chrono::steady_clock::now() < deadline) {
-            vm = get(id);
-            if (vm.value("state", "") == state) return vm;
-            std::this_thread::sleep_for(20ms);
-        }
-        ADD_FAILURE() << "VM " << id << " never reached " << state << ": " << vm.dump();
-        return vm;
-    }
-    // Runs `vessel ARGS...` against this daemon; returns {status, stdout}.
-    std::pair<int, std::string> cli(const std::string& args) {
-        std::string cmd = "VESSEL_DAEMON_SOCKET=" + socket_ + " " + kBin + "vessel " + args + " 2>&1";
-        FILE* p = ::popen(cmd.c_str(), "r");
-        std::string out;
-        char buf[4096];
-        size_t n;
-        while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-        int st = ::pclose(p);
-        return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-    }
-    // Leaves nothing running: every VM removed (forced), when the daemon is up.
-    void remove_all_vms() {
-        if (!alive()) return;
-        auto r = vessel::api::call(socket_, "GET", "/vms", nullptr, 5s);
-        if (r && r->status == 200)
-            for (const auto& vm : r->body["vms"])
-                vessel::api::call(socket_, "DELETE", "/vms/" + vm["id"].get<std::string>() + "?force=true", nullptr,
-                                  10s);
-    }
-    const std::string& socket() const { return socket_; }
-    pid_t pid() const { return pid_; }
-    // One per test process (tests of one binary may run in parallel).
-    static std::string cgroup_parent() { return "vessel-test-" + std::to_string(::getpid()); }
-
-private:
-    std::string dir_, socket_;
-    std::vector<std::string> extra_;
-    pid_t pid_ = -1;
-};
-
 class DaemonTest : public ::testing::Test {
 protected:
     void SetUp() override {
-        char tmpl[] = "/tmp/vesseld-test-XXXXXX";
-        ASSERT_NE(::mkdtemp(tmpl), nullptr);
-        dir_ = tmpl;
+        dir_ = make_temp_dir("vesseld-test");
+        ASSERT_FALSE(dir_.empty()) << std::strerror(errno);
         ASSERT_EQ(::access("/dev/kvm", R_OK | W_OK), 0) << "/dev/kvm is not usable: these tests boot real VMs";
         d_ = std::make_unique<Vesseld>(dir_);
     }
@@ -575,9 +457,29 @@ TEST_F(DaemonTest, FullMachineSnapshotRestoresUnderTheDaemon) {
     EXPECT_EQ(d_->call("DELETE", "/vms/full?force=true").status, 200);
 }
 
-std::string slurp(const std::string& path) {
-    std::ifstream in(path);
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+// A guest that touches more memory than its VM's cgroup allows: the kernel's
+// OOM killer ends the VMM, and the VM says so (tests/daemon/state_test.cc
+// checks the same with a stand-in VMM, without KVM).
+TEST_F(DaemonTest, AVmKilledByItsMemoryLimitSaysSo) {
+    auto h = d_->call("GET", "/healthz").body;
+    bool memory = false;
+    for (const auto& c : h["cgroup_controllers"]) memory |= c == "memory";
+    ASSERT_TRUE(memory) << "needs a memory controller (cgroup v1 or delegated v2): " << h.dump();
+    json body = {{"name", "oom"},
+                 {"program", "/bin/busybox"},
+                 {"args", {"dd", "if=/dev/zero", "of=/dev/null", "bs=200M", "count=1"}},
+                 {"mem", "512M"},
+                 {"limits", {{"memory", "64M"}}}};
+    auto r = d_->call("POST", "/vms", &body);
+    ASSERT_EQ(r.status, 201) << r.body.dump();
+    auto vm = d_->wait_state(r.body["id"], "exited", 60s);
+    EXPECT_EQ(vm["exit_signal"], 9) << vm.dump();
+    EXPECT_TRUE(vm["oom_killed"].get<bool>()) << vm.dump();
+    std::string error = vm.value("error", "");
+    EXPECT_NE(error.find("the VM reached its memory limit of 67108864 bytes (limits.memory)"), std::string::npos)
+        << error;
+    auto [st, ps] = d_->cli("ps -a");
+    EXPECT_NE(ps.find("137 oom"), std::string::npos) << ps;
 }
 
 // The cgroup v2 path on the host's real cgroup2 hierarchy, through a private
@@ -591,9 +493,8 @@ protected:
         ASSERT_EQ(::access("/dev/kvm", R_OK | W_OK), 0) << "/dev/kvm is not usable: these tests boot real VMs";
         ASSERT_TRUE(mount_.ok()) << mount_.error() << " (the test mounts a cgroup2 hierarchy of its own: run as root)";
         mount_.remove_at_end(Vesseld::cgroup_parent());
-        char tmpl[] = "/tmp/vesseld-cg2-test-XXXXXX";
-        ASSERT_NE(::mkdtemp(tmpl), nullptr);
-        dir_ = tmpl;
+        dir_ = make_temp_dir("vesseld-cg2-test");
+        ASSERT_FALSE(dir_.empty()) << std::strerror(errno);
         d_ = std::make_unique<Vesseld>(dir_, std::vector<std::string>{"--cgroup-root", mount_.path()});
         ASSERT_TRUE(d_->alive()) << d_->log();
         parent_ = mount_.path() + "/" + Vesseld::cgroup_parent();
