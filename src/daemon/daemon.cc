@@ -23,6 +23,7 @@
 #include <sstream>
 #include <thread>
 
+#include "base/text.h"
 #include "daemon/metrics.h"
 #include "daemon/process.h"
 
@@ -106,17 +107,6 @@ struct Daemon::Vm {
 };
 
 namespace {
-
-std::string now_rfc3339() {
-    timespec ts;
-    ::clock_gettime(CLOCK_REALTIME, &ts);
-    tm t;
-    ::gmtime_r(&ts.tv_sec, &t);
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", t.tm_year + 1900, t.tm_mon + 1, t.tm_mday,
-                  t.tm_hour, t.tm_min, t.tm_sec, ts.tv_nsec / 1000000);
-    return buf;
-}
 
 Response bad_request(const std::string& m) { return api::error(400, "bad_request", m); }
 Response invalid_state(const std::string& m) { return api::error(409, "invalid_state", m); }
@@ -421,7 +411,7 @@ Result<> Daemon::reload() {
             bool ours = vm->pid > 0 && same_process(vm->pid, vm->starttime) && runs_vessel(vm->pid);
             if (!ours) {
                 vm->state = "exited";
-                vm->exited_at = vm->exited_at.empty() ? now_rfc3339() : vm->exited_at;
+                vm->exited_at = vm->exited_at.empty() ? now_rfc3339(true) : vm->exited_at;
                 vm->error = "the VMM process ended while vesseld was not running (exit status unknown)";
                 auto events = Cgroups::limit_events(vm->cgroup);
                 vm->oom_killed = events.oom_killed(false);
@@ -478,7 +468,7 @@ void Daemon::adopt_orphans() {
         vm->spec.program = argv.empty() ? "" : argv[0];
         vm->spec.args.assign(argv.begin() + (argv.empty() ? 0 : 1), argv.end());
         vm->spec.mem_bytes = 0;  // unknown
-        vm->created_at = now_rfc3339();
+        vm->created_at = now_rfc3339(true);
         vm->cgroup = cgroups_.existing(vm->id);
         vm->error = "vesseld has no record of this VM (it was never written); stop or remove it";
         persist(*vm);
@@ -552,7 +542,7 @@ void Daemon::mark_exited(Vm& vm, std::optional<int> status, std::optional<int> s
     vm.state = "exited";
     vm.exit_status = status;
     vm.exit_signal = signal;
-    vm.exited_at = now_rfc3339();
+    vm.exited_at = now_rfc3339(true);
     // The VM's groups stay until it is removed: their counters tell whether a limit ended it.
     auto events = Cgroups::limit_events(vm.cgroup);
     vm.oom_killed = events.oom_killed(signal == SIGKILL);
@@ -737,7 +727,7 @@ Response Daemon::create(const Request& req, bool restore) {
     auto vm = std::make_shared<Vm>();
     vm->spec = std::move(*spec);
     vm->vmm_api = vmm_api_;
-    vm->created_at = now_rfc3339();
+    vm->created_at = now_rfc3339(true);
     {
         std::lock_guard lock(mutex_);
         do vm->id = new_id();
@@ -802,7 +792,7 @@ Response Daemon::create(const Request& req, bool restore) {
         vm->pid = child->pid;
         vm->starttime = child->starttime;
         vm->child = true;
-        vm->started_at = now_rfc3339();
+        vm->started_at = now_rfc3339(true);
         vm->state = "running";
         ++created_total_;
         if (auto it = unclaimed_exits_.find(vm->pid); it != unclaimed_exits_.end()) {
@@ -933,7 +923,7 @@ Response Daemon::snapshot(const Request& req) {
     if (a->status != 200) return *a;
     std::lock_guard lock(mutex_);
     vm->last_snapshot = a->body;
-    vm->last_snapshot["taken_at"] = now_rfc3339();
+    vm->last_snapshot["taken_at"] = now_rfc3339(true);
     persist(*vm);
     Response r;
     r.body = a->body;
