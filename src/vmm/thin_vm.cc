@@ -286,7 +286,8 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     kvm_xcrs xcrs{};
     xcrs.nr_xcrs = 1;
     xcrs.xcrs[0].xcr = 0;
-    xcrs.xcrs[0].value = (x86::host_xcr0() & x86::supported_xcr0(*cpuid)) | 0x3;
+    const bool xsave = x86::cr4_promised_by(*cpuid) & x86::cr4::kOSXSAVE;
+    xcrs.xcrs[0].value = (xsave ? x86::host_xcr0() & x86::supported_xcr0(*cpuid) : 0) | 0x3;
     if (auto r = m.vcpu->set_xcrs(xcrs); !r) return std::unexpected(r.error());
     kvm_regs regs{};
     regs.rip = loaded->entry;

@@ -156,9 +156,6 @@ std::vector<CpuidAnswer> host_cpuid(const std::string& path) {
 }
 
 uint64_t host_xcr0() {
-    uint32_t eax, ebx, ecx, edx;
-    __cpuid(1, eax, ebx, ecx, edx);
-    if (!(ecx & (1u << 27))) return 0;  // OSXSAVE: xgetbv would #UD
     uint32_t lo, hi;
     __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
     return uint64_t{hi} << 32 | lo;

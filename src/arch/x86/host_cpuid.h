@@ -57,8 +57,9 @@ std::array<uint32_t, 36> libc_cpuid_fingerprint();
 // the next start).
 std::vector<CpuidAnswer> host_cpuid(const std::string& path);
 
-// The host's XCR0 (`xgetbv` 0), the state components its user mode has;
-// 0 when the host has not enabled XSAVE (CPUID.1:ECX.OSXSAVE clear).
+// The host's XCR0 (`xgetbv` 0), the state components its user mode has.
+// Only where CPUID.1:ECX.OSXSAVE is set (else `xgetbv` raises #UD); the
+// caller knows from the answers, which costs no `cpuid` (a trap on PVM).
 uint64_t host_xcr0();
 
 }  // namespace vessel::arch::x86
