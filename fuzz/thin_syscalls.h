@@ -27,6 +27,7 @@ inline constexpr uint64_t kScratchSize = 16 * 4096;
 inline constexpr uint64_t kReadOnly = 0x2000'0000;  // one read-only page
 inline constexpr uint64_t kUnmapped = 0x3000'0000;
 inline constexpr uint64_t kBrk = 0x40'0000;
+inline constexpr uint64_t kBadPointers[] = {kReadOnly, kUnmapped, ~uint64_t{0}, kScratch + kScratchSize - 1};
 
 struct StubCpu : thin::CpuAccess {
     uint64_t fs = 0, gs = 0;
@@ -64,32 +65,46 @@ inline void make_nonblocking(thin::SyscallArgs& args, memory::AddressSpace& as) 
     }
 }
 
+// A fresh guest: 8 MiB of memory with the test's mappings, and a Process
+// whose sandbox is a scratch root (a file and a directory) and an empty
+// writable mount at /w.
+struct ThinGuest {
+    ThinGuest() {
+        static const std::string root = scratch_dir() + "/root", rw = scratch_dir() + "/rw";
+        std::filesystem::remove_all(rw);
+        std::filesystem::create_directories(rw);
+        if (!std::filesystem::exists(root + "/file")) {
+            std::filesystem::create_directories(root + "/d");
+            const uint8_t content[] = "content";
+            write_file(root + "/file", content);
+        }
+        auto m = memory::GuestMemory::create(8 << 20);
+        if (!m) std::abort();
+        mem = std::make_unique<memory::GuestMemory>(std::move(*m));
+        as = std::make_unique<memory::AddressSpace>(*mem, 0x1000);
+        if (!as->init() || !as->map_fixed(kScratch, kScratchSize, memory::kProtRead | memory::kProtWrite) ||
+            !as->map_fixed(kReadOnly, 4096, memory::kProtRead) ||
+            !as->map_fixed(kBrk, 4096, memory::kProtRead | memory::kProtWrite))
+            std::abort();
+        auto sandbox = thin::Sandbox::create(root, {{rw, "/w"}});
+        if (!sandbox) std::abort();
+        thin::ProcessOptions o;
+        o.uid = ::getuid();
+        o.gid = ::getgid();
+        process = std::make_unique<thin::Process>(*as, std::move(*sandbox), cpu, o);
+        process->set_brk_start(kBrk + 0x1000);
+    }
+    StubCpu cpu;
+    std::unique_ptr<memory::GuestMemory> mem;
+    std::unique_ptr<memory::AddressSpace> as;
+    std::unique_ptr<thin::Process> process;
+};
+
 inline void run_syscalls(void (*family)(thin::SyscallTable&), const uint8_t* data, size_t size) {
     static const std::vector<uint64_t> numbers = family_numbers(family);
-    static const std::string root = scratch_dir() + "/root", rw = scratch_dir() + "/rw";
-    // The writable mount starts empty every time; the root as the test's.
-    std::filesystem::remove_all(rw);
-    std::filesystem::create_directories(rw);
-    if (!std::filesystem::exists(root + "/file")) {
-        std::filesystem::create_directories(root + "/d");
-        const uint8_t content[] = "content";
-        write_file(root + "/file", content);
-    }
-    auto mem = memory::GuestMemory::create(8 << 20);
-    if (!mem) std::abort();
-    memory::AddressSpace as(*mem, 0x1000);
-    if (!as.init() || !as.map_fixed(kScratch, kScratchSize, memory::kProtRead | memory::kProtWrite) ||
-        !as.map_fixed(kReadOnly, 4096, memory::kProtRead) ||
-        !as.map_fixed(kBrk, 4096, memory::kProtRead | memory::kProtWrite))
-        std::abort();
-    auto sandbox = thin::Sandbox::create(root, {{rw, "/w"}});
-    if (!sandbox) std::abort();
-    StubCpu cpu;
-    thin::ProcessOptions o;
-    o.uid = ::getuid();
-    o.gid = ::getgid();
-    thin::Process p(as, std::move(*sandbox), cpu, o);
-    p.set_brk_start(kBrk + 0x1000);
+    ThinGuest g;
+    memory::AddressSpace& as = *g.as;
+    thin::Process& p = *g.process;
 
     FuzzedDataProvider in(data, size);
     // Scratch memory first: paths, structs and buffers the calls point at.
@@ -101,7 +116,7 @@ inline void run_syscalls(void (*family)(thin::SyscallTable&), const uint8_t* dat
             switch (in.ConsumeIntegralInRange<int>(0, 4)) {
                 case 0: a = in.ConsumeIntegralInRange<uint64_t>(0, 16); break;  // fds, small flags
                 case 1: a = kScratch + in.ConsumeIntegralInRange<uint64_t>(0, kScratchSize); break;
-                case 2: a = in.PickValueInArray({kReadOnly, kUnmapped, ~0ull, kScratch + kScratchSize - 1}); break;
+                case 2: a = in.PickValueInArray(kBadPointers); break;
                 case 3: a = in.ConsumeIntegral<uint32_t>(); break;
                 default: a = in.ConsumeIntegral<uint64_t>(); break;
             }
