@@ -26,9 +26,11 @@ inline const std::string& scratch_dir() {
             std::perror("vessel fuzz: mkdtemp");
             std::abort();
         }
-        std::atexit([] { std::filesystem::remove_all(scratch_dir()); });
         return tmpl;
     }();
+    // Registered after `dir` is constructed, so it runs before `dir` is destroyed.
+    static const bool cleanup = std::atexit([] { std::filesystem::remove_all(scratch_dir()); }) == 0;
+    (void)cleanup;
     return dir;
 }
 

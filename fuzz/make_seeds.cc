@@ -16,9 +16,11 @@
 #include "arch/x86/host_cpuid.h"
 #include "devices/virtio/rng.h"
 #include "fuzz/fuzz_util.h"
+#include "fuzz/thin_syscalls.h"
 #include "loader/rewriter.h"
 #include "tests/devices/virtio_harness.h"
 #include "vmm/device_snapshot.h"
+#include "vmm/thin_snapshot.h"
 #include "vmm/vcpu_snapshot.h"
 
 using namespace vessel;
@@ -185,6 +187,21 @@ int main(int argc, char** argv) {
         state::Writer d;
         vmm::put_kvm_devices(d, vmm::KvmDeviceState{});
         seed("device_record", "kvm", with_prefix(4, d.data()));
+    }
+
+    {
+        fuzz::ThinGuest g;
+        auto ps = g.process->capture();
+        if (!ps) return 1;
+        state::Writer w;
+        vmm::put_process(w, *ps);
+        seed("thin_snapshot", "process", with_prefix(0, w.data()));
+        state::Writer a;
+        vmm::put_address_space(a, *g.as);
+        seed("thin_snapshot", "address_space", with_prefix(1, a.data()));
+        seed("thin_snapshot", "config",
+             "\x02" R"({"program":"/bin/true","argv":["true"],"envp":[],"mem_bytes":67108864,"root":"/",)"
+             R"("rw":[{"host":"/tmp","guest":"/w"}],"trace_syscalls":false})");
     }
 
     seed("http", "get", "GET /vm HTTP/1.1\r\nHost: x\r\n\r\n");

@@ -109,7 +109,7 @@ inline void run_syscalls(void (*family)(thin::SyscallTable&), const uint8_t* dat
     FuzzedDataProvider in(data, size);
     // Scratch memory first: paths, structs and buffers the calls point at.
     auto bytes = in.ConsumeBytes<uint8_t>(in.ConsumeIntegralInRange<size_t>(0, 1024));
-    if (!as.view().write(kScratch, bytes.data(), bytes.size())) std::abort();
+    if (!bytes.empty() && !as.view().write(kScratch, bytes.data(), bytes.size())) std::abort();
     for (int calls = 0; calls < 32 && in.remaining_bytes() && !p.exited(); ++calls) {
         thin::SyscallArgs args{numbers[in.ConsumeIntegralInRange<size_t>(0, numbers.size() - 1)], {}};
         for (auto& a : args.a) {

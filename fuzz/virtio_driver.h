@@ -45,7 +45,7 @@ inline void drive(std::unique_ptr<devices::virtio::VirtioDevice> device, uint16_
             case 3: {  // buffer bytes (request headers and payloads)
                 uint64_t at = kBuffers + in.ConsumeIntegralInRange<uint64_t>(0, kRam - kBuffers - 256);
                 auto bytes = in.ConsumeBytes<uint8_t>(in.ConsumeIntegralInRange<size_t>(0, 256));
-                std::memcpy(g.host(at, 256), bytes.data(), bytes.size());
+                if (!bytes.empty()) std::memcpy(g.host(at, 256), bytes.data(), bytes.size());
                 break;
             }
             case 4: g.notify(q); break;

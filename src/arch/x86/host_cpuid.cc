@@ -137,7 +137,7 @@ std::optional<std::vector<CpuidAnswer>> parse_cpuid_cache(std::string_view data,
     std::memcpy(&count, data.data() + 8, 8);
     if (count > kMaxAnswers || data.size() != 16 + count * sizeof(CpuidAnswer)) return std::nullopt;
     std::vector<CpuidAnswer> cached(count);
-    std::memcpy(cached.data(), data.data() + 16, count * sizeof(CpuidAnswer));
+    if (count) std::memcpy(cached.data(), data.data() + 16, count * sizeof(CpuidAnswer));  // data() may be null
     // Only known leaves, each with the subleaf form its kind has.
     const bool well_formed = std::all_of(cached.begin(), cached.end(), [](const CpuidAnswer& a) {
         const LeafKind k = leaf_kind(a.leaf);
