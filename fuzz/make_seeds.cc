@@ -19,6 +19,7 @@
 #include "fuzz/thin_syscalls.h"
 #include "loader/rewriter.h"
 #include "tests/devices/virtio_harness.h"
+#include "tests/loader/elf_header.h"
 #include "vmm/device_snapshot.h"
 #include "vmm/thin_snapshot.h"
 #include "vmm/vcpu_snapshot.h"
@@ -56,19 +57,7 @@ Bytes tiny_elf() {
         0xb8, 0xe7, 0x00, 0x00, 0x00, 0x31, 0xff, 0x0f, 0x05,  // exit_group(0)
     };
     Bytes f(code_off + sizeof code);
-    Elf64_Ehdr eh{};
-    std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
-    eh.e_ident[EI_CLASS] = ELFCLASS64;
-    eh.e_ident[EI_DATA] = ELFDATA2LSB;
-    eh.e_ident[EI_VERSION] = EV_CURRENT;
-    eh.e_type = ET_EXEC;
-    eh.e_machine = EM_X86_64;
-    eh.e_version = EV_CURRENT;
-    eh.e_entry = base + code_off;
-    eh.e_phoff = sizeof eh;
-    eh.e_ehsize = sizeof eh;
-    eh.e_phentsize = sizeof(Elf64_Phdr);
-    eh.e_phnum = 1;
+    Elf64_Ehdr eh = testing::elf_header(base + code_off, 1);
     Elf64_Phdr ph{};
     ph.p_type = PT_LOAD;
     ph.p_flags = PF_R | PF_X;

@@ -93,7 +93,11 @@ bool send_all(int fd, const std::string& data, std::chrono::milliseconds timeout
 }
 
 std::string serialize(const Response& r, bool keep_alive) {
-    std::string body = r.content_type == "application/json" ? r.body.dump() + "\n" : r.raw;
+    // Bodies echo request bytes (a 404 names the path), which need not be
+    // UTF-8: replace what is not rather than throw on the connection's thread.
+    std::string body = r.content_type == "application/json"
+                           ? r.body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n"
+                           : r.raw;
     std::string out = "HTTP/1.1 " + std::to_string(r.status) + " " + reason(r.status) + "\r\n";
     out += "Content-Type: " + r.content_type + "\r\n";
     out += "Content-Length: " + std::to_string(body.size()) + "\r\n";
