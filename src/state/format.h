@@ -94,6 +94,7 @@ public:
             std::memset(out, 0, n);
             return;
         }
+        if (n == 0) return;  // `out` may be an empty vector's null data()
         std::memcpy(out, data_.data() + pos_, n);
         pos_ += n;
     }

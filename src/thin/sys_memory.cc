@@ -164,9 +164,14 @@ int64_t sys_mremap(Process& p, const SyscallArgs& a) {
             if (new_len < old_len) (void)p.as().unmap(old_addr + new_len, old_len - new_len);
             return static_cast<int64_t>(old_addr);
         }
-        bool room = old_addr + new_len <= kUserEnd;
-        for (uint64_t va = old_addr + old_len; room && va < old_addr + new_len; va += kPageSize)
-            if (p.as().find_vma(va)) room = false;
+        // Room to grow in place: no VMA in [old end, new end). One look-up
+        // of the next VMA, not one per page: a guest may ask for terabytes.
+        const uint64_t old_end = old_addr + old_len, new_end = old_addr + new_len;
+        bool room = new_end <= kUserEnd && !p.as().find_vma(old_end);
+        if (room) {
+            auto next = p.as().vmas().lower_bound(old_end);
+            room = next == p.as().vmas().end() || next->second.start >= new_end;
+        }
         if (room) {
             if (auto r = p.as().map_fixed(old_addr + old_len, new_len - old_len, prot, name); !r)
                 return -r.error().sys_errno;

@@ -21,6 +21,7 @@
 #include "thin/guest_entry.h"
 #include "vmm/exit_status.h"
 #include "vmm/snapshot_dir.h"
+#include "vmm/thin_snapshot.h"
 #include "vmm/thin_vm_impl.h"
 #include "vmm/vcpu_snapshot.h"
 
@@ -35,6 +36,8 @@ using snapshot::view;
 
 const std::vector<Section> kThinSections = {Section::kConfig, Section::kVcpu, Section::kThinProcess,
                                             Section::kAddressSpace, Section::kMemory};
+
+}  // namespace
 
 // ------------------------------------------------------------ encoding
 
@@ -169,8 +172,6 @@ Result<ThinVmConfig> config_from_json(const json& j) {
         return fail(std::string("snapshot config: ") + e.what(), EINVAL);
     }
 }
-
-}  // namespace
 
 // ------------------------------------------------------------ capture
 

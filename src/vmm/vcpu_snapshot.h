@@ -33,6 +33,16 @@ extern const std::vector<uint32_t> kFullVcpuMsrs;
 
 inline constexpr size_t kMaxCpuidEntries = 256;  // KVM_MAX_CPUID_ENTRIES
 
+// What a full machine's vCPU record adds (VcpuState::Machine). Not nested in
+// VcpuState: clang decides whether std::optional<Machine> can be emplaced
+// before a nested struct's member initializers are parsed, and says no.
+struct VcpuMachineState {
+    kvm_lapic_state lapic{};
+    uint32_t mp_state = KVM_MP_STATE_RUNNABLE;
+    kvm_debugregs debugregs{};
+    std::vector<kvm_cpuid_entry2> cpuid;
+};
+
 struct VcpuState {
     kvm_regs regs{};
     kvm_sregs sregs{};
@@ -43,12 +53,7 @@ struct VcpuState {
     std::vector<std::pair<uint32_t, uint64_t>> msrs;  // only those KVM would read
 
     // Full machines only.
-    struct Machine {
-        kvm_lapic_state lapic{};
-        uint32_t mp_state = KVM_MP_STATE_RUNNABLE;
-        kvm_debugregs debugregs{};
-        std::vector<kvm_cpuid_entry2> cpuid;
-    };
+    using Machine = VcpuMachineState;
     std::optional<Machine> machine;
 };
 

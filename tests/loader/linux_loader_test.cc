@@ -8,6 +8,8 @@
 #include <cstring>
 #include <vector>
 
+#include "../loader/elf_header.h"
+
 namespace loader = vessel::loader;
 namespace x86 = vessel::arch::x86;
 
@@ -17,19 +19,7 @@ namespace {
 // kernel's high half) and a PT_NOTE with Xen's PVH entry.
 std::vector<uint8_t> make_vmlinux(bool with_pvh = true, uint32_t note_desc_size = 8) {
     std::vector<uint8_t> f(0x3000, 0);
-    Elf64_Ehdr eh{};
-    std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
-    eh.e_ident[EI_CLASS] = ELFCLASS64;
-    eh.e_ident[EI_DATA] = ELFDATA2LSB;
-    eh.e_ident[EI_VERSION] = EV_CURRENT;
-    eh.e_type = ET_EXEC;
-    eh.e_machine = EM_X86_64;
-    eh.e_version = EV_CURRENT;
-    eh.e_entry = 0x1000000;
-    eh.e_phoff = sizeof eh;
-    eh.e_phentsize = sizeof(Elf64_Phdr);
-    eh.e_phnum = 2;
-    eh.e_ehsize = sizeof eh;
+    Elf64_Ehdr eh = vessel::testing::elf_header(0x1000000, 2);
     std::memcpy(f.data(), &eh, sizeof eh);
     Elf64_Phdr load{};
     load.p_type = PT_LOAD;

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "elf_header.h"
 #include "loader/elf.h"
 #include "loader/program.h"
 #include "loader/rewriter.h"
@@ -35,19 +36,7 @@ constexpr uint64_t kSyscallOffset = kCodeOffset + 10;
 
 std::vector<uint8_t> tiny_elf(std::span<const uint8_t> code = kCode) {
     std::vector<uint8_t> f(0x2000, 0);
-    Elf64_Ehdr eh{};
-    std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
-    eh.e_ident[EI_CLASS] = ELFCLASS64;
-    eh.e_ident[EI_DATA] = ELFDATA2LSB;
-    eh.e_ident[EI_VERSION] = EV_CURRENT;
-    eh.e_type = ET_EXEC;
-    eh.e_machine = EM_X86_64;
-    eh.e_version = EV_CURRENT;
-    eh.e_entry = kText + kCodeOffset;
-    eh.e_phoff = sizeof eh;
-    eh.e_ehsize = sizeof eh;
-    eh.e_phentsize = sizeof(Elf64_Phdr);
-    eh.e_phnum = 2;
+    Elf64_Ehdr eh = testing::elf_header(kText + kCodeOffset, 2);
     Elf64_Phdr text{PT_LOAD, PF_R | PF_X, 0, kText, kText, 0x1000, 0x1000, 0x1000};
     Elf64_Phdr data{PT_LOAD, PF_R | PF_W, 0x1000, kText + 0x1000, kText + 0x1000, 0x100, 0x3000, 0x1000};
     std::memcpy(f.data(), &eh, sizeof eh);

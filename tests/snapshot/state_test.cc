@@ -234,6 +234,20 @@ TEST_F(KvmState, InKernelDevicesRoundTripAndBadValuesAreRefused) {
 
 // ------------------------------------------------------------ legacy devices
 
+// Found by fuzz/state_file_fuzz (UBSan, ./dev test --sanitize): an empty
+// section was copied with memcpy from an empty vector's null data().
+TEST(StateFile, EmptySectionRoundTrips) {
+    char tmpl[] = "/tmp/vessel-state-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    const std::string path = std::string(tmpl) + "/state.bin";
+    state::Sections sections{{state::Section::kConfig, {}}, {state::Section::kMemory, {1, 2, 3}}};
+    ASSERT_TRUE(state::write_state_file(path, sections));
+    auto back = state::read_state_file(path);
+    ASSERT_TRUE(back) << back.error().message;
+    EXPECT_EQ(*back, sections);
+    fs::remove_all(tmpl);
+}
+
 TEST(LegacyState, SerialRoundTripsRegistersAndUnreadInput) {
     legacy::Serial a(nullptr, nullptr);
     out(a, 3, 0x80);  // DLAB: divisor 0x0201
@@ -374,6 +388,36 @@ TEST(TransportState, RestoredRngCarriesOnWhereTheOldOneStopped) {
     g.notify(0);
     EXPECT_TRUE(g.next_used(0));
     EXPECT_FALSE(g.failed());
+}
+
+// Found by fuzz/device_record_fuzz: a restored queue whose rings overlap
+// (the device's used-ring writes keep moving the available index) kept the
+// I/O thread serving the same ring forever. Now one notification serves at
+// most a ring's worth. A hang is ended by the alarm and fails the test.
+TEST(TransportState, OverlappingRingsDoNotKeepTheDeviceBusyForever) {
+    const uint8_t record[] = {
+        0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x01, 0x00,
+        0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0f, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x00, 0x10, 0x00, 0x01, 0x00,
+        0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x01,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0xc3, 0xfe, 0xff, 0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00
+    };
+    state::Reader r(std::string_view(reinterpret_cast<const char*>(record), sizeof record));
+    auto s = vmm::get_transport(r);
+    ASSERT_TRUE(s) << s.error().message;
+    EXPECT_EXIT(
+        {
+            ::alarm(10);
+            VirtioGuest g(1 << 20);
+            if (!g.attach(std::make_unique<virtio::Rng>())) ::_exit(2);
+            if (g.transport->restore(*s)) {
+                g.w32(virtio::mmio::kQueueNotify, 0);
+                g.run();
+            }
+            ::_exit(0);
+        },
+        ::testing::ExitedWithCode(0), "");
 }
 
 TEST(TransportState, RefusesStateThatDoesNotFitTheDeviceOrTheMemory) {

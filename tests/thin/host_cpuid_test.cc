@@ -25,6 +25,15 @@ CpuidAnswer masked(CpuidAnswer a) {
     return a;
 }
 
+// Found by fuzz/host_cpuid_fuzz (UBSan, ./dev test --sanitize): a cache
+// file of zero answers was copied with memcpy into a null data().
+TEST(HostCpuid, CacheFileWithoutAnswersIsNotUsed) {
+    std::string file("VSLCPU01", 8);
+    file.append(8, '\0');
+    EXPECT_FALSE(parse_cpuid_cache(file, libc_cpuid_fingerprint()));
+    EXPECT_FALSE(parse_cpuid_cache(file.substr(0, 12), libc_cpuid_fingerprint()));
+}
+
 TEST(HostCpuid, AnswersAreTheInstructionsOwnForKnownLeavesOnly) {
     auto answers = read_host_cpuid();
     ASSERT_GE(answers.size(), 2u);

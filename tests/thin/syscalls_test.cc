@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 
 #include "thin/process.h"
@@ -105,6 +106,18 @@ TEST_F(Syscalls, BadPointersAreEFAULT) {
     EXPECT_EQ(p_->fds().entries().size(), 2u);  // the failed pipe2 left nothing behind
     // A read that runs off the end of the mapping returns what fitted.
     EXPECT_EQ(call(SYS_read, fd, kScratch + 16 * 4096 - 3, 7), 3);
+}
+
+// Found by fuzz/sys_memory_fuzz: growing a mapping in place looked up every
+// page of the new range, so a guest asking for terabytes kept its VMM busy
+// for minutes.
+TEST_F(Syscalls, MremapGrowingByTerabytesAnswersAtOnce) {
+    auto start = std::chrono::steady_clock::now();
+    int64_t r = call(SYS_mremap, kReadOnly, 4096, 1ull << 46, 0);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+    EXPECT_TRUE(r == -ENOMEM || r == static_cast<int64_t>(kReadOnly)) << r;
+    // Growing into the next mapping is refused without MREMAP_MAYMOVE.
+    EXPECT_EQ(call(SYS_mremap, kScratch, 16 * 4096, 1ull << 30, 0), -ENOMEM);
 }
 
 TEST_F(Syscalls, PathLengthsAreBounded) {

@@ -1,7 +1,15 @@
 #include "arch/x86/host_cpuid.h"
 
 #include <cpuid.h>
+// glibc's header spells bool as C's _Bool, which GCC accepts in C++ and
+// clang (the fuzz build, fuzz/README.md) does not.
+#ifdef __clang__
+#define _Bool bool
+#endif
 #include <sys/platform/x86.h>
+#ifdef __clang__
+#undef _Bool
+#endif
 
 #include <algorithm>
 #include <cstring>
@@ -123,25 +131,28 @@ std::array<uint32_t, 36> libc_cpuid_fingerprint() {
     return f;
 }
 
+std::optional<std::vector<CpuidAnswer>> parse_cpuid_cache(std::string_view data,
+                                                          const std::array<uint32_t, 36>& fingerprint) {
+    uint64_t count = 0;
+    if (data.size() < 16 || std::memcmp(data.data(), kMagic, 8) != 0) return std::nullopt;
+    std::memcpy(&count, data.data() + 8, 8);
+    if (count > kMaxAnswers || data.size() != 16 + count * sizeof(CpuidAnswer)) return std::nullopt;
+    std::vector<CpuidAnswer> cached(count);
+    if (count) std::memcpy(cached.data(), data.data() + 16, count * sizeof(CpuidAnswer));  // data() may be null
+    // Only known leaves, each with the subleaf form its kind has.
+    const bool well_formed = std::all_of(cached.begin(), cached.end(), [](const CpuidAnswer& a) {
+        const LeafKind k = leaf_kind(a.leaf);
+        return k.known && k.indexed == (a.subleaf != kAnySubleaf);
+    });
+    if (!well_formed || fingerprint_of(cached) != fingerprint) return std::nullopt;
+    return cached;
+}
+
 std::vector<CpuidAnswer> host_cpuid(const std::string& path) {
     const std::array<uint32_t, 36> mine = libc_cpuid_fingerprint();
-    if (!path.empty()) {
-        const std::string data = read_small_file(path, 16 + kMaxAnswers * sizeof(CpuidAnswer));
-        uint64_t count = 0;
-        if (data.size() >= 16 && std::memcmp(data.data(), kMagic, 8) == 0) {
-            std::memcpy(&count, data.data() + 8, 8);
-            if (count <= kMaxAnswers && data.size() == 16 + count * sizeof(CpuidAnswer)) {
-                std::vector<CpuidAnswer> cached(count);
-                std::memcpy(cached.data(), data.data() + 16, count * sizeof(CpuidAnswer));
-                // Only known leaves, each with the subleaf form its kind has.
-                const bool well_formed = std::all_of(cached.begin(), cached.end(), [](const CpuidAnswer& a) {
-                    const LeafKind k = leaf_kind(a.leaf);
-                    return k.known && k.indexed == (a.subleaf != kAnySubleaf);
-                });
-                if (well_formed && fingerprint_of(cached) == mine) return cached;
-            }
-        }
-    }
+    if (!path.empty())
+        if (auto cached = parse_cpuid_cache(read_small_file(path, 16 + kMaxAnswers * sizeof(CpuidAnswer)), mine))
+            return *cached;
     std::vector<CpuidAnswer> fresh = read_host_cpuid();
     // Written only when it describes the CPU glibc saw: a table read on one
     // CPU while glibc started on a different one is not kept.

@@ -17,7 +17,9 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace vessel::arch::x86 {
@@ -56,6 +58,11 @@ std::array<uint32_t, 36> libc_cpuid_fingerprint();
 // (and its directory) written (atomically; a failure to write only costs
 // the next start).
 std::vector<CpuidAnswer> host_cpuid(const std::string& path);
+// The answers in a cache file's contents `data`, or nullopt unless it is
+// well-formed and carries `fingerprint` (what host_cpuid() checks; fuzzed
+// by fuzz/host_cpuid_fuzz.cc).
+std::optional<std::vector<CpuidAnswer>> parse_cpuid_cache(std::string_view data,
+                                                          const std::array<uint32_t, 36>& fingerprint);
 
 // The host's XCR0 (`xgetbv` 0), the state components its user mode has.
 // Only where CPUID.1:ECX.OSXSAVE is set (else `xgetbv` raises #UD); the

@@ -63,15 +63,20 @@ enum class Served {
 };
 
 // Hands each chain the driver has made available on queue `index` to `serve`,
-// in ring order, until the ring is empty or `serve` answers kNotYet. A
-// malformed ring fails the device (`what` prefixes the reason); a device that
+// in ring order, until the ring is empty, a ring's worth was served, or
+// `serve` answers kNotYet. A malformed ring fails the device (`what` prefixes the reason); a device that
 // fails while serving stops at once. The driver is interrupted once at the
 // end if a chain was answered, never after a failure.
 template <class Serve>
 void drain_queue(Transport& t, unsigned index, const std::string& what, Serve&& serve) {
     Queue& q = t.queue(index);
     bool used = false;
-    for (;;) {
+    // At most a ring's worth per call: a driver whose rings overlap (the
+    // device's own writes moving the available index) must not keep this
+    // thread here forever. A chain made available meanwhile comes with a
+    // notification of its own, which calls again.
+    const uint32_t budget = q.size;
+    for (uint32_t n = 0; n < budget; ++n) {
         auto next = q.pop(t.memory());
         if (!next) {
             t.fail(what + next.error().message);
