@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "thin/process.h"
+#include "thin/sys_handlers.h"
 
 namespace vessel::thin {
 namespace {
@@ -50,8 +51,6 @@ bool grow_heap(Process& p, uint64_t top) {
     p.heap_end() = ahead;
     return true;
 }
-
-namespace {
 
 int64_t sys_brk(Process& p, const SyscallArgs& a) {
     uint64_t want = a.a[0];
@@ -199,6 +198,8 @@ int64_t sys_mremap(Process& p, const SyscallArgs& a) {
     return static_cast<int64_t>(dest);
 }
 
+namespace {
+
 // The advice values Linux accepts (mm/madvise.c, madvise_behavior_valid);
 // all but DONTNEED/FREE are hints this layer may ignore.
 bool known_advice(uint64_t advice) {
@@ -215,6 +216,8 @@ bool known_advice(uint64_t advice) {
     }
 }
 
+}  // namespace
+
 int64_t sys_madvise(Process& p, const SyscallArgs& a) {
     if (a.a[0] & kPageMask || !known_advice(a.a[2])) return -EINVAL;
     uint64_t len = page_align_up(a.a[1]);
@@ -230,17 +233,6 @@ int64_t sys_madvise(Process& p, const SyscallArgs& a) {
         }
     }
     return 0;
-}
-
-}  // namespace
-
-void register_memory_syscalls(SyscallTable& t) {
-    t.add(SYS_brk, "brk", "p", sys_brk);
-    t.add(SYS_mmap, "mmap", "puxxfx", sys_mmap);
-    t.add(SYS_munmap, "munmap", "pu", sys_munmap);
-    t.add(SYS_mprotect, "mprotect", "pux", sys_mprotect);
-    t.add(SYS_mremap, "mremap", "puuxp", sys_mremap);
-    t.add(SYS_madvise, "madvise", "pui", sys_madvise);
 }
 
 }  // namespace vessel::thin

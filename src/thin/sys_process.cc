@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "thin/process.h"
+#include "thin/sys_handlers.h"
 
 namespace vessel::thin {
 namespace {
@@ -21,14 +22,19 @@ constexpr uint32_t kSsAutoDisarm = 1u << 31;  // SS_AUTODISARM (uapi)
 constexpr uint64_t kMinSigStackSize = 2048;  // MINSIGSTKSZ
 constexpr uint64_t ARCH_SET_GS = 0x1001, ARCH_SET_FS = 0x1002, ARCH_GET_FS = 0x1003, ARCH_GET_GS = 0x1004;
 
+}  // namespace
+
 int64_t sys_exit(Process& p, const SyscallArgs& a) {
     p.exit(static_cast<int>(a.a[0]));
     return 0;
 }
 
 int64_t sys_getpid(Process&, const SyscallArgs&) { return kGuestPid; }
+
 int64_t sys_getppid(Process&, const SyscallArgs&) { return 0; }
+
 int64_t sys_getuid(Process& p, const SyscallArgs&) { return p.options().uid; }
+
 int64_t sys_getgid(Process& p, const SyscallArgs&) { return p.options().gid; }
 
 int64_t sys_set_tid_address(Process& p, const SyscallArgs& a) {
@@ -117,8 +123,6 @@ int64_t sys_uname(Process& p, const SyscallArgs& a) {
     return p.mem().write_obj(a.a[0], u) ? 0 : -EFAULT;
 }
 
-}  // namespace
-
 Rlimit guest_rlimit(unsigned resource) {
     switch (resource) {
         case RLIMIT_STACK: return {8ull << 20, RLIM_INFINITY};
@@ -131,8 +135,6 @@ Rlimit guest_rlimit(unsigned resource) {
         default: return {RLIM_INFINITY, RLIM_INFINITY};
     }
 }
-
-namespace {
 
 int64_t sys_prlimit64(Process& p, const SyscallArgs& a) {
     if (a.a[0] != 0 && static_cast<int64_t>(a.a[0]) != kGuestPid) return -ESRCH;
@@ -208,35 +210,6 @@ int64_t sys_sysinfo(Process& p, const SyscallArgs& a) {
     s.procs = 1;
     s.mem_unit = 1;
     return p.mem().write_obj(a.a[0], s) ? 0 : -EFAULT;
-}
-
-}  // namespace
-
-void register_process_syscalls(SyscallTable& t) {
-    t.add(SYS_exit, "exit", "i", sys_exit);
-    t.add(SYS_exit_group, "exit_group", "i", sys_exit);
-    t.add(SYS_getpid, "getpid", "", sys_getpid);
-    t.add(SYS_gettid, "gettid", "", sys_getpid);
-    t.add(SYS_getppid, "getppid", "", sys_getppid);
-    t.add(SYS_getuid, "getuid", "", sys_getuid);
-    t.add(SYS_geteuid, "geteuid", "", sys_getuid);
-    t.add(SYS_getgid, "getgid", "", sys_getgid);
-    t.add(SYS_getegid, "getegid", "", sys_getgid);
-    t.add(SYS_set_tid_address, "set_tid_address", "p", sys_set_tid_address);
-    t.add(SYS_set_robust_list, "set_robust_list", "pu", sys_set_robust_list);
-    t.add(SYS_arch_prctl, "arch_prctl", "xp", sys_arch_prctl);
-    t.add(SYS_rt_sigaction, "rt_sigaction", "ippu", sys_rt_sigaction);
-    t.add(SYS_rt_sigprocmask, "rt_sigprocmask", "ippu", sys_rt_sigprocmask);
-    t.add(SYS_sigaltstack, "sigaltstack", "pp", sys_sigaltstack);
-    t.add(SYS_uname, "uname", "p", sys_uname);
-    t.add(SYS_prlimit64, "prlimit64", "iupp", sys_prlimit64);
-    t.add(SYS_getrlimit, "getrlimit", "up", sys_getrlimit);
-    t.add(SYS_sched_yield, "sched_yield", "", sys_sched_yield);
-    t.add(SYS_sched_getaffinity, "sched_getaffinity", "iup", sys_sched_getaffinity);
-    t.add(SYS_futex, "futex", "pxupp", sys_futex);
-    t.add(SYS_umask, "umask", "o", sys_umask);
-    t.add(SYS_getrandom, "getrandom", "pux", sys_getrandom);
-    t.add(SYS_sysinfo, "sysinfo", "p", sys_sysinfo);
 }
 
 }  // namespace vessel::thin

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "thin/process.h"
+#include "thin/sys_handlers.h"
 
 namespace vessel::thin {
 namespace {
@@ -42,6 +43,8 @@ int host_or_shared(Process& p, clockid_t id, timespec& ts) {
     return ::clock_gettime(id, &ts) < 0 ? -errno : 0;
 }
 
+}  // namespace
+
 int64_t sys_clock_gettime(Process& p, const SyscallArgs& a) {
     if (!clock_ok(a.a[0])) return -EINVAL;
     timespec ts;
@@ -76,6 +79,8 @@ int64_t sys_time(Process& p, const SyscallArgs& a) {
     return t;
 }
 
+namespace {
+
 bool valid(const timespec& ts) { return ts.tv_sec >= 0 && ts.tv_nsec >= 0 && ts.tv_nsec < 1000000000; }
 
 int64_t sleep_common(Process& p, clockid_t clock, int flags, uint64_t req_ptr, uint64_t rem_ptr) {
@@ -87,6 +92,8 @@ int64_t sleep_common(Process& p, clockid_t clock, int flags, uint64_t req_ptr, u
     return -r;
 }
 
+}  // namespace
+
 int64_t sys_nanosleep(Process& p, const SyscallArgs& a) {
     return sleep_common(p, CLOCK_MONOTONIC, 0, a.a[0], a.a[1]);
 }
@@ -95,17 +102,6 @@ int64_t sys_clock_nanosleep(Process& p, const SyscallArgs& a) {
     if (!clock_ok(a.a[0]) || a.a[0] == CLOCK_THREAD_CPUTIME_ID) return -EINVAL;
     if (a.a[1] & ~uint64_t(TIMER_ABSTIME)) return -EINVAL;
     return sleep_common(p, static_cast<clockid_t>(a.a[0]), static_cast<int>(a.a[1]), a.a[2], a.a[3]);
-}
-
-}  // namespace
-
-void register_time_syscalls(SyscallTable& t) {
-    t.add(SYS_clock_gettime, "clock_gettime", "ip", sys_clock_gettime);
-    t.add(SYS_clock_getres, "clock_getres", "ip", sys_clock_getres);
-    t.add(SYS_gettimeofday, "gettimeofday", "pp", sys_gettimeofday);
-    t.add(SYS_time, "time", "p", sys_time);
-    t.add(SYS_nanosleep, "nanosleep", "pp", sys_nanosleep);
-    t.add(SYS_clock_nanosleep, "clock_nanosleep", "ixpp", sys_clock_nanosleep);
 }
 
 }  // namespace vessel::thin
