@@ -61,7 +61,6 @@ int64_t dup3_common(Process& p, uint64_t oldfd, uint64_t newfd, uint64_t flags, 
 }  // namespace
 
 int64_t sys_dup2(Process& p, DupArgs a) { return dup3_common(p, a.oldfd(), a.newfd(), 0, true); }
-
 int64_t sys_dup3(Process& p, DupArgs a) { return dup3_common(p, a.oldfd(), a.newfd(), a.flags(), false); }
 
 int64_t sys_fcntl(Process& p, FcntlArgs a) {

@@ -10,9 +10,6 @@ namespace vessel::thin {
 
 class Process;
 
-// The view of handlers that read the registers by index.
-using Raw = const SyscallArgs&;
-
 #define SYSCALL(nr, name, handler, View, trace, status, effect, note) int64_t handler(Process&, View);
 #include "thin/syscall_table.inc"
 #undef SYSCALL

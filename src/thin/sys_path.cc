@@ -167,7 +167,6 @@ int64_t unlink_common(Process& p, int dirfd, uint64_t path_ptr, int flags) {
 }  // namespace
 
 int64_t sys_unlink(Process& p, PathArgs a) { return unlink_common(p, AT_FDCWD, a.path(), 0); }
-
 int64_t sys_rmdir(Process& p, PathArgs a) { return unlink_common(p, AT_FDCWD, a.path(), AT_REMOVEDIR); }
 
 int64_t sys_unlinkat(Process& p, AtPathFlagsArgs a) {

@@ -65,9 +65,7 @@ int64_t sys_read(Process& p, IoArgs a) {
 }
 
 int64_t sys_write(Process& p, IoArgs a) { return io_common(p, a, false, false); }
-
 int64_t sys_pread64(Process& p, IoArgs a) { return io_common(p, a, true, true); }
-
 int64_t sys_pwrite64(Process& p, IoArgs a) { return io_common(p, a, false, true); }
 
 namespace {
@@ -99,7 +97,6 @@ int64_t vectored(Process& p, IovArgs a, bool to_guest) {
 }  // namespace
 
 int64_t sys_readv(Process& p, IovArgs a) { return vectored(p, a, true); }
-
 int64_t sys_writev(Process& p, IovArgs a) { return vectored(p, a, false); }
 
 void Process::fill_read_ahead(int fd, OpenFile& file, uint64_t buf, uint64_t count, int64_t got) {

@@ -238,4 +238,187 @@ struct UtimensatArgs : ArgsView {
     uint64_t flags() const { return u(3); }
 };
 
+// --- Memory (sys_memory.cc) ---
+
+// brk
+struct BrkArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t addr() const { return u(0); }
+};
+// mmap
+struct MmapArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t addr() const { return u(0); }
+    uint64_t length() const { return u(1); }
+    uint64_t prot() const { return u(2); }
+    uint64_t flags() const { return u(3); }
+    int fd() const { return i32(4); }
+    uint64_t offset() const { return u(5); }
+};
+// munmap
+struct MunmapArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t addr() const { return u(0); }
+    uint64_t length() const { return u(1); }
+};
+// mprotect
+struct MprotectArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t addr() const { return u(0); }
+    uint64_t length() const { return u(1); }
+    uint64_t prot() const { return u(2); }
+};
+// mremap
+struct MremapArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t old_addr() const { return u(0); }
+    uint64_t old_size() const { return u(1); }
+    uint64_t new_size() const { return u(2); }
+    uint64_t flags() const { return u(3); }
+    uint64_t new_addr() const { return u(4); }
+};
+// madvise
+struct MadviseArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t addr() const { return u(0); }
+    uint64_t length() const { return u(1); }
+    uint64_t advice() const { return u(2); }
+};
+
+// --- Time (sys_time.cc) ---
+
+// clock_gettime, clock_getres
+struct ClockArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t clock() const { return u(0); }
+    uint64_t ts() const { return u(1); }
+};
+// gettimeofday
+struct GettimeofdayArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t tv() const { return u(0); }
+    uint64_t tz() const { return u(1); }
+};
+// time
+struct TimeArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t tloc() const { return u(0); }
+};
+// nanosleep
+struct NanosleepArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t req() const { return u(0); }
+    uint64_t rem() const { return u(1); }
+};
+// clock_nanosleep
+struct ClockNanosleepArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t clock() const { return u(0); }
+    uint64_t flags() const { return u(1); }
+    uint64_t req() const { return u(2); }
+    uint64_t rem() const { return u(3); }
+};
+
+// --- Process, identity, signals, limits (sys_process.cc) ---
+
+// getpid, gettid, getppid, getuid, geteuid, getgid, getegid, sched_yield
+struct NoArgs : ArgsView {
+    using ArgsView::ArgsView;
+};
+// exit, exit_group
+struct ExitArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t status() const { return u(0); }
+};
+// set_tid_address
+struct SetTidAddressArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t tidptr() const { return u(0); }
+};
+// set_robust_list
+struct SetRobustListArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t head() const { return u(0); }
+    uint64_t len() const { return u(1); }
+};
+// arch_prctl
+struct ArchPrctlArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t code() const { return u(0); }
+    uint64_t addr() const { return u(1); }
+};
+// rt_sigaction
+struct SigactionArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t signum() const { return u(0); }
+    uint64_t act() const { return u(1); }
+    uint64_t oldact() const { return u(2); }
+    uint64_t sigsetsize() const { return u(3); }
+};
+// rt_sigprocmask
+struct SigprocmaskArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t how() const { return u(0); }
+    uint64_t set() const { return u(1); }
+    uint64_t oldset() const { return u(2); }
+    uint64_t sigsetsize() const { return u(3); }
+};
+// sigaltstack
+struct SigaltstackArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t ss() const { return u(0); }
+    uint64_t old_ss() const { return u(1); }
+};
+// uname
+struct UnameArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t buf() const { return u(0); }
+};
+// prlimit64
+struct Prlimit64Args : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t pid() const { return u(0); }
+    uint64_t resource() const { return u(1); }
+    uint64_t new_limit() const { return u(2); }
+    uint64_t old_limit() const { return u(3); }
+};
+// getrlimit
+struct GetrlimitArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t resource() const { return u(0); }
+    uint64_t rlim() const { return u(1); }
+};
+// sched_getaffinity
+struct SchedGetaffinityArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t pid() const { return u(0); }
+    uint64_t cpusetsize() const { return u(1); }
+    uint64_t mask() const { return u(2); }
+};
+// futex
+struct FutexArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t uaddr() const { return u(0); }
+    uint64_t op() const { return u(1); }
+    uint64_t val() const { return u(2); }
+    uint64_t timeout() const { return u(3); }
+};
+// umask
+struct UmaskArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t mask() const { return u(0); }
+};
+// getrandom
+struct GetrandomArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t buf() const { return u(0); }
+    uint64_t count() const { return u(1); }
+    uint64_t flags() const { return u(2); }
+};
+// sysinfo
+struct SysinfoArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t info() const { return u(0); }
+};
+
 }  // namespace vessel::thin
