@@ -119,19 +119,21 @@ struct PathModeArgs : PathArgs {
     using PathArgs::PathArgs;
     uint64_t mode() const { return u(1); }
 };
-// faccessat, faccessat2, mkdirat, fchmodat
-struct AtPathModeArgs : ArgsView {
+// The *at forms: (dirfd, path, ...).
+struct AtPathArgs : ArgsView {
     using ArgsView::ArgsView;
     int dirfd() const { return i32(0); }
     uint64_t path() const { return u(1); }
+};
+// faccessat, faccessat2, mkdirat, fchmodat
+struct AtPathModeArgs : AtPathArgs {
+    using AtPathArgs::AtPathArgs;
     uint64_t mode() const { return u(2); }
     uint64_t flags() const { return u(3); }
 };
 // unlinkat
-struct AtPathFlagsArgs : ArgsView {
-    using ArgsView::ArgsView;
-    int dirfd() const { return i32(0); }
-    uint64_t path() const { return u(1); }
+struct AtPathFlagsArgs : AtPathArgs {
+    using AtPathArgs::AtPathArgs;
     uint64_t flags() const { return u(2); }
 };
 // open
@@ -141,10 +143,8 @@ struct OpenArgs : PathArgs {
     uint64_t mode() const { return u(2); }
 };
 // openat
-struct OpenatArgs : ArgsView {
-    using ArgsView::ArgsView;
-    int dirfd() const { return i32(0); }
-    uint64_t path() const { return u(1); }
+struct OpenatArgs : AtPathArgs {
+    using AtPathArgs::AtPathArgs;
     uint64_t flags() const { return u(2); }
     uint64_t mode() const { return u(3); }
 };
@@ -154,18 +154,14 @@ struct StatArgs : PathArgs {
     uint64_t buf() const { return u(1); }
 };
 // newfstatat
-struct FstatatArgs : ArgsView {
-    using ArgsView::ArgsView;
-    int dirfd() const { return i32(0); }
-    uint64_t path() const { return u(1); }
+struct FstatatArgs : AtPathArgs {
+    using AtPathArgs::AtPathArgs;
     uint64_t buf() const { return u(2); }
     uint64_t flags() const { return u(3); }
 };
 // statx
-struct StatxArgs : ArgsView {
-    using ArgsView::ArgsView;
-    int dirfd() const { return i32(0); }
-    uint64_t path() const { return u(1); }
+struct StatxArgs : AtPathArgs {
+    using AtPathArgs::AtPathArgs;
     uint64_t flags() const { return u(2); }
     uint64_t mask() const { return u(3); }
     uint64_t buf() const { return u(4); }
@@ -177,10 +173,8 @@ struct ReadlinkArgs : PathArgs {
     uint64_t size() const { return u(2); }
 };
 // readlinkat
-struct ReadlinkatArgs : ArgsView {
-    using ArgsView::ArgsView;
-    int dirfd() const { return i32(0); }
-    uint64_t path() const { return u(1); }
+struct ReadlinkatArgs : AtPathArgs {
+    using AtPathArgs::AtPathArgs;
     uint64_t buf() const { return u(2); }
     uint64_t size() const { return u(3); }
 };
@@ -219,10 +213,8 @@ struct ChownArgs : PathArgs {
     uint64_t gid() const { return u(2); }
 };
 // fchownat
-struct FchownatArgs : ArgsView {
-    using ArgsView::ArgsView;
-    int dirfd() const { return i32(0); }
-    uint64_t path() const { return u(1); }
+struct FchownatArgs : AtPathArgs {
+    using AtPathArgs::AtPathArgs;
     uint64_t uid() const { return u(2); }
     uint64_t gid() const { return u(3); }
     uint64_t flags() const { return u(4); }
