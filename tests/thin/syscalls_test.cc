@@ -204,6 +204,34 @@ TEST_F(Syscalls, BrkRemapsAHoleUnmappedAheadOfTheBreak) {
     EXPECT_TRUE(as_->view().write(start + 12287, "x", 1));
 }
 
+// --trace-syscalls prints each call by its table entry's trace format.
+TEST_F(Syscalls, TraceLinesFollowTheTablesFormats) {
+    char* text = nullptr;
+    size_t size = 0;
+    std::FILE* out = ::open_memstream(&text, &size);
+    ASSERT_NE(out, nullptr);
+    auto sb = Sandbox::create(dir_ + "/root", {});
+    ASSERT_TRUE(sb.has_value());
+    ProcessOptions o;
+    o.trace = true;
+    o.trace_out = out;
+    Process traced(*as_, std::move(*sb), cpu_, o);
+    const uint64_t path = str("/file");
+    const int64_t fd = traced.handle({SYS_openat, {static_cast<uint64_t>(AT_FDCWD), path, O_RDONLY, 0, 0, 0}});
+    ASSERT_GE(fd, 0);
+    traced.handle({SYS_read, {static_cast<uint64_t>(fd), kScratch + 4096, 7, 0, 0, 0}});
+    traced.handle({SYS_fork, {}});
+    std::fclose(out);
+    const std::string trace(text, size);
+    std::free(text);
+    EXPECT_NE(trace.find("openat(AT_FDCWD, \"/file\", 0x0, 00) = " + std::to_string(fd) + "\n"), std::string::npos)
+        << trace;
+    EXPECT_NE(trace.find("read(" + std::to_string(fd) + ", 0x10001000, 7) = 7\n"), std::string::npos) << trace;
+    EXPECT_NE(trace.find("fork(0x0, 0x0, 0x0, 0x0, 0x0, 0x0) = -1 ENOSYS (Function not implemented) [unsupported]\n"),
+              std::string::npos)
+        << trace;
+}
+
 TEST_F(Syscalls, ArchPrctlGoesToTheCpu) {
     EXPECT_EQ(call(SYS_arch_prctl, 0x1002 /* SET_FS */, 0x7000), 0);
     EXPECT_EQ(cpu_.fs, 0x7000u);
