@@ -214,44 +214,19 @@ void Process::refresh_heap_end() {
 }
 
 bool Process::read_ahead_neutral(const SyscallArgs& a) {
-    switch (a.nr) {
-        case SYS_write:
-        case SYS_writev:
-        case SYS_pwrite64: {
-            // Only a write to the window's own file can change what it holds.
-            const uint64_t win_fd = entry_->shared().win_fd;
-            if (a.a[0] == win_fd || a.a[0] > INT32_MAX || win_fd > INT32_MAX) return false;
-            auto* target = fds_.get(static_cast<int>(a.a[0]));
-            auto* window = fds_.get(static_cast<int>(win_fd));
-            struct stat t, w;
-            if (!target || !window || ::fstat(target->file->host.get(), &t) != 0) return false;
-            if (!S_ISREG(t.st_mode)) return true;  // a pipe or terminal
-            return ::fstat(window->file->host.get(), &w) == 0 && (t.st_dev != w.st_dev || t.st_ino != w.st_ino);
-        }
-        case SYS_pread64:
-        case SYS_fstat:
-        case SYS_newfstatat:
-        case SYS_statx:
-        case SYS_clock_gettime:
-        case SYS_gettimeofday:
-        case SYS_time:
-        case SYS_nanosleep:
-        case SYS_clock_nanosleep:
-        case SYS_getrandom:
-        case SYS_sched_yield:
-        case SYS_rt_sigprocmask:
-        case SYS_rt_sigaction:
-        case SYS_getpid:
-        case SYS_gettid:
-        case SYS_getppid:
-        case SYS_getuid:
-        case SYS_geteuid:
-        case SYS_getgid:
-        case SYS_getegid:
-        case SYS_uname:
-        case SYS_getcwd: return true;
-        default: return false;
-    }
+    const SyscallInfo* info = syscall_table().find(a.nr);
+    if (!info) return false;
+    if (info->effect & kWindowSafe) return true;
+    if (!(info->effect & kWindowSafeElsewhere)) return false;
+    // A write: only one to the window's own file can change what it holds.
+    const uint64_t fd = IoArgs(a).fd(), win_fd = entry_->shared().win_fd;
+    if (fd == win_fd || fd > INT32_MAX || win_fd > INT32_MAX) return false;
+    auto* target = fds_.get(static_cast<int>(fd));
+    auto* window = fds_.get(static_cast<int>(win_fd));
+    struct stat t, w;
+    if (!target || !window || ::fstat(target->file->host.get(), &t) != 0) return false;
+    if (!S_ISREG(t.st_mode)) return true;  // a pipe or terminal
+    return ::fstat(window->file->host.get(), &w) == 0 && (t.st_dev != w.st_dev || t.st_ino != w.st_ino);
 }
 
 void Process::settle_read_ahead() {
@@ -372,18 +347,13 @@ int64_t Process::handle(const SyscallArgs& args) {
         bump(unsupported_);
         result = -ENOSYS;
     }
-    switch (args.nr) {
-        case SYS_mmap:
-        case SYS_munmap:
-        case SYS_mprotect:
-        case SYS_mremap:
-            refresh_heap_end();
-            [[fallthrough]];
-        case SYS_brk:
-            publish_brk();
-            publish_memory_map();
-            break;
-        default: break;
+    // The entry code answers from the break and the memory map: a call that
+    // moved either republishes them (syscall_table.inc's effect column).
+    const uint8_t effect = info ? info->effect : uint8_t{kSettles};
+    if (effect & kRemaps) refresh_heap_end();
+    if (effect & (kRemaps | kMovesBreak)) {
+        publish_brk();
+        publish_memory_map();
     }
     update_clock();  // after the call: a sleep has moved the host's clocks on
     if (options_.trace) trace_syscall(options_.trace_out, *this, args, result);

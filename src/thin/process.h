@@ -185,7 +185,8 @@ public:
 
 private:
     // True for calls that cannot observe a window: they neither use a file
-    // offset, nor write a regular file, nor change the memory map.
+    // offset, nor write a regular file, nor change the memory map (the
+    // kWindowSafe* effect bits of syscall_table.inc).
     bool read_ahead_neutral(const SyscallArgs& args);
     // Tells the entry code the break and the heap's mapped end: it answers
     // brk queries, and growth up to that end, without an exit.

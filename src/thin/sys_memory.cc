@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "thin/process.h"
+#include "thin/sys_handlers.h"
 
 namespace vessel::thin {
 namespace {
@@ -51,10 +52,8 @@ bool grow_heap(Process& p, uint64_t top) {
     return true;
 }
 
-namespace {
-
-int64_t sys_brk(Process& p, const SyscallArgs& a) {
-    uint64_t want = a.a[0];
+int64_t sys_brk(Process& p, BrkArgs a) {
+    uint64_t want = a.addr();
     uint64_t cur = p.brk();
     if (want < p.brk_start() || want >= kUserEnd) return static_cast<int64_t>(cur);
     const uint64_t top = page_align_up(want);
@@ -70,10 +69,10 @@ int64_t sys_brk(Process& p, const SyscallArgs& a) {
     return static_cast<int64_t>(want);
 }
 
-int64_t sys_mmap(Process& p, const SyscallArgs& a) {
-    uint64_t addr = a.a[0], len = round_len(a.a[1]), prot = a.a[2], flags = a.a[3], off = a.a[5];
-    int fd = static_cast<int>(a.a[4]);
-    if (a.a[1] == 0 || off & kPageMask) return -EINVAL;
+int64_t sys_mmap(Process& p, MmapArgs a) {
+    uint64_t addr = a.addr(), len = round_len(a.length()), prot = a.prot(), flags = a.flags(), off = a.offset();
+    int fd = a.fd();
+    if (a.length() == 0 || off & kPageMask) return -EINVAL;
     if (!len) return -ENOMEM;
     if (prot & ~uint64_t(PROT_READ | PROT_WRITE | PROT_EXEC)) return -EINVAL;
     uint64_t type = flags & MAP_TYPE;
@@ -131,30 +130,30 @@ int64_t sys_mmap(Process& p, const SyscallArgs& a) {
     return static_cast<int64_t>(addr);
 }
 
-int64_t sys_munmap(Process& p, const SyscallArgs& a) {
-    uint64_t len = round_len(a.a[1]);
-    if (a.a[0] & kPageMask || !len || a.a[0] > kUserEnd - len) return -EINVAL;
-    if (a.a[0] < memory::AddressSpace::kMmapMin) return 0;
-    auto r = p.as().unmap(a.a[0], len);
+int64_t sys_munmap(Process& p, MunmapArgs a) {
+    uint64_t len = round_len(a.length());
+    if (a.addr() & kPageMask || !len || a.addr() > kUserEnd - len) return -EINVAL;
+    if (a.addr() < memory::AddressSpace::kMmapMin) return 0;
+    auto r = p.as().unmap(a.addr(), len);
     return r ? 0 : -r.error().sys_errno;
 }
 
-int64_t sys_mprotect(Process& p, const SyscallArgs& a) {
-    uint64_t len = page_align_up(a.a[1]);
-    if (a.a[0] & kPageMask || a.a[1] > kUserEnd) return -EINVAL;
-    if (a.a[2] & ~uint64_t(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_GROWSDOWN | PROT_GROWSUP)) return -EINVAL;
+int64_t sys_mprotect(Process& p, MprotectArgs a) {
+    uint64_t len = page_align_up(a.length());
+    if (a.addr() & kPageMask || a.length() > kUserEnd) return -EINVAL;
+    if (a.prot() & ~uint64_t(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_GROWSDOWN | PROT_GROWSUP)) return -EINVAL;
     if (len == 0) return 0;
-    if (a.a[0] > kUserEnd - len || !p.as().is_mapped(a.a[0], len)) return -ENOMEM;
-    auto r = p.as().protect(a.a[0], len, prot_bits(a.a[2]));
+    if (a.addr() > kUserEnd - len || !p.as().is_mapped(a.addr(), len)) return -ENOMEM;
+    auto r = p.as().protect(a.addr(), len, prot_bits(a.prot()));
     return r ? 0 : -r.error().sys_errno;
 }
 
-int64_t sys_mremap(Process& p, const SyscallArgs& a) {
-    uint64_t old_addr = a.a[0], old_len = page_align_up(a.a[1]), new_len = round_len(a.a[2]);
-    uint64_t flags = a.a[3];
+int64_t sys_mremap(Process& p, MremapArgs a) {
+    uint64_t old_addr = a.old_addr(), old_len = page_align_up(a.old_size()), new_len = round_len(a.new_size());
+    uint64_t flags = a.flags();
     if (old_addr & kPageMask || flags & ~uint64_t(MREMAP_MAYMOVE | MREMAP_FIXED)) return -EINVAL;
     if ((flags & MREMAP_FIXED) && !(flags & MREMAP_MAYMOVE)) return -EINVAL;
-    if (!new_len || !old_len || a.a[1] > kUserEnd) return -EINVAL;
+    if (!new_len || !old_len || a.old_size() > kUserEnd) return -EINVAL;
     if (old_addr > kUserEnd - old_len || !p.as().is_mapped(old_addr, old_len)) return -EFAULT;
     const memory::Vma* vma = p.as().find_vma(old_addr);
     int prot = vma->prot;
@@ -181,7 +180,7 @@ int64_t sys_mremap(Process& p, const SyscallArgs& a) {
     }
     uint64_t dest;
     if (flags & MREMAP_FIXED) {
-        dest = a.a[4];
+        dest = a.new_addr();
         if (dest & kPageMask || dest > kUserEnd - new_len) return -EINVAL;
         if (dest < old_addr + old_len && old_addr < dest + new_len) return -EINVAL;
     } else {
@@ -204,6 +203,8 @@ int64_t sys_mremap(Process& p, const SyscallArgs& a) {
     return static_cast<int64_t>(dest);
 }
 
+namespace {
+
 // The advice values Linux accepts (mm/madvise.c, madvise_behavior_valid);
 // all but DONTNEED/FREE are hints this layer may ignore.
 bool known_advice(uint64_t advice) {
@@ -220,32 +221,23 @@ bool known_advice(uint64_t advice) {
     }
 }
 
-int64_t sys_madvise(Process& p, const SyscallArgs& a) {
-    if (a.a[0] & kPageMask || !known_advice(a.a[2])) return -EINVAL;
-    uint64_t len = page_align_up(a.a[1]);
-    if (a.a[1] && !len) return -EINVAL;  // wrapped while rounding up
+}  // namespace
+
+int64_t sys_madvise(Process& p, MadviseArgs a) {
+    if (a.addr() & kPageMask || !known_advice(a.advice())) return -EINVAL;
+    uint64_t len = page_align_up(a.length());
+    if (a.length() && !len) return -EINVAL;  // wrapped while rounding up
     if (len == 0) return 0;
-    if (a.a[0] > kUserEnd - len) return -EINVAL;
-    if (a.a[2] == MADV_DONTNEED || a.a[2] == MADV_FREE) {
-        if (!p.as().is_mapped(a.a[0], len)) return -ENOMEM;
+    if (a.addr() > kUserEnd - len) return -EINVAL;
+    if (a.advice() == MADV_DONTNEED || a.advice() == MADV_FREE) {
+        if (!p.as().is_mapped(a.addr(), len)) return -ENOMEM;
         // Anonymous private memory reads back as zeros after DONTNEED.
-        for (uint64_t va = a.a[0]; va < a.a[0] + len; va += kPageSize) {
+        for (uint64_t va = a.addr(); va < a.addr() + len; va += kPageSize) {
             uint64_t e = p.as().tables().leaf(va);
             if (e & memory::pte::kPresent) (void)p.as().memory().discard(e & memory::pte::kAddrMask, kPageSize);
         }
     }
     return 0;
-}
-
-}  // namespace
-
-void register_memory_syscalls(SyscallTable& t) {
-    t.add(SYS_brk, "brk", "p", sys_brk);
-    t.add(SYS_mmap, "mmap", "puxxfx", sys_mmap);
-    t.add(SYS_munmap, "munmap", "pu", sys_munmap);
-    t.add(SYS_mprotect, "mprotect", "pux", sys_mprotect);
-    t.add(SYS_mremap, "mremap", "puuxp", sys_mremap);
-    t.add(SYS_madvise, "madvise", "pui", sys_madvise);
 }
 
 }  // namespace vessel::thin

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "thin/process.h"
+#include "thin/sys_handlers.h"
 
 namespace vessel::thin {
 namespace {
@@ -21,90 +22,92 @@ constexpr uint32_t kSsAutoDisarm = 1u << 31;  // SS_AUTODISARM (uapi)
 constexpr uint64_t kMinSigStackSize = 2048;  // MINSIGSTKSZ
 constexpr uint64_t ARCH_SET_GS = 0x1001, ARCH_SET_FS = 0x1002, ARCH_GET_FS = 0x1003, ARCH_GET_GS = 0x1004;
 
-int64_t sys_exit(Process& p, const SyscallArgs& a) {
-    p.exit(static_cast<int>(a.a[0]));
+}  // namespace
+
+int64_t sys_exit(Process& p, ExitArgs a) {
+    p.exit(static_cast<int>(a.status()));
     return 0;
 }
 
-int64_t sys_getpid(Process&, const SyscallArgs&) { return kGuestPid; }
-int64_t sys_getppid(Process&, const SyscallArgs&) { return 0; }
-int64_t sys_getuid(Process& p, const SyscallArgs&) { return p.options().uid; }
-int64_t sys_getgid(Process& p, const SyscallArgs&) { return p.options().gid; }
+int64_t sys_getpid(Process&, NoArgs) { return kGuestPid; }
+int64_t sys_getppid(Process&, NoArgs) { return 0; }
+int64_t sys_getuid(Process& p, NoArgs) { return p.options().uid; }
+int64_t sys_getgid(Process& p, NoArgs) { return p.options().gid; }
 
-int64_t sys_set_tid_address(Process& p, const SyscallArgs& a) {
-    p.set_clear_child_tid(a.a[0]);
+int64_t sys_set_tid_address(Process& p, SetTidAddressArgs a) {
+    p.set_clear_child_tid(a.tidptr());
     return kGuestPid;
 }
 
-int64_t sys_set_robust_list(Process&, const SyscallArgs& a) {
-    return a.a[1] == 24 ? 0 : -EINVAL;  // sizeof(struct robust_list_head)
+int64_t sys_set_robust_list(Process&, SetRobustListArgs a) {
+    return a.len() == 24 ? 0 : -EINVAL;  // sizeof(struct robust_list_head)
 }
 
-int64_t sys_arch_prctl(Process& p, const SyscallArgs& a) {
-    switch (a.a[0]) {
+int64_t sys_arch_prctl(Process& p, ArchPrctlArgs a) {
+    switch (a.code()) {
         case ARCH_SET_FS:
         case ARCH_SET_GS: {
-            if (a.a[1] >= (1ull << 47)) return -EPERM;  // non-canonical / kernel half
-            bool ok = a.a[0] == ARCH_SET_FS ? p.cpu().set_fs_base(a.a[1]) : p.cpu().set_gs_base(a.a[1]);
+            if (a.addr() >= (1ull << 47)) return -EPERM;  // non-canonical / kernel half
+            bool ok = a.code() == ARCH_SET_FS ? p.cpu().set_fs_base(a.addr()) : p.cpu().set_gs_base(a.addr());
             return ok ? 0 : -EINVAL;
         }
         case ARCH_GET_FS:
         case ARCH_GET_GS: {
-            uint64_t v = a.a[0] == ARCH_GET_FS ? p.cpu().fs_base() : p.cpu().gs_base();
-            return p.mem().write_obj(a.a[1], v) ? 0 : -EFAULT;
+            uint64_t v = a.code() == ARCH_GET_FS ? p.cpu().fs_base() : p.cpu().gs_base();
+            return p.mem().write_obj(a.addr(), v) ? 0 : -EFAULT;
         }
         default: return -EINVAL;
     }
 }
 
-int64_t sys_rt_sigaction(Process& p, const SyscallArgs& a) {
-    int sig = static_cast<int>(a.a[0]);
-    if (sig < 1 || sig > 64 || a.a[3] != 8) return -EINVAL;
+int64_t sys_rt_sigaction(Process& p, SigactionArgs a) {
+    int sig = static_cast<int>(a.signum());
+    if (sig < 1 || sig > 64 || a.sigsetsize() != 8) return -EINVAL;
     auto& slot = p.sigactions()[sig - 1];
     kernel_sigaction_t old = slot;
-    if (a.a[1]) {
+    if (a.act()) {
         if (sig == kSigKill || sig == kSigStop) return -EINVAL;
         kernel_sigaction_t act;
-        if (!p.mem().read_obj(a.a[1], act)) return -EFAULT;
+        if (!p.mem().read_obj(a.act(), act)) return -EFAULT;
         slot = act;
     }
-    if (a.a[2] && !p.mem().write_obj(a.a[2], old)) return -EFAULT;
+    if (a.oldact() && !p.mem().write_obj(a.oldact(), old)) return -EFAULT;
     return 0;
 }
 
-int64_t sys_rt_sigprocmask(Process& p, const SyscallArgs& a) {
-    if (a.a[3] != 8) return -EINVAL;
+int64_t sys_rt_sigprocmask(Process& p, SigprocmaskArgs a) {
+    if (a.sigsetsize() != 8) return -EINVAL;
     uint64_t old = p.signal_mask();
-    if (a.a[1]) {
+    if (a.set()) {
         uint64_t set;
-        if (!p.mem().read_obj(a.a[1], set)) return -EFAULT;
+        if (!p.mem().read_obj(a.set(), set)) return -EFAULT;
         set &= ~((1ull << (kSigKill - 1)) | (1ull << (kSigStop - 1)));
-        switch (a.a[0]) {
+        switch (a.how()) {
             case SIG_BLOCK: p.signal_mask() |= set; break;
             case SIG_UNBLOCK: p.signal_mask() &= ~set; break;
             case SIG_SETMASK: p.signal_mask() = set; break;
             default: return -EINVAL;
         }
     }
-    if (a.a[2] && !p.mem().write_obj(a.a[2], old)) return -EFAULT;
+    if (a.oldset() && !p.mem().write_obj(a.oldset(), old)) return -EFAULT;
     return 0;
 }
 
-int64_t sys_sigaltstack(Process& p, const SyscallArgs& a) {
+int64_t sys_sigaltstack(Process& p, SigaltstackArgs a) {
     auto old = p.sigaltstack();
-    if (a.a[0]) {
+    if (a.ss()) {
         std::array<uint64_t, 3> ss;  // sp, flags (int + pad), size
-        if (!p.mem().read(a.a[0], ss.data(), 24)) return -EFAULT;
+        if (!p.mem().read(a.ss(), ss.data(), 24)) return -EFAULT;
         uint32_t flags = static_cast<uint32_t>(ss[1]);
         if (flags & ~(SS_DISABLE | kSsAutoDisarm)) return -EINVAL;
         if (!(flags & SS_DISABLE) && ss[2] < kMinSigStackSize) return -ENOMEM;
         p.sigaltstack() = {ss[0], flags, ss[2], 0};
     }
-    if (a.a[1] && !p.mem().write(a.a[1], old.data(), 24)) return -EFAULT;
+    if (a.old_ss() && !p.mem().write(a.old_ss(), old.data(), 24)) return -EFAULT;
     return 0;
 }
 
-int64_t sys_uname(Process& p, const SyscallArgs& a) {
+int64_t sys_uname(Process& p, UnameArgs a) {
     struct utsname host;
     ::uname(&host);
     struct utsname u{};
@@ -114,10 +117,8 @@ int64_t sys_uname(Process& p, const SyscallArgs& a) {
     std::memcpy(u.version, host.version, sizeof u.version);
     std::strcpy(u.machine, "x86_64");
     std::strcpy(u.domainname, "(none)");
-    return p.mem().write_obj(a.a[0], u) ? 0 : -EFAULT;
+    return p.mem().write_obj(a.buf(), u) ? 0 : -EFAULT;
 }
-
-}  // namespace
 
 Rlimit guest_rlimit(unsigned resource) {
     switch (resource) {
@@ -132,72 +133,70 @@ Rlimit guest_rlimit(unsigned resource) {
     }
 }
 
-namespace {
-
-int64_t sys_prlimit64(Process& p, const SyscallArgs& a) {
-    if (a.a[0] != 0 && static_cast<int64_t>(a.a[0]) != kGuestPid) return -ESRCH;
-    if (a.a[1] >= RLIM_NLIMITS) return -EINVAL;
-    Rlimit l = guest_rlimit(static_cast<unsigned>(a.a[1]));
-    if (a.a[2]) {
+int64_t sys_prlimit64(Process& p, Prlimit64Args a) {
+    if (a.pid() != 0 && static_cast<int64_t>(a.pid()) != kGuestPid) return -ESRCH;
+    if (a.resource() >= RLIM_NLIMITS) return -EINVAL;
+    Rlimit l = guest_rlimit(static_cast<unsigned>(a.resource()));
+    if (a.new_limit()) {
         Rlimit want;
-        if (!p.mem().read_obj(a.a[2], want)) return -EFAULT;
+        if (!p.mem().read_obj(a.new_limit(), want)) return -EFAULT;
         if (want.cur > want.max) return -EINVAL;
         if (want.max > l.max) return -EPERM;
         // Accepted but not enforced beyond the VM's own limits.
     }
-    if (a.a[3] && !p.mem().write_obj(a.a[3], l)) return -EFAULT;
+    if (a.old_limit() && !p.mem().write_obj(a.old_limit(), l)) return -EFAULT;
     return 0;
 }
 
-int64_t sys_getrlimit(Process& p, const SyscallArgs& a) {
-    if (a.a[0] >= RLIM_NLIMITS) return -EINVAL;
-    Rlimit l = guest_rlimit(static_cast<unsigned>(a.a[0]));
-    return p.mem().write_obj(a.a[1], l) ? 0 : -EFAULT;
+int64_t sys_getrlimit(Process& p, GetrlimitArgs a) {
+    if (a.resource() >= RLIM_NLIMITS) return -EINVAL;
+    Rlimit l = guest_rlimit(static_cast<unsigned>(a.resource()));
+    return p.mem().write_obj(a.rlim(), l) ? 0 : -EFAULT;
 }
 
-int64_t sys_sched_yield(Process&, const SyscallArgs&) { return 0; }
+int64_t sys_sched_yield(Process&, NoArgs) { return 0; }
 
-int64_t sys_sched_getaffinity(Process& p, const SyscallArgs& a) {
-    if (a.a[0] != 0 && static_cast<int64_t>(a.a[0]) != kGuestPid) return -ESRCH;
-    if (a.a[1] < 8 || a.a[1] & 7) return -EINVAL;
+int64_t sys_sched_getaffinity(Process& p, SchedGetaffinityArgs a) {
+    if (a.pid() != 0 && static_cast<int64_t>(a.pid()) != kGuestPid) return -ESRCH;
+    if (a.cpusetsize() < 8 || a.cpusetsize() & 7) return -EINVAL;
     uint64_t mask = 1;  // one vCPU
-    return p.mem().write_obj(a.a[2], mask) ? 8 : -EFAULT;
+    return p.mem().write_obj(a.mask(), mask) ? 8 : -EFAULT;
 }
 
-int64_t sys_futex(Process& p, const SyscallArgs& a) {
-    int op = static_cast<int>(a.a[1]) & FUTEX_CMD_MASK;
+int64_t sys_futex(Process& p, FutexArgs a) {
+    int op = static_cast<int>(a.op()) & FUTEX_CMD_MASK;
     switch (op) {
         case FUTEX_WAKE:
         case FUTEX_WAKE_BITSET: return 0;  // no other threads to wake
         case FUTEX_WAIT:
         case FUTEX_WAIT_BITSET: {
             uint32_t v;
-            if (!p.mem().read_obj(a.a[0], v)) return -EFAULT;
-            if (v != static_cast<uint32_t>(a.a[2])) return -EAGAIN;
+            if (!p.mem().read_obj(a.uaddr(), v)) return -EFAULT;
+            if (v != static_cast<uint32_t>(a.val())) return -EAGAIN;
             // Nobody else can change the word: waiting would never end.
-            return a.a[3] ? -ETIMEDOUT : -EDEADLK;
+            return a.timeout() ? -ETIMEDOUT : -EDEADLK;
         }
         default: return -ENOSYS;
     }
 }
 
-int64_t sys_umask(Process& p, const SyscallArgs& a) {
+int64_t sys_umask(Process& p, UmaskArgs a) {
     unsigned old = p.umask();
-    p.umask() = static_cast<unsigned>(a.a[0]) & 0777;
+    p.umask() = static_cast<unsigned>(a.mask()) & 0777;
     return old;
 }
 
-int64_t sys_getrandom(Process& p, const SyscallArgs& a) {
-    if (a.a[2] & ~uint64_t(GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE)) return -EINVAL;
-    uint64_t len = std::min<uint64_t>(a.a[1], 32 << 20);
+int64_t sys_getrandom(Process& p, GetrandomArgs a) {
+    if (a.flags() & ~uint64_t(GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE)) return -EINVAL;
+    uint64_t len = std::min<uint64_t>(a.count(), 32 << 20);
     uint64_t done = 0;
-    bool ok = p.mem().for_each_chunk(a.a[0], len, true, [&](uint8_t* h, uint64_t n) {
+    bool ok = p.mem().for_each_chunk(a.buf(), len, true, [&](uint8_t* h, uint64_t n) {
         if (::getrandom(h, n, 0) == static_cast<ssize_t>(n)) done += n;
     });
     return ok || done ? static_cast<int64_t>(done) : -EFAULT;
 }
 
-int64_t sys_sysinfo(Process& p, const SyscallArgs& a) {
+int64_t sys_sysinfo(Process& p, SysinfoArgs a) {
     struct sysinfo host;
     ::sysinfo(&host);
     struct sysinfo s{};
@@ -207,36 +206,7 @@ int64_t sys_sysinfo(Process& p, const SyscallArgs& a) {
     s.freeram = p.as().allocator().pages_free() * memory::kPageSize;
     s.procs = 1;
     s.mem_unit = 1;
-    return p.mem().write_obj(a.a[0], s) ? 0 : -EFAULT;
-}
-
-}  // namespace
-
-void register_process_syscalls(SyscallTable& t) {
-    t.add(SYS_exit, "exit", "i", sys_exit);
-    t.add(SYS_exit_group, "exit_group", "i", sys_exit);
-    t.add(SYS_getpid, "getpid", "", sys_getpid);
-    t.add(SYS_gettid, "gettid", "", sys_getpid);
-    t.add(SYS_getppid, "getppid", "", sys_getppid);
-    t.add(SYS_getuid, "getuid", "", sys_getuid);
-    t.add(SYS_geteuid, "geteuid", "", sys_getuid);
-    t.add(SYS_getgid, "getgid", "", sys_getgid);
-    t.add(SYS_getegid, "getegid", "", sys_getgid);
-    t.add(SYS_set_tid_address, "set_tid_address", "p", sys_set_tid_address);
-    t.add(SYS_set_robust_list, "set_robust_list", "pu", sys_set_robust_list);
-    t.add(SYS_arch_prctl, "arch_prctl", "xp", sys_arch_prctl);
-    t.add(SYS_rt_sigaction, "rt_sigaction", "ippu", sys_rt_sigaction);
-    t.add(SYS_rt_sigprocmask, "rt_sigprocmask", "ippu", sys_rt_sigprocmask);
-    t.add(SYS_sigaltstack, "sigaltstack", "pp", sys_sigaltstack);
-    t.add(SYS_uname, "uname", "p", sys_uname);
-    t.add(SYS_prlimit64, "prlimit64", "iupp", sys_prlimit64);
-    t.add(SYS_getrlimit, "getrlimit", "up", sys_getrlimit);
-    t.add(SYS_sched_yield, "sched_yield", "", sys_sched_yield);
-    t.add(SYS_sched_getaffinity, "sched_getaffinity", "iup", sys_sched_getaffinity);
-    t.add(SYS_futex, "futex", "pxupp", sys_futex);
-    t.add(SYS_umask, "umask", "o", sys_umask);
-    t.add(SYS_getrandom, "getrandom", "pux", sys_getrandom);
-    t.add(SYS_sysinfo, "sysinfo", "p", sys_sysinfo);
+    return p.mem().write_obj(a.info(), s) ? 0 : -EFAULT;
 }
 
 }  // namespace vessel::thin

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "thin/process.h"
+#include "thin/sys_handlers.h"
 
 namespace vessel::thin {
 namespace {
@@ -42,39 +43,43 @@ int host_or_shared(Process& p, clockid_t id, timespec& ts) {
     return ::clock_gettime(id, &ts) < 0 ? -errno : 0;
 }
 
-int64_t sys_clock_gettime(Process& p, const SyscallArgs& a) {
-    if (!clock_ok(a.a[0])) return -EINVAL;
+}  // namespace
+
+int64_t sys_clock_gettime(Process& p, ClockArgs a) {
+    if (!clock_ok(a.clock())) return -EINVAL;
     timespec ts;
-    if (int r = host_or_shared(p, static_cast<clockid_t>(a.a[0]), ts); r < 0) return r;
-    return p.mem().write_obj(a.a[1], ts) ? 0 : -EFAULT;
+    if (int r = host_or_shared(p, static_cast<clockid_t>(a.clock()), ts); r < 0) return r;
+    return p.mem().write_obj(a.ts(), ts) ? 0 : -EFAULT;
 }
 
-int64_t sys_clock_getres(Process& p, const SyscallArgs& a) {
-    if (!clock_ok(a.a[0])) return -EINVAL;
+int64_t sys_clock_getres(Process& p, ClockArgs a) {
+    if (!clock_ok(a.clock())) return -EINVAL;
     timespec ts;
-    if (::clock_getres(static_cast<clockid_t>(a.a[0]), &ts) < 0) return -errno;
-    return !a.a[1] || p.mem().write_obj(a.a[1], ts) ? 0 : -EFAULT;
+    if (::clock_getres(static_cast<clockid_t>(a.clock()), &ts) < 0) return -errno;
+    return !a.ts() || p.mem().write_obj(a.ts(), ts) ? 0 : -EFAULT;
 }
 
-int64_t sys_gettimeofday(Process& p, const SyscallArgs& a) {
+int64_t sys_gettimeofday(Process& p, GettimeofdayArgs a) {
     timespec ts;
     (void)host_or_shared(p, CLOCK_REALTIME, ts);
     timeval tv{ts.tv_sec, ts.tv_nsec / 1000};
-    if (a.a[0] && !p.mem().write_obj(a.a[0], tv)) return -EFAULT;
-    if (a.a[1]) {
+    if (a.tv() && !p.mem().write_obj(a.tv(), tv)) return -EFAULT;
+    if (a.tz()) {
         struct timezone tz{};
-        if (!p.mem().write_obj(a.a[1], tz)) return -EFAULT;
+        if (!p.mem().write_obj(a.tz(), tz)) return -EFAULT;
     }
     return 0;
 }
 
-int64_t sys_time(Process& p, const SyscallArgs& a) {
+int64_t sys_time(Process& p, TimeArgs a) {
     timespec ts;
     (void)host_or_shared(p, CLOCK_REALTIME, ts);
     int64_t t = ts.tv_sec;
-    if (a.a[0] && !p.mem().write_obj(a.a[0], t)) return -EFAULT;
+    if (a.tloc() && !p.mem().write_obj(a.tloc(), t)) return -EFAULT;
     return t;
 }
+
+namespace {
 
 bool valid(const timespec& ts) { return ts.tv_sec >= 0 && ts.tv_nsec >= 0 && ts.tv_nsec < 1000000000; }
 
@@ -87,25 +92,16 @@ int64_t sleep_common(Process& p, clockid_t clock, int flags, uint64_t req_ptr, u
     return -r;
 }
 
-int64_t sys_nanosleep(Process& p, const SyscallArgs& a) {
-    return sleep_common(p, CLOCK_MONOTONIC, 0, a.a[0], a.a[1]);
-}
-
-int64_t sys_clock_nanosleep(Process& p, const SyscallArgs& a) {
-    if (!clock_ok(a.a[0]) || a.a[0] == CLOCK_THREAD_CPUTIME_ID) return -EINVAL;
-    if (a.a[1] & ~uint64_t(TIMER_ABSTIME)) return -EINVAL;
-    return sleep_common(p, static_cast<clockid_t>(a.a[0]), static_cast<int>(a.a[1]), a.a[2], a.a[3]);
-}
-
 }  // namespace
 
-void register_time_syscalls(SyscallTable& t) {
-    t.add(SYS_clock_gettime, "clock_gettime", "ip", sys_clock_gettime);
-    t.add(SYS_clock_getres, "clock_getres", "ip", sys_clock_getres);
-    t.add(SYS_gettimeofday, "gettimeofday", "pp", sys_gettimeofday);
-    t.add(SYS_time, "time", "p", sys_time);
-    t.add(SYS_nanosleep, "nanosleep", "pp", sys_nanosleep);
-    t.add(SYS_clock_nanosleep, "clock_nanosleep", "ixpp", sys_clock_nanosleep);
+int64_t sys_nanosleep(Process& p, NanosleepArgs a) {
+    return sleep_common(p, CLOCK_MONOTONIC, 0, a.req(), a.rem());
+}
+
+int64_t sys_clock_nanosleep(Process& p, ClockNanosleepArgs a) {
+    if (!clock_ok(a.clock()) || a.clock() == CLOCK_THREAD_CPUTIME_ID) return -EINVAL;
+    if (a.flags() & ~uint64_t(TIMER_ABSTIME)) return -EINVAL;
+    return sleep_common(p, static_cast<clockid_t>(a.clock()), static_cast<int>(a.flags()), a.req(), a.rem());
 }
 
 }  // namespace vessel::thin

@@ -184,6 +184,67 @@ TEST_F(Syscalls, BrkGrowsAndShrinksButNeverIntoAMapping) {
     EXPECT_EQ(static_cast<uint64_t>(call(SYS_brk, 1ull << 50)), start + 100);
 }
 
+// The short forms share their code with the long ones (sys_fd.cc, sys_path.cc).
+TEST_F(Syscalls, PipeAndChmodBehaveLikePipe2AndFchmodat) {
+    ASSERT_EQ(call(SYS_pipe, kScratch), 0);
+    int32_t fds[2];
+    ASSERT_TRUE(as_->view().read(kScratch, fds, sizeof fds));
+    EXPECT_EQ(call(SYS_write, fds[1], str("hi", 1), 2), 2);
+    EXPECT_EQ(call(SYS_read, fds[0], kScratch + 4096, 2), 2);
+    EXPECT_EQ(call(SYS_fcntl, fds[0], F_GETFD), 0);  // pipe: no O_CLOEXEC
+    EXPECT_EQ(call(SYS_pipe, kReadOnly), -EFAULT);
+    int64_t fd = call(SYS_open, str("/w/m"), O_WRONLY | O_CREAT, 0600);
+    ASSERT_GE(fd, 0);
+    EXPECT_EQ(call(SYS_chmod, str("/w/m"), 0640), 0);
+    struct stat st;
+    ASSERT_EQ(::stat((dir_ + "/rw/m").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0640u);
+    EXPECT_EQ(call(SYS_fchmodat, static_cast<uint64_t>(AT_FDCWD), str("/w/m"), 0604), 0);
+    ASSERT_EQ(::stat((dir_ + "/rw/m").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0604u);
+    EXPECT_EQ(call(SYS_chmod, str("/file"), 0600), -EROFS);
+}
+
+// A hole the guest punches in the heap pages mapped ahead of the break must
+// be seen (Process::handle recomputes the heap's end after munmap: the
+// kRemaps effect), or brk would hand out unmapped memory.
+TEST_F(Syscalls, BrkRemapsAHoleUnmappedAheadOfTheBreak) {
+    uint64_t start = call(SYS_brk, 0);
+    EXPECT_EQ(static_cast<uint64_t>(call(SYS_brk, start + 4096)), start + 4096);
+    EXPECT_EQ(call(SYS_munmap, start + 8192, 4096), 0);
+    EXPECT_FALSE(as_->view().write(start + 8192, "x", 1));
+    EXPECT_EQ(static_cast<uint64_t>(call(SYS_brk, start + 12288)), start + 12288);
+    EXPECT_TRUE(as_->view().write(start + 12287, "x", 1));
+}
+
+// --trace-syscalls prints each call by its table entry's trace format.
+TEST_F(Syscalls, TraceLinesFollowTheTablesFormats) {
+    char* text = nullptr;
+    size_t size = 0;
+    std::FILE* out = ::open_memstream(&text, &size);
+    ASSERT_NE(out, nullptr);
+    auto sb = Sandbox::create(dir_ + "/root", {});
+    ASSERT_TRUE(sb.has_value());
+    ProcessOptions o;
+    o.trace = true;
+    o.trace_out = out;
+    Process traced(*as_, std::move(*sb), cpu_, o);
+    const uint64_t path = str("/file");
+    const int64_t fd = traced.handle({SYS_openat, {static_cast<uint64_t>(AT_FDCWD), path, O_RDONLY, 0, 0, 0}});
+    ASSERT_GE(fd, 0);
+    traced.handle({SYS_read, {static_cast<uint64_t>(fd), kScratch + 4096, 7, 0, 0, 0}});
+    traced.handle({SYS_fork, {}});
+    std::fclose(out);
+    const std::string trace(text, size);
+    std::free(text);
+    EXPECT_NE(trace.find("openat(AT_FDCWD, \"/file\", 0x0, 00) = " + std::to_string(fd) + "\n"), std::string::npos)
+        << trace;
+    EXPECT_NE(trace.find("read(" + std::to_string(fd) + ", 0x10001000, 7) = 7\n"), std::string::npos) << trace;
+    EXPECT_NE(trace.find("fork(0x0, 0x0, 0x0, 0x0, 0x0, 0x0) = -1 ENOSYS (Function not implemented) [unsupported]\n"),
+              std::string::npos)
+        << trace;
+}
+
 TEST_F(Syscalls, ArchPrctlGoesToTheCpu) {
     EXPECT_EQ(call(SYS_arch_prctl, 0x1002 /* SET_FS */, 0x7000), 0);
     EXPECT_EQ(cpu_.fs, 0x7000u);

@@ -1,0 +1,30 @@
+// Helpers the file and descriptor families (sys_rw.cc, sys_stat.cc,
+// sys_path.cc, sys_fd.cc) share.
+//
+// Rule: a guest path is first resolved to a host descriptor inside the
+// sandbox (Sandbox::open/open_path/open_parent, all RESOLVE_IN_ROOT), and the
+// operation is then applied to that descriptor (AT_EMPTY_PATH) or to a single
+// name in a pinned parent directory. No host call ever follows a
+// guest-controlled symlink on its own.
+#pragma once
+
+#include <cstdint>
+
+#include "base/fd.h"
+#include "thin/process.h"
+
+namespace vessel::thin {
+
+// The open file behind a guest descriptor (the full register: values above
+// INT32_MAX are no descriptor), or nullptr.
+inline OpenFile* file_of(Process& p, uint64_t fd) {
+    if (fd > INT32_MAX) return nullptr;
+    auto* e = p.fds().get(static_cast<int>(fd));
+    return e ? e->file.get() : nullptr;
+}
+
+// A host descriptor for (dirfd, path): the file itself (O_PATH), or the
+// descriptor's own file for AT_EMPTY_PATH. `holder` keeps a fresh one open.
+int64_t resolve(Process& p, int dirfd, uint64_t path_ptr, int flags, Fd& holder, int& host_fd);
+
+}  // namespace vessel::thin

@@ -1,0 +1,130 @@
+// Calls that look at files without changing them: stat and friends,
+// directory listings, symlink texts and permission checks.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <vector>
+
+#include "thin/process.h"
+#include "thin/sys_files.h"
+#include "thin/sys_handlers.h"
+
+namespace vessel::thin {
+namespace {
+
+int64_t stat_common(Process& p, int dirfd, uint64_t path_ptr, uint64_t buf, int flags) {
+    if (flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT)) return -EINVAL;
+    Fd holder;
+    int host;
+    if (int64_t r = resolve(p, dirfd, path_ptr, flags, holder, host); r < 0) return r;
+    struct stat st;
+    if (::fstatat(host, "", &st, AT_EMPTY_PATH) < 0) return -errno;
+    return p.mem().write_obj(buf, st) ? 0 : -EFAULT;
+}
+
+}  // namespace
+
+int64_t sys_stat(Process& p, StatArgs a) { return stat_common(p, AT_FDCWD, a.path(), a.buf(), 0); }
+
+int64_t sys_lstat(Process& p, StatArgs a) {
+    return stat_common(p, AT_FDCWD, a.path(), a.buf(), AT_SYMLINK_NOFOLLOW);
+}
+
+int64_t sys_fstat(Process& p, IoArgs a) {
+    OpenFile* f = file_of(p, a.fd());
+    if (!f) return -EBADF;
+    struct stat st;
+    if (::fstat(f->host.get(), &st) < 0) return -errno;
+    return p.mem().write_obj(a.buf(), st) ? 0 : -EFAULT;
+}
+
+int64_t sys_newfstatat(Process& p, FstatatArgs a) {
+    return stat_common(p, a.dirfd(), a.path(), a.buf(), static_cast<int>(a.flags()));
+}
+
+int64_t sys_statx(Process& p, StatxArgs a) {
+    int flags = static_cast<int>(a.flags());
+    if (flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT | AT_STATX_SYNC_TYPE)) return -EINVAL;
+    Fd holder;
+    int host;
+    if (int64_t r = resolve(p, a.dirfd(), a.path(), flags, holder, host); r < 0) return r;
+    struct statx sx;
+    if (::statx(host, "", AT_EMPTY_PATH | (flags & AT_STATX_SYNC_TYPE), static_cast<unsigned>(a.mask()), &sx) < 0)
+        return -errno;
+    return p.mem().write_obj(a.buf(), sx) ? 0 : -EFAULT;
+}
+
+int64_t sys_getdents64(Process& p, IoArgs a) {
+    OpenFile* f = file_of(p, a.fd());
+    if (!f) return -EBADF;
+    if (!f->directory) return -ENOTDIR;
+    std::vector<uint8_t> buf(std::min<uint64_t>(a.count(), 1 << 20));
+    long n = ::syscall(SYS_getdents64, f->host.get(), buf.data(), buf.size());
+    if (n < 0) return -errno;
+    return p.mem().write(a.buf(), buf.data(), static_cast<uint64_t>(n)) ? n : -EFAULT;
+}
+
+namespace {
+
+int64_t readlink_common(Process& p, int dirfd, uint64_t path_ptr, uint64_t buf, uint64_t size) {
+    if (static_cast<int64_t>(size) <= 0) return -EINVAL;
+    Fd holder;
+    int host;
+    // An empty path names `dirfd` itself (never the cwd), as in Linux.
+    auto name = p.mem().read_cstring(path_ptr, PATH_MAX - 1);
+    if (!name) return -name.error().sys_errno;
+    bool empty_path = name->empty();
+    if (empty_path && dirfd == AT_FDCWD) return -ENOENT;
+    if (int64_t r = resolve(p, dirfd, path_ptr, AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH, holder, host); r < 0) return r;
+    std::vector<char> out(std::min<uint64_t>(size, PATH_MAX));
+    ssize_t n = ::readlinkat(host, "", out.data(), out.size());
+    if (n < 0) {
+        // readlinkat(fd, "") on a non-symlink says ENOENT; a guest that named
+        // the file by a non-empty path must see readlink(2)'s EINVAL instead.
+        int e = errno;
+        struct stat st;
+        if (e == ENOENT && !empty_path && ::fstat(host, &st) == 0 && !S_ISLNK(st.st_mode)) return -EINVAL;
+        return -e;
+    }
+    return p.mem().write(buf, out.data(), static_cast<uint64_t>(n)) ? n : -EFAULT;
+}
+
+}  // namespace
+
+int64_t sys_readlink(Process& p, ReadlinkArgs a) { return readlink_common(p, AT_FDCWD, a.path(), a.buf(), a.size()); }
+
+int64_t sys_readlinkat(Process& p, ReadlinkatArgs a) {
+    return readlink_common(p, a.dirfd(), a.path(), a.buf(), a.size());
+}
+
+namespace {
+
+int64_t access_common(Process& p, int dirfd, uint64_t path_ptr, uint64_t mode, int flags) {
+    if (mode & ~uint64_t(R_OK | W_OK | X_OK)) return -EINVAL;
+    if (flags & ~(AT_SYMLINK_NOFOLLOW | AT_EACCESS | AT_EMPTY_PATH)) return -EINVAL;
+    std::string path;
+    if (int64_t r = p.read_path(dirfd, path_ptr, path, flags & AT_EMPTY_PATH); r < 0) return r;
+    Fd holder;
+    int host;
+    if (int64_t r = resolve(p, dirfd, path_ptr, flags, holder, host); r < 0) return r;
+    if (::syscall(SYS_faccessat2, host, "", static_cast<int>(mode), AT_EMPTY_PATH | (flags & AT_EACCESS)) < 0)
+        return -errno;
+    if ((mode & W_OK) && !path.empty() && p.sandbox().read_only(path)) return -EROFS;
+    return 0;
+}
+
+}  // namespace
+
+int64_t sys_access(Process& p, PathModeArgs a) { return access_common(p, AT_FDCWD, a.path(), a.mode(), 0); }
+
+int64_t sys_faccessat(Process& p, AtPathModeArgs a) {
+    return access_common(p, a.dirfd(), a.path(), a.mode(), 0);
+}
+
+int64_t sys_faccessat2(Process& p, AtPathModeArgs a) {
+    return access_common(p, a.dirfd(), a.path(), a.mode(), static_cast<int>(a.flags()));
+}
+
+}  // namespace vessel::thin

@@ -1,0 +1,416 @@
+// A system call's registers, and typed views of them that name each argument.
+#pragma once
+
+#include <fcntl.h>
+
+#include <cstdint>
+
+namespace vessel::thin {
+
+// The number and the six argument registers (rdi, rsi, rdx, r10, r8, r9).
+struct SyscallArgs {
+    uint64_t nr;
+    uint64_t a[6];
+};
+
+// The views let a handler read `args.fd()` rather than `a.a[0]`: the
+// position of each argument is written once, here, next to its name, and
+// syscall_table.inc says which view each call reads. An accessor returns
+// the register as the handlers have always converted it: descriptors as the
+// full register (file_of() and friends reject values above INT32_MAX),
+// directory descriptors of the *at calls as int (AT_FDCWD is negative),
+// everything else as the raw 64-bit value.
+class ArgsView {
+public:
+    explicit ArgsView(const SyscallArgs& a) : a_(&a) {}
+
+protected:
+    uint64_t u(unsigned i) const { return a_->a[i]; }
+    int i32(unsigned i) const { return static_cast<int>(a_->a[i]); }
+
+private:
+    const SyscallArgs* a_;
+};
+
+// --- Files and descriptors (sys_rw.cc, sys_stat.cc, sys_path.cc, sys_fd.cc) ---
+
+// close, fsync, fdatasync, dup, fchdir
+struct FdArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t fd() const { return u(0); }
+};
+// read, write, pread64, pwrite64, getdents64, fstat (buf only)
+struct IoArgs : FdArgs {
+    using FdArgs::FdArgs;
+    uint64_t buf() const { return u(1); }
+    uint64_t count() const { return u(2); }
+    int64_t offset() const { return static_cast<int64_t>(u(3)); }
+};
+// readv, writev
+struct IovArgs : FdArgs {
+    using FdArgs::FdArgs;
+    uint64_t iov() const { return u(1); }
+    uint64_t iovcnt() const { return u(2); }
+};
+// lseek
+struct SeekArgs : FdArgs {
+    using FdArgs::FdArgs;
+    uint64_t offset() const { return u(1); }
+    uint64_t whence() const { return u(2); }
+};
+// ftruncate
+struct TruncateArgs : FdArgs {
+    using FdArgs::FdArgs;
+    uint64_t length() const { return u(1); }
+};
+// fchmod
+struct FdModeArgs : FdArgs {
+    using FdArgs::FdArgs;
+    uint64_t mode() const { return u(1); }
+};
+// fchown
+struct FdOwnerArgs : FdArgs {
+    using FdArgs::FdArgs;
+    uint64_t uid() const { return u(1); }
+    uint64_t gid() const { return u(2); }
+};
+// fcntl
+struct FcntlArgs : FdArgs {
+    using FdArgs::FdArgs;
+    uint64_t cmd() const { return u(1); }
+    uint64_t arg() const { return u(2); }
+};
+// ioctl
+struct IoctlArgs : FdArgs {
+    using FdArgs::FdArgs;
+    uint64_t request() const { return u(1); }
+    uint64_t arg() const { return u(2); }
+};
+// dup2, dup3
+struct DupArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t oldfd() const { return u(0); }
+    uint64_t newfd() const { return u(1); }
+    uint64_t flags() const { return u(2); }
+};
+// pipe, pipe2
+struct PipeArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t fds() const { return u(0); }
+    uint64_t flags() const { return u(1); }
+};
+// getcwd
+struct GetcwdArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t buf() const { return u(0); }
+    uint64_t size() const { return u(1); }
+};
+
+// Path calls. The plain forms (open, stat, ...) name a path relative to the
+// cwd; the *at forms put a directory descriptor first.
+
+// chdir, unlink, rmdir
+struct PathArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t path() const { return u(0); }
+};
+// access, mkdir, chmod, creat
+struct PathModeArgs : PathArgs {
+    using PathArgs::PathArgs;
+    uint64_t mode() const { return u(1); }
+};
+// The *at forms: (dirfd, path, ...).
+struct AtPathArgs : ArgsView {
+    using ArgsView::ArgsView;
+    int dirfd() const { return i32(0); }
+    uint64_t path() const { return u(1); }
+};
+// faccessat, faccessat2, mkdirat, fchmodat
+struct AtPathModeArgs : AtPathArgs {
+    using AtPathArgs::AtPathArgs;
+    uint64_t mode() const { return u(2); }
+    uint64_t flags() const { return u(3); }
+};
+// unlinkat
+struct AtPathFlagsArgs : AtPathArgs {
+    using AtPathArgs::AtPathArgs;
+    uint64_t flags() const { return u(2); }
+};
+// open
+struct OpenArgs : PathArgs {
+    using PathArgs::PathArgs;
+    uint64_t flags() const { return u(1); }
+    uint64_t mode() const { return u(2); }
+};
+// openat
+struct OpenatArgs : AtPathArgs {
+    using AtPathArgs::AtPathArgs;
+    uint64_t flags() const { return u(2); }
+    uint64_t mode() const { return u(3); }
+};
+// stat, lstat
+struct StatArgs : PathArgs {
+    using PathArgs::PathArgs;
+    uint64_t buf() const { return u(1); }
+};
+// newfstatat
+struct FstatatArgs : AtPathArgs {
+    using AtPathArgs::AtPathArgs;
+    uint64_t buf() const { return u(2); }
+    uint64_t flags() const { return u(3); }
+};
+// statx
+struct StatxArgs : AtPathArgs {
+    using AtPathArgs::AtPathArgs;
+    uint64_t flags() const { return u(2); }
+    uint64_t mask() const { return u(3); }
+    uint64_t buf() const { return u(4); }
+};
+// readlink
+struct ReadlinkArgs : PathArgs {
+    using PathArgs::PathArgs;
+    uint64_t buf() const { return u(1); }
+    uint64_t size() const { return u(2); }
+};
+// readlinkat
+struct ReadlinkatArgs : AtPathArgs {
+    using AtPathArgs::AtPathArgs;
+    uint64_t buf() const { return u(2); }
+    uint64_t size() const { return u(3); }
+};
+// rename
+struct RenameArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t oldpath() const { return u(0); }
+    uint64_t newpath() const { return u(1); }
+};
+// renameat, renameat2
+struct RenameatArgs : ArgsView {
+    using ArgsView::ArgsView;
+    int olddirfd() const { return i32(0); }
+    uint64_t oldpath() const { return u(1); }
+    int newdirfd() const { return i32(2); }
+    uint64_t newpath() const { return u(3); }
+    uint64_t flags() const { return u(4); }
+};
+// symlink
+struct SymlinkArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t target() const { return u(0); }
+    uint64_t linkpath() const { return u(1); }
+};
+// symlinkat
+struct SymlinkatArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t target() const { return u(0); }
+    int newdirfd() const { return i32(1); }
+    uint64_t linkpath() const { return u(2); }
+};
+// chown, lchown
+struct ChownArgs : PathArgs {
+    using PathArgs::PathArgs;
+    uint64_t uid() const { return u(1); }
+    uint64_t gid() const { return u(2); }
+};
+// fchownat
+struct FchownatArgs : AtPathArgs {
+    using AtPathArgs::AtPathArgs;
+    uint64_t uid() const { return u(2); }
+    uint64_t gid() const { return u(3); }
+    uint64_t flags() const { return u(4); }
+};
+// utimensat: with a NULL path (futimens) the first argument is a plain
+// descriptor, hence both fd() and dirfd().
+struct UtimensatArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t fd() const { return u(0); }
+    int dirfd() const { return i32(0); }
+    uint64_t path() const { return u(1); }
+    uint64_t times() const { return u(2); }
+    uint64_t flags() const { return u(3); }
+};
+
+// --- Memory (sys_memory.cc) ---
+
+// brk
+struct BrkArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t addr() const { return u(0); }
+};
+// mmap
+struct MmapArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t addr() const { return u(0); }
+    uint64_t length() const { return u(1); }
+    uint64_t prot() const { return u(2); }
+    uint64_t flags() const { return u(3); }
+    int fd() const { return i32(4); }
+    uint64_t offset() const { return u(5); }
+};
+// munmap
+struct MunmapArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t addr() const { return u(0); }
+    uint64_t length() const { return u(1); }
+};
+// mprotect
+struct MprotectArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t addr() const { return u(0); }
+    uint64_t length() const { return u(1); }
+    uint64_t prot() const { return u(2); }
+};
+// mremap
+struct MremapArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t old_addr() const { return u(0); }
+    uint64_t old_size() const { return u(1); }
+    uint64_t new_size() const { return u(2); }
+    uint64_t flags() const { return u(3); }
+    uint64_t new_addr() const { return u(4); }
+};
+// madvise
+struct MadviseArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t addr() const { return u(0); }
+    uint64_t length() const { return u(1); }
+    uint64_t advice() const { return u(2); }
+};
+
+// --- Time (sys_time.cc) ---
+
+// clock_gettime, clock_getres
+struct ClockArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t clock() const { return u(0); }
+    uint64_t ts() const { return u(1); }
+};
+// gettimeofday
+struct GettimeofdayArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t tv() const { return u(0); }
+    uint64_t tz() const { return u(1); }
+};
+// time
+struct TimeArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t tloc() const { return u(0); }
+};
+// nanosleep
+struct NanosleepArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t req() const { return u(0); }
+    uint64_t rem() const { return u(1); }
+};
+// clock_nanosleep
+struct ClockNanosleepArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t clock() const { return u(0); }
+    uint64_t flags() const { return u(1); }
+    uint64_t req() const { return u(2); }
+    uint64_t rem() const { return u(3); }
+};
+
+// --- Process, identity, signals, limits (sys_process.cc) ---
+
+// getpid, gettid, getppid, getuid, geteuid, getgid, getegid, sched_yield
+struct NoArgs : ArgsView {
+    using ArgsView::ArgsView;
+};
+// exit, exit_group
+struct ExitArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t status() const { return u(0); }
+};
+// set_tid_address
+struct SetTidAddressArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t tidptr() const { return u(0); }
+};
+// set_robust_list
+struct SetRobustListArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t head() const { return u(0); }
+    uint64_t len() const { return u(1); }
+};
+// arch_prctl
+struct ArchPrctlArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t code() const { return u(0); }
+    uint64_t addr() const { return u(1); }
+};
+// rt_sigaction
+struct SigactionArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t signum() const { return u(0); }
+    uint64_t act() const { return u(1); }
+    uint64_t oldact() const { return u(2); }
+    uint64_t sigsetsize() const { return u(3); }
+};
+// rt_sigprocmask
+struct SigprocmaskArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t how() const { return u(0); }
+    uint64_t set() const { return u(1); }
+    uint64_t oldset() const { return u(2); }
+    uint64_t sigsetsize() const { return u(3); }
+};
+// sigaltstack
+struct SigaltstackArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t ss() const { return u(0); }
+    uint64_t old_ss() const { return u(1); }
+};
+// uname
+struct UnameArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t buf() const { return u(0); }
+};
+// prlimit64
+struct Prlimit64Args : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t pid() const { return u(0); }
+    uint64_t resource() const { return u(1); }
+    uint64_t new_limit() const { return u(2); }
+    uint64_t old_limit() const { return u(3); }
+};
+// getrlimit
+struct GetrlimitArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t resource() const { return u(0); }
+    uint64_t rlim() const { return u(1); }
+};
+// sched_getaffinity
+struct SchedGetaffinityArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t pid() const { return u(0); }
+    uint64_t cpusetsize() const { return u(1); }
+    uint64_t mask() const { return u(2); }
+};
+// futex
+struct FutexArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t uaddr() const { return u(0); }
+    uint64_t op() const { return u(1); }
+    uint64_t val() const { return u(2); }
+    uint64_t timeout() const { return u(3); }
+};
+// umask
+struct UmaskArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t mask() const { return u(0); }
+};
+// getrandom
+struct GetrandomArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t buf() const { return u(0); }
+    uint64_t count() const { return u(1); }
+    uint64_t flags() const { return u(2); }
+};
+// sysinfo
+struct SysinfoArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t info() const { return u(0); }
+};
+
+}  // namespace vessel::thin
