@@ -60,8 +60,8 @@ inline Fd memfd_with(std::span<const uint8_t> data) {
     std::fprintf(stderr, "vessel fuzz: invariant broken: %s\n", what);
     std::abort();
 }
-#define FUZZ_CHECK(cond) \
-    do { \
+#define FUZZ_CHECK(cond)                                      \
+    do {                                                      \
         if (!(cond)) ::vessel::fuzz::invariant_failed(#cond); \
     } while (0)
 

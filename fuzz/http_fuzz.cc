@@ -8,9 +8,9 @@
 #include <memory>
 #include <string>
 
-#include "vmm/api_routes.h"
 #include "fuzz/fake_vm.h"
 #include "fuzz/fuzz_util.h"
+#include "vmm/api_routes.h"
 
 using namespace vessel;
 

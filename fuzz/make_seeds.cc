@@ -49,11 +49,11 @@ Bytes with_prefix(uint8_t first, const Bytes& rest) {
 Bytes tiny_elf() {
     const uint64_t base = 0x400000, code_off = sizeof(Elf64_Ehdr) + sizeof(Elf64_Phdr);
     const uint8_t code[] = {
-        0xb8, 0x27, 0x00, 0x00, 0x00, 0x0f, 0x05,        // mov $39,%eax; syscall
-        0x75, 0x02, 0x31, 0xc0, 0x0f, 0x05,              // jne +2; xor %eax,%eax; syscall
-        0x48, 0x89, 0xc7, 0x48, 0x89, 0xfe, 0x0f, 0x05,  // mov %rax,%rdi; mov %rdi,%rsi; syscall
-        0x0f, 0x05,                                      // syscall
-        0x31, 0xc9, 0x89, 0xc8, 0x0f, 0xa2,              // xor %ecx,%ecx; mov %ecx,%eax; cpuid
+        0xb8, 0x27, 0x00, 0x00, 0x00, 0x0f, 0x05,              // mov $39,%eax; syscall
+        0x75, 0x02, 0x31, 0xc0, 0x0f, 0x05,                    // jne +2; xor %eax,%eax; syscall
+        0x48, 0x89, 0xc7, 0x48, 0x89, 0xfe, 0x0f, 0x05,        // mov %rax,%rdi; mov %rdi,%rsi; syscall
+        0x0f, 0x05,                                            // syscall
+        0x31, 0xc9, 0x89, 0xc8, 0x0f, 0xa2,                    // xor %ecx,%ecx; mov %ecx,%eax; cpuid
         0xb8, 0xe7, 0x00, 0x00, 0x00, 0x31, 0xff, 0x0f, 0x05,  // exit_group(0)
     };
     Bytes f(code_off + sizeof code);
@@ -98,10 +98,9 @@ int main(int argc, char** argv) {
         Bytes b{static_cast<uint8_t>(elf.size()), static_cast<uint8_t>(elf.size() >> 8)};
         b.insert(b.end(), elf.begin(), elf.end());
         Bytes entry = b;
-        const std::vector<uint64_t> sites = {loader::make_site(0x78 + 5, loader::kMovSite),
-                                             loader::make_site(0x78 + 11, loader::kJccXorSite),
-                                             loader::make_site(0x78 + 19, loader::kCopySite, 6),
-                                             loader::make_site(0x78 + 21, loader::kExitSite)};
+        const std::vector<uint64_t> sites = {
+            loader::make_site(0x78 + 5, loader::kMovSite), loader::make_site(0x78 + 11, loader::kJccXorSite),
+            loader::make_site(0x78 + 19, loader::kCopySite, 6), loader::make_site(0x78 + 21, loader::kExitSite)};
         auto enc = loader::encode_sites(elf.size(), sites);
         entry.insert(entry.end(), enc.begin(), enc.end());
         seed("rewrite_cache", "entry", entry);
@@ -189,7 +188,8 @@ int main(int argc, char** argv) {
         vmm::put_address_space(a, *g.as);
         seed("thin_snapshot", "address_space", with_prefix(1, a.data()));
         seed("thin_snapshot", "config",
-             "\x02" R"({"program":"/bin/true","argv":["true"],"envp":[],"mem_bytes":67108864,"root":"/",)"
+             "\x02"
+             R"({"program":"/bin/true","argv":["true"],"envp":[],"mem_bytes":67108864,"root":"/",)"
              R"("rw":[{"host":"/tmp","guest":"/w"}],"trace_syscalls":false})");
     }
 
@@ -198,7 +198,8 @@ int main(int argc, char** argv) {
          "PUT /vm/snapshot?x=%41&y HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 30\r\n\r\n"
          "{\"path\":\"/tmp/s\",\"type\":\"full\"}");
     seed("http", "chunked",
-         "PUT /vm/pause HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\nGET /vm/metrics HTTP/1.1\r\n\r\n");
+         "PUT /vm/pause HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\nGET /vm/metrics "
+         "HTTP/1.1\r\n\r\n");
     seed("vm_api", "snapshot", "\x50{\"path\":\"/tmp/s\",\"type\":\"diff\"}");
     seed("vm_api", "pause", std::string("\x09{}"));
     seed("vm_spec", "create",

@@ -1,4 +1,5 @@
-// Fuzzes the rewrite cache's readers (loader/rewriter.h): a site-list entry (read_sites) and a KEY.img header (open_cached_image).
+// Fuzzes the rewrite cache's readers (loader/rewriter.h): a site-list entry (read_sites) and a KEY.img header
+// (open_cached_image).
 //
 // Input: u16 ELF length, the ELF, then the cache data: read as a site-list
 // entry for that ELF, and as a KEY.img whose first 72 bytes are its header

@@ -1,4 +1,5 @@
-// Fuzzes the thin layer's process system calls (thin/sys_process.cc): hostile arguments and guest memory against a real Process.
+// Fuzzes the thin layer's process system calls (thin/sys_process.cc): hostile arguments and guest memory against a real
+// Process.
 #include "fuzz/thin_syscalls.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

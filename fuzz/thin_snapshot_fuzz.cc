@@ -1,4 +1,5 @@
-// Fuzzes a thin snapshot's own sections (vmm/thin_snapshot.h): the process, the address space and the config JSON, and restoring them.
+// Fuzzes a thin snapshot's own sections (vmm/thin_snapshot.h): the process, the address space and the config JSON, and
+// restoring them.
 //
 // First byte: which section; the rest is its payload.
 #include <cstddef>

@@ -1,4 +1,5 @@
-// Fuzzes virtio-net's transmit and receive paths (devices/virtio/net.h) with hostile descriptor chains, over a socket pair.
+// Fuzzes virtio-net's transmit and receive paths (devices/virtio/net.h) with hostile descriptor chains, over a socket
+// pair.
 #include <sys/socket.h>
 
 #include "devices/virtio/net.h"

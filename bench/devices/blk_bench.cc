@@ -29,7 +29,8 @@ struct BenchFile {
     BenchFile() {
         int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         std::vector<char> buf(1 << 20, 'v');
-        for (uint64_t off = 0; off < kFileSize; off += buf.size()) (void)!::pwrite(fd, buf.data(), buf.size(), off_t(off));
+        for (uint64_t off = 0; off < kFileSize; off += buf.size())
+            (void)!::pwrite(fd, buf.data(), buf.size(), off_t(off));
         ::fsync(fd);
         ::close(fd);
     }
@@ -169,8 +170,16 @@ void BM_RateLimiterAccuracy(benchmark::State& state, bool bytes_limited) {
     state.counters["error_pct"] = (achieved - configured) / configured * 100.0;
 }
 
-BENCHMARK_CAPTURE(BM_RateLimiterAccuracy, bytes_MiBps, true)->Arg(20)->Arg(100)->Iterations(1)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_RateLimiterAccuracy, iops, false)->Arg(500)->Arg(5000)->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_RateLimiterAccuracy, bytes_MiBps, true)
+    ->Arg(20)
+    ->Arg(100)
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_RateLimiterAccuracy, iops, false)
+    ->Arg(500)
+    ->Arg(5000)
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace vessel::testing

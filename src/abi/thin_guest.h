@@ -44,8 +44,8 @@
 #define SH_SAVE_RDI 0x50 /* scratch for the entry code */
 #define SH_SAVE_RSI 0x58
 #define SH_SAVE_RSP 0x60
-#define SH_SAVE_RCX 0x68 /* the return address (the CPUID entry's too) */
-#define SH_HANDLER 0x70 /* the entry code's address: stubs jump through it */
+#define SH_SAVE_RCX 0x68  /* the return address (the CPUID entry's too) */
+#define SH_HANDLER 0x70   /* the entry code's address: stubs jump through it */
 #define SH_BRK_START 0x78 /* the heap: brk queries are answered from SH_BRK, */
 #define SH_BRK 0x80       /*   and the guest may move SH_BRK up to SH_BRK_LIMIT, */
 #define SH_CLK_VALID 0x88 /* the clock: ns = base + ((rdtsc - tsc) * mult) >> 32 */
@@ -56,19 +56,19 @@
 #define SH_STACK_LO 0xb0 /* the stack mapping, known writable: where clock */
 #define SH_STACK_HI 0xb8 /*   results may be stored without asking */
 #define SH_SAVE_RDX 0xc0
-#define SH_FSGSBASE 0xc8 /* 1: CR4.FSGSBASE is on, wrfsbase serves ARCH_SET_FS */
-#define SH_TID_ADDRESS 0xd0 /* set_tid_address's pointer (the guest's to set) */
+#define SH_FSGSBASE 0xc8       /* 1: CR4.FSGSBASE is on, wrfsbase serves ARCH_SET_FS */
+#define SH_TID_ADDRESS 0xd0    /* set_tid_address's pointer (the guest's to set) */
 #define SH_RLIM_STACK_CUR 0xd8 /* RLIMIT_STACK as the VMM answers it */
 #define SH_RLIM_STACK_MAX 0xe0
-#define SH_BRK_LIMIT 0xe8 /*   the end of the heap pages mapped already */
-#define SH_RAND_POS 0xf0  /* bytes of the random pool the guest has used */
-#define SH_DATA_LO 0xf8   /* the program's writable data mapping: where */
-#define SH_DATA_HI 0x100  /*   getrandom may store too, besides stack and heap */
+#define SH_BRK_LIMIT 0xe8      /*   the end of the heap pages mapped already */
+#define SH_RAND_POS 0xf0       /* bytes of the random pool the guest has used */
+#define SH_DATA_LO 0xf8        /* the program's writable data mapping: where */
+#define SH_DATA_HI 0x100       /*   getrandom may store too, besides stack and heap */
 #define SH_CPUID_HANDLER 0x108 /* the entry code's CPUID: cpuid stubs jump through it */
-#define SH_RAND_POOL 0x110 /* GUEST_RAND_POOL bytes from the host's getrandom */
+#define SH_RAND_POOL 0x110     /* GUEST_RAND_POOL bytes from the host's getrandom */
 #define GUEST_RAND_POOL 1024
-#define SH_SELF_EXE 0x510 /* GUEST_SELF_EXE addresses of the program's own read-only */
-#define GUEST_SELF_EXE 4  /*   "/proc/self/exe" strings (0: none) */
+#define SH_SELF_EXE 0x510   /* GUEST_SELF_EXE addresses of the program's own read-only */
+#define GUEST_SELF_EXE 4    /*   "/proc/self/exe" strings (0: none) */
 #define SH_STACK_TOP 0x1000 /* the entry code's stack: the rest of the page */
 
 #ifdef __cplusplus

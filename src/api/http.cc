@@ -6,8 +6,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <boost/beast/http.hpp>
 #include <algorithm>
+#include <boost/beast/http.hpp>
 #include <cctype>
 #include <cstdio>
 #include <cstring>
@@ -58,8 +58,10 @@ bool valid_utf8(std::string_view s) {
         auto c = static_cast<unsigned char>(s[i]);
         size_t len;
         unsigned lo = 0x80, hi = 0xbf;  // the range of the second byte
-        if (c < 0x80) len = 1;
-        else if (c >= 0xc2 && c <= 0xdf) len = 2;
+        if (c < 0x80)
+            len = 1;
+        else if (c >= 0xc2 && c <= 0xdf)
+            len = 2;
         else if (c >= 0xe0 && c <= 0xef) {
             len = 3;
             if (c == 0xe0) lo = 0xa0;
@@ -190,9 +192,8 @@ std::string serialize(const Response& r, bool keep_alive) {
 // Feeds bytes from `fd` into a Beast parser until a message is complete.
 // `buffer` carries bytes read past the message (pipelining) between calls.
 template <class Parser>
-boost::beast::error_code read_message(int fd, Parser& parser, std::string& buffer,
-                                      std::chrono::milliseconds timeout, const std::atomic<bool>* stop,
-                                      bool& timed_out) {
+boost::beast::error_code read_message(int fd, Parser& parser, std::string& buffer, std::chrono::milliseconds timeout,
+                                      const std::atomic<bool>* stop, bool& timed_out) {
     boost::beast::error_code ec;
     timed_out = false;
     auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -275,8 +276,9 @@ Response Router::dispatch(Request& request) const {
         } catch (const std::exception& e) {
             return error(500, "internal", e.what());
         } catch (...) {
-            return error(500, "internal", "the handler of " + request.method + " " + request.path +
-                                              " failed with an exception that is not a std::exception");
+            return error(500, "internal",
+                         "the handler of " + request.method + " " + request.path +
+                             " failed with an exception that is not a std::exception");
         }
     }
     if (path_matched) return error(405, "method_not_allowed", request.method + " is not allowed on " + request.path);
@@ -330,7 +332,9 @@ Result<std::unique_ptr<Server>> Server::listen(const std::string& socket_path, R
 
 Server::~Server() { stop(); }
 
-void Server::start() { acceptor_ = std::thread([this] { accept_loop(); }); }
+void Server::start() {
+    acceptor_ = std::thread([this] { accept_loop(); });
+}
 
 void Server::stop() {
     if (stopping_.exchange(true)) return;
@@ -371,10 +375,11 @@ void Server::accept_loop() {
             conn.release();  // the thread owns it now
         } catch (const std::system_error& e) {
             --active_;
-            send_all(conn.get(),
-                     serialize(error(503, "busy", std::string("cannot start a thread for this connection: ") + e.what()),
-                               false),
-                     std::chrono::seconds(1));
+            send_all(
+                conn.get(),
+                serialize(error(503, "busy", std::string("cannot start a thread for this connection: ") + e.what()),
+                          false),
+                std::chrono::seconds(1));
         }
     }
 }
@@ -405,11 +410,14 @@ void Server::serve(int fd) {
         if (ec == http::error::end_of_stream) return;
         if (ec) {
             Response r;
-            if (timed_out) r = error(408, "timeout", "request not received in time");
+            if (timed_out)
+                r = error(408, "timeout", "request not received in time");
             else if (ec == http::error::body_limit)
                 r = error(413, "too_large", "request body exceeds " + std::to_string(options_.max_body) + " bytes");
-            else if (ec == http::error::header_limit) r = error(431, "header_too_large", "request header too large");
-            else r = error(400, "bad_request", "malformed HTTP request: " + ec.message());
+            else if (ec == http::error::header_limit)
+                r = error(431, "header_too_large", "request header too large");
+            else
+                r = error(400, "bad_request", "malformed HTTP request: " + ec.message());
             send_all(fd, serialize(r, false), timeout);
             return;
         }
@@ -462,9 +470,9 @@ Result<Response> call(const std::string& socket_path, const std::string& method,
         try {
             payload = body->dump();
         } catch (const json::type_error& e) {
-            return fail(method + " " + target + ": the request body is not UTF-8 text (JSON carries nothing else): " +
-                            e.what(),
-                        EINVAL);
+            return fail(
+                method + " " + target + ": the request body is not UTF-8 text (JSON carries nothing else): " + e.what(),
+                EINVAL);
         }
     }
     if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0)

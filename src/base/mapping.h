@@ -15,8 +15,7 @@ public:
     Mapping(void* addr, size_t size) : addr_(addr), size_(size) {}
     Mapping(const Mapping&) = delete;
     Mapping& operator=(const Mapping&) = delete;
-    Mapping(Mapping&& o) noexcept
-        : addr_(std::exchange(o.addr_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+    Mapping(Mapping&& o) noexcept : addr_(std::exchange(o.addr_, nullptr)), size_(std::exchange(o.size_, 0)) {}
     Mapping& operator=(Mapping&& o) noexcept {
         if (this != &o) {
             reset();

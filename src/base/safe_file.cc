@@ -21,8 +21,10 @@ std::unexpected<Error> refuse(int dir_fd, const std::string& name, const std::st
     struct stat st;
     if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
         if (S_ISLNK(st.st_mode))
-            return fail(shown + ": is a symbolic link, which Vessel does not follow here; name what it points to", ELOOP);
-        if (!want_dir && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) return fail(shown + ": not a regular file", EINVAL);
+            return fail(shown + ": is a symbolic link, which Vessel does not follow here; name what it points to",
+                        ELOOP);
+        if (!want_dir && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)))
+            return fail(shown + ": not a regular file", EINVAL);
     }
     errno = e;
     return fail_errno(shown);
@@ -90,8 +92,8 @@ Result<Fd> DirFd::open_regular(const std::string& name) const {
 }
 
 Result<Fd> DirFd::open_append(const std::string& name, bool devices_too) const {
-    Fd fd(::openat(fd_.get(), name.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
-                   0600));
+    Fd fd(::openat(fd_.get(), name.c_str(),
+                   O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0600));
     if (!fd) return refuse(fd_.get(), name, shown(name));
     return checked(std::move(fd), shown(name), devices_too);
 }

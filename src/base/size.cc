@@ -6,9 +6,7 @@
 namespace vessel {
 
 Result<uint64_t> parse_size(std::string_view text) {
-    auto bad = [&] {
-        return fail("invalid size '" + std::string(text) + "' (expected e.g. 64M, 1G, 4096)", EINVAL);
-    };
+    auto bad = [&] { return fail("invalid size '" + std::string(text) + "' (expected e.g. 64M, 1G, 4096)", EINVAL); };
     uint64_t value = 0;
     auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
     if (ec != std::errc{} || ptr == text.data()) return bad();

@@ -3,8 +3,8 @@
 #include <memory>
 #include <vector>
 
-#include "base/size.h"
 #include "api/http.h"
+#include "base/size.h"
 #include "cli/commands.h"
 #include "vmm/exit_status.h"
 #include "vmm/full_vm.h"
@@ -118,10 +118,12 @@ Runner add_boot_command(CLI::App& app) {
     auto* cmd = app.add_subcommand("boot", "Boot a Linux kernel on a full virtual machine");
     cmd->add_option("--kernel", o->kernel, "Kernel: a vmlinux ELF or a bzImage")->required();
     cmd->add_option("--initrd", o->initrd, "Initial ramdisk (initramfs) loaded next to the kernel");
-    cmd->add_option("--cmdline", o->cmdline, std::string("Kernel command line (default: \"") +
-                                                  vmm::kDefaultKernelCmdline + "\")")
+    cmd->add_option("--cmdline", o->cmdline,
+                    std::string("Kernel command line (default: \"") + vmm::kDefaultKernelCmdline + "\")")
         ->each([o](const std::string&) { o->cmdline_given = true; });
-    cmd->add_option("--cpus", o->cpus, "Number of vCPUs")->capture_default_str()->check(CLI::Range(1u, vmm::kMaxFullVmCpus));
+    cmd->add_option("--cpus", o->cpus, "Number of vCPUs")
+        ->capture_default_str()
+        ->check(CLI::Range(1u, vmm::kMaxFullVmCpus));
     cmd->add_option("--mem", o->mem, "Guest memory size (32M to 3G)")->capture_default_str();
     cmd->add_option("--disk", o->disks, "virtio-blk disk PATH[,ro] (repeatable)")->allow_extra_args(false);
     cmd->add_option("--net", o->net, "virtio-net on a TAP device: tap=NAME[,mac=52:54:00:..]");

@@ -19,7 +19,8 @@ using json = nlohmann::json;
 std::string encode(const std::string& s) {
     std::string out;
     for (unsigned char c : s) {
-        if (std::isalnum(c) || c == '-' || c == '_' || c == '.') out += static_cast<char>(c);
+        if (std::isalnum(c) || c == '-' || c == '_' || c == '.')
+            out += static_cast<char>(c);
         else {
             char buf[4];
             std::snprintf(buf, sizeof buf, "%%%02X", c);
@@ -91,8 +92,10 @@ int ps(const Common& c, bool all, bool quiet, bool as_json) {
         if (cmd.size() > 40) cmd = cmd.substr(0, 37) + "...";
         // Which limit ended it, as docker's OOMKilled: "137 oom", "1 pids".
         std::string exit = str(vm, "exit_status");
-        if (vm.value("oom_killed", false)) exit += " oom";
-        else if (vm.value("pids_limit_reached", false)) exit += " pids";
+        if (vm.value("oom_killed", false))
+            exit += " oom";
+        else if (vm.value("pids_limit_reached", false))
+            exit += " pids";
         std::printf("%-12s  %-20s  %-8s  %-7s  %-8s  %-24s  %s\n", vm.value("id", "").c_str(),
                     vm.value("name", "").c_str(), vm.value("state", "").c_str(), str(vm, "pid").c_str(), exit.c_str(),
                     vm.value("created_at", "").c_str(), cmd.c_str());
@@ -102,8 +105,8 @@ int ps(const Common& c, bool all, bool quiet, bool as_json) {
 
 int simple_put(const Common& c, const std::string& ref, const std::string& action, const json* body) {
     int status;
-    auto r = daemon_request(c.socket(), "PUT", "/vms/" + encode(ref) + "/" + action, body, status,
-                            std::chrono::minutes(11));
+    auto r =
+        daemon_request(c.socket(), "PUT", "/vms/" + encode(ref) + "/" + action, body, status, std::chrono::minutes(11));
     if (!r) return status;
     std::printf("%s\n", r->body.value("id", ref).c_str());
     return 0;
@@ -128,7 +131,8 @@ int logs(const Common& c, const std::string& ref, bool follow, int tail) {
     for (;;) {
         bool got = false;
         for (;;) {
-            auto r = daemon_request(c.socket(), "GET", base + "/logs?offset=" + std::to_string(offset), nullptr, status);
+            auto r =
+                daemon_request(c.socket(), "GET", base + "/logs?offset=" + std::to_string(offset), nullptr, status);
             if (!r) return status;
             if (r->raw.empty()) break;
             std::fwrite(r->raw.data(), 1, r->raw.size(), stdout);
@@ -143,8 +147,8 @@ int logs(const Common& c, const std::string& ref, bool follow, int tail) {
             std::string s = info->body.value("state", "");
             if (s == "exited") {
                 // One last read: output written just before the exit.
-                auto r = daemon_request(c.socket(), "GET", base + "/logs?offset=" + std::to_string(offset), nullptr,
-                                        status);
+                auto r =
+                    daemon_request(c.socket(), "GET", base + "/logs?offset=" + std::to_string(offset), nullptr, status);
                 if (r) std::fwrite(r->raw.data(), 1, r->raw.size(), stdout);
                 std::fflush(stdout);
                 return 0;
@@ -297,8 +301,8 @@ std::vector<Runner> add_daemon_commands(CLI::App& app) {
                 Progress p("snapshot of " + *ref + " to " + dir);
                 r = daemon_request(c->socket(), "PUT", "/vms/" + encode(*ref) + "/snapshot", &body, status,
                                    std::chrono::minutes(31));
-                p.done(r ? human_bytes(r->body.value("memory_bytes", 0.0)) + " of memory, " +
-                               str(r->body, "pages") + " pages"
+                p.done(r ? human_bytes(r->body.value("memory_bytes", 0.0)) + " of memory, " + str(r->body, "pages") +
+                               " pages"
                          : "failed");
             }
             if (!r) return status;

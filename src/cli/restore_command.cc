@@ -37,9 +37,9 @@ int restore(const RestoreOptions& o) {
     if (!kind) return die("restore: " + kind.error().message, kExitHostError);
     if (*kind == vmm::MachineKind::kFull) return restore_full(o);
     if (o.console_given)
-        return die("restore: --console applies to full machines; " + o.dir +
-                       " is a thin VM (its stdio is this vessel's)",
-                   kExitHostError);
+        return die(
+            "restore: --console applies to full machines; " + o.dir + " is a thin VM (its stdio is this vessel's)",
+            kExitHostError);
     auto vm = vmm::ThinVm::restore(o.dir, kvm_device());
     if (!vm) return die("restore: " + vm.error().message, kExitHostError);
     serve_thin_vm(std::move(*vm), o.api_socket);

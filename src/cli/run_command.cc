@@ -3,9 +3,9 @@
 #include <memory>
 #include <vector>
 
-#include "cli/daemon_client.h"
 #include "base/size.h"
 #include "cli/commands.h"
+#include "cli/daemon_client.h"
 #include "vmm/exit_status.h"
 #include "vmm/thin_vm.h"
 
@@ -87,14 +87,14 @@ Runner add_run_command(CLI::App& app) {
     auto* cmd = app.add_subcommand("run", "Run a static x86-64 Linux program in a thin microVM");
     cmd->add_option("--mem", o->mem, "Guest memory size (e.g. 64M, 1G)")->capture_default_str();
     cmd->add_option("--root", o->root, "Host directory the guest sees as / (read-only; default: empty)");
-    cmd->add_option("--rw", o->rw, "Writable host directory HOSTDIR:GUESTPATH (repeatable)")
-        ->allow_extra_args(false);
+    cmd->add_option("--rw", o->rw, "Writable host directory HOSTDIR:GUESTPATH (repeatable)")->allow_extra_args(false);
     cmd->add_option("--env", o->env, "Environment variable KEY=VALUE (repeatable)")->allow_extra_args(false);
     cmd->add_flag("--trace-syscalls", o->trace, "Print every system call to stderr, strace-style");
     cmd->add_option("--api-sock", o->api_socket, "Serve the VM's control API on this Unix socket");
     cmd->add_flag("-d,--detach", o->detach, "Create the VM through vesseld and return its id");
     cmd->add_option("--name", o->name, "With -d: a name for the VM");
-    cmd->add_option("--host-socket", o->daemon_socket, "With -d: vesseld's socket (default $VESSEL_DAEMON_SOCKET or /run/vessel/vesseld.sock)");
+    cmd->add_option("--host-socket", o->daemon_socket,
+                    "With -d: vesseld's socket (default $VESSEL_DAEMON_SOCKET or /run/vessel/vesseld.sock)");
     // Everything from PROGRAM on belongs to the program, dashes included, so
     // PROGRAM is not a CLI11 positional (those would take options apart).
     cmd->prefix_command();

@@ -3,9 +3,9 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "vmm/api_routes.h"
 #include "base/detached_exit.h"
 #include "cli/commands.h"
+#include "vmm/api_routes.h"
 #include "vmm/confine.h"
 #include "vmm/exit_status.h"
 #include "vmm/thin_vm.h"

@@ -6,12 +6,10 @@
 
 namespace vessel::cpu {
 
-VcpuRunner::VcpuRunner(kvm::Vcpu& vcpu) : vcpu_(&vcpu) {
-    vcpu_->run_state()->kvm_valid_regs = KVM_SYNC_X86_REGS;
-}
+VcpuRunner::VcpuRunner(kvm::Vcpu& vcpu) : vcpu_(&vcpu) { vcpu_->run_state()->kvm_valid_regs = KVM_SYNC_X86_REGS; }
 
 void VcpuRunner::install_kick_signal() {
-    struct sigaction sa{};
+    struct sigaction sa {};
     sa.sa_handler = [](int) {};
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = 0;  // no SA_RESTART: KVM_RUN must return EINTR
@@ -64,9 +62,7 @@ std::string describe_exit(const kvm_run& run) {
         case KVM_EXIT_DEBUG: return "debug exit";
         case KVM_EXIT_INTR: return "interrupted";
         case KVM_EXIT_SYSTEM_EVENT: return "system event";
-        default:
-            std::snprintf(buf, sizeof buf, "exit reason %u", run.exit_reason);
-            return buf;
+        default: std::snprintf(buf, sizeof buf, "exit reason %u", run.exit_reason); return buf;
     }
 }
 

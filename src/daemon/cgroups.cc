@@ -223,8 +223,8 @@ bool Cgroups::init_v2(const std::string& dir, const std::string& parent, bool ne
     subtree_control_ = enable;
     reason_.clear();
     if (!lack.empty())
-        reason_ = "cgroup v2 at " + dir + " offers no " + lack_text + " controller (it has: " +
-                  (available.empty() ? "none" : available) + "): limits that need " +
+        reason_ = "cgroup v2 at " + dir + " offers no " + lack_text +
+                  " controller (it has: " + (available.empty() ? "none" : available) + "): limits that need " +
                   (lack.size() > 1 ? "them" : "it") + " are refused, default ones are not enforced";
     return true;
 }
@@ -337,7 +337,8 @@ Result<Placement> Cgroups::create(const std::string& id, const Limits& limits, C
 
 bool Cgroups::remake_base(const std::string& base) const {
     int e = 0;
-    if (!mkdir_p1(base)) e = errno;
+    if (!mkdir_p1(base))
+        e = errno;
     else if (!subtree_control_.empty() && !write_file(base + "/cgroup.subtree_control", subtree_control_))
         e = errno;
     errno = e ? e : ENOENT;

@@ -21,9 +21,9 @@
 namespace vessel::daemon {
 
 struct Limits {
-    std::optional<double> cpus;          // cpu.max quota in CPUs (0.5 = half a core)
-    std::optional<uint64_t> memory;      // bytes
-    std::optional<uint64_t> pids;        // tasks
+    std::optional<double> cpus;      // cpu.max quota in CPUs (0.5 = half a core)
+    std::optional<uint64_t> memory;  // bytes
+    std::optional<uint64_t> pids;    // tasks
 };
 
 // The groups of one VM. Serialized into the VM record so a restarted daemon
@@ -41,8 +41,8 @@ struct Placement {
 
 // How a new VMM process enters its groups before it runs any code of its own.
 struct CgroupJoin {
-    Fd v2_dir;               // the v2 group (O_PATH): clone3(CLONE_INTO_CGROUP) starts the child in it
-    std::vector<Fd> procs;   // cgroup.procs files the child writes "0" into (v1; v2 without clone3)
+    Fd v2_dir;              // the v2 group (O_PATH): clone3(CLONE_INTO_CGROUP) starts the child in it
+    std::vector<Fd> procs;  // cgroup.procs files the child writes "0" into (v1; v2 without clone3)
 };
 
 // Live figures of a VM's group(s); missing ones are nullopt.

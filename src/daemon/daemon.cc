@@ -16,7 +16,6 @@
 #include <set>
 #include <thread>
 
-
 namespace vessel::daemon {
 
 namespace {
@@ -132,8 +131,8 @@ Result<std::unique_ptr<Daemon>> Daemon::start(DaemonOptions options) {
     d->server_ = std::move(*server);
     ::chmod(o.socket.c_str(), 0660);
     d->inotify_.reset(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
-    if (d->inotify_ && ::inotify_add_watch(d->inotify_.get(), (o.run_dir + "/vms").c_str(),
-                                           IN_CREATE | IN_MOVED_TO | IN_ONLYDIR) < 0)
+    if (d->inotify_ &&
+        ::inotify_add_watch(d->inotify_.get(), (o.run_dir + "/vms").c_str(), IN_CREATE | IN_MOVED_TO | IN_ONLYDIR) < 0)
         d->inotify_.reset();
     d->monitor_ = std::thread([p = d.get()] { p->monitor_loop(); });
     d->server_->start();

@@ -26,13 +26,13 @@ namespace vessel::daemon {
 struct DaemonOptions {
     std::string socket = "/run/vessel/vesseld.sock";
     std::string state_dir = "/var/lib/vessel";
-    std::string state_group;             // a group that may read STATE (not the database); "" → private
-    std::string run_dir;                 // API sockets of the VMMs (RUN/vms/ID.sock); "" → the socket's directory
-    std::string vessel;                  // the `vessel` binary; "" → beside vesseld
+    std::string state_group;  // a group that may read STATE (not the database); "" → private
+    std::string run_dir;      // API sockets of the VMMs (RUN/vms/ID.sock); "" → the socket's directory
+    std::string vessel;       // the `vessel` binary; "" → beside vesseld
     std::string cgroup_parent = "vessel";
-    std::string cgroup_root;             // a cgroup2 directory to use instead of detecting; "" → detect
+    std::string cgroup_root;  // a cgroup2 directory to use instead of detecting; "" → detect
     bool use_cgroups = true;
-    std::string vmm_api = "auto";        // auto|yes|no: does `vessel run` take --api-sock?
+    std::string vmm_api = "auto";  // auto|yes|no: does `vessel run` take --api-sock?
 };
 
 class Daemon {
@@ -98,10 +98,10 @@ private:
 
     mutable std::mutex mutex_;
     std::condition_variable exited_cv_;
-    std::map<std::string, VmPtr> vms_;          // by id
-    std::map<pid_t, std::string> children_;     // pid → id, for VMs this instance spawned
-    std::map<pid_t, int> unclaimed_exits_;      // reaped before their VM was registered
-    Fd inotify_;                                // watches RUN/vms for the VMMs' API sockets
+    std::map<std::string, VmPtr> vms_;       // by id
+    std::map<pid_t, std::string> children_;  // pid → id, for VMs this instance spawned
+    std::map<pid_t, int> unclaimed_exits_;   // reaped before their VM was registered
+    Fd inotify_;                             // watches RUN/vms for the VMMs' API sockets
     uint64_t created_total_ = 0;
     uint64_t create_failures_total_ = 0;
 

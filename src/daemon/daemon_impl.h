@@ -44,8 +44,7 @@ struct Daemon::Vm {
     std::string api_socket() const { return api_sock.empty() ? dir + "/api.sock" : api_sock; }
     std::string console() const { return dir + "/console.log"; }
     bool live() const {
-        return state == "running" || state == "paused" || state == "lost" || state == "creating" ||
-               state == "orphaned";
+        return state == "running" || state == "paused" || state == "lost" || state == "creating" || state == "orphaned";
     }
 
     json record() const {
@@ -84,8 +83,10 @@ struct Daemon::Vm {
         vm->started_at = r.value("started_at", "");
         vm->exited_at = r.value("exited_at", "");
         vm->error = r.value("error", "");
-        if (r.contains("exit_status") && r["exit_status"].is_number_integer()) vm->exit_status = r["exit_status"].get<int>();
-        if (r.contains("exit_signal") && r["exit_signal"].is_number_integer()) vm->exit_signal = r["exit_signal"].get<int>();
+        if (r.contains("exit_status") && r["exit_status"].is_number_integer())
+            vm->exit_status = r["exit_status"].get<int>();
+        if (r.contains("exit_signal") && r["exit_signal"].is_number_integer())
+            vm->exit_signal = r["exit_signal"].get<int>();
         vm->oom_killed = r.value("oom_killed", false);
         vm->pids_limit_reached = r.value("pids_limit_reached", false);
         vm->cgroup = Placement::from_json(r.value("cgroup", json::object()));

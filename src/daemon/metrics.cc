@@ -11,10 +11,14 @@ using json = nlohmann::json;
 std::string escape(const std::string& v) {
     std::string out;
     for (char c : v) {
-        if (c == '\\') out += "\\\\";
-        else if (c == '"') out += "\\\"";
-        else if (c == '\n') out += "\\n";
-        else out += c;
+        if (c == '\\')
+            out += "\\\\";
+        else if (c == '"')
+            out += "\\\"";
+        else if (c == '\n')
+            out += "\\n";
+        else
+            out += c;
     }
     return out;
 }
@@ -79,7 +83,8 @@ std::string format_prometheus(const DaemonSample& d, const std::vector<VmSample>
         if (vm.cpu_ns)
             f.add("vessel_vm_host_cpu_seconds_total", "counter",
                   "CPU time of the VMM process (all threads: vCPU and VMM work).", l, *vm.cpu_ns / 1e9);
-        if (vm.rss) f.add("vessel_vm_host_rss_bytes", "gauge", "Resident memory of the VMM process.", l, double(*vm.rss));
+        if (vm.rss)
+            f.add("vessel_vm_host_rss_bytes", "gauge", "Resident memory of the VMM process.", l, double(*vm.rss));
         if (vm.memory_bytes)
             f.add("vessel_vm_cgroup_memory_bytes", "gauge", "Memory charged to the VM's cgroup.", l,
                   double(*vm.memory_bytes));

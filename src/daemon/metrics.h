@@ -1,8 +1,8 @@
 // Prometheus text exposition (format 0.0.4) of the daemon and its VMs.
 #pragma once
 
-#include <nlohmann/json.hpp>
 #include <sys/types.h>
+#include <nlohmann/json.hpp>
 
 #include <cstdint>
 #include <map>

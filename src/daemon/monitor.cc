@@ -2,8 +2,8 @@
 // earlier instance spawned), retried record writes, and the VMMs' API sockets.
 #include "daemon/daemon_impl.h"
 
-#include <signal.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/inotify.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
@@ -67,7 +67,8 @@ void Daemon::exit_locked(pid_t pid, int wait_status) {
     auto vm = vms_.count(it->second) ? vms_[it->second] : nullptr;
     children_.erase(it);
     if (!vm) return;
-    if (WIFEXITED(wait_status)) mark_exited(*vm, WEXITSTATUS(wait_status), std::nullopt, "");
+    if (WIFEXITED(wait_status))
+        mark_exited(*vm, WEXITSTATUS(wait_status), std::nullopt, "");
     else if (WIFSIGNALED(wait_status))
         mark_exited(*vm, 128 + WTERMSIG(wait_status), WTERMSIG(wait_status),
                     std::string("the VMM process was killed by signal ") + strsignal(WTERMSIG(wait_status)));
@@ -84,9 +85,8 @@ void Daemon::mark_exited(Vm& vm, std::optional<int> status, std::optional<int> s
     vm.oom_killed = events.oom_killed(signal == SIGKILL);
     vm.pids_limit_reached = events.pids_limit_reached();
     bool failed = status != 0;  // also unknown (nullopt)
-    std::string reason = failed ? limit_reason(vm.oom_killed, vm.pids_limit_reached, signal.has_value(),
-                                               vm.spec.limits, why)
-                                : why;
+    std::string reason =
+        failed ? limit_reason(vm.oom_killed, vm.pids_limit_reached, signal.has_value(), vm.spec.limits, why) : why;
     if (!reason.empty()) vm.error = reason;
     persist(vm);
     exited_cv_.notify_all();

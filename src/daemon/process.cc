@@ -30,7 +30,7 @@ struct ChildArgs {
     int stdin_fd, out_fd;
     const int* cgroup_fds;  // cgroup.procs files to write "0" into (none when born in its group)
     size_t ncgroup;
-    int err;          // errno of the failed step, written by the child
+    int err;  // errno of the failed step, written by the child
     const char* step;
 };
 
@@ -87,8 +87,8 @@ long clone3_run(CloneArgs* args, int (*fn)(void*), void* arg) {
         "ud2\n"
         "1:"
         : "=a"(ret)
-        : "0"(static_cast<long>(SYS_clone3)), "D"(args), "S"(sizeof *args), [fn] "r"(fn), [arg] "r"(arg),
-          [exit_nr] "i"(SYS_exit)
+        : "0"(static_cast<long>(SYS_clone3)), "D"(args),
+          "S"(sizeof *args), [fn] "r"(fn), [arg] "r"(arg), [exit_nr] "i"(SYS_exit)
         : "rcx", "r11", "memory");
     return ret;
 }

@@ -15,11 +15,11 @@
 namespace vessel::daemon {
 
 struct SpawnRequest {
-    std::string path;                // executable
-    std::vector<std::string> argv;   // argv[0] included
+    std::string path;               // executable
+    std::vector<std::string> argv;  // argv[0] included
     std::vector<std::string> envp;
-    std::string console;             // stdout and stderr are appended here
-    mode_t console_mode = 0600;      // of the console file
+    std::string console;                  // stdout and stderr are appended here
+    mode_t console_mode = 0600;           // of the console file
     const CgroupJoin* cgroups = nullptr;  // entered before exec
 };
 

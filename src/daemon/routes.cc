@@ -3,7 +3,6 @@
 
 #include <thread>
 
-
 namespace vessel::daemon {
 
 Response bad_request(const std::string& m) { return api::error(400, "bad_request", m); }

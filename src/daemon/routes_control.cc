@@ -42,7 +42,8 @@ Response Daemon::pause_resume(const Request& req, bool pause) {
     if (a->status != 200) {
         Response r = *a;
         if (!r.body.is_object() || !r.body.contains("error"))
-            r = api::error(a->status >= 400 ? a->status : 502, "vmm_error", "the VMM answered " + std::to_string(a->status));
+            r = api::error(a->status >= 400 ? a->status : 502, "vmm_error",
+                           "the VMM answered " + std::to_string(a->status));
         return r;
     }
     std::lock_guard lock(mutex_);
@@ -68,7 +69,8 @@ Response Daemon::snapshot(const Request& req) {
     if (body.contains("type")) {
         if (!body["type"].is_string()) return bad_request("type: expected a string");
         type = body["type"].get<std::string>();
-        if (type != "full" && type != "diff") return api::error(422, "invalid_value", "type: must be \"full\" or \"diff\"");
+        if (type != "full" && type != "diff")
+            return api::error(422, "invalid_value", "type: must be \"full\" or \"diff\"");
     }
     Response nf;
     auto vm = find(req.params.at("id"), nf);
@@ -113,7 +115,8 @@ Response Daemon::stop_vm(const Request& req) {
     std::string sock;
     {
         std::lock_guard lock(mutex_);
-        if (!vm->live() || vm->state == "creating") return invalid_state(vm->name + " is " + vm->state + ", not running");
+        if (!vm->live() || vm->state == "creating")
+            return invalid_state(vm->name + " is " + vm->state + ", not running");
         graceful = vm->vmm_api && vm->state != "lost";
         sock = vm->api_socket();
     }
@@ -152,7 +155,8 @@ Response Daemon::kill_vm(const Request& req) {
     if (!vm) return nf;
     {
         std::lock_guard lock(mutex_);
-        if (!vm->live() || vm->state == "creating") return invalid_state(vm->name + " is " + vm->state + ", not running");
+        if (!vm->live() || vm->state == "creating")
+            return invalid_state(vm->name + " is " + vm->state + ", not running");
     }
     signal_vm(*vm, sig);
     if (sig == SIGKILL) wait_exit(vm, std::chrono::seconds(5));

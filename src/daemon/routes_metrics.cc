@@ -11,8 +11,7 @@ namespace vessel::daemon {
 Response Daemon::healthz(const Request& req) {
     if (auto e = only_query(req, {})) return *e;
     std::lock_guard lock(mutex_);
-    json counts = {{"total", vms_.size()}, {"running", 0}, {"paused", 0},
-                   {"exited", 0},           {"lost", 0},    {"orphaned", 0}};
+    json counts = {{"total", vms_.size()}, {"running", 0}, {"paused", 0}, {"exited", 0}, {"lost", 0}, {"orphaned", 0}};
     for (auto& [id, vm] : vms_)
         if (counts.contains(vm->state)) counts[vm->state] = counts[vm->state].get<int>() + 1;
     Response r;
@@ -57,12 +56,15 @@ Response Daemon::stats(const Request& req) {
         if (auto v = process_cpu_ns(pid)) cpu = *v;
         if (auto v = process_rss(pid)) rss = *v;
     }
-    if (cs.memory_bytes) mem = *cs.memory_bytes;
-    else mem = rss;
+    if (cs.memory_bytes)
+        mem = *cs.memory_bytes;
+    else
+        mem = rss;
     if (cs.memory_limit) limit = *cs.memory_limit;
     if (cs.pids) pids = *cs.pids;
     out["timestamp_ns"] = static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+            .count());
     out["cpu_ns"] = cpu;
     out["rss_bytes"] = rss;
     out["memory_bytes"] = mem;
@@ -111,8 +113,7 @@ Response Daemon::prometheus(const Request& req) {
         ds.create_failures_total = create_failures_total_;
         for (auto& [id, vm] : vms_) {
             ds.by_state[vm->state]++;
-            if (vm->state != "running" && vm->state != "paused" && vm->state != "lost" &&
-                vm->state != "orphaned")
+            if (vm->state != "running" && vm->state != "paused" && vm->state != "lost" && vm->state != "orphaned")
                 continue;
             VmSample s;
             s.id = vm->id;

@@ -20,8 +20,9 @@ Response Daemon::create(const Request& req, bool restore) {
     json body;
     if (auto e = parse_body(req, body)) return *e;
     auto spec = restore ? parse_restore(body) : parse_create(body);
-    if (!spec) return spec.error().sys_errno == ERANGE ? api::error(422, "invalid_value", spec.error().message)
-                                                       : bad_request(spec.error().message);
+    if (!spec)
+        return spec.error().sys_errno == ERANGE ? api::error(422, "invalid_value", spec.error().message)
+                                                : bad_request(spec.error().message);
     if (restore && !vmm_restore_)
         return api::error(501, "not_supported", options_.vessel + " has no `restore` command with --api-sock yet");
     // A limit the caller asked for is enforced or the VM is not created.

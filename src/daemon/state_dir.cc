@@ -160,8 +160,10 @@ std::vector<std::string> remove_stray_vm_dirs(const std::string& vms_dir, const 
             struct stat f;
             bool log = n == "console.log" && ::fstatat(dir.get(), n.c_str(), &f, AT_SYMLINK_NOFOLLOW) == 0 &&
                        S_ISREG(f.st_mode);
-            if (!log) foreign = n;
-            else if (f.st_size > 0) foreign = "a console log with output (a VM ran)";
+            if (!log)
+                foreign = n;
+            else if (f.st_size > 0)
+                foreign = "a console log with output (a VM ran)";
         }
         if (!foreign.empty()) {
             log.push_back(path + ": no VM record points to it, but it holds " + foreign + ": left alone");
@@ -172,7 +174,8 @@ std::vector<std::string> remove_stray_vm_dirs(const std::string& vms_dir, const 
             log.push_back(path + ": no VM record points to it; removing it failed: " + std::strerror(errno));
             continue;
         }
-        log.push_back("removed " + path + ": no VM record points to it (left by a vesseld stopped while creating a VM)");
+        log.push_back("removed " + path +
+                      ": no VM record points to it (left by a vesseld stopped while creating a VM)");
     }
     return log;
 }

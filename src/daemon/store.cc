@@ -145,8 +145,7 @@ Result<> Store::put_locked(const std::string& id, const std::string& name, const
     sqlite3_bind_text(put_, 3, text.c_str(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
     int rc = sqlite3_step(put_);
     sqlite3_reset(put_);
-    if (rc != SQLITE_DONE)
-        return fail(path_ + ": saving VM " + id + ": " + sqlite3_errmsg(db_), write_errno(db_, rc));
+    if (rc != SQLITE_DONE) return fail(path_ + ": saving VM " + id + ": " + sqlite3_errmsg(db_), write_errno(db_, rc));
     return {};
 }
 

@@ -82,7 +82,8 @@ Result<> parse_common(const json& body, VmSpec& s) {
     if (body.contains("name")) {
         auto n = string_field(body["name"], "name", 63);
         if (!n) return std::unexpected(n.error());
-        if (!valid_name(*n)) return range("name: 1-63 characters of A-Z a-z 0-9 _ . -, starting with a letter or digit");
+        if (!valid_name(*n))
+            return range("name: 1-63 characters of A-Z a-z 0-9 _ . -, starting with a letter or digit");
         s.name = *n;
     }
     if (body.contains("limits")) {
@@ -111,8 +112,8 @@ bool valid_name(const std::string& name) {
 
 Result<VmSpec> parse_create(const json& body) {
     if (!body.is_object()) return bad("request body must be a JSON object");
-    if (auto r = only_fields(body, {"name", "program", "args", "mem", "root", "rw", "env", "trace_syscalls", "limits"},
-                             "");
+    if (auto r =
+            only_fields(body, {"name", "program", "args", "mem", "root", "rw", "env", "trace_syscalls", "limits"}, "");
         !r)
         return std::unexpected(r.error());
     VmSpec s;
@@ -153,7 +154,8 @@ Result<VmSpec> parse_create(const json& body) {
             std::string where = "rw[" + std::to_string(i) + "]";
             if (!rw[i].is_object()) return bad(where + ": expected an object, got " + std::string(type_name(rw[i])));
             if (auto r = only_fields(rw[i], {"host", "guest"}, where + "."); !r) return std::unexpected(r.error());
-            if (!rw[i].contains("host") || !rw[i].contains("guest")) return bad(where + ": host and guest are required");
+            if (!rw[i].contains("host") || !rw[i].contains("guest"))
+                return bad(where + ": host and guest are required");
             auto h = path_field(rw[i]["host"], where + ".host");
             if (!h) return std::unexpected(h.error());
             auto g = path_field(rw[i]["guest"], where + ".guest");

@@ -15,8 +15,8 @@ bool Bus::insert(uint64_t base, uint64_t size, std::shared_ptr<BusDevice> device
 }
 
 const Bus::Range* Bus::find(uint64_t addr, uint64_t len) const {
-    auto it = std::upper_bound(ranges_.begin(), ranges_.end(), addr,
-                               [](uint64_t a, const Range& r) { return a < r.base; });
+    auto it =
+        std::upper_bound(ranges_.begin(), ranges_.end(), addr, [](uint64_t a, const Range& r) { return a < r.base; });
     if (it == ranges_.begin()) return nullptr;
     --it;
     if (addr - it->base >= it->size || len > it->size - (addr - it->base)) return nullptr;

@@ -34,7 +34,7 @@ void TokenBucket::refill(uint64_t now_ns) {
     if (now_ns <= last_ns_) return;
     uint64_t elapsed = now_ns - last_ns_;
     unsigned __int128 add = (unsigned __int128)elapsed * rate_ / kNsPerSec;
-    if (add == 0) return;  // keep last_ns_ so fractions of a token accumulate
+    if (add == 0) return;                                        // keep last_ns_ so fractions of a token accumulate
     if (add > (unsigned __int128)(int64_t(burst_) - tokens_)) {  // full for a while: time beyond that is lost
         tokens_ = int64_t(burst_);
         last_ns_ = now_ns;
@@ -92,11 +92,16 @@ Result<bool> parse_rate_limit_option(std::string_view key, std::string_view valu
         return {};
     };
     Result<> r;
-    if (key == "bw") r = size(limit.bytes_per_sec);
-    else if (key == "bw_burst") r = size(limit.bytes_burst);
-    else if (key == "iops") r = number(limit.ops_per_sec);
-    else if (key == "iops_burst") r = number(limit.ops_burst);
-    else return false;
+    if (key == "bw")
+        r = size(limit.bytes_per_sec);
+    else if (key == "bw_burst")
+        r = size(limit.bytes_burst);
+    else if (key == "iops")
+        r = number(limit.ops_per_sec);
+    else if (key == "iops_burst")
+        r = number(limit.ops_burst);
+    else
+        return false;
     if (!r) return std::unexpected(r.error());
     return true;
 }
@@ -142,7 +147,8 @@ void RateLimiter::arm(uint64_t ops, uint64_t bytes) {
 
 void RateLimiter::ack() {
     uint64_t expirations;
-    if (timer_) [[maybe_unused]] auto r = ::read(timer_.get(), &expirations, sizeof expirations);
+    if (timer_) [[maybe_unused]]
+        auto r = ::read(timer_.get(), &expirations, sizeof expirations);
     armed_ = false;
 }
 

@@ -80,24 +80,25 @@ Result<System> System::open(const std::string& path) {
             case ENOENT:
             case ENODEV:
             case ENXIO:
-                return fail(path + ": not found — KVM is not available on this host "
-                                   "(load kvm_intel, kvm_amd or kvm_pvm, or enable virtualization)",
+                return fail(path +
+                                ": not found — KVM is not available on this host "
+                                "(load kvm_intel, kvm_amd or kvm_pvm, or enable virtualization)",
                             ENODEV);
             case EACCES:
             case EPERM:
-                return fail(path + ": permission denied — add yourself to the kvm group "
-                                   "or run as root",
+                return fail(path +
+                                ": permission denied — add yourself to the kvm group "
+                                "or run as root",
                             e);
-            default:
-                return fail(path + ": " + std::strerror(e), e);
+            default: return fail(path + ": " + std::strerror(e), e);
         }
     }
     System sys;
     sys.fd_.reset(raw);
     int version = ::ioctl(raw, KVM_GET_API_VERSION, 0);
     if (version != KVM_API_VERSION)
-        return fail(path + ": unsupported KVM API version " + std::to_string(version) +
-                    " (need " + std::to_string(KVM_API_VERSION) + ")");
+        return fail(path + ": unsupported KVM API version " + std::to_string(version) + " (need " +
+                    std::to_string(KVM_API_VERSION) + ")");
     sys.vcpu_mmap_size_ = ::ioctl(raw, KVM_GET_VCPU_MMAP_SIZE, 0);
     if (sys.vcpu_mmap_size_ <= 0) return fail_errno(path + ": KVM_GET_VCPU_MMAP_SIZE");
     return sys;
@@ -141,8 +142,7 @@ int Vm::check_extension(int cap) const {
     return r < 0 ? 0 : r;
 }
 
-Result<> Vm::set_user_memory_region(uint32_t slot, uint64_t guest_phys, uint64_t size,
-                                    void* host, uint32_t flags) {
+Result<> Vm::set_user_memory_region(uint32_t slot, uint64_t guest_phys, uint64_t size, void* host, uint32_t flags) {
     kvm_userspace_memory_region r{};
     r.slot = slot;
     r.flags = flags;
@@ -188,9 +188,7 @@ Result<> Vm::irq_line(uint32_t irq, bool level) {
     return ioctl_set(fd_.get(), KVM_IRQ_LINE, l, "KVM_IRQ_LINE");
 }
 
-Result<> Vm::ioeventfd(const kvm_ioeventfd& spec) {
-    return ioctl_set(fd_.get(), KVM_IOEVENTFD, spec, "KVM_IOEVENTFD");
-}
+Result<> Vm::ioeventfd(const kvm_ioeventfd& spec) { return ioctl_set(fd_.get(), KVM_IOEVENTFD, spec, "KVM_IOEVENTFD"); }
 
 Result<> Vm::irqfd(const kvm_irqfd& spec) { return ioctl_set(fd_.get(), KVM_IRQFD, spec, "KVM_IRQFD"); }
 

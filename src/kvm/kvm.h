@@ -51,8 +51,7 @@ public:
 
     int fd() const { return fd_.get(); }
     int check_extension(int cap) const;
-    Result<> set_user_memory_region(uint32_t slot, uint64_t guest_phys, uint64_t size,
-                                    void* host, uint32_t flags = 0);
+    Result<> set_user_memory_region(uint32_t slot, uint64_t guest_phys, uint64_t size, void* host, uint32_t flags = 0);
     Result<Vcpu> create_vcpu(int id);
     Result<> set_tss_addr(uint64_t addr);
     Result<> set_identity_map_addr(uint64_t addr);

@@ -74,7 +74,6 @@ uint64_t site_before(std::span<const uint8_t> code, uint64_t pos, const Prior (&
     return make_site(0, kCopySite, copied) | cpuid;
 }
 
-
 }  // namespace
 
 Result<std::vector<uint64_t>> find_sites(std::span<const uint8_t> file, const ElfImage& image) {
@@ -98,7 +97,7 @@ Result<std::vector<uint64_t>> find_sites(std::span<const uint8_t> file, const El
             auto c = std::lower_bound(maybe_sites.begin(), maybe_sites.end(), t > 0 ? t - 1 : 0);
             return c != maybe_sites.end() && *c <= t + kCopyMax + 2;
         };
-        std::vector<uint64_t> targets;  // where direct branches land near a site (segment offsets)
+        std::vector<uint64_t> targets;                     // where direct branches land near a site (segment offsets)
         std::vector<std::pair<uint64_t, uint64_t>> found;  // segment offset, site (kind)
         // The three instructions before, newest first (length 0: did not decode).
         struct Prior {
@@ -109,7 +108,8 @@ Result<std::vector<uint64_t>> find_sites(std::span<const uint8_t> file, const El
         uint64_t pos = 0;
         while (pos < code.size()) {
             ZydisDecodedInstruction insn;
-            if (!ZYAN_SUCCESS(ZydisDecoderDecodeInstruction(&decoder, nullptr, code.data() + pos, code.size() - pos, &insn))) {
+            if (!ZYAN_SUCCESS(
+                    ZydisDecoderDecodeInstruction(&decoder, nullptr, code.data() + pos, code.size() - pos, &insn))) {
                 ++pos;  // data or padding inside the code: resynchronise byte by byte
                 prior[0] = prior[1] = prior[2] = {};
                 continue;

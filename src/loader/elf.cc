@@ -13,8 +13,7 @@ constexpr size_t kMaxPhdrBytes = 65536;  // as Linux's ELF_MIN_ALIGN-bounded che
 
 Result<ElfImage> parse_elf(std::span<const uint8_t> file) {
     Elf64_Ehdr eh;
-    if (file.size() < 4 || std::memcmp(file.data(), ELFMAG, SELFMAG) != 0)
-        return fail("not an ELF file", ENOEXEC);
+    if (file.size() < 4 || std::memcmp(file.data(), ELFMAG, SELFMAG) != 0) return fail("not an ELF file", ENOEXEC);
     if (file.size() < sizeof eh) return fail("truncated ELF header", ENOEXEC);
     std::memcpy(&eh, file.data(), sizeof eh);
     if (eh.e_ident[EI_CLASS] != ELFCLASS64) return fail("not a 64-bit ELF file", ENOEXEC);
@@ -44,8 +43,7 @@ Result<ElfImage> parse_elf(std::span<const uint8_t> file) {
                 interp.assign(reinterpret_cast<const char*>(file.data() + ph.p_offset),
                               strnlen(reinterpret_cast<const char*>(file.data() + ph.p_offset),
                                       std::min<uint64_t>(ph.p_filesz, file.size() - ph.p_offset)));
-            return fail("dynamically linked (interpreter " + interp +
-                            "); only static executables are supported",
+            return fail("dynamically linked (interpreter " + interp + "); only static executables are supported",
                         ENOEXEC);
         }
         if (ph.p_type == PT_PHDR) {

@@ -7,8 +7,8 @@
 #include <algorithm>
 #include <cstring>
 
-#include "base/text.h"
 #include "base/fd.h"
+#include "base/text.h"
 
 namespace vessel::loader {
 namespace {
@@ -69,8 +69,7 @@ Result<KernelFormat> detect_kernel_format(std::span<const uint8_t> file) {
 
 Result<Vmlinux> parse_vmlinux(std::span<const uint8_t> file) {
     Elf64_Ehdr eh;
-    if (!read_at(file, 0, eh) || std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0)
-        return fail("not an ELF file");
+    if (!read_at(file, 0, eh) || std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0) return fail("not an ELF file");
     if (eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_ident[EI_DATA] != ELFDATA2LSB || eh.e_machine != EM_X86_64)
         return fail("not an x86-64 ELF file");
     if (eh.e_type != ET_EXEC) return fail("not an ELF executable (a vmlinux is ET_EXEC)");
@@ -91,7 +90,8 @@ Result<Vmlinux> parse_vmlinux(std::span<const uint8_t> file) {
             continue;
         }
         if (ph.p_type != PT_LOAD || ph.p_memsz == 0) continue;
-        if (!within(ph.p_offset, ph.p_filesz, file.size())) return fail("ELF segment " + std::to_string(i) + " outside the file");
+        if (!within(ph.p_offset, ph.p_filesz, file.size()))
+            return fail("ELF segment " + std::to_string(i) + " outside the file");
         if (ph.p_filesz > ph.p_memsz) return fail("ELF segment " + std::to_string(i) + " has filesz > memsz");
         if (ph.p_paddr + ph.p_memsz < ph.p_paddr) return fail("ELF segment " + std::to_string(i) + " wraps around");
         k.segments.push_back({ph.p_paddr, ph.p_offset, ph.p_filesz, ph.p_memsz});
@@ -149,8 +149,7 @@ Result<BzImage> parse_bzimage(std::span<const uint8_t> file) {
     return b;
 }
 
-Result<> load_vmlinux(memory::GuestMemory& mem, std::span<const uint8_t> file, const Vmlinux& image,
-                      uint64_t ram_end) {
+Result<> load_vmlinux(memory::GuestMemory& mem, std::span<const uint8_t> file, const Vmlinux& image, uint64_t ram_end) {
     for (const auto& s : image.segments) {
         if (s.paddr < kLowestLoadAddress || s.paddr + s.memsz > ram_end || !mem.contains(s.paddr, s.memsz))
             return fail("kernel segment at " + hex(s.paddr) + " (" + std::to_string(s.memsz >> 10) +
@@ -177,7 +176,8 @@ Result<uint64_t> load_initrd(memory::GuestMemory& mem, std::span<const uint8_t> 
                              uint64_t highest_end) {
     highest_end = std::min(highest_end, mem.size());
     if (initrd.size() > highest_end || memory::page_align_down(highest_end - initrd.size()) < lowest)
-        return fail("initrd (" + std::to_string(initrd.size() >> 10) + " KiB) does not fit in guest RAM above the kernel — raise --mem",
+        return fail("initrd (" + std::to_string(initrd.size() >> 10) +
+                        " KiB) does not fit in guest RAM above the kernel — raise --mem",
                     ENOMEM);
     uint64_t addr = memory::page_align_down(highest_end - initrd.size());
     std::memcpy(mem.host(addr, initrd.size()), initrd.data(), initrd.size());

@@ -40,11 +40,11 @@ struct Vmlinux {
 
 struct BzImage {
     arch::x86::SetupHeader header{};
-    uint64_t setup_size = 0;                 // bytes of real-mode code before the kernel
-    std::span<const uint8_t> protected_mode; // the part loaded at `load_address`
+    uint64_t setup_size = 0;                  // bytes of real-mode code before the kernel
+    std::span<const uint8_t> protected_mode;  // the part loaded at `load_address`
     uint64_t load_address = 0;
-    uint64_t memory_needed = 0;              // from load_address: max(init_size, file part)
-    uint32_t cmdline_max = 0;                // longest command line the kernel takes
+    uint64_t memory_needed = 0;  // from load_address: max(init_size, file part)
+    uint32_t cmdline_max = 0;    // longest command line the kernel takes
 };
 
 enum class KernelFormat { kVmlinux, kBzImage };
@@ -57,8 +57,7 @@ Result<BzImage> parse_bzimage(std::span<const uint8_t> file);
 
 // Copies the segments (zeroing their BSS). Everything must lie in
 // [0x100000, ram_end).
-Result<> load_vmlinux(memory::GuestMemory& mem, std::span<const uint8_t> file, const Vmlinux& image,
-                      uint64_t ram_end);
+Result<> load_vmlinux(memory::GuestMemory& mem, std::span<const uint8_t> file, const Vmlinux& image, uint64_t ram_end);
 Result<> load_bzimage(memory::GuestMemory& mem, const BzImage& image, uint64_t ram_end);
 
 // Places the initrd as high as possible: page-aligned, ending at or below

@@ -40,9 +40,9 @@ private:
 
 }  // namespace
 
-Result<LoadedProgram> load_program(memory::AddressSpace& as, std::span<const uint8_t> file,
-                                   const ElfImage& image, const std::vector<uint64_t>& syscall_sites,
-                                   std::span<const uint8_t> stubs, const ProgramSpec& spec) {
+Result<LoadedProgram> load_program(memory::AddressSpace& as, std::span<const uint8_t> file, const ElfImage& image,
+                                   const std::vector<uint64_t>& syscall_sites, std::span<const uint8_t> stubs,
+                                   const ProgramSpec& spec) {
     LoadedProgram out;
     out.load_bias = image.pie ? kPieBase - image.lowest : 0;
     const uint64_t bias = out.load_bias;
@@ -55,9 +55,9 @@ Result<LoadedProgram> load_program(memory::AddressSpace& as, std::span<const uin
         if (page_align_up(a.vaddr + a.memsz) > page_align_down(b.vaddr)) shared_pages = true;
     }
     auto too_big = [](uint64_t bytes) {
-        return fail("executable too large for guest memory (segment of " + std::to_string(bytes >> 20) +
-                        " MiB; raise --mem)",
-                    ENOMEM);
+        return fail(
+            "executable too large for guest memory (segment of " + std::to_string(bytes >> 20) + " MiB; raise --mem)",
+            ENOMEM);
     };
     if (spec.image_gpa && !shared_pages) {
         // Zero-copy: read-only and executable file pages come straight from
@@ -82,7 +82,8 @@ Result<LoadedProgram> load_program(memory::AddressSpace& as, std::span<const uin
             uint64_t rest = std::max(start, direct_end);
             if (mem_end > rest) {
                 auto r = as.map_fixed(rest, mem_end - rest, prot);
-                if (!r) return r.error().sys_errno == ENOMEM ? too_big(mem_end - rest) : wrap("load segment", r.error());
+                if (!r)
+                    return r.error().sys_errno == ENOMEM ? too_big(mem_end - rest) : wrap("load segment", r.error());
                 if (file_end > rest &&
                     !as.poke(rest, file.data() + s.offset + (rest - (s.vaddr + bias)), file_end - rest))
                     return fail("load: segment copy failed", EFAULT);
@@ -126,8 +127,8 @@ Result<LoadedProgram> load_program(memory::AddressSpace& as, std::span<const uin
     out.brk_start = image.highest + bias;
     if (!stubs.empty()) {  // see rewriter.h: the page after the image
         const uint64_t at = stub_area_vaddr(image) + bias;
-        if (auto r = as.map_fixed(at, stubs.size(), memory::kProtRead | memory::kProtExec,
-                                 std::string(kStubAreaName)); !r)
+        if (auto r = as.map_fixed(at, stubs.size(), memory::kProtRead | memory::kProtExec, std::string(kStubAreaName));
+            !r)
             return r.error().sys_errno == ENOMEM ? too_big(stubs.size()) : wrap("load stubs", r.error());
         if (!as.poke(at, stubs.data(), stubs.size())) return fail("load: stub copy failed", EFAULT);
         out.brk_start = at + stubs.size();

@@ -19,10 +19,10 @@ inline constexpr uint64_t kPieBase = 0x5555'5555'4000ull;
 struct ProgramSpec {
     std::vector<std::string> argv;
     std::vector<std::string> envp;
-    std::string execfn;      // AT_EXECFN: the path the program was started by
+    std::string execfn;  // AT_EXECFN: the path the program was started by
     uint64_t stack_size = 8ull << 20;
-    uint32_t hwcap = 0;      // AT_HWCAP
-    uint32_t hwcap2 = 0;     // AT_HWCAP2
+    uint32_t hwcap = 0;   // AT_HWCAP
+    uint32_t hwcap2 = 0;  // AT_HWCAP2
     uint32_t uid = 0, euid = 0, gid = 0, egid = 0;
     uint8_t random[16] = {};  // AT_RANDOM bytes
     // Guest-physical base of a file region holding the whole file (see
@@ -43,8 +43,8 @@ struct LoadedProgram {
 // empty: none) after the image and builds the stack. With spec.image_gpa, segment
 // pages are mapped straight from the file region (no copy; the rewrite and
 // guest writes copy single pages on demand); otherwise the bytes are copied.
-Result<LoadedProgram> load_program(memory::AddressSpace& as, std::span<const uint8_t> file,
-                                   const ElfImage& image, const std::vector<uint64_t>& syscall_sites,
-                                   std::span<const uint8_t> stubs, const ProgramSpec& spec);
+Result<LoadedProgram> load_program(memory::AddressSpace& as, std::span<const uint8_t> file, const ElfImage& image,
+                                   const std::vector<uint64_t>& syscall_sites, std::span<const uint8_t> stubs,
+                                   const ProgramSpec& spec);
 
 }  // namespace vessel::loader

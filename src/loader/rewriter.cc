@@ -12,8 +12,8 @@
 #include <cstring>
 
 #include "base/cache_dir.h"
-#include "base/safe_file.h"
 #include "base/fd.h"
+#include "base/safe_file.h"
 
 namespace vessel::loader {
 namespace {
@@ -47,7 +47,7 @@ bool has_shape(std::span<const uint8_t> code, uint64_t off, uint64_t site) {
     switch (site_kind(site)) {
         case kExitSite: return site_copied(site) == 0 && !site_is_cpuid(site);
         case kMovSite: return p[0] == 0xb8 && site_copied(site) == 0;  // mov $imm32,%eax
-        case kJccXorSite:                                                // jcc rel8; xor %eax,%eax
+        case kJccXorSite:                                              // jcc rel8; xor %eax,%eax
             return (p[0] & 0xf0) == 0x70 && (p[2] == 0x31 || p[2] == 0x33) && p[3] == 0xc0 && site_copied(site) == 0;
         case kCopySite: return site_copied(site) >= kCopyMin && site_copied(site) <= kCopyMax;
     }
@@ -94,7 +94,7 @@ std::vector<uint8_t> build_stubs(std::span<const uint8_t> file, const ElfImage& 
             const uint8_t cc = file[off - 4] & 0x0f;
             const int8_t rel8 = static_cast<int8_t>(file[off - 3]);
             const uint64_t target = site_va - 2 + static_cast<int64_t>(rel8);  // the jcc's own target
-            *p++ = 0x0f;                                                      // jcc rel32
+            *p++ = 0x0f;                                                       // jcc rel32
             *p++ = static_cast<uint8_t>(0x80 | cc);
             put32(p, target - (stub_va + 6));
             *p++ = 0x31;  // xor %eax,%eax
@@ -166,8 +166,7 @@ std::optional<std::vector<uint64_t>> read_sites(int fd, std::span<const uint8_t>
         uint64_t count;
     } header;
     if (!read_full(fd, &header, sizeof header)) return std::nullopt;
-    if (std::memcmp(header.magic, kMagic, 8) != 0 || header.file_size != file.size() ||
-        header.count > file.size() / 2)
+    if (std::memcmp(header.magic, kMagic, 8) != 0 || header.file_size != file.size() || header.count > file.size() / 2)
         return std::nullopt;
     std::vector<uint64_t> offsets(header.count);
     if (!read_full(fd, offsets.data(), header.count * sizeof(uint64_t))) return std::nullopt;
@@ -188,8 +187,7 @@ std::optional<std::vector<uint64_t>> RewriteCache::load(const std::string& hash,
     return read_sites(fd->get(), file, image);
 }
 
-void RewriteCache::store(const std::string& hash, uint64_t file_size,
-                         const std::vector<uint64_t>& offsets) const {
+void RewriteCache::store(const std::string& hash, uint64_t file_size, const std::vector<uint64_t>& offsets) const {
     if (dir_.empty() || !make_dirs(dir_)) return;
     const std::vector<uint8_t> buf = encode_sites(file_size, offsets);
     // Atomic, so a concurrent reader sees the old entry or the new one; a
@@ -287,8 +285,8 @@ std::optional<CachedImage> open_cached_image(const RewriteCache& cache, const Fi
         h.sites > identity.size / 2 || h.stub_size % 4096 || h.stub_size > h.sites * kStubSlot + 4095 ||
         std::any_of(std::begin(h.self_exe), std::end(h.self_exe),
                     [&](uint64_t off) {
-                        return off && (off < 64 || identity.size < sizeof kSelfExe ||
-                                       off > identity.size - sizeof kSelfExe);
+                        return off &&
+                               (off < 64 || identity.size < sizeof kSelfExe || off > identity.size - sizeof kSelfExe);
                     }) ||
         static_cast<uint64_t>(st.st_size) != kImageHeaderSize + identity.size + h.stub_size)
         return std::nullopt;

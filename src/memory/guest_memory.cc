@@ -26,8 +26,7 @@ Result<GuestMemory> GuestMemory::create(uint64_t size, const char* name) {
     if (::ftruncate(raw, static_cast<off_t>(size)) < 0) return fail_errno("ftruncate(guest memory)");
     // RAM, then address space (no memory) for a program image to follow it.
     void* span = ::mmap(nullptr, size + kRegionHeadroom, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (span == MAP_FAILED)
-        return fail_errno("mmap of " + std::to_string(size >> 20) + " MiB guest memory");
+    if (span == MAP_FAILED) return fail_errno("mmap of " + std::to_string(size >> 20) + " MiB guest memory");
     m.headroom_ = Mapping(span, size + kRegionHeadroom);
     Mapping ram = m.headroom_.take_front(size);
     if (::mmap(ram.data(), size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE | MAP_FIXED, raw, 0) == MAP_FAILED)

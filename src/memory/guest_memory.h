@@ -54,9 +54,7 @@ public:
     int image_fd() const { return image_backed_ ? fd_.get() : -1; }
 
     // True when [gpa, gpa+len) is inside RAM.
-    bool contains(uint64_t gpa, uint64_t len) const {
-        return gpa <= size() && len <= size() - gpa;
-    }
+    bool contains(uint64_t gpa, uint64_t len) const { return gpa <= size() && len <= size() - gpa; }
     // Host pointer for [gpa, gpa+len) inside RAM or one file region, or nullptr.
     uint8_t* host(uint64_t gpa, uint64_t len) const {
         if (contains(gpa, len)) return map_.data() + gpa;
@@ -86,9 +84,7 @@ public:
     };
     std::vector<Slot> kvm_slots() const;
     // Highest guest-physical address in use (end of RAM or of the last region).
-    uint64_t phys_end() const {
-        return regions_.empty() ? size() : regions_.back().gpa + regions_.back().map.size();
-    }
+    uint64_t phys_end() const { return regions_.empty() ? size() : regions_.back().gpa + regions_.back().map.size(); }
     const std::vector<FileRegion>& file_regions() const { return regions_; }
 
     Result<> read(uint64_t gpa, void* out, uint64_t len) const;

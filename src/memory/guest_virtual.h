@@ -28,9 +28,13 @@ public:
     Result<std::string> read_cstring(uint64_t va, uint64_t max) const;
 
     template <class T>
-    bool read_obj(uint64_t va, T& out) const { return read(va, &out, sizeof(T)); }
+    bool read_obj(uint64_t va, T& out) const {
+        return read(va, &out, sizeof(T));
+    }
     template <class T>
-    bool write_obj(uint64_t va, const T& in) const { return write(va, &in, sizeof(T)); }
+    bool write_obj(uint64_t va, const T& in) const {
+        return write(va, &in, sizeof(T));
+    }
 
     // Calls f(host_ptr, len) for each page-sized piece; false on a fault.
     template <class F>

@@ -131,8 +131,7 @@ void PageTables::for_each_leaf(const std::function<void(uint64_t, uint64_t)>& f)
                 const uint64_t* l1 = table_at(l2[i2] & pte::kAddrMask);
                 for (unsigned i1 = 0; l1 && i1 < 512; ++i1)
                     if (l1[i1] & pte::kPresent)
-                        f((uint64_t(i4) << 39) | (uint64_t(i3) << 30) | (uint64_t(i2) << 21) |
-                              (uint64_t(i1) << 12),
+                        f((uint64_t(i4) << 39) | (uint64_t(i3) << 30) | (uint64_t(i2) << 21) | (uint64_t(i1) << 12),
                           l1[i1]);
             }
         }

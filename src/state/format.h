@@ -31,9 +31,9 @@ enum class Section : uint32_t {
     kAddressSpace = 4,  // page allocator, page-table root, VMAs
     kMemory = 5,        // memory layout and which image pages this snapshot holds
     // Full machines (instead of kVcpu, kThinProcess and kAddressSpace):
-    kVcpus = 6,         // every vCPU's record, with LAPIC, MP state and CPUID
-    kMachine = 7,       // KVM's in-kernel PIC, I/O APIC, PIT and kvmclock
-    kDevices = 8,       // serial, CMOS, i8042 and each virtio-mmio transport
+    kVcpus = 6,    // every vCPU's record, with LAPIC, MP state and CPUID
+    kMachine = 7,  // KVM's in-kernel PIC, I/O APIC, PIT and kvmclock
+    kDevices = 8,  // serial, CMOS, i8042 and each virtio-mmio transport
 };
 
 // Appends fixed-width little-endian values.

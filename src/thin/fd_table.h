@@ -14,7 +14,7 @@ struct OpenFile {
     Fd host;                 // the host descriptor the calls go to
     std::string guest_path;  // absolute guest path (for *at() and fchdir); empty for pipes/stdio
     bool directory = false;
-    int stdio = -1;          // 0-2 when this is the host's stdin/stdout/stderr
+    int stdio = -1;  // 0-2 when this is the host's stdin/stdout/stderr
 };
 
 class FdTable {

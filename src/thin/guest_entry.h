@@ -22,10 +22,10 @@
 #include <span>
 #include <string_view>
 
+#include "abi/thin_guest.h"
 #include "arch/x86/host_cpuid.h"
 #include "base/result.h"
 #include "memory/address_space.h"
-#include "abi/thin_guest.h"
 
 namespace vessel::thin {
 
@@ -47,8 +47,8 @@ struct GuestShared {
     uint64_t clk_valid, clk_tsc, clk_mult, clk_mono, clk_real;  // likewise
     uint64_t stack_lo, stack_hi;                                // likewise
     uint64_t save_rdx;
-    uint64_t fsgsbase;     // written by the VMM only
-    uint64_t tid_address;  // the guest's clear_child_tid: any value is valid
+    uint64_t fsgsbase;                        // written by the VMM only
+    uint64_t tid_address;                     // the guest's clear_child_tid: any value is valid
     uint64_t rlim_stack_cur, rlim_stack_max;  // written by the VMM only
     uint64_t brk_limit;                       // likewise
     uint64_t rand_pos;                        // the guest's: the VMM refills when it is not 0
@@ -73,12 +73,10 @@ static_assert(offsetof(GuestShared, enabled) == SH_ENABLED && offsetof(GuestShar
               offsetof(GuestShared, tid_address) == SH_TID_ADDRESS &&
               offsetof(GuestShared, rlim_stack_cur) == SH_RLIM_STACK_CUR &&
               offsetof(GuestShared, rlim_stack_max) == SH_RLIM_STACK_MAX &&
-              offsetof(GuestShared, brk_limit) == SH_BRK_LIMIT &&
-              offsetof(GuestShared, rand_pos) == SH_RAND_POS && offsetof(GuestShared, data_lo) == SH_DATA_LO &&
-              offsetof(GuestShared, data_hi) == SH_DATA_HI &&
+              offsetof(GuestShared, brk_limit) == SH_BRK_LIMIT && offsetof(GuestShared, rand_pos) == SH_RAND_POS &&
+              offsetof(GuestShared, data_lo) == SH_DATA_LO && offsetof(GuestShared, data_hi) == SH_DATA_HI &&
               offsetof(GuestShared, cpuid_handler) == SH_CPUID_HANDLER &&
-              offsetof(GuestShared, rand_pool) == SH_RAND_POOL &&
-              offsetof(GuestShared, self_exe) == SH_SELF_EXE);
+              offsetof(GuestShared, rand_pool) == SH_RAND_POOL && offsetof(GuestShared, self_exe) == SH_SELF_EXE);
 static_assert(sizeof(GuestShared) <= SH_STACK_TOP - 512, "the entry code's stack needs the rest of the page");
 using abi::kGuestCpuidPointer;
 using abi::kGuestHandlerPointer;

@@ -5,9 +5,9 @@
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <x86intrin.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <x86intrin.h>
 
 #include <algorithm>
 #include <cstring>
@@ -128,8 +128,8 @@ void Process::update_clock() {
     }
     if (tsc <= c.first_tsc || mono < c.first_mono + kClockCalibrationNs) return;
     // The rate over the whole run so far: ns per tick, 32.32 fixed point.
-    const uint64_t mult = static_cast<uint64_t>((static_cast<unsigned __int128>(mono - c.first_mono) << 32) /
-                                                (tsc - c.first_tsc));
+    const uint64_t mult =
+        static_cast<uint64_t>((static_cast<unsigned __int128>(mono - c.first_mono) << 32) / (tsc - c.first_tsc));
     if (!c.valid) {
         c.valid = true;
         c.mono = mono;
@@ -207,8 +207,8 @@ uint64_t Process::guest_brk() const {
 
 void Process::refresh_heap_end() {
     uint64_t end = memory::page_align_up(brk_);
-    for (const memory::Vma* v; (v = as_->find_vma(end)) && v->name == "[heap]" &&
-                                (v->prot & memory::kProtWrite) && (v->prot & memory::kProtRead);)
+    for (const memory::Vma* v; (v = as_->find_vma(end)) && v->name == "[heap]" && (v->prot & memory::kProtWrite) &&
+                               (v->prot & memory::kProtRead);)
         end = v->end;
     heap_end_ = end;
 }
@@ -312,8 +312,7 @@ Result<> Process::restore(const ProcessSnapshot& s) {
             int flags = file.flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC);
             auto fd = sandbox_.open(file.guest_path, flags, 0);
             if (!fd)
-                return fail("restore: cannot reopen " + file.guest_path + ": " +
-                                std::strerror(fd.error().sys_errno),
+                return fail("restore: cannot reopen " + file.guest_path + ": " + std::strerror(fd.error().sys_errno),
                             fd.error().sys_errno);
             if (file.offset > 0 && ::lseek(fd->get(), file.offset, SEEK_SET) < 0 && !file.directory)
                 return fail_errno("restore: seek in " + file.guest_path);

@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "abi/thin_guest.h"
 #include "memory/address_space.h"
 #include "thin/fd_table.h"
-#include "abi/thin_guest.h"
 #include "thin/guest_entry.h"
 #include "thin/sandbox.h"
 #include "thin/syscall_table.h"
@@ -146,11 +146,14 @@ public:
     // Includes the calls the guest-side entry code answered -ENOSYS itself.
     uint64_t unsupported_calls() const;
     uint64_t io_read_bytes() const { return std::atomic_ref<const uint64_t>(io_read_).load(std::memory_order_relaxed); }
-    uint64_t io_write_bytes() const { return std::atomic_ref<const uint64_t>(io_write_).load(std::memory_order_relaxed); }
+    uint64_t io_write_bytes() const {
+        return std::atomic_ref<const uint64_t>(io_write_).load(std::memory_order_relaxed);
+    }
     // Bytes moved between guest memory and files by read/write-style calls.
     void count_io(bool to_guest, int64_t bytes) {
         if (bytes > 0)
-            std::atomic_ref<uint64_t>(to_guest ? io_read_ : io_write_).fetch_add(static_cast<uint64_t>(bytes), std::memory_order_relaxed);
+            std::atomic_ref<uint64_t>(to_guest ? io_read_ : io_write_)
+                .fetch_add(static_cast<uint64_t>(bytes), std::memory_order_relaxed);
     }
 
     // State the families share.
@@ -231,7 +234,7 @@ private:
     uint64_t window_size_ = kReadAheadFirst;
     struct Clock {
         bool started = false, valid = false;
-        uint64_t first_tsc = 0, first_mono = 0;  // calibration start
+        uint64_t first_tsc = 0, first_mono = 0;          // calibration start
         uint64_t tsc = 0, mult = 0, mono = 0, real = 0;  // the formula's base, as published
     } clock_;
     void update_clock();

@@ -3,8 +3,8 @@
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <linux/openat2.h>
-#include <sys/statfs.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -121,8 +121,7 @@ Result<Fd> open_empty_root() {
         if (fd >= 0) {
             Fd owned(fd);
             struct stat st;
-            if (::fstat(fd, &st) == 0 && st.st_uid == ::geteuid() && (st.st_mode & 07777) == 0555 &&
-                is_empty_dir(fd)) {
+            if (::fstat(fd, &st) == 0 && st.st_uid == ::geteuid() && (st.st_mode & 07777) == 0555 && is_empty_dir(fd)) {
                 int path_fd = ::open(path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
                 if (path_fd >= 0) return Fd(path_fd);
             }
@@ -184,8 +183,7 @@ Result<Sandbox> Sandbox::create(const std::string& root, const std::vector<Mount
         if (classify(g) != Special::kNone || g == "/dev" || g == "/proc" || g == "/sys")
             return fail("--rw " + m.host_dir + ":" + m.guest_path + ": cannot mount over " + g, EINVAL);
         for (const auto& e : sb.mounts_)
-            if (e.guest_path == g && g != "/")
-                return fail("--rw: " + g + " is given twice", EINVAL);
+            if (e.guest_path == g && g != "/") return fail("--rw: " + g + " is given twice", EINVAL);
         auto fd = open_dir(m.host_dir, "--rw");
         if (!fd) return std::unexpected(fd.error());
         if (g == "/") {
@@ -269,8 +267,7 @@ Result<Fd> Sandbox::open_path(const std::string& abs, bool nofollow) const {
     return Fd(fd);
 }
 
-Result<Fd> Sandbox::open_parent(const std::string& abs, std::string& name, bool need_write,
-                                const Mount** mount) const {
+Result<Fd> Sandbox::open_parent(const std::string& abs, std::string& name, bool need_write, const Mount** mount) const {
     if (abs == "/") return fail("", need_write ? EBUSY : EINVAL);
     if (classify(abs) != Special::kNone) return fail("", need_write ? EACCES : ENOENT);
     Location loc = locate(abs);

@@ -209,15 +209,30 @@ namespace {
 // all but DONTNEED/FREE are hints this layer may ignore.
 bool known_advice(uint64_t advice) {
     switch (advice) {
-        case MADV_NORMAL: case MADV_RANDOM: case MADV_SEQUENTIAL: case MADV_WILLNEED: case MADV_DONTNEED:
-        case MADV_FREE: case MADV_REMOVE: case MADV_DONTFORK: case MADV_DOFORK: case MADV_MERGEABLE:
-        case MADV_UNMERGEABLE: case MADV_HUGEPAGE: case MADV_NOHUGEPAGE: case MADV_DONTDUMP: case MADV_DODUMP:
-        case MADV_WIPEONFORK: case MADV_KEEPONFORK: case MADV_COLD: case MADV_PAGEOUT:
-        case 22 /* POPULATE_READ */: case 23 /* POPULATE_WRITE */: case 24 /* DONTNEED_LOCKED */:
-        case 25 /* COLLAPSE */:
-            return true;
-        default:
-            return false;
+        case MADV_NORMAL:
+        case MADV_RANDOM:
+        case MADV_SEQUENTIAL:
+        case MADV_WILLNEED:
+        case MADV_DONTNEED:
+        case MADV_FREE:
+        case MADV_REMOVE:
+        case MADV_DONTFORK:
+        case MADV_DOFORK:
+        case MADV_MERGEABLE:
+        case MADV_UNMERGEABLE:
+        case MADV_HUGEPAGE:
+        case MADV_NOHUGEPAGE:
+        case MADV_DONTDUMP:
+        case MADV_DODUMP:
+        case MADV_WIPEONFORK:
+        case MADV_KEEPONFORK:
+        case MADV_COLD:
+        case MADV_PAGEOUT:
+        case 22 /* POPULATE_READ */:
+        case 23 /* POPULATE_WRITE */:
+        case 24 /* DONTNEED_LOCKED */:
+        case 25 /* COLLAPSE */: return true;
+        default: return false;
     }
 }
 

@@ -81,9 +81,7 @@ int64_t sys_creat(Process& p, PathModeArgs a) {
     return open_common(p, AT_FDCWD, a.path(), O_CREAT | O_WRONLY | O_TRUNC, a.mode());
 }
 
-int64_t sys_openat(Process& p, OpenatArgs a) {
-    return open_common(p, a.dirfd(), a.path(), a.flags(), a.mode());
-}
+int64_t sys_openat(Process& p, OpenatArgs a) { return open_common(p, a.dirfd(), a.path(), a.flags(), a.mode()); }
 
 int64_t sys_getcwd(Process& p, GetcwdArgs a) {
     const std::string& cwd = p.cwd();
@@ -137,7 +135,8 @@ int64_t in_parent(Process& p, int dirfd, uint64_t path_ptr, bool need_write, Op&
 
 int64_t mkdir_common(Process& p, int dirfd, uint64_t path_ptr, uint64_t mode) {
     int64_t r = in_parent(p, dirfd, path_ptr, true, [&](int parent, const std::string& name, bool) -> int64_t {
-        return ::mkdirat(parent, name.c_str(), static_cast<mode_t>(mode & kGuestModeMask & ~p.umask())) < 0 ? -errno : 0;
+        return ::mkdirat(parent, name.c_str(), static_cast<mode_t>(mode & kGuestModeMask & ~p.umask())) < 0 ? -errno
+                                                                                                            : 0;
     });
     // "/" and mount points have no parent to create them in (EBUSY), but they
     // exist, and Linux says EEXIST: `mkdir -p /w/x` relies on it.
@@ -147,9 +146,7 @@ int64_t mkdir_common(Process& p, int dirfd, uint64_t path_ptr, uint64_t mode) {
 
 int64_t sys_mkdir(Process& p, PathModeArgs a) { return mkdir_common(p, AT_FDCWD, a.path(), a.mode()); }
 
-int64_t sys_mkdirat(Process& p, AtPathModeArgs a) {
-    return mkdir_common(p, a.dirfd(), a.path(), a.mode());
-}
+int64_t sys_mkdirat(Process& p, AtPathModeArgs a) { return mkdir_common(p, a.dirfd(), a.path(), a.mode()); }
 
 namespace {
 
@@ -191,7 +188,9 @@ int64_t rename_common(Process& p, int olddir, uint64_t oldp, int newdir, uint64_
 }
 }  // namespace
 
-int64_t sys_rename(Process& p, RenameArgs a) { return rename_common(p, AT_FDCWD, a.oldpath(), AT_FDCWD, a.newpath(), 0); }
+int64_t sys_rename(Process& p, RenameArgs a) {
+    return rename_common(p, AT_FDCWD, a.oldpath(), AT_FDCWD, a.newpath(), 0);
+}
 
 int64_t sys_renameat(Process& p, RenameatArgs a) {
     return rename_common(p, a.olddirfd(), a.oldpath(), a.newdirfd(), a.newpath(), 0);
@@ -199,8 +198,7 @@ int64_t sys_renameat(Process& p, RenameatArgs a) {
 
 int64_t sys_renameat2(Process& p, RenameatArgs a) {
     if (a.flags() & ~uint64_t(RENAME_NOREPLACE | RENAME_EXCHANGE)) return -EINVAL;
-    return rename_common(p, a.olddirfd(), a.oldpath(), a.newdirfd(), a.newpath(),
-                         static_cast<unsigned>(a.flags()));
+    return rename_common(p, a.olddirfd(), a.oldpath(), a.newdirfd(), a.newpath(), static_cast<unsigned>(a.flags()));
 }
 
 namespace {
@@ -217,9 +215,7 @@ int64_t symlink_common(Process& p, uint64_t target_ptr, int dirfd, uint64_t path
 
 int64_t sys_symlink(Process& p, SymlinkArgs a) { return symlink_common(p, a.target(), AT_FDCWD, a.linkpath()); }
 
-int64_t sys_symlinkat(Process& p, SymlinkatArgs a) {
-    return symlink_common(p, a.target(), a.newdirfd(), a.linkpath());
-}
+int64_t sys_symlinkat(Process& p, SymlinkatArgs a) { return symlink_common(p, a.target(), a.newdirfd(), a.linkpath()); }
 
 namespace {
 
@@ -245,7 +241,9 @@ bool on_read_only_mount(Process& p, const OpenFile& f) {
 
 int64_t chmod_common(Process& p, int dirfd, uint64_t path_ptr, uint64_t mode) {
     return on_resolved_for_write(p, dirfd, path_ptr, 0, [&](int host) -> int64_t {
-        return ::syscall(SYS_fchmodat2, host, "", static_cast<mode_t>(mode & kGuestModeMask), AT_EMPTY_PATH) < 0 ? -errno : 0;
+        return ::syscall(SYS_fchmodat2, host, "", static_cast<mode_t>(mode & kGuestModeMask), AT_EMPTY_PATH) < 0
+                   ? -errno
+                   : 0;
     });
 }
 
@@ -279,8 +277,7 @@ int64_t chown_common(Process& p, int dirfd, uint64_t path_ptr, uint64_t uid, uin
     if (flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH)) return -EINVAL;
     return on_resolved_for_write(p, dirfd, path_ptr, flags, [&](int host) -> int64_t {
         if (int64_t r = check_owner(p, uid, gid); r < 0) return r;
-        return ::fchownat(host, "", static_cast<uid_t>(uid), static_cast<gid_t>(gid), AT_EMPTY_PATH) < 0 ? -errno
-                                                                                                        : 0;
+        return ::fchownat(host, "", static_cast<uid_t>(uid), static_cast<gid_t>(gid), AT_EMPTY_PATH) < 0 ? -errno : 0;
     });
 }
 }  // namespace

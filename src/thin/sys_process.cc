@@ -19,7 +19,7 @@ namespace {
 // The guest is the only process in its world.
 constexpr int kSigKill = 9, kSigStop = 19;
 constexpr uint32_t kSsAutoDisarm = 1u << 31;  // SS_AUTODISARM (uapi)
-constexpr uint64_t kMinSigStackSize = 2048;  // MINSIGSTKSZ
+constexpr uint64_t kMinSigStackSize = 2048;   // MINSIGSTKSZ
 constexpr uint64_t ARCH_SET_GS = 0x1001, ARCH_SET_FS = 0x1002, ARCH_GET_FS = 0x1003, ARCH_GET_GS = 0x1004;
 
 }  // namespace
@@ -110,7 +110,7 @@ int64_t sys_sigaltstack(Process& p, SigaltstackArgs a) {
 int64_t sys_uname(Process& p, UnameArgs a) {
     struct utsname host;
     ::uname(&host);
-    struct utsname u{};
+    struct utsname u {};
     std::strcpy(u.sysname, "Linux");
     std::strcpy(u.nodename, "vessel");
     std::memcpy(u.release, host.release, sizeof u.release);
@@ -199,7 +199,7 @@ int64_t sys_getrandom(Process& p, GetrandomArgs a) {
 int64_t sys_sysinfo(Process& p, SysinfoArgs a) {
     struct sysinfo host;
     ::sysinfo(&host);
-    struct sysinfo s{};
+    struct sysinfo s {};
     s.uptime = host.uptime;
     std::memcpy(s.loads, host.loads, sizeof s.loads);
     s.totalram = p.as().memory().size();

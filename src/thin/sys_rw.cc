@@ -12,7 +12,7 @@
 namespace vessel::thin {
 namespace {
 
-constexpr uint64_t kMaxIo = 1ull << 30;   // cap of one read/write, like Linux's MAX_RW_COUNT
+constexpr uint64_t kMaxIo = 1ull << 30;  // cap of one read/write, like Linux's MAX_RW_COUNT
 constexpr unsigned kIovBatch = 1024;
 
 // Moves data between a host fd and guest memory page by page, batching the
@@ -60,7 +60,8 @@ int64_t io_common(Process& p, IoArgs a, bool to_guest, bool positional) {
 
 int64_t sys_read(Process& p, IoArgs a) {
     int64_t n = io_common(p, a, true, false);
-    if (OpenFile* f = file_of(p, a.fd()); f && n > 0) p.fill_read_ahead(static_cast<int>(a.fd()), *f, a.buf(), a.count(), n);
+    if (OpenFile* f = file_of(p, a.fd()); f && n > 0)
+        p.fill_read_ahead(static_cast<int>(a.fd()), *f, a.buf(), a.count(), n);
     return n;
 }
 

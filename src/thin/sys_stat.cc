@@ -28,9 +28,7 @@ int64_t stat_common(Process& p, int dirfd, uint64_t path_ptr, uint64_t buf, int 
 
 int64_t sys_stat(Process& p, StatArgs a) { return stat_common(p, AT_FDCWD, a.path(), a.buf(), 0); }
 
-int64_t sys_lstat(Process& p, StatArgs a) {
-    return stat_common(p, AT_FDCWD, a.path(), a.buf(), AT_SYMLINK_NOFOLLOW);
-}
+int64_t sys_lstat(Process& p, StatArgs a) { return stat_common(p, AT_FDCWD, a.path(), a.buf(), AT_SYMLINK_NOFOLLOW); }
 
 int64_t sys_fstat(Process& p, IoArgs a) {
     OpenFile* f = file_of(p, a.fd());
@@ -119,9 +117,7 @@ int64_t access_common(Process& p, int dirfd, uint64_t path_ptr, uint64_t mode, i
 
 int64_t sys_access(Process& p, PathModeArgs a) { return access_common(p, AT_FDCWD, a.path(), a.mode(), 0); }
 
-int64_t sys_faccessat(Process& p, AtPathModeArgs a) {
-    return access_common(p, a.dirfd(), a.path(), a.mode(), 0);
-}
+int64_t sys_faccessat(Process& p, AtPathModeArgs a) { return access_common(p, a.dirfd(), a.path(), a.mode(), 0); }
 
 int64_t sys_faccessat2(Process& p, AtPathModeArgs a) {
     return access_common(p, a.dirfd(), a.path(), a.mode(), static_cast<int>(a.flags()));

@@ -65,7 +65,7 @@ int64_t sys_gettimeofday(Process& p, GettimeofdayArgs a) {
     timeval tv{ts.tv_sec, ts.tv_nsec / 1000};
     if (a.tv() && !p.mem().write_obj(a.tv(), tv)) return -EFAULT;
     if (a.tz()) {
-        struct timezone tz{};
+        struct timezone tz {};
         if (!p.mem().write_obj(a.tz(), tz)) return -EFAULT;
     }
     return 0;
@@ -94,9 +94,7 @@ int64_t sleep_common(Process& p, clockid_t clock, int flags, uint64_t req_ptr, u
 
 }  // namespace
 
-int64_t sys_nanosleep(Process& p, NanosleepArgs a) {
-    return sleep_common(p, CLOCK_MONOTONIC, 0, a.req(), a.rem());
-}
+int64_t sys_nanosleep(Process& p, NanosleepArgs a) { return sleep_common(p, CLOCK_MONOTONIC, 0, a.req(), a.rem()); }
 
 int64_t sys_clock_nanosleep(Process& p, ClockNanosleepArgs a) {
     if (!clock_ok(a.clock()) || a.clock() == CLOCK_THREAD_CPUTIME_ID) return -EINVAL;

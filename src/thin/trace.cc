@@ -45,29 +45,46 @@ void trace_syscall(std::FILE* out, Process& p, const SyscallArgs& a, int64_t res
         char b[40];
         switch (sig[i]) {
             case 'f':
-                if (static_cast<int>(v) == AT_FDCWD) line += "AT_FDCWD";
-                else line += std::to_string(static_cast<int>(v));
+                if (static_cast<int>(v) == AT_FDCWD)
+                    line += "AT_FDCWD";
+                else
+                    line += std::to_string(static_cast<int>(v));
                 break;
             case 'i': line += std::to_string(static_cast<int64_t>(v)); break;
             case 'u': line += std::to_string(v); break;
-            case 'o': std::snprintf(b, sizeof b, "0%llo", static_cast<unsigned long long>(v)); line += b; break;
+            case 'o':
+                std::snprintf(b, sizeof b, "0%llo", static_cast<unsigned long long>(v));
+                line += b;
+                break;
             case 's': {
                 auto s = p.mem().read_cstring(v, 4096);
-                if (s) append_quoted(line, *s, 256);
-                else { std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v)); line += b; }
+                if (s)
+                    append_quoted(line, *s, 256);
+                else {
+                    std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
+                    line += b;
+                }
                 break;
             }
             case 'b': {  // a buffer whose length is the next argument
                 uint64_t n = std::min<uint64_t>(i + 1 < 6 ? a.a[i + 1] : 0, 32);
                 std::string s(n, '\0');
-                if (p.mem().read(v, s.data(), n)) append_quoted(line, s, 32);
-                else { std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v)); line += b; }
+                if (p.mem().read(v, s.data(), n))
+                    append_quoted(line, s, 32);
+                else {
+                    std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
+                    line += b;
+                }
                 if (i + 1 < 6 && a.a[i + 1] > 32) line += "...";
                 break;
             }
             case 'p':
-                if (v == 0) line += "NULL";
-                else { std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v)); line += b; }
+                if (v == 0)
+                    line += "NULL";
+                else {
+                    std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
+                    line += b;
+                }
                 break;
             default: std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v)); line += b;
         }

@@ -74,8 +74,10 @@ api::Router vm_router(Controllable& vm) {
             return out;
         });
     };
-    simple("/vm/pause", [&vm] { return vm.pause(); }, "paused");
-    simple("/vm/resume", [&vm] { return vm.resume(); }, "running");
+    simple(
+        "/vm/pause", [&vm] { return vm.pause(); }, "paused");
+    simple(
+        "/vm/resume", [&vm] { return vm.resume(); }, "running");
     r.add("PUT", "/vm/shutdown", [&vm](const Request& req) {
         auto body = req.json_body();
         if (!body) return error(400, "bad_request", body.error().message);
@@ -96,7 +98,8 @@ api::Router vm_router(Controllable& vm) {
         if (body->contains("type")) {
             if (!(*body)["type"].is_string()) return error(400, "bad_request", "'type' must be \"full\" or \"diff\"");
             type = (*body)["type"].get<std::string>();
-            if (type != "full" && type != "diff") return error(400, "bad_request", "'type' must be \"full\" or \"diff\"");
+            if (type != "full" && type != "diff")
+                return error(400, "bad_request", "'type' must be \"full\" or \"diff\"");
         }
         auto info = vm.snapshot((*body)["path"].get<std::string>(),
                                 type == "diff" ? vmm::SnapshotType::kDiff : vmm::SnapshotType::kFull);

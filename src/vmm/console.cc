@@ -31,7 +31,8 @@ Result<Console> Console::open(const ConsoleSpec& spec) {
         case ConsoleSpec::Kind::kPty: {
             Fd master(::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
             if (!master) return fail_errno("--console pty: posix_openpt");
-            if (::grantpt(master.get()) < 0 || ::unlockpt(master.get()) < 0) return fail_errno("--console pty: unlockpt");
+            if (::grantpt(master.get()) < 0 || ::unlockpt(master.get()) < 0)
+                return fail_errno("--console pty: unlockpt");
             char name[128];
             if (::ptsname_r(master.get(), name, sizeof name) != 0) return fail_errno("--console pty: ptsname");
             // Holding the slave open keeps the master readable (no EIO/HUP)

@@ -27,7 +27,7 @@ struct SnapshotInfo {
     SnapshotType type = SnapshotType::kFull;
     uint64_t memory_bytes = 0;  // bytes of guest memory written
     uint64_t pages = 0;
-    std::string parent;         // diff snapshots: the snapshot they build on
+    std::string parent;  // diff snapshots: the snapshot they build on
 };
 
 struct Metrics {
@@ -45,7 +45,7 @@ struct Description {
     std::string program;
     std::vector<std::string> argv;
     uint64_t mem_bytes = 0;
-    std::string started_at;     // RFC 3339, UTC
+    std::string started_at;  // RFC 3339, UTC
     bool has_exit_status = false;
     int exit_status = 0;
     std::string restored_from;  // snapshot directory, when restored

@@ -8,7 +8,7 @@ namespace {
 using state::Reader;
 using state::Writer;
 
-constexpr uint32_t kMaxQueues = 16;      // our devices have at most 3
+constexpr uint32_t kMaxQueues = 16;       // our devices have at most 3
 constexpr size_t kMaxConfigSpace = 3840;  // 0x100..0x1000 of the MMIO window
 
 }  // namespace

@@ -73,7 +73,9 @@ json config_json(const FullVm::Impl& m, const snapshot::MemoryLayout& layout) {
     json net = nullptr;
     if (c.net) {
         auto spec = virtio::parse_net_spec(*c.net);
-        net = {{"spec", *c.net}, {"tap", spec ? spec->tap : std::string()}, {"mac", m.net_mac ? mac_text(*m.net_mac) : ""}};
+        net = {{"spec", *c.net},
+               {"tap", spec ? spec->tap : std::string()},
+               {"mac", m.net_mac ? mac_text(*m.net_mac) : ""}};
     }
     json vsock = nullptr;
     if (c.vsock_cid) vsock = {{"cid", *c.vsock_cid}, {"uds", c.vsock_uds}};
@@ -154,14 +156,10 @@ Result<> check_cpuid(const std::vector<kvm_cpuid_entry2>& saved, const std::vect
         uint32_t dynamic;  // bits that follow guest state (OSXSAVE, APIC enable, OSPKE)
     };
     const Reg regs[] = {
-        {1, 0, &kvm_cpuid_entry2::ecx, "ecx", 1u << 27},
-        {1, 0, &kvm_cpuid_entry2::edx, "edx", 1u << 9},
-        {7, 0, &kvm_cpuid_entry2::ebx, "ebx", 0},
-        {7, 0, &kvm_cpuid_entry2::ecx, "ecx", 1u << 4},
-        {7, 0, &kvm_cpuid_entry2::edx, "edx", 0},
-        {0xd, 0, &kvm_cpuid_entry2::eax, "eax", 0},
-        {0x80000001, 0, &kvm_cpuid_entry2::ecx, "ecx", 0},
-        {0x80000001, 0, &kvm_cpuid_entry2::edx, "edx", 0},
+        {1, 0, &kvm_cpuid_entry2::ecx, "ecx", 1u << 27},   {1, 0, &kvm_cpuid_entry2::edx, "edx", 1u << 9},
+        {7, 0, &kvm_cpuid_entry2::ebx, "ebx", 0},          {7, 0, &kvm_cpuid_entry2::ecx, "ecx", 1u << 4},
+        {7, 0, &kvm_cpuid_entry2::edx, "edx", 0},          {0xd, 0, &kvm_cpuid_entry2::eax, "eax", 0},
+        {0x80000001, 0, &kvm_cpuid_entry2::ecx, "ecx", 0}, {0x80000001, 0, &kvm_cpuid_entry2::edx, "edx", 0},
     };
     for (const auto& r : regs) {
         const kvm_cpuid_entry2* s = x86::find_cpuid(saved, r.function, r.index);
@@ -306,7 +304,8 @@ Result<std::unique_ptr<FullVm>> FullVm::restore(const std::string& dir, const Co
     config.kvm_path = kvm_path;
     if (!newest.memory.regions.empty() || config.mem_size != newest.memory.ram_size)
         return fail(where + ": memory size disagrees with the layout", EINVAL);
-    if (config.disks.size() != recorded->disk_sectors.size()) return fail(where + ": snapshot config is malformed", EINVAL);
+    if (config.disks.size() != recorded->disk_sectors.size())
+        return fail(where + ": snapshot config is malformed", EINVAL);
     for (size_t i = 0; i < config.disks.size(); ++i)
         if (auto r = check_disk(config.disks[i], recorded->disk_sectors[i]); !r) return std::unexpected(r.error());
 

@@ -1,25 +1,25 @@
 #include "vmm/full_vm.h"
 
 #include <pthread.h>
-#include <sys/mman.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cinttypes>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <thread>
 
-#include "base/text.h"
 #include "arch/x86/boot_params.h"
 #include "arch/x86/cpuid.h"
 #include "arch/x86/mptable.h"
 #include "arch/x86/x86.h"
+#include "base/text.h"
 #include "cpu/vcpu_runner.h"
 #include "devices/bus.h"
 #include "devices/event_loop.h"
@@ -55,19 +55,19 @@ sigset_t stop_signals() {
 
 // Guest-physical layout below 1 MiB (the kernel's own data starts at 1 MiB;
 // everything here is what firmware would have left behind).
-constexpr uint64_t kBdaEbdaSegment = 0x40e;     // BIOS data area: EBDA segment
-constexpr uint64_t kBdaBaseMemoryKiB = 0x413;   // BIOS data area: base memory size
-constexpr uint64_t kGdtAddr = 0x500;            // boot GDT (Linux's __BOOT_CS/__BOOT_DS)
-constexpr uint64_t kTssAddr = 0x600;            // an empty TSS for the initial TR
-constexpr uint64_t kStartInfoAddr = 0x6000;     // PVH hvm_start_info
-constexpr uint64_t kPvhMemmapAddr = 0x6040;     //   its memory map
-constexpr uint64_t kPvhModlistAddr = 0x6e00;    //   its module list (the initrd)
-constexpr uint64_t kZeroPageAddr = 0x7000;      // boot_params
+constexpr uint64_t kBdaEbdaSegment = 0x40e;    // BIOS data area: EBDA segment
+constexpr uint64_t kBdaBaseMemoryKiB = 0x413;  // BIOS data area: base memory size
+constexpr uint64_t kGdtAddr = 0x500;           // boot GDT (Linux's __BOOT_CS/__BOOT_DS)
+constexpr uint64_t kTssAddr = 0x600;           // an empty TSS for the initial TR
+constexpr uint64_t kStartInfoAddr = 0x6000;    // PVH hvm_start_info
+constexpr uint64_t kPvhMemmapAddr = 0x6040;    //   its memory map
+constexpr uint64_t kPvhModlistAddr = 0x6e00;   //   its module list (the initrd)
+constexpr uint64_t kZeroPageAddr = 0x7000;     // boot_params
 constexpr uint64_t kBootStackTop = 0x8ff0;
-constexpr uint64_t kPageTablesAddr = 0x9000;    // identity map for the 64-bit entry
+constexpr uint64_t kPageTablesAddr = 0x9000;  // identity map for the 64-bit entry
 constexpr uint64_t kCmdlineAddr = 0x20000;
 constexpr uint64_t kCmdlineMax = 0x10000;
-constexpr uint64_t kEbdaStart = 0x9fc00;        // MP table lives at the start of the EBDA
+constexpr uint64_t kEbdaStart = 0x9fc00;  // MP table lives at the start of the EBDA
 constexpr uint64_t kBiosRomStart = 0xf0000;
 constexpr uint64_t kHighMemStart = 0x100000;
 // KVM needs three pages for the VT-x real-mode TSS and one for the identity
@@ -196,7 +196,8 @@ cpu::Action FullVm::Impl::Cpu::dispatch(kvm_run& run) {
         case KVM_EXIT_IO: {
             const size_t size = run.io.size, count = run.io.count;
             const size_t mmap_size = static_cast<size_t>(vm->system->vcpu_mmap_size());
-            if (size == 0 || size > 8 || run.io.data_offset > mmap_size || count * size > mmap_size - run.io.data_offset)
+            if (size == 0 || size > 8 || run.io.data_offset > mmap_size ||
+                count * size > mmap_size - run.io.data_offset)
                 return crash(FullRunOutcome::Reason::kCrashed, "malformed port I/O exit");
             uint8_t* data = reinterpret_cast<uint8_t*>(&run) + run.io.data_offset;
             for (size_t i = 0; i < count; ++i) {
@@ -209,7 +210,8 @@ cpu::Action FullVm::Impl::Cpu::dispatch(kvm_run& run) {
             return cpu::Action::kContinue;
         }
         case KVM_EXIT_MMIO: {
-            if (run.mmio.len == 0 || run.mmio.len > 8) return crash(FullRunOutcome::Reason::kCrashed, "malformed MMIO exit");
+            if (run.mmio.len == 0 || run.mmio.len > 8)
+                return crash(FullRunOutcome::Reason::kCrashed, "malformed MMIO exit");
             std::span<uint8_t> d(run.mmio.data, run.mmio.len);
             if (run.mmio.is_write)
                 vm->mmio.write(run.mmio.phys_addr, d);
@@ -233,8 +235,12 @@ cpu::Action FullVm::Impl::Cpu::dispatch(kvm_run& run) {
         case KVM_EXIT_SYSTEM_EVENT:
             switch (run.system_event.type) {
                 case KVM_SYSTEM_EVENT_RESET: vm->stop(FullRunOutcome::Reason::kReset); return cpu::Action::kStop;
-                case KVM_SYSTEM_EVENT_SHUTDOWN: vm->stop(FullRunOutcome::Reason::kPoweredOff); return cpu::Action::kStop;
-                default: return crash(FullRunOutcome::Reason::kCrashed, "system event " + std::to_string(run.system_event.type));
+                case KVM_SYSTEM_EVENT_SHUTDOWN:
+                    vm->stop(FullRunOutcome::Reason::kPoweredOff);
+                    return cpu::Action::kStop;
+                default:
+                    return crash(FullRunOutcome::Reason::kCrashed,
+                                 "system event " + std::to_string(run.system_event.type));
             }
         case KVM_EXIT_INTERNAL_ERROR: {
             std::string what = "KVM internal error (suberror " + std::to_string(run.internal.suberror);
@@ -315,7 +321,8 @@ Result<> FullVm::Impl::setup_virtio() {
         devs.push_back(std::move(*d));
     }
     if (config.vsock_cid) {
-        std::string spec = std::to_string(*config.vsock_cid) + (config.vsock_uds.empty() ? "" : ",uds=" + config.vsock_uds);
+        std::string spec =
+            std::to_string(*config.vsock_cid) + (config.vsock_uds.empty() ? "" : ",uds=" + config.vsock_uds);
         auto c = virtio::parse_vsock_spec(spec);
         if (!c) return fail("--vsock: " + c.error().message, EINVAL);
         auto d = virtio::Vsock::create(*c);
@@ -329,8 +336,9 @@ Result<> FullVm::Impl::setup_virtio() {
     for (size_t i = 0; i < devs.size(); ++i) {
         const uint64_t base = kVirtioMmioBase + i * virtio::MmioTransport::kSize;
         const unsigned irq = kVirtioFirstIrq + static_cast<unsigned>(i);
-        if (irq >= x86::kIoApicPins) return fail("too many virtio devices (at most " +
-                                                     std::to_string(x86::kIoApicPins - kVirtioFirstIrq) + ")", EINVAL);
+        if (irq >= x86::kIoApicPins)
+            return fail("too many virtio devices (at most " + std::to_string(x86::kIoApicPins - kVirtioFirstIrq) + ")",
+                        EINVAL);
         auto irqfd = add_irqfd(irq);
         if (!irqfd) return std::unexpected(irqfd.error());
         auto t = virtio::MmioTransport::create(*mem, *loop, std::move(devs[i]), virtio::eventfd_trigger(*irqfd));
@@ -374,7 +382,8 @@ Result<> FullVm::Impl::setup_memory_and_boot(uint64_t& entry, bool& pvh) {
         auto image = loader::parse_vmlinux(kbytes);
         if (!image) return fail(config.kernel + ": " + image.error().message, ENOEXEC);
         if (config.entry == BootEntry::kPvh && !image->pvh_entry)
-            return fail(config.kernel + ": no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY); use --boot-entry linux64", ENOEXEC);
+            return fail(config.kernel + ": no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY); use --boot-entry linux64",
+                        ENOEXEC);
         if (auto r = loader::load_vmlinux(*mem, kbytes, *image, ram_end); !r)
             return fail(config.kernel + ": " + r.error().message, r.error().sys_errno);
         pvh = image->pvh_entry && config.entry != BootEntry::kLinux64;
@@ -382,7 +391,8 @@ Result<> FullVm::Impl::setup_memory_and_boot(uint64_t& entry, bool& pvh) {
         kernel_end = image->highest;
         how = pvh ? "vmlinux, PVH entry" : "vmlinux, 64-bit entry";
     } else {
-        if (config.entry == BootEntry::kPvh) return fail(config.kernel + ": a bzImage has no PVH entry; use a vmlinux", ENOEXEC);
+        if (config.entry == BootEntry::kPvh)
+            return fail(config.kernel + ": a bzImage has no PVH entry; use a vmlinux", ENOEXEC);
         auto image = loader::parse_bzimage(kbytes);
         if (!image) return fail(config.kernel + ": " + image.error().message, ENOEXEC);
         if (auto r = loader::load_bzimage(*mem, *image, ram_end); !r)
@@ -404,8 +414,10 @@ Result<> FullVm::Impl::setup_memory_and_boot(uint64_t& entry, bool& pvh) {
     uint64_t initrd_addr = 0, initrd_size = initrd_file.size();
     if (initrd_size) {
         uint64_t highest = ram_end;
-        if (image_header && image_header->initrd_addr_max) highest = std::min<uint64_t>(highest, uint64_t(image_header->initrd_addr_max) + 1);
-        auto addr = loader::load_initrd(*mem, std::span<const uint8_t>(initrd_file.data(), initrd_size), kernel_end, highest);
+        if (image_header && image_header->initrd_addr_max)
+            highest = std::min<uint64_t>(highest, uint64_t(image_header->initrd_addr_max) + 1);
+        auto addr =
+            loader::load_initrd(*mem, std::span<const uint8_t>(initrd_file.data(), initrd_size), kernel_end, highest);
         if (!addr) return fail(config.initrd + ": " + addr.error().message, ENOMEM);
         initrd_addr = *addr;
     }
@@ -414,9 +426,12 @@ Result<> FullVm::Impl::setup_memory_and_boot(uint64_t& entry, bool& pvh) {
     // RAM from 1 MiB.
     x86::E820Map e820;
     if (auto r = e820.add(0, kEbdaStart, x86::e820::kRam); !r) return std::unexpected(r.error());
-    if (auto r = e820.add(kEbdaStart, 0xa0000 - kEbdaStart, x86::e820::kReserved); !r) return std::unexpected(r.error());
-    if (auto r = e820.add(kBiosRomStart, kHighMemStart - kBiosRomStart, x86::e820::kReserved); !r) return std::unexpected(r.error());
-    if (auto r = e820.add(kHighMemStart, ram_end - kHighMemStart, x86::e820::kRam); !r) return std::unexpected(r.error());
+    if (auto r = e820.add(kEbdaStart, 0xa0000 - kEbdaStart, x86::e820::kReserved); !r)
+        return std::unexpected(r.error());
+    if (auto r = e820.add(kBiosRomStart, kHighMemStart - kBiosRomStart, x86::e820::kReserved); !r)
+        return std::unexpected(r.error());
+    if (auto r = e820.add(kHighMemStart, ram_end - kHighMemStart, x86::e820::kRam); !r)
+        return std::unexpected(r.error());
 
     // What firmware leaves: the BDA pointing at the EBDA, and the MP table in it.
     uint16_t ebda_segment = kEbdaStart >> 4, base_kib = kEbdaStart >> 10;
@@ -473,10 +488,17 @@ Result<> FullVm::Impl::setup_vcpu(Cpu& c, unsigned index, const std::vector<kvm_
     // The MSR state firmware leaves (Firecracker's set): syscall/sysenter
     // targets cleared, fast strings on, MTRRs enabled with write-back default.
     const std::vector<std::pair<uint32_t, uint64_t>> msrs = {
-        {x86::msr::kSysenterCs, 0}, {x86::msr::kSysenterEsp, 0}, {x86::msr::kSysenterEip, 0},
-        {x86::msr::kStar, 0},       {x86::msr::kLstar, 0},       {x86::msr::kCstar, 0},
-        {x86::msr::kSfmask, 0},     {x86::msr::kKernelGsBase, 0}, {x86::msr::kTsc, 0},
-        {x86::msr::kMiscEnable, 1}, {kMsrMtrrDefType, (1u << 11) | 6},
+        {x86::msr::kSysenterCs, 0},
+        {x86::msr::kSysenterEsp, 0},
+        {x86::msr::kSysenterEip, 0},
+        {x86::msr::kStar, 0},
+        {x86::msr::kLstar, 0},
+        {x86::msr::kCstar, 0},
+        {x86::msr::kSfmask, 0},
+        {x86::msr::kKernelGsBase, 0},
+        {x86::msr::kTsc, 0},
+        {x86::msr::kMiscEnable, 1},
+        {kMsrMtrrDefType, (1u << 11) | 6},
     };
     if (!c.vcpu->set_msrs(msrs)) {
         // Some hosts (PVM) refuse a few of these; the rest still matter.

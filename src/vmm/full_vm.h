@@ -44,14 +44,14 @@ struct FullVmConfig {
     std::vector<std::string> disks;  // "PATH[,ro][,...]"
     std::optional<std::string> net;  // "tap=NAME[,mac=..][,...]"
     std::optional<uint32_t> vsock_cid;
-    std::string vsock_uds;           // host Unix socket path for vsock; empty: a default
+    std::string vsock_uds;  // host Unix socket path for vsock; empty: a default
     bool rng = false;
     std::string kvm_path = "/dev/kvm";
 };
 
 // Limits of this machine model.
-inline constexpr unsigned kMaxFullVmCpus = 254;                 // MP table APIC IDs
-inline constexpr uint64_t kMaxFullVmMemory = 0xc0000000ull;     // RAM ends below the MMIO hole
+inline constexpr unsigned kMaxFullVmCpus = 254;              // MP table APIC IDs
+inline constexpr uint64_t kMaxFullVmMemory = 0xc0000000ull;  // RAM ends below the MMIO hole
 inline constexpr uint64_t kMinFullVmMemory = 32ull << 20;
 
 struct FullRunOutcome {

@@ -29,10 +29,10 @@ namespace vessel::vmm {
 namespace {
 
 using json = nlohmann::json;
+using snapshot::view;
 using state::Reader;
 using state::Section;
 using state::Writer;
-using snapshot::view;
 
 const std::vector<Section> kThinSections = {Section::kConfig, Section::kVcpu, Section::kThinProcess,
                                             Section::kAddressSpace, Section::kMemory};
@@ -165,7 +165,8 @@ Result<ThinVmConfig> config_from_json(const json& j) {
         c.envp = j.at("envp").get<std::vector<std::string>>();
         c.mem_size = j.at("mem_bytes").get<uint64_t>();
         c.root = j.at("root").get<std::string>();
-        for (const auto& m : j.at("rw")) c.rw.push_back({m.at("host").get<std::string>(), m.at("guest").get<std::string>()});
+        for (const auto& m : j.at("rw"))
+            c.rw.push_back({m.at("host").get<std::string>(), m.at("guest").get<std::string>()});
         c.trace_syscalls = j.value("trace_syscalls", false);
         return c;
     } catch (const json::exception& e) {
@@ -249,7 +250,8 @@ Result<std::unique_ptr<ThinVm>> ThinVm::restore(const std::string& dir, const st
     auto config = config_from_json(newest.config);
     if (!config) return wrap(newest.dir, config.error());
     config->kvm_path = kvm_path;
-    if (config->mem_size != layout.ram_size) return fail(newest.dir + ": memory size disagrees with the layout", EINVAL);
+    if (config->mem_size != layout.ram_size)
+        return fail(newest.dir + ": memory size disagrees with the layout", EINVAL);
 
     m.config = *config;
 

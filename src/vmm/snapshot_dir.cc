@@ -203,7 +203,8 @@ Result<memory::GuestMemory> map_chain(const std::vector<Loaded>& chain) {
         for (uint64_t page : it->memory.pages) {
             uint8_t* h = mem->host(page, memory::kPageSize);
             if (!h) return fail(img + ": page outside guest memory", EINVAL);
-            if (::pread(fd->get(), h, memory::kPageSize, static_cast<off_t>(page)) != static_cast<ssize_t>(memory::kPageSize))
+            if (::pread(fd->get(), h, memory::kPageSize, static_cast<off_t>(page)) !=
+                static_cast<ssize_t>(memory::kPageSize))
                 return fail(img + ": truncated", EINVAL);
         }
     }

@@ -28,7 +28,6 @@ namespace {
 
 namespace x86 = arch::x86;
 
-
 // Opens the program; errors say which problem it is (ENOENT: not found,
 // ENOEXEC: not something we can run).
 Result<Fd> open_program(const std::string& path, loader::FileIdentity& id) {
@@ -189,9 +188,8 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     // (see loader/rewriter.h) and patches nothing.
     loader::RewriteCache cache(config.cache_dir);
     auto cached_image = loader::open_cached_image(cache, identity);
-    auto image_gpa = cached_image
-                         ? m.mem->add_file_region(cached_image->fd.get(), file_size, loader::kImageHeaderSize)
-                         : m.mem->add_file_region(program->get(), file_size);
+    auto image_gpa = cached_image ? m.mem->add_file_region(cached_image->fd.get(), file_size, loader::kImageHeaderSize)
+                                  : m.mem->add_file_region(program->get(), file_size);
     if (!image_gpa) return fail(config.program + ": " + image_gpa.error().message, ENOEXEC);
     std::span<const uint8_t> bytes(m.mem->host(*image_gpa, file_size), file_size);
     m.timer.mark("map program");
@@ -386,9 +384,7 @@ cpu::Action ThinVm::Impl::on_exit(kvm_run& run) {
             break;
         }
         case KVM_EXIT_INTR: exits_intr.fetch_add(1, std::memory_order_relaxed); break;
-        default:
-            exits_other.fetch_add(1, std::memory_order_relaxed);
-            return crash(cpu::describe_exit(run));
+        default: exits_other.fetch_add(1, std::memory_order_relaxed); return crash(cpu::describe_exit(run));
     }
     if (shutdown_requested) {
         outcome.status = kExitShutdown;
@@ -504,7 +500,8 @@ Metrics ThinVm::metrics() const {
     }
     {
         std::lock_guard g(m.lock);
-        if (m.state != VmState::kCreated && m.state != VmState::kExited) out.vcpu_time_ns = thread_cpu_ns(m.vcpu_thread);
+        if (m.state != VmState::kCreated && m.state != VmState::kExited)
+            out.vcpu_time_ns = thread_cpu_ns(m.vcpu_thread);
     }
     if (m.mem) out.guest_memory_touched_bytes = m.mem->resident_bytes();
     return out;

@@ -23,15 +23,15 @@ inline constexpr uint64_t kMinThinVmMemory = 1ull << 20;
 inline constexpr uint64_t kMaxThinVmMemory = 64ull << 30;
 
 struct ThinVmConfig {
-    std::string program;              // host path of the executable
-    std::vector<std::string> argv;    // argv[0] included
+    std::string program;            // host path of the executable
+    std::vector<std::string> argv;  // argv[0] included
     std::vector<std::string> envp;
     uint64_t mem_size = 64ull << 20;
-    std::string root;                 // empty: an empty directory
+    std::string root;  // empty: an empty directory
     std::vector<thin::MountSpec> rw;
     bool trace_syscalls = false;
     std::string kvm_path = "/dev/kvm";
-    std::string cache_dir;            // rewrite cache; empty: the default
+    std::string cache_dir;  // rewrite cache; empty: the default
 };
 
 // How a run ended.

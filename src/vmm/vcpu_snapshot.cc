@@ -4,8 +4,8 @@
 #include <cinttypes>
 #include <cstdio>
 
-#include "base/text.h"
 #include "arch/x86/x86.h"
+#include "base/text.h"
 
 namespace vessel::vmm {
 namespace {
@@ -16,16 +16,15 @@ using state::Writer;
 
 constexpr uint32_t kMsrTscAdjust = 0x3b, kMsrTscDeadline = 0x6e0, kMsrMtrrDefType = 0x2ff;
 constexpr uint32_t kMsrKvmWallClock = 0x11, kMsrKvmSystemTime = 0x12;
-constexpr uint32_t kMsrKvmWallClockNew = 0x4b564d00, kMsrKvmSystemTimeNew = 0x4b564d01,
-                   kMsrKvmAsyncPfEn = 0x4b564d02, kMsrKvmStealTime = 0x4b564d03, kMsrKvmPvEoiEn = 0x4b564d04,
-                   kMsrKvmPollControl = 0x4b564d05, kMsrKvmAsyncPfInt = 0x4b564d06;
+constexpr uint32_t kMsrKvmWallClockNew = 0x4b564d00, kMsrKvmSystemTimeNew = 0x4b564d01, kMsrKvmAsyncPfEn = 0x4b564d02,
+                   kMsrKvmStealTime = 0x4b564d03, kMsrKvmPvEoiEn = 0x4b564d04, kMsrKvmPollControl = 0x4b564d05,
+                   kMsrKvmAsyncPfInt = 0x4b564d06;
 
 std::vector<uint32_t> full_msrs() {
-    std::vector<uint32_t> m = {x86::msr::kTsc,        kMsrTscAdjust,          x86::msr::kSysenterCs,
-                               x86::msr::kSysenterEsp, x86::msr::kSysenterEip, x86::msr::kStar,
-                               x86::msr::kLstar,      x86::msr::kCstar,       x86::msr::kSfmask,
-                               x86::msr::kKernelGsBase, x86::msr::kTscAux,    x86::msr::kPat,
-                               x86::msr::kApicBase,   x86::msr::kMiscEnable,  kMsrMtrrDefType};
+    std::vector<uint32_t> m = {
+        x86::msr::kTsc,    kMsrTscAdjust,    x86::msr::kSysenterCs, x86::msr::kSysenterEsp, x86::msr::kSysenterEip,
+        x86::msr::kStar,   x86::msr::kLstar, x86::msr::kCstar,      x86::msr::kSfmask,      x86::msr::kKernelGsBase,
+        x86::msr::kTscAux, x86::msr::kPat,   x86::msr::kApicBase,   x86::msr::kMiscEnable,  kMsrMtrrDefType};
     // MTRRs: the variable ranges, then the fixed ones.
     for (uint32_t i = 0x200; i < 0x210; ++i) m.push_back(i);
     for (uint32_t i : {0x250u, 0x258u, 0x259u}) m.push_back(i);
@@ -132,7 +131,10 @@ Result<VcpuState> get_vcpu(Reader& r, std::span<const uint32_t> allowed, bool ma
     uint8_t kind = r.u8();
     if (!r.ok()) return fail("vCPU state is truncated", EINVAL);
     if (kind != (machine ? 1 : 0))
-        return fail(std::string("vCPU state is that of a ") + (kind == 1 ? "full machine" : kind == 0 ? "thin VM" : "?") +
+        return fail(std::string("vCPU state is that of a ") +
+                        (kind == 1   ? "full machine"
+                         : kind == 0 ? "thin VM"
+                                     : "?") +
                         ", not of a " + (machine ? "full machine" : "thin VM"),
                     EINVAL);
     if (s.xcrs.nr_xcrs > KVM_MAX_XCRS) return fail("vCPU state: more XCRs than KVM has", EINVAL);
@@ -144,8 +146,8 @@ Result<VcpuState> get_vcpu(Reader& r, std::span<const uint32_t> allowed, bool ma
     uint32_t ncpuid = r.u32();
     if (!r.ok()) return fail("vCPU state is truncated", EINVAL);
     if (ncpuid == 0 || ncpuid > kMaxCpuidEntries)
-        return fail("vCPU state: " + std::to_string(ncpuid) + " CPUID entries (1 to " + std::to_string(kMaxCpuidEntries) +
-                        " expected)",
+        return fail("vCPU state: " + std::to_string(ncpuid) + " CPUID entries (1 to " +
+                        std::to_string(kMaxCpuidEntries) + " expected)",
                     EINVAL);
     s.machine->cpuid.resize(ncpuid);
     for (auto& e : s.machine->cpuid) r.blob(&e, sizeof e);
@@ -157,7 +159,9 @@ Result<VcpuState> get_vcpu(Reader& r, std::span<const uint32_t> allowed, bool ma
 }
 
 Result<> apply_vcpu(kvm::Vcpu& vcpu, const VcpuState& s) {
-    auto refused = [&](const Error& e) { return fail("KVM refused the snapshot's vCPU state (" + e.message + ")", EINVAL); };
+    auto refused = [&](const Error& e) {
+        return fail("KVM refused the snapshot's vCPU state (" + e.message + ")", EINVAL);
+    };
     // Order after Firecracker: CPUID before anything it gates (CR4 bits,
     // XCR0), MP state, registers, XSAVE/XCRs, debug registers, the LAPIC
     // before the MSRs (the TSC deadline is ignored unless the LAPIC timer is

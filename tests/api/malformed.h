@@ -115,8 +115,7 @@ inline std::vector<BadRequest> bad_requests(const Routes& r) {
         {"JSON nested 30000 deep", json_put(std::string(30000, '[') + std::string(30000, ']'))},
         // Legal JSON (under 64 KiB), which a route may accept: what matters
         // is that parsing and freeing it does not exhaust a thread's stack.
-        {"object nested 10000 deep",
-         json_put([] {
+        {"object nested 10000 deep", json_put([] {
              std::string s;
              for (int i = 0; i < 10000; ++i) s += "{\"a\":";
              return s + "1" + std::string(10000, '}');
@@ -186,9 +185,9 @@ inline std::string check_reply(const std::string& reply, int& status) {
     if (head.find("\r\nContent-Type: application/json\r\n") == std::string::npos) return "";
     auto j = nlohmann::json::parse(body, nullptr, false);
     if (j.is_discarded()) return "body is not valid JSON (or not UTF-8)";
-    if (status >= 400 && !(j.contains("error") && j["error"].is_object() && j["error"].contains("code") &&
-                           j["error"]["code"].is_string() && j["error"].contains("message") &&
-                           j["error"]["message"].is_string()))
+    if (status >= 400 &&
+        !(j.contains("error") && j["error"].is_object() && j["error"].contains("code") &&
+          j["error"]["code"].is_string() && j["error"].contains("message") && j["error"]["message"].is_string()))
         return "error body is not {\"error\": {\"code\", \"message\"}}";
     return "";
 }
@@ -207,7 +206,8 @@ inline std::string judge(const BadRequest& bad, const std::string& reply) {
 inline std::string printable(const std::string& reply) {
     std::string out;
     for (unsigned char c : reply.substr(0, 600)) {
-        if (c >= 0x20 && c < 0x7f) out += static_cast<char>(c);
+        if (c >= 0x20 && c < 0x7f)
+            out += static_cast<char>(c);
         else {
             char buf[8];
             std::snprintf(buf, sizeof buf, "\\x%02x", c);
@@ -220,8 +220,8 @@ inline std::string printable(const std::string& reply) {
 // Sends each of bad_requests(routes) to `socket`: each must be answered
 // right, and after each the server must still be up (`alive`) and answer
 // GET routes.get with 200.
-inline void expect_survives_bad_requests(const std::string& socket, const Routes& routes,
-                                         const std::function<bool()>& alive = [] { return true; }) {
+inline void expect_survives_bad_requests(
+    const std::string& socket, const Routes& routes, const std::function<bool()>& alive = [] { return true; }) {
     for (const auto& bad : bad_requests(routes)) {
         std::string reply = raw_exchange(socket, bad.bytes);
         EXPECT_EQ(judge(bad, reply), "") << bad.what << ": " << printable(reply);

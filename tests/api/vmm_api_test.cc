@@ -3,8 +3,8 @@
 // refuses as its socket alone. Boots a thin VM on /dev/kvm.
 #include <gtest/gtest.h>
 
-#include <fstream>
 #include <unistd.h>
+#include <fstream>
 
 #include "api/http.h"
 #include "harness.h"

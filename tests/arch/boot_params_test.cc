@@ -95,9 +95,9 @@ TEST(E820, KeepsEntriesSortedAndRejectsOverlaps) {
     ASSERT_TRUE(map.add(0x100000, 0x1000000, x86::e820::kRam));
     ASSERT_TRUE(map.add(0, 0x9fc00, x86::e820::kRam));
     ASSERT_TRUE(map.add(0x9fc00, 0x400, x86::e820::kReserved));
-    EXPECT_FALSE(map.add(0x9f000, 0x2000, x86::e820::kRam));   // overlaps both
-    EXPECT_FALSE(map.add(0x200000, 0, x86::e820::kRam));       // empty
-    EXPECT_FALSE(map.add(~0ull - 10, 100, x86::e820::kRam));   // wraps
+    EXPECT_FALSE(map.add(0x9f000, 0x2000, x86::e820::kRam));  // overlaps both
+    EXPECT_FALSE(map.add(0x200000, 0, x86::e820::kRam));      // empty
+    EXPECT_FALSE(map.add(~0ull - 10, 100, x86::e820::kRam));  // wraps
     ASSERT_EQ(map.entries().size(), 3u);
     EXPECT_EQ(map.entries()[0].addr, 0u);
     EXPECT_EQ(map.entries()[1].addr, 0x9fc00u);
@@ -113,13 +113,21 @@ TEST(E820, TableIsBounded) {
 
 TEST(BootParams, VmlinuxZeroPageCarriesTheProtocolFields) {
     std::vector<x86::E820Entry> e820 = {{0, 0x9fc00, 1}, {0x100000, 0x7f00000, 1}};
-    x86::BootParamsSpec spec{.cmdline_addr = 0x20000, .cmdline_size = 42, .initrd_addr = 0x7000000,
-                             .initrd_size = 0x123456, .e820 = e820};
+    x86::BootParamsSpec spec{
+        .cmdline_addr = 0x20000, .cmdline_size = 42, .initrd_addr = 0x7000000, .initrd_size = 0x123456, .e820 = e820};
     auto bp = x86::build_boot_params(nullptr, spec);
     ASSERT_TRUE(bp) << bp.error().message;
     const auto* raw = reinterpret_cast<const uint8_t*>(&*bp);
-    auto u16 = [&](size_t off) { uint16_t v; std::memcpy(&v, raw + off, 2); return v; };
-    auto u32 = [&](size_t off) { uint32_t v; std::memcpy(&v, raw + off, 4); return v; };
+    auto u16 = [&](size_t off) {
+        uint16_t v;
+        std::memcpy(&v, raw + off, 2);
+        return v;
+    };
+    auto u32 = [&](size_t off) {
+        uint32_t v;
+        std::memcpy(&v, raw + off, 4);
+        return v;
+    };
     EXPECT_EQ(u16(0x1fe), 0xaa55);
     EXPECT_EQ(u32(0x202), 0x53726448u);  // "HdrS"
     EXPECT_EQ(raw[0x210], 0xff);         // type_of_loader: undefined

@@ -25,8 +25,8 @@ TEST(Cpuid, TopologyShift) {
 }
 
 TEST(Cpuid, EachVcpuSeesItsApicIdAndTheSameTopology) {
-    std::vector<kvm_cpuid_entry2> supported = {leaf(0), leaf(1), leaf(0xb, 0, true), leaf(0xb, 1, true),
-                                               leaf(0x80000008), leaf(0x8000001e)};
+    std::vector<kvm_cpuid_entry2> supported = {
+        leaf(0), leaf(1), leaf(0xb, 0, true), leaf(0xb, 1, true), leaf(0x80000008), leaf(0x8000001e)};
     supported[1].ebx = 0xff;  // brand index survives
     supported[1].edx = 1;     // FPU
     for (unsigned cpu = 0; cpu < 3; ++cpu) {

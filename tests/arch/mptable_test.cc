@@ -23,8 +23,8 @@ TEST(MpTable, FloatingPointerAndHeaderAreValid) {
     uint32_t physptr;
     std::memcpy(&physptr, p + 4, 4);
     EXPECT_EQ(physptr, addr + 16);
-    EXPECT_EQ(p[8], 1);   // length in paragraphs
-    EXPECT_EQ(p[9], 4);   // spec 1.4
+    EXPECT_EQ(p[8], 1);  // length in paragraphs
+    EXPECT_EQ(p[9], 4);  // spec 1.4
     EXPECT_EQ(sum(p, 16), 0);
     EXPECT_EQ(p[11], 0);  // feature byte 1: a configuration table follows
 
@@ -51,7 +51,11 @@ TEST(MpTable, FloatingPointerAndHeaderAreValid) {
                 ++cpus;
                 e += 20;
                 break;
-            case 1: EXPECT_EQ(std::memcmp(e + 2, "ISA   ", 6), 0); ++buses; e += 8; break;
+            case 1:
+                EXPECT_EQ(std::memcmp(e + 2, "ISA   ", 6), 0);
+                ++buses;
+                e += 8;
+                break;
             case 2: {
                 uint32_t a;
                 std::memcpy(&a, e + 4, 4);
@@ -61,8 +65,15 @@ TEST(MpTable, FloatingPointerAndHeaderAreValid) {
                 e += 8;
                 break;
             }
-            case 3: EXPECT_EQ(e[5], e[7]); ++irqs; e += 8; break;  // ISA IRQ n -> pin n
-            case 4: ++lints; e += 8; break;
+            case 3:
+                EXPECT_EQ(e[5], e[7]);
+                ++irqs;
+                e += 8;
+                break;  // ISA IRQ n -> pin n
+            case 4:
+                ++lints;
+                e += 8;
+                break;
             default: FAIL() << "unknown entry type " << int(e[0]);
         }
     }
@@ -77,6 +88,6 @@ TEST(MpTable, FloatingPointerAndHeaderAreValid) {
 TEST(MpTable, RefusesBadInput) {
     EXPECT_FALSE(x86::build_mptable(0x9fc00, 0));
     EXPECT_FALSE(x86::build_mptable(0x9fc00, 255));
-    EXPECT_FALSE(x86::build_mptable(0x9fc08, 1));   // not 16-byte aligned
-    EXPECT_FALSE(x86::build_mptable(0xfff00, 2));   // crosses 1 MiB
+    EXPECT_FALSE(x86::build_mptable(0x9fc08, 1));  // not 16-byte aligned
+    EXPECT_FALSE(x86::build_mptable(0xfff00, 2));  // crosses 1 MiB
 }

@@ -19,13 +19,20 @@ kvm_cpuid_entry2 entry(uint32_t function, uint32_t index, bool indexed, uint32_t
 
 TEST(ThinCpuid, HostAnswersReplaceKvmsAndKvmOnlyLeavesStay) {
     const std::vector<kvm_cpuid_entry2> kvm = {
-        entry(0, 0, false, 0x10),          entry(1, 0, false, 0xaaaa),     entry(7, 0, true, 0x1),
-        entry(7, 1, true, 0x71),           entry(7, 2, true, 0x72),        entry(0xd, 0, true, 0xd0),
+        entry(0, 0, false, 0x10),
+        entry(1, 0, false, 0xaaaa),
+        entry(7, 0, true, 0x1),
+        entry(7, 1, true, 0x71),
+        entry(7, 2, true, 0x72),
+        entry(0xd, 0, true, 0xd0),
         entry(0x40000000, 0, false, 0x40000001),
     };
     const std::vector<CpuidAnswer> host = {
-        {0, kAnySubleaf, 0x16, 1, 2, 3}, {1, kAnySubleaf, 0xbbbb, 4, 5, 6}, {7, 0, 0x2, 7, 8, 9},
-        {7, 1, 0x171, 0, 0, 0},          {0x80000000, kAnySubleaf, 0x80000021, 0, 0, 0},
+        {0, kAnySubleaf, 0x16, 1, 2, 3},
+        {1, kAnySubleaf, 0xbbbb, 4, 5, 6},
+        {7, 0, 0x2, 7, 8, 9},
+        {7, 1, 0x171, 0, 0, 0},
+        {0x80000000, kAnySubleaf, 0x80000021, 0, 0, 0},
     };
     auto t = with_host_answers(kvm, host);
     // Every host answer is in the table, exactly, with its kind of subleaf.
@@ -52,7 +59,7 @@ TEST(ThinCpuid, HostAnswersReplaceKvmsAndKvmOnlyLeavesStay) {
     EXPECT_EQ(find_cpuid(t, 0xd, 0)->eax, 0xd0u);
     ASSERT_NE(find_cpuid(t, 0x40000000), nullptr);
     EXPECT_EQ(find_cpuid(t, 0x40000000)->eax, 0x40000001u);
-    EXPECT_EQ(t.size(), 8u);  // 5 host answers, 3 KVM-only entries
+    EXPECT_EQ(t.size(), 8u);            // 5 host answers, 3 KVM-only entries
     EXPECT_EQ(t.front().function, 0u);  // sorted
 }
 

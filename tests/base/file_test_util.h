@@ -56,7 +56,7 @@ inline void write_text(const std::string& path, const std::string& text, mode_t 
 }
 
 inline mode_t mode_of(const std::string& path) {
-    struct stat st{};
+    struct stat st {};
     ::lstat(path.c_str(), &st);
     return st.st_mode & 07777;
 }

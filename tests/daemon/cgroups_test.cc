@@ -47,8 +47,8 @@ protected:
     void offer(const std::string& controllers) { put(root_ + "/cgroup.controllers", controllers + "\n"); }
     static void group(const std::string& dir) {
         fs::create_directories(dir);
-        for (const char* f : {"cgroup.procs", "cgroup.subtree_control", "cpu.max", "memory.max", "memory.swap.max",
-                              "pids.max"})
+        for (const char* f :
+             {"cgroup.procs", "cgroup.subtree_control", "cpu.max", "memory.max", "memory.swap.max", "pids.max"})
             put(dir + "/" + f, "");
     }
     std::string root_;

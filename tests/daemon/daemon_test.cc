@@ -282,8 +282,10 @@ TEST_F(DaemonTest, StrictValidation) {
     // Oversized: sent raw (api::call waits for its timeout when the server
     // answers 413 before reading the whole body).
     std::string big = json{{"program", "/bin/busybox"}, {"args", {std::string(100 * 1024, 'a')}}}.dump();
-    std::string answer = raw_exchange(d_->socket(), "POST /vms HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                                                    "Content-Length: " + std::to_string(big.size()) + "\r\n\r\n" + big);
+    std::string answer = raw_exchange(d_->socket(),
+                                      "POST /vms HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                      "Content-Length: " +
+                                          std::to_string(big.size()) + "\r\n\r\n" + big);
     EXPECT_EQ(answer.substr(0, 12), "HTTP/1.1 413") << answer;
     EXPECT_NE(answer.find("\"error\""), std::string::npos) << answer;
 }
@@ -298,15 +300,35 @@ TEST_F(DaemonTest, SurvivesAThousandMalformedRequests) {
         return s;
     };
     std::vector<std::string> methods = {"GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS", "FOO", "get"};
-    std::vector<std::string> paths = {"/vms", "/vms/target", "/vms/target/pause", "/vms/target/resume",
-                                      "/vms/target/snapshot", "/vms/restore", "/vms/target/kill?x=1",
-                                      "/vms/%00/logs", "/vms/target/stop", "/metrics?a", "/healthz?z=1",
-                                      "/" + std::string(300, 'a'), "/vms/target/logs?tail=-1", "/nope", "//vms//"};
-    std::vector<std::string> bodies = {
-        R"({"program":"/bin/busybox","unknown":true})", R"({"program":["x"]})", R"({"program":"/bin/busybox","mem":-1})",
-        R"({"path":5})", R"({"path":"/tmp/s","type":"half"})", R"({"timeout_s":"soon"})", R"({"signal":9})",
-        R"([1,2,3])", R"("str")", R"({"a":)", "null", R"({"program":"/bin/busybox","limits":{"cpus":-1}})",
-        R"({"program":"/bin/busybox","args":[null]})", R"({"force":true})"};
+    std::vector<std::string> paths = {"/vms",
+                                      "/vms/target",
+                                      "/vms/target/pause",
+                                      "/vms/target/resume",
+                                      "/vms/target/snapshot",
+                                      "/vms/restore",
+                                      "/vms/target/kill?x=1",
+                                      "/vms/%00/logs",
+                                      "/vms/target/stop",
+                                      "/metrics?a",
+                                      "/healthz?z=1",
+                                      "/" + std::string(300, 'a'),
+                                      "/vms/target/logs?tail=-1",
+                                      "/nope",
+                                      "//vms//"};
+    std::vector<std::string> bodies = {R"({"program":"/bin/busybox","unknown":true})",
+                                       R"({"program":["x"]})",
+                                       R"({"program":"/bin/busybox","mem":-1})",
+                                       R"({"path":5})",
+                                       R"({"path":"/tmp/s","type":"half"})",
+                                       R"({"timeout_s":"soon"})",
+                                       R"({"signal":9})",
+                                       R"([1,2,3])",
+                                       R"("str")",
+                                       R"({"a":)",
+                                       "null",
+                                       R"({"program":"/bin/busybox","limits":{"cpus":-1}})",
+                                       R"({"program":"/bin/busybox","args":[null]})",
+                                       R"({"force":true})"};
     int answered = 0;
     for (int i = 0; i < 1000; ++i) {
         std::string req;
@@ -429,12 +451,11 @@ TEST_F(DaemonTest, FullMachineSnapshotRestoresUnderTheDaemon) {
     ASSERT_FALSE(kernel.empty()) << why;
     const std::string console = dir_ + "/boot.console", sock = dir_ + "/boot.sock", snap = dir_ + "/fullsnap";
     {
-        t::VesselProcess boot({"boot", "--console", "file:" + console, "--api-sock", sock, "--kernel",
-                               kernel + "/vmlinux", "--mem", "256M", "--cmdline",
-                               "console=ttyS0 earlyprintk=serial,ttyS0,115200 reboot=k panic=1 pci=off"},
-                              dir_ + "/boot.err");
-        ASSERT_TRUE(t::wait_for([&] { return t::read_file(console).find("Linux version") != std::string::npos; },
-                                180))
+        t::VesselProcess boot(
+            {"boot", "--console", "file:" + console, "--api-sock", sock, "--kernel", kernel + "/vmlinux", "--mem",
+             "256M", "--cmdline", "console=ttyS0 earlyprintk=serial,ttyS0,115200 reboot=k panic=1 pci=off"},
+            dir_ + "/boot.err");
+        ASSERT_TRUE(t::wait_for([&] { return t::read_file(console).find("Linux version") != std::string::npos; }, 180))
             << t::tail(t::read_file(console)) << t::read_file(dir_ + "/boot.err");
         auto paused = vessel::api::call(sock, "PUT", "/vm/pause", nullptr, 20s);
         ASSERT_TRUE(paused && paused->status == 200);
@@ -450,7 +471,9 @@ TEST_F(DaemonTest, FullMachineSnapshotRestoresUnderTheDaemon) {
     const std::string log = vm.body["console_log"];
     const std::regex kernel_line(R"(\[ *[0-9]+\.[0-9]{6}\] )");
     EXPECT_TRUE(t::wait_for([&] { return std::regex_search(t::read_file(log), kernel_line); }, 120))
-        << "restored console:\n" << t::tail(t::read_file(log)) << "\ndaemon log:\n" << d_->log();
+        << "restored console:\n"
+        << t::tail(t::read_file(log)) << "\ndaemon log:\n"
+        << d_->log();
     EXPECT_EQ(d_->call("PUT", "/vms/full/pause").body["state"], "paused");
     auto again = d_->call("PUT", "/vms/full/snapshot", json_ptr{{"path", dir_ + "/fullsnap2"}});
     EXPECT_EQ(again.status, 200) << again.body.dump();

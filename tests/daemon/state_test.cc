@@ -47,9 +47,11 @@ protected:
         // --vmm-api no): note the VM, then run PROGRAM natively, named like a
         // VMM so a restarted daemon takes it for one.
         std::ofstream(fake_) << "#!/bin/bash\n"
-                                "echo \"$VESSEL_VM_ID\" >> " + dir_ + "/spawned\n"
-                                "shift 3\n"
-                                "exec -a vessel-fake-vmm \"$@\"\n";
+                                "echo \"$VESSEL_VM_ID\" >> " +
+                                    dir_ +
+                                    "/spawned\n"
+                                    "shift 3\n"
+                                    "exec -a vessel-fake-vmm \"$@\"\n";
         ASSERT_EQ(::chmod(fake_.c_str(), 0755), 0);
     }
     void TearDown() override {
@@ -335,16 +337,16 @@ TEST_F(StateTest, StrayVmDirectoriesAreRemovedAtStartAndNothingElse) {
     fs::create_directories(dir_ + "/outside");
     std::ofstream(dir_ + "/outside/precious") << "keep me\n";
     ASSERT_EQ(::chmod((dir_ + "/outside/precious").c_str(), 0644), 0);
-    fs::create_directories(vms + "/aaaaaaaaaaa1");                                   // empty: removed
+    fs::create_directories(vms + "/aaaaaaaaaaa1");  // empty: removed
     fs::create_directories(vms + "/bbbbbbbbbbb2");
-    std::ofstream(vms + "/bbbbbbbbbbb2/console.log").flush();                        // empty log: removed
+    std::ofstream(vms + "/bbbbbbbbbbb2/console.log").flush();  // empty log: removed
     fs::create_directories(vms + "/ccccccccccc3");
-    std::ofstream(vms + "/ccccccccccc3/console.log") << "a VM ran\n";                // kept
-    fs::create_directories(vms + "/notes");                                          // not a VM id: kept
-    fs::create_directory_symlink(dir_ + "/outside", vms + "/ddddddddddd4");          // a link: kept
+    std::ofstream(vms + "/ccccccccccc3/console.log") << "a VM ran\n";        // kept
+    fs::create_directories(vms + "/notes");                                  // not a VM id: kept
+    fs::create_directory_symlink(dir_ + "/outside", vms + "/ddddddddddd4");  // a link: kept
     fs::create_directories(vms + "/eeeeeeeeeee5");
     fs::create_symlink(dir_ + "/outside/precious", vms + "/eeeeeeeeeee5/console.log");  // kept
-    fs::create_directories(vms + "/111111111111");                                   // recorded: kept
+    fs::create_directories(vms + "/111111111111");                                      // recorded: kept
     {
         auto store = Store::open(state_ + "/vessel.db");
         ASSERT_TRUE(store);
@@ -368,11 +370,9 @@ TEST_F(StateTest, StrayVmDirectoriesAreRemovedAtStartAndNothingElse) {
     EXPECT_NE(log.find(vms + "/ccccccccccc3: no VM record points to it, but it holds a console log with output"),
               std::string::npos)
         << log;
-    EXPECT_NE(log.find(vms + "/ddddddddddd4: no VM record points to it, but it is not a directory"),
-              std::string::npos)
+    EXPECT_NE(log.find(vms + "/ddddddddddd4: no VM record points to it, but it is not a directory"), std::string::npos)
         << log;
-    EXPECT_NE(log.find(vms + "/eeeeeeeeeee5: no VM record points to it, but it holds console.log"),
-              std::string::npos)
+    EXPECT_NE(log.find(vms + "/eeeeeeeeeee5: no VM record points to it, but it holds console.log"), std::string::npos)
         << log;
     EXPECT_EQ(count(log, "removed "), 2u) << log;
 }
@@ -422,15 +422,16 @@ TEST_F(LimitTest, AVmKilledByItsMemoryLimitSaysSo) {
 }
 
 TEST_F(LimitTest, AVmStoppedByItsPidsLimitSaysSo) {
-    auto vm = run("import os, sys, time\n"
-                  "for i in range(32):\n"
-                  "    try:\n"
-                  "        if os.fork() == 0:\n"
-                  "            time.sleep(2)\n"
-                  "            os._exit(0)\n"
-                  "    except OSError:\n"
-                  "        sys.exit(3)\n",
-                  {{"pids", 8}});
+    auto vm =
+        run("import os, sys, time\n"
+            "for i in range(32):\n"
+            "    try:\n"
+            "        if os.fork() == 0:\n"
+            "            time.sleep(2)\n"
+            "            os._exit(0)\n"
+            "    except OSError:\n"
+            "        sys.exit(3)\n",
+            {{"pids", 8}});
     EXPECT_EQ(vm["exit_status"], 3) << vm.dump();
     EXPECT_TRUE(vm["pids_limit_reached"].get<bool>()) << vm.dump();
     EXPECT_FALSE(vm["oom_killed"].get<bool>()) << vm.dump();

@@ -57,12 +57,10 @@ public:
         : dir_(dir), socket_(dir + "/d.sock"), extra_(std::move(extra)) {
         start();
     }
-    ~Vesseld() {
-        stop(SIGTERM);
-    }
+    ~Vesseld() { stop(SIGTERM); }
     void start() {
-        std::vector<std::string> args = {"vesseld", "--socket", socket_, "--state-dir", dir_ + "/state",
-                                         "--cgroup-parent", cgroup_parent()};
+        std::vector<std::string> args = {"vesseld",       "--socket",        socket_,        "--state-dir",
+                                         dir_ + "/state", "--cgroup-parent", cgroup_parent()};
         args.insert(args.end(), extra_.begin(), extra_.end());
         std::vector<char*> argv;
         for (auto& a : args) argv.push_back(a.data());

@@ -182,7 +182,7 @@ TEST_F(BlkTest, ReadOnlyDiskRefusesWrites) {
 TEST_F(BlkTest, OutOfRangeAndUnsupportedRequestsFailOnlyTheRequest) {
     start();
     uint64_t sectors = (1 << 20) / 512;
-    Req past = submit(kBlkTIn, sectors, 512, true);           // first sector beyond the end
+    Req past = submit(kBlkTIn, sectors, 512, true);             // first sector beyond the end
     Req straddle = submit(kBlkTOut, sectors - 1, 1024, false);  // crosses the end
     Req huge = submit(kBlkTIn, ~0ull - 1, 512, true);           // sector arithmetic would overflow
     Req odd = submit(kBlkTIn, 0, 100, true);                    // not a multiple of 512

@@ -59,9 +59,9 @@ TEST(EventLoop, ThreadRunsCallbacksAndStopsCleanly) {
     EXPECT_EQ(hits, 1);
     (*loop)->stop();
     EXPECT_FALSE((*loop)->running());
-    (*loop)->stop();  // idempotent
+    (*loop)->stop();                // idempotent
     ASSERT_TRUE((*loop)->start());  // restartable
-    loop->reset();    // destructor stops the thread
+    loop->reset();                  // destructor stops the thread
 }
 
 }  // namespace

@@ -21,7 +21,7 @@ TEST(Serial, TransmitsAndRaisesThrEmptyInterrupt) {
     int irqs = 0;
     std::string tx;
     legacy::Serial s([&] { ++irqs; }, [&](std::span<const uint8_t> b) { tx.append(b.begin(), b.end()); });
-    out(s, 4, 0x08);  // MCR: OUT2 (the PC's interrupt gate)
+    out(s, 4, 0x08);                   // MCR: OUT2 (the PC's interrupt gate)
     EXPECT_EQ(in(s, 2) & 0x0f, 0x01);  // IIR: nothing pending
     out(s, 1, 0x02);                   // IER: THR empty
     EXPECT_EQ(irqs, 1);
@@ -42,8 +42,8 @@ TEST(Serial, ReceivesWithDataReadyInterrupt) {
     const uint8_t msg[] = {'o', 'k'};
     EXPECT_EQ(s.enqueue_input(msg), 2u);
     EXPECT_EQ(irqs, 1);
-    EXPECT_EQ(in(s, 5) & 1, 1);         // LSR: data ready
-    EXPECT_EQ(in(s, 2) & 0x0f, 0x04);   // IIR: RX data
+    EXPECT_EQ(in(s, 5) & 1, 1);        // LSR: data ready
+    EXPECT_EQ(in(s, 2) & 0x0f, 0x04);  // IIR: RX data
     EXPECT_EQ(in(s, 0), 'o');
     EXPECT_EQ(in(s, 0), 'k');
     EXPECT_EQ(in(s, 5) & 1, 0);
@@ -60,14 +60,14 @@ TEST(Serial, ProbeSeesA16550AWithLoopbackAndDivisorLatch) {
     EXPECT_EQ(in(s, 0), 0x01);
     out(s, 3, 0x03);
     EXPECT_EQ(s.lcr(), 0x03);
-    out(s, 2, 0x01);                  // FCR: enable FIFOs
-    EXPECT_EQ(in(s, 2) & 0xc0, 0xc0); // a 16550A reports FIFOs in IIR[7:6]
-    out(s, 4, 0x10 | 0x0a);           // loopback, RTS, OUT2
-    EXPECT_EQ(in(s, 6) & 0xf0, 0x90); // MSR: CTS and DCD mirror RTS and OUT2
+    out(s, 2, 0x01);                   // FCR: enable FIFOs
+    EXPECT_EQ(in(s, 2) & 0xc0, 0xc0);  // a 16550A reports FIFOs in IIR[7:6]
+    out(s, 4, 0x10 | 0x0a);            // loopback, RTS, OUT2
+    EXPECT_EQ(in(s, 6) & 0xf0, 0x90);  // MSR: CTS and DCD mirror RTS and OUT2
     out(s, 0, 0x5a);
-    EXPECT_EQ(in(s, 0), 0x5a);        // looped back
+    EXPECT_EQ(in(s, 0), 0x5a);  // looped back
     out(s, 7, 0xa5);
-    EXPECT_EQ(in(s, 7), 0xa5);        // scratch
+    EXPECT_EQ(in(s, 7), 0xa5);  // scratch
 }
 
 TEST(I8042, ResetCommandRequestsReset) {
@@ -100,14 +100,14 @@ TEST(Cmos, ReportsTimeInBcdOrBinary) {
     EXPECT_EQ(reg(0x08), 0x02);
     EXPECT_EQ(reg(0x09), 0x24);
     EXPECT_EQ(reg(0x32), 0x20);
-    EXPECT_EQ(reg(0x0a) & 0x80, 0);     // no update in progress
-    EXPECT_EQ(reg(0x0d), 0x80);         // valid RAM and time
+    EXPECT_EQ(reg(0x0a) & 0x80, 0);  // no update in progress
+    EXPECT_EQ(reg(0x0d), 0x80);      // valid RAM and time
     out(c, 0, 0x0b);
-    out(c, 1, 0x06);                    // binary, 24 h
+    out(c, 1, 0x06);  // binary, 24 h
     EXPECT_EQ(reg(0x00), 56);
     EXPECT_EQ(reg(0x04), 13);
     out(c, 0, 0x0b);
-    out(c, 1, 0x04);                    // binary, 12 h
-    EXPECT_EQ(reg(0x04), 0x80 | 1);     // 1 PM
+    out(c, 1, 0x04);                                         // binary, 12 h
+    EXPECT_EQ(reg(0x04), 0x80 | 1);                          // 1 PM
     EXPECT_EQ(reg(0x34) | reg(0x35) << 8, (512 - 16) * 16);  // 64 KiB units above 16 MiB
 }

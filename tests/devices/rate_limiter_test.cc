@@ -90,8 +90,8 @@ TEST(RateLimiter, RefusalLeavesTokensUntouched) {
     l.ops_per_sec = 1;
     l.ops_burst = 1;
     RateLimiter r(l, [&] { return now; });
-    r.charge(1, 0);                       // ops empty
-    EXPECT_FALSE(r.try_consume(1, 500));  // refused on ops...
+    r.charge(1, 0);                                 // ops empty
+    EXPECT_FALSE(r.try_consume(1, 500));            // refused on ops...
     EXPECT_EQ(r.bytes_bucket().tokens(now), 1000);  // ...and bytes untouched
 }
 
@@ -102,8 +102,10 @@ TEST(RateLimiter, LongRunRateMatchesTheConfiguration) {
     RateLimiter r(l, [&] { return now; });
     uint64_t bytes = 0;
     while (now < 10 * kSec) {
-        if (r.try_consume(1, 128 << 10)) bytes += 128 << 10;
-        else now += r.wait_ns(1, 128 << 10);
+        if (r.try_consume(1, 128 << 10))
+            bytes += 128 << 10;
+        else
+            now += r.wait_ns(1, 128 << 10);
     }
     double rate = double(bytes) / 10.0;
     EXPECT_NEAR(rate, double(10 << 20), double(10 << 20) * 0.02);

@@ -99,9 +99,7 @@ public:
         return r32(virtio::mmio::kQueueReady) == 1;
     }
 
-    void driver_ok() {
-        w32(virtio::mmio::kStatus, r32(virtio::mmio::kStatus) | virtio::kStatusDriverOk);
-    }
+    void driver_ok() { w32(virtio::mmio::kStatus, r32(virtio::mmio::kStatus) | virtio::kStatusDriverOk); }
 
     // Full bring-up: negotiate, every queue at `size`, DRIVER_OK.
     bool start(uint16_t size, uint64_t accept = ~0ull) {
@@ -133,8 +131,8 @@ public:
         uint16_t head = v.next_desc % v.size;
         for (size_t i = 0; i < segs.size(); ++i) {
             uint16_t idx = (v.next_desc + i) % v.size;
-            uint16_t flags = (segs[i].device_writes ? virtio::kDescFWrite : 0) |
-                             (i + 1 < segs.size() ? virtio::kDescFNext : 0);
+            uint16_t flags =
+                (segs[i].device_writes ? virtio::kDescFWrite : 0) | (i + 1 < segs.size() ? virtio::kDescFNext : 0);
             write_desc(q, idx, segs[i].gpa, segs[i].len, flags, uint16_t((idx + 1) % v.size));
         }
         v.next_desc = uint16_t((v.next_desc + segs.size()) % v.size);

@@ -165,8 +165,8 @@ TEST_F(VirtqueueTest, IndirectTableProblemsFail) {
 
 TEST_F(VirtqueueTest, IndirectLoopInsideTableFails) {
     uint64_t table = g.alloc(32, 16), buf = g.alloc(8);
-    uint64_t e[4] = {buf, uint64_t(1) << 48 | uint64_t(kDescFWrite | kDescFNext) << 32 | 8,
-                     buf, uint64_t(0) << 48 | uint64_t(kDescFWrite | kDescFNext) << 32 | 8};
+    uint64_t e[4] = {buf, uint64_t(1) << 48 | uint64_t(kDescFWrite | kDescFNext) << 32 | 8, buf,
+                     uint64_t(0) << 48 | uint64_t(kDescFWrite | kDescFNext) << 32 | 8};
     std::memcpy(g.host(table, 32), e, 32);
     g.write_desc(0, 0, table, 32, kDescFIndirect, 0);
     g.push_avail(0, 0);

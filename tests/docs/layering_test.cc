@@ -40,8 +40,7 @@ AllowList allow_list(const fs::path& readme) {
     const std::string line = m[2];
     const std::string list = line.substr(0, line.find('('));  // "(...)" is prose
     const std::regex word(R"([a-z0-9_]+)");
-    for (std::sregex_iterator it(list.begin(), list.end(), word), end; it != end; ++it)
-        a.dirs.insert(it->str());
+    for (std::sregex_iterator it(list.begin(), list.end(), word), end; it != end; ++it) a.dirs.insert(it->str());
     return a;
 }
 

@@ -78,16 +78,16 @@ TEST(SyscallsDoc, StatusOfEveryImplementedCallMatchesTheTable) {
             ADD_FAILURE() << info->name << " (" << nr << ") has no status row in docs/syscalls.md";
             continue;
         }
-        EXPECT_EQ(it->second, status_name(info->status))
-            << info->name << ": docs/syscalls.md says " << it->second << ", syscall_table.inc says "
-            << status_name(info->status);
+        EXPECT_EQ(it->second, status_name(info->status)) << info->name << ": docs/syscalls.md says " << it->second
+                                                         << ", syscall_table.inc says " << status_name(info->status);
     }
 }
 
 TEST(SyscallsDoc, EveryCallTheDocGivesAStatusIsInTheTable) {
     std::map<std::string, const SyscallInfo*> by_name;
     for (unsigned nr = 0; nr < kMaxSyscall; ++nr)
-        if (const SyscallInfo* info = syscall_table().find(nr); info && info->handler) by_name[std::string(info->name)] = info;
+        if (const SyscallInfo* info = syscall_table().find(nr); info && info->handler)
+            by_name[std::string(info->name)] = info;
     for (const auto& [name, status] : doc_statuses(read_doc())) {
         auto it = by_name.find(name);
         if (it == by_name.end()) {

@@ -62,7 +62,8 @@ inline std::string tail(const std::string& s, size_t lines = 15) {
 template <class F>
 bool wait_for(F&& done, int seconds) {
     auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-    while (!done() && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    while (!done() && std::chrono::steady_clock::now() < end)
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
     return done();
 }
 

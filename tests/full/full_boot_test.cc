@@ -38,8 +38,8 @@ constexpr int kBannerTimeoutSeconds = 180;
 
 struct BootResult {
     std::string console, stderr_text;
-    int status = -1;          // vessel's exit status
-    bool found_all = false;   // every wanted line appeared before the deadline
+    int status = -1;         // vessel's exit status
+    bool found_all = false;  // every wanted line appeared before the deadline
     double seconds = 0;
 };
 
@@ -96,13 +96,16 @@ protected:
 };
 
 // The marker proves the console shows *our* command line, not a default.
-const std::string kCmdline = "console=ttyS0 earlyprintk=serial,ttyS0,115200 reboot=k panic=1 pci=off vessel.test=banner";
+const std::string kCmdline =
+    "console=ttyS0 earlyprintk=serial,ttyS0,115200 reboot=k panic=1 pci=off vessel.test=banner";
 const std::vector<std::string> kEarlyLines = {"Linux version ", "Command line: " + kCmdline, "BIOS-e820: [mem ",
                                               "] usable"};
 
 void expect_banner(const BootResult& r) {
     EXPECT_TRUE(r.found_all) << "after " << r.seconds << " s the console lacks the early boot lines.\n"
-                             << "console tail:\n" << tail(r.console) << "\nvessel stderr:\n" << r.stderr_text;
+                             << "console tail:\n"
+                             << tail(r.console) << "\nvessel stderr:\n"
+                             << r.stderr_text;
     // Stopped by the test's SIGTERM: Vessel's Ctrl-C status.
     EXPECT_EQ(r.status, 130) << r.stderr_text;
 }
@@ -199,8 +202,8 @@ TEST_F(FullBoot, ControlApiPausesResumesAndStops) {
         failed.status = 599;
         return r ? *r : failed;
     };
-    ASSERT_TRUE(wait_for([&] { return read_file(console).find("Linux version") != std::string::npos; },
-                         kBannerTimeoutSeconds))
+    ASSERT_TRUE(
+        wait_for([&] { return read_file(console).find("Linux version") != std::string::npos; }, kBannerTimeoutSeconds))
         << tail(read_file(console));
     EXPECT_EQ(call("GET", "/vm").body["state"], "running");
     api::json body = {{"path", dir + "/snap"}};

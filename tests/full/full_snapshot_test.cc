@@ -30,8 +30,8 @@ using testing::wait_for;
 const std::string kCmdline = "console=ttyS0 earlyprintk=serial,ttyS0,115200 reboot=k panic=1 pci=off";
 
 struct Line {
-    double time = -1;   // printk timestamp, -1 when the line has none
-    std::string text;   // after the timestamp
+    double time = -1;  // printk timestamp, -1 when the line has none
+    std::string text;  // after the timestamp
 };
 
 // The complete lines of a console (a trailing partial line is left out).
@@ -91,7 +91,8 @@ protected:
         return r ? *r : failed;
     }
     bool socket_up(const std::string& sock) {
-        return wait_for([&] { return api::call(sock, "GET", "/vm", nullptr, std::chrono::seconds(2)).has_value(); }, 60);
+        return wait_for([&] { return api::call(sock, "GET", "/vm", nullptr, std::chrono::seconds(2)).has_value(); },
+                        60);
     }
 
     // Restores `snapshot` with a new console and API socket, waits for
@@ -113,7 +114,8 @@ protected:
         std::string after = read_file(console);
         ASSERT_TRUE(grew && count_lines(console) >= want)
             << "the restored machine printed " << count_lines(console) << " lines (wanted " << want << ")\n"
-            << after << "\nvessel stderr:\n" << read_file(err);
+            << after << "\nvessel stderr:\n"
+            << read_file(err);
 
         // The first output finishes the line the machine was in the middle
         // of, if any, then comes what followed it in the original boot.
@@ -127,7 +129,8 @@ protected:
             EXPECT_EQ(new_lines.front().text, original[old_lines.size()].text) << "not where the original went on";
         }
         for (const auto& l : new_lines)
-            EXPECT_TRUE(std::none_of(old_lines.begin(), old_lines.end(), [&](const Line& o) { return o.text == l.text; }))
+            EXPECT_TRUE(
+                std::none_of(old_lines.begin(), old_lines.end(), [&](const Line& o) { return o.text == l.text; }))
                 << "printed again after the restore: " << l.text;
         // printk time goes on from the snapshot: kvmclock was restored, not restarted.
         double last_before = last_time(old_lines);
@@ -136,7 +139,8 @@ protected:
         for (const auto& l : new_lines) {
             if (l.time < 0) continue;
             EXPECT_GE(l.time, previous) << "time went backwards: " << l.text << "\nbefore:\n"
-                                        << tail(before, 3) << "after:\n" << after;
+                                        << tail(before, 3) << "after:\n"
+                                        << after;
             previous = l.time;
         }
         EXPECT_GT(previous, last_before);
@@ -165,7 +169,9 @@ TEST_F(FullSnapshot, PausedSnapshottedKilledRestoredKernelCarriesOnBooting) {
     ASSERT_TRUE(wait_for(
         [&] { return (count_lines(console) >= 10 && last_time(lines_of(read_file(console))) > 0) || vm.poll() >= 0; },
         180))
-        << "no early boot lines:\n" << read_file(console) << "\nvessel stderr:\n" << read_file(err);
+        << "no early boot lines:\n"
+        << read_file(console) << "\nvessel stderr:\n"
+        << read_file(err);
     ASSERT_LT(vm.poll(), 0) << read_file(err);
 
     // A full snapshot of the paused machine.
@@ -183,7 +189,8 @@ TEST_F(FullSnapshot, PausedSnapshottedKilledRestoredKernelCarriesOnBooting) {
     // A few lines later, a diff on top of it; then the VMM dies.
     size_t lines_at_full = count_lines(console);
     ASSERT_TRUE(wait_for([&] { return count_lines(console) >= lines_at_full + 3 || vm.poll() >= 0; }, 120))
-        << "no progress after resume:\n" << tail(read_file(console)) << read_file(err);
+        << "no progress after resume:\n"
+        << tail(read_file(console)) << read_file(err);
     ASSERT_EQ(call(sock, "PUT", "/vm/pause").status, 200);
     json diff = {{"path", path("diff")}, {"type", "diff"}};
     auto b = call(sock, "PUT", "/vm/snapshot", &diff);
@@ -263,13 +270,14 @@ TEST_F(FullSnapshot, DoctoredSnapshotsAreRefused) {
     doctor(
         state::Section::kVcpus, [](std::vector<uint8_t>& b) { b.resize(b.size() - 5); }, "vCPU state");
     doctor(
-        state::Section::kMachine, [](std::vector<uint8_t>& b) { b.resize(100); }, "in-kernel device state is malformed");
+        state::Section::kMachine, [](std::vector<uint8_t>& b) { b.resize(100); },
+        "in-kernel device state is malformed");
     doctor(
         state::Section::kDevices, [](std::vector<uint8_t>& b) { b.resize(b.size() / 2); }, "state is malformed");
     // The untouched diff restores (its chain back to `good`).
-    VesselProcess chained({"restore", "--console", "file:" + path("chain.console"), "--api-sock", path("chain.sock"),
-                           path("good-diff")},
-                          path("chain.err"));
+    VesselProcess chained(
+        {"restore", "--console", "file:" + path("chain.console"), "--api-sock", path("chain.sock"), path("good-diff")},
+        path("chain.err"));
     EXPECT_TRUE(socket_up(path("chain.sock"))) << read_file(path("chain.err"));
     EXPECT_EQ(call(path("chain.sock"), "PUT", "/vm/shutdown").status, 202);
     EXPECT_EQ(chained.wait(60), 130) << read_file(path("chain.err"));

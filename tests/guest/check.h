@@ -14,14 +14,13 @@
 
 static int g_checks, g_failures;
 
-#define CHECK(cond)                                                                         \
-    do {                                                                                    \
-        ++g_checks;                                                                         \
-        if (!(cond)) {                                                                      \
-            ++g_failures;                                                                   \
-            fprintf(stderr, "FAIL %s:%d: %s (errno %d %s)\n", __FILE__, __LINE__, #cond, errno, \
-                    strerror(errno));                                                       \
-        }                                                                                   \
+#define CHECK(cond)                                                                                               \
+    do {                                                                                                          \
+        ++g_checks;                                                                                               \
+        if (!(cond)) {                                                                                            \
+            ++g_failures;                                                                                         \
+            fprintf(stderr, "FAIL %s:%d: %s (errno %d %s)\n", __FILE__, __LINE__, #cond, errno, strerror(errno)); \
+        }                                                                                                         \
     } while (0)
 
 /* A raw syscall returning -errno, without libc (no errno, no TLS), so calls

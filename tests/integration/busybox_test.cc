@@ -53,8 +53,8 @@ public:
         ::symlink("../a/one.txt", (root_ + "/tree/c/link").c_str());
         // Fixed times, so listings and archive headers do not depend on when
         // the test ran.
-        for (const char* p : {"tree/a/one.txt", "tree/a/b/two.txt", "tree/c/three.txt", "tree/a/b", "tree/a",
-                              "tree/c", "tree", "text.txt"}) {
+        for (const char* p : {"tree/a/one.txt", "tree/a/b/two.txt", "tree/c/three.txt", "tree/a/b", "tree/a", "tree/c",
+                              "tree", "text.txt"}) {
             timespec ts[2] = {{1600000000, 0}, {1600000000, 0}};
             ::utimensat(AT_FDCWD, (root_ + "/" + p).c_str(), ts, 0);
         }
@@ -225,8 +225,7 @@ TEST_F(BusyboxWrites, Mkdir) {
 }
 
 TEST_F(BusyboxWrites, Rm) {
-    run_all({{"rm", "w/victim.txt"}, {"rm", "-r", "w/victimdir"}, {"rm", "-f", "w/absent"}, {"rm", "w/absent"}},
-            false);
+    run_all({{"rm", "w/victim.txt"}, {"rm", "-r", "w/victimdir"}, {"rm", "-f", "w/absent"}, {"rm", "w/absent"}}, false);
 }
 
 TEST_F(BusyboxWrites, Mv) {

@@ -78,9 +78,12 @@ TEST(Cli, KvmPermissionDeniedIsOneLineAndStatus2) {
 TEST(Cli, UsageErrorsAreStatus2) {
     EXPECT_EQ(run({vessel_path()}).status, 2);
     EXPECT_EQ(run({vessel_path(), "run"}).status, 2);
-    for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
-             {"--mem", "lots"}, {"--mem", "0"}, {"--rw", "nocolon"}, {"--rw", "/nonexistent-dir:/x"},
-             {"--root", "/nonexistent-dir"}, {"--env", "=x"}}) {
+    for (std::vector<std::string> args : std::vector<std::vector<std::string>>{{"--mem", "lots"},
+                                                                               {"--mem", "0"},
+                                                                               {"--rw", "nocolon"},
+                                                                               {"--rw", "/nonexistent-dir:/x"},
+                                                                               {"--root", "/nonexistent-dir"},
+                                                                               {"--env", "=x"}}) {
         std::vector<std::string> argv = {vessel_path(), "run"};
         argv.insert(argv.end(), args.begin(), args.end());
         argv.insert(argv.end(), {kBusybox, "true"});
@@ -99,8 +102,8 @@ TEST(Cli, ProgramNotFoundIs127) {
 
 TEST(Cli, RunsAProgramWithArgumentsAndEnvironment) {
     REQUIRE_KVM();
-    auto r = run_vessel({"--env", "GREETING=hi there"}, {kBusybox, "sh", "-c", "echo \"$GREETING\" \"$0\" $#", "a0",
-                                                         "x", "--mem"});
+    auto r = run_vessel({"--env", "GREETING=hi there"},
+                        {kBusybox, "sh", "-c", "echo \"$GREETING\" \"$0\" $#", "a0", "x", "--mem"});
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.out, "hi there a0 2\n");
 }
@@ -147,16 +150,16 @@ std::vector<BadElf> bad_elves() {
         {"no_phdrs", [](std::string& e) { header(e).e_phnum = 0; }, "no program headers"},
         {"phoff_past_end", [](std::string& e) { header(e).e_phoff = e.size() - 10; }, "truncated program header"},
         {"many_phdrs", [](std::string& e) { header(e).e_phnum = 0xffff; }, "program header"},
-        {"overlapping_segments",
-         [](std::string& e) { nth_load(e, 1)->p_vaddr = nth_load(e, 0)->p_vaddr; }, "overlapping"},
-        {"kernel_address",
-         [](std::string& e) { nth_load(e, 0)->p_vaddr = 0xffff800000000000ull; }, "outside the user address"},
-        {"wrapping_segment",
-         [](std::string& e) { nth_load(e, 0)->p_memsz = ~0ull - 0x1000; }, "outside the user address"},
-        {"filesz_beyond_memsz",
-         [](std::string& e) { nth_load(e, 0)->p_filesz = nth_load(e, 0)->p_memsz + 1; }, "file size exceeds"},
-        {"segment_offset_past_end",
-         [](std::string& e) { nth_load(e, 1)->p_offset = e.size() + 4096; }, "past the end of the file"},
+        {"overlapping_segments", [](std::string& e) { nth_load(e, 1)->p_vaddr = nth_load(e, 0)->p_vaddr; },
+         "overlapping"},
+        {"kernel_address", [](std::string& e) { nth_load(e, 0)->p_vaddr = 0xffff800000000000ull; },
+         "outside the user address"},
+        {"wrapping_segment", [](std::string& e) { nth_load(e, 0)->p_memsz = ~0ull - 0x1000; },
+         "outside the user address"},
+        {"filesz_beyond_memsz", [](std::string& e) { nth_load(e, 0)->p_filesz = nth_load(e, 0)->p_memsz + 1; },
+         "file size exceeds"},
+        {"segment_offset_past_end", [](std::string& e) { nth_load(e, 1)->p_offset = e.size() + 4096; },
+         "past the end of the file"},
         {"misaligned", [](std::string& e) { nth_load(e, 0)->p_vaddr += 1; }, "misaligned"},
         {"entry_outside", [](std::string& e) { header(e).e_entry = 0x10; }, "entry point"},
         {"no_loads",
@@ -322,19 +325,22 @@ TEST(RewriteCache, SecondStartSkipsTheDecoderAndBadEntriesAreIgnored) {
         {"garbage", "this is not a cache entry at all"},
         {"truncated", good.substr(0, good.size() / 2)},
         {"empty", ""},
-        {"offset_not_a_syscall", [&] {
+        {"offset_not_a_syscall",
+         [&] {
              std::string e = good;
              uint64_t off = 0;  // the ELF magic is not a syscall instruction
              std::memcpy(e.data() + 24, &off, 8);
              return e;
          }()},
-        {"offset_past_the_file", [&] {
+        {"offset_past_the_file",
+         [&] {
              std::string e = good;
              uint64_t off = ~0ull - 1;
              std::memcpy(e.data() + 24, &off, 8);
              return e;
          }()},
-        {"huge_count", [&] {
+        {"huge_count",
+         [&] {
              std::string e = good;
              uint64_t n = ~0ull / 8;
              std::memcpy(e.data() + 16, &n, 8);
@@ -456,7 +462,8 @@ TEST(Decoder, RunsBesideVesselAndItsOutputIsChecked) {
                "#!/bin/sh\n"
                "size=$(stat -L -c %s /proc/self/fd/3)\n"
                "printf 'VSLRW003'\n"
-               "for v in $size 1 0; do printf \"$(printf '\\\\%03o' $(for i in 0 8 16 24 32 40 48 56; do echo $(( (v >> i) & 255 )); done))\"; done\n");
+               "for v in $size 1 0; do printf \"$(printf '\\\\%03o' $(for i in 0 8 16 24 32 40 48 56; do echo $(( (v "
+               ">> i) & 255 )); done))\"; done\n");
     ASSERT_EQ(::chmod((bin / "vessel-decode").c_str(), 0755), 0);
     r = run({lone, "run", kBusybox, "true"}, o);
     EXPECT_EQ(r.status, 2) << r.out << r.err;

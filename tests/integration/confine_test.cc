@@ -46,12 +46,12 @@ int in_confined_child(void (*body)(int& failures), bool on_terminal = false) {
     return WIFEXITED(status) ? WEXITSTATUS(status) : 200 + WTERMSIG(status);
 }
 
-#define EXPECT_IN_CHILD(cond)                                                       \
-    do {                                                                            \
-        if (!(cond)) {                                                              \
+#define EXPECT_IN_CHILD(cond)                                                                 \
+    do {                                                                                      \
+        if (!(cond)) {                                                                        \
             std::fprintf(stderr, "%s:%d: %s (errno %d)\n", __FILE__, __LINE__, #cond, errno); \
-            ++failures;                                                             \
-        }                                                                           \
+            ++failures;                                                                       \
+        }                                                                                     \
     } while (0)
 
 TEST(Confine, RefusesWhatAVmmNeverNeeds) {
@@ -81,8 +81,7 @@ TEST(Confine, OnATerminalNoInputCanBeFaked) {
                       errno = 0;
                       EXPECT_IN_CHILD(::syscall(SYS_ioctl, 0, TIOCSTI, &c) == -1 && errno == EPERM);
                       errno = 0;
-                      EXPECT_IN_CHILD(::syscall(SYS_ioctl, 0, 0xdead00000000ul | TIOCSTI, &c) == -1 &&
-                                      errno == EPERM);
+                      EXPECT_IN_CHILD(::syscall(SYS_ioctl, 0, 0xdead00000000ul | TIOCSTI, &c) == -1 && errno == EPERM);
                       winsize ws;  // other terminal calls still work
                       EXPECT_IN_CHILD(::ioctl(0, TIOCGWINSZ, &ws) == 0);
                   },

@@ -21,8 +21,9 @@ protected:
     void SetUp() override { REQUIRE_KVM(); }
     std::string prog(const std::string& name) {
         std::string p = guest_program(name, GetParam());
-        if (!exists(p)) ADD_FAILURE() << p << " was not built (is " << GetParam() << " installed? musl-gcc comes "
-                                       << "from the Debian package musl-tools)";
+        if (!exists(p))
+            ADD_FAILURE() << p << " was not built (is " << GetParam() << " installed? musl-gcc comes "
+                          << "from the Debian package musl-tools)";
         return p;
     }
 };

@@ -27,8 +27,8 @@ std::string guest_program(const std::string& name, const std::string& libc) {
 }
 
 const std::vector<std::string>& fixed_env() {
-    static const std::vector<std::string> env = {
-        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/", "TZ=UTC", "LC_ALL=C"};
+    static const std::vector<std::string> env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                                                 "HOME=/", "TZ=UTC", "LC_ALL=C"};
     return env;
 }
 
@@ -123,8 +123,7 @@ TempDir::TempDir() {
 
 TempDir::~TempDir() {
     ::nftw(
-        path_.c_str(),
-        [](const char* p, const struct stat*, int, FTW*) { return ::remove(p) < 0 ? 0 : 0; }, 64,
+        path_.c_str(), [](const char* p, const struct stat*, int, FTW*) { return ::remove(p) < 0 ? 0 : 0; }, 64,
         FTW_DEPTH | FTW_PHYS);
 }
 

@@ -9,7 +9,7 @@
 namespace vessel::test {
 
 // Where the build put things.
-std::string vessel_path();                     // build/bin/vessel
+std::string vessel_path();                                                    // build/bin/vessel
 std::string guest_program(const std::string& name, const std::string& libc);  // build/guest/NAME-LIBC
 
 struct RunOptions {
@@ -72,8 +72,8 @@ std::string kvm_problem();
 }  // namespace vessel::test
 
 // Integration tests need KVM: without it they fail, loudly, never skip.
-#define REQUIRE_KVM()                                                                              \
-    do {                                                                                           \
-        std::string why = ::vessel::test::kvm_problem();                                           \
-        ASSERT_TRUE(why.empty()) << "integration tests need a usable /dev/kvm: " << why;           \
+#define REQUIRE_KVM()                                                                    \
+    do {                                                                                 \
+        std::string why = ::vessel::test::kvm_problem();                                 \
+        ASSERT_TRUE(why.empty()) << "integration tests need a usable /dev/kvm: " << why; \
     } while (0)

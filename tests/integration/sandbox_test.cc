@@ -42,9 +42,10 @@ TEST_F(Sandbox, RootIsVisible) {
 }
 
 TEST_F(Sandbox, PathsOutsideTheRootFail) {
-    for (const std::string& p : std::vector<std::string>{"../outside/secret.txt", "/../../../../outside/secret.txt", "/abs_link", "/rel_link",
-                          "/sub/up/outside/secret.txt", "/w/out/secret.txt", "/w/../../outside/secret.txt",
-                          "/passwd_link", "/etc/passwd", "/proc_link", t_ / "outside/secret.txt"}) {
+    for (const std::string& p :
+         std::vector<std::string>{"../outside/secret.txt", "/../../../../outside/secret.txt", "/abs_link", "/rel_link",
+                                  "/sub/up/outside/secret.txt", "/w/out/secret.txt", "/w/../../outside/secret.txt",
+                                  "/passwd_link", "/etc/passwd", "/proc_link", t_ / "outside/secret.txt"}) {
         auto r = cat(p);
         EXPECT_EQ(r.status, 1) << p << ": " << r.out;
         EXPECT_EQ(r.out.find("TOP-SECRET"), std::string::npos) << p;
@@ -53,8 +54,8 @@ TEST_F(Sandbox, PathsOutsideTheRootFail) {
 }
 
 TEST_F(Sandbox, HostProcSysAndDevAreNeverVisible) {
-    for (const char* p : {"/proc/self/environ", "/proc/cpuinfo", "/proc/1/cmdline", "/sys/kernel/notes",
-                          "/dev/kvm", "/dev/mem", "/dev/tty", "/dev/sda", "/dev/fd/0", "/dev/shm"}) {
+    for (const char* p : {"/proc/self/environ", "/proc/cpuinfo", "/proc/1/cmdline", "/sys/kernel/notes", "/dev/kvm",
+                          "/dev/mem", "/dev/tty", "/dev/sda", "/dev/fd/0", "/dev/shm"}) {
         auto r = cat(p);
         EXPECT_NE(r.status, 0) << p;
         EXPECT_EQ(r.out, "") << p;

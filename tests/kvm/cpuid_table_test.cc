@@ -50,8 +50,8 @@ TEST(KvmCpuid, TrappedCpuidAnswersAsTheGuestSideTableDoes) {
         const kvm_cpuid_entry2* e = x86::find_cpuid(*held, a.leaf, a.subleaf == x86::kAnySubleaf ? 0 : a.subleaf);
         ASSERT_NE(e, nullptr) << std::hex << a.leaf << "." << a.subleaf;
         EXPECT_TRUE(e->eax == a.eax && e->ebx == a.ebx && e->ecx == a.ecx && e->edx == a.edx)
-            << std::hex << "leaf " << a.leaf << "." << a.subleaf << ": KVM " << e->eax << " " << e->ebx << " "
-            << e->ecx << " " << e->edx << ", host " << a.eax << " " << a.ebx << " " << a.ecx << " " << a.edx;
+            << std::hex << "leaf " << a.leaf << "." << a.subleaf << ": KVM " << e->eax << " " << e->ebx << " " << e->ecx
+            << " " << e->edx << ", host " << a.eax << " " << a.ebx << " " << a.ecx << " " << a.edx;
     }
 }
 

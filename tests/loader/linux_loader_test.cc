@@ -35,10 +35,18 @@ std::vector<uint8_t> make_vmlinux(bool with_pvh = true, uint32_t note_desc_size 
     std::memcpy(f.data() + sizeof eh, &load, sizeof load);
     // The note: namesz 4 "Xen\0", type 18, the entry.
     std::vector<uint8_t> n;
-    auto put32 = [&](uint32_t v) { n.insert(n.end(), reinterpret_cast<uint8_t*>(&v), reinterpret_cast<uint8_t*>(&v) + 4); };
+    auto put32 = [&](uint32_t v) {
+        n.insert(n.end(), reinterpret_cast<uint8_t*>(&v), reinterpret_cast<uint8_t*>(&v) + 4);
+    };
     // A note of another owner first, to check the walk.
-    put32(4); put32(4); put32(1); n.insert(n.end(), {'G', 'N', 'U', 0}); put32(0);
-    put32(4); put32(note_desc_size); put32(with_pvh ? loader::kXenElfNotePhys32Entry : 17);
+    put32(4);
+    put32(4);
+    put32(1);
+    n.insert(n.end(), {'G', 'N', 'U', 0});
+    put32(0);
+    put32(4);
+    put32(note_desc_size);
+    put32(with_pvh ? loader::kXenElfNotePhys32Entry : 17);
     n.insert(n.end(), {'X', 'e', 'n', 0});
     uint64_t entry = 0x1000850;
     n.insert(n.end(), reinterpret_cast<uint8_t*>(&entry), reinterpret_cast<uint8_t*>(&entry) + note_desc_size);
@@ -169,7 +177,7 @@ TEST(LinuxLoader, LoadsIntoGuestMemoryAndPlacesInitrdHigh) {
     ASSERT_TRUE(k);
     ASSERT_TRUE(loader::load_vmlinux(*mem, f, *k, mem->size()));
     EXPECT_EQ(*mem->host(0x1000000, 1), 0xcc);
-    EXPECT_EQ(*mem->host(0x1002fff, 1), 0);  // BSS zeroed
+    EXPECT_EQ(*mem->host(0x1002fff, 1), 0);                      // BSS zeroed
     EXPECT_FALSE(loader::load_vmlinux(*mem, f, *k, 0x1001000));  // does not fit
 
     std::vector<uint8_t> initrd(10000, 0xab);

@@ -103,14 +103,18 @@ const Mutation kMutations[] = {
     {"entry_in_data", [](auto& f) { eh(f).e_entry = kText + 0x1000; }, "entry point"},
     {"entry_nowhere", [](auto& f) { eh(f).e_entry = 0; }, "entry point"},
     {"no_load", [](auto& f) { ph(f, 0).p_type = ph(f, 1).p_type = PT_NOTE; }, "no loadable segments"},
-    {"interp", [](auto& f) {
+    {"interp",
+     [](auto& f) {
          ph(f, 1).p_type = PT_INTERP;
          std::memcpy(f.data() + 0x1000, "/lib64/ld-linux-x86-64.so.2", 28);
-     }, "dynamically linked (interpreter /lib64/ld-linux-x86-64.so.2)"},
-    {"interp_offset_garbage", [](auto& f) {
+     },
+     "dynamically linked (interpreter /lib64/ld-linux-x86-64.so.2)"},
+    {"interp_offset_garbage",
+     [](auto& f) {
          ph(f, 1).p_type = PT_INTERP;
          ph(f, 1).p_offset = ~0ull;
-     }, "dynamically linked"},
+     },
+     "dynamically linked"},
 };
 
 INSTANTIATE_TEST_SUITE_P(Mutations, ParseElfRejects, ::testing::ValuesIn(kMutations),
@@ -154,8 +158,8 @@ std::vector<uint8_t> operator+(std::vector<uint8_t> a, const std::vector<uint8_t
 }
 
 const std::vector<uint8_t> kSys = {0x0f, 0x05};
-const std::vector<uint8_t> kMovEax39 = {0xb8, 39, 0, 0, 0};  // mov $39,%eax
-const std::vector<uint8_t> kXorEax = {0x31, 0xc0};           // xor %eax,%eax
+const std::vector<uint8_t> kMovEax39 = {0xb8, 39, 0, 0, 0};                  // mov $39,%eax
+const std::vector<uint8_t> kXorEax = {0x31, 0xc0};                           // xor %eax,%eax
 const std::vector<uint8_t> kStoreBelowRsp = {0x48, 0x89, 0x44, 0x24, 0xf8};  // mov %rax,-8(%rsp)
 
 std::vector<uint8_t> nops(size_t n) { return std::vector<uint8_t>(n, 0x90); }
@@ -275,7 +279,7 @@ TEST(Rewriter, StubsRedoTheReplacedInstructionsAndReturnAfterTheSite) {
 // a syscall's stub.
 TEST(Rewriter, CpuidSitesGoToTheGuestSideCpuid) {
     const std::vector<uint8_t> cpuid = {0x0f, 0xa2}, mov_eax7 = {0xb8, 7, 0, 0, 0}, xor_ecx = {0x31, 0xc9};
-    const std::vector<uint8_t> rip_lea = {0x48, 0x8d, 0x1d, 0, 0, 0, 0};  // lea 0(%rip),%rbx
+    const std::vector<uint8_t> rip_lea = {0x48, 0x8d, 0x1d, 0, 0, 0, 0};         // lea 0(%rip),%rbx
     auto code = nops(16) + mov_eax7 + cpuid +                                    // a mov site
                 nops(4) + mov_eax7 + xor_ecx + cpuid +                           // a copy site (7 bytes)
                 nops(4) + rip_lea + cpuid +                                      // none: RIP-relative before it
@@ -309,8 +313,8 @@ TEST(Rewriter, CpuidSitesGoToTheGuestSideCpuid) {
 
     // A cache entry is checked against the instruction its site names.
     EXPECT_TRUE(has_shape(f, first + 5, sites[0]));
-    EXPECT_FALSE(has_shape(f, first + 5, sites[0] & ~kCpuidSite));  // not a syscall there
-    EXPECT_FALSE(has_shape(f, first + 55, sites[3] | kCpuidSite));  // nor a cpuid here
+    EXPECT_FALSE(has_shape(f, first + 5, sites[0] & ~kCpuidSite));                // not a syscall there
+    EXPECT_FALSE(has_shape(f, first + 55, sites[3] | kCpuidSite));                // nor a cpuid here
     EXPECT_FALSE(has_shape(f, first + 5, make_site(0, kExitSite) | kCpuidSite));  // cpuid sites never exit
 }
 
@@ -357,8 +361,8 @@ TEST_F(Cache, SecondLookupHitsAndCorruptionIsIgnored) {
     // An entry whose offset does not hold a syscall instruction.
     std::string header = "VSLRW003";
     uint64_t size = f.size(), count = 1, bad = 0x10;
-    std::string e = header + std::string(reinterpret_cast<char*>(&size), 8) + std::string(reinterpret_cast<char*>(&count), 8) +
-                    std::string(reinterpret_cast<char*>(&bad), 8);
+    std::string e = header + std::string(reinterpret_cast<char*>(&size), 8) +
+                    std::string(reinterpret_cast<char*>(&count), 8) + std::string(reinterpret_cast<char*>(&bad), 8);
     for (const std::string& junk : {std::string("garbage"), std::string(), e, header}) {
         corrupt(junk);
         auto again = syscall_sites(f, *img, cache, find_sites, nullptr, &hit).value();
@@ -418,8 +422,7 @@ TEST_F(Cache, RewrittenImageRoundTripsAndDamageIsAMiss) {
     ASSERT_TRUE(cached.has_value());
     EXPECT_EQ(cached->sites, 1u);
     std::vector<uint8_t> body(f.size());
-    ASSERT_EQ(::pread(cached->fd.get(), body.data(), body.size(), kImageHeaderSize),
-              static_cast<ssize_t>(body.size()));
+    ASSERT_EQ(::pread(cached->fd.get(), body.data(), body.size(), kImageHeaderSize), static_cast<ssize_t>(body.size()));
     auto want = f;
     for_each_patch(*img, sites, [&](uint64_t off, const uint8_t* b, unsigned n) { std::memcpy(&want[off], b, n); });
     EXPECT_NE(want, f);
@@ -454,11 +457,11 @@ TEST_F(Cache, RewrittenImageRoundTripsAndDamageIsAMiss) {
 TEST_F(Cache, ImagesRecordTheirProcSelfExeStrings) {
     auto f = tiny_elf();
     const char kS[] = "/proc/self/exe";
-    std::memcpy(&f[0x300], kS, sizeof kS);       // read+exec segment: recorded
+    std::memcpy(&f[0x300], kS, sizeof kS);          // read+exec segment: recorded
     std::memcpy(&f[0x340], "x/proc/self/exe", 16);  // a tail is a string too
-    std::memcpy(&f[0x380], kS, sizeof kS - 1);   // no NUL: not a string
+    std::memcpy(&f[0x380], kS, sizeof kS - 1);      // no NUL: not a string
     f[0x380 + sizeof kS - 1] = 'X';
-    std::memcpy(&f[0x1010], kS, sizeof kS);      // writable segment: not recorded
+    std::memcpy(&f[0x1010], kS, sizeof kS);  // writable segment: not recorded
     auto img = parse_elf(f);
     ASSERT_TRUE(img.has_value());
     RewriteCache cache(dir_);
@@ -517,7 +520,7 @@ TEST(LoadProgram, MapsRewritesAndBuildsTheLinuxStack) {
     auto v = as.view();
     uint8_t site[7];
     ASSERT_TRUE(v.read(kText + kSyscallOffset - 5, site, 7));  // mov $60,%eax; syscall
-    EXPECT_EQ(site[0], 0xe9);                                 // jmp to the stub
+    EXPECT_EQ(site[0], 0xe9);                                  // jmp to the stub
     int32_t rel;
     std::memcpy(&rel, site + 1, 4);
     EXPECT_EQ(kText + kSyscallOffset + rel, kText + 0x4000);

@@ -66,7 +66,7 @@ TEST(GuestMemory, AFileRegionAfterRamSharesItsKvmSlot) {
     EXPECT_EQ(slots[0].host, m->host_base());
     EXPECT_EQ(m->host(*gpa, 1), m->host_base() + (4 << 20));
     EXPECT_EQ(m->host(*gpa + 4096 + 7, 1)[0], (4096 + 7) % 251);  // the file's bytes
-    m->host(*gpa, 1)[0] = 0x55;                                  // private: the file keeps its own
+    m->host(*gpa, 1)[0] = 0x55;                                   // private: the file keeps its own
     uint8_t first = 0xff;
     EXPECT_EQ(::pread(f.get(), &first, 1, 0), 1);
     EXPECT_EQ(first, 0);
@@ -103,9 +103,9 @@ TEST(PageTables, TranslateHonoursPresentUserAndWrite) {
     PageAllocator alloc(0x1000, m->size());
     PageTables pt(*m, alloc);
     ASSERT_TRUE(pt.init().has_value());
-    ASSERT_TRUE(pt.map(kBase, 0x80000, pte::kUser).has_value());                // read-only
+    ASSERT_TRUE(pt.map(kBase, 0x80000, pte::kUser).has_value());  // read-only
     ASSERT_TRUE(pt.map(kBase + 4096, 0x81000, pte::kUser | pte::kWrite).has_value());
-    ASSERT_TRUE(pt.map(kBase + 8192, 0x82000, pte::kWrite).has_value());       // supervisor only
+    ASSERT_TRUE(pt.map(kBase + 8192, 0x82000, pte::kWrite).has_value());  // supervisor only
     EXPECT_EQ(pt.translate(kBase + 5).value(), 0x80005u);
     EXPECT_FALSE(pt.translate(kBase, true).has_value());
     EXPECT_EQ(pt.translate(kBase + 4096, true).value(), 0x81000u);

@@ -361,7 +361,7 @@ TEST_F(SnapshotTest, FullSnapshotOfAVmRestoredFromADiffIsComplete) {
 TEST_F(SnapshotTest, ApiRefusesWrongStatesAndBadBodies) {
     Vessel vm({"run", "--api-sock", sock_, kCounter, "400", "20"}, dir_ / "o", dir_ / "e");
     ASSERT_TRUE(wait_for_socket(sock_));
-    wait_for_lines(dir_ / "o", 1);  // the metrics below expect a write
+    wait_for_lines(dir_ / "o", 1);                            // the metrics below expect a write
     EXPECT_EQ(call(sock_, "PUT", "/vm/resume").status, 409);  // running
     json body = {{"path", (dir_ / "snap").string()}};
     EXPECT_EQ(call(sock_, "PUT", "/vm/snapshot", &body).status, 409);  // not paused
@@ -467,9 +467,9 @@ TEST_F(DamagedSnapshotTest, NotASnapshot) {
 
 TEST_F(DamagedSnapshotTest, ConsoleFlagIsForFullMachines) {
     std::string out, err;
-    EXPECT_EQ(run_vessel({"restore", "--console", "file:" + (dir_ / "c").string(), (dir_ / "good").string()}, out, err,
-                         dir_),
-              2);
+    EXPECT_EQ(
+        run_vessel({"restore", "--console", "file:" + (dir_ / "c").string(), (dir_ / "good").string()}, out, err, dir_),
+        2);
     EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
     EXPECT_NE(err.find("--console applies to full machines"), std::string::npos) << err;
 }

@@ -38,9 +38,11 @@ TEST_F(GuestEntryCpuid, RestoreReadsBackWhatInstallWrote) {
 }
 
 TEST_F(GuestEntryCpuid, ADamagedPageYieldsOnlyWellFormedAnswers) {
-    const std::vector<x86::CpuidAnswer> answers = {
-        {1, x86::kAnySubleaf, 1, 2, 3, 4}, {7, 0, 4, 5, 6, 7}, {0x40000000, x86::kAnySubleaf, 0, 0, 0, 0},
-        {7, x86::kAnySubleaf, 0, 0, 0, 0}, {1, 3, 0, 0, 0, 0}};
+    const std::vector<x86::CpuidAnswer> answers = {{1, x86::kAnySubleaf, 1, 2, 3, 4},
+                                                   {7, 0, 4, 5, 6, 7},
+                                                   {0x40000000, x86::kAnySubleaf, 0, 0, 0, 0},
+                                                   {7, x86::kAnySubleaf, 0, 0, 0, 0},
+                                                   {1, 3, 0, 0, 0, 0}};
     ASSERT_TRUE(GuestEntry::install(*as_, answers));
     // Unknown leaf, indexed leaf without a subleaf, plain leaf with one: gone.
     EXPECT_EQ(GuestEntry::cpuid_answers(*as_), std::vector<x86::CpuidAnswer>(answers.begin(), answers.begin() + 2));

@@ -62,10 +62,11 @@ TEST(SyscallTable, EffectsAreTheCallsThatTouchTheEntryCodesState) {
     EXPECT_EQ(calls_with(kMovesBreak), (std::set<std::string>{"brk"}));
     EXPECT_EQ(calls_with(kWindowSafeElsewhere), (std::set<std::string>{"write", "writev", "pwrite64"}));
     EXPECT_EQ(calls_with(kWindowSafe),
-              (std::set<std::string>{"pread64", "fstat", "newfstatat", "statx", "clock_gettime", "gettimeofday",
-                                     "time", "nanosleep", "clock_nanosleep", "getrandom", "sched_yield",
-                                     "rt_sigprocmask", "rt_sigaction", "getpid", "gettid", "getppid", "getuid",
-                                     "geteuid", "getgid", "getegid", "uname", "getcwd"}));
+              (std::set<std::string>{
+                  "pread64",      "fstat",     "newfstatat",      "statx",     "clock_gettime", "gettimeofday",
+                  "time",         "nanosleep", "clock_nanosleep", "getrandom", "sched_yield",   "rt_sigprocmask",
+                  "rt_sigaction", "getpid",    "gettid",          "getppid",   "getuid",        "geteuid",
+                  "getgid",       "getegid",   "uname",           "getcwd"}));
 }
 
 TEST(SyscallArgsViews, NameTheRegistersLinuxUses) {

@@ -89,9 +89,9 @@ TEST_F(Syscalls, BadPointersAreEFAULT) {
     EXPECT_EQ(call(SYS_open, ~0ull, O_RDONLY), -EFAULT);
     int64_t fd = call(SYS_open, str("/file"), O_RDONLY);
     ASSERT_GE(fd, 0);
-    EXPECT_EQ(call(SYS_read, fd, kReadOnly, 4), -EFAULT);   // not writable by the guest
+    EXPECT_EQ(call(SYS_read, fd, kReadOnly, 4), -EFAULT);  // not writable by the guest
     EXPECT_EQ(call(SYS_read, fd, kUnmapped, 4), -EFAULT);
-    EXPECT_EQ(call(SYS_read, fd, ~0ull - 2, 4), -EFAULT);   // wraps
+    EXPECT_EQ(call(SYS_read, fd, ~0ull - 2, 4), -EFAULT);  // wraps
     EXPECT_EQ(call(SYS_fstat, fd, kReadOnly), -EFAULT);
     EXPECT_EQ(call(SYS_stat, str("/file"), kUnmapped), -EFAULT);
     int64_t out = call(SYS_open, str("/w/out"), O_CREAT | O_WRONLY, 0644);

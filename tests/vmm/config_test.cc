@@ -14,8 +14,9 @@ TEST(ThinVmConfig, MemoryOutsideItsRangeIsRefusedBeforeKvmIsOpened) {
     c.program = "/nonexistent";  // never reached: the range is checked first
     c.argv = {"x"};
     c.kvm_path = "/nonexistent-kvm";
-    for (auto [mem, message] : {std::pair<uint64_t, const char*>{kMinThinVmMemory - 4096, "--mem: at least 1M is needed"},
-                                {kMaxThinVmMemory + 4096, "--mem: at most 64G is supported"}}) {
+    for (auto [mem, message] :
+         {std::pair<uint64_t, const char*>{kMinThinVmMemory - 4096, "--mem: at least 1M is needed"},
+          {kMaxThinVmMemory + 4096, "--mem: at most 64G is supported"}}) {
         auto vm = ThinVm::create([&] {
             ThinVmConfig d = c;
             d.mem_size = mem;

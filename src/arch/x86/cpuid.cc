@@ -14,16 +14,14 @@ unsigned topology_shift(unsigned count) {
     return shift;
 }
 
-const kvm_cpuid_entry2* find_cpuid(const std::vector<kvm_cpuid_entry2>& table, uint32_t function,
-                                   uint32_t index) {
+const kvm_cpuid_entry2* find_cpuid(const std::vector<kvm_cpuid_entry2>& table, uint32_t function, uint32_t index) {
     for (const auto& e : table)
-        if (e.function == function && (!(e.flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) || e.index == index))
-            return &e;
+        if (e.function == function && (!(e.flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) || e.index == index)) return &e;
     return nullptr;
 }
 
-std::vector<kvm_cpuid_entry2> build_vcpu_cpuid(const std::vector<kvm_cpuid_entry2>& supported,
-                                               unsigned cpu_index, unsigned cpu_count) {
+std::vector<kvm_cpuid_entry2> build_vcpu_cpuid(const std::vector<kvm_cpuid_entry2>& supported, unsigned cpu_index,
+                                               unsigned cpu_count) {
     std::vector<kvm_cpuid_entry2> out = supported;
     const uint32_t apic_id = cpu_index;
     const unsigned shift = topology_shift(cpu_count);
@@ -72,9 +70,7 @@ std::vector<kvm_cpuid_entry2> build_vcpu_cpuid(const std::vector<kvm_cpuid_entry
                 }
                 e.edx = apic_id;
                 break;
-            case kKvmCpuidSignature:
-                has_kvm_signature = true;
-                break;
+            case kKvmCpuidSignature: has_kvm_signature = true; break;
             case 0x80000001:
                 if (cpu_count > 1) e.ecx |= cpuid_bit::kExt1EcxCmpLegacy;
                 break;

@@ -35,8 +35,7 @@ bool ends_with_null_cache(uint32_t leaf) { return leaf == 0x4 || leaf == 0x80000
 bool ends_with_null_level(uint32_t leaf) { return leaf == 0xb || leaf == 0x1f || leaf == 0x80000026; }
 // Leaves whose subleaf 0 gives the highest subleaf in EAX.
 bool counts_in_eax(uint32_t leaf) {
-    return leaf == 0x7 || leaf == 0x14 || leaf == 0x17 || leaf == 0x18 || leaf == 0x1d || leaf == 0x20 ||
-           leaf == 0x24;
+    return leaf == 0x7 || leaf == 0x14 || leaf == 0x17 || leaf == 0x18 || leaf == 0x1d || leaf == 0x20 || leaf == 0x24;
 }
 
 void read_leaf(uint32_t leaf, std::vector<CpuidAnswer>& out) {
@@ -76,8 +75,7 @@ constexpr size_t kMaxAnswers = 1024;
 std::array<uint32_t, 36> fingerprint_of(const std::vector<CpuidAnswer>& answers) {
     // The leaves glibc keeps, in its CPUID_INDEX_* order.
     constexpr std::pair<uint32_t, uint32_t> kLibcLeaves[9] = {
-        {0x1, 0},        {0x7, 0},        {0x80000001, 0}, {0xd, 1}, {0x80000007, 0},
-        {0x80000008, 0}, {0x7, 1},        {0x19, 0},       {0x14, 0},
+        {0x1, 0}, {0x7, 0}, {0x80000001, 0}, {0xd, 1}, {0x80000007, 0}, {0x80000008, 0}, {0x7, 1}, {0x19, 0}, {0x14, 0},
     };
     std::array<uint32_t, 36> f{};
     for (size_t i = 0; i < 9; ++i) {
@@ -97,6 +95,8 @@ std::array<uint32_t, 36> fingerprint_of(const std::vector<CpuidAnswer>& answers)
 
 }  // namespace
 
+// The leaves by kind, as the manuals list them: kept out of clang-format.
+// clang-format off
 LeafKind leaf_kind(uint32_t leaf) {
     switch (leaf) {
         // Intel SDM vol. 2A (CPUID) and AMD APM vol. 3 (appendix E).
@@ -113,6 +113,7 @@ LeafKind leaf_kind(uint32_t leaf) {
         default: return {};
     }
 }
+// clang-format on
 
 std::vector<CpuidAnswer> read_host_cpuid() {
     std::vector<CpuidAnswer> out;

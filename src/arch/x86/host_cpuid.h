@@ -54,9 +54,8 @@ std::array<uint32_t, 36> libc_cpuid_fingerprint();
 
 // The host's answers through a per-boot cache file at `path` (empty: no
 // cache). The file is used only when it is well-formed (known leaves only,
-// each with its kind of subleaf) and carries this process's fingerprint; otherwise the answers are read again and the file
-// (and its directory) written (atomically; a failure to write only costs
-// the next start).
+// each with its kind of subleaf) and carries this process's fingerprint; otherwise the answers are read again and the
+// file (and its directory) written (atomically; a failure to write only costs the next start).
 std::vector<CpuidAnswer> host_cpuid(const std::string& path);
 // The answers in a cache file's contents `data`, or nullopt unless it is
 // well-formed and carries `fingerprint` (what host_cpuid() checks; fuzzed

@@ -57,9 +57,9 @@ struct [[gnu::packed]] IoApicEntry {
     uint32_t address;
 };
 struct [[gnu::packed]] InterruptEntry {
-    uint8_t type;  // 3: I/O interrupt, 4: local interrupt
+    uint8_t type;      // 3: I/O interrupt, 4: local interrupt
     uint8_t irq_type;  // 0: INT, 1: NMI, 2: SMI, 3: ExtINT
-    uint16_t flags;  // 0: polarity and trigger conform to the bus
+    uint16_t flags;    // 0: polarity and trigger conform to the bus
     uint8_t src_bus;
     uint8_t src_irq;
     uint8_t dst_apic;
@@ -97,8 +97,8 @@ Result<std::vector<uint8_t>> build_mptable(uint64_t addr, unsigned cpus) {
         p.apic_id = static_cast<uint8_t>(i);
         p.apic_version = kApicVersion;
         p.flags = 1 | (i == 0 ? 2 : 0);
-        p.signature = 0x600;           // family 6: the value only matters to ancient kernels
-        p.features = (1u << 9) | 1u;   // APIC, FPU
+        p.signature = 0x600;          // family 6: the value only matters to ancient kernels
+        p.features = (1u << 9) | 1u;  // APIC, FPU
         append(table, p);
         ++entries;
     }
@@ -111,7 +111,8 @@ Result<std::vector<uint8_t>> build_mptable(uint64_t addr, unsigned cpus) {
     // ISA IRQ n -> I/O APIC pin n, which is also how KVM routes GSI n by
     // default, so the in-kernel PIT (GSI 0) and irqfd GSIs agree with the guest.
     for (unsigned irq = 0; irq < kIoApicPins; ++irq) {
-        append(table, InterruptEntry{3, 0, 0, kIsaBus, static_cast<uint8_t>(irq), ioapic_id, static_cast<uint8_t>(irq)});
+        append(table,
+               InterruptEntry{3, 0, 0, kIsaBus, static_cast<uint8_t>(irq), ioapic_id, static_cast<uint8_t>(irq)});
         ++entries;
     }
     // The 8259 reaches every LAPIC's LINT0 as ExtINT; NMIs arrive on LINT1.

@@ -11,12 +11,12 @@
 namespace vessel::arch::x86 {
 
 namespace cr0 {
-inline constexpr uint64_t kPE = 1ull << 0, kMP = 1ull << 1, kET = 1ull << 4, kNE = 1ull << 5,
-                          kWP = 1ull << 16, kAM = 1ull << 18, kPG = 1ull << 31;
+inline constexpr uint64_t kPE = 1ull << 0, kMP = 1ull << 1, kET = 1ull << 4, kNE = 1ull << 5, kWP = 1ull << 16,
+                          kAM = 1ull << 18, kPG = 1ull << 31;
 }
 namespace cr4 {
-inline constexpr uint64_t kPAE = 1ull << 5, kOSFXSR = 1ull << 9, kOSXMMEXCPT = 1ull << 10,
-                          kFSGSBASE = 1ull << 16, kOSXSAVE = 1ull << 18, kPKE = 1ull << 22;
+inline constexpr uint64_t kPAE = 1ull << 5, kOSFXSR = 1ull << 9, kOSXMMEXCPT = 1ull << 10, kFSGSBASE = 1ull << 16,
+                          kOSXSAVE = 1ull << 18, kPKE = 1ull << 22;
 }
 namespace efer {
 inline constexpr uint64_t kSCE = 1ull << 0, kLME = 1ull << 8, kLMA = 1ull << 10, kNXE = 1ull << 11;
@@ -25,24 +25,23 @@ namespace rflags {
 inline constexpr uint64_t kReserved1 = 1ull << 1, kIF = 1ull << 9, kIOPL3 = 3ull << 12;
 }
 namespace msr {
-inline constexpr uint32_t kEfer = 0xc0000080, kStar = 0xc0000081, kLstar = 0xc0000082,
-                          kCstar = 0xc0000083, kSfmask = 0xc0000084, kFsBase = 0xc0000100,
-                          kGsBase = 0xc0000101, kKernelGsBase = 0xc0000102, kTscAux = 0xc0000103,
-                          kSysenterCs = 0x174, kSysenterEsp = 0x175, kSysenterEip = 0x176,
+inline constexpr uint32_t kEfer = 0xc0000080, kStar = 0xc0000081, kLstar = 0xc0000082, kCstar = 0xc0000083,
+                          kSfmask = 0xc0000084, kFsBase = 0xc0000100, kGsBase = 0xc0000101, kKernelGsBase = 0xc0000102,
+                          kTscAux = 0xc0000103, kSysenterCs = 0x174, kSysenterEsp = 0x175, kSysenterEip = 0x176,
                           kTsc = 0x10, kMiscEnable = 0x1a0, kPat = 0x277, kApicBase = 0x1b;
 }
 
 // Linux's GDT layout, so selectors the guest may read look familiar.
 namespace selector {
-inline constexpr uint16_t kKernelCode = 0x10, kKernelData = 0x18, kUserCode32 = 0x23,
-                          kUserData = 0x2b, kUserCode = 0x33, kTss = 0x40;
+inline constexpr uint16_t kKernelCode = 0x10, kKernelData = 0x18, kUserCode32 = 0x23, kUserData = 0x2b,
+                          kUserCode = 0x33, kTss = 0x40;
 }
 inline constexpr unsigned kGdtEntries = 10;  // TSS descriptor takes two slots
 
 // A present segment descriptor: base/limit split fields, `type` (4 bits),
 // S (code/data rather than system), DPL, L (64-bit code), D/B, G.
-constexpr uint64_t gdt_descriptor(uint32_t base, uint32_t limit, unsigned type, bool s, unsigned dpl, bool l,
-                                  bool db, bool g) {
+constexpr uint64_t gdt_descriptor(uint32_t base, uint32_t limit, unsigned type, bool s, unsigned dpl, bool l, bool db,
+                                  bool g) {
     return (uint64_t(limit) & 0xffff) | (uint64_t(base & 0xffffff) << 16) | (uint64_t(type) << 40) |
            (uint64_t(s) << 44) | (uint64_t(dpl) << 45) | (1ull << 47) | ((uint64_t(limit) >> 16 & 0xf) << 48) |
            (uint64_t(l) << 53) | (uint64_t(db) << 54) | (uint64_t(g) << 55) | (uint64_t(base >> 24) << 56);

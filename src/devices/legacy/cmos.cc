@@ -5,9 +5,8 @@
 namespace vessel::devices::legacy {
 namespace {
 
-constexpr uint8_t kSeconds = 0x00, kMinutes = 0x02, kHours = 0x04, kWeekday = 0x06, kDay = 0x07,
-                  kMonth = 0x08, kYear = 0x09, kStatusA = 0x0a, kStatusB = 0x0b, kStatusC = 0x0c,
-                  kStatusD = 0x0d, kCentury = 0x32;
+constexpr uint8_t kSeconds = 0x00, kMinutes = 0x02, kHours = 0x04, kWeekday = 0x06, kDay = 0x07, kMonth = 0x08,
+                  kYear = 0x09, kStatusA = 0x0a, kStatusB = 0x0b, kStatusC = 0x0c, kStatusD = 0x0d, kCentury = 0x32;
 constexpr uint8_t kStatusB24Hour = 0x02, kStatusBBinary = 0x04;
 constexpr uint8_t kStatusDValid = 0x80;
 

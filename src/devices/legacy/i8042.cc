@@ -7,11 +7,10 @@ constexpr uint64_t kDataOffset = 0, kStatusOffset = 4;
 // Status bits.
 constexpr uint8_t kStatusOutputFull = 0x01, kStatusSystemFlag = 0x04, kStatusCommand = 0x08;
 // Controller commands.
-constexpr uint8_t kCmdReadCommandByte = 0x20, kCmdWriteCommandByte = 0x60, kCmdDisableAux = 0xa7,
-                  kCmdEnableAux = 0xa8, kCmdTestAux = 0xa9, kCmdSelfTest = 0xaa, kCmdTestKbd = 0xab,
-                  kCmdDisableKbd = 0xad, kCmdEnableKbd = 0xae, kCmdReadOutputPort = 0xd0,
-                  kCmdWriteOutputPort = 0xd1, kCmdWriteKbdBuffer = 0xd2, kCmdWriteAuxBuffer = 0xd3,
-                  kCmdWriteAux = 0xd4;
+constexpr uint8_t kCmdReadCommandByte = 0x20, kCmdWriteCommandByte = 0x60, kCmdDisableAux = 0xa7, kCmdEnableAux = 0xa8,
+                  kCmdTestAux = 0xa9, kCmdSelfTest = 0xaa, kCmdTestKbd = 0xab, kCmdDisableKbd = 0xad,
+                  kCmdEnableKbd = 0xae, kCmdReadOutputPort = 0xd0, kCmdWriteOutputPort = 0xd1,
+                  kCmdWriteKbdBuffer = 0xd2, kCmdWriteAuxBuffer = 0xd3, kCmdWriteAux = 0xd4;
 constexpr uint8_t kSelfTestOk = 0x55;
 
 }  // namespace

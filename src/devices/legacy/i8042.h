@@ -43,7 +43,7 @@ public:
 private:
     ResetRequest on_reset_;
     std::mutex mu_;
-    uint8_t command_byte_ = 0x45;  // keyboard interrupt, system flag, translation
+    uint8_t command_byte_ = 0x45;    // keyboard interrupt, system flag, translation
     std::optional<uint8_t> output_;  // byte waiting in the output buffer
     uint8_t pending_command_ = 0;    // a command whose parameter comes through port 0x60
 };

@@ -1,6 +1,5 @@
 #include "devices/legacy/serial.h"
 
-
 namespace vessel::devices::legacy {
 namespace {
 
@@ -148,7 +147,14 @@ uint8_t Serial::lcr() const {
 
 SerialState Serial::save() const {
     std::lock_guard lock(mu_);
-    return {ier_, lcr_, mcr_, scr_, dll_, dlm_, fifo_enabled_, thr_interrupt_pending_,
+    return {ier_,
+            lcr_,
+            mcr_,
+            scr_,
+            dll_,
+            dlm_,
+            fifo_enabled_,
+            thr_interrupt_pending_,
             std::vector<uint8_t>(rx_.begin(), rx_.end())};
 }
 

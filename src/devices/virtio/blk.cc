@@ -108,9 +108,8 @@ void Block::reset() { transport_ = nullptr; }
 
 void Block::process_queue(unsigned index) {
     if (!transport_ || index != 0) return;
-    drain_queue(*transport_, 0, "", [&](const DescriptorChain& chain) {
-        return handle(chain) ? Served::kDone : Served::kNotYet;
-    });
+    drain_queue(*transport_, 0, "",
+                [&](const DescriptorChain& chain) { return handle(chain) ? Served::kDone : Served::kNotYet; });
 }
 
 bool Block::handle(const DescriptorChain& chain) {
@@ -124,8 +123,10 @@ bool Block::handle(const DescriptorChain& chain) {
     }
     uint64_t status_offset = chain.writable_len - 1;
     uint64_t data_len = 0;
-    if (h.type == kBlkTIn) data_len = status_offset;
-    else if (h.type == kBlkTOut) data_len = chain.readable_len - sizeof h;
+    if (h.type == kBlkTIn)
+        data_len = status_offset;
+    else if (h.type == kBlkTOut)
+        data_len = chain.readable_len - sizeof h;
 
     if (limiter_.enabled() && !limiter_.try_consume(1, data_len)) {
         if (!limiter_.armed()) limiter_.arm(1, data_len);
@@ -139,28 +140,29 @@ bool Block::handle(const DescriptorChain& chain) {
         return data_len % kSectorSize == 0 && h.sector <= capacity_ && sectors <= capacity_ - h.sector;
     };
     switch (h.type) {
-    case kBlkTIn:
-        if (!in_range() || !transfer_all(file_.get(), chain.iovecs(mem, true, 0, data_len), h.sector * kSectorSize, false))
-            status = kBlkSIoErr;
-        else
-            written = uint32_t(data_len);
-        break;
-    case kBlkTOut:
-        if (read_only_ || !in_range() ||
-            !transfer_all(file_.get(), chain.iovecs(mem, false, sizeof h, data_len), h.sector * kSectorSize, true))
-            status = kBlkSIoErr;
-        break;
-    case kBlkTFlush:
-        if (read_only_) break;
-        if (::fdatasync(file_.get()) < 0) status = kBlkSIoErr;
-        break;
-    case kBlkTGetId: {
-        std::array<uint8_t, 20> id{};
-        std::memcpy(id.data(), id_.data(), std::min(id_.size(), id.size()));
-        written = uint32_t(chain.write(mem, 0, std::span(id).first(std::min<uint64_t>(20, status_offset))));
-        break;
-    }
-    default: status = kBlkSUnsupp; break;
+        case kBlkTIn:
+            if (!in_range() ||
+                !transfer_all(file_.get(), chain.iovecs(mem, true, 0, data_len), h.sector * kSectorSize, false))
+                status = kBlkSIoErr;
+            else
+                written = uint32_t(data_len);
+            break;
+        case kBlkTOut:
+            if (read_only_ || !in_range() ||
+                !transfer_all(file_.get(), chain.iovecs(mem, false, sizeof h, data_len), h.sector * kSectorSize, true))
+                status = kBlkSIoErr;
+            break;
+        case kBlkTFlush:
+            if (read_only_) break;
+            if (::fdatasync(file_.get()) < 0) status = kBlkSIoErr;
+            break;
+        case kBlkTGetId: {
+            std::array<uint8_t, 20> id{};
+            std::memcpy(id.data(), id_.data(), std::min(id_.size(), id.size()));
+            written = uint32_t(chain.write(mem, 0, std::span(id).first(std::min<uint64_t>(20, status_offset))));
+            break;
+        }
+        default: status = kBlkSUnsupp; break;
     }
     chain.write(mem, status_offset, {&status, 1});
     if (auto r = transport_->queue(0).add_used(mem, chain, written + 1); !r) transport_->fail(r.error().message);

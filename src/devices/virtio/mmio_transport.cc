@@ -94,8 +94,8 @@ Result<> MmioTransport::restore(const MmioTransportState& s) {
     if (s.config.size() != cfg.size() || !std::equal(cfg.begin(), cfg.end(), s.config.begin()))
         return bad("the device's configuration differs from the snapshot's");
     if (s.driver_features & ~offered_features_) return bad("the driver's features were never offered");
-    constexpr uint32_t kKnownStatus = kStatusAcknowledge | kStatusDriver | kStatusDriverOk | kStatusFeaturesOk |
-                                      kStatusNeedsReset | kStatusFailed;
+    constexpr uint32_t kKnownStatus =
+        kStatusAcknowledge | kStatusDriver | kStatusDriverOk | kStatusFeaturesOk | kStatusNeedsReset | kStatusFailed;
     if (s.status & ~kKnownStatus) return bad("undefined device status bits");
     if (s.interrupt_status & ~(kIsrUsedBuffer | kIsrConfigChange)) return bad("undefined interrupt status bits");
     if (s.config_generation != 0) return bad("unexpected configuration generation");
@@ -135,7 +135,8 @@ void MmioTransport::read(uint64_t offset, std::span<uint8_t> data) {
     if (offset >= mmio::kConfig) {
         auto cfg = device_->config();
         uint64_t off = offset - mmio::kConfig;
-        if (off < cfg.size() && data.size() <= cfg.size() - off) std::memcpy(data.data(), cfg.data() + off, data.size());
+        if (off < cfg.size() && data.size() <= cfg.size() - off)
+            std::memcpy(data.data(), cfg.data() + off, data.size());
         return;
     }
     // The register file takes aligned 32-bit accesses only (section 4.2.2.2).
@@ -163,22 +164,22 @@ Queue* MmioTransport::selected_queue() { return queue_sel_ < queues_.size() ? &q
 uint32_t MmioTransport::read_register(uint64_t offset) {
     Queue* q = selected_queue();
     switch (offset) {
-    case mmio::kMagic: return mmio::kMagicValue;
-    case mmio::kVersion: return 2;
-    case mmio::kDeviceId: return device_->device_id();
-    case mmio::kVendorId: return mmio::kVendor;
-    case mmio::kDeviceFeatures:
-        return device_features_sel_ < 2 ? uint32_t(offered_features_ >> (32 * device_features_sel_)) : 0;
-    case mmio::kQueueNumMax: return q ? q->max_size() : 0;
-    case mmio::kQueueReady: return q && q->ready ? 1 : 0;
-    case mmio::kInterruptStatus: return isr_;
-    case mmio::kStatus: return status_;
-    case mmio::kShmLenLow:
-    case mmio::kShmLenHigh:
-    case mmio::kShmBaseLow:
-    case mmio::kShmBaseHigh: return 0xffffffff;  // no shared memory regions
-    case mmio::kConfigGeneration: return 0;      // the config space never changes under the driver
-    default: return 0;
+        case mmio::kMagic: return mmio::kMagicValue;
+        case mmio::kVersion: return 2;
+        case mmio::kDeviceId: return device_->device_id();
+        case mmio::kVendorId: return mmio::kVendor;
+        case mmio::kDeviceFeatures:
+            return device_features_sel_ < 2 ? uint32_t(offered_features_ >> (32 * device_features_sel_)) : 0;
+        case mmio::kQueueNumMax: return q ? q->max_size() : 0;
+        case mmio::kQueueReady: return q && q->ready ? 1 : 0;
+        case mmio::kInterruptStatus: return isr_;
+        case mmio::kStatus: return status_;
+        case mmio::kShmLenLow:
+        case mmio::kShmLenHigh:
+        case mmio::kShmBaseLow:
+        case mmio::kShmBaseHigh: return 0xffffffff;  // no shared memory regions
+        case mmio::kConfigGeneration: return 0;      // the config space never changes under the driver
+        default: return 0;
     }
 }
 
@@ -190,47 +191,61 @@ void MmioTransport::write_register(uint64_t offset, uint32_t value) {
     auto set_low = [](uint64_t& r, uint32_t v) { r = (r & ~0xffffffffull) | v; };
     auto set_high = [](uint64_t& r, uint32_t v) { r = (r & 0xffffffffull) | (uint64_t(v) << 32); };
     switch (offset) {
-    case mmio::kDeviceFeaturesSel: device_features_sel_ = value; break;
-    case mmio::kDriverFeaturesSel: driver_features_sel_ = value; break;
-    case mmio::kDriverFeatures:
-        if (status_ & kStatusFeaturesOk || driver_features_sel_ >= 2) break;
-        if (driver_features_sel_ == 0) set_low(driver_features_, value);
-        else set_high(driver_features_, value);
-        break;
-    case mmio::kQueueSel: queue_sel_ = value; break;
-    case mmio::kQueueNum:
-        if (queue_writable) q->size = value > 0xffff ? 0 : uint16_t(value);  // checked at QueueReady
-        break;
-    case mmio::kQueueDescLow: if (queue_writable) set_low(q->desc_gpa, value); break;
-    case mmio::kQueueDescHigh: if (queue_writable) set_high(q->desc_gpa, value); break;
-    case mmio::kQueueDriverLow: if (queue_writable) set_low(q->avail_gpa, value); break;
-    case mmio::kQueueDriverHigh: if (queue_writable) set_high(q->avail_gpa, value); break;
-    case mmio::kQueueDeviceLow: if (queue_writable) set_low(q->used_gpa, value); break;
-    case mmio::kQueueDeviceHigh: if (queue_writable) set_high(q->used_gpa, value); break;
-    case mmio::kQueueReady:
-        if (!q || failed_) break;
-        if (value == 0) {
-            q->ready = false;
-        } else if (!q->ready && !(status_ & kStatusDriverOk)) {
-            if (auto r = q->validate(memory_); !r) {
-                fail("queue " + std::to_string(queue_sel_) + ": " + r.error().message);
-                break;
+        case mmio::kDeviceFeaturesSel: device_features_sel_ = value; break;
+        case mmio::kDriverFeaturesSel: driver_features_sel_ = value; break;
+        case mmio::kDriverFeatures:
+            if (status_ & kStatusFeaturesOk || driver_features_sel_ >= 2) break;
+            if (driver_features_sel_ == 0)
+                set_low(driver_features_, value);
+            else
+                set_high(driver_features_, value);
+            break;
+        case mmio::kQueueSel: queue_sel_ = value; break;
+        case mmio::kQueueNum:
+            if (queue_writable) q->size = value > 0xffff ? 0 : uint16_t(value);  // checked at QueueReady
+            break;
+        case mmio::kQueueDescLow:
+            if (queue_writable) set_low(q->desc_gpa, value);
+            break;
+        case mmio::kQueueDescHigh:
+            if (queue_writable) set_high(q->desc_gpa, value);
+            break;
+        case mmio::kQueueDriverLow:
+            if (queue_writable) set_low(q->avail_gpa, value);
+            break;
+        case mmio::kQueueDriverHigh:
+            if (queue_writable) set_high(q->avail_gpa, value);
+            break;
+        case mmio::kQueueDeviceLow:
+            if (queue_writable) set_low(q->used_gpa, value);
+            break;
+        case mmio::kQueueDeviceHigh:
+            if (queue_writable) set_high(q->used_gpa, value);
+            break;
+        case mmio::kQueueReady:
+            if (!q || failed_) break;
+            if (value == 0) {
+                q->ready = false;
+            } else if (!q->ready && !(status_ & kStatusDriverOk)) {
+                if (auto r = q->validate(memory_); !r) {
+                    fail("queue " + std::to_string(queue_sel_) + ": " + r.error().message);
+                    break;
+                }
+                q->indirect_allowed = driver_features_ & kFIndirectDesc;
+                q->ready = true;
             }
-            q->indirect_allowed = driver_features_ & kFIndirectDesc;
-            q->ready = true;
-        }
-        break;
-    case mmio::kQueueNotify:
-        // Reached only without a KVM ioeventfd: take the same path as one.
-        if (value < notify_fds_.size()) {
-            uint64_t one = 1;
-            [[maybe_unused]] auto r = ::write(notify_fds_[value].get(), &one, sizeof one);
-        }
-        break;
-    case mmio::kInterruptAck: isr_ &= ~value; break;
-    case mmio::kStatus: write_status(value); break;
-    case mmio::kShmSel: break;
-    default: break;
+            break;
+        case mmio::kQueueNotify:
+            // Reached only without a KVM ioeventfd: take the same path as one.
+            if (value < notify_fds_.size()) {
+                uint64_t one = 1;
+                [[maybe_unused]] auto r = ::write(notify_fds_[value].get(), &one, sizeof one);
+            }
+            break;
+        case mmio::kInterruptAck: isr_ &= ~value; break;
+        case mmio::kStatus: write_status(value); break;
+        case mmio::kShmSel: break;
+        default: break;
     }
 }
 

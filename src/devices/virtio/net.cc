@@ -67,7 +67,8 @@ Result<Fd> open_tap(const std::string& name) {
     if (::ioctl(fd.get(), TUNSETIFF, &ifr) < 0) {
         if (errno == EPERM)
             return fail("TAP " + name + ": permission denied — create it with `ip tuntap add " + name +
-                            " mode tap user $USER` or run as root", EPERM);
+                            " mode tap user $USER` or run as root",
+                        EPERM);
         return fail_errno("TAP " + name + ": TUNSETIFF");
     }
     int hdr = int(kNetHdrSize);
@@ -139,8 +140,10 @@ void Net::reset() { transport_ = nullptr; }
 
 void Net::process_queue(unsigned index) {
     if (!transport_) return;
-    if (index == 0) process_rx();  // new receive buffers
-    else if (index == 1) process_tx();
+    if (index == 0)
+        process_rx();  // new receive buffers
+    else if (index == 1)
+        process_tx();
 }
 
 void Net::process_rx() {

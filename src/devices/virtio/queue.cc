@@ -89,8 +89,10 @@ Result<> Queue::validate(const memory::GuestMemory& mem) const {
         return fail("queue size " + std::to_string(size) + " is not a power of 2 in 1.." + std::to_string(max_size_));
     if (desc_gpa % 16 || avail_gpa % 2 || used_gpa % 4) return fail("queue rings are misaligned");
     uint64_t desc_len = 16ull * size, avail_len = 6 + 2ull * size, used_len = 6 + 8ull * size;
-    if (!mem.contains(desc_gpa, desc_len)) return fail("descriptor table at " + hex(desc_gpa) + " is outside guest RAM");
-    if (!mem.contains(avail_gpa, avail_len)) return fail("available ring at " + hex(avail_gpa) + " is outside guest RAM");
+    if (!mem.contains(desc_gpa, desc_len))
+        return fail("descriptor table at " + hex(desc_gpa) + " is outside guest RAM");
+    if (!mem.contains(avail_gpa, avail_len))
+        return fail("available ring at " + hex(avail_gpa) + " is outside guest RAM");
     if (!mem.contains(used_gpa, used_len)) return fail("used ring at " + hex(used_gpa) + " is outside guest RAM");
     return {};
 }

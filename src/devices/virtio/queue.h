@@ -47,8 +47,7 @@ public:
     size_t write(const memory::GuestMemory& mem, uint64_t offset, std::span<const uint8_t> in) const;
     // Host iovecs over [offset, offset+len) of the readable or writable part,
     // for readv/writev/preadv/pwritev straight into guest memory.
-    std::vector<iovec> iovecs(const memory::GuestMemory& mem, bool writable_part, uint64_t offset,
-                              uint64_t len) const;
+    std::vector<iovec> iovecs(const memory::GuestMemory& mem, bool writable_part, uint64_t offset, uint64_t len) const;
 };
 
 // A queue's configuration and the device's ring positions, for snapshots.

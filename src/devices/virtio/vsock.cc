@@ -157,9 +157,12 @@ void Vsock::close_connection(uint64_t k) {
 
 void Vsock::process_queue(unsigned index) {
     if (!transport_) return;
-    if (index == 1) process_tx();
-    else if (index == 0) process_rx();  // new rx buffers
-    else if (index == 2) process_events();  // transport-reset events, sent after a restore
+    if (index == 1)
+        process_tx();
+    else if (index == 0)
+        process_rx();  // new rx buffers
+    else if (index == 2)
+        process_events();  // transport-reset events, sent after a restore
 }
 
 void Vsock::process_tx() {
@@ -192,90 +195,92 @@ void Vsock::handle_packet(const VsockHeader& h, const DescriptorChain& chain) {
         c->peer_fwd_cnt = h.fwd_cnt;
     }
     switch (h.op) {
-    case kVsockOpRequest: {
-        if (c || conns_.size() >= kMaxConnections) {
-            queue_control(local, peer, kVsockOpRst);
+        case kVsockOpRequest: {
+            if (c || conns_.size() >= kMaxConnections) {
+                queue_control(local, peer, kVsockOpRst);
+                return;
+            }
+            auto addr = unix_address(uds_path_ + "_" + std::to_string(local));
+            Fd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+            if (!addr || !s || ::connect(s.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) < 0) {
+                queue_control(local, peer, kVsockOpRst);  // nobody listens on that port
+                return;
+            }
+            auto conn = std::make_unique<Connection>();
+            conn->sock = std::move(s);
+            conn->local_port = local;
+            conn->peer_port = peer;
+            conn->state = Connection::kEstablished;
+            conn->peer_buf_alloc = h.buf_alloc;
+            conn->peer_fwd_cnt = h.fwd_cnt;
+            int fd = conn->sock.get();
+            if (!watch_socket(fd)) {
+                queue_control(local, peer, kVsockOpRst);
+                return;
+            }
+            by_fd_[fd] = key(local, peer);
+            conns_[key(local, peer)] = std::move(conn);
+            queue_control(local, peer, kVsockOpResponse);
             return;
         }
-        auto addr = unix_address(uds_path_ + "_" + std::to_string(local));
-        Fd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-        if (!addr || !s || ::connect(s.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) < 0) {
-            queue_control(local, peer, kVsockOpRst);  // nobody listens on that port
+        case kVsockOpResponse: {
+            if (!c || c->state != Connection::kConnecting) {
+                queue_control(local, peer, kVsockOpRst);
+                return;
+            }
+            c->state = Connection::kEstablished;
+            std::string ok = "OK " + std::to_string(local) + "\n";
+            c->pending.insert(c->pending.begin(), ok.begin(), ok.end());
+            flush(*c);
             return;
         }
-        auto conn = std::make_unique<Connection>();
-        conn->sock = std::move(s);
-        conn->local_port = local;
-        conn->peer_port = peer;
-        conn->state = Connection::kEstablished;
-        conn->peer_buf_alloc = h.buf_alloc;
-        conn->peer_fwd_cnt = h.fwd_cnt;
-        int fd = conn->sock.get();
-        if (!watch_socket(fd)) {
-            queue_control(local, peer, kVsockOpRst);
+        case kVsockOpRw: {
+            if (!c || c->state != Connection::kEstablished || c->peer_no_send) {
+                queue_control(local, peer, kVsockOpRst);
+                return;
+            }
+            uint64_t payload = chain.readable_len - sizeof h;
+            // More than the header says is there, or more than our advertised
+            // buffer holds: the guest broke the protocol; drop the connection.
+            if (h.len > payload || h.len > kMaxPayload || c->pending.size() + h.len > kBufAlloc + 64) {
+                queue_control(local, peer, kVsockOpRst);
+                close_connection(key(local, peer));
+                return;
+            }
+            size_t old = c->pending.size();
+            c->pending.resize(old + h.len);
+            chain.read(transport_->memory(), sizeof h, {c->pending.data() + old, h.len});
+            c->recv_cnt += h.len;
+            flush(*c);
             return;
         }
-        by_fd_[fd] = key(local, peer);
-        conns_[key(local, peer)] = std::move(conn);
-        queue_control(local, peer, kVsockOpResponse);
-        return;
-    }
-    case kVsockOpResponse: {
-        if (!c || c->state != Connection::kConnecting) {
-            queue_control(local, peer, kVsockOpRst);
+        case kVsockOpCreditUpdate: return;  // credit fields were taken above
+        case kVsockOpCreditRequest:
+            if (c)
+                queue_control(local, peer, kVsockOpCreditUpdate);
+            else
+                queue_control(local, peer, kVsockOpRst);
             return;
-        }
-        c->state = Connection::kEstablished;
-        std::string ok = "OK " + std::to_string(local) + "\n";
-        c->pending.insert(c->pending.begin(), ok.begin(), ok.end());
-        flush(*c);
-        return;
-    }
-    case kVsockOpRw: {
-        if (!c || c->state != Connection::kEstablished || c->peer_no_send) {
-            queue_control(local, peer, kVsockOpRst);
+        case kVsockOpShutdown:
+            if (!c) return;
+            if (h.flags & kVsockShutdownSend) c->peer_no_send = true;
+            if (h.flags & kVsockShutdownRcv) c->peer_no_recv = true;
+            flush(*c);
+            if (c->peer_no_send && c->peer_no_recv) {
+                // Both directions closed: finish with RST, as Linux's vhost does.
+                queue_control(local, peer, kVsockOpRst);
+                close_connection(key(local, peer));
+            } else if (c->peer_no_send && c->pending.empty()) {
+                ::shutdown(c->sock.get(), SHUT_WR);
+            }
             return;
-        }
-        uint64_t payload = chain.readable_len - sizeof h;
-        // More than the header says is there, or more than our advertised
-        // buffer holds: the guest broke the protocol; drop the connection.
-        if (h.len > payload || h.len > kMaxPayload || c->pending.size() + h.len > kBufAlloc + 64) {
-            queue_control(local, peer, kVsockOpRst);
-            close_connection(key(local, peer));
+        case kVsockOpRst:
+            if (c) close_connection(key(local, peer));
             return;
-        }
-        size_t old = c->pending.size();
-        c->pending.resize(old + h.len);
-        chain.read(transport_->memory(), sizeof h, {c->pending.data() + old, h.len});
-        c->recv_cnt += h.len;
-        flush(*c);
-        return;
-    }
-    case kVsockOpCreditUpdate: return;  // credit fields were taken above
-    case kVsockOpCreditRequest:
-        if (c) queue_control(local, peer, kVsockOpCreditUpdate);
-        else queue_control(local, peer, kVsockOpRst);
-        return;
-    case kVsockOpShutdown:
-        if (!c) return;
-        if (h.flags & kVsockShutdownSend) c->peer_no_send = true;
-        if (h.flags & kVsockShutdownRcv) c->peer_no_recv = true;
-        flush(*c);
-        if (c->peer_no_send && c->peer_no_recv) {
-            // Both directions closed: finish with RST, as Linux's vhost does.
+        default:
             queue_control(local, peer, kVsockOpRst);
-            close_connection(key(local, peer));
-        } else if (c->peer_no_send && c->pending.empty()) {
-            ::shutdown(c->sock.get(), SHUT_WR);
-        }
-        return;
-    case kVsockOpRst:
-        if (c) close_connection(key(local, peer));
-        return;
-    default:
-        queue_control(local, peer, kVsockOpRst);
-        if (c) close_connection(key(local, peer));
-        return;
+            if (c) close_connection(key(local, peer));
+            return;
     }
 }
 
@@ -312,7 +317,7 @@ void Vsock::flush(Connection& c) {
 void Vsock::on_listener() {
     for (;;) {
         Fd s(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
-        if (!s) return;  // EAGAIN, or an error we cannot act on
+        if (!s) return;                                                       // EAGAIN, or an error we cannot act on
         if (handshakes_.size() + conns_.size() >= kMaxConnections) continue;  // closes it
         auto c = std::make_unique<Connection>();
         c->sock = std::move(s);
@@ -427,7 +432,8 @@ void Vsock::process_rx() {
             if (!chain) goto done;
             uint64_t room = std::min<uint64_t>({chain->writable_len - sizeof(VsockHeader), credit, kMaxPayload});
             auto iov = chain->iovecs(mem, true, sizeof(VsockHeader), room);
-            ssize_t n = iov.empty() ? -1 : ::readv(c.sock.get(), iov.data(), int(std::min<size_t>(iov.size(), IOV_MAX)));
+            ssize_t n =
+                iov.empty() ? -1 : ::readv(c.sock.get(), iov.data(), int(std::min<size_t>(iov.size(), IOV_MAX)));
             if (n > 0) {
                 c.rx_cnt += uint32_t(n);
                 if (!deliver(*chain, header_for(c.local_port, c.peer_port, kVsockOpRw, 0, uint32_t(n)))) return;

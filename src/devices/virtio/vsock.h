@@ -70,8 +70,8 @@ Result<VsockConfig> parse_vsock_spec(std::string_view spec);
 class Vsock final : public VirtioDevice {
 public:
     static constexpr uint16_t kQueueSize = 128;
-    static constexpr uint32_t kBufAlloc = 256 * 1024;  // per-connection buffer we advertise
-    static constexpr uint32_t kMaxPayload = 64 * 1024; // per packet, either way
+    static constexpr uint32_t kBufAlloc = 256 * 1024;   // per-connection buffer we advertise
+    static constexpr uint32_t kMaxPayload = 64 * 1024;  // per packet, either way
     static constexpr size_t kMaxConnections = 1024;
 
     // Binds and listens on config.uds_path (replacing a stale socket file).
