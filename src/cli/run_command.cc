@@ -3,6 +3,7 @@
 #include <memory>
 #include <vector>
 
+#include "base/env_file.h"
 #include "base/size.h"
 #include "cli/commands.h"
 #include "cli/daemon_client.h"
@@ -16,6 +17,7 @@ struct RunOptions {
     std::string mem = "64M";
     std::string root;
     std::vector<std::string> rw, env;
+    std::string env_file;
     bool trace = false;
     std::string api_socket;
     bool detach = false;
@@ -61,10 +63,19 @@ int run(RunOptions& o, const std::vector<std::string>& remaining) {
     }
     cfg.envp = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/"};
     if (const char* term = std::getenv("TERM")) cfg.envp.push_back(std::string("TERM=") + term);
+    std::vector<std::string> env;  // the file's entries first: --env flags override them
+    if (!o.env_file.empty()) {
+        auto from_file = read_env_file(o.env_file);
+        if (!from_file) return die("--env-file " + from_file.error().message, kExitHostError);
+        env = std::move(*from_file);
+    }
     for (const auto& e : o.env) {
         auto eq = e.find('=');
         if (eq == std::string::npos || eq == 0) return die("--env " + e + ": expected KEY=VALUE", kExitHostError);
-        std::string key = e.substr(0, eq + 1);
+        env.push_back(e);
+    }
+    for (const auto& e : env) {
+        std::string key = e.substr(0, e.find('=') + 1);
         std::erase_if(cfg.envp, [&](const std::string& s) { return s.starts_with(key); });
         cfg.envp.push_back(e);
     }
@@ -89,6 +100,8 @@ Runner add_run_command(CLI::App& app) {
     cmd->add_option("--root", o->root, "Host directory the guest sees as / (read-only; default: empty)");
     cmd->add_option("--rw", o->rw, "Writable host directory HOSTDIR:GUESTPATH (repeatable)")->allow_extra_args(false);
     cmd->add_option("--env", o->env, "Environment variable KEY=VALUE (repeatable)")->allow_extra_args(false);
+    cmd->add_option("--env-file", o->env_file,
+                    "Environment variables from FILE: KEY=VALUE lines, or NUL-separated entries (--env overrides)");
     cmd->add_flag("--trace-syscalls", o->trace, "Print every system call to stderr, strace-style");
     cmd->add_option("--api-sock", o->api_socket, "Serve the VM's control API on this Unix socket");
     cmd->add_flag("-d,--detach", o->detach, "Create the VM through vesseld and return its id");

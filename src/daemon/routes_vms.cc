@@ -10,6 +10,8 @@
 #include <cstring>
 #include <filesystem>
 
+#include "base/env_file.h"
+#include "base/safe_file.h"
 #include "base/text.h"
 #include "daemon/process.h"
 
@@ -77,10 +79,23 @@ Response Daemon::create(const Request& req, bool restore) {
                        "VM not started: its record could not be written: " + saved.error().message +
                            (saved.error().sys_errno == ENOSPC ? full_disk : ""));
 
+    // The environment reaches the VMM in an owner-only file, not on its
+    // command line, which every local user can read.
+    std::string env_file;
+    if (!vm->spec.env.empty()) {
+        env_file = vm->dir + "/env";
+        const std::string env = encode_env_file(vm->spec.env);
+        if (auto w = write_file_atomic(env_file, env.data(), env.size()); !w) {
+            bool full = w.error().sys_errno == ENOSPC || w.error().sys_errno == EDQUOT;
+            std::string why = "VM not started: " + w.error().message;
+            return full ? give_up(507, "insufficient_storage", why + full_disk) : give_up(500, "internal", why);
+        }
+    }
+
     SpawnRequest sr;
     sr.path = options_.vessel;
     sr.argv = {options_.vessel};
-    auto args = vmm_arguments(vm->spec, vmm_api_ ? vm->api_socket() : "");
+    auto args = vmm_arguments(vm->spec, vmm_api_ ? vm->api_socket() : "", env_file);
     sr.argv.insert(sr.argv.end(), args.begin(), args.end());
     sr.envp = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "VESSEL_VM_ID=" + vm->id};
     if (const char* kvm = std::getenv("VESSEL_KVM_DEVICE")) sr.envp.push_back(std::string("VESSEL_KVM_DEVICE=") + kvm);

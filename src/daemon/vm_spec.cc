@@ -242,7 +242,7 @@ VmSpec spec_from_json(const json& j) {
     return s;
 }
 
-std::vector<std::string> vmm_arguments(const VmSpec& s, const std::string& api_socket) {
+std::vector<std::string> vmm_arguments(const VmSpec& s, const std::string& api_socket, const std::string& env_file) {
     std::vector<std::string> a;
     if (!s.restore_from.empty()) {
         a = {"restore", s.restore_from};
@@ -254,7 +254,7 @@ std::vector<std::string> vmm_arguments(const VmSpec& s, const std::string& api_s
     a.insert(a.end(), {"--mem", std::to_string(s.mem_bytes)});
     if (!s.root.empty()) a.insert(a.end(), {"--root", s.root});
     for (const auto& m : s.rw) a.insert(a.end(), {"--rw", m.host + ":" + m.guest});
-    for (const auto& [k, v] : s.env) a.insert(a.end(), {"--env", k + "=" + v});
+    if (!env_file.empty()) a.insert(a.end(), {"--env-file", env_file});
     if (s.trace_syscalls) a.push_back("--trace-syscalls");
     a.push_back(s.program);
     a.insert(a.end(), s.args.begin(), s.args.end());

@@ -45,7 +45,11 @@ VmSpec spec_from_json(const nlohmann::json& j);
 // Names: 1-63 characters [A-Za-z0-9_.-], starting with a letter or digit.
 bool valid_name(const std::string& name);
 
-// `vessel run ...` / `vessel restore ...` arguments (after argv[0]).
-std::vector<std::string> vmm_arguments(const VmSpec& spec, const std::string& api_socket);
+// `vessel run ...` / `vessel restore ...` arguments (after argv[0]). The
+// environment is never among them (any local user reads a command line):
+// with `env_file` (a file holding encode_env_file(spec.env), owner-only) it
+// is passed as --env-file.
+std::vector<std::string> vmm_arguments(const VmSpec& spec, const std::string& api_socket,
+                                       const std::string& env_file = "");
 
 }  // namespace vessel::daemon

@@ -83,7 +83,9 @@ TEST(Cli, UsageErrorsAreStatus2) {
                                                                                {"--rw", "nocolon"},
                                                                                {"--rw", "/nonexistent-dir:/x"},
                                                                                {"--root", "/nonexistent-dir"},
-                                                                               {"--env", "=x"}}) {
+                                                                               {"--env", "=x"},
+                                                                               {"--env-file", "/nonexistent-file"},
+                                                                               {"--env-file", "/dev/null"}}) {
         std::vector<std::string> argv = {vessel_path(), "run"};
         argv.insert(argv.end(), args.begin(), args.end());
         argv.insert(argv.end(), {kBusybox, "true"});
@@ -91,6 +93,22 @@ TEST(Cli, UsageErrorsAreStatus2) {
         EXPECT_EQ(r.status, 2) << args[0] << " " << args[1];
         EXPECT_TRUE(one_error_line(r)) << args[0] << " " << args[1];
     }
+}
+
+// --env-file: KEY=VALUE lines or NUL-separated entries (as vesseld writes
+// them, values with newlines included); --env overrides the file.
+TEST(Cli, EnvFileReachesTheGuestAndEnvOverridesIt) {
+    REQUIRE_KVM();
+    TempDir t;
+    write_file(t.path() + "/lines", "# comment\nA=1\nB=two words\n\n");
+    write_file(t.path() + "/nul", std::string("A=1\0B=line\nbreak\0", 17));
+    auto r = run_vessel({"--env-file", t.path() + "/lines", "--env", "A=9"}, {kBusybox, "env"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("A=9\n"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("B=two words\n"), std::string::npos) << r.out;
+    r = run_vessel({"--env-file", t.path() + "/nul"}, {kBusybox, "env"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("B=line\nbreak\n"), std::string::npos) << r.out;
 }
 
 TEST(Cli, ProgramNotFoundIs127) {
