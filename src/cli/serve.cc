@@ -33,6 +33,10 @@ void serve_thin_vm(std::unique_ptr<vmm::ThinVm> vm, const std::string& api_socke
     if (*server) (*server)->stop();
     if (!outcome) std::exit(die(outcome.error().message, kExitHostError));
     if (!outcome->diagnostic.empty()) die(outcome->diagnostic, 0);
+    // A program that failed after calls Vessel does not have: say which, so
+    // the first thing a user reads is the likely cause.
+    if (outcome->status != 0 && !outcome->unsupported.empty())
+        die("unsupported system calls: " + outcome->unsupported + " (--trace-syscalls shows where)", 0);
     // The status is known: report it now and let a helper destroy the VM
     // (about a millisecond of KVM and memory teardown) after we are gone.
     vm.release();

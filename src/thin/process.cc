@@ -169,6 +169,37 @@ uint64_t Process::calls(unsigned nr) const {
     return n;
 }
 
+std::string Process::unsupported_summary() const {
+    // Refusals a C library expects and works around at every start: glibc
+    // registers rseq and carries on without it. Naming them would send the
+    // user after the wrong call.
+    auto expected = [](unsigned nr) { return nr == SYS_rseq; };
+    std::vector<std::pair<uint64_t, unsigned>> seen;  // (count, number)
+    uint64_t named = 0;
+    for (unsigned nr = 0; nr < kMaxSyscall; ++nr) {
+        const SyscallInfo* info = syscall_table().find(nr);
+        if (info && info->handler) continue;
+        if (expected(nr)) {
+            named += calls(nr);
+            continue;
+        }
+        if (uint64_t n = calls(nr)) {
+            seen.emplace_back(n, nr);
+            named += n;
+        }
+    }
+    std::sort(seen.begin(), seen.end(), [](const auto& a, const auto& b) {
+        return a.first != b.first ? a.first > b.first : a.second < b.second;
+    });
+    std::string out;
+    for (const auto& [n, nr] : seen)
+        out += (out.empty() ? "" : ", ") + std::string(syscall_name(nr)) + " x" + std::to_string(n);
+    const uint64_t total = unsupported_calls();
+    if (total > named)
+        out += (out.empty() ? "" : ", ") + std::to_string(total - named) + " more with unknown numbers";
+    return out;
+}
+
 uint64_t Process::unsupported_calls() const {
     uint64_t n = std::atomic_ref<const uint64_t>(unsupported_).load(std::memory_order_relaxed);
     if (entry_)

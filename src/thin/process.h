@@ -145,6 +145,12 @@ public:
     uint64_t calls(unsigned nr) const;
     // Includes the calls the guest-side entry code answered -ENOSYS itself.
     uint64_t unsupported_calls() const;
+    // The calls answered with ENOSYS because the table has no handler for
+    // them, most frequent first: "io_uring_setup x2, clone3 x1", and
+    // "N more with unknown numbers" for numbers past the table; empty when
+    // there were none. Refusals C libraries expect (rseq) are left out.
+    // vessel prints it when a program fails.
+    std::string unsupported_summary() const;
     uint64_t io_read_bytes() const { return std::atomic_ref<const uint64_t>(io_read_).load(std::memory_order_relaxed); }
     uint64_t io_write_bytes() const {
         return std::atomic_ref<const uint64_t>(io_write_).load(std::memory_order_relaxed);

@@ -408,6 +408,7 @@ Result<RunOutcome> ThinVm::run() {
     cpu::VcpuRunner::install_kick_signal();
     auto r = m.runner->run(m);
     m.timer.mark("guest run");
+    if (m.process && m.process->unsupported_calls()) m.outcome.unsupported = m.process->unsupported_summary();
     std::lock_guard g(m.lock);
     m.state = VmState::kExited;
     m.changed.notify_all();

@@ -39,6 +39,7 @@ struct RunOutcome {
     int status = 0;             // exit status for the vessel process
     bool guest_exited = false;  // the program called exit/exit_group
     std::string diagnostic;     // one line, when the guest crashed
+    std::string unsupported;    // calls answered ENOSYS (thin::Process::unsupported_summary)
 };
 
 class ThinVm final : public Controllable {

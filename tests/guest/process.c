@@ -1,6 +1,7 @@
 /* Process, identity, signal-state, limits and system-information calls, and
  * -ENOSYS for what is not supported.
- * Usage: process UID GID [vessel]   or   process exit N   or   process exit_group N */
+ * Usage: process UID GID [vessel]   or   process exit N   or   process exit_group N
+ *        or   process unsupported N (two calls Vessel lacks, then exit N) */
 #include <errno.h>
 #include <sched.h>
 #include <signal.h>
@@ -225,8 +226,14 @@ int main(int argc, char** argv) {
         RAW1(SYS_exit_group, atoi(argv[2]));
         return 99;
     }
+    if (argc == 3 && !strcmp(argv[1], "unsupported")) {
+        /* Two calls Vessel lacks, then a failure: vessel names them. */
+        RAW0(SYS_io_uring_setup);
+        RAW0(SYS_io_uring_setup);
+        return atoi(argv[2]);
+    }
     if (argc < 3) {
-        fprintf(stderr, "usage: process UID GID [vessel] | exit N | exit_group N\n");
+        fprintf(stderr, "usage: process UID GID [vessel] | exit N | exit_group N | unsupported N\n");
         return 2;
     }
     int vessel = argc > 3 && !strcmp(argv[3], "vessel");

@@ -185,6 +185,19 @@ TEST_P(GuestProgram, ExitStatusIsTheProgramsOwn) {
     }
 }
 
+// A program that fails after calls Vessel lacks gets one line naming them;
+// one that succeeds gets none (and glibc's expected rseq refusal is never
+// named: the exit tests above see an empty stderr).
+TEST_P(GuestProgram, AFailureAfterUnsupportedCallsNamesThem) {
+    std::string p = prog("process");
+    auto r = run_vessel({}, {p, "unsupported", "3"});
+    EXPECT_EQ(r.status, 3) << r.err;
+    EXPECT_EQ(r.err, "vessel: unsupported system calls: io_uring_setup x2 (--trace-syscalls shows where)\n");
+    r = run_vessel({}, {p, "unsupported", "0"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.err, "");
+}
+
 TEST_P(GuestProgram, CrashesEndWithOneLineAndStatus139) {
     std::string p = prog("crash");
     const std::regex line(R"(vessel: guest crashed: [^\n]+ at rip=0x[0-9a-f]+[^\n]*\n)");
