@@ -195,8 +195,7 @@ std::string Process::unsupported_summary() const {
     for (const auto& [n, nr] : seen)
         out += (out.empty() ? "" : ", ") + std::string(syscall_name(nr)) + " x" + std::to_string(n);
     const uint64_t total = unsupported_calls();
-    if (total > named)
-        out += (out.empty() ? "" : ", ") + std::to_string(total - named) + " more with unknown numbers";
+    if (total > named) out += (out.empty() ? "" : ", ") + std::to_string(total - named) + " more with unknown numbers";
     return out;
 }
 
