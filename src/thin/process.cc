@@ -170,16 +170,12 @@ uint64_t Process::calls(unsigned nr) const {
 }
 
 std::string Process::unsupported_summary() const {
-    // Refusals a C library expects and works around at every start: glibc
-    // registers rseq and carries on without it. Naming them would send the
-    // user after the wrong call.
-    auto expected = [](unsigned nr) { return nr == SYS_rseq; };
     std::vector<std::pair<uint64_t, unsigned>> seen;  // (count, number)
     uint64_t named = 0;
     for (unsigned nr = 0; nr < kMaxSyscall; ++nr) {
         const SyscallInfo* info = syscall_table().find(nr);
         if (info && info->handler) continue;
-        if (expected(nr)) {
+        if (refusal_expected(nr)) {  // would send the user after the wrong call
             named += calls(nr);
             continue;
         }

@@ -1,6 +1,8 @@
 // The system-call table, built at compile time from syscall_table.inc.
 #include "thin/syscall_table.h"
 
+#include <sys/syscall.h>
+
 #include <array>
 
 #include "thin/sys_handlers.h"
@@ -72,5 +74,7 @@ std::string_view syscall_name(uint64_t nr) {
         if (n.nr == nr) return n.name;
     return "unknown";
 }
+
+bool refusal_expected(uint64_t nr) { return nr == SYS_rseq; }
 
 }  // namespace vessel::thin

@@ -70,4 +70,10 @@ const SyscallTable& syscall_table();
 // Name of a syscall number for traces and counters ("unknown" if it has none).
 std::string_view syscall_name(uint64_t nr);
 
+// Calls answered -ENOSYS that C libraries expect to be refused and work
+// around at every start (glibc's rseq): traces mark them "[unsupported,
+// expected]" and failure summaries leave them out, so the first plain
+// "[unsupported]" is the real blocker.
+bool refusal_expected(uint64_t nr);
+
 }  // namespace vessel::thin

@@ -97,7 +97,7 @@ void trace_syscall(std::FILE* out, Process& p, const SyscallArgs& a, int64_t res
         line += " (";
         line += std::strerror(static_cast<int>(-result));
         line += ')';
-        if (!(info && info->handler)) line += " [unsupported]";
+        if (!(info && info->handler)) line += refusal_expected(a.nr) ? " [unsupported, expected]" : " [unsupported]";
     } else if (result > 0xffff) {
         char b[24];
         std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(result));
@@ -105,6 +105,8 @@ void trace_syscall(std::FILE* out, Process& p, const SyscallArgs& a, int64_t res
     } else {
         line += std::to_string(result);
     }
+    // Accepted and answered without effect: not the real blocker either.
+    if (info && info->handler && info->status == SyscallStatus::kStub) line += " [stub]";
     line += '\n';
     std::fputs(line.c_str(), out);
 }

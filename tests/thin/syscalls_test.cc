@@ -238,6 +238,8 @@ TEST_F(Syscalls, TraceLinesFollowTheTablesFormats) {
     ASSERT_GE(fd, 0);
     traced.handle({SYS_read, {static_cast<uint64_t>(fd), kScratch + 4096, 7, 0, 0, 0}});
     traced.handle({SYS_fork, {}});
+    traced.handle({SYS_rseq, {}});
+    traced.handle({SYS_rt_sigaction, {SIGUSR1, 0, 0, 8, 0, 0}});
     std::fclose(out);
     const std::string trace(text, size);
     std::free(text);
@@ -247,6 +249,11 @@ TEST_F(Syscalls, TraceLinesFollowTheTablesFormats) {
     EXPECT_NE(trace.find("fork(0x0, 0x0, 0x0, 0x0, 0x0, 0x0) = -1 ENOSYS (Function not implemented) [unsupported]\n"),
               std::string::npos)
         << trace;
+    // The expected refusal and the call accepted without effect are marked
+    // apart from the real blocker.
+    EXPECT_NE(trace.find("rseq("), std::string::npos) << trace;
+    EXPECT_NE(trace.find("[unsupported, expected]\n"), std::string::npos) << trace;
+    EXPECT_NE(trace.find("[stub]\n"), std::string::npos) << trace;
 }
 
 TEST_F(Syscalls, ArchPrctlGoesToTheCpu) {
