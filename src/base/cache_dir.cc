@@ -1,7 +1,6 @@
 #include "base/cache_dir.h"
 
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
@@ -27,16 +26,8 @@ bool make_dirs(const std::string& path) {
 }
 
 std::string read_small_file(const std::string& path, size_t max) {
-    auto fd = open_regular(path);
-    if (!fd) return {};
-    std::string out;
-    char buf[4096];
-    while (out.size() < max) {
-        ssize_t n = ::read(fd->get(), buf, sizeof buf);
-        if (n <= 0) break;
-        out.append(buf, static_cast<size_t>(n));
-    }
-    return out.size() <= max ? out : std::string();
+    auto data = read_regular_file(path, max);
+    return data ? std::move(*data) : std::string();
 }
 
 }  // namespace vessel

@@ -1,24 +1,13 @@
 #include "base/env_file.h"
 
-#include <unistd.h>
-
 #include "base/safe_file.h"
 
 namespace vessel {
 
 Result<std::vector<std::string>> read_env_file(const std::string& path) {
-    auto fd = open_regular(path);
-    if (!fd) return std::unexpected(fd.error());
-    std::string data;
-    char buf[8192];
-    for (;;) {
-        ssize_t n = ::read(fd->get(), buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return fail_errno(path);
-        if (n == 0) break;
-        data.append(buf, static_cast<size_t>(n));
-        if (data.size() > kMaxEnvFile) return fail(path + ": larger than 1 MiB", EFBIG);
-    }
+    auto read = read_regular_file(path, kMaxEnvFile);
+    if (!read) return std::unexpected(read.error());
+    const std::string& data = *read;
     const bool nul_separated = data.find('\0') != std::string::npos;
     const char separator = nul_separated ? '\0' : '\n';
     std::vector<std::string> out;

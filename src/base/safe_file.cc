@@ -127,6 +127,21 @@ Result<Fd> open_regular(int dir_fd, const std::string& name, const std::string& 
     return checked(std::move(fd), shown, false);
 }
 
+Result<std::string> read_regular_file(const std::string& path, size_t max) {
+    auto fd = open_regular(path);
+    if (!fd) return std::unexpected(fd.error());
+    std::string out;
+    char buf[8192];
+    for (;;) {
+        ssize_t n = ::read(fd->get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return fail_errno(path);
+        if (n == 0) return out;
+        out.append(buf, static_cast<size_t>(n));
+        if (out.size() > max) return fail(path + ": larger than " + std::to_string(max) + " bytes", EFBIG);
+    }
+}
+
 Result<AtomicFile> AtomicFile::create(const DirFd& dir, const std::string& name) {
     AtomicFile f;
     f.dir_.reset(::fcntl(dir.get(), F_DUPFD_CLOEXEC, 0));

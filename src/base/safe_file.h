@@ -60,6 +60,10 @@ std::pair<std::string, std::string> split_path(const std::string& path);
 Result<Fd> open_regular(const std::string& path);
 Result<Fd> open_regular(int dir_fd, const std::string& name, const std::string& shown);
 
+// The whole of a regular file opened as open_regular() does; EFBIG when it
+// holds more than `max` bytes.
+Result<std::string> read_regular_file(const std::string& path, size_t max);
+
 // A file written under a unique temporary name in a directory (created with
 // O_EXCL, mode 0600, never through a link) and renamed to its name by
 // commit(). Until then nothing appears under the name; destroyed without a
