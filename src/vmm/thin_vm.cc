@@ -277,15 +277,11 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     }
     m.timer.mark("load program");
 
-    // XCR0: the host's own (x87/SSE/AVX/AVX-512...), which a CPL3 guest runs
-    // with under PVM whatever KVM holds; KVM sizes CPUID leaf 0xd's answers
-    // by the value it holds, so it must be the same. The host's can only
-    // hold what its CPUID allows; never less than x87+SSE.
+    // XCR0 as the host's user mode has it (arch/x86/cpuid.h, thin_xcr0).
     kvm_xcrs xcrs{};
     xcrs.nr_xcrs = 1;
     xcrs.xcrs[0].xcr = 0;
-    const bool xsave = x86::cr4_promised_by(*cpuid) & x86::cr4::kOSXSAVE;
-    xcrs.xcrs[0].value = (xsave ? x86::host_xcr0() & x86::supported_xcr0(*cpuid) : 0) | 0x3;
+    xcrs.xcrs[0].value = x86::thin_xcr0(*cpuid);
     if (auto r = m.vcpu->set_xcrs(xcrs); !r) return std::unexpected(r.error());
     kvm_regs regs{};
     regs.rip = loaded->entry;

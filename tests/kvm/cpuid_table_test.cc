@@ -40,8 +40,7 @@ TEST(KvmCpuid, TrappedCpuidAnswersAsTheGuestSideTableDoes) {
     ASSERT_TRUE(vcpu->set_sregs(*sregs));
     kvm_xcrs xcrs{};
     xcrs.nr_xcrs = 1;
-    const bool xsave = x86::cr4_promised_by(table) & x86::cr4::kOSXSAVE;
-    xcrs.xcrs[0].value = (xsave ? x86::host_xcr0() & x86::supported_xcr0(table) : 0) | 0x3;
+    xcrs.xcrs[0].value = x86::thin_xcr0(table);
     ASSERT_TRUE(vcpu->set_xcrs(xcrs));
 
     auto held = vcpu->get_cpuid();
