@@ -62,10 +62,14 @@ Response Daemon::create(const Request& req, bool restore) {
         return api::error(status, code, message);
     };
     const std::string full_disk = " (free space on the file system of " + options_.state_dir + ")";
+    // A full disk is the operator's to fix (507); any other failure is ours.
+    auto storage_failed = [&](int err, const std::string& why) {
+        return err == ENOSPC || err == EDQUOT ? give_up(507, "insufficient_storage", why + full_disk)
+                                              : give_up(500, "internal", why);
+    };
     if (::mkdir(vm->dir.c_str(), access_.vm_dir() & 0777) != 0) {
-        bool full = errno == ENOSPC || errno == EDQUOT;
-        std::string why = "VM not created: mkdir " + vm->dir + ": " + strerror(errno);
-        return full ? give_up(507, "insufficient_storage", why + full_disk) : give_up(500, "internal", why);
+        const int err = errno;  // before building the message can touch it
+        return storage_failed(err, "VM not created: mkdir " + vm->dir + ": " + strerror(err));
     }
     CgroupJoin join;
     auto placement = cgroups_.create(vm->id, vm->spec.limits, join);
@@ -85,11 +89,8 @@ Response Daemon::create(const Request& req, bool restore) {
     if (!vm->spec.env.empty()) {
         env_file = vm->dir + "/env";
         const std::string env = encode_env_file(vm->spec.env);
-        if (auto w = write_file_atomic(env_file, env.data(), env.size()); !w) {
-            bool full = w.error().sys_errno == ENOSPC || w.error().sys_errno == EDQUOT;
-            std::string why = "VM not started: " + w.error().message;
-            return full ? give_up(507, "insufficient_storage", why + full_disk) : give_up(500, "internal", why);
-        }
+        if (auto w = write_file_atomic(env_file, env.data(), env.size()); !w)
+            return storage_failed(w.error().sys_errno, "VM not started: " + w.error().message);
     }
 
     SpawnRequest sr;
