@@ -71,10 +71,7 @@ std::vector<arch::x86::CpuidAnswer> GuestEntry::cpuid_answers(memory::AddressSpa
     if (!out.empty()) std::memcpy(out.data(), page + GUEST_CPUID_ANSWERS, out.size() * sizeof out[0]);
     // The page comes from a snapshot file: only answers of the form the
     // table may hold (arch/x86/host_cpuid.h) reach KVM.
-    std::erase_if(out, [](const arch::x86::CpuidAnswer& a) {
-        const arch::x86::LeafKind k = arch::x86::leaf_kind(a.leaf);
-        return !k.known || k.indexed != (a.subleaf != arch::x86::kAnySubleaf);
-    });
+    std::erase_if(out, [](const arch::x86::CpuidAnswer& a) { return !arch::x86::well_formed(a); });
     return out;
 }
 

@@ -115,6 +115,11 @@ LeafKind leaf_kind(uint32_t leaf) {
 }
 // clang-format on
 
+bool well_formed(const CpuidAnswer& a) {
+    const LeafKind k = leaf_kind(a.leaf);
+    return k.known && k.indexed == (a.subleaf != kAnySubleaf);
+}
+
 std::vector<CpuidAnswer> read_host_cpuid() {
     std::vector<CpuidAnswer> out;
     for (const uint32_t base : {0u, 0x80000000u}) {
@@ -140,12 +145,8 @@ std::optional<std::vector<CpuidAnswer>> parse_cpuid_cache(std::string_view data,
     if (count > kMaxAnswers || data.size() != 16 + count * sizeof(CpuidAnswer)) return std::nullopt;
     std::vector<CpuidAnswer> cached(count);
     if (count) std::memcpy(cached.data(), data.data() + 16, count * sizeof(CpuidAnswer));  // data() may be null
-    // Only known leaves, each with the subleaf form its kind has.
-    const bool well_formed = std::all_of(cached.begin(), cached.end(), [](const CpuidAnswer& a) {
-        const LeafKind k = leaf_kind(a.leaf);
-        return k.known && k.indexed == (a.subleaf != kAnySubleaf);
-    });
-    if (!well_formed || fingerprint_of(cached) != fingerprint) return std::nullopt;
+    if (!std::all_of(cached.begin(), cached.end(), well_formed) || fingerprint_of(cached) != fingerprint)
+        return std::nullopt;
     return cached;
 }
 

@@ -41,6 +41,9 @@ struct LeafKind {
     bool indexed = false;
 };
 LeafKind leaf_kind(uint32_t leaf);
+// Could the table hold this answer: a known leaf, with the subleaf form its
+// kind has? What comes from a file (the cache, a snapshot) is checked so.
+bool well_formed(const CpuidAnswer& a);
 
 // Executes `cpuid` for every known leaf up to the host's highest basic and
 // extended leaf, with the subleaves each defines (~60-100 instructions).
