@@ -1,0 +1,281 @@
+#include "jail/jail.h"
+
+#include <arpa/inet.h>
+#include <cap-ng.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <grp.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <linux/securebits.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+
+#include "base/fd.h"
+#include "base/safe_file.h"
+
+namespace vessel::jail {
+namespace {
+
+// The signals that stop a VMM from outside (a terminal, vesseld, kill).
+constexpr int kStopSignals[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+
+// Where the new root is assembled, in the jail's own mount namespace
+// (the host's /tmp is untouched; bubblewrap does the same).
+constexpr char kStage[] = "/tmp";
+
+// Child to parent, over the status pipe: how the VMM ends.
+struct Ending {
+    int32_t signal;  // 0: exited with `status`
+    int32_t status;
+};
+
+bool g_inside = false;
+int g_status_fd = -1;  // in the VMM: the pipe's write end
+pid_t g_vmm = -1;      // in the parent: the VMM
+
+void tell_parent(Ending e) {
+    if (g_status_fd < 0) return;
+    ssize_t n;
+    do n = ::write(g_status_fd, &e, sizeof e);
+    while (n < 0 && errno == EINTR);
+}
+
+// The VMM is pid 1 of its namespace, and the kernel drops signals whose
+// action is the default for pid 1: without this handler it would ignore
+// Ctrl-C and `kill`. It ends the way the default action would have, as
+// the parent's death by the same signal.
+void stop_vmm(int sig) {
+    tell_parent({sig, 0});
+    ::_exit(128 + sig);
+}
+
+void forward_to_vmm(int sig) {
+    if (g_vmm > 0) ::kill(g_vmm, sig);
+}
+
+[[noreturn]] void die_of(int sig) {
+    struct rlimit none{0, 0};
+    ::setrlimit(RLIMIT_CORE, &none);  // the VMM crashed, not this process: no second core
+    ::signal(sig, SIG_DFL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    ::sigprocmask(SIG_UNBLOCK, &set, nullptr);
+    ::raise(sig);
+    ::_exit(128 + sig);
+}
+
+[[noreturn]] void supervise(Fd status, const std::function<void()>& after_exit) {
+    struct sigaction sa {};
+    sa.sa_handler = forward_to_vmm;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    for (int s : kStopSignals) ::sigaction(s, &sa, nullptr);
+
+    Ending e{};
+    ssize_t n;
+    do n = ::read(status.get(), &e, sizeof e);
+    while (n < 0 && errno == EINTR);
+    if (n != sizeof e) {  // the VMM ended without a word (a crash, SIGKILL): its wait status says how
+        int ws = 0;
+        while (::waitpid(g_vmm, &ws, 0) < 0 && errno == EINTR) {
+        }
+        e = WIFSIGNALED(ws) ? Ending{WTERMSIG(ws), 0} : Ending{0, WIFEXITED(ws) ? WEXITSTATUS(ws) : 1};
+    }
+    if (after_exit) after_exit();
+    std::fflush(nullptr);
+    if (e.signal) die_of(e.signal);
+    ::_exit(e.status);
+}
+
+Result<int> thread_count() {
+    DIR* d = ::opendir("/proc/self/task");
+    if (!d) return fail_errno("jail: /proc/self/task");
+    int n = 0;
+    while (dirent* e = ::readdir(d))
+        if (e->d_name[0] != '.') ++n;
+    ::closedir(d);
+    return n;
+}
+
+// mkdir -p of `path`'s parents under the stage, then the mount point
+// itself: a directory, or an empty file for a file or device.
+Result<> make_mount_point(const std::string& path, bool directory) {
+    for (size_t slash = path.find('/', 1); slash != std::string::npos; slash = path.find('/', slash + 1))
+        if (::mkdir(path.substr(0, slash).c_str(), 0755) != 0 && errno != EEXIST)
+            return fail_errno("jail: mkdir " + path.substr(0, slash));
+    if (directory) {
+        if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) return fail_errno("jail: mkdir " + path);
+        return {};
+    }
+    Fd f(::open(path.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644));
+    if (!f) return fail_errno("jail: mount point " + path);
+    return {};
+}
+
+// Mounts a copy of what `source` is (with the mounts below it) at `dest`,
+// read-only unless writable, never setuid, devices only where asked.
+Result<> attach(int source, const std::string& dest, bool writable, bool devices) {
+    struct stat st;
+    if (::fstat(source, &st) != 0) return fail_errno("jail: " + dest + ": source");
+    if (auto r = make_mount_point(dest, S_ISDIR(st.st_mode)); !r) return r;
+    Fd tree(static_cast<int>(
+        ::syscall(SYS_open_tree, source, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE)));
+    if (!tree) return fail_errno("jail: bind " + dest);
+    mount_attr attr{};
+    attr.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC | (writable ? 0 : MOUNT_ATTR_RDONLY) |
+                    (devices ? 0 : MOUNT_ATTR_NODEV);
+    if (::syscall(SYS_mount_setattr, tree.get(), "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) != 0)
+        return fail_errno("jail: bind " + dest + ": mount attributes");
+    if (::syscall(SYS_move_mount, tree.get(), "", AT_FDCWD, dest.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0)
+        return fail_errno("jail: bind " + dest);
+    return {};
+}
+
+// The devices a thin guest's /dev/null & co. are answered from.
+constexpr const char* kDevices[] = {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"};
+
+Result<> build_root(const std::vector<Bind>& binds) {
+    if (::mount("vessel-jail", kStage, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=64k,nr_inodes=256") !=
+        0)
+        return fail_errno(std::string("jail: a tmpfs for the new root on ") + kStage);
+    std::string stage = kStage;
+    for (const Bind& b : binds) {
+        if (b.target.empty() || b.target[0] != '/' || b.target.find("..") != std::string::npos)
+            return fail("jail: bind target must be an absolute path: " + b.target, EINVAL);
+        if (auto r = attach(b.source, stage + b.target, b.writable, false); !r) return r;
+    }
+    for (const char* dev : kDevices) {
+        Fd d(::open(dev, O_PATH | O_NOFOLLOW | O_CLOEXEC));
+        if (!d) return fail_errno(std::string("jail: ") + dev);
+        if (auto r = attach(d.get(), stage + dev, true, true); !r) return r;
+    }
+    // /proc shows this pid namespace only (the VMM), without /proc/sys
+    // and the other system-wide files: the VMM reads /proc/self/pagemap
+    // for snapshots.
+    if (auto r = make_mount_point(stage + "/proc", true); !r) return r;
+    if (::mount("proc", (stage + "/proc").c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                "subset=pid,hidepid=invisible") != 0)
+        return fail_errno("jail: /proc (subset=pid needs Linux 5.8)");
+
+    // Swap roots and let go of the old one (pivot_root(".", ".") stacks the
+    // old root on the new one; detaching it leaves only the new).
+    if (::chdir(kStage) != 0) return fail_errno("jail: chdir");
+    if (::syscall(SYS_pivot_root, ".", ".") != 0) return fail_errno("jail: pivot_root");
+    if (::umount2(".", MNT_DETACH) != 0) return fail_errno("jail: detaching the old root");
+    if (::chdir("/") != 0) return fail_errno("jail: chdir /");
+    if (::mount(nullptr, "/", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+        return fail_errno("jail: read-only root");
+    return {};
+}
+
+Result<> set_limits(const Options& o) {
+    struct rlimit nofile{o.nofile, o.nofile};
+    if (::setrlimit(RLIMIT_NOFILE, &nofile) != 0) return fail_errno("jail: RLIMIT_NOFILE");
+    if (o.fsize) {
+        struct rlimit fsize{*o.fsize, *o.fsize};
+        if (::setrlimit(RLIMIT_FSIZE, &fsize) != 0) return fail_errno("jail: RLIMIT_FSIZE");
+    }
+    return {};
+}
+
+// Every capability gone from every set, the bounding set included, and
+// locked so that neither uid 0 nor a setuid file can bring one back.
+Result<> drop_privileges(const Options& o) {
+    if (::prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE |
+                                       SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED) != 0)
+        return fail_errno("jail: securebits");
+    capng_clear(CAPNG_SELECT_ALL);
+    if (o.uid) {
+        gid_t gid = o.gid.value_or(static_cast<gid_t>(*o.uid));
+        if (int r = capng_change_id(static_cast<int>(*o.uid), static_cast<int>(gid),
+                                    static_cast<capng_flags_t>(CAPNG_DROP_SUPP_GRP | CAPNG_CLEAR_BOUNDING));
+            r != 0)
+            return fail("jail: cannot become uid " + std::to_string(*o.uid) + ", gid " + std::to_string(gid) +
+                            " (libcap-ng error " + std::to_string(r) + ")",
+                        EPERM);
+    } else if (o.gid) {
+        gid_t gid = *o.gid;
+        if (::setgroups(0, nullptr) != 0 || ::setresgid(gid, gid, gid) != 0)
+            return fail_errno("jail: cannot become gid " + std::to_string(gid));
+    }
+    if (capng_apply(CAPNG_SELECT_ALL) != 0) return fail("jail: cannot drop capabilities", EPERM);
+    if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) return fail_errno("jail: ambient capabilities");
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return fail_errno("jail: no_new_privs");
+    return {};
+}
+
+}  // namespace
+
+Result<> enter_namespaces(std::function<void()> after_exit) {
+    if (g_inside) return {};
+    if (auto n = thread_count(); !n || *n != 1)
+        return fail("jail: the namespaces must be entered before any thread starts", EINVAL);
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) return fail_errno("jail: pipe");
+    Fd read_end(p[0]), write_end(p[1]);
+    // The child is the new namespace's first process, its pid 1.
+    if (::unshare(CLONE_NEWPID) != 0)
+        return fail_errno("jail: new pid namespace (the jail needs root; --no-jail runs without it)");
+    pid_t pid = ::fork();
+    if (pid < 0) return fail_errno("jail: fork");
+    if (pid > 0) {
+        g_vmm = pid;
+        write_end.reset();
+        supervise(std::move(read_end), after_exit);
+    }
+    read_end.reset();
+    // The parent holds nothing of the VM: if it dies, so does the VMM.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS) != 0) {
+        auto e = fail_errno("jail: new mount, ipc and uts namespaces");
+        return e;
+    }
+    // Nothing mounted from here on reaches the host.
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return fail_errno("jail: private mounts");
+    ::sethostname("vessel", 6);
+    struct sigaction sa {};
+    sa.sa_handler = stop_vmm;
+    sigemptyset(&sa.sa_mask);
+    for (int s : kStopSignals) ::sigaction(s, &sa, nullptr);
+    g_status_fd = write_end.release();
+    g_inside = true;
+    return {};
+}
+
+bool inside() { return g_inside; }
+
+void announce_exit(int status) {
+    if (!g_inside) return;
+    std::fflush(nullptr);
+    tell_parent({0, status});
+}
+
+std::string sandbox_target(size_t index) { return "/sandbox/" + std::to_string(index); }
+
+Result<> lock(const Options& o, const std::vector<Bind>& binds) {
+    if (!g_inside) return fail("jail: lock() needs the jail's namespaces (enter_namespaces)", EINVAL);
+    auto threads = thread_count();
+    if (!threads) return std::unexpected(threads.error());
+    if (*threads != 1)
+        return fail("jail: the VMM runs " + std::to_string(*threads) + " threads; the jail is locked before any starts",
+                    EINVAL);
+    if (::unshare(CLONE_NEWNET) != 0) return fail_errno("jail: new network namespace");
+    if (auto r = build_root(binds); !r) return r;
+    if (auto r = set_limits(o); !r) return r;
+    return drop_privileges(o);
+}
+
+}  // namespace vessel::jail
