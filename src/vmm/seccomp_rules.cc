@@ -61,7 +61,11 @@ bool add_allowlist_rules(scmp_filter_ctx ctx) {
     // Threads and the detached teardown share the address space; nothing
     // else may be cloned (no fork). clone3 passes its flags in memory,
     // where a filter cannot look: make libc fall back to clone.
-    return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1, SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_VM, CLONE_VM)) ==
+    // No namespace flag either: a new user namespace would hand a
+    // subverted VMM every capability again, over namespaces of its own.
+    constexpr uint64_t kChecked = CLONE_VM | CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC |
+                                  CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET;
+    return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1, SCMP_A0(SCMP_CMP_MASKED_EQ, kChecked, CLONE_VM)) ==
                0 &&
            seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0) == 0;
 }
