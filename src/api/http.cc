@@ -285,6 +285,27 @@ Response Router::dispatch(Request& request) const {
     return error(404, "not_found", "no such endpoint: " + request.path);
 }
 
+Result<SocketState> probe_socket(const std::string& path) {
+    sockaddr_un addr{};
+    if (path.empty() || path.size() >= sizeof addr.sun_path) return fail("socket path too long: " + path, EINVAL);
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.c_str(), path.size());
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0) {
+        if (errno == ENOENT) return SocketState::kAbsent;
+        return fail_errno(path);
+    }
+    if (!S_ISSOCK(st.st_mode)) return SocketState::kNotSocket;
+    Fd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!probe) return fail_errno("socket");
+    // Non-blocking: a live server with a full backlog answers EAGAIN.
+    int r = ::connect(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    if (r == 0 || errno == EAGAIN) return SocketState::kLive;
+    if (errno == ECONNREFUSED) return SocketState::kStale;  // nobody accepts: its process died
+    if (errno == ENOENT) return SocketState::kAbsent;
+    return fail_errno(path + ": cannot tell whether another process serves this socket");
+}
+
 Result<std::unique_ptr<Server>> Server::listen(const std::string& socket_path, Router router, ServerOptions options) {
     sockaddr_un addr{};
     if (socket_path.empty() || socket_path.size() >= sizeof addr.sun_path)
@@ -294,25 +315,21 @@ Result<std::unique_ptr<Server>> Server::listen(const std::string& socket_path, R
     if (!fd) return fail_errno("socket");
     addr.sun_family = AF_UNIX;
     std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size());
-    // A socket file left by a process that died (nobody accepts: ECONNREFUSED)
-    // is replaced; anything else at the path is left alone.
-    struct stat st;
-    if (::lstat(socket_path.c_str(), &st) == 0) {
-        if (!S_ISSOCK(st.st_mode))
+    // A socket file left by a process that died is replaced; anything
+    // else at the path is left alone.
+    auto state = probe_socket(socket_path);
+    if (!state) return std::unexpected(state.error());
+    switch (*state) {
+        case SocketState::kAbsent: break;
+        case SocketState::kNotSocket:
             return fail(socket_path + ": exists and is not a socket; remove it or choose another path", EEXIST);
-        Fd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-        if (!probe) return fail_errno("socket");
-        // Non-blocking: a live server with a full backlog answers EAGAIN.
-        int r = ::connect(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-        if (r == 0 || errno == EAGAIN)
-            return fail(socket_path + ": another process is serving this socket", EADDRINUSE);
-        if (errno == ECONNREFUSED) {
+        case SocketState::kLive: return fail(socket_path + ": another process is serving this socket", EADDRINUSE);
+        case SocketState::kStale:
             if (::unlink(socket_path.c_str()) != 0 && errno != ENOENT)
                 return fail_errno("removing the stale socket " + socket_path);
-        } else if (errno != ENOENT) {
-            return fail_errno(socket_path + ": cannot tell whether another process serves this socket");
-        }
+            break;
     }
+    struct stat st;
     mode_t old = ::umask(0077);
     int r = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
     ::umask(old);

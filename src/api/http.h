@@ -70,6 +70,11 @@ struct ServerOptions {
     unsigned max_connections = 64;
 };
 
+// What is at a Unix socket path: nothing, a socket a process accepts on, a
+// stale socket (its process died), or something else.
+enum class SocketState { kAbsent, kLive, kStale, kNotSocket };
+Result<SocketState> probe_socket(const std::string& path);
+
 class Server {
     struct Key {};  // only listen() makes a Server
 

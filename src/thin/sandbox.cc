@@ -197,6 +197,19 @@ Result<Sandbox> Sandbox::create(const std::string& root, const std::vector<Mount
     return sb;
 }
 
+Result<> Sandbox::reopen_at(size_t index, const std::string& path) {
+    if (index >= mounts_.size()) return fail("sandbox: no mount " + std::to_string(index), EINVAL);
+    Mount& m = mounts_[index];
+    Fd fd(::open(path.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd) return fail_errno("sandbox: " + m.host_dir + " as " + path);
+    struct stat was, now;
+    if (::fstat(m.dir.get(), &was) != 0 || ::fstat(fd.get(), &now) != 0) return fail_errno("sandbox: fstat");
+    if (was.st_dev != now.st_dev || was.st_ino != now.st_ino)
+        return fail("sandbox: " + path + " is not " + m.host_dir, EINVAL);
+    m.dir = std::move(fd);
+    return {};
+}
+
 Sandbox::Location Sandbox::locate(const std::string& abs) const {
     for (const auto& m : mounts_) {
         if (m.guest_path == "/") return {&m, abs == "/" ? "." : abs.substr(1)};

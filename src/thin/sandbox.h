@@ -64,6 +64,10 @@ public:
                            const Mount** mount = nullptr) const;
 
     const std::vector<Mount>& mounts() const { return mounts_; }
+    // The VMM's jail (jail/) shows mount `index`'s directory at `path`:
+    // serve it from there. Fails, changing nothing, unless `path` is the
+    // same directory (device and inode) the mount holds.
+    Result<> reopen_at(size_t index, const std::string& path);
 
 private:
     std::vector<Mount> mounts_;  // longest guest_path first
