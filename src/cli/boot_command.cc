@@ -31,10 +31,15 @@ Result<vmm::ConsoleSpec> parse_console(const std::string& text) {
 
 // Serves the control API on `api_socket` (if not empty), runs the machine to
 // its end and returns vessel's exit status for how it ended.
-int run_full_machine(vmm::FullVm& vm, const std::string& api_socket, bool verbose) {
+int run_full_machine(vmm::FullVm& vm, const std::string& api_socket, bool verbose, const vmm::JailConfig& jail) {
     if (vm.console_path().size()) std::fprintf(stderr, "vessel: console on %s\n", vm.console_path().c_str());
-    auto server = serve_control_api(api_socket, vm);
+    auto server = listen_control_api(api_socket, vm);
     if (!server) return die(server.error().message, kExitHostError);
+    if (jail.options.enabled) {
+        if (auto r = vmm::jail_full_vmm(vm, jail); !r) return die(r.error().message, kExitHostError);
+        jail_selftest();
+    }
+    if (*server) (*server)->start();
     auto outcome = vm.run();
     if (*server) (*server)->stop();
     if (!outcome) return die(outcome.error().message, kExitHostError);
@@ -64,6 +69,7 @@ struct BootOptions {
     std::vector<std::string> disks;
     int64_t vsock_cid = -1;
     bool rng = false, verbose = false;
+    JailFlags jail;
 };
 
 int run(BootOptions& o) {
@@ -99,6 +105,10 @@ int run(BootOptions& o) {
     cfg.vsock_uds = o.vsock_uds;
     cfg.rng = o.rng;
     cfg.kvm_path = kvm_device();
+    auto jail = jail_config(o.jail);
+    if (!jail) return die(jail.error().message, kExitHostError);
+    if (auto r = enter_jail_namespaces(*jail, {o.api_socket, vmm::vsock_socket_path(cfg)}); !r)
+        return die(r.error().message, kExitHostError);
 
     auto vm = vmm::FullVm::create(cfg);
     if (!vm) {
@@ -108,7 +118,7 @@ int run(BootOptions& o) {
         std::fprintf(stderr, "vessel: booting %s\n", (*vm)->boot_summary().c_str());
         std::fprintf(stderr, "vessel: command line: %s\n", (*vm)->kernel_cmdline().c_str());
     }
-    return run_full_machine(**vm, o.api_socket, o.verbose);
+    return run_full_machine(**vm, o.api_socket, o.verbose, *jail);
 }
 
 }  // namespace
@@ -134,6 +144,7 @@ Runner add_boot_command(CLI::App& app) {
     cmd->add_option("--boot-entry", o->entry, "Kernel entry: auto, pvh or linux64")->capture_default_str();
     cmd->add_flag("-v,--verbose", o->verbose, "Print the boot layout and why the machine stopped");
     cmd->add_option("--api-sock", o->api_socket, "Serve the VM's control API on this Unix socket (docs/api.md)");
+    add_jail_flags(cmd, o->jail);
     return [o, cmd] { return cmd->parsed() ? run(*o) : -1; };
 }
 

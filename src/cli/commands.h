@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "vmm/confine.h"
 
 namespace vessel::vmm {
 class ThinVm;
@@ -32,21 +33,43 @@ Runner add_restore_command(CLI::App& app);
 // The verbs that manage VMs through vesseld (daemon_commands.cc).
 std::vector<Runner> add_daemon_commands(CLI::App& app);
 
+// The jail flags of `vessel run`, `boot` and `restore` (jail_flags.cc).
+struct JailFlags {
+    bool no_jail = false;
+    int64_t uid = -1, gid = -1;
+    uint64_t nofile = 4096;
+    std::string fsize, snapshot_dir;
+};
+void add_jail_flags(CLI::App* cmd, JailFlags& flags);
+Result<vmm::JailConfig> jail_config(const JailFlags& flags);
+// First thing a VMM command does (unless the jail is off): this process
+// forks into the jail's namespaces and only the VMM returns. `sockets`:
+// paths the VMM will create, removed by the parent when left stale.
+Result<> enter_jail_namespaces(const vmm::JailConfig& config, std::vector<std::string> sockets);
+
 // Runs a thin VM in this process until it ends, serving its control API on
 // `api_socket` if not empty, and exits with its status (never returns).
-[[noreturn]] void serve_thin_vm(std::unique_ptr<vmm::ThinVm> vm, const std::string& api_socket);
+// The VMM is locked into its jail (unless off) before the API or the guest
+// starts.
+[[noreturn]] void serve_thin_vm(std::unique_ptr<vmm::ThinVm> vm, const std::string& api_socket,
+                                const vmm::JailConfig& jail);
 
 // --console stdio|pty|file:PATH, for vessel boot and vessel restore.
 Result<vmm::ConsoleSpec> parse_console(const std::string& text);
 
 // Runs a full machine (booted or restored) until it ends, serving its
 // control API on `api_socket` if not empty; returns the exit status.
-int run_full_machine(vmm::FullVm& vm, const std::string& api_socket, bool verbose);
+int run_full_machine(vmm::FullVm& vm, const std::string& api_socket, bool verbose, const vmm::JailConfig& jail);
 
-// Starts serving `vm`'s control API on `api_socket`; nullptr when the socket
-// is empty (no API asked for). Stop the server when the VM ends, which
-// removes the socket file.
-Result<std::unique_ptr<api::Server>> serve_control_api(const std::string& api_socket, vmm::Controllable& vm);
+// VESSEL_JAIL_SELFTEST=1: a VMM just locked into its jail prints what it
+// can still reach (jail::probe(), JSON) and exits 0. The integration tests'
+// view from inside a VMM a guest has taken over.
+void jail_selftest();
+
+// Listens for `vm`'s control API on `api_socket`; nullptr when the socket
+// is empty (no API asked for). Start it once the VMM is jailed; stop it
+// when the VM ends, which removes the socket file where the VMM can reach.
+Result<std::unique_ptr<api::Server>> listen_control_api(const std::string& api_socket, vmm::Controllable& vm);
 
 // Prints "vessel: MESSAGE" to stderr and returns `status`.
 int die(const std::string& message, int status);

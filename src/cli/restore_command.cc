@@ -17,15 +17,16 @@ namespace {
 struct RestoreOptions {
     std::string dir, api_socket, name, daemon_socket, console = "stdio";
     bool console_given = false, detach = false, verbose = false;
+    JailFlags jail;
 };
 
-int restore_full(const RestoreOptions& o) {
+int restore_full(const RestoreOptions& o, const vmm::JailConfig& jail) {
     auto console = parse_console(o.console);
     if (!console) return die(console.error().message, kExitHostError);
     auto vm = vmm::FullVm::restore(o.dir, *console, kvm_device());
     if (!vm) return die("restore: " + vm.error().message, kExitHostError);
     if (o.verbose) std::fprintf(stderr, "vessel: %s\n", (*vm)->boot_summary().c_str());
-    return run_full_machine(**vm, o.api_socket, o.verbose);
+    return run_full_machine(**vm, o.api_socket, o.verbose, jail);
 }
 
 int restore(const RestoreOptions& o) {
@@ -35,14 +36,19 @@ int restore(const RestoreOptions& o) {
     }
     auto kind = vmm::snapshot_kind(o.dir);
     if (!kind) return die("restore: " + kind.error().message, kExitHostError);
-    if (*kind == vmm::MachineKind::kFull) return restore_full(o);
+    auto jail = jail_config(o.jail);
+    if (!jail) return die(jail.error().message, kExitHostError);
+    // A restored full machine's vsock socket is in its state; the jail's
+    // parent removes the API socket only (the device replaces a stale one).
+    if (auto r = enter_jail_namespaces(*jail, {o.api_socket}); !r) return die(r.error().message, kExitHostError);
+    if (*kind == vmm::MachineKind::kFull) return restore_full(o, *jail);
     if (o.console_given)
         return die(
             "restore: --console applies to full machines; " + o.dir + " is a thin VM (its stdio is this vessel's)",
             kExitHostError);
     auto vm = vmm::ThinVm::restore(o.dir, kvm_device());
     if (!vm) return die("restore: " + vm.error().message, kExitHostError);
-    serve_thin_vm(std::move(*vm), o.api_socket);
+    serve_thin_vm(std::move(*vm), o.api_socket, *jail);
 }
 
 }  // namespace
@@ -56,6 +62,7 @@ Runner add_restore_command(CLI::App& app) {
         ->capture_default_str()
         ->each([o](const std::string&) { o->console_given = true; });
     cmd->add_flag("-v,--verbose", o->verbose, "Full machines: print what was restored and why the machine stopped");
+    add_jail_flags(cmd, o->jail);
     cmd->add_flag("-d,--detach", o->detach, "Restore under vesseld and return the new VM's id");
     cmd->add_option("--name", o->name, "With -d: a name for the VM");
     cmd->add_option("--host-socket", o->daemon_socket, "With -d: vesseld's socket");

@@ -22,6 +22,7 @@ struct RunOptions {
     std::string api_socket;
     bool detach = false;
     std::string name, daemon_socket;
+    JailFlags jail;
 };
 
 // `vessel run -d`: the same VM, created by vesseld instead of this process.
@@ -83,12 +84,15 @@ int run(RunOptions& o, const std::vector<std::string>& remaining) {
     cfg.kvm_path = kvm_device();
     cfg.program = command.front();
     cfg.argv = std::move(command);
+    auto jail = jail_config(o.jail);
+    if (!jail) return die(jail.error().message, kExitHostError);
+    if (auto r = enter_jail_namespaces(*jail, {o.api_socket}); !r) return die(r.error().message, kExitHostError);
 
     auto vm = vmm::ThinVm::create(cfg);
     if (!vm) {
         return die(vm.error().message, exit_status_for(vm.error()));
     }
-    serve_thin_vm(std::move(*vm), o.api_socket);
+    serve_thin_vm(std::move(*vm), o.api_socket, *jail);
 }
 
 }  // namespace
@@ -104,6 +108,7 @@ Runner add_run_command(CLI::App& app) {
                     "Environment variables from FILE: KEY=VALUE lines, or NUL-separated entries (--env overrides)");
     cmd->add_flag("--trace-syscalls", o->trace, "Print every system call to stderr, strace-style");
     cmd->add_option("--api-sock", o->api_socket, "Serve the VM's control API on this Unix socket");
+    add_jail_flags(cmd, o->jail);
     cmd->add_flag("-d,--detach", o->detach, "Create the VM through vesseld and return its id");
     cmd->add_option("--name", o->name, "With -d: a name for the VM");
     cmd->add_option("--host-socket", o->daemon_socket,

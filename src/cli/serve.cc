@@ -1,8 +1,10 @@
-// Running a thin VM in the foreground of the `vessel` process.
+// Running a VM in the foreground of the `vessel` process: its control API,
+// its jail, and for thin VMs the seccomp filter, in that order.
 #include <cstdio>
 #include <cstdlib>
 #include <string_view>
 
+#include "api/http.h"
 #include "base/detached_exit.h"
 #include "cli/commands.h"
 #include "vmm/api_routes.h"
@@ -12,17 +14,32 @@
 
 namespace vessel::cli {
 
-Result<std::unique_ptr<api::Server>> serve_control_api(const std::string& api_socket, vmm::Controllable& vm) {
+Result<std::unique_ptr<api::Server>> listen_control_api(const std::string& api_socket, vmm::Controllable& vm) {
     if (api_socket.empty()) return std::unique_ptr<api::Server>();
     auto server = api::Server::listen(api_socket, vmm::vm_router(vm));
     if (!server) return wrap("--api-sock", server.error());
-    (*server)->start();
     return server;
 }
 
-void serve_thin_vm(std::unique_ptr<vmm::ThinVm> vm, const std::string& api_socket) {
-    auto server = serve_control_api(api_socket, *vm);
+// The test hook (VESSEL_JAIL_SELFTEST=1): a jailed VMM reports what it can
+// still reach, as a subverted one would find out, and ends there.
+void jail_selftest() {
+    const char* hook = std::getenv("VESSEL_JAIL_SELFTEST");
+    if (!hook || std::string_view(hook) != "1") return;
+    std::printf("%s\n", jail::probe().to_json().c_str());
+    std::fflush(stdout);
+    jail::announce_exit(0);
+    std::_Exit(0);
+}
+
+void serve_thin_vm(std::unique_ptr<vmm::ThinVm> vm, const std::string& api_socket, const vmm::JailConfig& jail) {
+    auto server = listen_control_api(api_socket, *vm);
     if (!server) std::exit(die(server.error().message, kExitHostError));
+    if (jail.options.enabled) {
+        if (auto r = vmm::jail_thin_vmm(*vm, jail); !r) std::exit(die(r.error().message, kExitHostError));
+        jail_selftest();
+    }
+    if (*server) (*server)->start();
     // From here on the process only serves its guest: confine it
     // (VESSEL_SECCOMP=off leaves it unconfined, for debugging).
     const char* seccomp = std::getenv("VESSEL_SECCOMP");
@@ -37,8 +54,10 @@ void serve_thin_vm(std::unique_ptr<vmm::ThinVm> vm, const std::string& api_socke
     // the first thing a user reads is the likely cause.
     if (outcome->status != 0 && !outcome->unsupported.empty())
         die("unsupported system calls: " + outcome->unsupported + " (--trace-syscalls shows where)", 0);
-    // The status is known: report it now and let a helper destroy the VM
-    // (about a millisecond of KVM and memory teardown) after we are gone.
+    // The status is known: report it now (through the jail's parent, which
+    // leaves at once) and let a helper destroy the VM (about a millisecond
+    // of KVM and memory teardown) after we are gone.
+    jail::announce_exit(outcome->status);
     vm.release();
     exit_with_detached_teardown(outcome->status);
 }

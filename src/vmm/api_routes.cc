@@ -1,5 +1,8 @@
 #include "vmm/api_routes.h"
 
+#include "vmm/confine.h"
+#include "vmm/snapshot_dir.h"
+
 namespace vessel::vmm {
 
 using api::error;
@@ -22,6 +25,7 @@ Response from_error(const Error& e) {
     switch (e.sys_errno) {
         case EBUSY: return error(409, "invalid_state", e.message);
         case EEXIST: return error(409, "exists", e.message);
+        case EACCES: return error(403, "forbidden", e.message);
         case EINVAL: return error(422, "invalid", e.message);
         case ETIMEDOUT: return error(503, "timeout", e.message);
         case ENOTSUP: return error(501, "not_supported", e.message);
@@ -101,6 +105,8 @@ api::Router vm_router(Controllable& vm) {
             if (type != "full" && type != "diff")
                 return error(400, "bad_request", "'type' must be \"full\" or \"diff\"");
         }
+        if (auto r = snapshot_reachable(snapshot::absolute((*body)["path"].get<std::string>())); !r)
+            return from_error(r.error());
         auto info = vm.snapshot((*body)["path"].get<std::string>(),
                                 type == "diff" ? vmm::SnapshotType::kDiff : vmm::SnapshotType::kFull);
         if (!info) return from_error(info.error());

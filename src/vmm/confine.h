@@ -1,10 +1,37 @@
-// Confinement of a thin VM's VMM process: a seccomp allowlist installed
-// (on every thread) just before guest code first runs. See docs/security.md.
+// Confinement of a VMM process (docs/security.md): the jail (jail/) with
+// what each machine reaches while it runs, and for thin VMs a seccomp
+// allowlist installed (on every thread) just before guest code first runs.
 #pragma once
 
+#include <string>
+
 #include "base/result.h"
+#include "jail/jail.h"
 
 namespace vessel::vmm {
+
+class ThinVm;
+class FullVm;
+
+struct JailConfig {
+    jail::Options options;
+    // `--snapshot-dir`: the one host directory a jailed VMM writes
+    // snapshots under, bound writable at its own path ("" for none).
+    std::string snapshot_dir;
+};
+
+// Locks the VMM into its jail (jail::lock) with what the machine reaches
+// by path while it runs: a thin VM's sandbox directories (served from
+// their jail paths from then on), a full machine's vsock socket directory
+// (read-only: guest connections reach host listeners there), and the
+// snapshot directory. Call with one thread, before the control API starts.
+Result<> jail_thin_vmm(ThinVm& vm, const JailConfig& config);
+Result<> jail_full_vmm(FullVm& vm, const JailConfig& config);
+
+// Whether this process can write a snapshot into `dir` (absolute): always
+// when not jailed; jailed, only under the snapshot directory. The error
+// says what to do instead.
+Result<> snapshot_reachable(const std::string& dir);
 
 // Allows the system calls a thin VMM makes while its guest runs — file and
 // descriptor calls on what the sandbox opened, memory, threads (clone only

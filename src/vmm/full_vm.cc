@@ -841,6 +841,15 @@ Metrics FullVm::metrics() const {
     if (m.mem) out.guest_memory_touched_bytes = m.mem->resident_bytes();
     return out;
 }
+std::string FullVm::vsock_socket() const { return vsock_socket_path(impl_->config); }
+
+std::string vsock_socket_path(const FullVmConfig& c) {
+    if (!c.vsock_cid) return {};
+    auto spec = devices::virtio::parse_vsock_spec(std::to_string(*c.vsock_cid) +
+                                                  (c.vsock_uds.empty() ? "" : ",uds=" + c.vsock_uds));
+    return spec ? spec->uds_path : std::string();
+}
+
 std::string FullVm::console_path() const { return impl_->console ? impl_->console->path() : std::string(); }
 std::string FullVm::boot_summary() const { return impl_->summary; }
 std::string FullVm::kernel_cmdline() const { return impl_->cmdline; }

@@ -68,6 +68,9 @@ struct FullRunOutcome {
 };
 const char* describe(FullRunOutcome::Reason reason);
 
+// The host socket of the vsock device `config` asks for ("" for none).
+std::string vsock_socket_path(const FullVmConfig& config);
+
 class FullVm final : public Controllable {
 public:
     // Errors: ENOENT/EACCES (a file), ENOEXEC (not a bootable kernel), ENOMEM
@@ -107,6 +110,9 @@ public:
 
     // The pty's slave path with ConsoleSpec::kPty (empty otherwise).
     std::string console_path() const;
+    // The vsock device's host socket ("" without one): guest connections
+    // to port P reach "<it>_P".
+    std::string vsock_socket() const;
     // One line: entry path, entry point, memory, vCPUs (for --verbose output).
     std::string boot_summary() const;
     // The final kernel command line (with virtio-mmio device entries).

@@ -464,6 +464,8 @@ Result<SnapshotInfo> ThinVm::snapshot(const std::string& dir, SnapshotType type)
     return m.write_snapshot(dir, type);
 }
 
+thin::Sandbox& ThinVm::sandbox() { return impl_->process->sandbox(); }
+
 Description ThinVm::describe() const {
     const Impl& m = *impl_;
     std::lock_guard g(m.lock);

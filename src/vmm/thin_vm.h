@@ -78,6 +78,9 @@ public:
     };
     Stats stats() const;
 
+    // The guest's file-system view: the jail (vmm/confine.h) rebinds it.
+    thin::Sandbox& sandbox();
+
     struct Impl;
 
 private:
