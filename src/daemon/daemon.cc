@@ -87,12 +87,21 @@ Result<std::unique_ptr<Daemon>> Daemon::start(DaemonOptions options) {
                         std::to_string(sizeof(sockaddr_un{}.sun_path) - 23) + " bytes)",
                     ENAMETOOLONG);
 
+    std::string run_help;  // `vessel run --help`, asked once and only when needed
+    auto run_has = [&](const char* flag) {
+        if (run_help.empty()) run_help = capture(o.vessel, {"run", "--help"});
+        return run_help.find(flag) != std::string::npos;
+    };
     if (o.vmm_api == "auto") {
-        d->vmm_api_ = capture(o.vessel, {"run", "--help"}).find("--api-sock") != std::string::npos;
+        d->vmm_api_ = run_has("--api-sock");
     } else {
         d->vmm_api_ = o.vmm_api == "yes";
     }
     d->vmm_restore_ = d->vmm_api_ && capture(o.vessel, {"--help"}).find("restore") != std::string::npos;
+    // A `vessel` with the jail jails its VMMs unless told not to; each one
+    // reaches only its own snapshot directory, which matters to snapshots
+    // (through the control API) only.
+    d->vmm_jailed_ = o.jail && d->vmm_api_ && run_has("--snapshot-dir");
     if (!d->vmm_api_)
         std::fprintf(stderr,
                      "vesseld: %s run does not take --api-sock: VMs run without a control API "

@@ -33,6 +33,7 @@ struct DaemonOptions {
     std::string cgroup_root;  // a cgroup2 directory to use instead of detecting; "" → detect
     bool use_cgroups = true;
     std::string vmm_api = "auto";  // auto|yes|no: does `vessel run` take --api-sock?
+    bool jail = true;              // false: VMMs run with --no-jail (docs/security.md)
 };
 
 class Daemon {
@@ -90,6 +91,9 @@ private:
     DaemonOptions options_;
     bool vmm_api_ = false;
     bool vmm_restore_ = false;
+    bool vmm_jailed_ = false;  // VMMs run jailed, each writing snapshots under snapshot_dir() only
+    // STATE/snapshots/ID: kept when the VM is removed, like any snapshot.
+    std::string snapshot_dir(const Vm& vm) const;
     StateAccess access_;
     std::atomic<bool> unsaved_logged_{false};  // a failed record write was logged; the next success is
     Cgroups cgroups_;

@@ -29,9 +29,13 @@ int main(int argc, char** argv) {
     app.add_option("--vmm-api", o.vmm_api, "Whether `vessel run` serves --api-sock: auto, yes or no")
         ->check(CLI::IsMember({"auto", "yes", "no"}))
         ->capture_default_str();
+    bool no_jail = false;
+    app.add_flag("--no-jail", no_jail,
+                 "Run the VMMs without their jail (namespaces, private root, no capabilities): see docs/security.md");
     app.set_version_flag("--version", "vesseld 0.1.0");
     CLI11_PARSE(app, argc, argv);
     o.use_cgroups = !no_cgroups;
+    o.jail = !no_jail;
     if (no_cgroups && !o.cgroup_root.empty()) {
         std::fprintf(stderr, "vesseld: --cgroup-root and --no-cgroups contradict each other\n");
         return 2;

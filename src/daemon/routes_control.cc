@@ -83,6 +83,13 @@ Response Daemon::snapshot(const Request& req) {
         if (!vm->vmm_api) return api::error(501, "not_supported", "this VM's VMM has no control API");
         sock = vm->api_socket();
     }
+    if (vmm_jailed_) {
+        const std::string area = snapshot_dir(*vm);
+        if (!path.starts_with(area + "/"))
+            return api::error(422, "invalid_value",
+                              "path: " + vm->name + "'s VMM is jailed and writes snapshots under " + area +
+                                  " only (its snapshot_dir); choose a path there, or run vesseld with --no-jail");
+    }
     json fwd = {{"path", path}, {"type", type}};
     auto a = call_vmm(sock, "PUT", "/vm/snapshot", &fwd, std::chrono::minutes(30));
     if (!a) return api::error(502, "vmm_unreachable", a.error().message);

@@ -96,7 +96,18 @@ Response Daemon::create(const Request& req, bool restore) {
     SpawnRequest sr;
     sr.path = options_.vessel;
     sr.argv = {options_.vessel};
-    auto args = vmm_arguments(vm->spec, vmm_api_ ? vm->api_socket() : "", env_file);
+    std::optional<std::string> jail;
+    if (vmm_jailed_) {
+        jail = snapshot_dir(*vm);
+        if (::mkdir((options_.state_dir + "/snapshots").c_str(), 0700) != 0 && errno != EEXIST)
+            return storage_failed(errno,
+                                  "VM not started: " + options_.state_dir + "/snapshots: " + std::strerror(errno));
+        if (::mkdir(jail->c_str(), 0700) != 0 && errno != EEXIST)
+            return storage_failed(errno, "VM not started: " + *jail + ": " + std::strerror(errno));
+    } else if (!options_.jail) {
+        jail = "";
+    }
+    auto args = vmm_arguments(vm->spec, vmm_api_ ? vm->api_socket() : "", env_file, jail);
     sr.argv.insert(sr.argv.end(), args.begin(), args.end());
     sr.envp = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "VESSEL_VM_ID=" + vm->id};
     if (const char* kvm = std::getenv("VESSEL_KVM_DEVICE")) sr.envp.push_back(std::string("VESSEL_KVM_DEVICE=") + kvm);

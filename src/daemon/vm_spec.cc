@@ -242,15 +242,14 @@ VmSpec spec_from_json(const json& j) {
     return s;
 }
 
-std::vector<std::string> vmm_arguments(const VmSpec& s, const std::string& api_socket, const std::string& env_file) {
-    std::vector<std::string> a;
-    if (!s.restore_from.empty()) {
-        a = {"restore", s.restore_from};
-        if (!api_socket.empty()) a.insert(a.end(), {"--api-sock", api_socket});
-        return a;
-    }
-    a = {"run"};
+std::vector<std::string> vmm_arguments(const VmSpec& s, const std::string& api_socket, const std::string& env_file,
+                                       const std::optional<std::string>& jail) {
+    std::vector<std::string> a = {s.restore_from.empty() ? "run" : "restore"};
+    if (!s.restore_from.empty()) a.push_back(s.restore_from);
     if (!api_socket.empty()) a.insert(a.end(), {"--api-sock", api_socket});
+    if (jail && jail->empty()) a.push_back("--no-jail");
+    if (jail && !jail->empty()) a.insert(a.end(), {"--snapshot-dir", *jail});
+    if (!s.restore_from.empty()) return a;
     a.insert(a.end(), {"--mem", std::to_string(s.mem_bytes)});
     if (!s.root.empty()) a.insert(a.end(), {"--root", s.root});
     for (const auto& m : s.rw) a.insert(a.end(), {"--rw", m.host + ":" + m.guest});

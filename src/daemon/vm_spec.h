@@ -48,8 +48,10 @@ bool valid_name(const std::string& name);
 // `vessel run ...` / `vessel restore ...` arguments (after argv[0]). The
 // environment is never among them (any local user reads a command line):
 // with `env_file` (a file holding encode_env_file(spec.env), owner-only) it
-// is passed as --env-file.
+// is passed as --env-file. `jail`: "" for --no-jail, else the VM's own
+// snapshot directory (--snapshot-dir); nullopt: a `vessel` without the jail.
 std::vector<std::string> vmm_arguments(const VmSpec& spec, const std::string& api_socket,
-                                       const std::string& env_file = "");
+                                       const std::string& env_file = "",
+                                       const std::optional<std::string>& jail = std::nullopt);
 
 }  // namespace vessel::daemon

@@ -190,6 +190,8 @@ void Daemon::signal_vm(const Vm& vm, int sig) {
     if (::kill(-vm.pid, sig) < 0) ::kill(vm.pid, sig);
 }
 
+std::string Daemon::snapshot_dir(const Vm& vm) const { return options_.state_dir + "/snapshots/" + vm.id; }
+
 json Daemon::vm_json(const Vm& vm) const {
     json limits = {{"cpus", vm.spec.limits.cpus ? json(*vm.spec.limits.cpus) : json(nullptr)},
                    {"memory", vm.spec.limits.memory ? json(*vm.spec.limits.memory) : json(nullptr)},
@@ -228,6 +230,7 @@ json Daemon::vm_json(const Vm& vm) const {
             {"dir", vm.dir},
             {"console_log", vm.console()},
             {"api_socket", vm.vmm_api ? json(vm.api_socket()) : json(nullptr)},
+            {"snapshot_dir", vmm_jailed_ ? json(snapshot_dir(vm)) : json(nullptr)},
             {"last_snapshot", vm.last_snapshot}};
 }
 

@@ -426,7 +426,12 @@ TEST_F(DaemonTest, PauseResumeSnapshotThroughTheVmmApi) {
     auto vm = d_->create("/bin/busybox", {"sleep", "30"}, "p");
     EXPECT_EQ(d_->call("PUT", "/vms/p/pause").body["state"], "paused");
     EXPECT_EQ(d_->call("PUT", "/vms/p/pause").status, 409);
-    std::string snap = dir_ + "/snap";
+    // A jailed VMM writes snapshots under its own snapshot_dir only.
+    const auto area = d_->get("p")["snapshot_dir"];
+    ASSERT_TRUE(area.is_string()) << "vessel runs jailed by default";
+    EXPECT_EQ(d_->call("PUT", "/vms/p/snapshot", json_ptr{{"path", dir_ + "/snap"}}).status, 422)
+        << "a path outside the VM's snapshot_dir";
+    std::string snap = area.get<std::string>() + "/snap";
     auto sn = d_->call("PUT", "/vms/p/snapshot", json_ptr{{"path", snap}, {"type", "full"}});
     EXPECT_EQ(sn.status, 200) << sn.body.dump();
     EXPECT_TRUE(sn.body["memory_bytes"].is_number());
@@ -451,10 +456,10 @@ TEST_F(DaemonTest, FullMachineSnapshotRestoresUnderTheDaemon) {
     ASSERT_FALSE(kernel.empty()) << why;
     const std::string console = dir_ + "/boot.console", sock = dir_ + "/boot.sock", snap = dir_ + "/fullsnap";
     {
-        t::VesselProcess boot(
-            {"boot", "--console", "file:" + console, "--api-sock", sock, "--kernel", kernel + "/vmlinux", "--mem",
-             "256M", "--cmdline", "console=ttyS0 earlyprintk=serial,ttyS0,115200 reboot=k panic=1 pci=off"},
-            dir_ + "/boot.err");
+        t::VesselProcess boot({"boot", "--console", "file:" + console, "--api-sock", sock, "--snapshot-dir", dir_,
+                               "--kernel", kernel + "/vmlinux", "--mem", "256M", "--cmdline",
+                               "console=ttyS0 earlyprintk=serial,ttyS0,115200 reboot=k panic=1 pci=off"},
+                              dir_ + "/boot.err");
         ASSERT_TRUE(t::wait_for([&] { return t::read_file(console).find("Linux version") != std::string::npos; }, 180))
             << t::tail(t::read_file(console)) << t::read_file(dir_ + "/boot.err");
         auto paused = vessel::api::call(sock, "PUT", "/vm/pause", nullptr, 20s);
@@ -475,7 +480,8 @@ TEST_F(DaemonTest, FullMachineSnapshotRestoresUnderTheDaemon) {
         << t::tail(t::read_file(log)) << "\ndaemon log:\n"
         << d_->log();
     EXPECT_EQ(d_->call("PUT", "/vms/full/pause").body["state"], "paused");
-    auto again = d_->call("PUT", "/vms/full/snapshot", json_ptr{{"path", dir_ + "/fullsnap2"}});
+    auto again = d_->call("PUT", "/vms/full/snapshot",
+                          json_ptr{{"path", d_->get("full")["snapshot_dir"].get<std::string>() + "/fullsnap2"}});
     EXPECT_EQ(again.status, 200) << again.body.dump();
     EXPECT_EQ(d_->call("DELETE", "/vms/full?force=true").status, 200);
 }

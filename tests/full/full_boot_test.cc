@@ -192,8 +192,8 @@ TEST_F(FullBoot, ControlApiPausesResumesAndStops) {
     char tmpl[] = "/tmp/vessel-boot-api.XXXXXX";
     std::string dir = ::mkdtemp(tmpl);
     std::string console = dir + "/console", sock = dir + "/api.sock";
-    vessel::testing::VesselProcess vm({"boot", "--console", "file:" + console, "--api-sock", sock, "--kernel",
-                                       dir_ + "/vmlinux", "--cmdline", kCmdline, "--mem", "256M"},
+    vessel::testing::VesselProcess vm({"boot", "--console", "file:" + console, "--api-sock", sock, "--snapshot-dir",
+                                       dir, "--kernel", dir_ + "/vmlinux", "--cmdline", kCmdline, "--mem", "256M"},
                                       dir + "/stderr");
     auto call = [&](const char* method, const char* path, const api::json* body = nullptr) {
         auto r = api::call(sock, method, path, body, std::chrono::seconds(20));

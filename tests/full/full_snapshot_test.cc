@@ -104,7 +104,9 @@ protected:
                                      size_t want, const std::string& later = {}) {
         SCOPED_TRACE("restore of " + snapshot);
         std::string console = path(name + ".console"), sock = path(name + ".sock"), err = path(name + ".err");
-        VesselProcess vm({"restore", "--console", "file:" + console, "--api-sock", sock, snapshot}, err);
+        VesselProcess vm(
+            {"restore", "--console", "file:" + console, "--api-sock", sock, "--snapshot-dir", dir_.string(), snapshot},
+            err);
         ASSERT_TRUE(socket_up(sock)) << read_file(err);
         auto info = call(sock, "GET", "/vm");
         EXPECT_EQ(info.body["state"], "running");
@@ -162,9 +164,10 @@ TEST_F(FullSnapshot, PausedSnapshottedKilledRestoredKernelCarriesOnBooting) {
     std::ofstream(disk).close();
     fs::resize_file(disk, 1 << 20);
     std::string console = path("boot.console"), sock = path("boot.sock"), err = path("boot.err");
-    VesselProcess vm({"boot", "--api-sock", sock, "--console", "file:" + console, "--kernel", kernel_ + "/vmlinux",
-                      "--mem", "256M", "--cmdline", kCmdline, "--disk", disk, "--rng"},
-                     err);
+    VesselProcess vm(
+        {"boot", "--api-sock", sock, "--snapshot-dir", dir_.string(), "--console", "file:" + console, "--kernel",
+         kernel_ + "/vmlinux", "--mem", "256M", "--cmdline", kCmdline, "--disk", disk, "--rng"},
+        err);
     // Early, but once kvmclock runs: lines before it are all stamped 0.
     ASSERT_TRUE(wait_for(
         [&] { return (count_lines(console) >= 10 && last_time(lines_of(read_file(console))) > 0) || vm.poll() >= 0; },
@@ -223,8 +226,8 @@ TEST_F(FullSnapshot, PausedSnapshottedKilledRestoredKernelCarriesOnBooting) {
 // A damaged or doctored full snapshot fails with one line, never a crash.
 TEST_F(FullSnapshot, DoctoredSnapshotsAreRefused) {
     std::string console = path("boot.console"), sock = path("boot.sock"), err = path("boot.err");
-    VesselProcess vm({"boot", "--api-sock", sock, "--console", "file:" + console, "--kernel", kernel_ + "/vmlinux",
-                      "--mem", "128M", "--cmdline", kCmdline},
+    VesselProcess vm({"boot", "--api-sock", sock, "--snapshot-dir", dir_.string(), "--console", "file:" + console,
+                      "--kernel", kernel_ + "/vmlinux", "--mem", "128M", "--cmdline", kCmdline},
                      err);
     ASSERT_TRUE(socket_up(sock)) << read_file(err);
     ASSERT_EQ(call(sock, "PUT", "/vm/pause").status, 200);
@@ -275,9 +278,9 @@ TEST_F(FullSnapshot, DoctoredSnapshotsAreRefused) {
     doctor(
         state::Section::kDevices, [](std::vector<uint8_t>& b) { b.resize(b.size() / 2); }, "state is malformed");
     // The untouched diff restores (its chain back to `good`).
-    VesselProcess chained(
-        {"restore", "--console", "file:" + path("chain.console"), "--api-sock", path("chain.sock"), path("good-diff")},
-        path("chain.err"));
+    VesselProcess chained({"restore", "--console", "file:" + path("chain.console"), "--api-sock", path("chain.sock"),
+                           "--snapshot-dir", dir_.string(), path("good-diff")},
+                          path("chain.err"));
     EXPECT_TRUE(socket_up(path("chain.sock"))) << read_file(path("chain.err"));
     EXPECT_EQ(call(path("chain.sock"), "PUT", "/vm/shutdown").status, 202);
     EXPECT_EQ(chained.wait(60), 130) << read_file(path("chain.err"));

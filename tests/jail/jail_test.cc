@@ -59,8 +59,7 @@ protected:
         int ws = run_jailed([&] {
             Fd root(::open((dir_ / "root").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
             Fd rw(::open((dir_ / "rw").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-            if (auto r = lock(o, {{root.get(), sandbox_target(0), false}, {rw.get(), sandbox_target(1), true}});
-                !r) {
+            if (auto r = lock(o, {{root.get(), sandbox_target(0), false}, {rw.get(), sandbox_target(1), true}}); !r) {
                 std::fprintf(stderr, "%s\n", r.error().message.c_str());
                 return 91;
             }
@@ -156,7 +155,13 @@ TEST_F(Jail, LimitsAreSet) {
 TEST_F(Jail, ThreadsStartedEarlierAreRefused) {
     int ws = run_jailed([] {
         pthread_t t;
-        ::pthread_create(&t, nullptr, [](void*) -> void* { ::pause(); return nullptr; }, nullptr);
+        ::pthread_create(
+            &t, nullptr,
+            [](void*) -> void* {
+                ::pause();
+                return nullptr;
+            },
+            nullptr);
         auto r = lock({}, {});
         return !r && r.error().message.find("threads") != std::string::npos ? 0 : 1;
     });
@@ -183,7 +188,9 @@ TEST(JailParent, LeavesAtOnceWithAnAnnouncedStatus) {
 // itself, like raise(SIGKILL), it would ignore).
 TEST(JailParent, DiesOfTheSignalThatKilledTheVmm) {
     int ws = run_jailed([] {
-        struct rlimit none{0, 0};
+        struct rlimit none {
+            0, 0
+        };
         ::setrlimit(RLIMIT_CORE, &none);
         __builtin_trap();
         return 0;

@@ -172,7 +172,8 @@ TEST_F(SnapshotTest, PausedSnapshottedKilledRestoredRunMatchesUninterrupted) {
     ASSERT_EQ(std::count(expected.begin(), expected.end(), '\n'), 24);
     fs::remove(dir_ / "rw" / "log");
 
-    Vessel vm(run_args({"--api-sock", sock_, "--rw", rw}, guest), dir_ / "part1.out", dir_ / "part1.err");
+    Vessel vm(run_args({"--api-sock", sock_, "--snapshot-dir", dir_.string(), "--rw", rw}, guest), dir_ / "part1.out",
+              dir_ / "part1.err");
     ASSERT_TRUE(wait_for_socket(sock_));
     wait_for_lines(dir_ / "part1.out", 8);
     EXPECT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
@@ -195,7 +196,8 @@ TEST_F(SnapshotTest, PausedSnapshottedKilledRestoredRunMatchesUninterrupted) {
 // snapshot is taken, is refilled at every restore.
 TEST_F(SnapshotTest, RestoredVmsDoNotShareRandomBytes) {
     std::vector<std::string> guest = {kCounter, "40", "20", "-random"};
-    Vessel vm(run_args({"--api-sock", sock_}, guest), dir_ / "part1.out", dir_ / "part1.err");
+    Vessel vm(run_args({"--api-sock", sock_, "--snapshot-dir", dir_.string()}, guest), dir_ / "part1.out",
+              dir_ / "part1.err");
     ASSERT_TRUE(wait_for_socket(sock_));
     wait_for_lines(dir_ / "part1.out", 8);
     EXPECT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
@@ -226,7 +228,7 @@ TEST_F(SnapshotTest, RestoredVmsDoNotShareRandomBytes) {
 TEST_F(SnapshotTest, ReadlinkOfProcSelfExeStaysInTheGuest) {
     std::vector<std::string> guest = {kCounter, "20", "20", "-readlink"};
     std::string expected = reference(run_args({}, guest));  // also fills the rewrite cache
-    Vessel vm(run_args({"--api-sock", sock_}, guest), dir_ / "out", dir_ / "err");
+    Vessel vm(run_args({"--api-sock", sock_, "--snapshot-dir", dir_.string()}, guest), dir_ / "out", dir_ / "err");
     ASSERT_TRUE(wait_for_socket(sock_));
     wait_for_lines(dir_ / "out", 8);
     EXPECT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
@@ -252,7 +254,8 @@ TEST_F(SnapshotTest, LiveReadAheadWindowSurvivesARestore) {
     std::string expected = reference(run_args({"--rw", rw}, guest));
     ASSERT_EQ(std::count(expected.begin(), expected.end(), '\n'), 30);
 
-    Vessel vm(run_args({"--api-sock", sock_, "--rw", rw}, guest), dir_ / "part1.out", dir_ / "part1.err");
+    Vessel vm(run_args({"--api-sock", sock_, "--snapshot-dir", dir_.string(), "--rw", rw}, guest), dir_ / "part1.out",
+              dir_ / "part1.err");
     ASSERT_TRUE(wait_for_socket(sock_));
     wait_for_lines(dir_ / "part1.out", 8);
     EXPECT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
@@ -277,7 +280,8 @@ TEST_F(SnapshotTest, DiffSnapshotChainRestoresToTheLatestState) {
     std::vector<std::string> guest = {kCounter, "30", "20"};
     std::string expected = reference(run_args({}, guest));
 
-    Vessel vm(run_args({"--api-sock", sock_}, guest), dir_ / "part1.out", dir_ / "part1.err");
+    Vessel vm(run_args({"--api-sock", sock_, "--snapshot-dir", dir_.string()}, guest), dir_ / "part1.out",
+              dir_ / "part1.err");
     ASSERT_TRUE(wait_for_socket(sock_));
     wait_for_lines(dir_ / "part1.out", 5);
     ASSERT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
@@ -303,7 +307,8 @@ TEST_F(SnapshotTest, RestoredVmCanBeSnapshottedAgain) {
     std::vector<std::string> guest = {kCounter, "20", "20"};
     std::string expected = reference(run_args({}, guest));
 
-    Vessel first(run_args({"--api-sock", sock_}, guest), dir_ / "p1.out", dir_ / "p1.err");
+    Vessel first(run_args({"--api-sock", sock_, "--snapshot-dir", dir_.string()}, guest), dir_ / "p1.out",
+                 dir_ / "p1.err");
     ASSERT_TRUE(wait_for_socket(sock_));
     wait_for_lines(dir_ / "p1.out", 4);
     ASSERT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
@@ -311,7 +316,8 @@ TEST_F(SnapshotTest, RestoredVmCanBeSnapshottedAgain) {
     ASSERT_EQ(call(sock_, "PUT", "/vm/snapshot", &s1).status, 200);
     first.kill9();
 
-    Vessel second({"restore", "--api-sock", sock_, (dir_ / "s1").string()}, dir_ / "p2.out", dir_ / "p2.err");
+    Vessel second({"restore", "--api-sock", sock_, "--snapshot-dir", dir_.string(), (dir_ / "s1").string()},
+                  dir_ / "p2.out", dir_ / "p2.err");
     ASSERT_TRUE(wait_for_socket(sock_));
     EXPECT_EQ(call(sock_, "GET", "/vm").body["restored_from"], (dir_ / "s1").string());
     wait_for_lines(dir_ / "p2.out", 5);
@@ -332,7 +338,8 @@ TEST_F(SnapshotTest, FullSnapshotOfAVmRestoredFromADiffIsComplete) {
     std::vector<std::string> guest = {kCounter, "24", "20", "-grow"};
     std::string expected = reference(run_args({}, guest));
 
-    Vessel first(run_args({"--api-sock", sock_}, guest), dir_ / "p1.out", dir_ / "p1.err");
+    Vessel first(run_args({"--api-sock", sock_, "--snapshot-dir", dir_.string()}, guest), dir_ / "p1.out",
+                 dir_ / "p1.err");
     ASSERT_TRUE(wait_for_socket(sock_));
     wait_for_lines(dir_ / "p1.out", 3);
     ASSERT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
@@ -345,7 +352,8 @@ TEST_F(SnapshotTest, FullSnapshotOfAVmRestoredFromADiffIsComplete) {
     ASSERT_EQ(call(sock_, "PUT", "/vm/snapshot", &diff).status, 200);
     first.kill9();
 
-    Vessel second({"restore", "--api-sock", sock_, (dir_ / "diff").string()}, dir_ / "p2.out", dir_ / "p2.err");
+    Vessel second({"restore", "--api-sock", sock_, "--snapshot-dir", dir_.string(), (dir_ / "diff").string()},
+                  dir_ / "p2.out", dir_ / "p2.err");
     ASSERT_TRUE(wait_for_socket(sock_));
     wait_for_lines(dir_ / "p2.out", 3);
     ASSERT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
@@ -359,7 +367,8 @@ TEST_F(SnapshotTest, FullSnapshotOfAVmRestoredFromADiffIsComplete) {
 }
 
 TEST_F(SnapshotTest, ApiRefusesWrongStatesAndBadBodies) {
-    Vessel vm({"run", "--api-sock", sock_, kCounter, "400", "20"}, dir_ / "o", dir_ / "e");
+    Vessel vm({"run", "--api-sock", sock_, "--snapshot-dir", dir_.string(), kCounter, "400", "20"}, dir_ / "o",
+              dir_ / "e");
     ASSERT_TRUE(wait_for_socket(sock_));
     wait_for_lines(dir_ / "o", 1);                            // the metrics below expect a write
     EXPECT_EQ(call(sock_, "PUT", "/vm/resume").status, 409);  // running
@@ -391,7 +400,8 @@ TEST_F(SnapshotTest, ApiRefusesWrongStatesAndBadBodies) {
 }
 
 TEST_F(SnapshotTest, PipesCannotBeSnapshottedAndTheVmCarriesOn) {
-    Vessel vm({"run", "--api-sock", sock_, kCounter, "400", "20", "-pipe"}, dir_ / "o", dir_ / "e");
+    Vessel vm({"run", "--api-sock", sock_, "--snapshot-dir", dir_.string(), kCounter, "400", "20", "-pipe"}, dir_ / "o",
+              dir_ / "e");
     ASSERT_TRUE(wait_for_socket(sock_));
     wait_for_lines(dir_ / "o", 1);  // the pipe exists before the first line
     ASSERT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
@@ -408,7 +418,8 @@ class DamagedSnapshotTest : public SnapshotTest {
 protected:
     void SetUp() override {
         SnapshotTest::SetUp();
-        Vessel vm({"run", "--api-sock", sock_, kCounter, "400", "20"}, dir_ / "o", dir_ / "e");
+        Vessel vm({"run", "--api-sock", sock_, "--snapshot-dir", dir_.string(), kCounter, "400", "20"}, dir_ / "o",
+                  dir_ / "e");
         ASSERT_TRUE(wait_for_socket(sock_));
         ASSERT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
         json body = {{"path", (dir_ / "good").string()}};
