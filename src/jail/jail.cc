@@ -4,6 +4,8 @@
 #include <cap-ng.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <linux/securebits.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
@@ -12,10 +14,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <grp.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <linux/securebits.h>
 
 #include <cerrno>
 #include <cstdint>
@@ -66,7 +66,9 @@ void forward_to_vmm(int sig) {
 }
 
 [[noreturn]] void die_of(int sig) {
-    struct rlimit none{0, 0};
+    struct rlimit none {
+        0, 0
+    };
     ::setrlimit(RLIMIT_CORE, &none);  // the VMM crashed, not this process: no second core
     ::signal(sig, SIG_DFL);
     sigset_t set;
@@ -135,8 +137,8 @@ Result<> attach(int source, const std::string& dest, bool writable, bool devices
         ::syscall(SYS_open_tree, source, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE)));
     if (!tree) return fail_errno("jail: bind " + dest);
     mount_attr attr{};
-    attr.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC | (writable ? 0 : MOUNT_ATTR_RDONLY) |
-                    (devices ? 0 : MOUNT_ATTR_NODEV);
+    attr.attr_set =
+        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC | (writable ? 0 : MOUNT_ATTR_RDONLY) | (devices ? 0 : MOUNT_ATTR_NODEV);
     if (::syscall(SYS_mount_setattr, tree.get(), "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) != 0)
         return fail_errno("jail: bind " + dest + ": mount attributes");
     if (::syscall(SYS_move_mount, tree.get(), "", AT_FDCWD, dest.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0)
@@ -176,43 +178,46 @@ Result<> build_root(const std::vector<Bind>& binds) {
     if (::syscall(SYS_pivot_root, ".", ".") != 0) return fail_errno("jail: pivot_root");
     if (::umount2(".", MNT_DETACH) != 0) return fail_errno("jail: detaching the old root");
     if (::chdir("/") != 0) return fail_errno("jail: chdir /");
-    if (::mount(nullptr, "/", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+    if (::mount(nullptr, "/", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) !=
+        0)
         return fail_errno("jail: read-only root");
     return {};
 }
 
 Result<> set_limits(const Options& o) {
-    struct rlimit nofile{o.nofile, o.nofile};
+    struct rlimit nofile {
+        o.nofile, o.nofile
+    };
     if (::setrlimit(RLIMIT_NOFILE, &nofile) != 0) return fail_errno("jail: RLIMIT_NOFILE");
     if (o.fsize) {
-        struct rlimit fsize{*o.fsize, *o.fsize};
+        struct rlimit fsize {
+            *o.fsize, *o.fsize
+        };
         if (::setrlimit(RLIMIT_FSIZE, &fsize) != 0) return fail_errno("jail: RLIMIT_FSIZE");
     }
     return {};
 }
 
 // Every capability gone from every set, the bounding set included, and
-// locked so that neither uid 0 nor a setuid file can bring one back.
+// locked so that neither uid 0 nor a setuid file can bring one back. The
+// order matters: the bounding set needs CAP_SETPCAP and the ids need
+// CAP_SETUID/CAP_SETGID, so both go before the capabilities themselves.
 Result<> drop_privileges(const Options& o) {
     if (::prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE |
                                        SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED) != 0)
         return fail_errno("jail: securebits");
     capng_clear(CAPNG_SELECT_ALL);
-    if (o.uid) {
-        gid_t gid = o.gid.value_or(static_cast<gid_t>(*o.uid));
-        if (int r = capng_change_id(static_cast<int>(*o.uid), static_cast<int>(gid),
-                                    static_cast<capng_flags_t>(CAPNG_DROP_SUPP_GRP | CAPNG_CLEAR_BOUNDING));
-            r != 0)
-            return fail("jail: cannot become uid " + std::to_string(*o.uid) + ", gid " + std::to_string(gid) +
-                            " (libcap-ng error " + std::to_string(r) + ")",
-                        EPERM);
-    } else if (o.gid) {
-        gid_t gid = *o.gid;
+    if (capng_apply(CAPNG_SELECT_BOUNDS) != 0) return fail("jail: cannot clear the capability bounding set", EPERM);
+    if (o.uid || o.gid) {
+        gid_t gid = o.gid.value_or(static_cast<gid_t>(o.uid.value_or(0)));
         if (::setgroups(0, nullptr) != 0 || ::setresgid(gid, gid, gid) != 0)
             return fail_errno("jail: cannot become gid " + std::to_string(gid));
     }
-    if (capng_apply(CAPNG_SELECT_ALL) != 0) return fail("jail: cannot drop capabilities", EPERM);
-    if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) return fail_errno("jail: ambient capabilities");
+    if (o.uid && ::setresuid(*o.uid, *o.uid, *o.uid) != 0)
+        return fail_errno("jail: cannot become uid " + std::to_string(*o.uid));
+    if (capng_apply(CAPNG_SELECT_BOTH) != 0) return fail("jail: cannot drop capabilities", EPERM);
+    if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0)
+        return fail_errno("jail: ambient capabilities");
     if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return fail_errno("jail: no_new_privs");
     return {};
 }

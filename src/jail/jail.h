@@ -67,16 +67,16 @@ std::string sandbox_target(size_t index);
 // What a subverted VMM can still reach, tried from inside: the report of
 // the test hook (VESSEL_JAIL_SELFTEST=1) and of tests/jail.
 struct Probe {
-    bool host_files_visible = false;     // /etc/passwd, /root, /home, /var
-    int processes_visible = 0;           // entries in /proc that are pids
-    bool can_signal_outside = false;     // kill(-1, 0) reaches anyone but itself
-    bool network_reachable = false;      // a TCP connect to 127.0.0.1 gets anything but ENETUNREACH
-    bool has_capabilities = false;       // permitted, effective or bounding set not empty
-    bool can_become_root = false;        // setuid(0) works from a non-root uid
-    bool can_mount = false;              // mount(2) of a tmpfs works
-    bool can_regain_by_userns = false;   // a new user namespace could be made
-    bool can_write_root = false;         // the jail's own root is writable
-    std::string root_entries;            // what `ls /` shows, space-separated
+    bool host_files_visible = false;    // /etc/passwd, /root, /home, /var
+    int processes_visible = 0;          // entries in /proc that are pids
+    bool can_signal_outside = false;    // kill(-1, 0) reaches anyone but itself
+    bool network_reachable = false;     // a TCP connect to 127.0.0.1 gets anything but ENETUNREACH
+    bool has_capabilities = false;      // permitted, effective or bounding set not empty
+    bool can_become_root = false;       // setuid(0) works from a non-root uid
+    bool can_mount = false;             // mount(2) of a tmpfs works
+    bool can_regain_by_userns = false;  // a new user namespace could be made
+    bool can_write_root = false;        // the jail's own root is writable
+    std::string root_entries;           // what `ls /` shows, space-separated
     std::string to_json() const;
 };
 Probe probe();
