@@ -38,7 +38,9 @@ struct Options {
 
 // Something the machine reaches by path while it runs, bind-mounted into
 // the jail at `target` (absolute). `source` is an open descriptor of it
-// (O_PATH will do): the jail mounts exactly what was opened.
+// (O_PATH will do), opened after enter_namespaces() (a mount of the host's
+// namespace cannot be copied: EINVAL): the jail mounts exactly what was
+// opened.
 struct Bind {
     int source = -1;
     std::string target;
