@@ -21,10 +21,10 @@ public:
         paused_ = false;
         return {};
     }
-    Result<vmm::SnapshotInfo> snapshot(const std::string& dir, vmm::SnapshotType type) override {
+    Result<vmm::SnapshotInfo> snapshot(const vmm::SnapshotTarget& target, vmm::SnapshotType type) override {
         if (!paused_) return fail("pause the VM first", EBUSY);
         if (type == vmm::SnapshotType::kDiff) return fail("no parent snapshot", ENOTSUP);
-        return vmm::SnapshotInfo{.path = dir, .type = type, .memory_bytes = 4096, .pages = 1, .parent = {}};
+        return vmm::SnapshotInfo{.path = target.path, .type = type, .memory_bytes = 4096, .pages = 1, .parent = {}};
     }
     void shutdown() override {}
     vmm::Description describe() const override {

@@ -191,9 +191,36 @@ std::string serialize(const Response& r, bool keep_alive) {
 
 // Feeds bytes from `fd` into a Beast parser until a message is complete.
 // `buffer` carries bytes read past the message (pipelining) between calls.
+// recv(), keeping descriptors passed with the bytes (SCM_RIGHTS) in `fds`
+// when it is given: at most kMaxPassedFds, the kernel closes the rest.
+ssize_t receive(int fd, char* data, size_t size, std::vector<std::shared_ptr<Fd>>* fds) {
+    if (!fds) return ::recv(fd, data, size, MSG_DONTWAIT);
+    iovec iov{data, size};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxPassedFds)];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n = ::recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0) return n;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; ++i) {
+            int passed;
+            std::memcpy(&passed, CMSG_DATA(c) + i * sizeof(int), sizeof passed);
+            auto owned = std::make_shared<Fd>(passed);
+            if (fds->size() < kMaxPassedFds) fds->push_back(std::move(owned));
+        }
+    }
+    return n;
+}
+
 template <class Parser>
 boost::beast::error_code read_message(int fd, Parser& parser, std::string& buffer, std::chrono::milliseconds timeout,
-                                      const std::atomic<bool>* stop, bool& timed_out) {
+                                      const std::atomic<bool>* stop, bool& timed_out,
+                                      std::vector<std::shared_ptr<Fd>>* fds = nullptr) {
     boost::beast::error_code ec;
     timed_out = false;
     auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -218,7 +245,7 @@ boost::beast::error_code read_message(int fd, Parser& parser, std::string& buffe
         }
         if (!wait_fd(fd, POLLIN, std::min(left, std::chrono::milliseconds(200)))) continue;
         char chunk[16384];
-        ssize_t n = ::recv(fd, chunk, sizeof chunk, MSG_DONTWAIT);
+        ssize_t n = receive(fd, chunk, sizeof chunk, fds);
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
         if (n <= 0) {
             if (n == 0 && buffer.empty() && !parser.got_some()) return http::error::end_of_stream;
@@ -423,7 +450,8 @@ void Server::serve(int fd) {
         parser.body_limit(options_.max_body);
         parser.header_limit(static_cast<uint32_t>(options_.max_header));
         bool timed_out = false;
-        auto ec = read_message(fd, parser, buffer, timeout, &stopping_, timed_out);
+        std::vector<std::shared_ptr<Fd>> fds;
+        auto ec = read_message(fd, parser, buffer, timeout, &stopping_, timed_out, &fds);
         if (ec == http::error::end_of_stream) return;
         if (ec) {
             Response r;
@@ -451,6 +479,7 @@ void Server::serve(int fd) {
         req.method = std::string(msg.method_string());
         auto target = parse_target(std::string_view(msg.target().data(), msg.target().size()), req);
         req.body = std::move(msg.body());
+        req.fds = std::move(fds);
         Response r;
         auto ct = msg[http::field::content_type];
         if (!target)
@@ -465,7 +494,7 @@ void Server::serve(int fd) {
 }
 
 Result<Response> call(const std::string& socket_path, const std::string& method, const std::string& target,
-                      const json* body, std::chrono::milliseconds timeout) {
+                      const json* body, std::chrono::milliseconds timeout, int pass_fd) {
     sockaddr_un addr{};
     if (socket_path.size() >= sizeof addr.sun_path) return fail("socket path too long: " + socket_path, EINVAL);
     Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -497,7 +526,25 @@ Result<Response> call(const std::string& socket_path, const std::string& method,
     std::string req = method + " " + target + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
     if (body) req += "Content-Type: application/json\r\n";
     req += "Content-Length: " + std::to_string(payload.size()) + "\r\n\r\n" + payload;
-    if (!send_all(fd.get(), req, timeout, true)) return fail("sending to " + socket_path + " failed", EIO);
+    if (pass_fd >= 0) {  // with the first bytes; the rest follows as usual
+        iovec iov{req.data(), req.size()};
+        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+        cmsghdr* c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        std::memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+        ssize_t n = ::sendmsg(fd.get(), &msg, MSG_NOSIGNAL);
+        if (n <= 0) return fail_errno("sending to " + socket_path);
+        req.erase(0, static_cast<size_t>(n));
+    }
+    if (!req.empty() && !send_all(fd.get(), req, timeout, true))
+        return fail("sending to " + socket_path + " failed", EIO);
     http::response_parser<http::string_body> parser;
     parser.body_limit(256ull << 20);
     std::string buffer;

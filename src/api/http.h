@@ -31,6 +31,9 @@ struct Request {
     std::map<std::string, std::string> params;  // {name} segments of the route
     std::map<std::string, std::string> query;   // ?a=b&c=d
     std::string body;
+    // Descriptors the client passed with the request (SCM_RIGHTS on the Unix
+    // socket, at most kMaxPassedFds; closed when the request is done).
+    std::vector<std::shared_ptr<Fd>> fds;
     // Parses the body as a JSON object; an empty body is {}.
     Result<json> json_body() const;
 };
@@ -112,7 +115,12 @@ private:
 
 // One request over a fresh connection. Transport failures are errors;
 // HTTP error statuses come back as responses.
+// `pass_fd` (if not -1) travels with the request as SCM_RIGHTS: a directory
+// a jailed VMM is to write a snapshot into, say.
 Result<Response> call(const std::string& socket_path, const std::string& method, const std::string& target,
-                      const json* body = nullptr, std::chrono::milliseconds timeout = std::chrono::seconds(30));
+                      const json* body = nullptr, std::chrono::milliseconds timeout = std::chrono::seconds(30),
+                      int pass_fd = -1);
+
+inline constexpr size_t kMaxPassedFds = 4;
 
 }  // namespace vessel::api

@@ -69,6 +69,19 @@ Result<DirFd> DirFd::open(const std::string& path) {
     return d;
 }
 
+Result<DirFd> DirFd::adopt(Fd fd, const std::string& path) {
+    struct stat st;
+    if (!fd || ::fstat(fd.get(), &st) != 0) return fail_errno(path);
+    if (!S_ISDIR(st.st_mode)) return fail(path + ": the descriptor passed is not a directory", ENOTDIR);
+    int flags = ::fcntl(fd.get(), F_GETFL);
+    if (flags < 0 || (flags & O_PATH))
+        return fail(path + ": the descriptor passed is O_PATH; open the directory", EBADF);
+    DirFd d;
+    d.path_ = path;
+    d.fd_ = std::move(fd);
+    return d;
+}
+
 Result<DirFd> DirFd::create(const std::string& path, bool* created) {
     bool made = ::mkdir(path.c_str(), 0700) == 0;
     if (!made && errno != EEXIST) return fail_errno("create directory " + path);

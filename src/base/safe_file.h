@@ -25,6 +25,9 @@ public:
     // The same, creating the directory (mode 0700) first when it is missing;
     // `created` (if given) says whether it was made here.
     static Result<DirFd> create(const std::string& path, bool* created = nullptr);
+    // A directory someone else opened (a descriptor passed over a socket),
+    // read-only and not O_PATH; `path` only names it in messages.
+    static Result<DirFd> adopt(Fd fd, const std::string& path);
 
     int get() const { return fd_.get(); }
     const std::string& path() const { return path_; }

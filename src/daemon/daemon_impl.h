@@ -111,7 +111,7 @@ bool query_flag(const Request& req, const char* key);
 // api::call to a VMM's socket, tried again for up to 100 ms while it is
 // bound but not yet listening.
 Result<Response> call_vmm(const std::string& socket, const std::string& method, const std::string& target,
-                          const json* body, std::chrono::milliseconds timeout);
+                          const json* body, std::chrono::milliseconds timeout, int pass_fd = -1);
 
 // ---- why a VM ended (vm_table.cc) -------------------------------------------
 

@@ -55,9 +55,9 @@ bool query_flag(const Request& req, const char* key) {
 // before it listens, and POST /vms answers on the first: a refused
 // connection is tried again for up to 100 ms.
 Result<Response> call_vmm(const std::string& socket, const std::string& method, const std::string& target,
-                          const json* body, std::chrono::milliseconds timeout) {
+                          const json* body, std::chrono::milliseconds timeout, int pass_fd) {
     for (int attempt = 0;; ++attempt) {
-        auto r = api::call(socket, method, target, body, timeout);
+        auto r = api::call(socket, method, target, body, timeout, pass_fd);
         if (r || r.error().sys_errno != ECONNREFUSED || attempt == 20) return r;
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }

@@ -2,7 +2,9 @@
 #include "daemon/daemon_impl.h"
 
 #include <signal.h>
+#include <unistd.h>
 
+#include "base/safe_file.h"
 #include "base/text.h"
 
 namespace vessel::daemon {
@@ -83,15 +85,18 @@ Response Daemon::snapshot(const Request& req) {
         if (!vm->vmm_api) return api::error(501, "not_supported", "this VM's VMM has no control API");
         sock = vm->api_socket();
     }
-    if (vmm_jailed_) {
-        const std::string area = snapshot_dir(*vm);
-        if (!path.starts_with(area + "/"))
-            return api::error(422, "invalid_value",
-                              "path: " + vm->name + "'s VMM is jailed and writes snapshots under " + area +
-                                  " only (its snapshot_dir); choose a path there, or run vesseld with --no-jail");
+    // A jailed VMM reaches no host path but its snapshot_dir: the daemon
+    // opens (creating, 0700) the directory and passes it with the request.
+    std::optional<DirFd> dir;
+    bool created = false;
+    if (vmm_jailed_ && !path.starts_with(snapshot_dir(*vm) + "/")) {
+        auto d = DirFd::create(path, &created);
+        if (!d) return api::error(422, "invalid_value", "path: " + d.error().message);
+        dir = std::move(*d);
     }
     json fwd = {{"path", path}, {"type", type}};
-    auto a = call_vmm(sock, "PUT", "/vm/snapshot", &fwd, std::chrono::minutes(30));
+    auto a = call_vmm(sock, "PUT", "/vm/snapshot", &fwd, std::chrono::minutes(30), dir ? dir->get() : -1);
+    if (created && !(a && a->status == 200)) ::rmdir(path.c_str());  // only if empty, as the VMM would
     if (!a) return api::error(502, "vmm_unreachable", a.error().message);
     if (a->status != 200) return *a;
     std::lock_guard lock(mutex_);

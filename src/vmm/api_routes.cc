@@ -105,10 +105,14 @@ api::Router vm_router(Controllable& vm) {
             if (type != "full" && type != "diff")
                 return error(400, "bad_request", "'type' must be \"full\" or \"diff\"");
         }
-        if (auto r = snapshot_reachable(snapshot::absolute((*body)["path"].get<std::string>())); !r)
-            return from_error(r.error());
-        auto info = vm.snapshot((*body)["path"].get<std::string>(),
-                                type == "diff" ? vmm::SnapshotType::kDiff : vmm::SnapshotType::kFull);
+        // The directory itself may come with the request (SCM_RIGHTS): the
+        // way a jailed VMM writes where it cannot reach by path.
+        SnapshotTarget target{(*body)["path"].get<std::string>(), nullptr};
+        if (!req.fds.empty()) target.dir = req.fds.front();
+        if (req.fds.size() > 1) return error(400, "bad_request", "pass one directory descriptor, not several");
+        if (!target.dir)
+            if (auto r = snapshot_reachable(snapshot::absolute(target.path)); !r) return from_error(r.error());
+        auto info = vm.snapshot(target, type == "diff" ? vmm::SnapshotType::kDiff : vmm::SnapshotType::kFull);
         if (!info) return from_error(info.error());
         Response out;
         out.body = {{"path", info->path},

@@ -94,9 +94,10 @@ Result<> snapshot_reachable(const std::string& dir) {
     const std::string& area = *g_snapshot_area;
     if (!area.empty() && (dir == area || (dir.starts_with(area) && dir[area.size()] == '/'))) return {};
     return fail("the VMM is jailed and reaches no host path but " +
-                    (area.empty() ? std::string("none: start it with --snapshot-dir DIR to take snapshots")
+                    (area.empty() ? std::string("none: start it with --snapshot-dir DIR")
                                   : "--snapshot-dir " + area + ": snapshot into a directory under it") +
-                    " (or run it with --no-jail)",
+                    ", pass the directory's descriptor with the request (SCM_RIGHTS; vesseld does), or run it with "
+                    "--no-jail",
                 EACCES);
 }
 

@@ -28,9 +28,10 @@ struct JailConfig {
 Result<> jail_thin_vmm(ThinVm& vm, const JailConfig& config);
 Result<> jail_full_vmm(FullVm& vm, const JailConfig& config);
 
-// Whether this process can write a snapshot into `dir` (absolute): always
-// when not jailed; jailed, only under the snapshot directory. The error
-// says what to do instead.
+// Whether this process can write a snapshot into `dir` (absolute) by path:
+// always when not jailed; jailed, only under the snapshot directory (a
+// directory passed with the request is always reachable). The error says
+// what to do instead.
 Result<> snapshot_reachable(const std::string& dir);
 
 // Allows the system calls a thin VMM makes while its guest runs — file and

@@ -6,9 +6,11 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "base/fd.h"
 #include "base/result.h"
 #include "base/text.h"
 
@@ -51,6 +53,16 @@ struct Description {
     std::string restored_from;  // snapshot directory, when restored
 };
 
+// Where a snapshot goes: the directory `path` (made absolute, created when
+// missing), or, when `dir` is set, that directory, which the client opened
+// and passed over the control socket; `path` then only names it in the
+// records. A jailed VMM reaches no host path (vmm/confine.h): passing the
+// directory is how a client snapshots it anywhere.
+struct SnapshotTarget {
+    std::string path;
+    std::shared_ptr<Fd> dir;
+};
+
 // What the control API can do with a machine, thin or full.
 class Controllable {
 public:
@@ -58,7 +70,7 @@ public:
     // Wrong states fail with EBUSY; unsupported operations with ENOTSUP.
     virtual Result<> pause() = 0;
     virtual Result<> resume() = 0;
-    virtual Result<SnapshotInfo> snapshot(const std::string& dir, SnapshotType type) = 0;
+    virtual Result<SnapshotInfo> snapshot(const SnapshotTarget& target, SnapshotType type) = 0;
     virtual void shutdown() = 0;
     virtual Description describe() const = 0;
     virtual Metrics metrics() const = 0;

@@ -223,9 +223,9 @@ Result<> FullVm::Impl::start_dirty_logging() {
     return {};
 }
 
-Result<SnapshotInfo> FullVm::Impl::write_snapshot_files(const std::string& dir_in, SnapshotType type) {
+Result<SnapshotInfo> FullVm::Impl::write_snapshot_files(const SnapshotTarget& target, SnapshotType type) {
     // Until commit(), a failure leaves nothing half-written (snapshot_dir.h).
-    auto out = snapshot::Output::open(dir_in);
+    auto out = snapshot::open_output(target);
     if (!out) return std::unexpected(out.error());
     const std::string& dir = out->dir();
 
@@ -271,7 +271,7 @@ Result<SnapshotInfo> FullVm::Impl::write_snapshot_files(const std::string& dir_i
     return info;
 }
 
-Result<SnapshotInfo> FullVm::snapshot(const std::string& dir_in, SnapshotType type) {
+Result<SnapshotInfo> FullVm::snapshot(const SnapshotTarget& target, SnapshotType type) {
     Impl& m = *impl_;
     std::lock_guard lock(m.pause_mu);  // also keeps run() from stopping the I/O thread under us
     if (m.state != VmState::kPaused || m.stopping)
@@ -283,7 +283,7 @@ Result<SnapshotInfo> FullVm::snapshot(const std::string& dir_in, SnapshotType ty
     // The I/O thread stands too: no device writes guest memory or moves a
     // queue while they are saved. Its fds keep their events for later.
     m.loop->stop();
-    auto r = m.write_snapshot_files(snapshot::absolute(dir_in), type);
+    auto r = m.write_snapshot_files(target, type);
     auto restarted = m.start_loop();
     if (r && !restarted) return wrap("snapshot written, but the I/O thread did not restart", restarted.error());
     return r;

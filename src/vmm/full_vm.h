@@ -103,7 +103,7 @@ public:
     // stopped while the snapshot is written, so no device touches memory.
     Result<> pause() override;
     Result<> resume() override;
-    Result<SnapshotInfo> snapshot(const std::string& dir, SnapshotType type) override;
+    Result<SnapshotInfo> snapshot(const SnapshotTarget& target, SnapshotType type) override;
     void shutdown() override;
     Description describe() const override;
     Metrics metrics() const override;

@@ -105,7 +105,7 @@ struct FullVm::Impl {
     Result<> start_loop();
 
     // --- full_snapshot.cc ---
-    Result<SnapshotInfo> write_snapshot_files(const std::string& dir, SnapshotType type);
+    Result<SnapshotInfo> write_snapshot_files(const SnapshotTarget& target, SnapshotType type);
     Result<> start_dirty_logging();
 };
 

@@ -187,13 +187,13 @@ Result<> ThinVm::Impl::start_dirty_logging() {
     return {};
 }
 
-Result<SnapshotInfo> ThinVm::Impl::write_snapshot(const std::string& dir_in, SnapshotType type) {
+Result<SnapshotInfo> ThinVm::Impl::write_snapshot(const SnapshotTarget& target, SnapshotType type) {
     if (type == SnapshotType::kDiff && last_snapshot.empty())
         return fail("no earlier snapshot of this VM to build a diff on; take a full snapshot first", EINVAL);
     auto ps = process->capture();
     if (!ps) return std::unexpected(ps.error());
     // Until commit(), a failure leaves nothing half-written (snapshot_dir.h).
-    auto out = snapshot::Output::open(snapshot::absolute(dir_in));
+    auto out = snapshot::open_output(target);
     if (!out) return std::unexpected(out.error());
     const std::string& dir = out->dir();
 

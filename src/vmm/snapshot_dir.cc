@@ -222,11 +222,21 @@ Result<std::vector<uint64_t>> collect_dirty_pages(kvm::Vm& vm, memory::GuestMemo
 }
 
 Result<Output> Output::open(const std::string& dir) {
+    bool created = false;
+    auto fd = DirFd::create(dir, &created);
+    if (!fd) return wrap("snapshot directory", fd.error());
+    auto out = open_in(std::move(*fd), dir);
+    if (out)
+        out->created_ = created;
+    else if (created)
+        ::rmdir(dir.c_str());
+    return out;
+}
+
+Result<Output> Output::open_in(DirFd given, const std::string& dir) {
     Output out;
     out.dir_ = dir;
-    auto fd = DirFd::create(dir, &out.created_);
-    if (!fd) return wrap("snapshot directory", fd.error());
-    out.fd_ = std::move(*fd);
+    out.fd_ = std::move(given);
     for (const char* name : {kStateFile, kMemoryFile})
         if (out.fd_.contains(name))
             return fail(dir + " already holds a snapshot (" + name + "); choose a new directory", EEXIST);
@@ -234,6 +244,16 @@ Result<Output> Output::open(const std::string& dir) {
     if (!memory) return std::unexpected(memory.error());
     out.memory_ = std::move(*memory);
     return out;
+}
+
+Result<Output> open_output(const SnapshotTarget& target) {
+    std::string path = absolute(target.path);
+    if (!target.dir) return Output::open(path);
+    Fd copy(::fcntl(target.dir->get(), F_DUPFD_CLOEXEC, 0));
+    if (!copy) return fail_errno("snapshot directory " + path);
+    auto dir = DirFd::adopt(std::move(copy), path);
+    if (!dir) return wrap("snapshot directory", dir.error());
+    return Output::open_in(std::move(*dir), path);
 }
 
 Output::Output(Output&& other) noexcept

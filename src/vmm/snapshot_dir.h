@@ -82,6 +82,9 @@ public:
     // not be a symbolic link nor hold a snapshot (state.bin or memory.img)
     // already.
     static Result<Output> open(const std::string& dir);
+    // The same check in a directory the client opened and passed (`dir` then
+    // only names it in the records, for a later restore).
+    static Result<Output> open_in(DirFd given, const std::string& dir);
     Output(Output&& other) noexcept;
     Output& operator=(Output&&) = delete;
     ~Output();
@@ -100,6 +103,10 @@ private:
     bool committed_ = false;
     AtomicFile memory_, state_;
 };
+
+// Output::open() of the target's path, or open_in() of the directory it
+// carries (a duplicate of it: the caller's stays open).
+Result<Output> open_output(const SnapshotTarget& target);
 
 // Writes the memory image into `out` (memory.img's temporary file, synced)
 // and returns the layout for the memory section. With dirty logging on, the

@@ -456,12 +456,12 @@ void ThinVm::shutdown() {
     if (m.state == VmState::kRunning && m.runner) m.runner->kick();
 }
 
-Result<SnapshotInfo> ThinVm::snapshot(const std::string& dir, SnapshotType type) {
+Result<SnapshotInfo> ThinVm::snapshot(const SnapshotTarget& target, SnapshotType type) {
     Impl& m = *impl_;
     std::lock_guard g(m.lock);
     if (m.state != VmState::kPaused)
         return fail(std::string("VM is ") + to_string(m.state) + "; pause it before taking a snapshot", EBUSY);
-    return m.write_snapshot(dir, type);
+    return m.write_snapshot(target, type);
 }
 
 thin::Sandbox& ThinVm::sandbox() { return impl_->process->sandbox(); }

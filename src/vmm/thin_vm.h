@@ -63,7 +63,7 @@ public:
     Result<> resume() override;
     // The VM must be paused. A diff snapshot holds the pages written since
     // the previous snapshot of this VM and names it as its parent.
-    Result<SnapshotInfo> snapshot(const std::string& dir, SnapshotType type) override;
+    Result<SnapshotInfo> snapshot(const SnapshotTarget& target, SnapshotType type) override;
     void shutdown() override;
 
     Description describe() const override;

@@ -95,7 +95,7 @@ struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
     bool park();
 
     // --- snapshot.cc ---
-    Result<SnapshotInfo> write_snapshot(const std::string& dir, SnapshotType type);
+    Result<SnapshotInfo> write_snapshot(const SnapshotTarget& target, SnapshotType type);
     // Starts (or restarts) logging of dirty pages for the next diff snapshot.
     Result<> start_dirty_logging();
 };

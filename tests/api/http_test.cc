@@ -8,8 +8,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "api/http.h"
 #include "harness.h"
@@ -49,6 +51,15 @@ Router test_router() {
     // disk, say): the reply must still be valid JSON.
     r.add("GET", "/odd/bytes", [](const Request&) { return error(409, "invalid_state", "file \xff\xfe is busy"); });
     r.add("GET", "/odd/throws", [](const Request&) -> Response { throw 42; });
+    // What arrived with the request as SCM_RIGHTS: how many, and the first
+    // one's inode.
+    r.add("GET", "/passed", [](const Request& req) {
+        Response out;
+        struct stat st {};
+        if (!req.fds.empty()) ::fstat(req.fds.front()->get(), &st);
+        out.body = {{"count", req.fds.size()}, {"inode", st.st_ino}};
+        return out;
+    });
     return r;
 }
 
@@ -270,6 +281,62 @@ TEST_F(ServerTest, CallReportsGarbageAnswersAsErrors) {
         EXPECT_FALSE(r.has_value()) << test::printable(answer);
     }
     ::close(lfd);
+}
+
+int open_fds() {
+    int n = 0;
+    for ([[maybe_unused]] const auto& e : fs::directory_iterator("/proc/self/fd")) ++n;
+    return n;
+}
+
+TEST_F(ServerTest, ADescriptorPassedWithARequestReachesTheHandler) {
+    serve();
+    Fd dir(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    struct stat st;
+    ASSERT_EQ(::fstat(dir.get(), &st), 0);
+    auto r = call(sock_, "GET", "/passed", nullptr, 5s, dir.get());
+    ASSERT_TRUE(r.has_value()) << r.error().message;
+    EXPECT_EQ(r->body["count"], 1);
+    EXPECT_EQ(r->body["inode"], st.st_ino);
+    EXPECT_EQ(get("/passed").body["count"], 0) << "none passed, none seen";
+}
+
+// A client pushing many descriptors at once gets at most kMaxPassedFds
+// through, and the server keeps none of them after the request.
+TEST_F(ServerTest, PassedDescriptorsAreBoundedAndClosed) {
+    serve();
+    int before = open_fds();
+    int s = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strcpy(addr.sun_path, sock_.c_str());
+    ASSERT_EQ(::connect(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    std::string req = "GET /passed HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    constexpr int kMany = 12;
+    int fds[kMany];
+    for (int& f : fds) f = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    iovec iov{req.data(), req.size()};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof fds)] = {};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof fds);
+    std::memcpy(CMSG_DATA(c), fds, sizeof fds);
+    ASSERT_EQ(::sendmsg(s, &msg, MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
+    for (int f : fds) ::close(f);
+    std::string reply;
+    char buf[4096];
+    for (ssize_t n; (n = ::recv(s, buf, sizeof buf, 0)) > 0;) reply.append(buf, static_cast<size_t>(n));
+    ::close(s);
+    EXPECT_NE(reply.find("\"count\":" + std::to_string(kMaxPassedFds)), std::string::npos) << reply;
+    // The connection thread is done once the reply is sent; give it a moment.
+    for (int i = 0; i < 100 && open_fds() != before; ++i) std::this_thread::sleep_for(10ms);
+    EXPECT_EQ(open_fds(), before) << "descriptors passed to the server were kept";
 }
 
 }  // namespace

@@ -331,6 +331,33 @@ TEST_F(SnapshotTest, RestoredVmCanBeSnapshottedAgain) {
     EXPECT_EQ(read_file(dir_ / "p1.out") + read_file(dir_ / "p2.out") + out, expected);
 }
 
+// A jailed VMM reaches no host path but its --snapshot-dir: a snapshot by
+// path elsewhere is refused (403, saying how), and the same directory
+// passed with the request as a descriptor is written, and restores.
+TEST_F(SnapshotTest, AJailedVmmSnapshotsIntoADirectoryPassedToIt) {
+    std::vector<std::string> guest = {kCounter, "20", "20"};
+    std::string expected = reference(run_args({}, guest));
+    Vessel vm({"run", "--api-sock", sock_, kCounter, "20", "20"}, dir_ / "p1.out", dir_ / "p1.err");
+    ASSERT_TRUE(wait_for_socket(sock_));
+    wait_for_lines(dir_ / "p1.out", 4);
+    ASSERT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
+    const std::string where = (dir_ / "passed").string();
+    json body = {{"path", where}};
+    auto refused = call(sock_, "PUT", "/vm/snapshot", &body);
+    EXPECT_EQ(refused.status, 403) << refused.body.dump();
+    EXPECT_NE(refused.body.dump().find("SCM_RIGHTS"), std::string::npos) << refused.body.dump();
+    fs::create_directory(where);
+    Fd dir(::open(where.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    auto taken = api::call(sock_, "PUT", "/vm/snapshot", &body, std::chrono::seconds(30), dir.get());
+    ASSERT_TRUE(taken.has_value()) << taken.error().message;
+    ASSERT_EQ(taken->status, 200) << taken->body.dump();
+    EXPECT_EQ(taken->body["path"], where);
+    vm.kill9();
+    std::string out, err;
+    ASSERT_EQ(run_vessel({"restore", where}, out, err, dir_), 0) << err;
+    EXPECT_EQ(read_file(dir_ / "p1.out") + out, expected);
+}
+
 // A full snapshot of a VM restored from a diff holds every page: those the
 // base image had, those the diff brought (first touched after the base was
 // taken) and those written since the restore.
