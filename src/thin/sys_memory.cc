@@ -133,8 +133,13 @@ int64_t sys_mmap(Process& p, MmapArgs a) {
 int64_t sys_munmap(Process& p, MunmapArgs a) {
     uint64_t len = round_len(a.length());
     if (a.addr() & kPageMask || !len || a.addr() > kUserEnd - len) return -EINVAL;
-    if (a.addr() < memory::AddressSpace::kMmapMin) return 0;
-    auto r = p.as().unmap(a.addr(), len);
+    // Nothing of the guest's lies below mmap_min_addr (Vessel's own pages
+    // may): unmap the part of the range above it, as Linux unmaps whatever
+    // the range covers.
+    uint64_t addr = a.addr(), end = addr + len;
+    if (end <= memory::AddressSpace::kMmapMin) return 0;
+    addr = std::max(addr, memory::AddressSpace::kMmapMin);
+    auto r = p.as().unmap(addr, end - addr);
     return r ? 0 : -r.error().sys_errno;
 }
 

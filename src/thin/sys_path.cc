@@ -139,7 +139,13 @@ int64_t mkdir_common(Process& p, int dirfd, uint64_t path_ptr, uint64_t mode) {
                                                                                                             : 0;
     });
     // "/" and mount points have no parent to create them in (EBUSY), but they
-    // exist, and Linux says EEXIST: `mkdir -p /w/x` relies on it.
+    // exist, and Linux says EEXIST: `mkdir -p /w/x` relies on it. Linux looks
+    // the name up before it asks whether the file system is writable, so an
+    // existing directory on a read-only mount is EEXIST too.
+    if (r == -EROFS) {
+        std::string path;
+        if (p.read_path(dirfd, path_ptr, path) == 0 && p.sandbox().open_path(strip_slash(path), true)) return -EEXIST;
+    }
     return r == -EBUSY ? -EEXIST : r;
 }
 }  // namespace
@@ -187,6 +193,48 @@ int64_t rename_common(Process& p, int olddir, uint64_t oldp, int newdir, uint64_
     return 0;
 }
 }  // namespace
+
+namespace {
+
+// A hard link inside one writable mount. Without AT_SYMLINK_FOLLOW the
+// source's last component is linked as it is (a symlink stays a symlink);
+// with it, the sandbox resolves the source (so a symlink cannot lead the
+// host outside the mount) and the file is linked through /proc/self/fd,
+// which needs no capability.
+int64_t link_common(Process& p, int olddir, uint64_t oldp, int newdir, uint64_t newp, uint64_t flags) {
+    if (flags & ~uint64_t(AT_SYMLINK_FOLLOW)) return flags & AT_EMPTY_PATH ? -ENOENT : -EINVAL;
+    std::string from, to, from_name, to_name;
+    if (int64_t r = p.read_path(olddir, oldp, from); r < 0) return r;
+    if (int64_t r = p.read_path(newdir, newp, to); r < 0) return r;
+    if (!to.empty() && to.back() == '/') return -ENOENT;
+    const Sandbox::Mount *m1 = nullptr, *m2 = nullptr;
+    auto t = p.sandbox().open_parent(strip_slash(to), to_name, true, &m2);
+    if (!t) return -t.error().sys_errno;
+    if (to_name == "." || to_name == "..") return -EEXIST;
+    if (!(flags & AT_SYMLINK_FOLLOW)) {
+        auto f = p.sandbox().open_parent(strip_slash(from), from_name, false, &m1);
+        if (!f) return -f.error().sys_errno;
+        if (m1 != m2) return -EXDEV;
+        if (from_name == "." || from_name == "..") return -EPERM;  // a directory
+        return ::linkat(f->get(), from_name.c_str(), t->get(), to_name.c_str(), 0) < 0 ? -errno : 0;
+    }
+    auto src = p.sandbox().open_path(strip_slash(from), false);
+    if (!src) return -src.error().sys_errno;
+    struct stat s, m;
+    if (::fstat(src->get(), &s) < 0 || ::fstat(m2->dir.get(), &m) < 0) return -errno;
+    if (s.st_dev != m.st_dev) return -EXDEV;
+    if (S_ISDIR(s.st_mode)) return -EPERM;
+    std::string proc = "/proc/self/fd/" + std::to_string(src->get());
+    return ::linkat(AT_FDCWD, proc.c_str(), t->get(), to_name.c_str(), AT_SYMLINK_FOLLOW) < 0 ? -errno : 0;
+}
+
+}  // namespace
+
+int64_t sys_link(Process& p, LinkArgs a) { return link_common(p, AT_FDCWD, a.oldpath(), AT_FDCWD, a.newpath(), 0); }
+
+int64_t sys_linkat(Process& p, LinkatArgs a) {
+    return link_common(p, a.olddirfd(), a.oldpath(), a.newdirfd(), a.newpath(), a.flags());
+}
 
 int64_t sys_rename(Process& p, RenameArgs a) {
     return rename_common(p, AT_FDCWD, a.oldpath(), AT_FDCWD, a.newpath(), 0);

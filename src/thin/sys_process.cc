@@ -32,6 +32,18 @@ int64_t sys_exit(Process& p, ExitArgs a) {
 int64_t sys_getpid(Process&, NoArgs) { return kGuestPid; }
 int64_t sys_getppid(Process&, NoArgs) { return 0; }
 int64_t sys_getuid(Process& p, NoArgs) { return p.options().uid; }
+
+// The guest has no supplementary groups.
+int64_t sys_getgroups(Process&, GroupsArgs a) { return static_cast<int>(a.size()) < 0 ? -EINVAL : 0; }
+
+// Dropping every supplementary group, as a daemon starting as root does,
+// is allowed to uid 0 (which already has none); setting any is refused as
+// if the guest lacked CAP_SETGID.
+int64_t sys_setgroups(Process& p, GroupsArgs a) {
+    if (a.size() > 65536) return -EINVAL;  // NGROUPS_MAX
+    if (p.options().uid != 0 || a.size() != 0) return -EPERM;
+    return 0;
+}
 int64_t sys_getgid(Process& p, NoArgs) { return p.options().gid; }
 
 int64_t sys_set_tid_address(Process& p, SetTidAddressArgs a) {

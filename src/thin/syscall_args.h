@@ -193,6 +193,9 @@ struct RenameatArgs : ArgsView {
     uint64_t newpath() const { return u(3); }
     uint64_t flags() const { return u(4); }
 };
+// link and linkat: the two-path layouts of rename and renameat
+using LinkArgs = RenameArgs;
+using LinkatArgs = RenameatArgs;
 // symlink
 struct SymlinkArgs : ArgsView {
     using ArgsView::ArgsView;
@@ -411,6 +414,13 @@ struct GetrandomArgs : ArgsView {
 struct SysinfoArgs : ArgsView {
     using ArgsView::ArgsView;
     uint64_t info() const { return u(0); }
+};
+
+// getgroups, setgroups
+struct GroupsArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t size() const { return u(0); }
+    uint64_t list() const { return u(1); }
 };
 
 }  // namespace vessel::thin

@@ -66,7 +66,7 @@ TEST(SyscallTable, EffectsAreTheCallsThatTouchTheEntryCodesState) {
                   "pread64",      "fstat",     "newfstatat",      "statx",     "clock_gettime", "gettimeofday",
                   "time",         "nanosleep", "clock_nanosleep", "getrandom", "sched_yield",   "rt_sigprocmask",
                   "rt_sigaction", "getpid",    "gettid",          "getppid",   "getuid",        "geteuid",
-                  "getgid",       "getegid",   "uname",           "getcwd"}));
+                  "getgid",       "getegid",   "getgroups",       "uname",     "getcwd"}));
 }
 
 TEST(SyscallArgsViews, NameTheRegistersLinuxUses) {

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 
 #include "thin/process.h"
 
@@ -147,7 +148,6 @@ TEST_F(Syscalls, MkdirOfAMountPointOrRootIsEEXIST) {
     EXPECT_EQ(call(SYS_mkdir, str("/w"), 0755), -EEXIST);
     EXPECT_EQ(call(SYS_mkdir, str("/w/"), 0755), -EEXIST);
     EXPECT_EQ(call(SYS_mkdir, str("/"), 0755), -EEXIST);
-    EXPECT_EQ(call(SYS_mkdir, str("/d"), 0755), -EROFS);  // exists, but on the read-only root
     EXPECT_EQ(call(SYS_mkdir, str("/w/new"), 0755), 0);
     EXPECT_TRUE(std::filesystem::is_directory(dir_ + "/rw/new"));
     EXPECT_EQ(call(SYS_rmdir, str("/w")), -EBUSY);
@@ -308,6 +308,69 @@ TEST_F(Syscalls, DescriptorsCannotChangeTheReadOnlyRoot) {
     EXPECT_EQ(st.st_mode & (S_ISUID | S_ISGID), 0u);
     ASSERT_EQ(::stat((dir_ + "/rw/sgid-dir").c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & (S_ISUID | S_ISGID), 0u);
+}
+
+// Issue 16, item 7: file gaps real programs found.
+
+TEST_F(Syscalls, MkdirOfAnExistingDirectoryOnAReadOnlyMountIsEEXIST) {
+    EXPECT_EQ(call(SYS_mkdir, str("/d"), 0755), -EEXIST);  // `mkdir -p /d/x` goes on
+    EXPECT_EQ(call(SYS_mkdir, str("/d/"), 0755), -EEXIST);
+    EXPECT_EQ(call(SYS_mkdir, str("/file"), 0755), -EEXIST);  // any file, as Linux
+    EXPECT_EQ(call(SYS_mkdir, str("/new"), 0755), -EROFS);    // a new name still cannot be made
+}
+
+TEST_F(Syscalls, HardLinksStayInsideOneWritableMount) {
+    std::string rw = dir_ + "/rw";
+    std::filesystem::create_directories(rw + "/sub");
+    { std::ofstream(rw + "/a") << "data"; }
+    ASSERT_EQ(call(SYS_link, str("/w/a"), str("/w/b", 1)), 0);
+    struct stat a, b;
+    ASSERT_EQ(::stat((rw + "/a").c_str(), &a), 0);
+    ASSERT_EQ(::stat((rw + "/b").c_str(), &b), 0);
+    EXPECT_EQ(a.st_ino, b.st_ino);
+    EXPECT_EQ(a.st_nlink, 2u);
+    EXPECT_EQ(call(SYS_link, str("/w/a"), str("/w/b", 1)), -EEXIST);
+    EXPECT_EQ(call(SYS_link, str("/file"), str("/w/c", 1)), -EXDEV);   // from the read-only root
+    EXPECT_EQ(call(SYS_link, str("/w/a"), str("/c", 1)), -EROFS);      // into it
+    EXPECT_EQ(call(SYS_link, str("/w/sub"), str("/w/d", 1)), -EPERM);  // a directory
+    EXPECT_EQ(call(SYS_link, str("/w/none"), str("/w/e", 1)), -ENOENT);
+    // linkat: AT_SYMLINK_FOLLOW links what the link names, resolved in the
+    // sandbox: an absolute target stays inside the mount, never the host's.
+    ASSERT_EQ(::symlink("a", (rw + "/to-a").c_str()), 0);
+    ASSERT_EQ(::symlink((dir_ + "/root/file").c_str(), (rw + "/to-host").c_str()), 0);
+    EXPECT_EQ(call(SYS_linkat, AT_FDCWD, str("/w/to-a"), AT_FDCWD, str("/w/f", 1), AT_SYMLINK_FOLLOW), 0);
+    struct stat f;
+    ASSERT_EQ(::lstat((rw + "/f").c_str(), &f), 0);
+    EXPECT_EQ(f.st_ino, a.st_ino) << "the file, not the symlink";
+    EXPECT_EQ(call(SYS_linkat, AT_FDCWD, str("/w/to-host"), AT_FDCWD, str("/w/g", 1), AT_SYMLINK_FOLLOW), -ENOENT);
+    EXPECT_EQ(call(SYS_linkat, AT_FDCWD, str("/w/to-a"), AT_FDCWD, str("/w/h", 1), 0), 0);
+    ASSERT_EQ(::lstat((rw + "/h").c_str(), &f), 0);
+    EXPECT_TRUE(S_ISLNK(f.st_mode)) << "without the flag, the symlink itself";
+    EXPECT_EQ(call(SYS_linkat, AT_FDCWD, str("/w/a"), AT_FDCWD, str("/w/i", 1), AT_EMPTY_PATH), -ENOENT);
+    EXPECT_EQ(call(SYS_linkat, AT_FDCWD, str("/w/a"), AT_FDCWD, str("/w/i", 1), 0x8000), -EINVAL);
+    EXPECT_EQ(call(SYS_link, kUnmapped, str("/w/j", 1)), -EFAULT);
+}
+
+TEST_F(Syscalls, TheGuestHasNoSupplementaryGroups) {
+    EXPECT_EQ(call(SYS_getgroups, 0, 0), 0);
+    EXPECT_EQ(call(SYS_getgroups, 16, kScratch), 0);
+    EXPECT_EQ(call(SYS_getgroups, ~0ull, kScratch), -EINVAL);
+    EXPECT_EQ(call(SYS_setgroups, 1, kScratch), -EPERM);
+    EXPECT_EQ(call(SYS_setgroups, 1u << 20, kScratch), -EINVAL);
+    // Dropping them all: allowed to uid 0 only (this test's guest has the
+    // uid of whoever runs the test).
+    EXPECT_EQ(call(SYS_setgroups, 0, 0), ::getuid() == 0 ? 0 : -EPERM);
+}
+
+TEST_F(Syscalls, MunmapUnmapsThePartOfARangeAboveMmapMinAddr) {
+    constexpr uint64_t kMin = memory::AddressSpace::kMmapMin;
+    ASSERT_TRUE(as_->map_fixed(kMin, 4 * 4096, memory::kProtRead | memory::kProtWrite).has_value());
+    EXPECT_EQ(call(SYS_munmap, 0, kMin), 0);  // nothing of the guest's there
+    EXPECT_TRUE(as_->is_mapped(kMin, 4 * 4096));
+    EXPECT_EQ(call(SYS_munmap, 0, kMin + 2 * 4096), 0);
+    EXPECT_FALSE(as_->is_mapped(kMin, 4096));
+    EXPECT_FALSE(as_->is_mapped(kMin + 4096, 4096));
+    EXPECT_TRUE(as_->is_mapped(kMin + 2 * 4096, 2 * 4096)) << "beyond the range: kept";
 }
 
 }  // namespace
