@@ -1,4 +1,5 @@
 #include "thin/process.h"
+#include "thin/procfs.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -336,7 +337,8 @@ Result<> Process::restore(const ProcessSnapshot& s) {
             f->stdio = file.stdio;
         } else {
             int flags = file.flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC);
-            auto fd = sandbox_.open(file.guest_path, flags, 0);
+            auto fd = procfs::covers(file.guest_path) ? procfs::open(*this, file.guest_path, flags)
+                                                      : sandbox_.open(file.guest_path, flags, 0);
             if (!fd)
                 return fail("restore: cannot reopen " + file.guest_path + ": " + std::strerror(fd.error().sys_errno),
                             fd.error().sys_errno);

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "thin/process.h"
+#include "thin/procfs.h"
 #include "thin/sys_files.h"
 #include "thin/sys_handlers.h"
 
@@ -34,8 +35,10 @@ int64_t resolve(Process& p, int dirfd, uint64_t path_ptr, int flags, Fd& holder,
             return 0;
         }
     }
-    auto fd = p.sandbox().open_path(path, flags & AT_SYMLINK_NOFOLLOW);
-    if (!fd) return -fd.error().sys_errno;
+    // /proc's files (not its directories or links yet: ENOENT).
+    auto fd = procfs::covers(path) && path != "/proc" ? procfs::open(p, path, O_RDONLY)
+                                                      : p.sandbox().open_path(path, flags & AT_SYMLINK_NOFOLLOW);
+    if (!fd) return -(fd.error().sys_errno == EISDIR ? ENOENT : fd.error().sys_errno);
     holder = std::move(*fd);
     host_fd = holder.get();
     return 0;
@@ -68,6 +71,11 @@ int64_t open_common(Process& p, int dirfd, uint64_t path_ptr, uint64_t flags, ui
     if (int64_t r = p.read_path(dirfd, path_ptr, path); r < 0) return r;
     int host_flags = static_cast<int>(flags) & ~O_CLOEXEC;
     if (host_flags & O_CREAT && !path.empty() && path.back() == '/') return -EISDIR;
+    if (procfs::covers(strip_slash(path)) && strip_slash(path) != "/proc") {
+        auto fd = procfs::open(p, strip_slash(path), host_flags);
+        if (!fd) return -fd.error().sys_errno;
+        return install(p, std::move(*fd), strip_slash(path), flags & O_CLOEXEC);
+    }
     auto fd = p.sandbox().open(path, host_flags, static_cast<unsigned>(mode) & ~p.umask() & kGuestModeMask);
     if (!fd) return -fd.error().sys_errno;
     return install(p, std::move(*fd), strip_slash(path), flags & O_CLOEXEC);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "thin/process.h"
+#include "thin/procfs.h"
 #include "thin/sys_files.h"
 #include "thin/sys_handlers.h"
 
@@ -75,6 +76,16 @@ int64_t readlink_common(Process& p, int dirfd, uint64_t path_ptr, uint64_t buf, 
     if (!name) return -name.error().sys_errno;
     bool empty_path = name->empty();
     if (empty_path && dirfd == AT_FDCWD) return -ENOENT;
+    if (!empty_path) {
+        std::string path;
+        if (int64_t r = p.read_path(dirfd, path_ptr, path); r < 0) return r;
+        if (procfs::covers(path) && path != "/proc") {
+            auto target = procfs::readlink(p, path);
+            if (!target) return -target.error().sys_errno;
+            uint64_t n = std::min<uint64_t>(target->size(), size);
+            return p.mem().write(buf, target->data(), n) ? static_cast<int64_t>(n) : -EFAULT;
+        }
+    }
     if (int64_t r = resolve(p, dirfd, path_ptr, AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH, holder, host); r < 0) return r;
     std::vector<char> out(std::min<uint64_t>(size, PATH_MAX));
     ssize_t n = ::readlinkat(host, "", out.data(), out.size());

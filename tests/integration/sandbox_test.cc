@@ -54,7 +54,7 @@ TEST_F(Sandbox, PathsOutsideTheRootFail) {
 }
 
 TEST_F(Sandbox, HostProcSysAndDevAreNeverVisible) {
-    for (const char* p : {"/proc/self/environ", "/proc/cpuinfo", "/proc/1/cmdline", "/sys/kernel/notes", "/dev/kvm",
+    for (const char* p : {"/proc/self/environ", "/proc/kcore", "/proc/1/cmdline", "/sys/kernel/notes", "/dev/kvm",
                           "/dev/mem", "/dev/tty", "/dev/sda", "/dev/fd/0", "/dev/shm"}) {
         auto r = cat(p);
         EXPECT_NE(r.status, 0) << p;
@@ -62,11 +62,20 @@ TEST_F(Sandbox, HostProcSysAndDevAreNeverVisible) {
     }
     // Even when the root is the host's own "/", whose /etc/mtab is a symlink
     // into /proc and whose /dev, /proc and /sys are the real ones.
-    for (const char* p : {"/proc/mounts", "/etc/mtab", "/proc/self/status", "/sys/kernel/notes", "/dev/kvm"}) {
+    for (const char* p : {"/proc/kallsyms", "/proc/self/environ", "/sys/kernel/notes", "/dev/kvm"}) {
         auto r = run_vessel({"--root", "/"}, {kBusybox, "cat", p});
         EXPECT_NE(r.status, 0) << p;
         EXPECT_EQ(r.out, "") << p;
     }
+    // The /proc files a thin guest has are the VM's own (thin/procfs.h): its
+    // one vCPU, its mounts, its one process.
+    auto cpuinfo = run_vessel({"--root", "/"}, {kBusybox, "cat", "/proc/cpuinfo"});
+    EXPECT_EQ(cpuinfo.status, 0) << cpuinfo.err;
+    EXPECT_NE(cpuinfo.out.find("Vessel thin vCPU"), std::string::npos) << cpuinfo.out;
+    EXPECT_EQ(cpuinfo.out.find("processor\t: 1"), std::string::npos) << "one vCPU";
+    auto mtab = run_vessel({"--root", "/"}, {kBusybox, "cat", "/proc/mounts"});
+    EXPECT_EQ(mtab.status, 0) << mtab.err;
+    EXPECT_EQ(mtab.out, "vessel / vessel ro,nosuid,nodev 0 0\nproc /proc proc ro,nosuid,nodev,noexec 0 0\n");
     for (const char* d : {"/proc", "/sys", "/dev"}) {
         auto r = run_vessel({"--root", "/"}, {kBusybox, "ls", d});
         EXPECT_EQ(r.out, "") << d << " lists host entries";

@@ -373,5 +373,51 @@ TEST_F(Syscalls, MunmapUnmapsThePartOfARangeAboveMmapMinAddr) {
     EXPECT_TRUE(as_->is_mapped(kMin + 2 * 4096, 2 * 4096)) << "beyond the range: kept";
 }
 
+// Issue 16, item 6: a /proc of the VM's own, nothing from the host's.
+
+TEST_F(Syscalls, ProcFilesDescribeTheVmNotTheHost) {
+    auto read_all = [&](const std::string& path) {
+        int64_t fd = call(SYS_open, str(path), O_RDONLY);
+        if (fd < 0) return "error " + std::to_string(fd);
+        std::string out;
+        for (;;) {
+            int64_t n = call(SYS_read, fd, kScratch + 4096, 4096);
+            if (n <= 0) break;
+            std::string chunk(static_cast<size_t>(n), '\0');
+            as_->view().read(kScratch + 4096, chunk.data(), chunk.size());
+            out += chunk;
+        }
+        call(SYS_close, fd);
+        return out;
+    };
+    std::string meminfo = read_all("/proc/meminfo");
+    EXPECT_NE(meminfo.find("MemTotal:          16384 kB"), std::string::npos) << meminfo;  // the VM's 16 MiB
+    EXPECT_NE(read_all("/proc/self/status").find("Pid:\t1\n"), std::string::npos);
+    EXPECT_EQ(read_all("/proc/1/stat").substr(0, 17), "1 (vessel-guest) ");
+    std::string maps = read_all("/proc/self/maps");
+    EXPECT_NE(maps.find("010000000-"), std::string::npos) << maps;  // the scratch mapping, kScratch
+    std::string mounts = read_all("/proc/mounts");
+    EXPECT_NE(mounts.find("vessel / vessel ro"), std::string::npos) << mounts;
+    EXPECT_NE(mounts.find("vessel /w vessel rw"), std::string::npos) << mounts;
+    EXPECT_EQ(read_all("/proc/sys/kernel/ostype"), "Linux\n");
+    EXPECT_EQ(read_all("/proc/cpuinfo").find("processor\t: 0"), 0u);
+    // Nothing else of the host's /proc, and nothing writable.
+    EXPECT_EQ(call(SYS_open, str("/proc/version_signature"), O_RDONLY), -ENOENT);
+    EXPECT_EQ(call(SYS_open, str("/proc/2/status"), O_RDONLY), -ENOENT);
+    EXPECT_EQ(call(SYS_open, str("/proc/sys/kernel/pid_max"), O_WRONLY), -EACCES);
+    EXPECT_EQ(call(SYS_open, str("/proc/meminfo"), O_RDONLY | O_CREAT, 0644), -EACCES);
+    int64_t fd = call(SYS_open, str("/proc/meminfo"), O_RDONLY);
+    ASSERT_GE(fd, 0);
+    EXPECT_EQ(call(SYS_write, fd, kScratch, 1), -EBADF);
+    // stat sees a file; readlink answers the process links.
+    EXPECT_EQ(call(SYS_stat, str("/proc/uptime"), kScratch + 8192), 0);
+    EXPECT_EQ(call(SYS_readlink, str("/proc/self"), kScratch + 8192, 64), 1);
+    EXPECT_EQ(call(SYS_readlink, str("/proc/self/cwd"), kScratch + 8192, 64), 1);  // "/"
+    EXPECT_EQ(call(SYS_readlink, str("/proc/self/fd/" + std::to_string(fd)), kScratch + 8192, 64),
+              static_cast<int64_t>(std::string("/proc/meminfo").size()));
+    EXPECT_EQ(call(SYS_readlink, str("/proc/meminfo"), kScratch + 8192, 64), -EINVAL);
+    EXPECT_EQ(call(SYS_readlink, str("/proc/self/fd/999"), kScratch + 8192, 64), -ENOENT);
+}
+
 }  // namespace
 }  // namespace vessel::thin

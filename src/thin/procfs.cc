@@ -1,0 +1,169 @@
+#include "thin/procfs.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/sysinfo.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <cinttypes>
+#include <cstdio>
+#include <map>
+
+#include "thin/process.h"
+
+namespace vessel::thin::procfs {
+namespace {
+
+std::string format(const char* fmt, auto... args) {
+    char buf[256];
+    int n = std::snprintf(buf, sizeof buf, fmt, args...);
+    return std::string(buf, n < 0 ? 0 : std::min<size_t>(static_cast<size_t>(n), sizeof buf - 1));
+}
+
+// "/proc/self/x" and "/proc/1/x" are the same file: the rest after the
+// process part ("x"), or nullopt when `abs` is not under a process.
+std::optional<std::string> under_process(const std::string& abs) {
+    for (const std::string& prefix : {std::string("/proc/self"), "/proc/" + std::to_string(kGuestPid)}) {
+        if (abs == prefix) return std::string();
+        if (abs.starts_with(prefix + "/")) return abs.substr(prefix.size() + 1);
+    }
+    return std::nullopt;
+}
+
+uint64_t kib(uint64_t bytes) { return bytes / 1024; }
+
+std::string meminfo(Process& p) {
+    uint64_t total = p.as().memory().size();
+    uint64_t free = p.as().allocator().pages_free() * memory::kPageSize;
+    std::string s;
+    s += format("MemTotal:       %8" PRIu64 " kB\n", kib(total));
+    s += format("MemFree:        %8" PRIu64 " kB\n", kib(free));
+    s += format("MemAvailable:   %8" PRIu64 " kB\n", kib(free));
+    for (const char* zero : {"Buffers", "Cached", "SwapCached", "SwapTotal", "SwapFree", "Shmem"})
+        s += format("%-15s %8d kB\n", (std::string(zero) + ":").c_str(), 0);
+    return s;
+}
+
+std::string cpuinfo() {
+    // One vCPU; the model and flags a program would act on come from CPUID,
+    // which the guest reads itself.
+    long cpus = 1;
+    std::string s;
+    for (long i = 0; i < cpus; ++i)
+        s += format("processor\t: %ld\nvendor_id\t: Vessel\nmodel name\t: Vessel thin vCPU\ncpu cores\t: 1\n\n", i);
+    return s;
+}
+
+std::string mounts(Process& p) {
+    std::string s;
+    // Longest guest path first in the sandbox; / first here, as Linux lists.
+    std::map<std::string, bool> sorted;
+    for (const auto& m : p.sandbox().mounts()) sorted[m.guest_path] = m.writable;
+    for (const auto& [path, writable] : sorted)
+        s += "vessel " + path + " vessel " + (writable ? "rw" : "ro") + ",nosuid,nodev 0 0\n";
+    s += "proc /proc proc ro,nosuid,nodev,noexec 0 0\n";
+    return s;
+}
+
+std::string maps(Process& p) {
+    std::string s;
+    for (const auto& [start, v] : p.as().vmas()) {
+        char perms[5] = {v.prot & memory::kProtRead ? 'r' : '-', v.prot & memory::kProtWrite ? 'w' : '-',
+                         v.prot & memory::kProtExec ? 'x' : '-', 'p', 0};
+        s += format("%012" PRIx64 "-%012" PRIx64 " %s 00000000 00:00 0", v.start, v.end, perms);
+        s += v.name.empty() ? "\n" : "                          " + v.name + "\n";
+    }
+    return s;
+}
+
+std::string status(Process& p) {
+    uint64_t rss = 0;
+    for (const auto& [start, v] : p.as().vmas()) rss += v.end - v.start;
+    std::string s = "Name:\tvessel-guest\nState:\tR (running)\n";
+    s += format("Tgid:\t%d\nPid:\t%d\nPPid:\t0\n", int(kGuestPid), int(kGuestPid));
+    s += format("Uid:\t%u\t%u\t%u\t%u\nGid:\t%u\t%u\t%u\t%u\nGroups:\t\n", p.options().uid, p.options().uid,
+                p.options().uid, p.options().uid, p.options().gid, p.options().gid, p.options().gid, p.options().gid);
+    s += format("VmSize:\t%8" PRIu64 " kB\nVmRSS:\t%8" PRIu64 " kB\nThreads:\t1\n", kib(rss), kib(rss));
+    return s;
+}
+
+std::string stat_line(Process&) {
+    // The fields programs read (pid, comm, state, ppid, pgrp, session); the
+    // rest zero.
+    std::string s = format("%d (vessel-guest) R 0 %d %d 0 -1", int(kGuestPid), int(kGuestPid), int(kGuestPid));
+    for (int i = 0; i < 44; ++i) s += " 0";
+    return s + "\n";
+}
+
+}  // namespace
+
+bool covers(const std::string& abs) { return abs == "/proc" || abs.starts_with("/proc/"); }
+
+Result<std::string> text(Process& p, const std::string& abs) {
+    if (auto rest = under_process(abs)) {
+        if (rest->empty() || *rest == "fd") return fail("", EISDIR);
+        if (*rest == "maps") return maps(p);
+        if (*rest == "status") return status(p);
+        if (*rest == "stat") return stat_line(p);
+        if (*rest == "mounts") return mounts(p);
+        return fail("", ENOENT);
+    }
+    if (abs == "/proc" || abs == "/proc/sys" || abs == "/proc/sys/kernel") return fail("", EISDIR);
+    struct sysinfo si {};
+    ::sysinfo(&si);
+    if (abs == "/proc/meminfo") return meminfo(p);
+    if (abs == "/proc/cpuinfo") return cpuinfo();
+    if (abs == "/proc/mounts") return mounts(p);
+    if (abs == "/proc/uptime") return format("%ld.00 %ld.00\n", si.uptime, si.uptime);
+    if (abs == "/proc/loadavg")
+        return format("%.2f %.2f %.2f 1/1 %d\n", si.loads[0] / 65536.0, si.loads[1] / 65536.0, si.loads[2] / 65536.0,
+                      int(kGuestPid));
+    if (abs == "/proc/stat") return std::string("cpu  0 0 0 0 0 0 0 0 0 0\ncpu0 0 0 0 0 0 0 0 0 0 0\nprocesses 1\n");
+    if (abs == "/proc/filesystems") return std::string("nodev\tproc\n\tvessel\n");
+    if (abs == "/proc/sys/kernel/ostype") return std::string("Linux\n");
+    if (abs == "/proc/sys/kernel/hostname") return std::string("vessel\n");
+    if (abs == "/proc/sys/kernel/pid_max") return std::string("32768\n");
+    if (abs == "/proc/sys/kernel/osrelease") {
+        struct utsname u;
+        ::uname(&u);
+        return std::string(u.release) + "\n";  // as uname(2) answers the guest
+    }
+    return fail("", ENOENT);
+}
+
+Result<Fd> open(Process& p, const std::string& abs, int flags) {
+    auto content = text(p, abs);
+    if (!content) return std::unexpected(content.error());
+    if ((flags & O_ACCMODE) != O_RDONLY || (flags & (O_CREAT | O_TRUNC))) return fail("", EACCES);
+    Fd fd(::memfd_create("vessel-proc", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+    if (!fd) return fail("", errno);
+    if (::write(fd.get(), content->data(), content->size()) != static_cast<ssize_t>(content->size()))
+        return fail("", EIO);
+    ::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL);
+    ::lseek(fd.get(), 0, SEEK_SET);
+    // Reopened read-only, so that a guest's write gets EBADF as from a file
+    // opened O_RDONLY.
+    Fd ro(::open(("/proc/self/fd/" + std::to_string(fd.get())).c_str(), O_RDONLY | O_CLOEXEC));
+    return ro ? std::move(ro) : std::move(fd);
+}
+
+Result<std::string> readlink(Process& p, const std::string& abs) {
+    if (abs == "/proc/self") return std::to_string(kGuestPid);
+    auto rest = under_process(abs);
+    if (!rest) return text(p, abs) ? fail("", EINVAL) : fail("", ENOENT);
+    if (*rest == "cwd") return p.cwd();
+    if (rest->starts_with("fd/")) {
+        char* end = nullptr;
+        long fd = std::strtol(rest->c_str() + 3, &end, 10);
+        if (*end || rest->size() == 3 || fd < 0 || fd >= FdTable::kMaxFds) return fail("", ENOENT);
+        auto* e = p.fds().get(static_cast<int>(fd));
+        if (!e) return fail("", ENOENT);
+        if (!e->file->guest_path.empty()) return e->file->guest_path;
+        // The host's name for it would tell the guest host paths.
+        return std::string(::isatty(e->file->host.get()) ? "/dev/tty" : "pipe:[0]");
+    }
+    return text(p, abs) ? fail("", EINVAL) : fail("", ENOENT);
+}
+
+}  // namespace vessel::thin::procfs
