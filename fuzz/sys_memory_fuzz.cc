@@ -3,6 +3,6 @@
 #include "fuzz/thin_syscalls.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-    vessel::fuzz::run_syscalls(vessel::thin::register_memory_syscalls, data, size);
+    vessel::fuzz::run_syscalls(vessel::fuzz::Family::kMemory, data, size);
     return 0;
 }

@@ -1,7 +1,7 @@
 // Runs a thin guest's system calls from fuzz input against a real Process
 // (thin/process.h) without KVM, as tests/thin/syscalls_test.cc does: guest
 // memory and page tables are real, the vCPU is a stub, files live in a
-// scratch sandbox. One family's calls (thin/syscall_table.h) per target.
+// scratch sandbox. One family's calls (thin/syscall_table.inc) per target.
 #pragma once
 
 #include <fcntl.h>
@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <string_view>
 #include <vector>
 
 #include "fuzz/fuzz_util.h"
@@ -37,13 +38,45 @@ struct StubCpu : thin::CpuAccess {
     uint64_t gs_base() override { return gs; }
 };
 
-// The numbers `family` registers.
-inline std::vector<uint64_t> family_numbers(void (*family)(thin::SyscallTable&)) {
-    thin::SyscallTable t;
-    family(t);
+// The calls of one source file of the thin layer, by the handler that
+// serves them (an alias such as geteuid goes with getuid's handler).
+enum class Family { kFiles, kMemory, kProcess, kTime };
+
+inline Family family_of(std::string_view handler) {
+    static constexpr std::string_view kMemory[] = {"sys_brk",      "sys_mmap",   "sys_munmap",
+                                                   "sys_mprotect", "sys_mremap", "sys_madvise"};
+    static constexpr std::string_view kTime[] = {"sys_clock_gettime", "sys_clock_getres", "sys_gettimeofday",
+                                                 "sys_time",          "sys_nanosleep",    "sys_clock_nanosleep"};
+    // sys_process.cc: everything about the process that is not time or memory.
+    static constexpr std::string_view kProcess[] = {
+        "sys_exit",         "sys_getpid",         "sys_getppid",           "sys_getuid",          "sys_getgroups",
+        "sys_setgroups",    "sys_getgid",         "sys_set_tid_address",   "sys_set_robust_list", "sys_arch_prctl",
+        "sys_rt_sigaction", "sys_rt_sigprocmask", "sys_sigaltstack",       "sys_uname",           "sys_prlimit64",
+        "sys_getrlimit",    "sys_sched_yield",    "sys_sched_getaffinity", "sys_futex",           "sys_umask",
+        "sys_getrandom",    "sys_sysinfo"};
+    for (auto h : kMemory)
+        if (h == handler) return Family::kMemory;
+    for (auto h : kTime)
+        if (h == handler) return Family::kTime;
+    for (auto h : kProcess)
+        if (h == handler) return Family::kProcess;
+    return Family::kFiles;  // sys_rw, sys_stat, sys_path, sys_fd
+}
+
+// The numbers of `family`'s calls, from syscall_table.inc.
+inline std::vector<uint64_t> family_numbers(Family family) {
+    struct Entry {
+        uint64_t nr;
+        std::string_view handler;
+    };
+#define SYSCALL(nr, name, handler, View, trace, status, effect, note) Entry{nr, #handler},
+    static constexpr Entry kEntries[] = {
+#include "thin/syscall_table.inc"
+    };
+#undef SYSCALL
     std::vector<uint64_t> out;
-    for (unsigned nr = 0; nr < thin::kMaxSyscall; ++nr)
-        if (t.find(nr)->handler) out.push_back(nr);
+    for (const Entry& e : kEntries)
+        if (family_of(e.handler) == family) out.push_back(e.nr);
     return out;
 }
 
@@ -100,7 +133,7 @@ struct ThinGuest {
     std::unique_ptr<thin::Process> process;
 };
 
-inline void run_syscalls(void (*family)(thin::SyscallTable&), const uint8_t* data, size_t size) {
+inline void run_syscalls(Family family, const uint8_t* data, size_t size) {
     static const std::vector<uint64_t> numbers = family_numbers(family);
     ThinGuest g;
     memory::AddressSpace& as = *g.as;
