@@ -101,12 +101,14 @@ Result<Recorded> config_from_json(const json& j) {
         r.kernel_cmdline = j.at("kernel_cmdline").get<std::string>();
         std::string entry = j.at("boot_entry").get<std::string>();
         c.entry = entry == "pvh" ? BootEntry::kPvh : entry == "linux64" ? BootEntry::kLinux64 : BootEntry::kAuto;
-        c.cpus = j.at("cpus").get<unsigned>();
-        c.mem_size = j.at("mem_bytes").get<uint64_t>();
+        uint64_t cpus = snapshot::json_unsigned(j, "cpus");
+        if (cpus == 0 || cpus > kMaxFullVmCpus) return fail("snapshot config: cpus out of range", EINVAL);
+        c.cpus = static_cast<unsigned>(cpus);
+        c.mem_size = snapshot::json_unsigned(j, "mem_bytes");
         const json& d = j.at("devices");
         for (const auto& disk : d.at("disks")) {
             c.disks.push_back(disk.at("spec").get<std::string>());
-            r.disk_sectors.push_back(disk.at("sectors").get<uint64_t>());
+            r.disk_sectors.push_back(snapshot::json_unsigned(disk, "sectors"));
         }
         if (!d.at("net").is_null()) {
             c.net = d.at("net").at("spec").get<std::string>();
@@ -115,14 +117,14 @@ Result<Recorded> config_from_json(const json& j) {
             r.mac = *mac;
         }
         if (!d.at("vsock").is_null()) {
-            uint64_t cid = d.at("vsock").at("cid").get<uint64_t>();
+            uint64_t cid = snapshot::json_unsigned(d.at("vsock"), "cid");
             if (cid < 3 || cid > 0xffffffffull) return fail("snapshot config: vsock CID out of range", EINVAL);
             c.vsock_cid = static_cast<uint32_t>(cid);
             c.vsock_uds = d.at("vsock").at("uds").get<std::string>();
         }
         c.rng = d.at("rng").get<bool>();
         return r;
-    } catch (const json::exception& e) {
+    } catch (const std::exception& e) {  // json::exception, and json_unsigned's
         return fail(std::string("snapshot config: ") + e.what(), EINVAL);
     }
 }

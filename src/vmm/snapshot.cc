@@ -163,13 +163,13 @@ Result<ThinVmConfig> config_from_json(const json& j) {
         c.program = j.at("program").get<std::string>();
         c.argv = j.at("argv").get<std::vector<std::string>>();
         c.envp = j.at("envp").get<std::vector<std::string>>();
-        c.mem_size = j.at("mem_bytes").get<uint64_t>();
+        c.mem_size = snapshot::json_unsigned(j, "mem_bytes");
         c.root = j.at("root").get<std::string>();
         for (const auto& m : j.at("rw"))
             c.rw.push_back({m.at("host").get<std::string>(), m.at("guest").get<std::string>()});
         c.trace_syscalls = j.value("trace_syscalls", false);
         return c;
-    } catch (const json::exception& e) {
+    } catch (const std::exception& e) {  // json::exception, and json_unsigned's
         return fail(std::string("snapshot config: ") + e.what(), EINVAL);
     }
 }

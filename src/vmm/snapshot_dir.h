@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,6 +24,16 @@ inline constexpr const char* kStateFile = "state.bin";
 inline constexpr const char* kMemoryFile = "memory.img";
 inline constexpr unsigned kMaxChain = 64;
 inline constexpr uint64_t kMaxRam = 64ull << 30;
+
+// j[key] as an unsigned integer. A float, a negative number or anything
+// else throws std::domain_error: nlohmann's get<uint64_t>() would convert
+// them, a huge float with undefined behaviour (found by fuzz/thin_snapshot).
+inline uint64_t json_unsigned(const nlohmann::json& j, const char* key) {
+    const auto& v = j.at(key);
+    if (!v.is_number_integer() || (!v.is_number_unsigned() && v.get<int64_t>() < 0))
+        throw std::domain_error(std::string("'") + key + "' must be an unsigned integer");
+    return v.get<uint64_t>();
+}
 
 // `dir` made absolute against the working directory.
 std::string absolute(const std::string& dir);
