@@ -4,6 +4,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/fd.h"
 
@@ -15,6 +16,15 @@ struct OpenFile {
     std::string guest_path;  // absolute guest path (for *at() and fchdir); empty for pipes/stdio
     bool directory = false;
     int stdio = -1;  // 0-2 when this is the host's stdin/stdout/stderr
+    // A synthetic directory (thin/procfs.h): its entries as they were when
+    // it was opened, served by getdents64 from `next` on; `host` is then
+    // only something fstat calls a directory.
+    struct Entry {
+        std::string name;
+        unsigned char type;  // DT_DIR, DT_REG, DT_LNK
+    };
+    std::shared_ptr<const std::vector<Entry>> entries;
+    size_t next = 0;
 };
 
 class FdTable {

@@ -337,8 +337,16 @@ Result<> Process::restore(const ProcessSnapshot& s) {
             f->stdio = file.stdio;
         } else {
             int flags = file.flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC);
-            auto fd = procfs::covers(file.guest_path) ? procfs::open(*this, file.guest_path, flags)
-                                                      : sandbox_.open(file.guest_path, flags, 0);
+            if (procfs::covers(file.guest_path)) {  // made afresh: /proc says how things are now
+                auto proc = procfs::open_file(*this, file.guest_path, flags);
+                if (!proc)
+                    return fail(
+                        "restore: cannot reopen " + file.guest_path + ": " + std::strerror(proc.error().sys_errno),
+                        proc.error().sys_errno);
+                files.push_back(std::move(*proc));
+                continue;
+            }
+            auto fd = sandbox_.open(file.guest_path, flags, 0);
             if (!fd)
                 return fail("restore: cannot reopen " + file.guest_path + ": " + std::strerror(fd.error().sys_errno),
                             fd.error().sys_errno);

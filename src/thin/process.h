@@ -78,6 +78,10 @@ struct ProcessOptions {
     bool fsgsbase = false;  // CR4.FSGSBASE is on: the guest may set FS itself
     std::FILE* trace_out = stderr;
     uint32_t uid = 0, gid = 0;
+    // What /proc/self/{cmdline,environ,comm} show: the program's start
+    // arguments and environment, and its file name (at most 15 bytes).
+    std::vector<std::string> argv, envp;
+    std::string comm;
 };
 
 class Process {

@@ -1,5 +1,6 @@
 #include "thin/procfs.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/sysinfo.h>
@@ -32,6 +33,13 @@ std::optional<std::string> under_process(const std::string& abs) {
 }
 
 uint64_t kib(uint64_t bytes) { return bytes / 1024; }
+
+// NUL-terminated strings one after the other, as cmdline and environ are.
+std::string joined(const std::vector<std::string>& strings) {
+    std::string s;
+    for (const auto& x : strings) s += x + '\0';
+    return s;
+}
 
 std::string meminfo(Process& p) {
     uint64_t total = p.as().memory().size();
@@ -80,7 +88,7 @@ std::string maps(Process& p) {
 std::string status(Process& p) {
     uint64_t rss = 0;
     for (const auto& [start, v] : p.as().vmas()) rss += v.end - v.start;
-    std::string s = "Name:\tvessel-guest\nState:\tR (running)\n";
+    std::string s = "Name:\t" + p.options().comm + "\nState:\tR (running)\n";
     s += format("Tgid:\t%d\nPid:\t%d\nPPid:\t0\n", int(kGuestPid), int(kGuestPid));
     s += format("Uid:\t%u\t%u\t%u\t%u\nGid:\t%u\t%u\t%u\t%u\nGroups:\t\n", p.options().uid, p.options().uid,
                 p.options().uid, p.options().uid, p.options().gid, p.options().gid, p.options().gid, p.options().gid);
@@ -88,10 +96,11 @@ std::string status(Process& p) {
     return s;
 }
 
-std::string stat_line(Process&) {
+std::string stat_line(Process& p) {
     // The fields programs read (pid, comm, state, ppid, pgrp, session); the
     // rest zero.
-    std::string s = format("%d (vessel-guest) R 0 %d %d 0 -1", int(kGuestPid), int(kGuestPid), int(kGuestPid));
+    std::string s =
+        format("%d (%s) R 0 %d %d 0 -1", int(kGuestPid), p.options().comm.c_str(), int(kGuestPid), int(kGuestPid));
     for (int i = 0; i < 44; ++i) s += " 0";
     return s + "\n";
 }
@@ -100,10 +109,74 @@ std::string stat_line(Process&) {
 
 bool covers(const std::string& abs) { return abs == "/proc" || abs.starts_with("/proc/"); }
 
+namespace {
+
+constexpr const char* kTopFiles[] = {"cpuinfo", "filesystems", "loadavg", "meminfo", "mounts", "stat", "uptime"};
+constexpr const char* kKernelFiles[] = {"hostname", "osrelease", "ostype", "pid_max"};
+constexpr const char* kProcessFiles[] = {"cmdline", "comm", "environ", "maps", "mounts", "stat", "status"};
+
+}  // namespace
+
+Result<std::vector<OpenFile::Entry>> list(Process& p, const std::string& abs) {
+    std::vector<OpenFile::Entry> out = {{".", DT_DIR}, {"..", DT_DIR}};
+    auto files = [&](const auto& names) {
+        for (const char* n : names) out.push_back({n, DT_REG});
+    };
+    if (abs == "/proc") {
+        out.push_back({std::to_string(kGuestPid), DT_DIR});
+        out.push_back({"self", DT_LNK});
+        out.push_back({"sys", DT_DIR});
+        files(kTopFiles);
+    } else if (abs == "/proc/sys") {
+        out.push_back({"kernel", DT_DIR});
+    } else if (abs == "/proc/sys/kernel") {
+        files(kKernelFiles);
+    } else if (auto rest = under_process(abs); rest && rest->empty()) {
+        files(kProcessFiles);
+        out.push_back({"cwd", DT_LNK});
+        out.push_back({"fd", DT_DIR});
+    } else if (rest && *rest == "fd") {
+        for (const auto& [fd, e] : p.fds().entries()) out.push_back({std::to_string(fd), DT_LNK});
+    } else {
+        return text(p, abs) ? fail("", ENOTDIR) : fail("", ENOENT);
+    }
+    return out;
+}
+
+Result<std::shared_ptr<OpenFile>> open_file(Process& p, const std::string& abs, int flags) {
+    auto f = std::make_shared<OpenFile>();
+    f->guest_path = abs;
+    auto fd = open(p, abs, flags);
+    if (fd) {
+        if (flags & O_DIRECTORY) return fail("", ENOTDIR);
+        f->host = std::move(*fd);
+        return f;
+    }
+    if (fd.error().sys_errno != EISDIR) return std::unexpected(fd.error());
+    if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_CREAT)) return fail("", EISDIR);
+    auto entries = list(p, abs);
+    if (!entries) return std::unexpected(entries.error());
+    auto stand_in = directory_stand_in();
+    if (!stand_in) return std::unexpected(stand_in.error());
+    f->host = std::move(*stand_in);
+    f->directory = true;
+    f->entries = std::make_shared<const std::vector<OpenFile::Entry>>(std::move(*entries));
+    return f;
+}
+
+Result<Fd> directory_stand_in() {
+    Fd fd(::open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd) return fail("", errno);
+    return fd;
+}
+
 Result<std::string> text(Process& p, const std::string& abs) {
     if (auto rest = under_process(abs)) {
         if (rest->empty() || *rest == "fd") return fail("", EISDIR);
         if (*rest == "maps") return maps(p);
+        if (*rest == "cmdline") return joined(p.options().argv);
+        if (*rest == "environ") return joined(p.options().envp);
+        if (*rest == "comm") return p.options().comm + "\n";
         if (*rest == "status") return status(p);
         if (*rest == "stat") return stat_line(p);
         if (*rest == "mounts") return mounts(p);

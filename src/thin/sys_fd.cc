@@ -19,6 +19,11 @@ int64_t sys_close(Process& p, FdArgs a) {
 int64_t sys_lseek(Process& p, SeekArgs a) {
     OpenFile* f = file_of(p, a.fd());
     if (!f) return -EBADF;
+    if (f->entries) {  // a synthetic directory: rewinddir and seekdir to a d_off it gave
+        if (a.whence() != SEEK_SET || a.offset() > f->entries->size()) return -EINVAL;
+        f->next = a.offset();
+        return static_cast<int64_t>(f->next);
+    }
     off_t r = ::lseek(f->host.get(), static_cast<off_t>(a.offset()), static_cast<int>(a.whence()));
     return r < 0 ? -errno : r;
 }

@@ -36,9 +36,10 @@ int64_t resolve(Process& p, int dirfd, uint64_t path_ptr, int flags, Fd& holder,
         }
     }
     // /proc's files (not its directories or links yet: ENOENT).
-    auto fd = procfs::covers(path) && path != "/proc" ? procfs::open(p, path, O_RDONLY)
-                                                      : p.sandbox().open_path(path, flags & AT_SYMLINK_NOFOLLOW);
-    if (!fd) return -(fd.error().sys_errno == EISDIR ? ENOENT : fd.error().sys_errno);
+    auto fd = procfs::covers(path) ? procfs::open(p, path, O_RDONLY)
+                                   : p.sandbox().open_path(path, flags & AT_SYMLINK_NOFOLLOW);
+    if (!fd && fd.error().sys_errno == EISDIR) fd = procfs::directory_stand_in();  // a /proc directory
+    if (!fd) return -fd.error().sys_errno;
     holder = std::move(*fd);
     host_fd = holder.get();
     return 0;
@@ -66,16 +67,24 @@ std::string strip_slash(std::string path) {
     return path;
 }
 
+int64_t open_proc(Process& p, const std::string& path, int flags, bool cloexec) {
+    auto f = procfs::open_file(p, path, flags);
+    if (!f) return -f.error().sys_errno;
+    std::shared_ptr<OpenFile> file = *f;
+    int fd = p.fds().install(std::move(*f), cloexec);
+    // fd/ lists the descriptor it is read through too, as on Linux.
+    if (fd >= 0 && file->entries && path.ends_with("/fd"))
+        if (auto again = procfs::list(p, path))
+            file->entries = std::make_shared<const std::vector<OpenFile::Entry>>(std::move(*again));
+    return fd;
+}
+
 int64_t open_common(Process& p, int dirfd, uint64_t path_ptr, uint64_t flags, uint64_t mode) {
     std::string path;
     if (int64_t r = p.read_path(dirfd, path_ptr, path); r < 0) return r;
     int host_flags = static_cast<int>(flags) & ~O_CLOEXEC;
     if (host_flags & O_CREAT && !path.empty() && path.back() == '/') return -EISDIR;
-    if (procfs::covers(strip_slash(path)) && strip_slash(path) != "/proc") {
-        auto fd = procfs::open(p, strip_slash(path), host_flags);
-        if (!fd) return -fd.error().sys_errno;
-        return install(p, std::move(*fd), strip_slash(path), flags & O_CLOEXEC);
-    }
+    if (procfs::covers(strip_slash(path))) return open_proc(p, strip_slash(path), host_flags, flags & O_CLOEXEC);
     auto fd = p.sandbox().open(path, host_flags, static_cast<unsigned>(mode) & ~p.umask() & kGuestModeMask);
     if (!fd) return -fd.error().sys_errno;
     return install(p, std::move(*fd), strip_slash(path), flags & O_CLOEXEC);

@@ -5,6 +5,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <vector>
 
 #include "thin/process.h"
@@ -55,10 +56,39 @@ int64_t sys_statx(Process& p, StatxArgs a) {
     return p.mem().write_obj(a.buf(), sx) ? 0 : -EFAULT;
 }
 
+namespace {
+
+// getdents64 of a synthetic directory: linux_dirent64 records, 8-aligned,
+// as many as fit; EINVAL when not even the next one does.
+int64_t synthetic_dents(Process& p, OpenFile& f, uint64_t buf, uint64_t count) {
+    std::vector<uint8_t> out;
+    while (f.next < f.entries->size()) {
+        const OpenFile::Entry& e = (*f.entries)[f.next];
+        size_t len = (19 + e.name.size() + 1 + 7) & ~size_t{7};  // ino, off, reclen, type, name, NUL
+        if (out.size() + len > count) break;
+        size_t at = out.size();
+        out.resize(at + len, 0);
+        uint64_t ino = 0x10000 + f.next, off = f.next + 1;
+        uint16_t reclen = static_cast<uint16_t>(len);
+        std::memcpy(&out[at], &ino, 8);
+        std::memcpy(&out[at + 8], &off, 8);
+        std::memcpy(&out[at + 16], &reclen, 2);
+        out[at + 18] = e.type;
+        std::memcpy(&out[at + 19], e.name.data(), e.name.size());
+        ++f.next;
+    }
+    if (out.empty() && f.next < f.entries->size()) return -EINVAL;
+    if (!out.empty() && !p.mem().write(buf, out.data(), out.size())) return -EFAULT;
+    return static_cast<int64_t>(out.size());
+}
+
+}  // namespace
+
 int64_t sys_getdents64(Process& p, IoArgs a) {
     OpenFile* f = file_of(p, a.fd());
     if (!f) return -EBADF;
     if (!f->directory) return -ENOTDIR;
+    if (f->entries) return synthetic_dents(p, *f, a.buf(), a.count());
     std::vector<uint8_t> buf(std::min<uint64_t>(a.count(), 1 << 20));
     long n = ::syscall(SYS_getdents64, f->host.get(), buf.data(), buf.size());
     if (n < 0) return -errno;

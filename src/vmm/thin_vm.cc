@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 
 #include "arch/x86/cpuid.h"
 #include "arch/x86/host_cpuid.h"
@@ -145,6 +146,9 @@ void ThinVm::Impl::finish_setup(thin::Sandbox sandbox, bool fsgsbase) {
     opts.uid = ::getuid();
     opts.gid = ::getgid();
     opts.fsgsbase = fsgsbase;
+    opts.argv = config.argv;
+    opts.envp = config.envp;
+    opts.comm = std::filesystem::path(config.program).filename().string().substr(0, 15);
     process = std::make_unique<thin::Process>(*as, std::move(sandbox), *this, opts);
     if (auto entry = thin::GuestEntry::find(*as)) process->attach_guest_entry(std::move(*entry));
     runner = std::make_unique<cpu::VcpuRunner>(*vcpu);

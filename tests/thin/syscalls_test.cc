@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -53,6 +54,9 @@ protected:
         ProcessOptions o;
         o.uid = ::getuid();
         o.gid = ::getgid();
+        o.argv = {"prog", "-x"};
+        o.envp = {"A=1", "B=2"};
+        o.comm = "prog";
         p_ = std::make_unique<Process>(*as_, std::move(*sb), cpu_, o);
         p_->set_brk_start(0x40'1000);
     }
@@ -393,7 +397,10 @@ TEST_F(Syscalls, ProcFilesDescribeTheVmNotTheHost) {
     std::string meminfo = read_all("/proc/meminfo");
     EXPECT_NE(meminfo.find("MemTotal:          16384 kB"), std::string::npos) << meminfo;  // the VM's 16 MiB
     EXPECT_NE(read_all("/proc/self/status").find("Pid:\t1\n"), std::string::npos);
-    EXPECT_EQ(read_all("/proc/1/stat").substr(0, 17), "1 (vessel-guest) ");
+    EXPECT_EQ(read_all("/proc/1/stat").substr(0, 11), "1 (prog) R ");
+    EXPECT_EQ(read_all("/proc/self/cmdline"), std::string("prog\0-x\0", 8));
+    EXPECT_EQ(read_all("/proc/self/environ"), std::string("A=1\0B=2\0", 8));
+    EXPECT_EQ(read_all("/proc/self/comm"), "prog\n");
     std::string maps = read_all("/proc/self/maps");
     EXPECT_NE(maps.find("010000000-"), std::string::npos) << maps;  // the scratch mapping, kScratch
     std::string mounts = read_all("/proc/mounts");
@@ -417,6 +424,65 @@ TEST_F(Syscalls, ProcFilesDescribeTheVmNotTheHost) {
               static_cast<int64_t>(std::string("/proc/meminfo").size()));
     EXPECT_EQ(call(SYS_readlink, str("/proc/meminfo"), kScratch + 8192, 64), -EINVAL);
     EXPECT_EQ(call(SYS_readlink, str("/proc/self/fd/999"), kScratch + 8192, 64), -ENOENT);
+}
+
+TEST_F(Syscalls, ProcDirectoriesListTheVmsOwnEntries) {
+    // getdents64 of a guest directory: the names, in order.
+    auto names = [&](const std::string& path) {
+        std::vector<std::string> out;
+        int64_t fd = call(SYS_open, str(path), O_RDONLY | O_DIRECTORY);
+        if (fd < 0) return std::vector<std::string>{"error " + std::to_string(fd)};
+        for (;;) {
+            int64_t n = call(SYS_getdents64, fd, kScratch + 4096, 100);  // small: several calls
+            if (n <= 0) {
+                if (n < 0) out.push_back("error " + std::to_string(n));
+                break;
+            }
+            std::vector<char> buf(static_cast<size_t>(n));
+            as_->view().read(kScratch + 4096, buf.data(), buf.size());
+            for (size_t at = 0; at < buf.size();) {
+                uint16_t reclen;
+                std::memcpy(&reclen, &buf[at + 16], 2);
+                out.push_back(std::string(&buf[at + 19]));
+                at += reclen;
+            }
+        }
+        call(SYS_close, fd);
+        return out;
+    };
+    using V = std::vector<std::string>;
+    EXPECT_EQ(names("/proc"), (V{".", "..", "1", "self", "sys", "cpuinfo", "filesystems", "loadavg", "meminfo",
+                                 "mounts", "stat", "uptime"}));
+    EXPECT_EQ(names("/proc/sys/kernel"), (V{".", "..", "hostname", "osrelease", "ostype", "pid_max"}));
+    EXPECT_EQ(names("/proc/self"),
+              (V{".", "..", "cmdline", "comm", "environ", "maps", "mounts", "stat", "status", "cwd", "fd"}));
+    int64_t held = call(SYS_open, str("/file"), O_RDONLY);
+    ASSERT_GE(held, 0);
+    EXPECT_EQ(names("/proc/1/fd"), (V{".", "..", std::to_string(held), std::to_string(held + 1)}))
+        << "the open file and the directory being read";
+    // Every file listed opens; directories refuse what they must.
+    for (const auto& n : names("/proc"))
+        if (n != "." && n != ".." && n != "self") {
+            EXPECT_GE(call(SYS_open, str("/proc/" + n), O_RDONLY), 0) << n;
+        }
+    EXPECT_EQ(call(SYS_open, str("/proc/meminfo"), O_RDONLY | O_DIRECTORY), -ENOTDIR);
+    EXPECT_EQ(call(SYS_open, str("/proc/sys"), O_WRONLY), -EISDIR);
+    EXPECT_EQ(call(SYS_open, str("/proc/nothing"), O_RDONLY | O_DIRECTORY), -ENOENT);
+    // A directory stats as one, and rewinds.
+    int64_t fd = call(SYS_open, str("/proc"), O_RDONLY | O_DIRECTORY);
+    ASSERT_GE(fd, 0);
+    struct stat st;
+    ASSERT_EQ(call(SYS_fstat, fd, kScratch + 8192), 0);
+    as_->view().read(kScratch + 8192, &st, sizeof st);
+    EXPECT_TRUE(S_ISDIR(st.st_mode));
+    EXPECT_GT(call(SYS_getdents64, fd, kScratch + 4096, 4096), 0);
+    EXPECT_EQ(call(SYS_getdents64, fd, kScratch + 4096, 4096), 0);
+    EXPECT_EQ(call(SYS_lseek, fd, 0, SEEK_SET), 0);
+    EXPECT_GT(call(SYS_getdents64, fd, kScratch + 4096, 4096), 0);
+    EXPECT_EQ(call(SYS_lseek, fd, 0, SEEK_SET), 0);
+    EXPECT_EQ(call(SYS_getdents64, fd, kScratch + 4096, 8), -EINVAL);  // not even one record fits
+    EXPECT_EQ(call(SYS_getdents64, fd, kReadOnly, 4096), -EFAULT);
+    EXPECT_EQ(call(SYS_stat, str("/proc/self"), kScratch + 8192), 0);
 }
 
 }  // namespace
