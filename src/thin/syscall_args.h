@@ -423,4 +423,38 @@ struct GroupsArgs : ArgsView {
     uint64_t list() const { return u(1); }
 };
 
+// --- Waiting for descriptors (sys_poll.cc) ---
+
+// poll
+struct PollArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t fds() const { return u(0); }
+    uint64_t nfds() const { return u(1); }
+    int timeout() const { return i32(2); }  // milliseconds; negative: for ever
+};
+// ppoll
+struct PpollArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t fds() const { return u(0); }
+    uint64_t nfds() const { return u(1); }
+    uint64_t tsp() const { return u(2); }
+    uint64_t mask() const { return u(3); }
+    uint64_t sigsetsize() const { return u(4); }
+};
+// select
+struct SelectArgs : ArgsView {
+    using ArgsView::ArgsView;
+    int nfds() const { return i32(0); }
+    uint64_t readfds() const { return u(1); }
+    uint64_t writefds() const { return u(2); }
+    uint64_t exceptfds() const { return u(3); }
+    uint64_t timeout() const { return u(4); }  // struct timeval*
+};
+// pselect6
+struct Pselect6Args : SelectArgs {
+    using SelectArgs::SelectArgs;
+    uint64_t tsp() const { return u(4); }  // struct timespec*
+    uint64_t sig() const { return u(5); }  // {sigset_t*, size_t}
+};
+
 }  // namespace vessel::thin

@@ -2,6 +2,8 @@
 // tables are real, the vCPU is a stub. Hostile arguments must come back as
 // errno values, never reach the host or crash the VMM.
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/select.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -68,8 +70,9 @@ protected:
         EXPECT_TRUE(as_->view().write(va, s.c_str(), s.size() + 1));
         return va;
     }
-    int64_t call(uint64_t nr, uint64_t a = 0, uint64_t b = 0, uint64_t c = 0, uint64_t d = 0, uint64_t e = 0) {
-        return p_->handle({nr, {a, b, c, d, e, 0}});
+    int64_t call(uint64_t nr, uint64_t a = 0, uint64_t b = 0, uint64_t c = 0, uint64_t d = 0, uint64_t e = 0,
+                 uint64_t f = 0) {
+        return p_->handle({nr, {a, b, c, d, e, f}});
     }
 
     std::string dir_;
@@ -483,6 +486,106 @@ TEST_F(Syscalls, ProcDirectoriesListTheVmsOwnEntries) {
     EXPECT_EQ(call(SYS_getdents64, fd, kScratch + 4096, 8), -EINVAL);  // not even one record fits
     EXPECT_EQ(call(SYS_getdents64, fd, kReadOnly, 4096), -EFAULT);
     EXPECT_EQ(call(SYS_stat, str("/proc/self"), kScratch + 8192), 0);
+}
+
+// Issue 17, item 2 (event loops), the single-threaded part: poll, ppoll,
+// select and pselect6 on the guest's descriptors.
+TEST_F(Syscalls, PollFamilyWaitsOnTheGuestsDescriptors) {
+    ASSERT_EQ(call(SYS_pipe2, kScratch + 8192, O_NONBLOCK), 0);
+    int fds[2];
+    as_->view().read(kScratch + 8192, fds, sizeof fds);
+    const uint64_t list = kScratch + 12288;
+    auto put = [&](std::vector<pollfd> v) { as_->view().write(list, v.data(), v.size() * sizeof(pollfd)); };
+    auto revents = [&](int i) {
+        pollfd f;
+        as_->view().read(list + i * sizeof(pollfd), &f, sizeof f);
+        return f.revents;
+    };
+    // Nothing to read yet; the write end is writable; a closed descriptor
+    // is POLLNVAL; a negative one is skipped.
+    put({{fds[0], POLLIN, 0}, {fds[1], POLLOUT, 0}, {77, POLLIN, 0}, {-1, POLLIN, 0}});
+    EXPECT_EQ(call(SYS_poll, list, 4, 0), 2);
+    EXPECT_EQ(revents(0), 0);
+    EXPECT_EQ(revents(1), POLLOUT);
+    EXPECT_EQ(revents(2), POLLNVAL);
+    EXPECT_EQ(revents(3), 0);
+    // A byte makes the read end ready, for poll and ppoll alike.
+    as_->view().write(kScratch, "x", 1);
+    ASSERT_EQ(call(SYS_write, fds[1], kScratch, 1), 1);
+    put({{fds[0], POLLIN, 0}});
+    EXPECT_EQ(call(SYS_poll, list, 1, -1), 1);  // would wait for ever otherwise
+    EXPECT_EQ(revents(0), POLLIN);
+    timespec ts{5, 0};
+    as_->view().write(kScratch + 16384, &ts, sizeof ts);
+    EXPECT_EQ(call(SYS_ppoll, list, 1, kScratch + 16384, 0, 8), 1);
+    // A timeout: waited, and the time left (none) stored back.
+    ASSERT_EQ(call(SYS_read, fds[0], kScratch, 1), 1);
+    ts = {0, 20'000'000};
+    as_->view().write(kScratch + 16384, &ts, sizeof ts);
+    auto t0 = std::chrono::steady_clock::now();
+    EXPECT_EQ(call(SYS_ppoll, list, 1, kScratch + 16384, 0, 8), 0);
+    EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(19));
+    as_->view().read(kScratch + 16384, &ts, sizeof ts);
+    EXPECT_EQ(ts.tv_sec, 0);
+    EXPECT_LT(ts.tv_nsec, 20'000'000);
+    // Hostile arguments.
+    EXPECT_EQ(call(SYS_poll, list, FdTable::kMaxFds + 1, 0), -EINVAL);
+    EXPECT_EQ(call(SYS_poll, kUnmapped, 1, 0), -EFAULT);
+    EXPECT_EQ(call(SYS_poll, kReadOnly, 1, 0), -EFAULT) << "revents cannot be stored";
+    EXPECT_EQ(call(SYS_ppoll, list, 1, kUnmapped, 0, 8), -EFAULT);
+    ts = {0, 1'000'000'000};
+    as_->view().write(kScratch + 16384, &ts, sizeof ts);
+    EXPECT_EQ(call(SYS_ppoll, list, 1, kScratch + 16384, 0, 8), -EINVAL);
+    EXPECT_EQ(call(SYS_ppoll, list, 1, 0, kScratch, 7), -EINVAL) << "sigsetsize";
+    EXPECT_EQ(call(SYS_poll, 0, 0, 0), 0) << "no descriptors: a plain sleep";
+}
+
+TEST_F(Syscalls, SelectIsPollWithBitSets) {
+    ASSERT_EQ(call(SYS_pipe2, kScratch + 8192, O_NONBLOCK), 0);
+    int fds[2];
+    as_->view().read(kScratch + 8192, fds, sizeof fds);
+    const uint64_t rd = kScratch + 12288, wr = rd + 128, tv_at = rd + 256;
+    auto set = [&](uint64_t at, std::initializer_list<int> bits) {
+        fd_set s;
+        FD_ZERO(&s);
+        for (int b : bits) FD_SET(b, &s);
+        as_->view().write(at, &s, sizeof s);
+    };
+    auto isset = [&](uint64_t at, int b) {
+        fd_set s;
+        as_->view().read(at, &s, sizeof s);
+        return FD_ISSET(b, &s) != 0;
+    };
+    int n = std::max(fds[0], fds[1]) + 1;
+    set(rd, {fds[0]});
+    set(wr, {fds[1]});
+    timeval tv{0, 0};
+    as_->view().write(tv_at, &tv, sizeof tv);
+    EXPECT_EQ(call(SYS_select, n, rd, wr, 0, tv_at), 1);
+    EXPECT_FALSE(isset(rd, fds[0]));
+    EXPECT_TRUE(isset(wr, fds[1]));
+    as_->view().write(kScratch, "x", 1);
+    ASSERT_EQ(call(SYS_write, fds[1], kScratch, 1), 1);
+    set(rd, {fds[0]});
+    set(wr, {fds[1]});
+    EXPECT_EQ(call(SYS_select, n, rd, wr, 0, 0), 2);
+    EXPECT_TRUE(isset(rd, fds[0]));
+    // pselect6 the same, with a timespec and the {mask, size} pair.
+    set(rd, {fds[0]});
+    timespec ts{1, 0};
+    as_->view().write(tv_at, &ts, sizeof ts);
+    uint64_t sig[2] = {0, 8};
+    as_->view().write(rd + 512, sig, sizeof sig);
+    EXPECT_EQ(call(SYS_pselect6, n, rd, 0, 0, tv_at, rd + 512), 1);
+    // A descriptor that is not open is EBADF for select (POLLNVAL for poll).
+    set(rd, {60});
+    EXPECT_EQ(call(SYS_select, 61, rd, 0, 0, 0), -EBADF);
+    EXPECT_EQ(call(SYS_select, -1, 0, 0, 0, 0), -EINVAL);
+    EXPECT_EQ(call(SYS_select, FD_SETSIZE + 1, 0, 0, 0, 0), -EINVAL);
+    EXPECT_EQ(call(SYS_select, n, kUnmapped, 0, 0, 0), -EFAULT);
+    tv = {0, 1'000'000};
+    as_->view().write(tv_at, &tv, sizeof tv);
+    EXPECT_EQ(call(SYS_select, 0, 0, 0, 0, tv_at), -EINVAL) << "tv_usec out of range";
 }
 
 }  // namespace
