@@ -87,16 +87,18 @@ inline std::vector<uint64_t> family_numbers(Family family) {
 inline void make_nonblocking(thin::SyscallArgs& args, memory::AddressSpace& as) {
     uint64_t(&a)[6] = args.a;
     if (args.nr == SYS_pipe) args = {SYS_pipe2, {a[0], 0, 0, 0, 0, 0}};
+    if (args.nr == SYS_eventfd) args = {SYS_eventfd2, {a[0], 0, 0, 0, 0, 0}};
     const uint64_t nr = args.nr;
-    if (nr == SYS_pipe2) a[1] |= O_NONBLOCK;
+    if (nr == SYS_pipe2 || nr == SYS_eventfd2 || nr == SYS_timerfd_create) a[1] |= O_NONBLOCK;
     if (nr == SYS_fcntl && a[1] == F_SETFL) a[2] |= O_NONBLOCK;
     // Waits for descriptors end at once: a zero timeout (a zero timespec or
     // timeval at kScratch + 64 for the calls that take a pointer).
     if (nr == SYS_poll) a[2] = 0;
-    if (nr == SYS_ppoll || nr == SYS_select || nr == SYS_pselect6) {
+    if (nr == SYS_epoll_wait || nr == SYS_epoll_pwait) a[3] = 0;
+    if (nr == SYS_ppoll || nr == SYS_select || nr == SYS_pselect6 || nr == SYS_epoll_pwait2) {
         const timespec zero{0, 0};
         (void)as.view().write(kScratch + 64, &zero, sizeof zero);
-        a[nr == SYS_ppoll ? 2 : 4] = kScratch + 64;
+        a[nr == SYS_ppoll ? 2 : nr == SYS_epoll_pwait2 ? 3 : 4] = kScratch + 64;
     }
     uint64_t* req = nr == SYS_nanosleep ? &a[0] : nr == SYS_clock_nanosleep ? &a[2] : nullptr;
     if (req && *req >= kScratch && *req < kScratch + kScratchSize) {

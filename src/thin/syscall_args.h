@@ -457,4 +457,62 @@ struct Pselect6Args : SelectArgs {
     uint64_t sig() const { return u(5); }  // {sigset_t*, size_t}
 };
 
+// --- Event descriptors (sys_events.cc) ---
+
+// epoll_create1
+struct EpollCreate1Args : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t flags() const { return u(0); }
+};
+// epoll_create
+struct EpollCreateArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t size() const { return u(0); }
+};
+// epoll_ctl
+struct EpollCtlArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t epfd() const { return u(0); }
+    uint64_t op() const { return u(1); }
+    uint64_t fd() const { return u(2); }
+    uint64_t event() const { return u(3); }
+};
+// epoll_wait, epoll_pwait, epoll_pwait2
+struct EpollWaitArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t epfd() const { return u(0); }
+    uint64_t events() const { return u(1); }
+    uint64_t maxevents() const { return u(2); }
+    int timeout() const { return i32(3); }         // milliseconds (epoll_wait, epoll_pwait)
+    uint64_t timeout_ptr() const { return u(3); }  // struct timespec* (epoll_pwait2)
+    uint64_t mask() const { return u(4); }
+    uint64_t sigsetsize() const { return u(5); }
+};
+// eventfd, eventfd2
+struct Eventfd2Args : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t initval() const { return u(0); }
+    uint64_t flags() const { return u(1); }
+};
+// timerfd_create
+struct TimerfdCreateArgs : ArgsView {
+    using ArgsView::ArgsView;
+    int clockid() const { return i32(0); }
+    uint64_t flags() const { return u(1); }
+};
+// timerfd_settime
+struct TimerfdSettimeArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t fd() const { return u(0); }
+    uint64_t flags() const { return u(1); }
+    uint64_t new_value() const { return u(2); }
+    uint64_t old_value() const { return u(3); }
+};
+// timerfd_gettime
+struct TimerfdGettimeArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t fd() const { return u(0); }
+    uint64_t curr_value() const { return u(1); }
+};
+
 }  // namespace vessel::thin

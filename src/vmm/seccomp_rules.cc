@@ -35,7 +35,8 @@ constexpr const char* kAllowed[] = {
     "clock_gettime", "clock_getres", "clock_nanosleep", "nanosleep", "gettimeofday", "time", "getrandom",
     "uname", "sysinfo", "prlimit64", "getrlimit", "getrusage",
     // waiting, and the control API's connections (its socket exists already)
-    "poll", "ppoll", "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "eventfd2", "accept4",
+    "poll", "ppoll", "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2", "eventfd2",
+    "timerfd_create", "timerfd_settime", "timerfd_gettime", "accept4",
     "accept", "recvfrom", "sendto", "recvmsg", "sendmsg", "shutdown", "getsockopt", "setsockopt",
     "getsockname", "getpeername",
 };

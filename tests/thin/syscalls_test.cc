@@ -3,9 +3,12 @@
 // errno values, never reach the host or crash the VMM.
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/select.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -586,6 +589,72 @@ TEST_F(Syscalls, SelectIsPollWithBitSets) {
     tv = {0, 1'000'000};
     as_->view().write(tv_at, &tv, sizeof tv);
     EXPECT_EQ(call(SYS_select, 0, 0, 0, 0, tv_at), -EINVAL) << "tv_usec out of range";
+}
+
+TEST_F(Syscalls, EpollEventfdAndTimerfdAreHostDescriptorsOfTheSameKind) {
+    int64_t ep = call(SYS_epoll_create1, EPOLL_CLOEXEC);
+    ASSERT_GE(ep, 0);
+    int64_t ev = call(SYS_eventfd2, 0, EFD_NONBLOCK);
+    ASSERT_GE(ev, 0);
+    const uint64_t event_at = kScratch + 8192, out = kScratch + 12288;
+    epoll_event e{};
+    e.events = EPOLLIN;
+    e.data.u64 = 0x1122334455667788;  // the guest's, handed back untouched
+    as_->view().write(event_at, &e, sizeof e);
+    ASSERT_EQ(call(SYS_epoll_ctl, ep, EPOLL_CTL_ADD, ev, event_at), 0);
+    EXPECT_EQ(call(SYS_epoll_ctl, ep, EPOLL_CTL_ADD, ev, event_at), -EEXIST);
+    EXPECT_EQ(call(SYS_epoll_wait, ep, out, 8, 0), 0);
+    // An eventfd write makes it readable; the wait says so with our data.
+    uint64_t one = 1;
+    as_->view().write(kScratch, &one, sizeof one);
+    ASSERT_EQ(call(SYS_write, ev, kScratch, 8), 8);
+    ASSERT_EQ(call(SYS_epoll_wait, ep, out, 8, -1), 1);
+    epoll_event got;
+    as_->view().read(out, &got, sizeof got);
+    EXPECT_EQ(got.events, uint32_t{EPOLLIN});
+    EXPECT_EQ(got.data.u64, 0x1122334455667788u);
+    EXPECT_EQ(call(SYS_epoll_pwait, ep, out, 8, 0, 0, 8), 1);
+    // Reading the count empties it again.
+    ASSERT_EQ(call(SYS_read, ev, kScratch, 8), 8);
+    EXPECT_EQ(call(SYS_epoll_wait, ep, out, 8, 0), 0);
+    // timerfd: armed for 10 ms, readable after, with the expiry count.
+    int64_t tf = call(SYS_timerfd_create, CLOCK_MONOTONIC, TFD_NONBLOCK);
+    ASSERT_GE(tf, 0);
+    itimerspec its{{0, 0}, {0, 10'000'000}};
+    as_->view().write(kScratch + 16384, &its, sizeof its);
+    ASSERT_EQ(call(SYS_timerfd_settime, tf, 0, kScratch + 16384, 0), 0);
+    e.data.u64 = 7;
+    as_->view().write(event_at, &e, sizeof e);
+    ASSERT_EQ(call(SYS_epoll_ctl, ep, EPOLL_CTL_ADD, tf, event_at), 0);
+    timespec ts{2, 0};
+    as_->view().write(kScratch + 20480, &ts, sizeof ts);
+    ASSERT_EQ(call(SYS_epoll_pwait2, ep, out, 8, kScratch + 20480, 0, 8), 1);
+    as_->view().read(out, &got, sizeof got);
+    EXPECT_EQ(got.data.u64, 7u);
+    EXPECT_EQ(call(SYS_read, tf, kScratch, 8), 8);
+    EXPECT_EQ(call(SYS_timerfd_gettime, tf, kScratch + 16384), 0);
+    // Closing the guest's last descriptor of a file drops it from the set.
+    ASSERT_EQ(call(SYS_close, ev), 0);
+    ASSERT_EQ(call(SYS_close, tf), 0);
+    EXPECT_EQ(call(SYS_epoll_wait, ep, out, 8, 0), 0);
+    // Hostile arguments.
+    EXPECT_EQ(call(SYS_epoll_wait, ep, out, 0, 0), -EINVAL);
+    EXPECT_EQ(call(SYS_epoll_wait, ep, kReadOnly, 1, 0), -EFAULT);
+    EXPECT_EQ(call(SYS_epoll_wait, 77, out, 1, 0), -EBADF);
+    EXPECT_EQ(call(SYS_epoll_ctl, ep, EPOLL_CTL_ADD, ep, event_at), -EINVAL);
+    EXPECT_EQ(call(SYS_epoll_ctl, ep, EPOLL_CTL_ADD, 0, kUnmapped), -EFAULT);
+    EXPECT_EQ(call(SYS_epoll_create1, 1), -EINVAL);
+    EXPECT_EQ(call(SYS_epoll_create, 0), -EINVAL);
+    EXPECT_EQ(call(SYS_eventfd2, 0, 0x7), -EINVAL);
+    EXPECT_EQ(call(SYS_timerfd_create, CLOCK_PROCESS_CPUTIME_ID, 0), -EINVAL);
+    EXPECT_EQ(call(SYS_epoll_pwait, ep, out, 1, 0, kScratch, 4), -EINVAL) << "sigsetsize";
+    ts = {0, 2'000'000'000};
+    as_->view().write(kScratch + 20480, &ts, sizeof ts);
+    EXPECT_EQ(call(SYS_epoll_pwait2, ep, out, 1, kScratch + 20480, 0, 8), -EINVAL);
+    // A regular file cannot be watched, as on Linux.
+    int64_t file = call(SYS_open, str("/file"), O_RDONLY);
+    ASSERT_GE(file, 0);
+    EXPECT_EQ(call(SYS_epoll_ctl, ep, EPOLL_CTL_ADD, file, event_at), -EPERM);
 }
 
 }  // namespace
