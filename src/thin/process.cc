@@ -278,6 +278,24 @@ void Process::settle_read_ahead() {
         (void)::lseek(e->file->host.get(), -static_cast<off_t>(len - pos), SEEK_CUR);
 }
 
+namespace {
+
+// What a descriptor without a path is, in the words of the snapshot
+// refusal: the host's /proc/self/fd link names its kind ("pipe:[...]",
+// "anon_inode:[eventfd]").
+std::string anonymous_kind(int host_fd) {
+    char link[64];
+    ssize_t n = ::readlink(("/proc/self/fd/" + std::to_string(host_fd)).c_str(), link, sizeof link - 1);
+    std::string what(link, n > 0 ? static_cast<size_t>(n) : 0);
+    if (what.starts_with("pipe:")) return "a pipe";
+    if (what.find("eventpoll") != std::string::npos) return "an epoll set";
+    if (what.find("eventfd") != std::string::npos) return "an eventfd";
+    if (what.find("timerfd") != std::string::npos) return "a timerfd";
+    return "not a file";
+}
+
+}  // namespace
+
 Result<ProcessSnapshot> Process::capture() const {
     ProcessSnapshot s;
     s.cwd = cwd_;
@@ -304,7 +322,9 @@ Result<ProcessSnapshot> Process::capture() const {
                 if (file.offset < 0) file.offset = 0;  // not seekable (a device)
                 file.directory = f->directory;
             } else {
-                return fail("guest fd " + std::to_string(fd) + " is a pipe; pipes cannot be snapshotted", EBUSY);
+                return fail("guest fd " + std::to_string(fd) + " is " + anonymous_kind(f->host.get()) +
+                                "; it cannot be snapshotted (pipes, epoll sets, eventfds and timerfds cannot yet)",
+                            EBUSY);
             }
             it = index.emplace(f, static_cast<uint32_t>(s.files.size())).first;
             s.files.push_back(std::move(file));

@@ -651,6 +651,10 @@ TEST_F(Syscalls, EpollEventfdAndTimerfdAreHostDescriptorsOfTheSameKind) {
     ts = {0, 2'000'000'000};
     as_->view().write(kScratch + 20480, &ts, sizeof ts);
     EXPECT_EQ(call(SYS_epoll_pwait2, ep, out, 1, kScratch + 20480, 0, 8), -EINVAL);
+    // A snapshot names what it cannot hold.
+    auto snap = p_->capture();
+    ASSERT_FALSE(snap.has_value());
+    EXPECT_NE(snap.error().message.find("is an epoll set"), std::string::npos) << snap.error().message;
     // A regular file cannot be watched, as on Linux.
     int64_t file = call(SYS_open, str("/file"), O_RDONLY);
     ASSERT_GE(file, 0);
