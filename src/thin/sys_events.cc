@@ -49,15 +49,6 @@ int64_t epoll_wait_common(Process& p, uint64_t epfd, uint64_t events, uint64_t m
     return r;
 }
 
-// The signal mask of epoll_pwait and epoll_pwait2: checked, not applied
-// (no signal reaches the guest yet).
-int64_t check_mask(Process& p, uint64_t mask, uint64_t size) {
-    if (!mask) return 0;
-    if (size != 8) return -EINVAL;
-    uint64_t m;
-    return p.mem().read_obj(mask, m) ? 0 : -EFAULT;
-}
-
 }  // namespace
 
 int64_t sys_epoll_create1(Process& p, EpollCreate1Args a) {
@@ -85,12 +76,12 @@ int64_t sys_epoll_wait(Process& p, EpollWaitArgs a) {
 }
 
 int64_t sys_epoll_pwait(Process& p, EpollWaitArgs a) {
-    if (int64_t r = check_mask(p, a.mask(), a.sigsetsize()); r < 0) return r;
+    if (int64_t r = check_sigmask_arg(p, a.mask(), a.sigsetsize()); r < 0) return r;
     return epoll_wait_common(p, a.epfd(), a.events(), a.maxevents(), a.timeout(), nullptr);
 }
 
 int64_t sys_epoll_pwait2(Process& p, EpollWaitArgs a) {
-    if (int64_t r = check_mask(p, a.mask(), a.sigsetsize()); r < 0) return r;
+    if (int64_t r = check_sigmask_arg(p, a.mask(), a.sigsetsize()); r < 0) return r;
     if (!a.timeout_ptr()) return epoll_wait_common(p, a.epfd(), a.events(), a.maxevents(), -1, nullptr);
     timespec ts;
     if (!p.mem().read_obj(a.timeout_ptr(), ts)) return -EFAULT;

@@ -1,5 +1,5 @@
 // Helpers the file and descriptor families (sys_rw.cc, sys_stat.cc,
-// sys_path.cc, sys_fd.cc) share.
+// sys_path.cc, sys_fd.cc, sys_poll.cc, sys_events.cc) share.
 //
 // Rule: a guest path is first resolved to a host descriptor inside the
 // sandbox (Sandbox::open/open_path/open_parent, all RESOLVE_IN_ROOT), and the
@@ -8,6 +8,7 @@
 // guest-controlled symlink on its own.
 #pragma once
 
+#include <cerrno>
 #include <cstdint>
 
 #include "base/fd.h"
@@ -26,5 +27,15 @@ inline OpenFile* file_of(Process& p, uint64_t fd) {
 // A host descriptor for (dirfd, path): the file itself (O_PATH), or the
 // descriptor's own file for AT_EMPTY_PATH. `holder` keeps a fresh one open.
 int64_t resolve(Process& p, int dirfd, uint64_t path_ptr, int flags, Fd& holder, int& host_fd);
+
+// The signal-mask argument of ppoll, pselect6, epoll_pwait and
+// epoll_pwait2: accepted and not applied (no signal reaches the guest
+// yet), but checked as Linux does: size 8, readable. 0: none given.
+inline int64_t check_sigmask_arg(Process& p, uint64_t mask, uint64_t size) {
+    if (!mask) return 0;
+    if (size != 8) return -EINVAL;
+    uint64_t m;
+    return p.mem().read_obj(mask, m) ? 0 : -EFAULT;
+}
 
 }  // namespace vessel::thin

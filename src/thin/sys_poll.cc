@@ -101,15 +101,6 @@ int64_t read_timespec(Process& p, uint64_t ptr, std::optional<timespec>& out) {
     return 0;
 }
 
-// ppoll's and pselect6's signal mask argument: accepted and not applied
-// (no signal is delivered to the guest yet), but checked as Linux does.
-int64_t check_sigmask(Process& p, uint64_t mask, uint64_t size) {
-    if (!mask) return 0;
-    if (size != 8) return -EINVAL;
-    uint64_t m;
-    return p.mem().read_obj(mask, m) ? 0 : -EFAULT;
-}
-
 // select's three bit sets as a poll list and back.
 struct SelectSets {
     uint64_t ptr[3] = {};  // read, write, except (guest addresses, 0: none)
@@ -186,7 +177,7 @@ int64_t sys_ppoll(Process& p, PpollArgs a) {
     if (int64_t r = read_pollfds(p, a.fds(), a.nfds(), fds); r < 0) return r;
     std::optional<timespec> timeout;
     if (int64_t r = read_timespec(p, a.tsp(), timeout); r < 0) return r;
-    if (int64_t r = check_sigmask(p, a.mask(), a.sigsetsize()); r < 0) return r;
+    if (int64_t r = check_sigmask_arg(p, a.mask(), a.sigsetsize()); r < 0) return r;
     int64_t r = with_time_left(p, timeout, a.tsp(), 0, [&] { return poll_guest(p, fds, timeout); });
     return write_revents(p, a.fds(), fds, r);
 }
@@ -212,7 +203,7 @@ int64_t sys_pselect6(Process& p, Pselect6Args a) {
     if (a.sig()) {  // {const sigset_t* ss; size_t ss_len}
         uint64_t sig[2];
         if (!p.mem().read(a.sig(), sig, sizeof sig)) return -EFAULT;
-        if (int64_t r = check_sigmask(p, sig[0], sig[1]); r < 0) return r;
+        if (int64_t r = check_sigmask_arg(p, sig[0], sig[1]); r < 0) return r;
     }
     return with_time_left(p, timeout, a.tsp(), 0, [&] { return select_common(p, a.nfds(), s, timeout); });
 }
