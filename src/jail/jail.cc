@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -104,6 +105,27 @@ void forward_to_vmm(int sig) {
     ::_exit(e.status);
 }
 
+// For a caller who may not make namespaces: a user namespace where it has
+// the capabilities to, with its own uid and gid mapped to themselves (the
+// files the guest makes stay the user's), no setgroups.
+Result<> enter_user_namespace() {
+    uid_t uid = ::geteuid();
+    gid_t gid = ::getegid();
+    if (::unshare(CLONE_NEWUSER) != 0)
+        return fail_errno(
+            "jail: neither root nor allowed to make a user namespace (user.max_user_namespaces); --no-jail runs "
+            "without the jail");
+    auto put = [](const char* file, const std::string& text) -> Result<> {
+        Fd f(::open(file, O_WRONLY | O_CLOEXEC));
+        if (!f || ::write(f.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
+            return fail_errno(std::string("jail: ") + file);
+        return {};
+    };
+    if (auto r = put("/proc/self/setgroups", "deny"); !r) return r;
+    if (auto r = put("/proc/self/uid_map", std::to_string(uid) + " " + std::to_string(uid) + " 1"); !r) return r;
+    return put("/proc/self/gid_map", std::to_string(gid) + " " + std::to_string(gid) + " 1");
+}
+
 Result<int> thread_count() {
     DIR* d = ::opendir("/proc/self/task");
     if (!d) return fail_errno("jail: /proc/self/task");
@@ -130,8 +152,8 @@ Result<> make_mount_point(const std::string& path, bool directory) {
 }
 
 // Mounts a copy of what `source` is (with the mounts below it) at `dest`,
-// read-only unless writable, never setuid, exec or devices.
-Result<> attach(int source, const std::string& dest, bool writable) {
+// read-only unless writable, never setuid or exec, devices only if asked.
+Result<> attach(int source, const std::string& dest, bool writable, bool devices = false) {
     struct stat st;
     if (::fstat(source, &st) != 0) return fail_errno("jail: " + dest + ": source");
     if (auto r = make_mount_point(dest, S_ISDIR(st.st_mode)); !r) return r;
@@ -139,7 +161,8 @@ Result<> attach(int source, const std::string& dest, bool writable) {
         ::syscall(SYS_open_tree, source, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE)));
     if (!tree) return fail_errno("jail: bind " + dest);
     mount_attr attr{};
-    attr.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC | MOUNT_ATTR_NODEV | (writable ? 0 : MOUNT_ATTR_RDONLY);
+    attr.attr_set =
+        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC | (devices ? 0 : MOUNT_ATTR_NODEV) | (writable ? 0 : MOUNT_ATTR_RDONLY);
     if (::syscall(SYS_mount_setattr, tree.get(), "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) != 0)
         return fail_errno("jail: bind " + dest + ": mount attributes");
     if (::syscall(SYS_move_mount, tree.get(), "", AT_FDCWD, dest.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0)
@@ -158,6 +181,29 @@ struct Device {
 constexpr Device kDevices[] = {
     {"/dev/null", 3}, {"/dev/zero", 5}, {"/dev/full", 7}, {"/dev/random", 8}, {"/dev/urandom", 9}};
 
+// The five devices in the new root: made with mknod, or, in a user
+// namespace (where mknod is refused and a tmpfs of its own holds no
+// usable device), bound from the host's /dev.
+Result<> make_devices(const std::string& stage) {
+    mode_t old_umask = ::umask(0);
+    bool made = true;
+    for (const Device& d : kDevices)
+        if (::mknod((stage + d.path).c_str(), S_IFCHR | 0666, ::makedev(1, d.minor)) != 0) {
+            made = false;
+            break;
+        }
+    ::umask(old_umask);
+    if (made) return {};
+    if (errno != EPERM) return fail_errno("jail: mknod");
+    for (const Device& d : kDevices) {
+        ::unlink((stage + d.path).c_str());
+        Fd host(::open(d.path, O_PATH | O_NOFOLLOW | O_CLOEXEC));
+        if (!host) return fail_errno(std::string("jail: ") + d.path);
+        if (auto r = attach(host.get(), stage + d.path, true, true); !r) return r;
+    }
+    return {};
+}
+
 Result<> build_root(const std::vector<Bind>& binds) {
     // Not nodev: it holds the five device nodes below, and nothing else can
     // ever make one there (the root turns read-only, CAP_MKNOD goes).
@@ -170,13 +216,7 @@ Result<> build_root(const std::vector<Bind>& binds) {
         if (auto r = attach(b.source, stage + b.target, b.writable); !r) return r;
     }
     if (::mkdir((stage + "/dev").c_str(), 0755) != 0) return fail_errno("jail: mkdir /dev");
-    mode_t old_umask = ::umask(0);
-    for (const Device& d : kDevices)
-        if (::mknod((stage + d.path).c_str(), S_IFCHR | 0666, ::makedev(1, d.minor)) != 0) {
-            ::umask(old_umask);
-            return fail_errno(std::string("jail: mknod ") + d.path);
-        }
-    ::umask(old_umask);
+    if (auto r = make_devices(stage); !r) return r;
     // /proc shows this pid namespace only (the VMM), without /proc/sys
     // and the other system-wide files: the VMM reads /proc/self/pagemap
     // for snapshots.
@@ -200,7 +240,13 @@ Result<> set_limits(const Options& o) {
     struct rlimit nofile {
         o.nofile, o.nofile
     };
-    if (::setrlimit(RLIMIT_NOFILE, &nofile) != 0) return fail_errno("jail: RLIMIT_NOFILE");
+    if (::setrlimit(RLIMIT_NOFILE, &nofile) != 0) {
+        // Not root: no raising the hard limit. As much as it allows.
+        struct rlimit now;
+        if (errno != EPERM || ::getrlimit(RLIMIT_NOFILE, &now) != 0) return fail_errno("jail: RLIMIT_NOFILE");
+        nofile.rlim_cur = nofile.rlim_max = std::min(o.nofile, now.rlim_max);
+        if (::setrlimit(RLIMIT_NOFILE, &nofile) != 0) return fail_errno("jail: RLIMIT_NOFILE");
+    }
     if (o.fsize) {
         struct rlimit fsize {
             *o.fsize, *o.fsize
@@ -243,9 +289,14 @@ Result<> enter_namespaces(std::function<void()> after_exit) {
     int p[2];
     if (::pipe2(p, O_CLOEXEC) != 0) return fail_errno("jail: pipe");
     Fd read_end(p[0]), write_end(p[1]);
-    // The child is the new namespace's first process, its pid 1.
-    if (::unshare(CLONE_NEWPID) != 0)
-        return fail_errno("jail: new pid namespace (the jail needs root; --no-jail runs without it)");
+    // The child is the new namespace's first process, its pid 1. Without
+    // the right to make one (not root), a user namespace of its own gives
+    // it, as bubblewrap does.
+    if (::unshare(CLONE_NEWPID) != 0) {
+        if (errno != EPERM) return fail_errno("jail: new pid namespace");
+        if (auto r = enter_user_namespace(); !r) return r;
+        if (::unshare(CLONE_NEWPID) != 0) return fail_errno("jail: new pid namespace");
+    }
     pid_t pid = ::fork();
     if (pid < 0) return fail_errno("jail: fork");
     if (pid > 0) {

@@ -2,12 +2,15 @@
 // the host is reachable and no privilege comes back; from outside, the
 // parent mirrors how the VMM ended.
 #include <fcntl.h>
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <optional>
 
 #include <cstdlib>
 #include <filesystem>
@@ -28,9 +31,18 @@ namespace fs = std::filesystem;
 // Runs `vmm` as a VMM would run: in a fresh process that enters the
 // namespaces (the parent of that process mirrors its ending) and returns
 // the wait status seen from outside.
-int run_jailed(const std::function<int()>& vmm, std::function<void()> after_exit = {}) {
+// `as_user` (if set): the process first becomes that user (uid = gid), as
+// `vessel run` started by someone other than root.
+int run_jailed(const std::function<int()>& vmm, std::function<void()> after_exit = {},
+               std::optional<uid_t> as_user = std::nullopt) {
     pid_t pid = ::fork();
     if (pid == 0) {
+        if (as_user && (::setgroups(0, nullptr) != 0 || ::setresgid(*as_user, *as_user, *as_user) != 0 ||
+                        ::setresuid(*as_user, *as_user, *as_user) != 0))
+            ::_exit(89);
+        // Dumpable again, as a process the user started is (the uid change
+        // cleared it, and with it the right to write /proc/self/uid_map).
+        if (as_user) ::prctl(PR_SET_DUMPABLE, 1);
         if (auto r = enter_namespaces(after_exit); !r) {
             std::fprintf(stderr, "%s\n", r.error().message.c_str());
             ::_exit(90);
@@ -56,18 +68,22 @@ protected:
 
     // Locks a jail holding root (read-only) and rw (writable), runs
     // `inside` there and writes its JSON to rw/report.json.
-    nlohmann::json locked(Options o, const std::function<nlohmann::json()>& inside) {
-        int ws = run_jailed([&] {
-            Fd root(::open((dir_ / "root").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-            Fd rw(::open((dir_ / "rw").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-            if (auto r = lock(o, {{root.get(), sandbox_target(0), false}, {rw.get(), sandbox_target(1), true}}); !r) {
-                std::fprintf(stderr, "%s\n", r.error().message.c_str());
-                return 91;
-            }
-            std::ofstream out(sandbox_target(1) + "/report.json");
-            out << inside().dump();
-            return out.good() ? 0 : 92;
-        });
+    nlohmann::json locked(Options o, const std::function<nlohmann::json()>& inside,
+                          std::optional<uid_t> as_user = std::nullopt) {
+        int ws = run_jailed(
+            [&] {
+                Fd root(::open((dir_ / "root").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+                Fd rw(::open((dir_ / "rw").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+                if (auto r = lock(o, {{root.get(), sandbox_target(0), false}, {rw.get(), sandbox_target(1), true}});
+                    !r) {
+                    std::fprintf(stderr, "%s\n", r.error().message.c_str());
+                    return 91;
+                }
+                std::ofstream out(sandbox_target(1) + "/report.json");
+                out << inside().dump();
+                return out.good() ? 0 : 92;
+            },
+            {}, as_user);
         EXPECT_TRUE(WIFEXITED(ws) && WEXITSTATUS(ws) == 0) << "wait status " << ws;
         std::ifstream in(report_);
         if (!in) return nullptr;
@@ -92,6 +108,26 @@ TEST_F(Jail, TheProbeSeesTheHostFromOutside) {
     EXPECT_TRUE(outside.has_capabilities);
     EXPECT_TRUE(outside.can_mount);
     EXPECT_TRUE(outside.network_reachable);
+}
+
+// Not root: a user namespace of its own gives the same jail (devices then
+// bound from the host's /dev, as mknod is refused there).
+TEST_F(Jail, AnUnprivilegedUserGetsTheSameJailThroughAUserNamespace) {
+    fs::permissions(dir_, fs::perms::all);
+    fs::permissions(dir_ / "rw", fs::perms::all);
+    auto report = locked(
+        {},
+        [] {
+            auto p = nlohmann::json::parse(probe().to_json());
+            Fd null(::open("/dev/null", O_WRONLY | O_CLOEXEC));
+            p["null_writable"] = null && ::write(null.get(), "x", 1) == 1;
+            p["uid"] = ::getuid();
+            return p;
+        },
+        65534);
+    test::expect_jailed(report);
+    EXPECT_EQ(report["null_writable"], true);
+    EXPECT_EQ(report["uid"], 65534) << "the user's own uid, mapped to itself";
 }
 
 TEST_F(Jail, BindsAreWhatTheMachineNamedWithTheirModes) {
