@@ -89,7 +89,8 @@ inline void make_nonblocking(thin::SyscallArgs& args, memory::AddressSpace& as) 
     if (args.nr == SYS_pipe) args = {SYS_pipe2, {a[0], 0, 0, 0, 0, 0}};
     if (args.nr == SYS_eventfd) args = {SYS_eventfd2, {a[0], 0, 0, 0, 0, 0}};
     const uint64_t nr = args.nr;
-    if (nr == SYS_pipe2 || nr == SYS_eventfd2 || nr == SYS_timerfd_create) a[1] |= O_NONBLOCK;
+    if (nr == SYS_pipe2 || nr == SYS_eventfd2 || nr == SYS_timerfd_create || nr == SYS_socketpair)
+        a[1] |= O_NONBLOCK;  // SOCK_NONBLOCK, EFD_NONBLOCK and TFD_NONBLOCK are O_NONBLOCK
     if (nr == SYS_fcntl && a[1] == F_SETFL) a[2] |= O_NONBLOCK;
     // Waits for descriptors end at once: a zero timeout (a zero timespec or
     // timeval at kScratch + 64 for the calls that take a pointer).

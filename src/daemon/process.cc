@@ -259,8 +259,15 @@ bool same_process(pid_t pid, uint64_t starttime) {
     return st && *st == starttime;
 }
 
+pid_t vmm_of(pid_t pid) {
+    std::ifstream children("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+    pid_t child = 0, other = 0;
+    if (children >> child && !(children >> other)) return child;
+    return pid;
+}
+
 std::optional<uint64_t> process_cpu_ns(pid_t pid) {
-    auto f = stat_fields(pid);
+    auto f = stat_fields(vmm_of(pid));
     if (!f) return std::nullopt;
     try {
         uint64_t ticks = std::stoull((*f)[11]) + std::stoull((*f)[12]);  // utime, stime (fields 14, 15)
@@ -272,7 +279,7 @@ std::optional<uint64_t> process_cpu_ns(pid_t pid) {
 }
 
 std::optional<uint64_t> process_rss(pid_t pid) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/statm");
+    std::ifstream in("/proc/" + std::to_string(vmm_of(pid)) + "/statm");
     uint64_t size, resident;
     if (!(in >> size >> resident)) return std::nullopt;
     return resident * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));

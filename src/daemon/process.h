@@ -55,9 +55,13 @@ std::vector<VmmProcess> find_vmm_processes();
 // True if `pid` is alive and is the process started at `starttime`.
 bool same_process(pid_t pid, uint64_t starttime);
 
-// user+system CPU time of the process (all threads), in nanoseconds.
+// The VMM behind a VM's process: a jailed `vessel` (jail/jail.h) is a small
+// parent whose one child runs the VM; an unjailed one is the VMM itself.
+pid_t vmm_of(pid_t pid);
+
+// user+system CPU time of the VMM of `pid` (all threads), in nanoseconds.
 std::optional<uint64_t> process_cpu_ns(pid_t pid);
-// Resident set size in bytes.
+// Resident set size of the VMM of `pid`, in bytes.
 std::optional<uint64_t> process_rss(pid_t pid);
 
 }  // namespace vessel::daemon

@@ -515,4 +515,54 @@ struct TimerfdGettimeArgs : ArgsView {
     uint64_t curr_value() const { return u(1); }
 };
 
+// --- Sockets (sys_socket.cc) ---
+
+// socketpair
+struct SocketpairArgs : ArgsView {
+    using ArgsView::ArgsView;
+    int domain() const { return i32(0); }
+    uint64_t type() const { return u(1); }
+    uint64_t protocol() const { return u(2); }
+    uint64_t sv() const { return u(3); }
+};
+// shutdown
+struct ShutdownArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t fd() const { return u(0); }
+    uint64_t how() const { return u(1); }
+};
+// sendto, recvfrom
+struct SendtoArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t fd() const { return u(0); }
+    uint64_t buf() const { return u(1); }
+    uint64_t len() const { return u(2); }
+    uint64_t flags() const { return u(3); }
+    uint64_t addr() const { return u(4); }
+    uint64_t addrlen() const { return u(5); }  // a value for sendto, a pointer for recvfrom
+};
+// sendmsg, recvmsg
+struct MsgArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t fd() const { return u(0); }
+    uint64_t msg() const { return u(1); }
+    uint64_t flags() const { return u(2); }
+};
+// getsockname, getpeername
+struct NameArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t fd() const { return u(0); }
+    uint64_t addr() const { return u(1); }
+    uint64_t addrlen() const { return u(2); }
+};
+// getsockopt, setsockopt
+struct SockoptArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t fd() const { return u(0); }
+    int level() const { return i32(1); }
+    int name() const { return i32(2); }
+    uint64_t optval() const { return u(3); }
+    uint64_t optlen() const { return u(4); }  // a value for setsockopt, a pointer for getsockopt
+};
+
 }  // namespace vessel::thin

@@ -75,6 +75,9 @@ TEST(Confine, RefusesWhatAVmmNeverNeeds) {
                                   errno == EPERM);
                   errno = 0;
                   EXPECT_IN_CHILD(::unshare(CLONE_NEWUSER) == -1 && errno == EPERM);
+                  int pair[2];  // socket pairs: AF_UNIX only (a guest's, thin/sys_socket.cc)
+                  errno = 0;
+                  EXPECT_IN_CHILD(::socketpair(AF_INET, SOCK_STREAM, 0, pair) == -1 && errno == EPERM);
                   errno = 0;
                   EXPECT_IN_CHILD(::syscall(SYS_setuid, 0) == -1 && errno == EPERM);
               }),
@@ -112,6 +115,8 @@ TEST(Confine, AllowsWhatAVmmDoes) {
                   winsize ws;
                   errno = 0;  // other ioctls reach the kernel (ENOTTY, not EPERM, on a pipe)
                   EXPECT_IN_CHILD(::ioctl(p[0], TIOCGWINSZ, &ws) == -1 && errno == ENOTTY);
+                  int pair[2];
+                  EXPECT_IN_CHILD(::socketpair(AF_UNIX, SOCK_STREAM, 0, pair) == 0);
                   // Threads (clone with CLONE_VM, after clone3's ENOSYS).
                   bool ran = false;
                   std::thread([&] { ran = true; }).join();
@@ -138,7 +143,12 @@ std::string seccomp_mode_of_running_vmm(const std::vector<std::string>& extra_en
     // The filters go on just before the guest runs: wait for them, briefly.
     for (int i = 0; i < 100 && filters != "1"; ++i) {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+        // The VMM is the jail's child of the process started (jail/jail.h);
+        // with --no-jail it would be that process itself.
+        pid_t vmm = pid;
+        std::ifstream children("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+        if (pid_t child; children >> child) vmm = child;
+        std::ifstream status("/proc/" + std::to_string(vmm) + "/status");
         for (std::string l; std::getline(status, l);) {
             auto value = [&](size_t at) { return l.substr(l.find_first_not_of(" \t", at)); };
             if (l.rfind("Seccomp:", 0) == 0) mode = value(8);

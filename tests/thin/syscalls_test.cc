@@ -6,6 +6,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/select.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
@@ -659,6 +660,75 @@ TEST_F(Syscalls, EpollEventfdAndTimerfdAreHostDescriptorsOfTheSameKind) {
     int64_t file = call(SYS_open, str("/file"), O_RDONLY);
     ASSERT_GE(file, 0);
     EXPECT_EQ(call(SYS_epoll_ctl, ep, EPOLL_CTL_ADD, file, event_at), -EPERM);
+}
+
+// Issue 17, sockets: the AF_UNIX pairs event loops make to wake themselves.
+TEST_F(Syscalls, SocketPairsCarryStreamsAndDatagrams) {
+    const uint64_t sv = kScratch + 8192;
+    ASSERT_EQ(call(SYS_socketpair, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    int s[2];
+    as_->view().read(sv, s, sizeof s);
+    as_->view().write(kScratch, "hello", 5);
+    EXPECT_EQ(call(SYS_sendto, s[0], kScratch, 5, MSG_DONTWAIT, 0, 0), 5);
+    EXPECT_EQ(call(SYS_recvfrom, s[1], kScratch + 100, 64, 0, 0, 0), 5);
+    char got[6] = {};
+    as_->view().read(kScratch + 100, got, 5);
+    EXPECT_STREQ(got, "hello");
+    // read/write work on them too (they are descriptors like any other).
+    EXPECT_EQ(call(SYS_write, s[1], kScratch, 5), 5);
+    EXPECT_EQ(call(SYS_read, s[0], kScratch + 100, 64), 5);
+    // getsockopt: the type; an option outside the list is refused.
+    const uint64_t val = kScratch + 200, len = kScratch + 300;
+    uint32_t room = 4;
+    as_->view().write(len, &room, sizeof room);
+    ASSERT_EQ(call(SYS_getsockopt, s[0], SOL_SOCKET, SO_TYPE, val, len), 0);
+    int type;
+    as_->view().read(val, &type, sizeof type);
+    EXPECT_EQ(type, SOCK_STREAM);
+    EXPECT_EQ(call(SYS_getsockopt, s[0], SOL_SOCKET, SO_PEERCRED, val, len), -ENOPROTOOPT);
+    EXPECT_EQ(call(SYS_setsockopt, s[0], SOL_SOCKET, SO_SNDBUF, val, 4), 0);
+    // A closed peer is EPIPE for the guest, not a SIGPIPE for the VMM.
+    ASSERT_EQ(call(SYS_close, s[1]), 0);
+    EXPECT_EQ(call(SYS_sendto, s[0], kScratch, 5, 0, 0, 0), -EPIPE);
+
+    // Datagrams keep their boundaries, even sent from two iovecs.
+    ASSERT_EQ(call(SYS_socketpair, AF_UNIX, SOCK_DGRAM, 0, sv), 0);
+    as_->view().read(sv, s, sizeof s);
+    iovec two[2] = {{reinterpret_cast<void*>(kScratch), 3}, {reinterpret_cast<void*>(kScratch + 3), 2}};
+    as_->view().write(kScratch + 400, two, sizeof two);
+    msghdr m{};
+    m.msg_iov = reinterpret_cast<iovec*>(kScratch + 400);
+    m.msg_iovlen = 2;
+    as_->view().write(kScratch + 500, &m, sizeof m);
+    EXPECT_EQ(call(SYS_sendmsg, s[0], kScratch + 500, 0), 5);
+    EXPECT_EQ(call(SYS_sendto, s[0], kScratch, 1, 0, 0, 0), 1);
+    EXPECT_EQ(call(SYS_recvfrom, s[1], kScratch + 100, 64, 0, 0, 0), 5) << "one datagram";
+    EXPECT_EQ(call(SYS_recvfrom, s[1], kScratch + 100, 64, 0, 0, 0), 1);
+    // recvmsg writes back msg_flags and no control data.
+    EXPECT_EQ(call(SYS_sendto, s[0], kScratch, 5, 0, 0, 0), 5);
+    m.msg_iov = reinterpret_cast<iovec*>(kScratch + 400);
+    m.msg_iovlen = 1;
+    m.msg_controllen = 99;
+    as_->view().write(kScratch + 500, &m, sizeof m);
+    EXPECT_EQ(call(SYS_recvmsg, s[1], kScratch + 500, 0), 3);
+    as_->view().read(kScratch + 500, &m, sizeof m);
+    EXPECT_EQ(m.msg_controllen, 0u);
+    EXPECT_EQ(m.msg_flags & MSG_TRUNC, MSG_TRUNC) << "5 bytes into 3";
+
+    // Refused: other families, addresses, control messages, bad pointers.
+    EXPECT_EQ(call(SYS_socketpair, AF_INET, SOCK_STREAM, 0, sv), -EAFNOSUPPORT);
+    EXPECT_EQ(call(SYS_socketpair, AF_UNIX, 77, 0, sv), -EINVAL);
+    EXPECT_EQ(call(SYS_socketpair, AF_UNIX, SOCK_STREAM, 0, kReadOnly), -EFAULT);
+    EXPECT_EQ(call(SYS_sendto, s[0], kScratch, 1, 0, kScratch, 16), -EISCONN);
+    m.msg_controllen = 16;
+    m.msg_control = reinterpret_cast<void*>(kScratch);
+    as_->view().write(kScratch + 500, &m, sizeof m);
+    EXPECT_EQ(call(SYS_sendmsg, s[0], kScratch + 500, 0), -EOPNOTSUPP);
+    EXPECT_EQ(call(SYS_sendmsg, s[0], kUnmapped, 0), -EFAULT);
+    EXPECT_EQ(call(SYS_sendto, s[0], kUnmapped, 8, 0, 0, 0), -EFAULT);
+    EXPECT_EQ(call(SYS_recvfrom, s[1], kReadOnly, 8, MSG_DONTWAIT, 0, 0), -EFAULT);
+    EXPECT_EQ(call(SYS_sendto, s[0], kScratch, 1, 0x40000000, 0, 0), -EOPNOTSUPP) << "an unknown flag";
+    EXPECT_EQ(call(SYS_shutdown, 77, SHUT_RDWR), -EBADF);
 }
 
 }  // namespace
