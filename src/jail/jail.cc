@@ -68,6 +68,17 @@ void forward_to_vmm(int sig) {
     if (g_vmm > 0) ::kill(g_vmm, sig);
 }
 
+// Job control (Ctrl-Z): pid 1 of a namespace ignores SIGTSTP, but SIGSTOP
+// from outside its namespace stops it. The parent stops the VMM, then
+// itself, so the shell sees its job stopped; SIGCONT (`fg`, `bg`) reaches
+// both.
+void suspend_with_vmm(int) {
+    int saved = errno;
+    if (g_vmm > 0) ::kill(g_vmm, SIGSTOP);
+    ::kill(::getpid(), SIGSTOP);
+    errno = saved;
+}
+
 [[noreturn]] void die_of(int sig) {
     struct rlimit none {
         0, 0
@@ -88,6 +99,9 @@ void forward_to_vmm(int sig) {
     sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
     for (int s : kStopSignals) ::sigaction(s, &sa, nullptr);
+    ::sigaction(SIGCONT, &sa, nullptr);
+    sa.sa_handler = suspend_with_vmm;
+    ::sigaction(SIGTSTP, &sa, nullptr);
 
     Ending e{};
     ssize_t n;

@@ -12,12 +12,14 @@
 #include <unistd.h>
 #include <optional>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 
 #include "base/fd.h"
 #include "expect_jailed.h"
@@ -249,6 +251,43 @@ TEST(JailParent, AStopSignalEndsTheVmm) {
     ::waitpid(pid, &ws, 0);
     ASSERT_TRUE(WIFSIGNALED(ws));
     EXPECT_EQ(WTERMSIG(ws), SIGTERM);
+}
+
+// The state letter of /proc/PID/stat ('T' stopped, 'S' sleeping...).
+char state_of(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    std::getline(in, line);
+    auto close = line.rfind(')');
+    return close == std::string::npos || close + 2 >= line.size() ? '?' : line[close + 2];
+}
+
+// Ctrl-Z: the VMM (pid 1 of its namespace ignores SIGTSTP) stops with its
+// parent, and both go on with SIGCONT.
+TEST(JailParent, JobControlStopsAndContinuesTheVmm) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        if (!enter_namespaces()) ::_exit(90);
+        for (;;) ::pause();
+    }
+    pid_t vmm = 0;
+    for (int i = 0; i < 200 && !vmm; ++i) {
+        std::ifstream children("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+        if (!(children >> vmm)) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    ASSERT_GT(vmm, 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // its handlers are in place
+    ::kill(pid, SIGTSTP);
+    int ws = 0;
+    ASSERT_EQ(::waitpid(pid, &ws, WUNTRACED), pid);
+    EXPECT_TRUE(WIFSTOPPED(ws));
+    for (int i = 0; i < 100 && state_of(vmm) != 'T'; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    EXPECT_EQ(state_of(vmm), 'T') << "the VMM stopped too";
+    ::kill(pid, SIGCONT);
+    for (int i = 0; i < 100 && state_of(vmm) == 'T'; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    EXPECT_NE(state_of(vmm), 'T') << "and goes on";
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &ws, 0);
 }
 
 TEST(JailParent, RunsItsCleanupAfterTheVmm) {
