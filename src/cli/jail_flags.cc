@@ -1,5 +1,6 @@
 // The jail flags shared by `vessel run`, `vessel boot` and `vessel restore`,
 // and the two moments a VMM command uses them (docs/security.md).
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -38,6 +39,9 @@ Result<vmm::JailConfig> jail_config(const JailFlags& f) {
         c.options.fsize = *size;
     }
     c.snapshot_dir = f.snapshot_dir;
+    struct stat st;
+    if (!c.snapshot_dir.empty() && (::stat(c.snapshot_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)))
+        return fail("--snapshot-dir " + c.snapshot_dir + ": not an existing directory", EINVAL);
     if (f.no_jail && (f.uid >= 0 || f.gid >= 0 || !f.fsize.empty() || !f.snapshot_dir.empty()))
         return fail("--uid, --gid, --rlimit-fsize and --snapshot-dir configure the jail; --no-jail turns it off",
                     EINVAL);
