@@ -106,29 +106,30 @@ int64_t pipe_common(Process& p, uint64_t fds_ptr, uint64_t flags) {
     if (flags & ~uint64_t(O_CLOEXEC | O_NONBLOCK | O_DIRECT)) return -EINVAL;
     int host[2];
     if (::pipe2(host, O_CLOEXEC | (static_cast<int>(flags) & (O_NONBLOCK | O_DIRECT))) < 0) return -errno;
-    Fd r(host[0]), w(host[1]);
-    bool cloexec = flags & O_CLOEXEC;
-    auto rf = std::make_shared<OpenFile>();
-    rf->host = std::move(r);
-    auto wf = std::make_shared<OpenFile>();
-    wf->host = std::move(w);
-    int gr = p.fds().install(std::move(rf), cloexec);
-    if (gr < 0) return gr;
-    int gw = p.fds().install(std::move(wf), cloexec);
-    if (gw < 0) {
-        p.fds().close(gr);
-        return gw;
+    return install_pair(p, Fd(host[0]), Fd(host[1]), flags & O_CLOEXEC, fds_ptr);
+}
+
+}  // namespace
+
+int64_t install_pair(Process& p, Fd one, Fd two, bool cloexec, uint64_t out_ptr) {
+    auto f1 = std::make_shared<OpenFile>(), f2 = std::make_shared<OpenFile>();
+    f1->host = std::move(one);
+    f2->host = std::move(two);
+    int g1 = p.fds().install(std::move(f1), cloexec);
+    if (g1 < 0) return g1;
+    int g2 = p.fds().install(std::move(f2), cloexec);
+    if (g2 < 0) {
+        p.fds().close(g1);
+        return g2;
     }
-    int32_t out[2] = {gr, gw};
-    if (!p.mem().write(fds_ptr, out, sizeof out)) {
-        p.fds().close(gr);
-        p.fds().close(gw);
+    int32_t out[2] = {g1, g2};
+    if (!p.mem().write(out_ptr, out, sizeof out)) {
+        p.fds().close(g1);
+        p.fds().close(g2);
         return -EFAULT;
     }
     return 0;
 }
-
-}  // namespace
 
 int64_t sys_pipe2(Process& p, PipeArgs a) { return pipe_common(p, a.fds(), a.flags()); }
 int64_t sys_pipe(Process& p, PipeArgs a) { return pipe_common(p, a.fds(), 0); }

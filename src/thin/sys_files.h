@@ -38,4 +38,9 @@ inline int64_t check_sigmask_arg(Process& p, uint64_t mask, uint64_t size) {
     return p.mem().read_obj(mask, m) ? 0 : -EFAULT;
 }
 
+// Two new host descriptors as two guest descriptors (pipe2, socketpair),
+// their numbers stored at `out_ptr` (int[2]); on failure nothing stays
+// installed.
+int64_t install_pair(Process& p, Fd one, Fd two, bool cloexec, uint64_t out_ptr);
+
 }  // namespace vessel::thin

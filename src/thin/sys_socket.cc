@@ -96,24 +96,7 @@ int64_t sys_socketpair(Process& p, SocketpairArgs a) {
     int host[2];
     if (::socketpair(AF_UNIX, type | (static_cast<int>(a.type()) & SOCK_NONBLOCK) | SOCK_CLOEXEC, 0, host) < 0)
         return -errno;
-    bool cloexec = a.type() & SOCK_CLOEXEC;
-    auto one = std::make_shared<OpenFile>(), two = std::make_shared<OpenFile>();
-    one->host.reset(host[0]);
-    two->host.reset(host[1]);
-    int g0 = p.fds().install(std::move(one), cloexec);
-    if (g0 < 0) return g0;
-    int g1 = p.fds().install(std::move(two), cloexec);
-    if (g1 < 0) {
-        p.fds().close(g0);
-        return g1;
-    }
-    int32_t out[2] = {g0, g1};
-    if (!p.mem().write(a.sv(), out, sizeof out)) {
-        p.fds().close(g0);
-        p.fds().close(g1);
-        return -EFAULT;
-    }
-    return 0;
+    return install_pair(p, Fd(host[0]), Fd(host[1]), a.type() & SOCK_CLOEXEC, a.sv());
 }
 
 int64_t sys_shutdown(Process& p, ShutdownArgs a) {
