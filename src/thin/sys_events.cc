@@ -82,11 +82,9 @@ int64_t sys_epoll_pwait(Process& p, EpollWaitArgs a) {
 
 int64_t sys_epoll_pwait2(Process& p, EpollWaitArgs a) {
     if (int64_t r = check_sigmask_arg(p, a.mask(), a.sigsetsize()); r < 0) return r;
-    if (!a.timeout_ptr()) return epoll_wait_common(p, a.epfd(), a.events(), a.maxevents(), -1, nullptr);
-    timespec ts;
-    if (!p.mem().read_obj(a.timeout_ptr(), ts)) return -EFAULT;
-    if (ts.tv_sec < 0 || ts.tv_nsec < 0 || ts.tv_nsec >= 1000000000) return -EINVAL;
-    return epoll_wait_common(p, a.epfd(), a.events(), a.maxevents(), 0, &ts);
+    std::optional<timespec> timeout;
+    if (int64_t r = read_timeout(p, a.timeout_ptr(), timeout); r < 0) return r;
+    return epoll_wait_common(p, a.epfd(), a.events(), a.maxevents(), -1, timeout ? &*timeout : nullptr);
 }
 
 int64_t sys_eventfd(Process& p, Eventfd2Args a) {

@@ -1,5 +1,6 @@
 // Helpers the file and descriptor families (sys_rw.cc, sys_stat.cc,
-// sys_path.cc, sys_fd.cc, sys_poll.cc, sys_events.cc) share.
+// sys_path.cc, sys_fd.cc, sys_poll.cc, sys_events.cc, sys_socket.cc,
+// sys_time.cc) share.
 //
 // Rule: a guest path is first resolved to a host descriptor inside the
 // sandbox (Sandbox::open/open_path/open_parent, all RESOLVE_IN_ROOT), and the
@@ -8,13 +9,34 @@
 // guest-controlled symlink on its own.
 #pragma once
 
+#include <time.h>
+
 #include <cerrno>
 #include <cstdint>
+#include <optional>
 
 #include "base/fd.h"
 #include "thin/process.h"
 
 namespace vessel::thin {
+
+// The most one read, write, send or receive moves, like Linux's MAX_RW_COUNT.
+inline constexpr uint64_t kMaxIo = 1ull << 30;
+
+// A timespec a guest passed as a duration or deadline: no negative part,
+// nanoseconds below a second (else the calls answer -EINVAL).
+inline bool valid_timespec(const timespec& ts) { return ts.tv_sec >= 0 && ts.tv_nsec >= 0 && ts.tv_nsec < 1000000000; }
+
+// The timeout argument of ppoll, pselect6 and epoll_pwait2: a guest
+// timespec, or none (NULL: wait for ever). -EFAULT or -EINVAL as Linux.
+inline int64_t read_timeout(Process& p, uint64_t ptr, std::optional<timespec>& out) {
+    if (!ptr) return 0;
+    timespec ts;
+    if (!p.mem().read_obj(ptr, ts)) return -EFAULT;
+    if (!valid_timespec(ts)) return -EINVAL;
+    out = ts;
+    return 0;
+}
 
 // The open file behind a guest descriptor (the full register: values above
 // INT32_MAX are no descriptor), or nullptr.
@@ -27,6 +49,9 @@ inline OpenFile* file_of(Process& p, uint64_t fd) {
 // A host descriptor for (dirfd, path): the file itself (O_PATH), or the
 // descriptor's own file for AT_EMPTY_PATH. `holder` keeps a fresh one open.
 int64_t resolve(Process& p, int dirfd, uint64_t path_ptr, int flags, Fd& holder, int& host_fd);
+// The same for a path already read with Process::read_path ("" for an empty
+// one under AT_EMPTY_PATH).
+int64_t resolve_path(Process& p, int dirfd, std::string path, int flags, Fd& holder, int& host_fd);
 
 // The signal-mask argument of ppoll, pselect6, epoll_pwait and
 // epoll_pwait2: accepted and not applied (no signal reaches the guest

@@ -25,6 +25,10 @@ int64_t resolve(Process& p, int dirfd, uint64_t path_ptr, int flags, Fd& holder,
     std::string path;
     bool empty_ok = flags & AT_EMPTY_PATH;
     if (int64_t r = p.read_path(dirfd, path_ptr, path, empty_ok); r < 0) return r;
+    return resolve_path(p, dirfd, std::move(path), flags, holder, host_fd);
+}
+
+int64_t resolve_path(Process& p, int dirfd, std::string path, int flags, Fd& holder, int& host_fd) {
     if (path.empty()) {
         if (dirfd == AT_FDCWD) {
             path = p.cwd();

@@ -26,8 +26,6 @@ namespace {
 // RLIMIT_NOFILE check.
 constexpr uint64_t kMaxPollFds = FdTable::kMaxFds;
 
-bool valid(const timespec& ts) { return ts.tv_sec >= 0 && ts.tv_nsec >= 0 && ts.tv_nsec < 1000000000; }
-
 timespec now() {
     timespec t;
     ::clock_gettime(CLOCK_MONOTONIC, &t);
@@ -89,16 +87,6 @@ int64_t read_pollfds(Process& p, uint64_t ptr, uint64_t nfds, std::vector<pollfd
 int64_t write_revents(Process& p, uint64_t ptr, const std::vector<pollfd>& fds, int64_t r) {
     if (r < 0 || fds.empty()) return r;
     return p.mem().write(ptr, fds.data(), fds.size() * sizeof(pollfd)) ? r : -EFAULT;
-}
-
-// The time argument of ppoll and pselect6 (a timespec, NULL: for ever).
-int64_t read_timespec(Process& p, uint64_t ptr, std::optional<timespec>& out) {
-    if (!ptr) return 0;
-    timespec ts;
-    if (!p.mem().read_obj(ptr, ts)) return -EFAULT;
-    if (!valid(ts)) return -EINVAL;
-    out = ts;
-    return 0;
 }
 
 // select's three bit sets as a poll list and back.
@@ -176,7 +164,7 @@ int64_t sys_ppoll(Process& p, PpollArgs a) {
     std::vector<pollfd> fds;
     if (int64_t r = read_pollfds(p, a.fds(), a.nfds(), fds); r < 0) return r;
     std::optional<timespec> timeout;
-    if (int64_t r = read_timespec(p, a.tsp(), timeout); r < 0) return r;
+    if (int64_t r = read_timeout(p, a.tsp(), timeout); r < 0) return r;
     if (int64_t r = check_sigmask_arg(p, a.mask(), a.sigsetsize()); r < 0) return r;
     int64_t r = with_time_left(p, timeout, a.tsp(), 0, [&] { return poll_guest(p, fds, timeout); });
     return write_revents(p, a.fds(), fds, r);
@@ -199,7 +187,7 @@ int64_t sys_pselect6(Process& p, Pselect6Args a) {
     SelectSets s;
     s.ptr[0] = a.readfds(), s.ptr[1] = a.writefds(), s.ptr[2] = a.exceptfds();
     std::optional<timespec> timeout;
-    if (int64_t r = read_timespec(p, a.tsp(), timeout); r < 0) return r;
+    if (int64_t r = read_timeout(p, a.tsp(), timeout); r < 0) return r;
     if (a.sig()) {  // {const sigset_t* ss; size_t ss_len}
         uint64_t sig[2];
         if (!p.mem().read(a.sig(), sig, sizeof sig)) return -EFAULT;

@@ -12,7 +12,6 @@
 namespace vessel::thin {
 namespace {
 
-constexpr uint64_t kMaxIo = 1ull << 30;  // cap of one read/write, like Linux's MAX_RW_COUNT
 constexpr unsigned kIovBatch = 1024;
 
 // Moves data between a host fd and guest memory page by page, batching the

@@ -18,8 +18,6 @@
 namespace vessel::thin {
 namespace {
 
-constexpr uint64_t kMaxMessage = 1ull << 30;  // as read/write
-
 // The guest buffers [va, va+len) as host iovecs pointing into guest memory
 // (appended to `out`); false on a bad pointer.
 bool map_buffer(Process& p, uint64_t va, uint64_t len, bool to_guest, std::vector<iovec>& out) {
@@ -35,7 +33,7 @@ int64_t map_iovecs(Process& p, uint64_t iov, uint64_t count, bool to_guest, std:
     uint64_t total = 0;
     for (const iovec& v : guest) {
         total += v.iov_len;
-        if (v.iov_len > kMaxMessage || total > kMaxMessage) return -EINVAL;
+        if (v.iov_len > kMaxIo || total > kMaxIo) return -EINVAL;
         if (!map_buffer(p, reinterpret_cast<uint64_t>(v.iov_base), v.iov_len, to_guest, out)) return -EFAULT;
     }
     return 0;
@@ -108,14 +106,14 @@ int64_t sys_shutdown(Process& p, ShutdownArgs a) {
 int64_t sys_sendto(Process& p, SendtoArgs a) {
     if (a.addr()) return -EISCONN;  // a pair is connected; no other sockets yet
     std::vector<iovec> iov;
-    if (a.len() > kMaxMessage) return -EMSGSIZE;
+    if (a.len() > kMaxIo) return -EMSGSIZE;
     if (!map_buffer(p, a.buf(), a.len(), false, iov)) return -EFAULT;
     return send_common(p, a.fd(), iov, a.flags());
 }
 
 int64_t sys_recvfrom(Process& p, SendtoArgs a) {
     std::vector<iovec> iov;
-    if (!map_buffer(p, a.buf(), std::min<uint64_t>(a.len(), kMaxMessage), true, iov)) return -EFAULT;
+    if (!map_buffer(p, a.buf(), std::min<uint64_t>(a.len(), kMaxIo), true, iov)) return -EFAULT;
     return recv_common(p, a.fd(), iov, a.flags(), a.addr(), a.addrlen(), nullptr);
 }
 

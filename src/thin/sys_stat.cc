@@ -101,22 +101,18 @@ int64_t readlink_common(Process& p, int dirfd, uint64_t path_ptr, uint64_t buf, 
     if (static_cast<int64_t>(size) <= 0) return -EINVAL;
     Fd holder;
     int host;
-    // An empty path names `dirfd` itself (never the cwd), as in Linux.
-    auto name = p.mem().read_cstring(path_ptr, PATH_MAX - 1);
-    if (!name) return -name.error().sys_errno;
-    bool empty_path = name->empty();
-    if (empty_path && dirfd == AT_FDCWD) return -ENOENT;
-    if (!empty_path) {
-        std::string path;
-        if (int64_t r = p.read_path(dirfd, path_ptr, path); r < 0) return r;
-        if (procfs::covers(path) && path != "/proc") {
-            auto target = procfs::readlink(p, path);
-            if (!target) return -target.error().sys_errno;
-            uint64_t n = std::min<uint64_t>(target->size(), size);
-            return p.mem().write(buf, target->data(), n) ? static_cast<int64_t>(n) : -EFAULT;
-        }
+    // An empty path names `dirfd` itself (never the cwd: -ENOENT), as in Linux.
+    std::string path;
+    if (int64_t r = p.read_path(dirfd, path_ptr, path, dirfd != AT_FDCWD); r < 0) return r;
+    bool empty_path = path.empty();
+    if (procfs::covers(path) && path != "/proc") {  // /proc's links are the VM's own
+        auto target = procfs::readlink(p, path);
+        if (!target) return -target.error().sys_errno;
+        uint64_t n = std::min<uint64_t>(target->size(), size);
+        return p.mem().write(buf, target->data(), n) ? static_cast<int64_t>(n) : -EFAULT;
     }
-    if (int64_t r = resolve(p, dirfd, path_ptr, AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH, holder, host); r < 0) return r;
+    if (int64_t r = resolve_path(p, dirfd, std::move(path), AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH, holder, host); r < 0)
+        return r;
     std::vector<char> out(std::min<uint64_t>(size, PATH_MAX));
     ssize_t n = ::readlinkat(host, "", out.data(), out.size());
     if (n < 0) {

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "thin/process.h"
+#include "thin/sys_files.h"
 #include "thin/sys_handlers.h"
 
 namespace vessel::thin {
@@ -81,12 +82,10 @@ int64_t sys_time(Process& p, TimeArgs a) {
 
 namespace {
 
-bool valid(const timespec& ts) { return ts.tv_sec >= 0 && ts.tv_nsec >= 0 && ts.tv_nsec < 1000000000; }
-
 int64_t sleep_common(Process& p, clockid_t clock, int flags, uint64_t req_ptr, uint64_t rem_ptr) {
     timespec req, rem{};
     if (!p.mem().read_obj(req_ptr, req)) return -EFAULT;
-    if (!valid(req)) return -EINVAL;
+    if (!valid_timespec(req)) return -EINVAL;
     int r = ::clock_nanosleep(clock, flags, &req, &rem);
     if (r == EINTR && rem_ptr && !(flags & TIMER_ABSTIME)) p.mem().write_obj(rem_ptr, rem);
     return -r;
