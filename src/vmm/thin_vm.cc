@@ -129,7 +129,10 @@ Result<std::vector<kvm_cpuid_entry2>> ThinVm::Impl::create_vcpu(std::span<const 
     std::vector<kvm_cpuid_entry2> cached = cached_cpuid(path);
     if (!cached.empty()) {
         auto table = x86::with_host_answers(cached, host);
-        if (vcpu->set_cpuid(table)) return table;
+        if (vcpu->set_cpuid(table)) {
+            kvm_xcr0 = x86::supported_xcr0(cached);
+            return table;
+        }
     }
     auto fresh = system->supported_cpuid();
     if (!fresh) return std::unexpected(fresh.error());
@@ -137,6 +140,7 @@ Result<std::vector<kvm_cpuid_entry2>> ThinVm::Impl::create_vcpu(std::span<const 
         (void)write_file_atomic(path, fresh->data(), fresh->size() * sizeof(kvm_cpuid_entry2));
     auto table = x86::with_host_answers(*fresh, host);
     if (auto r = vcpu->set_cpuid(table); !r) return std::unexpected(r.error());
+    kvm_xcr0 = x86::supported_xcr0(*fresh);
     return table;
 }
 
@@ -285,7 +289,7 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     kvm_xcrs xcrs{};
     xcrs.nr_xcrs = 1;
     xcrs.xcrs[0].xcr = 0;
-    xcrs.xcrs[0].value = x86::thin_xcr0(*cpuid);
+    xcrs.xcrs[0].value = x86::thin_xcr0(*cpuid, m.kvm_xcr0);
     if (auto r = m.vcpu->set_xcrs(xcrs); !r) return std::unexpected(r.error());
     kvm_regs regs{};
     regs.rip = loaded->entry;

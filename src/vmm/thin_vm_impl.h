@@ -48,6 +48,7 @@ struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
     std::unique_ptr<memory::GuestMemory> mem;
     std::unique_ptr<memory::AddressSpace> as;
     std::unique_ptr<kvm::Vcpu> vcpu;
+    uint64_t kvm_xcr0 = 0x3;  // the XCR0 bits KVM can give a guest (its leaf 0xd), set by create_vcpu
     std::unique_ptr<cpu::VcpuRunner> runner;
     std::unique_ptr<thin::Process> process;
     Stats stats;

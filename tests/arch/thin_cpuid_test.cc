@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "arch/x86/cpuid.h"
+#include "arch/x86/host_cpuid.h"
 #include "arch/x86/x86.h"
 
 namespace vessel::arch::x86 {
@@ -82,6 +83,20 @@ TEST(ThinCpuid, Cr4HoldsWhatTheAnswersPromise) {
     EXPECT_EQ(cr4_promised_by(t), cr4::kOSXSAVE | cr4::kPKE);
     t[0].ecx = 1u << 26;  // XSAVE exists, but the OS has not enabled it
     EXPECT_EQ(cr4_promised_by(t), cr4::kPKE);
+}
+
+// A host whose XCR0 holds state KVM cannot give (MPX under a nested KVM:
+// host 0x21f, KVM 0x207) must not get it into the vCPU's XCR0, which KVM
+// would refuse with EINVAL before the guest ran.
+TEST(ThinCpuid, Xcr0HoldsOnlyWhatKvmCanGive) {
+    std::vector<kvm_cpuid_entry2> t = {entry(1, 0, false, 0), entry(0xd, 0, true, 0xffffffff)};
+    t[0].ecx = 1u << 27;  // OSXSAVE
+    t[1].edx = 0xffffffff;
+    EXPECT_EQ(thin_xcr0(t, 0x3), 0x3u);
+    EXPECT_EQ(thin_xcr0(t, ~0ull), host_xcr0() | 0x3);
+    EXPECT_EQ(thin_xcr0(t, 0x7) & ~0x7ull, 0u);
+    t[0].ecx = 0;  // no XSAVE for the guest: x87+SSE only
+    EXPECT_EQ(thin_xcr0(t, ~0ull), 0x3u);
 }
 
 }  // namespace

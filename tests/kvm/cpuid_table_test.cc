@@ -40,7 +40,7 @@ TEST(KvmCpuid, TrappedCpuidAnswersAsTheGuestSideTableDoes) {
     ASSERT_TRUE(vcpu->set_sregs(*sregs));
     kvm_xcrs xcrs{};
     xcrs.nr_xcrs = 1;
-    xcrs.xcrs[0].value = x86::thin_xcr0(table);
+    xcrs.xcrs[0].value = x86::thin_xcr0(table, x86::supported_xcr0(*supported));
     ASSERT_TRUE(vcpu->set_xcrs(xcrs));
 
     auto held = vcpu->get_cpuid();

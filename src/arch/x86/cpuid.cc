@@ -140,9 +140,9 @@ uint64_t cr4_promised_by(const std::vector<kvm_cpuid_entry2>& table) {
     return bits;
 }
 
-uint64_t thin_xcr0(const std::vector<kvm_cpuid_entry2>& table) {
+uint64_t thin_xcr0(const std::vector<kvm_cpuid_entry2>& table, uint64_t kvm_supported) {
     const bool xsave = cr4_promised_by(table) & cr4::kOSXSAVE;  // else xgetbv raises #UD
-    return (xsave ? host_xcr0() & supported_xcr0(table) : 0) | 0x3;
+    return (xsave ? host_xcr0() & supported_xcr0(table) & kvm_supported : 0) | 0x3;
 }
 
 }  // namespace vessel::arch::x86

@@ -52,8 +52,11 @@ uint64_t cr4_promised_by(const std::vector<kvm_cpuid_entry2>& table);
 // The XCR0 of a thin guest's vCPU: the host's own (x87/SSE/AVX/AVX-512...),
 // which a CPL3 guest runs with under PVM whatever KVM holds. KVM sizes leaf
 // 0xd's answers by the value it holds, so it must be the same. Only what
-// the table allows, and never less than x87+SSE.
-uint64_t thin_xcr0(const std::vector<kvm_cpuid_entry2>& table);
+// the table allows and KVM can give (`kvm_supported`, leaf 0xd of
+// KVM_GET_SUPPORTED_CPUID: KVM refuses any other bit with EINVAL; a host
+// whose CPU has MPX state that KVM does not virtualize is one such), and
+// never less than x87+SSE.
+uint64_t thin_xcr0(const std::vector<kvm_cpuid_entry2>& table, uint64_t kvm_supported);
 
 // Finds a leaf/subleaf in a CPUID table (nullptr when missing).
 const kvm_cpuid_entry2* find_cpuid(const std::vector<kvm_cpuid_entry2>& table, uint32_t function, uint32_t index = 0);
