@@ -5,6 +5,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstdio>
 #include <memory>
 #include <string>
 
@@ -308,11 +310,26 @@ bool on_read_only_mount(Process& p, const OpenFile& f) {
     return p.sandbox().read_only(f.guest_path);
 }
 
+// Changes the mode of the file an O_PATH descriptor names (fchmod refuses
+// O_PATH with EBADF). fchmodat2 does it on Linux 6.6 and later; older
+// kernels (Debian 12's 6.1) answer ENOSYS, and chmod through the
+// descriptor's /proc/self/fd link reaches the same file (glibc's fallback
+// too). `resolve` followed any final symlink, so the link names no symlink.
+int64_t chmod_path_fd(int fd, mode_t mode) {
+    static std::atomic<bool> no_fchmodat2{false};
+    if (!no_fchmodat2.load(std::memory_order_relaxed)) {
+        if (::syscall(SYS_fchmodat2, fd, "", mode, AT_EMPTY_PATH) == 0) return 0;
+        if (errno != ENOSYS) return -errno;
+        no_fchmodat2.store(true, std::memory_order_relaxed);
+    }
+    char link[32];
+    std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    return ::fchmodat(AT_FDCWD, link, mode, 0) < 0 ? -errno : 0;  // the seccomp filter allows fchmodat
+}
+
 int64_t chmod_common(Process& p, int dirfd, uint64_t path_ptr, uint64_t mode) {
-    return on_resolved_for_write(p, dirfd, path_ptr, 0, [&](int host) -> int64_t {
-        return ::syscall(SYS_fchmodat2, host, "", static_cast<mode_t>(mode & kGuestModeMask), AT_EMPTY_PATH) < 0
-                   ? -errno
-                   : 0;
+    return on_resolved_for_write(p, dirfd, path_ptr, 0, [&](int host) {
+        return chmod_path_fd(host, static_cast<mode_t>(mode & kGuestModeMask));
     });
 }
 
