@@ -66,8 +66,6 @@ vessel_guest_entry:
         je      .Lprlimit
         cmp     $334, %rax              /* rseq: not supported (the VMM has no handler either) */
         je      .Lnosys
-        cmp     $157, %rax              /* prctl: likewise */
-        je      .Lnosys
         cmp     $318, %rax              /* getrandom */
         je      .Lgetrandom
         cmp     $89, %rax               /* readlink */

@@ -5,8 +5,8 @@
 // Sites the rewriter sends to a stub (loader/rewriter.h) enter here; the
 // entry code answers getpid/gettid, getuid/geteuid, getgid/getegid,
 // set_robust_list, set_tid_address, arch_prctl(ARCH_SET_FS) (with
-// wrfsbase), prlimit64 reads of RLIMIT_STACK, rseq and prctl (-ENOSYS, as
-// the VMM would), brk queries and brk growth into heap pages the VMM has
+// wrfsbase), prlimit64 reads of RLIMIT_STACK, rseq (-ENOSYS, as the VMM
+// would), brk queries and brk growth into heap pages the VMM has
 // mapped ahead, getrandom from a pool the VMM keeps full,
 // clock_gettime/gettimeofday/time from a TSC-based clock the VMM keeps in
 // step with the host's, and reads served from a read-ahead window without a

@@ -187,6 +187,15 @@ public:
     uint64_t& signal_mask() { return signal_mask_; }
     std::array<kernel_sigaction_t, 64>& sigactions() { return sigactions_; }
     std::array<uint64_t, 4>& sigaltstack() { return sigaltstack_; }
+    // The name prctl(PR_SET_NAME) sets and /proc/self/comm shows.
+    std::string& comm() { return options_.comm; }
+    // What prctl sets that only prctl reads back (no effect on this guest).
+    struct PrctlState {
+        int pdeathsig = 0;
+        bool dumpable = true, keepcaps = false, no_new_privs = false, child_subreaper = false, thp_disable = false;
+        uint64_t timerslack_ns = 50000;
+    };
+    PrctlState& prctl_state() { return prctl_state_; }
     void exit(int status) {
         exited_ = true;
         exit_status_ = status & 0xff;
@@ -234,6 +243,7 @@ private:
     uint64_t signal_mask_ = 0;
     std::array<kernel_sigaction_t, 64> sigactions_{};
     std::array<uint64_t, 4> sigaltstack_{0, 2 /* SS_DISABLE */, 0, 0};
+    PrctlState prctl_state_;
     bool exited_ = false;
     int exit_status_ = 0;
     std::array<uint64_t, kMaxSyscall> counts_{};

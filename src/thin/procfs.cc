@@ -88,7 +88,7 @@ std::string maps(Process& p) {
 std::string status(Process& p) {
     uint64_t rss = 0;
     for (const auto& [start, v] : p.as().vmas()) rss += v.end - v.start;
-    std::string s = "Name:\t" + p.options().comm + "\nState:\tR (running)\n";
+    std::string s = "Name:\t" + p.comm() + "\nState:\tR (running)\n";
     s += format("Tgid:\t%d\nPid:\t%d\nPPid:\t0\n", int(kGuestPid), int(kGuestPid));
     s += format("Uid:\t%u\t%u\t%u\t%u\nGid:\t%u\t%u\t%u\t%u\nGroups:\t\n", p.options().uid, p.options().uid,
                 p.options().uid, p.options().uid, p.options().gid, p.options().gid, p.options().gid, p.options().gid);
@@ -99,8 +99,7 @@ std::string status(Process& p) {
 std::string stat_line(Process& p) {
     // The fields programs read (pid, comm, state, ppid, pgrp, session); the
     // rest zero.
-    std::string s =
-        format("%d (%s) R 0 %d %d 0 -1", int(kGuestPid), p.options().comm.c_str(), int(kGuestPid), int(kGuestPid));
+    std::string s = format("%d (%s) R 0 %d %d 0 -1", int(kGuestPid), p.comm().c_str(), int(kGuestPid), int(kGuestPid));
     for (int i = 0; i < 44; ++i) s += " 0";
     return s + "\n";
 }
@@ -176,7 +175,7 @@ Result<std::string> text(Process& p, const std::string& abs) {
         if (*rest == "maps") return maps(p);
         if (*rest == "cmdline") return joined(p.options().argv);
         if (*rest == "environ") return joined(p.options().envp);
-        if (*rest == "comm") return p.options().comm + "\n";
+        if (*rest == "comm") return p.comm() + "\n";
         if (*rest == "status") return status(p);
         if (*rest == "stat") return stat_line(p);
         if (*rest == "mounts") return mounts(p);

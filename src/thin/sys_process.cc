@@ -8,7 +8,9 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <string>
 
 #include "thin/process.h"
 #include "thin/sys_handlers.h"
@@ -68,6 +70,75 @@ int64_t sys_arch_prctl(Process& p, ArchPrctlArgs a) {
             uint64_t v = a.code() == ARCH_GET_FS ? p.cpu().fs_base() : p.cpu().gs_base();
             return p.mem().write_obj(a.addr(), v) ? 0 : -EFAULT;
         }
+        default: return -EINVAL;
+    }
+}
+
+// The options programs and their libraries use. Each is checked as Linux
+// checks it (kernel/sys.c); what they set has no effect on a thin guest
+// beyond being read back. Anything else answers EINVAL, as Linux does for
+// an option it does not know.
+int64_t sys_prctl(Process& p, PrctlArgs a) {
+    constexpr uint64_t kSetPdeathsig = 1, kGetPdeathsig = 2, kGetDumpable = 3, kSetDumpable = 4, kGetKeepcaps = 7,
+                       kSetKeepcaps = 8, kSetName = 15, kGetName = 16, kGetSeccomp = 21, kCapbsetRead = 23,
+                       kSetTimerslack = 29, kGetTimerslack = 30, kSetChildSubreaper = 36, kGetChildSubreaper = 37,
+                       kSetNoNewPrivs = 38, kGetNoNewPrivs = 39, kGetTidAddress = 40, kSetThpDisable = 41,
+                       kGetThpDisable = 42;
+    constexpr uint64_t kCapLastCap = 40;  // CAP_CHECKPOINT_RESTORE
+    constexpr size_t kTaskCommLen = 16;
+    auto& st = p.prctl_state();
+    auto put_int = [&](int v) { return p.mem().write_obj(a.arg2(), v) ? 0 : -EFAULT; };
+    switch (a.option()) {
+        case kSetPdeathsig:
+            if (a.arg2() > 64) return -EINVAL;
+            st.pdeathsig = static_cast<int>(a.arg2());
+            return 0;
+        case kGetPdeathsig: return put_int(st.pdeathsig);
+        case kGetDumpable: return st.dumpable;
+        case kSetDumpable:
+            if (a.arg2() > 1) return -EINVAL;  // SUID_DUMP_DISABLE or SUID_DUMP_USER
+            st.dumpable = a.arg2();
+            return 0;
+        case kGetKeepcaps: return st.keepcaps;
+        case kSetKeepcaps:
+            if (a.arg2() > 1) return -EINVAL;
+            st.keepcaps = a.arg2();
+            return 0;
+        case kSetName: {
+            // Like strncpy_from_user of TASK_COMM_LEN - 1 bytes: the name
+            // need not end within them, and it is cut there.
+            std::string name;
+            for (char c; name.size() < kTaskCommLen - 1; name += c) {
+                if (!p.mem().read_obj(a.arg2() + name.size(), c)) return -EFAULT;
+                if (c == '\0') break;
+            }
+            p.comm() = std::move(name);
+            return 0;
+        }
+        case kGetName: {
+            char buf[kTaskCommLen] = {};
+            std::memcpy(buf, p.comm().data(), std::min(p.comm().size(), kTaskCommLen - 1));
+            return p.mem().write(a.arg2(), buf, sizeof buf) ? 0 : -EFAULT;
+        }
+        case kGetSeccomp: return 0;                                      // SECCOMP_MODE_DISABLED
+        case kCapbsetRead: return a.arg2() > kCapLastCap ? -EINVAL : 0;  // the guest holds no capability
+        case kSetTimerslack:
+            st.timerslack_ns = a.arg2() ? a.arg2() : 50000;  // 0: back to the default
+            return 0;
+        case kGetTimerslack: return static_cast<int64_t>(std::min<uint64_t>(st.timerslack_ns, INT64_MAX));
+        case kSetChildSubreaper: st.child_subreaper = a.arg2() != 0; return 0;
+        case kGetChildSubreaper: return put_int(st.child_subreaper);
+        case kSetNoNewPrivs:
+            if (a.arg2() != 1 || !a.rest_zero()) return -EINVAL;
+            st.no_new_privs = true;
+            return 0;
+        case kGetNoNewPrivs: return a.arg2() || !a.rest_zero() ? -EINVAL : st.no_new_privs;
+        case kGetTidAddress: return p.mem().write_obj(a.arg2(), p.clear_child_tid()) ? 0 : -EFAULT;
+        case kSetThpDisable:
+            if (!a.rest_zero()) return -EINVAL;
+            st.thp_disable = a.arg2() != 0;
+            return 0;
+        case kGetThpDisable: return a.arg2() || !a.rest_zero(1) ? -EINVAL : st.thp_disable;
         default: return -EINVAL;
     }
 }

@@ -342,6 +342,18 @@ struct ArchPrctlArgs : ArgsView {
     uint64_t code() const { return u(0); }
     uint64_t addr() const { return u(1); }
 };
+// prctl
+struct PrctlArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t option() const { return u(0); }
+    uint64_t arg2() const { return u(1); }
+    // arg3..arg5, which most options require to be zero.
+    bool rest_zero(unsigned from = 2) const {
+        for (unsigned i = from; i < 5; ++i)
+            if (u(i)) return false;
+        return true;
+    }
+};
 // rt_sigaction
 struct SigactionArgs : ArgsView {
     using ArgsView::ArgsView;

@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -276,6 +277,48 @@ TEST_F(Syscalls, ArchPrctlGoesToTheCpu) {
     EXPECT_EQ(v, 0x7000u);
     EXPECT_EQ(call(SYS_arch_prctl, 0x1002, 1ull << 47), -EPERM);
     EXPECT_EQ(call(SYS_arch_prctl, 0x1003, kReadOnly), -EFAULT);
+}
+
+// busybox asks for its name after an error (prctl PR_GET_NAME); before
+// prctl had a handler that read "vessel: unsupported system calls".
+TEST_F(Syscalls, PrctlKeepsWhatItSetsAndRefusesWhatLinuxRefuses) {
+    char name[16];
+    EXPECT_EQ(call(157, PR_GET_NAME, kScratch), 0);
+    ASSERT_TRUE(as_->view().read(kScratch, name, sizeof name));
+    EXPECT_STREQ(name, "prog");
+    EXPECT_EQ(call(157, PR_SET_NAME, str("a-name-longer-than-fifteen", 1)), 0);
+    EXPECT_EQ(call(157, PR_GET_NAME, kScratch), 0);
+    ASSERT_TRUE(as_->view().read(kScratch, name, sizeof name));
+    EXPECT_STREQ(name, "a-name-longer-t");                               // cut to 15 bytes, as Linux does
+    EXPECT_EQ(call(89, str("/proc/self/comm"), kScratch, 64), -EINVAL);  // not a link; the file:
+    int fd = static_cast<int>(call(2, str("/proc/self/comm"), O_RDONLY));
+    ASSERT_GE(fd, 0);
+    EXPECT_EQ(call(0, fd, kScratch, 64), 16);
+    ASSERT_TRUE(as_->view().read(kScratch, name, 16));
+    EXPECT_EQ(std::string(name, 16), "a-name-longer-t\n");
+
+    EXPECT_EQ(call(157, PR_SET_PDEATHSIG, 9), 0);
+    EXPECT_EQ(call(157, PR_GET_PDEATHSIG, kScratch), 0);
+    int v = 0;
+    ASSERT_TRUE(as_->view().read_obj(kScratch, v));
+    EXPECT_EQ(v, 9);
+    EXPECT_EQ(call(157, PR_SET_PDEATHSIG, 65), -EINVAL);
+    EXPECT_EQ(call(157, PR_GET_DUMPABLE), 1);
+    EXPECT_EQ(call(157, PR_SET_DUMPABLE, 2), -EINVAL);
+    EXPECT_EQ(call(157, PR_SET_DUMPABLE, 0), 0);
+    EXPECT_EQ(call(157, PR_GET_DUMPABLE), 0);
+    EXPECT_EQ(call(157, PR_GET_NO_NEW_PRIVS), 0);
+    EXPECT_EQ(call(157, PR_SET_NO_NEW_PRIVS, 1, 1), -EINVAL);
+    EXPECT_EQ(call(157, PR_SET_NO_NEW_PRIVS, 1), 0);
+    EXPECT_EQ(call(157, PR_GET_NO_NEW_PRIVS), 1);
+    EXPECT_EQ(call(157, PR_CAPBSET_READ, 0), 0);
+    EXPECT_EQ(call(157, PR_CAPBSET_READ, 1000), -EINVAL);
+    EXPECT_EQ(call(157, PR_GET_SECCOMP), 0);
+    EXPECT_EQ(call(157, PR_GET_NAME, kUnmapped), -EFAULT);
+    EXPECT_EQ(call(157, PR_SET_NAME, kUnmapped), -EFAULT);
+    EXPECT_EQ(call(157, PR_GET_PDEATHSIG, kReadOnly), -EFAULT);
+    EXPECT_EQ(call(157, 0xdead), -EINVAL);
+    EXPECT_EQ(p_->unsupported_calls(), 0u);
 }
 
 TEST_F(Syscalls, DescriptorEdgeCases) {
