@@ -291,6 +291,14 @@ Result<std::vector<kvm_cpuid_entry2>> Vcpu::get_cpuid() const {
     return out;
 }
 
+Result<> Vcpu::set_tsc_offset(uint64_t offset) {
+    kvm_device_attr attr{};
+    attr.group = KVM_VCPU_TSC_CTRL;
+    attr.attr = KVM_VCPU_TSC_OFFSET;
+    attr.addr = reinterpret_cast<uint64_t>(&offset);
+    return ioctl_set(fd_.get(), KVM_SET_DEVICE_ATTR, attr, "KVM_SET_DEVICE_ATTR(KVM_VCPU_TSC_OFFSET)");
+}
+
 Result<std::vector<uint64_t>> Vcpu::get_msrs(const std::vector<uint32_t>& indices) const {
     EntryBuffer<kvm_msr_entry> buf(indices.size());
     for (size_t i = 0; i < indices.size(); ++i) {

@@ -112,6 +112,9 @@ public:
     // Reads/writes the MSRs named in `indices`; returns the values in order.
     Result<std::vector<uint64_t>> get_msrs(const std::vector<uint32_t>& indices) const;
     Result<> set_msrs(const std::vector<std::pair<uint32_t, uint64_t>>& msrs);
+    // The vCPU's TSC offset (guest TSC = host TSC + offset, at KVM's default
+    // frequency): KVM_VCPU_TSC_CTRL, Linux 5.16 and later.
+    Result<> set_tsc_offset(uint64_t offset);
     Result<> set_mp_state(uint32_t state);
     Result<kvm_mp_state> get_mp_state() const;
     Result<kvm_debugregs> get_debugregs() const;

@@ -121,7 +121,8 @@ uint64_t scale(uint64_t ticks, uint64_t mult) {
 
 void Process::update_clock() {
     if (!entry_ || !entry_->shared().enabled) return;
-    const uint64_t tsc = __rdtsc(), mono = host_ns(CLOCK_MONOTONIC), real = host_ns(CLOCK_REALTIME);
+    const uint64_t tsc = __rdtsc() + options_.tsc_offset, mono = host_ns(CLOCK_MONOTONIC),
+                   real = host_ns(CLOCK_REALTIME);
     Clock& c = clock_;
     if (!c.started) {
         c = {.started = true, .first_tsc = tsc, .first_mono = mono};

@@ -82,6 +82,9 @@ struct ProcessOptions {
     // arguments and environment, and its file name (at most 15 bytes).
     std::vector<std::string> argv, envp;
     std::string comm;
+    // The guest's TSC less the host's (what the guest-side clock's `rdtsc`
+    // reads against the VMM's): 0 unless KVM could not align them.
+    uint64_t tsc_offset = 0;
 };
 
 class Process {

@@ -5,6 +5,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <x86intrin.h>
 
 #include <chrono>
 #include <cinttypes>
@@ -144,8 +145,18 @@ Result<std::vector<kvm_cpuid_entry2>> ThinVm::Impl::create_vcpu(std::span<const 
     return table;
 }
 
+uint64_t ThinVm::Impl::align_guest_tsc() {
+    if (vcpu->set_tsc_offset(0)) return 0;
+    const uint64_t before = __rdtsc();
+    auto guest = vcpu->get_msrs({x86::msr::kTsc});
+    const uint64_t after = __rdtsc();
+    if (!guest) return 0;  // nothing better to go on: the clock calibrates as before
+    return (*guest)[0] - (before + (after - before) / 2);
+}
+
 void ThinVm::Impl::finish_setup(thin::Sandbox sandbox, bool fsgsbase) {
     thin::ProcessOptions opts;
+    opts.tsc_offset = align_guest_tsc();
     opts.trace = config.trace_syscalls;
     opts.uid = ::getuid();
     opts.gid = ::getgid();

@@ -78,6 +78,13 @@ struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
     Result<std::vector<kvm_cpuid_entry2>> create_vcpu(std::span<const arch::x86::CpuidAnswer> host);
     // open_kvm, register_memory and create_vcpu. Returns the vCPU's CPUID.
     Result<std::vector<kvm_cpuid_entry2>> create_kvm_vm(std::span<const arch::x86::CpuidAnswer> host);
+    // The guest-side clock turns the guest's `rdtsc` into time by a formula
+    // the VMM calibrates with its own `rdtsc`: the two must count alike.
+    // Under PVM they do; KVM on VT-x/AMD-V counts a vCPU's TSC from its
+    // creation (or from a restored snapshot's value). Sets the vCPU's offset
+    // to 0 (once its MSRs are final); where KVM cannot, returns the offset
+    // measured, for the process to add.
+    uint64_t align_guest_tsc();
     // `fsgsbase`: the vCPU runs with CR4.FSGSBASE (the guest may set FS itself).
     void finish_setup(thin::Sandbox sandbox, bool fsgsbase);
 
