@@ -15,6 +15,17 @@
 namespace vessel::thin {
 namespace {
 
+// The device of the host's /dev. Read once, when the first sandbox is made:
+// that is before the VMM's jail (jail/), whose own /dev holds five nodes on
+// its tmpfs root, and through which a `--root /` still reaches the host's.
+dev_t host_dev_id() {
+    static const dev_t id = [] {
+        struct stat st;
+        return ::stat("/dev", &st) == 0 ? st.st_dev : dev_t(-1);
+    }();
+    return id;
+}
+
 // True when `fd` lies on one of the host's kernel file systems (procfs,
 // sysfs, the host's /dev, ...). RESOLVE_IN_ROOT keeps a path inside the mount
 // directory, but that directory may itself contain such mounts: `--root /`
@@ -44,13 +55,9 @@ bool on_host_kernel_fs(int fd) {
         default: break;
     }
     // The host's /dev is a devtmpfs, whose magic is tmpfs's: compare devices.
-    static const dev_t host_dev = [] {
-        struct stat st;
-        return ::stat("/dev", &st) == 0 ? st.st_dev : dev_t(-1);
-    }();
     struct stat st;
     if (::fstat(fd, &st) < 0) return true;
-    return st.st_dev == host_dev;
+    return st.st_dev == host_dev_id();
 }
 
 int openat2_in_root(int dirfd, const std::string& rel, uint64_t flags, uint64_t mode) {
@@ -163,6 +170,7 @@ std::string Sandbox::normalize(const std::string& base, const std::string& path)
 }
 
 Result<Sandbox> Sandbox::create(const std::string& root, const std::vector<MountSpec>& rw) {
+    (void)host_dev_id();  // now, while "/dev" is still the host's
     Sandbox sb;
     Mount rootm{"/", {}, false, root};
     if (root.empty()) {

@@ -54,18 +54,26 @@ TEST_F(Sandbox, PathsOutsideTheRootFail) {
 }
 
 TEST_F(Sandbox, HostProcSysAndDevAreNeverVisible) {
-    for (const char* p : {"/proc/self/environ", "/proc/kcore", "/proc/1/cmdline", "/sys/kernel/notes", "/dev/kvm",
-                          "/dev/mem", "/dev/tty", "/dev/sda", "/dev/fd/0", "/dev/shm"}) {
+    for (const char* p : {"/proc/kcore", "/sys/kernel/notes", "/dev/kvm", "/dev/mem", "/dev/tty", "/dev/sda",
+                          "/dev/fd/0", "/dev/shm"}) {
         auto r = cat(p);
         EXPECT_NE(r.status, 0) << p;
         EXPECT_EQ(r.out, "") << p;
     }
     // Even when the root is the host's own "/", whose /etc/mtab is a symlink
     // into /proc and whose /dev, /proc and /sys are the real ones.
-    for (const char* p : {"/proc/kallsyms", "/proc/self/environ", "/sys/kernel/notes", "/dev/kvm"}) {
+    for (const char* p : {"/proc/kallsyms", "/sys/kernel/notes", "/dev/kvm"}) {
         auto r = run_vessel({"--root", "/"}, {kBusybox, "cat", p});
         EXPECT_NE(r.status, 0) << p;
         EXPECT_EQ(r.out, "") << p;
+    }
+    // A process's own files are the guest's (thin/procfs.h), not the VMM's.
+    std::string env;
+    for (const auto& e : fixed_env()) env += e + '\0';
+    for (const std::vector<std::string>& root : {std::vector<std::string>{"--root", t_ / "root"}, {"--root", "/"}}) {
+        EXPECT_EQ(run_vessel(root, {kBusybox, "cat", "/proc/self/environ"}).out, env);
+        EXPECT_EQ(run_vessel(root, {kBusybox, "cat", "/proc/1/cmdline"}).out,
+                  std::string(kBusybox) + '\0' + "cat" + '\0' + "/proc/1/cmdline" + '\0');
     }
     // The /proc files a thin guest has are the VM's own (thin/procfs.h): its
     // one vCPU, its mounts, its one process.
