@@ -1,5 +1,7 @@
 // Running a VM in the foreground of the `vessel` process: its control API,
 // its jail, and for thin VMs the seccomp filter, in that order.
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <string_view>
@@ -59,6 +61,10 @@ void serve_thin_vm(std::unique_ptr<vmm::ThinVm> vm, const std::string& api_socke
     // of KVM and memory teardown) after we are gone.
     jail::announce_exit(outcome->status);
     vm.release();
+    // In the jail that parent was the detaching: we are pid 1 of our pid
+    // namespace, and a helper would be killed with us (the kernel tears the
+    // VM down as we exit, after the caller has its status).
+    if (jail::inside()) ::_exit(outcome->status);
     exit_with_detached_teardown(outcome->status);
 }
 

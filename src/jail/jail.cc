@@ -342,6 +342,8 @@ bool inside() { return g_inside; }
 void announce_exit(int status) {
     if (!g_inside) return;
     std::fflush(nullptr);
+    // The parent leaves at once now: its death must not kill the teardown.
+    ::prctl(PR_SET_PDEATHSIG, 0);
     tell_parent({0, status});
 }
 

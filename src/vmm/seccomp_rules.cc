@@ -2,6 +2,7 @@
 
 #include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -69,6 +70,11 @@ bool add_allowlist_rules(scmp_filter_ctx ctx) {
                                   CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET;
     // A guest's socket pairs (thin/sys_socket.cc): AF_UNIX only, no socket().
     if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socketpair), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX, 0)) != 0)
+        return false;
+    // A jailed VMM that has announced its exit outlives the jail's parent
+    // (jail::announce_exit): it clears its parent-death signal, and only that.
+    if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 2, SCMP_A0(SCMP_CMP_EQ, PR_SET_PDEATHSIG),
+                         SCMP_A1(SCMP_CMP_EQ, 0)) != 0)
         return false;
     return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1, SCMP_A0(SCMP_CMP_MASKED_EQ, kChecked, CLONE_VM)) ==
                0 &&
