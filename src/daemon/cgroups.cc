@@ -351,7 +351,11 @@ void Cgroups::release() const {
 
 void Cgroups::remove(const Placement& p) {
     for (const auto& dir : p.paths) {
-        for (int attempt = 0; attempt < 50; ++attempt) {
+        // Up to 5 s: besides the VMM's leftovers, KVM puts a kernel thread
+        // of each VM in its creator's group (kvm-nx-lpage-recovery), which
+        // no signal ends: it goes when the VM's last reference does, a while
+        // after the VMM on a slow (emulated) machine.
+        for (int attempt = 0; attempt < 250; ++attempt) {
             if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) break;
             if (errno != EBUSY) break;
             // Leftovers (e.g. the VMM's detached teardown helper) go first.
@@ -359,7 +363,7 @@ void Cgroups::remove(const Placement& p) {
             int pid;
             while (procs >> pid)
                 if (pid > 0) ::kill(pid, SIGKILL);
-            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
         }
     }
 }

@@ -102,7 +102,10 @@ Result<Recorded> config_from_json(const json& j) {
         std::string entry = j.at("boot_entry").get<std::string>();
         c.entry = entry == "pvh" ? BootEntry::kPvh : entry == "linux64" ? BootEntry::kLinux64 : BootEntry::kAuto;
         uint64_t cpus = snapshot::json_unsigned(j, "cpus");
-        if (cpus == 0 || cpus > kMaxFullVmCpus) return fail("snapshot config: cpus out of range", EINVAL);
+        if (cpus == 0 || cpus > kMaxFullVmCpus)
+            return fail("snapshot config: cpus out of range: a machine for " + std::to_string(cpus) + " vCPUs (1 to " +
+                            std::to_string(kMaxFullVmCpus) + ")",
+                        EINVAL);
         c.cpus = static_cast<unsigned>(cpus);
         c.mem_size = snapshot::json_unsigned(j, "mem_bytes");
         const json& d = j.at("devices");

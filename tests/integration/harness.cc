@@ -177,7 +177,7 @@ std::string describe_tree(const std::string& dir, bool with_mtime) {
             if (::lstat(p.c_str(), &st) < 0) continue;
             std::ostringstream line;
             line << r << " mode=" << std::oct << (st.st_mode & 07777) << std::dec;
-            if (with_mtime) line << " mtime=" << st.st_mtim.tv_sec;
+            if (with_mtime && !S_ISDIR(st.st_mode)) line << " mtime=" << st.st_mtim.tv_sec;
             if (S_ISDIR(st.st_mode)) {
                 line << " dir";
                 lines.push_back(line.str());

@@ -64,6 +64,9 @@ void copy_file(const std::string& from, const std::string& to);
 
 // A listing of a tree for comparisons: one line per entry with its relative
 // path, type, permission bits, size and (for files) contents hash or link target.
+// `with_mtime` adds the modification second of everything but directories,
+// whose mtimes are when an entry last changed: the two sides of a comparison
+// make their changes at different moments (seconds apart on a slow machine).
 std::string describe_tree(const std::string& dir, bool with_mtime = false);
 
 // Empty when /dev/kvm (or $VESSEL_KVM_DEVICE) is usable, else why not.
