@@ -15,10 +15,12 @@
 #include <filesystem>
 
 #include "arch/x86/cpuid.h"
+#include "arch/x86/exceptions.h"
 #include "arch/x86/host_cpuid.h"
 #include "arch/x86/x86.h"
 #include "base/cache_dir.h"
 #include "base/safe_file.h"
+#include "base/text.h"
 #include "loader/decode_helper.h"
 #include "loader/program.h"
 #include "loader/rewriter.h"
@@ -231,9 +233,14 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     const uint16_t iomap_base = kTssSize;
     std::memcpy(tss + 0x66, &iomap_base, 2);
     tss[kTssLimit] = 0xff;
-    for (uint64_t page = kSystemBase; page < kSystemEnd; page += memory::kPageSize)
-        if (auto r = m.as->tables().map(page, page, memory::pte::kWrite | memory::pte::kNoExec); !r)
-            return std::unexpected(r.error());
+    const uint64_t rsp0 = kExceptionStackTop;
+    std::memcpy(tss + 4, &rsp0, 8);
+    x86::build_exception_idt(m.mem->host(kIdtAddr, x86::kIdtSize),
+                             m.mem->host(kExceptionStubsAddr, x86::kExceptionStubsSize), kExceptionStubsAddr);
+    for (uint64_t page = kSystemBase; page < kSystemEnd; page += memory::kPageSize) {
+        const uint64_t exec = page == (kExceptionStubsAddr & ~memory::kPageMask) ? 0 : memory::pte::kNoExec;
+        if (auto r = m.as->tables().map(page, page, memory::pte::kWrite | exec); !r) return std::unexpected(r.error());
+    }
     if (auto r = thin::GuestEntry::install(*m.as, host_cpuid); !r) return std::unexpected(r.error());
     m.timer.mark("memory+page tables");
 
@@ -270,6 +277,8 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
                                   .gdt_base = kGdtAddr,
                                   .tss_base = kTssAddr,
                                   .tss_limit = kTssLimit,
+                                  .idt_base = kIdtAddr,
+                                  .idt_limit = x86::kIdtSize - 1,
                                   .user_mode = true});
     // CR4 as the host's user mode has it: KVM derives CPUID's OSXSAVE and
     // OSPKE bits from the vCPU's CR4, and a trapped `cpuid` must give the
@@ -333,6 +342,29 @@ uint64_t ThinVm::Impl::segment_base(kvm_segment kvm_sregs::*seg) {
     return s ? ((*s).*seg).base : 0;
 }
 
+cpu::Action ThinVm::Impl::guest_exception() {
+    // Only a stub runs on page 1 (supervisor-only: guest code cannot jump
+    // there), and only after the CPU switched to RSP0 and pushed a frame.
+    const uint64_t rsp = runner->regs().rsp;
+    x86::ExceptionFrame f;
+    if (rsp < kExceptionStubsAddr + x86::kExceptionStubsSize || rsp > kExceptionStackTop - sizeof f)
+        return crash("exception report with its stack at " + hex(rsp));
+    std::memcpy(&f, mem->host(rsp, sizeof f), sizeof f);
+    if (f.vector >= x86::kExceptionVectors) return crash("exception report for vector " + std::to_string(f.vector));
+    uint64_t cr2 = 0;
+    if (auto s = vcpu->get_sregs()) cr2 = s->cr2;
+    x86::GuestFault fault = x86::describe_exception(static_cast<unsigned>(f.vector), f.error_code, cr2);
+    // Under PVM a `syscall` nobody rewrote jumps to LSTAR (0) at CPL3.
+    if (f.rip == 0 && f.vector == 14 && runner->regs().rcx >= 2)
+        fault.description += " (a `syscall` the loader did not rewrite, at " + hex(runner->regs().rcx - 2) + ")";
+    char buf[320];
+    std::snprintf(buf, sizeof buf, "guest crashed: %s at rip=0x%" PRIx64 " rsp=0x%" PRIx64, fault.description.c_str(),
+                  f.rip, f.rsp);
+    outcome.diagnostic = buf;
+    outcome.status = 128 + fault.signal;
+    return cpu::Action::kStop;
+}
+
 cpu::Action ThinVm::Impl::crash(const std::string& why) {
     kvm_regs& r = runner->regs();
     char buf[256];
@@ -369,8 +401,13 @@ cpu::Action ThinVm::Impl::on_exit(kvm_run& run) {
     switch (run.exit_reason) {
         case KVM_EXIT_IO: {
             exits_io.fetch_add(1, std::memory_order_relaxed);
-            // A rewritten `syscall`: `out dx, eax` (4 bytes, any port). Any
-            // other port access is not something a thin guest may do.
+            // A rewritten `syscall`: `out dx, eax` (4 bytes, any port); or
+            // an exception stub's one-byte report. Any other port access is
+            // not something a thin guest may do.
+            if (run.io.direction == KVM_EXIT_IO_OUT && run.io.size == 1 && run.io.port == x86::kExceptionPort &&
+                runner->regs().rip > kExceptionStubsAddr &&
+                runner->regs().rip <= kExceptionStubsAddr + x86::kExceptionStubsSize)
+                return guest_exception();
             if (run.io.direction != KVM_EXIT_IO_OUT || run.io.size != 4 || run.io.count != 1)
                 return crash("unexpected " + cpu::describe_exit(run));
             kvm_regs& r = runner->regs();

@@ -23,7 +23,8 @@ namespace vessel::vmm {
 // guest's `cpuid` answers, rewritten site or not (arch/x86/host_cpuid.h).
 std::vector<arch::x86::CpuidAnswer> host_cpuid_answers();
 
-// Guest-physical layout: page 0 unused; pages 1-4 hold the GDT and the TSS
+// Guest-physical layout: page 0 unused; pages 1-4 hold the GDT, the IDT and
+// its exception stubs with their stack (arch/x86/exceptions.h), and the TSS
 // with a full I/O permission bitmap (identity-mapped, supervisor-only, so the
 // guest cannot change them); everything above is the page pool.
 //
@@ -32,6 +33,9 @@ std::vector<arch::x86::CpuidAnswer> host_cpuid_answers();
 // bitmap, and on VT-x/AMD-V an all-zero bitmap agrees with IOPL=3.
 inline constexpr uint64_t kSystemBase = 0x1000;
 inline constexpr uint64_t kGdtAddr = 0x1000;
+inline constexpr uint64_t kIdtAddr = 0x1100;
+inline constexpr uint64_t kExceptionStubsAddr = 0x1400;  // executable at CPL0: page 1 is not NX
+inline constexpr uint64_t kExceptionStackTop = 0x2000;   // the TSS's RSP0, down into page 1
 inline constexpr uint64_t kTssAddr = 0x2000;
 inline constexpr uint64_t kTssSize = 0x68;  // 64-bit TSS without the bitmap
 // One bit per port, all zero (allowed), plus a zero byte for the bits a
@@ -99,6 +103,9 @@ struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
     // --- cpu::ExitHandler ---
     cpu::Action on_exit(kvm_run& run) override;
     cpu::Action crash(const std::string& why);
+    // An exception stub's report (a one-byte `out` from page 1): the guest
+    // dies of the signal Linux would send, with a line naming it.
+    cpu::Action guest_exception();
     // Parks the vCPU thread while a pause is requested. False: shut down.
     bool park();
 

@@ -4,7 +4,7 @@
  * Usage: hostile_entry DIR MODE
  *   window   a window that claims 2^40 bytes at a supervisor-only address
  *            over a live descriptor: the entry code faults (the guest's own
- *            crash, status 139)
+ *            crash, status 139: SIGSEGV)
  *   bounds   a window longer than the buffer, a position past its end, and
  *            one for a closed descriptor: the VMM drops them and offsets
  *            stay right; a break and a heap limit out of range: the VMM
