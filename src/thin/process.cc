@@ -2,6 +2,7 @@
 #include "thin/procfs.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/resource.h>
@@ -192,13 +193,23 @@ std::string Process::unsupported_summary() const {
     std::string out;
     for (const auto& [n, nr] : seen)
         out += (out.empty() ? "" : ", ") + std::string(syscall_name(nr)) + " x" + std::to_string(n);
-    const uint64_t total = unsupported_calls();
+    uint64_t signals = 0;
+    for (int sig = 1; sig <= 64; ++sig)
+        if (uint64_t n = std::atomic_ref<const uint64_t>(undelivered_[sig - 1]).load(std::memory_order_relaxed)) {
+            const char* name = sigabbrev_np(sig);
+            out += (out.empty() ? "" : ", ") + std::string("signal ") +
+                   (name ? "SIG" + std::string(name) : std::to_string(sig)) +
+                   " (handlers and stops are not delivered) x" + std::to_string(n);
+            signals += n;
+        }
+    const uint64_t total = unsupported_calls() - signals;
     if (total > named) out += (out.empty() ? "" : ", ") + std::to_string(total - named) + " more with unknown numbers";
     return out;
 }
 
 uint64_t Process::unsupported_calls() const {
     uint64_t n = std::atomic_ref<const uint64_t>(unsupported_).load(std::memory_order_relaxed);
+    for (const uint64_t& s : undelivered_) n += std::atomic_ref<const uint64_t>(s).load(std::memory_order_relaxed);
     if (entry_)
         for (unsigned nr = 0; nr < kGuestCounted; ++nr)
             if (const SyscallInfo* info = syscall_table().find(nr); !info || !info->handler)
@@ -413,7 +424,58 @@ int64_t Process::handle(const SyscallArgs& args) {
     }
     update_clock();  // after the call: a sleep has moved the host's clocks on
     if (options_.trace) trace_syscall(options_.trace_out, *this, args, result);
+    if (pending_signals_) deliver_signals();
     return result;
+}
+
+namespace {
+
+enum class DefaultAction { kTerminate, kIgnore, kStop };
+
+// signal(7)'s table; "core" is termination here (no core files).
+DefaultAction default_action(int sig) {
+    switch (sig) {
+        case SIGCHLD:
+        case SIGCONT:
+        case SIGURG:
+        case SIGWINCH: return DefaultAction::kIgnore;
+        case SIGSTOP:
+        case SIGTSTP:
+        case SIGTTIN:
+        case SIGTTOU: return DefaultAction::kStop;
+        default: return DefaultAction::kTerminate;
+    }
+}
+
+constexpr uint64_t bit(int sig) { return 1ull << (sig - 1); }
+
+}  // namespace
+
+void Process::deliver_signals() {
+    const uint64_t unblockable = bit(SIGKILL) | bit(SIGSTOP);
+    uint64_t ready = pending_signals_ & (~signal_mask_ | unblockable);
+    while (ready && !exited_) {
+        const int sig = __builtin_ctzll(ready) + 1;
+        ready &= ready - 1;
+        pending_signals_ &= ~bit(sig);
+        const uint64_t handler = sig == SIGKILL || sig == SIGSTOP ? 0 : sigactions_[sig - 1].handler;
+        if (handler == 1) continue;  // SIG_IGN
+        if (handler != 0) {          // a handler, which cannot run yet
+            std::atomic_ref<uint64_t>(undelivered_[sig - 1]).fetch_add(1, std::memory_order_relaxed);
+            continue;
+        }
+        switch (default_action(sig)) {
+            case DefaultAction::kIgnore: continue;
+            case DefaultAction::kStop:  // nobody could continue the one process: not stopped, but said
+                std::atomic_ref<uint64_t>(undelivered_[sig - 1]).fetch_add(1, std::memory_order_relaxed);
+                continue;
+            case DefaultAction::kTerminate:
+                exited_ = true;
+                killed_by_ = sig;
+                exit_status_ = 128 + sig;
+                break;
+        }
+    }
 }
 
 int64_t Process::read_path(int dirfd, uint64_t ptr, std::string& out, bool allow_empty) {

@@ -203,6 +203,16 @@ public:
         exited_ = true;
         exit_status_ = status & 0xff;
     }
+    // Signals sent to the guest's own process (kill, tkill, tgkill). They
+    // wait while blocked; at the end of every call an unblocked one takes
+    // its action: SIG_IGN and default-ignore discard it, default-terminate
+    // ends the process as killed by it (exit status 128 + signal). Handlers
+    // do not run yet: such a signal is dropped and counted as unsupported.
+    // Not kept in snapshots.
+    void send_signal(int sig) { pending_signals_ |= 1ull << (sig - 1); }
+    uint64_t pending_signals() const { return pending_signals_; }
+    // The signal that ended the process, else 0.
+    int killed_by() const { return killed_by_; }
 
     // Resolves a guest path argument (at `ptr`, relative to `dirfd`) to an
     // absolute guest path; returns -errno (EFAULT, ENAMETOOLONG, ENOENT, EBADF, ENOTDIR).
@@ -232,6 +242,8 @@ private:
     // and the program's data are (the ranges it may store results into) and
     // which "/proc/self/exe" strings are still there and read-only.
     void publish_memory_map();
+    // Takes the action of every pending signal the mask lets through.
+    void deliver_signals();
 
     memory::AddressSpace* as_;
     Sandbox sandbox_;
@@ -247,6 +259,9 @@ private:
     std::array<kernel_sigaction_t, 64> sigactions_{};
     std::array<uint64_t, 4> sigaltstack_{0, 2 /* SS_DISABLE */, 0, 0};
     PrctlState prctl_state_;
+    uint64_t pending_signals_ = 0;
+    int killed_by_ = 0;
+    std::array<uint64_t, 64> undelivered_{};  // per signal: dropped for want of handler support
     bool exited_ = false;
     int exit_status_ = 0;
     std::array<uint64_t, kMaxSyscall> counts_{};

@@ -354,6 +354,19 @@ struct PrctlArgs : ArgsView {
         return true;
     }
 };
+// kill, tkill (target = the tid)
+struct KillArgs : ArgsView {
+    using ArgsView::ArgsView;
+    int64_t target() const { return static_cast<int32_t>(u(0)); }
+    uint64_t signum() const { return u(1); }
+};
+// tgkill
+struct TgkillArgs : ArgsView {
+    using ArgsView::ArgsView;
+    int64_t tgid() const { return static_cast<int32_t>(u(0)); }
+    int64_t tid() const { return static_cast<int32_t>(u(1)); }
+    uint64_t signum() const { return u(2); }
+};
 // rt_sigaction
 struct SigactionArgs : ArgsView {
     using ArgsView::ArgsView;

@@ -417,6 +417,8 @@ cpu::Action ThinVm::Impl::on_exit(kvm_run& run) {
             int64_t result = process->handle(args);
             if (process->exited()) {
                 outcome.status = process->exit_status();
+                if (const int sig = process->killed_by())  // one line, as a shell says "Aborted"
+                    outcome.diagnostic = std::string("guest killed by SIG") + sigabbrev_np(sig);
                 outcome.guest_exited = true;
                 return cpu::Action::kStop;
             }

@@ -1,11 +1,16 @@
 /* Ways for a guest to fault. Usage: crash MODE; the program never exits
  * normally. MODE: null (read address 0), write-ro (store to read-only
  * memory), ud2, stray-syscall (a `syscall` the loader never saw), hlt,
- * int3, divide, jump-wild. */
+ * int3, divide, jump-wild; abort, raise-term (signals to itself that kill
+ * it); ignored (signals it ignores, or whose default is to ignore: it then
+ * exits 0). */
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 static volatile long zero = 0;
 
@@ -23,6 +28,13 @@ int main(int argc, char** argv) {
     if (!strcmp(mode, "int3")) __asm__ volatile("int3");
     if (!strcmp(mode, "divide")) __asm__ volatile("xor %%ecx, %%ecx; div %%ecx" ::: "eax", "ecx", "edx");
     if (!strcmp(mode, "jump-wild")) ((void (*)(void))(uintptr_t)0xdead0000)();
+    if (!strcmp(mode, "abort")) abort(); /* raise(SIGABRT) with every signal blocked, then unblocked */
+    if (!strcmp(mode, "raise-term")) raise(SIGTERM);
+    if (!strcmp(mode, "ignored")) {
+        signal(SIGUSR1, SIG_IGN);
+        if (raise(SIGUSR1) != 0 || kill(getpid(), SIGCHLD) != 0 || kill(getpid(), 0) != 0) return 2;
+        return 0;
+    }
     if (!strcmp(mode, "stray-syscall")) {
         /* mov eax, 60 (exit); xor edi, edi; syscall — written at run time, so
          * no load-time rewrite covers it. It must fault, not exit cleanly. */

@@ -224,6 +224,20 @@ TEST_P(GuestProgram, CrashesEndLikeNativeWithOneLine) {
         EXPECT_NE(r.err.find(what), std::string::npos) << mode << ": " << r.err;
         EXPECT_EQ(r.out, "crash: " + mode + "\n") << mode;  // output before the fault is kept
     }
+    // Signals a program sends itself: killed by the same signal as natively
+    // (abort() raises SIGABRT with every signal blocked, then unblocks it),
+    // or, when ignored, not at all.
+    for (const char* mode : {"abort", "raise-term"}) {
+        auto native = run({p, mode});
+        ASSERT_GT(native.signal, 0) << mode << " did not die natively";
+        auto r = run_vessel({}, {p, mode}, with_timeout(20));
+        EXPECT_EQ(r.status, 128 + native.signal) << mode << "\n" << r.err;
+        EXPECT_EQ(r.err, std::string("vessel: guest killed by SIG") + sigabbrev_np(native.signal) + "\n") << mode;
+    }
+    auto ignored = run_vessel({}, {p, "ignored"}, with_timeout(20));
+    EXPECT_EQ(ignored.status, run({p, "ignored"}).status) << ignored.err;
+    EXPECT_EQ(ignored.status, 0) << ignored.err;
+    EXPECT_EQ(ignored.err, "");
     // A `syscall` written at run time, which no rewrite covered: natively it
     // is a system call; here it faults (until un-rewritten sites are served),
     // never silently.

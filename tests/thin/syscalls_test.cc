@@ -3,6 +3,7 @@
 // errno values, never reach the host or crash the VMM.
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
@@ -319,6 +320,46 @@ TEST_F(Syscalls, PrctlKeepsWhatItSetsAndRefusesWhatLinuxRefuses) {
     EXPECT_EQ(call(157, PR_GET_PDEATHSIG, kReadOnly), -EFAULT);
     EXPECT_EQ(call(157, 0xdead), -EINVAL);
     EXPECT_EQ(p_->unsupported_calls(), 0u);
+}
+
+// Signals the guest sends itself (kill, tkill, tgkill): its own pid only;
+// they wait while blocked, then SIG_IGN and default-ignore drop them,
+// default-terminate ends the process as killed by them, and a handler
+// (which cannot run yet) is counted as unsupported, never silently lost.
+TEST_F(Syscalls, SignalsToItselfTakeTheirActionOnceUnblocked) {
+    EXPECT_EQ(call(SYS_kill, 2, SIGTERM), -ESRCH);
+    EXPECT_EQ(call(SYS_kill, 1, 65), -EINVAL);
+    EXPECT_EQ(call(SYS_kill, 1, 0), 0);
+    EXPECT_EQ(call(SYS_tgkill, 1, 2, SIGTERM), -ESRCH);
+    EXPECT_EQ(call(SYS_tgkill, 0, 1, SIGTERM), -EINVAL);
+    EXPECT_EQ(call(SYS_tkill, -1, SIGTERM), -EINVAL);
+    EXPECT_EQ(call(SYS_kill, 1, SIGCHLD), 0);  // default: ignored
+    EXPECT_FALSE(p_->exited());
+
+    kernel_sigaction_t act{};
+    act.handler = 1;  // SIG_IGN
+    ASSERT_TRUE(as_->view().write_obj(kScratch, act));
+    EXPECT_EQ(call(SYS_rt_sigaction, SIGUSR1, kScratch, 0, 8), 0);
+    EXPECT_EQ(call(SYS_tgkill, 1, 1, SIGUSR1), 0);
+    EXPECT_FALSE(p_->exited());
+    act.handler = 0x401000;  // a handler: not run yet, and said so
+    ASSERT_TRUE(as_->view().write_obj(kScratch, act));
+    EXPECT_EQ(call(SYS_rt_sigaction, SIGUSR2, kScratch, 0, 8), 0);
+    EXPECT_EQ(call(SYS_tkill, 1, SIGUSR2), 0);
+    EXPECT_FALSE(p_->exited());
+    EXPECT_EQ(p_->unsupported_calls(), 1u);
+    EXPECT_NE(p_->unsupported_summary().find("SIGUSR2"), std::string::npos) << p_->unsupported_summary();
+
+    uint64_t set = 1ull << (SIGTERM - 1);
+    ASSERT_TRUE(as_->view().write_obj(kScratch, set));
+    EXPECT_EQ(call(SYS_rt_sigprocmask, SIG_BLOCK, kScratch, 0, 8), 0);
+    EXPECT_EQ(call(SYS_kill, 0, SIGTERM), 0);  // its own group
+    EXPECT_FALSE(p_->exited()) << "a blocked signal waits";
+    EXPECT_EQ(p_->pending_signals(), set);
+    EXPECT_EQ(call(SYS_rt_sigprocmask, SIG_UNBLOCK, kScratch, 0, 8), 0);
+    EXPECT_TRUE(p_->exited());
+    EXPECT_EQ(p_->killed_by(), SIGTERM);
+    EXPECT_EQ(p_->exit_status(), 128 + SIGTERM);
 }
 
 TEST_F(Syscalls, DescriptorEdgeCases) {
