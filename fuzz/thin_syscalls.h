@@ -48,12 +48,15 @@ inline Family family_of(std::string_view handler) {
     static constexpr std::string_view kTime[] = {"sys_clock_gettime", "sys_clock_getres", "sys_gettimeofday",
                                                  "sys_time",          "sys_nanosleep",    "sys_clock_nanosleep"};
     // sys_process.cc: everything about the process that is not time or memory.
-    static constexpr std::string_view kProcess[] = {
-        "sys_exit",         "sys_getpid",         "sys_getppid",           "sys_getuid",          "sys_getgroups",
-        "sys_setgroups",    "sys_getgid",         "sys_set_tid_address",   "sys_set_robust_list", "sys_arch_prctl",
-        "sys_rt_sigaction", "sys_rt_sigprocmask", "sys_sigaltstack",       "sys_uname",           "sys_prlimit64",
-        "sys_getrlimit",    "sys_sched_yield",    "sys_sched_getaffinity", "sys_futex",           "sys_umask",
-        "sys_getrandom",    "sys_sysinfo"};
+    static constexpr std::string_view kProcess[] = {"sys_exit",        "sys_getpid",          "sys_getppid",
+                                                    "sys_getuid",      "sys_getgroups",       "sys_setgroups",
+                                                    "sys_getgid",      "sys_set_tid_address", "sys_set_robust_list",
+                                                    "sys_arch_prctl",  "sys_rt_sigaction",    "sys_rt_sigprocmask",
+                                                    "sys_sigaltstack", "sys_uname",           "sys_prlimit64",
+                                                    "sys_getrlimit",   "sys_sched_yield",     "sys_sched_getaffinity",
+                                                    "sys_futex",       "sys_umask",           "sys_getrandom",
+                                                    "sys_sysinfo",     "sys_prctl",           "sys_kill",
+                                                    "sys_tkill",       "sys_tgkill"};
     for (auto h : kMemory)
         if (h == handler) return Family::kMemory;
     for (auto h : kTime)
