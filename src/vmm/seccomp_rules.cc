@@ -73,8 +73,8 @@ bool add_allowlist_rules(scmp_filter_ctx ctx) {
         return false;
     // A jailed VMM that has announced its exit outlives the jail's parent
     // (jail::announce_exit): it clears its parent-death signal, and only that.
-    if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 2, SCMP_A0(SCMP_CMP_EQ, PR_SET_PDEATHSIG),
-                         SCMP_A1(SCMP_CMP_EQ, 0)) != 0)
+    if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 2, SCMP_A0(SCMP_CMP_EQ, PR_SET_PDEATHSIG, 0),
+                         SCMP_A1(SCMP_CMP_EQ, 0, 0)) != 0)
         return false;
     return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1, SCMP_A0(SCMP_CMP_MASKED_EQ, kChecked, CLONE_VM)) ==
                0 &&
