@@ -357,21 +357,19 @@ cpu::Action ThinVm::Impl::guest_exception() {
     // Under PVM a `syscall` nobody rewrote jumps to LSTAR (0) at CPL3.
     if (f.rip == 0 && f.vector == 14 && runner->regs().rcx >= 2)
         fault.description += " (a `syscall` the loader did not rewrite, at " + hex(runner->regs().rcx - 2) + ")";
-    char buf[320];
-    std::snprintf(buf, sizeof buf, "guest crashed: %s at rip=0x%" PRIx64 " rsp=0x%" PRIx64, fault.description.c_str(),
-                  f.rip, f.rsp);
-    outcome.diagnostic = buf;
-    outcome.status = 128 + fault.signal;
-    return cpu::Action::kStop;
+    return crash_at(fault.description, f.rip, f.rsp, 128 + fault.signal);
 }
 
 cpu::Action ThinVm::Impl::crash(const std::string& why) {
-    kvm_regs& r = runner->regs();
-    char buf[256];
-    std::snprintf(buf, sizeof buf, "guest crashed: %s at rip=0x%" PRIx64 " rsp=0x%" PRIx64, why.c_str(),
-                  static_cast<uint64_t>(r.rip), static_cast<uint64_t>(r.rsp));
+    const kvm_regs& r = runner->regs();
+    return crash_at(why, r.rip, r.rsp, kExitGuestCrashed);
+}
+
+cpu::Action ThinVm::Impl::crash_at(const std::string& why, uint64_t rip, uint64_t rsp, int status) {
+    char buf[320];
+    std::snprintf(buf, sizeof buf, "guest crashed: %s at rip=0x%" PRIx64 " rsp=0x%" PRIx64, why.c_str(), rip, rsp);
     outcome.diagnostic = buf;
-    outcome.status = kExitGuestCrashed;
+    outcome.status = status;
     return cpu::Action::kStop;
 }
 

@@ -103,6 +103,8 @@ struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
     // --- cpu::ExitHandler ---
     cpu::Action on_exit(kvm_run& run) override;
     cpu::Action crash(const std::string& why);
+    // The crash line and status for a fault at `rip`/`rsp` (not the vCPU's registers).
+    cpu::Action crash_at(const std::string& why, uint64_t rip, uint64_t rsp, int status);
     // An exception stub's report (a one-byte `out` from page 1): the guest
     // dies of the signal Linux would send, with a line naming it.
     cpu::Action guest_exception();
