@@ -16,26 +16,34 @@ void VcpuRunner::install_kick_signal() {
     sigaction(kick_signal(), &sa, nullptr);
 }
 
-Result<> VcpuRunner::run(ExitHandler& handler) {
+Result<> VcpuRunner::enter() {
+    auto r = vcpu_->run();
+    vcpu_->run_state()->kvm_dirty_regs = 0;
+    return r;
+}
+
+void VcpuRunner::bind_thread() {
     thread_ = pthread_self();
     running_ = true;
-    kvm_run* rs = vcpu_->run_state();
-    while (true) {
-        if (auto r = vcpu_->run(); !r) {
-            running_ = false;
-            return r;
-        }
-        rs->kvm_dirty_regs = 0;
-        if (rs->exit_reason == KVM_EXIT_INTR) rs->immediate_exit = 0;
-        if (handler.on_exit(*rs) == Action::kStop) break;
-    }
-    running_ = false;
-    return {};
 }
 
 void VcpuRunner::kick() {
     vcpu_->run_state()->immediate_exit = 1;
     if (running_) pthread_kill(thread_.load(), kick_signal());
+}
+
+Result<> VcpuRunner::flush_regs() {
+    kvm_run* rs = vcpu_->run_state();
+    if (!(rs->kvm_dirty_regs & KVM_SYNC_X86_REGS)) return {};
+    rs->kvm_dirty_regs &= ~KVM_SYNC_X86_REGS;
+    return vcpu_->set_regs(rs->s.regs.regs);
+}
+
+Result<> VcpuRunner::reload_regs() {
+    auto r = vcpu_->get_regs();
+    if (!r) return std::unexpected(r.error());
+    vcpu_->run_state()->s.regs.regs = *r;
+    return {};
 }
 
 std::string describe_exit(const kvm_run& run) {

@@ -2,8 +2,6 @@
 // plain data it answers with.
 #pragma once
 
-#include <pthread.h>
-
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -13,14 +11,13 @@
 #include "base/fd.h"
 #include "base/result.h"
 #include "base/text.h"
+#include "cpu/vcpu_set.h"
 
 namespace vessel::vmm {
 
-// CPU time `thread` has used so far, in nanoseconds (0 if unreadable).
-uint64_t thread_cpu_ns(pthread_t thread);
-
-enum class VmState { kCreated, kRunning, kPaused, kExited };
-const char* to_string(VmState s);
+// A machine's state is its vCPUs' (cpu/vcpu_set.h).
+using VmState = cpu::RunState;
+using cpu::to_string;
 
 enum class SnapshotType { kFull, kDiff };
 

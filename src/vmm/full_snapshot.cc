@@ -278,9 +278,10 @@ Result<SnapshotInfo> FullVm::Impl::write_snapshot_files(const SnapshotTarget& ta
 
 Result<SnapshotInfo> FullVm::snapshot(const SnapshotTarget& target, SnapshotType type) {
     Impl& m = *impl_;
-    std::lock_guard lock(m.pause_mu);  // also keeps run() from stopping the I/O thread under us
-    if (m.state != VmState::kPaused || m.stopping)
-        return fail(std::string("VM is ") + (m.stopping ? "stopping" : to_string(m.state)) +
+    std::lock_guard lock(m.control_mu);  // also keeps run() from stopping the I/O thread under us
+    const VmState state = m.vcpus.state();
+    if (state != VmState::kPaused || m.vcpus.stopping())
+        return fail(std::string("VM is ") + (m.vcpus.stopping() ? "stopping" : to_string(state)) +
                         "; pause it before taking a snapshot",
                     EBUSY);
     if (type == SnapshotType::kDiff && m.last_snapshot.empty())
@@ -369,7 +370,6 @@ Result<std::unique_ptr<FullVm>> FullVm::restore(const std::string& dir, const Co
         if (!c) return std::unexpected(c.error());
         (*c)->cpuid = s.machine->cpuid;
         if (auto r = apply_vcpu(*(*c)->vcpu, s); !r) return wrap(where + ": vCPU " + std::to_string(i), r.error());
-        (*c)->runner = std::make_unique<cpu::VcpuRunner>(*(*c)->vcpu);
     }
     // After the vCPUs: the I/O APIC may deliver to their LAPICs at once.
     if (auto r = apply_kvm_devices(*m.vm, *kvm_devices); !r) return wrap(where, r.error());

@@ -20,7 +20,7 @@
 #include "arch/x86/mptable.h"
 #include "arch/x86/x86.h"
 #include "base/text.h"
-#include "cpu/vcpu_runner.h"
+#include "cpu/vcpu_set.h"
 #include "devices/bus.h"
 #include "devices/event_loop.h"
 #include "devices/legacy/cmos.h"
@@ -126,26 +126,13 @@ const char* describe(FullRunOutcome::Reason reason) {
     return "?";
 }
 
-void FullVm::Impl::park() {
-    std::unique_lock lock(pause_mu);
-    ++parked;
-    pause_cv.notify_all();
-    pause_cv.wait(lock, [&] { return !pause_requested || stopping; });
-    --parked;
-    pause_cv.notify_all();
-}
-
 void FullVm::Impl::stop(FullRunOutcome::Reason reason, const std::string& diagnostic) {
     {
         std::lock_guard lock(stop_mu);
-        if (stopping) return;
+        if (vcpus.stopping()) return;
         outcome.reason = reason;
         outcome.diagnostic = diagnostic;
-        stopping = true;
-    }
-    {
-        std::lock_guard lock(pause_mu);  // wake parked vCPUs so they can stop
-        pause_cv.notify_all();
+        vcpus.stop();  // parked vCPUs wake and end, running ones are kicked
     }
     signal_eventfd(stop_event.get());
 }
@@ -171,25 +158,8 @@ cpu::Action FullVm::Impl::Cpu::crash(FullRunOutcome::Reason reason, const std::s
 }
 
 cpu::Action FullVm::Impl::Cpu::on_exit(kvm_run& run) {
-    cpu::Action action = dispatch(run);
-    if (action == cpu::Action::kContinue && vm->pause_requested) {
-        if (run.exit_reason != KVM_EXIT_INTR) {
-            // KVM finishes a port I/O or MMIO access (the register write of
-            // an IN, the step past the instruction) only at the next KVM_RUN.
-            // Re-enter with immediate_exit so a paused vCPU's state is
-            // complete: a snapshot taken now must not replay the access.
-            run.immediate_exit = 1;
-            return cpu::Action::kContinue;
-        }
-        vm->park();
-        runner->vcpu().run_state()->immediate_exit = 0;
-    }
-    return vm->stopping ? cpu::Action::kStop : action;
-}
-
-cpu::Action FullVm::Impl::Cpu::dispatch(kvm_run& run) {
     ++exits;
-    if (vm->stopping) return cpu::Action::kStop;
+    if (vm->vcpus.stopping()) return cpu::Action::kStop;
     if (run.exit_reason == KVM_EXIT_IO || run.exit_reason == KVM_EXIT_MMIO) ++exits_io;
     if (run.exit_reason == KVM_EXIT_INTR) ++exits_intr;
     switch (run.exit_reason) {
@@ -580,13 +550,7 @@ FullVm::FullVm() : impl_(std::make_unique<Impl>()) {}
 FullVm::~FullVm() {
     Impl& m = *impl_;
     m.stop(FullRunOutcome::Reason::kInterrupted);
-    for (auto& c : m.cpus) {
-        while (c->thread.joinable() && !c->done) {
-            c->runner->kick();
-            std::this_thread::sleep_for(std::chrono::milliseconds(5));
-        }
-        if (c->thread.joinable()) c->thread.join();
-    }
+    m.vcpus.join();
     if (m.loop) m.loop->stop();
 }
 
@@ -647,6 +611,7 @@ Result<FullVm::Impl::Cpu*> FullVm::Impl::add_cpu(unsigned index) {
     auto vcpu = vm->create_vcpu(static_cast<int>(index));
     if (!vcpu) return std::unexpected(vcpu.error());
     c->vcpu = std::make_unique<kvm::Vcpu>(std::move(*vcpu));
+    c->runner = &vcpus.add(*c->vcpu, *c);
     cpus.push_back(std::move(c));
     return cpus.back().get();
 }
@@ -683,14 +648,12 @@ Result<std::unique_ptr<FullVm>> FullVm::create(const FullVmConfig& config) {
         if (auto r = m.setup_vcpu(**c, i, *supported); !r) return wrap("vCPU " + std::to_string(i), r.error());
         if (i == 0)
             if (auto r = m.setup_boot_cpu(**c, entry, pvh); !r) return wrap("vCPU 0", r.error());
-        (*c)->runner = std::make_unique<cpu::VcpuRunner>(*(*c)->vcpu);
     }
     return self;
 }
 
 Result<FullRunOutcome> FullVm::run() {
     Impl& m = *impl_;
-    cpu::VcpuRunner::install_kick_signal();
 
     // SIGINT/SIGTERM are taken synchronously here; every thread started below
     // inherits the blocked mask, so none of them is interrupted by Ctrl-C.
@@ -704,32 +667,23 @@ Result<FullRunOutcome> FullVm::run() {
     std::mutex error_mu;
     std::optional<Error> run_error;
     {
-        std::lock_guard lock(m.pause_mu);
-        m.state = VmState::kRunning;
+        std::lock_guard lock(m.control_mu);
         m.started_at = now_rfc3339();
-        m.pause_cv.notify_all();  // a pause that came before the vCPUs started
     }
-    for (auto& cp : m.cpus) {
-        Impl::Cpu* c = cp.get();
-        c->thread = std::thread([&m, c, &error_mu, &run_error] {
-            char name[16];
-            std::snprintf(name, sizeof name, "vcpu%d", c->vcpu->id());
-            pthread_setname_np(pthread_self(), name);
-            if (auto r = c->runner->run(*c); !r) {
-                {
-                    std::lock_guard lock(error_mu);
-                    if (!run_error) run_error = r.error();
-                }
-                m.stop(FullRunOutcome::Reason::kCrashed, r.error().message);
-            }
-            c->done = true;
-        });
-    }
+    m.vcpus.start();  // a pause that came before the vCPUs started goes ahead
+    m.vcpus.spawn([&m, &error_mu, &run_error](size_t, const Result<cpu::VcpuSet::End>& r) {
+        if (r) return;
+        {
+            std::lock_guard lock(error_mu);
+            if (!run_error) run_error = r.error();
+        }
+        m.stop(FullRunOutcome::Reason::kCrashed, r.error().message);
+    });
 
     // Wait for a stop, a signal, or all vCPUs idle (probed every second).
     auto next_probe = std::chrono::steady_clock::now() + std::chrono::seconds(1);
     bool probing = false;
-    while (!m.stopping) {
+    while (!m.vcpus.stopping()) {
         timespec ts{0, 100 * 1000 * 1000};
         int sig = sigtimedwait(&stops, nullptr, &ts);
         if (sig > 0) {
@@ -737,7 +691,7 @@ Result<FullRunOutcome> FullVm::run() {
             break;
         }
         if (std::chrono::steady_clock::now() < next_probe) continue;
-        if (m.pause_requested) {  // parked vCPUs are not idle: no halt probing
+        if (m.vcpus.pause_requested()) {  // parked vCPUs are not idle: no halt probing
             probing = false;
             continue;
         }
@@ -749,23 +703,17 @@ Result<FullRunOutcome> FullVm::run() {
         for (auto& c : m.cpus) {
             c->halted = false;
             c->probe_halt = true;
-            c->runner->kick();
         }
+        m.vcpus.kick_all();
         probing = true;
         next_probe = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
     }
 
-    for (auto& c : m.cpus) {
-        while (!c->done) {
-            c->runner->kick();
-            std::this_thread::sleep_for(std::chrono::milliseconds(2));
-        }
-        c->thread.join();
-    }
+    m.vcpus.join();
     {
-        std::lock_guard lock(m.pause_mu);  // a snapshot in progress restarts the loop: wait for it
+        std::lock_guard lock(m.control_mu);  // a snapshot in progress restarts the loop: wait for it
         m.loop->stop();
-        m.state = VmState::kExited;
+        m.vcpus.finish();
     }
     pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
     if (run_error && m.outcome.reason == FullRunOutcome::Reason::kCrashed && m.outcome.diagnostic == run_error->message)
@@ -775,49 +723,21 @@ Result<FullRunOutcome> FullVm::run() {
 
 void FullVm::request_stop() { impl_->stop(FullRunOutcome::Reason::kReset); }
 
-Result<> FullVm::pause() {
-    Impl& m = *impl_;
-    std::unique_lock lock(m.pause_mu);
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    // The control API serves before the vCPUs start: a pause from then
-    // waits for them rather than failing on a VM that is about to run.
-    m.pause_cv.wait_until(lock, deadline, [&] { return m.state != VmState::kCreated || m.stopping; });
-    if (m.state != VmState::kRunning || m.stopping) return fail(std::string("VM is ") + to_string(m.state), EBUSY);
-    m.pause_requested = true;
-    // Kick until every vCPU has parked (a vCPU busy in a device handler
-    // parks when that exit is done).
-    while (m.parked < m.cpus.size() && !m.stopping) {
-        for (auto& c : m.cpus) c->runner->kick();
-        m.pause_cv.wait_for(lock, std::chrono::milliseconds(20));
-        if (std::chrono::steady_clock::now() > deadline) {
-            m.pause_requested = false;
-            m.pause_cv.notify_all();
-            return fail("the vCPUs did not stop within 10 s", ETIMEDOUT);
-        }
-    }
-    if (m.stopping) return fail("VM is stopping", EBUSY);
-    m.state = VmState::kPaused;
-    return {};
-}
+// Not under the control lock: a pause may wait for run() to start the vCPUs.
+Result<> FullVm::pause() { return impl_->vcpus.pause(); }
 
 Result<> FullVm::resume() {
-    Impl& m = *impl_;
-    std::unique_lock lock(m.pause_mu);
-    if (m.state != VmState::kPaused) return fail(std::string("VM is ") + to_string(m.state), EBUSY);
-    m.pause_requested = false;
-    m.pause_cv.notify_all();
-    m.pause_cv.wait_for(lock, std::chrono::seconds(5), [&] { return m.parked == 0; });
-    m.state = VmState::kRunning;
-    return {};
+    std::lock_guard lock(impl_->control_mu);
+    return impl_->vcpus.resume();
 }
 
 void FullVm::shutdown() { impl_->stop(FullRunOutcome::Reason::kInterrupted, "stopped through the control API"); }
 
 Description FullVm::describe() const {
     const Impl& m = *impl_;
-    std::lock_guard lock(m.pause_mu);
+    std::lock_guard lock(m.control_mu);
     Description d;
-    d.state = m.state;
+    d.state = m.vcpus.state();
     d.pid = ::getpid();
     d.program = m.config.kernel;
     d.argv = {m.config.kernel, m.cmdline};
@@ -834,10 +754,8 @@ Metrics FullVm::metrics() const {
         out.exits_io += c->exits_io;
         out.exits_intr += c->exits_intr;
         out.exits_other += c->exits - c->exits_io - c->exits_intr;
-        std::lock_guard lock(m.pause_mu);
-        if (m.state != VmState::kCreated && m.state != VmState::kExited && c->thread.joinable())
-            out.vcpu_time_ns += thread_cpu_ns(const_cast<std::thread&>(c->thread).native_handle());
     }
+    out.vcpu_time_ns = m.vcpus.cpu_time_ns();
     if (m.mem) out.guest_memory_touched_bytes = m.mem->resident_bytes();
     return out;
 }

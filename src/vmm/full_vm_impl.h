@@ -3,7 +3,6 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -12,7 +11,7 @@
 #include <vector>
 
 #include "base/fd.h"
-#include "cpu/vcpu_runner.h"
+#include "cpu/vcpu_set.h"
 #include "devices/bus.h"
 #include "devices/event_loop.h"
 #include "devices/legacy/cmos.h"
@@ -28,21 +27,18 @@
 namespace vessel::vmm {
 
 struct FullVm::Impl {
-    // One per vCPU: its runner and exit dispatch.
+    // One per vCPU: its exit dispatch (its runner is in `vcpus`).
     struct Cpu final : cpu::ExitHandler {
         Impl* vm = nullptr;
         std::unique_ptr<kvm::Vcpu> vcpu;
-        std::unique_ptr<cpu::VcpuRunner> runner;
+        cpu::VcpuRunner* runner = nullptr;
         std::vector<kvm_cpuid_entry2> cpuid;  // the table given to KVM (snapshots carry it)
-        std::thread thread;
-        std::atomic<bool> done{false};
         std::atomic<bool> probe_halt{false};
         std::atomic<bool> halted{false};
         std::atomic<uint64_t> exits{0};
         std::atomic<uint64_t> exits_io{0}, exits_intr{0};
 
         cpu::Action on_exit(kvm_run& run) override;
-        cpu::Action dispatch(kvm_run& run);
         cpu::Action crash(FullRunOutcome::Reason reason, const std::string& what);
     };
 
@@ -59,27 +55,25 @@ struct FullVm::Impl {
     std::vector<Fd> irqfds;
     std::vector<std::shared_ptr<devices::virtio::MmioTransport>> transports;
     std::vector<std::unique_ptr<Cpu>> cpus;
+    // Their loops, threads and the pause protocol. After `cpus`: it is
+    // destroyed first, ending any vCPU thread still running.
+    cpu::VcpuSet vcpus;
     std::string cmdline, summary;
     // What the back-ends turned out to be (recorded in snapshots): each
     // disk's size in sectors, the NIC's MAC (random unless given).
     std::vector<uint64_t> disk_sectors;
     std::optional<devices::virtio::MacAddress> net_mac;
 
+    // Guards `outcome` until vcpus.stopping() says it is final.
     std::mutex stop_mu;
-    std::atomic<bool> stopping{false};
 
-    // Pause: vCPU threads park in Cpu::on_exit while `pause_requested`.
-    // Also guards state, the snapshot fields and the I/O thread's start/stop.
-    mutable std::mutex pause_mu;
-    std::condition_variable pause_cv;
-    std::atomic<bool> pause_requested{false};
-    unsigned parked = 0;
-    VmState state = VmState::kCreated;
+    // Serializes control calls (a resume waits for a snapshot); guards the
+    // snapshot fields and the I/O thread's start and stop.
+    mutable std::mutex control_mu;
     std::string started_at;
     std::string restored_from;
     std::string last_snapshot;  // parent for the next diff snapshot
     bool dirty_logging = false;
-    void park();
     FullRunOutcome outcome;
     Fd stop_event;  // wakes run()'s wait
 

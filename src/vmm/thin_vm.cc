@@ -168,7 +168,7 @@ void ThinVm::Impl::finish_setup(thin::Sandbox sandbox, bool fsgsbase) {
     opts.comm = std::filesystem::path(config.program).filename().string().substr(0, 15);
     process = std::make_unique<thin::Process>(*as, std::move(sandbox), *this, opts);
     if (auto entry = thin::GuestEntry::find(*as)) process->attach_guest_entry(std::move(*entry));
-    runner = std::make_unique<cpu::VcpuRunner>(*vcpu);
+    runner = &vcpus.add(*vcpu, *this);
     started_at = now_rfc3339();
 }
 
@@ -180,7 +180,6 @@ ThinVm::~ThinVm() {
     // one pass, instead of zapping translations range by range through the
     // MMU notifier while the RAM mapping goes away.
     m.process.reset();
-    m.runner.reset();
     m.vcpu.reset();
     m.vm.reset();
     m.system.reset();
@@ -373,31 +372,42 @@ cpu::Action ThinVm::Impl::crash_at(const std::string& why, uint64_t rip, uint64_
     return cpu::Action::kStop;
 }
 
-bool ThinVm::Impl::park() {
-    // Make the registers KVM holds exact before anyone reads them: pending
-    // sync-regs changes are applied now rather than at the next entry.
-    kvm_run* rs = vcpu->run_state();
-    if (rs->kvm_dirty_regs & KVM_SYNC_X86_REGS) {
-        (void)vcpu->set_regs(rs->s.regs.regs);
-        rs->kvm_dirty_regs = 0;
+cpu::Action ThinVm::Impl::guest_syscall(kvm_run& run) {
+    kvm_regs& r = runner->regs();
+    thin::SyscallArgs args{r.rax, {r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9}};
+    if (stats.syscalls == 0) timer.mark("guest to 1st syscall");
+    ++stats.syscalls;
+    int64_t result = process->handle(args);
+    if (process->exited()) {
+        outcome.status = process->exit_status();
+        if (const int sig = process->killed_by())  // one line, as a shell says "Aborted"
+            outcome.diagnostic = std::string("guest killed by SIG") + sigabbrev_np(sig);
+        outcome.guest_exited = true;
+        return cpu::Action::kStop;
     }
-    std::unique_lock g(lock);
-    state = VmState::kPaused;
-    changed.notify_all();
-    changed.wait(g, [&] { return !pause_requested || shutdown_requested; });
-    if (shutdown_requested) return false;
-    state = VmState::kRunning;
-    rs->immediate_exit = 0;
-    // Registers may have been read or restored meanwhile: re-fetch them.
-    if (auto r = vcpu->get_regs()) rs->s.regs.regs = *r;
-    changed.notify_all();
-    return true;
+    if (result == -EINTR) {
+        // Only our own kick interrupts a host call (the guest has no
+        // signals): the guest makes the call again once we are resumed.
+        // Registers are left as they are until KVM has finished this exit
+        // (on VT-x/AMD-V it steps past the `out` only at the next KVM_RUN;
+        // PVM already has): re-enter at once, and on that KVM_EXIT_INTR
+        // step back onto the 1-byte `out`.
+        restart_syscall = true;
+        run.immediate_exit = 1;
+        return cpu::Action::kContinue;
+    }
+    // What the `syscall` instruction and sysret leave behind.
+    r.rax = static_cast<uint64_t>(result);
+    r.rcx = r.rip;
+    r.r11 = r.rflags;
+    r.rflags |= arch::x86::rflags::kIOPL3;  // PVM reports it as 0
+    runner->mark_regs_dirty();
+    return cpu::Action::kContinue;
 }
 
 cpu::Action ThinVm::Impl::on_exit(kvm_run& run) {
-    cpu::Action action = cpu::Action::kContinue;
     switch (run.exit_reason) {
-        case KVM_EXIT_IO: {
+        case KVM_EXIT_IO:
             exits_io.fetch_add(1, std::memory_order_relaxed);
             // A rewritten `syscall`: `out dx, eax` (4 bytes, any port); or
             // an exception stub's one-byte report. Any other port access is
@@ -408,115 +418,50 @@ cpu::Action ThinVm::Impl::on_exit(kvm_run& run) {
                 return guest_exception();
             if (run.io.direction != KVM_EXIT_IO_OUT || run.io.size != 4 || run.io.count != 1)
                 return crash("unexpected " + cpu::describe_exit(run));
-            kvm_regs& r = runner->regs();
-            thin::SyscallArgs args{r.rax, {r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9}};
-            if (stats.syscalls == 0) timer.mark("guest to 1st syscall");
-            ++stats.syscalls;
-            int64_t result = process->handle(args);
-            if (process->exited()) {
-                outcome.status = process->exit_status();
-                if (const int sig = process->killed_by())  // one line, as a shell says "Aborted"
-                    outcome.diagnostic = std::string("guest killed by SIG") + sigabbrev_np(sig);
-                outcome.guest_exited = true;
-                return cpu::Action::kStop;
-            }
-            if (result == -EINTR) {
-                // Only our own kick interrupts a host call (the guest has no
-                // signals): run the system call again once we are resumed.
-                // RIP is past the 1-byte `out`; step back onto it.
+            return guest_syscall(run);
+        case KVM_EXIT_INTR:
+            exits_intr.fetch_add(1, std::memory_order_relaxed);
+            if (restart_syscall) {
+                restart_syscall = false;
+                kvm_regs& r = runner->regs();
                 r.rip -= 1;
-            } else {
-                // What the `syscall` instruction and sysret leave behind.
-                r.rax = static_cast<uint64_t>(result);
-                r.rcx = r.rip;
-                r.r11 = r.rflags;
+                r.rflags |= arch::x86::rflags::kIOPL3;
+                runner->mark_regs_dirty();
             }
-            r.rflags |= arch::x86::rflags::kIOPL3;  // PVM reports it as 0
-            runner->mark_regs_dirty();
-            break;
-        }
-        case KVM_EXIT_INTR: exits_intr.fetch_add(1, std::memory_order_relaxed); break;
+            return cpu::Action::kContinue;
         default: exits_other.fetch_add(1, std::memory_order_relaxed); return crash(cpu::describe_exit(run));
     }
-    if (shutdown_requested) {
-        outcome.status = kExitShutdown;
-        return cpu::Action::kStop;
-    }
-    if (pause_requested && !park()) {
-        outcome.status = kExitShutdown;
-        return cpu::Action::kStop;
-    }
-    return action;
 }
 
 Result<RunOutcome> ThinVm::run() {
     Impl& m = *impl_;
-    {
-        std::lock_guard g(m.lock);
-        m.vcpu_thread = pthread_self();
-        m.state = VmState::kRunning;
-        m.changed.notify_all();  // a pause that came before the loop started
-    }
-    cpu::VcpuRunner::install_kick_signal();
-    auto r = m.runner->run(m);
+    m.vcpus.start();
+    auto r = m.vcpus.run_here(0);
     m.timer.mark("guest run");
+    if (r && *r == cpu::VcpuSet::End::kStopped) m.outcome.status = kExitShutdown;
     if (m.process && m.process->unsupported_calls()) m.outcome.unsupported = m.process->unsupported_summary();
-    std::lock_guard g(m.lock);
-    m.state = VmState::kExited;
-    m.changed.notify_all();
+    m.vcpus.finish();
     if (!r) return std::unexpected(r.error());
     return m.outcome;
 }
 
 // ---------------------------------------------------------------- control
 
-Result<> ThinVm::pause() {
-    Impl& m = *impl_;
-    std::unique_lock g(m.lock);
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    // The control API serves before the vCPU loop starts (`vessel run`
-    // listens, confines itself, then runs): a pause from that moment waits
-    // for the VM to start rather than failing on a VM that is about to run.
-    m.changed.wait_until(g, deadline, [&] { return m.state != VmState::kCreated; });
-    if (m.state != VmState::kRunning) return fail(std::string("VM is ") + to_string(m.state), EBUSY);
-    m.pause_requested = true;
-    // Kick until the vCPU parks: a kick can land just before the vCPU thread
-    // blocks in a host call, so one is not always enough.
-    while (m.state == VmState::kRunning) {
-        m.runner->kick();
-        if (m.changed.wait_for(g, std::chrono::milliseconds(20), [&] { return m.state != VmState::kRunning; })) break;
-        if (std::chrono::steady_clock::now() > deadline) {
-            m.pause_requested = false;
-            return fail("the vCPU did not stop within 10 s", ETIMEDOUT);
-        }
-    }
-    if (m.state != VmState::kPaused) return fail(std::string("VM is ") + to_string(m.state), EBUSY);
-    return {};
-}
+// Not under the control lock: a pause may wait for run() to start the vCPUs.
+Result<> ThinVm::pause() { return impl_->vcpus.pause(); }
 
 Result<> ThinVm::resume() {
-    Impl& m = *impl_;
-    std::unique_lock g(m.lock);
-    if (m.state != VmState::kPaused) return fail(std::string("VM is ") + to_string(m.state), EBUSY);
-    m.pause_requested = false;
-    m.changed.notify_all();
-    m.changed.wait_for(g, std::chrono::seconds(5), [&] { return m.state != VmState::kPaused; });
-    return {};
+    std::lock_guard g(impl_->lock);
+    return impl_->vcpus.resume();
 }
 
-void ThinVm::shutdown() {
-    Impl& m = *impl_;
-    std::lock_guard g(m.lock);
-    m.shutdown_requested = true;
-    m.changed.notify_all();
-    if (m.state == VmState::kRunning && m.runner) m.runner->kick();
-}
+void ThinVm::shutdown() { impl_->vcpus.stop(); }
 
 Result<SnapshotInfo> ThinVm::snapshot(const SnapshotTarget& target, SnapshotType type) {
     Impl& m = *impl_;
     std::lock_guard g(m.lock);
-    if (m.state != VmState::kPaused)
-        return fail(std::string("VM is ") + to_string(m.state) + "; pause it before taking a snapshot", EBUSY);
+    if (const VmState state = m.vcpus.state(); state != VmState::kPaused)
+        return fail(std::string("VM is ") + to_string(state) + "; pause it before taking a snapshot", EBUSY);
     return m.write_snapshot(target, type);
 }
 
@@ -526,14 +471,14 @@ Description ThinVm::describe() const {
     const Impl& m = *impl_;
     std::lock_guard g(m.lock);
     Description d;
-    d.state = m.state;
+    d.state = m.vcpus.state();
     d.pid = ::getpid();
     d.program = m.config.program;
     d.argv = m.config.argv;
     d.mem_bytes = m.mem ? m.mem->size() : 0;
     d.started_at = m.started_at;
     d.restored_from = m.restored_from;
-    if (m.state == VmState::kExited) {
+    if (d.state == VmState::kExited) {
         d.has_exit_status = true;
         d.exit_status = m.outcome.status;
     }
@@ -553,11 +498,7 @@ Metrics ThinVm::metrics() const {
         out.io_read_bytes = m.process->io_read_bytes();
         out.io_write_bytes = m.process->io_write_bytes();
     }
-    {
-        std::lock_guard g(m.lock);
-        if (m.state != VmState::kCreated && m.state != VmState::kExited)
-            out.vcpu_time_ns = thread_cpu_ns(m.vcpu_thread);
-    }
+    out.vcpu_time_ns = m.vcpus.cpu_time_ns();
     if (m.mem) out.guest_memory_touched_bytes = m.mem->resident_bytes();
     return out;
 }

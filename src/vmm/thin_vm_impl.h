@@ -2,15 +2,12 @@
 // snapshot.cc (capture and restore). Not part of the public interface.
 #pragma once
 
-#include <pthread.h>
-
 #include <atomic>
-#include <condition_variable>
 #include <mutex>
 
 #include "arch/x86/host_cpuid.h"
 #include "base/timings.h"
-#include "cpu/vcpu_runner.h"
+#include "cpu/vcpu_set.h"
 #include "kvm/kvm.h"
 #include "memory/address_space.h"
 #include "memory/guest_memory.h"
@@ -53,19 +50,20 @@ struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
     std::unique_ptr<memory::AddressSpace> as;
     std::unique_ptr<kvm::Vcpu> vcpu;
     uint64_t kvm_xcr0 = 0x3;  // the XCR0 bits KVM can give a guest (its leaf 0xd), set by create_vcpu
-    std::unique_ptr<cpu::VcpuRunner> runner;
+    // The vCPU's loop and the pause protocol; `runner` is the one vCPU in it.
+    cpu::VcpuSet vcpus;
+    cpu::VcpuRunner* runner = nullptr;
+    // A host call the kick interrupted: once KVM has finished the exit, the
+    // guest is put back on its `out` to make the call again (on_exit).
+    bool restart_syscall = false;
     std::unique_ptr<thin::Process> process;
     Stats stats;
     RunOutcome outcome;
     PhaseTimer timer;
 
-    // Control state, guarded by `lock`.
+    // Serializes control calls (a resume waits for a snapshot) and guards
+    // the fields below.
     mutable std::mutex lock;
-    std::condition_variable changed;
-    VmState state = VmState::kCreated;
-    std::atomic<bool> pause_requested{false};
-    std::atomic<bool> shutdown_requested{false};
-    pthread_t vcpu_thread{};
     std::string started_at;
     std::string restored_from;
     std::string last_snapshot;  // parent for the next diff snapshot
@@ -108,8 +106,8 @@ struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
     // An exception stub's report (a one-byte `out` from page 1): the guest
     // dies of the signal Linux would send, with a line naming it.
     cpu::Action guest_exception();
-    // Parks the vCPU thread while a pause is requested. False: shut down.
-    bool park();
+    // A rewritten `syscall` (`out dx, eax`): the thin process serves it.
+    cpu::Action guest_syscall(kvm_run& run);
 
     // --- snapshot.cc ---
     Result<SnapshotInfo> write_snapshot(const SnapshotTarget& target, SnapshotType type);

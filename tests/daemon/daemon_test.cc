@@ -419,14 +419,6 @@ TEST_F(DaemonTest, PrometheusMetrics) {
 
 // Needs the VMM control API (`vessel run --api-sock`).
 TEST_F(DaemonTest, PauseResumeSnapshotThroughTheVmmApi) {
-#ifdef VESSEL_SANITIZE_BUILD
-    // An open defect, not a property of the build: in the ASan+UBSan build a
-    // thin guest's `sleep 30` ends at once with status 0 after a pause and a
-    // resume (a host nanosleep interrupted by the kick should be run again);
-    // the release build passes. Found 2026-12-07 on the nested KVM; see
-    // docs/security.md, "Fuzzing and sanitizers".
-    GTEST_SKIP() << "open defect in the sanitizer build: pause/resume ends a guest's nanosleep early";
-#endif
     auto h = d_->call("GET", "/healthz");
     ASSERT_TRUE(h.body["vmm_api"].get<bool>())
         << "`vessel run --help` does not list --api-sock yet: the VMM control API has not landed, so pause, "

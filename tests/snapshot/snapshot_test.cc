@@ -165,6 +165,38 @@ TEST_F(SnapshotTest, PauseBeforeTheVcpuLoopStartsWaitsForIt) {
     EXPECT_EQ(outcome->status, 0) << outcome->diagnostic;
 }
 
+// A pause kicks the vCPU out of the host's nanosleep (EINTR); after the
+// resume the guest makes the call again and sleeps its full time. On
+// VT-x/AMD-V KVM steps past the `out` only at the next KVM_RUN: stepping
+// the guest back before that put it one byte before the `out`, and its
+// sleep returned at once.
+TEST_F(SnapshotTest, AHostCallInterruptedByAPauseIsMadeAgain) {
+    ::setenv("VESSEL_CACHE_DIR", (dir_ / "cache").c_str(), 1);
+    vmm::ThinVmConfig config;
+    config.program = kCounter;
+    config.argv = {kCounter, "1", "1500"};  // one step, then a 1.5 s nanosleep
+    config.mem_size = 16 << 20;
+    auto vm = vmm::ThinVm::create(config);
+    ASSERT_TRUE(vm.has_value()) << vm.error().message;
+    Result<> paused = fail("not called"), resumed = fail("not called");
+    std::thread control([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));  // well into the sleep
+        paused = (*vm)->pause();
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        if (paused) resumed = (*vm)->resume();
+    });
+    const auto start = std::chrono::steady_clock::now();
+    auto outcome = (*vm)->run();
+    const auto ran = std::chrono::steady_clock::now() - start;
+    control.join();
+    EXPECT_TRUE(paused.has_value()) << paused.error().message;
+    EXPECT_TRUE(resumed.has_value()) << resumed.error().message;
+    ASSERT_TRUE(outcome.has_value()) << outcome.error().message;
+    EXPECT_EQ(outcome->status, 0) << outcome->diagnostic;
+    // The sleep began again at the resume (600 ms in): at least 2.1 s in all.
+    EXPECT_GE(ran, std::chrono::milliseconds(2000));
+}
+
 TEST_F(SnapshotTest, PausedSnapshottedKilledRestoredRunMatchesUninterrupted) {
     std::vector<std::string> guest = {kCounter, "24", "20", "/rw/log"};
     const std::string rw = (dir_ / "rw").string() + ":/rw";

@@ -1,0 +1,105 @@
+// A machine's vCPUs, their threads, and the one protocol that pauses them.
+//
+// Each vCPU runs VcpuRunner's loop (on the caller's thread or on its own);
+// the machine supplies only an ExitHandler. Control calls come from any
+// thread:
+//
+//   pause()   asks every vCPU to park and kicks them until all have: a vCPU
+//             that is in a host call (a thin guest's system call, a device
+//             handler) parks when that exit is done. Before parking, a vCPU
+//             lets KVM finish the exit it is in (an `out`'s step past the
+//             instruction happens only at the next KVM_RUN), so what a
+//             snapshot reads while paused is complete and resumes exactly.
+//   resume()  lets them go.
+//   stop()    ends every loop: parked vCPUs wake, running ones are kicked.
+//
+// While parked, the registers KVM holds are exact (sync-regs changes are
+// written first) and they are read back on resume: a snapshot reads them,
+// a restore may replace them.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "base/result.h"
+#include "cpu/vcpu_runner.h"
+
+namespace vessel::cpu {
+
+enum class RunState { kCreated, kRunning, kPaused, kExited };
+const char* to_string(RunState s);
+
+class VcpuSet {
+public:
+    VcpuSet() = default;
+    VcpuSet(const VcpuSet&) = delete;
+    VcpuSet& operator=(const VcpuSet&) = delete;
+    // Ends and joins any vCPU threads still running.
+    ~VcpuSet();
+
+    // Adds a vCPU (before any runs) with the handler for its exits.
+    VcpuRunner& add(kvm::Vcpu& vcpu, ExitHandler& handler);
+    size_t size() const { return cpus_.size(); }
+    VcpuRunner& runner(size_t i) { return cpus_[i]->runner; }
+
+    // How a vCPU's loop ended.
+    enum class End { kHandler, kStopped };
+
+    // Marks the set running (a pause waiting for the start goes ahead).
+    // Called by the machine once, before its vCPUs run.
+    void start();
+    // Runs vCPU `i` on the calling thread until its handler stops it or
+    // stop() is called.
+    Result<End> run_here(size_t i);
+    // Runs every vCPU on its own thread ("vcpuN", with the caller's signal
+    // mask); `done(i, result)` is called on that thread when its loop ends.
+    void spawn(std::function<void(size_t, const Result<End>&)> done);
+    // Kicks every vCPU until its thread's loop has ended, then joins it.
+    void join();
+    // Marks the set exited (after the machine's last vCPU has ended).
+    void finish();
+
+    // --- control, from any thread ---
+    // Waits (up to `timeout`) for a set that has not started yet, then parks
+    // every vCPU. Fails with EBUSY unless running, ETIMEDOUT if a vCPU does
+    // not park in time (the pause is then withdrawn).
+    Result<> pause(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+    Result<> resume();
+    void stop();
+    bool stopping() const { return stopping_; }
+    bool pause_requested() const { return pause_requested_; }
+    RunState state() const;
+    // Kicks every vCPU that is in KVM_RUN or a host call (halt probing).
+    void kick_all();
+    // CPU time of the vCPUs whose loops are running, in nanoseconds.
+    uint64_t cpu_time_ns() const;
+
+private:
+    struct Cpu {
+        Cpu(kvm::Vcpu& vcpu, ExitHandler& h) : runner(vcpu), handler(&h) {}
+        VcpuRunner runner;
+        ExitHandler* handler;
+        std::thread thread;
+        bool looping = false;  // guarded by mu_
+        bool ended = false;    // guarded by mu_
+    };
+
+    Result<End> loop(Cpu& c);
+    // The vCPU side of pause(): false when stopped instead of resumed.
+    bool park(Cpu& c);
+
+    std::vector<std::unique_ptr<Cpu>> cpus_;
+    mutable std::mutex mu_;
+    std::condition_variable changed_;
+    RunState state_ = RunState::kCreated;
+    std::atomic<bool> pause_requested_{false};
+    std::atomic<bool> stopping_{false};
+    size_t parked_ = 0;
+};
+
+}  // namespace vessel::cpu
