@@ -1,4 +1,4 @@
-// Fuzzes a full machine's device records (vmm/device_snapshot.h) and the devices' restore() of what decodes.
+// Fuzzes a full machine's device records (machine/device_snapshot.h) and the devices' restore() of what decodes.
 //
 // First byte: which record (serial, CMOS, i8042, virtio-mmio transport, KVM
 // devices); the rest is the record.
@@ -8,8 +8,8 @@
 
 #include "devices/virtio/rng.h"
 #include "fuzz/fuzz_util.h"
+#include "machine/device_snapshot.h"
 #include "tests/devices/virtio_harness.h"
-#include "vmm/device_snapshot.h"
 
 using namespace vessel;
 
@@ -18,7 +18,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     state::Reader r(std::string_view(reinterpret_cast<const char*>(data + 1), size - 1));
     switch (data[0] % 5) {
         case 0:
-            if (auto s = vmm::get_serial(r)) {
+            if (auto s = machine::get_serial(r)) {
                 devices::legacy::Serial serial([] {}, [](std::span<const uint8_t>) {});
                 (void)serial.restore(*s);
                 uint8_t b[1];
@@ -26,19 +26,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             }
             break;
         case 1:
-            if (auto s = vmm::get_cmos(r)) {
+            if (auto s = machine::get_cmos(r)) {
                 devices::legacy::Cmos cmos(64 << 20, 0, [] { return std::time_t{0}; });
                 (void)cmos.restore(*s);
             }
             break;
         case 2:
-            if (auto s = vmm::get_i8042(r)) {
+            if (auto s = machine::get_i8042(r)) {
                 devices::legacy::I8042 kbd([] {});
                 (void)kbd.restore(*s);
             }
             break;
         case 3:
-            if (auto s = vmm::get_transport(r)) {
+            if (auto s = machine::get_transport(r)) {
                 testing::VirtioGuest g(1 << 20);
                 if (!g.attach(std::make_unique<devices::virtio::Rng>())) std::abort();
                 if (g.transport->restore(*s)) {
@@ -48,7 +48,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                 }
             }
             break;
-        case 4: (void)vmm::get_kvm_devices(r); break;
+        case 4: (void)machine::get_kvm_devices(r); break;
     }
     return 0;
 }

@@ -1,15 +1,15 @@
 // A machine for the control API's fuzz targets: answers every call at once
-// and touches nothing on the host (vmm/control.h).
+// and touches nothing on the host (machine/control.h).
 #pragma once
 
 #include <cerrno>
 #include <string>
 
-#include "vmm/control.h"
+#include "machine/control.h"
 
 namespace vessel::fuzz {
 
-class FakeVm : public vmm::Controllable {
+class FakeVm : public machine::Controllable {
 public:
     Result<> pause() override {
         if (paused_) return fail("already paused", EBUSY);
@@ -21,21 +21,21 @@ public:
         paused_ = false;
         return {};
     }
-    Result<vmm::SnapshotInfo> snapshot(const vmm::SnapshotTarget& target, vmm::SnapshotType type) override {
+    Result<machine::SnapshotInfo> snapshot(const machine::SnapshotTarget& target, machine::SnapshotType type) override {
         if (!paused_) return fail("pause the VM first", EBUSY);
-        if (type == vmm::SnapshotType::kDiff) return fail("no parent snapshot", ENOTSUP);
-        return vmm::SnapshotInfo{.path = target.path, .type = type, .memory_bytes = 4096, .pages = 1, .parent = {}};
+        if (type == machine::SnapshotType::kDiff) return fail("no parent snapshot", ENOTSUP);
+        return machine::SnapshotInfo{.path = target.path, .type = type, .memory_bytes = 4096, .pages = 1, .parent = {}};
     }
     void shutdown() override {}
-    vmm::Description describe() const override {
-        vmm::Description d;
-        d.state = paused_ ? vmm::VmState::kPaused : vmm::VmState::kRunning;
+    machine::Description describe() const override {
+        machine::Description d;
+        d.state = paused_ ? machine::VmState::kPaused : machine::VmState::kRunning;
         d.program = "/bin/true";
         d.argv = {"true"};
         return d;
     }
-    vmm::Metrics metrics() const override {
-        vmm::Metrics m;
+    machine::Metrics metrics() const override {
+        machine::Metrics m;
         m.syscalls["read"] = 1;
         return m;
     }

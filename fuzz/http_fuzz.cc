@@ -10,7 +10,7 @@
 
 #include "fuzz/fake_vm.h"
 #include "fuzz/fuzz_util.h"
-#include "vmm/api_routes.h"
+#include "machine/api_routes.h"
 
 using namespace vessel;
 
@@ -21,7 +21,7 @@ api::Server& server() {
     static std::unique_ptr<api::Server> s = [] {
         api::ServerOptions o;
         o.io_timeout = std::chrono::seconds(2);
-        auto r = api::Server::listen(fuzz::scratch_dir() + "/api.sock", vmm::vm_router(vm), o);
+        auto r = api::Server::listen(fuzz::scratch_dir() + "/api.sock", machine::vm_router(vm), o);
         if (!r) {
             std::fprintf(stderr, "vessel fuzz: %s\n", r.error().message.c_str());
             std::abort();

@@ -18,11 +18,11 @@
 #include "fuzz/fuzz_util.h"
 #include "fuzz/thin_syscalls.h"
 #include "loader/rewriter.h"
+#include "machine/device_snapshot.h"
+#include "machine/thin_snapshot.h"
+#include "machine/vcpu_snapshot.h"
 #include "tests/devices/virtio_harness.h"
 #include "tests/loader/elf_header.h"
-#include "vmm/device_snapshot.h"
-#include "vmm/thin_snapshot.h"
-#include "vmm/vcpu_snapshot.h"
 
 using namespace vessel;
 using Bytes = std::vector<uint8_t>;
@@ -126,17 +126,17 @@ int main(int argc, char** argv) {
     }
 
     {
-        vmm::VcpuState thin;
-        thin.msrs = {{vmm::kThinVcpuMsrs[0], 1}};
+        machine::VcpuState thin;
+        thin.msrs = {{machine::kThinVcpuMsrs[0], 1}};
         state::Writer w;
-        vmm::put_vcpu(w, thin);
+        machine::put_vcpu(w, thin);
         seed("vcpu_record", "thin", with_prefix(0, w.data()));
-        vmm::VcpuState full;
+        machine::VcpuState full;
         full.machine.emplace();
         full.machine->cpuid.resize(2);
         full.machine->cpuid[1].function = 1;
         state::Writer wf;
-        vmm::put_vcpu(wf, full);
+        machine::put_vcpu(wf, full);
         seed("vcpu_record", "full", with_prefix(1, wf.data()));
 
         // A state file of two sections; checksums left zero (the harness fixes them).
@@ -159,21 +159,21 @@ int main(int argc, char** argv) {
 
     {
         state::Writer w;
-        vmm::put_serial(w, devices::legacy::SerialState{});
+        machine::put_serial(w, devices::legacy::SerialState{});
         seed("device_record", "serial", with_prefix(0, w.data()));
         state::Writer c;
-        vmm::put_cmos(c, devices::legacy::CmosState{});
+        machine::put_cmos(c, devices::legacy::CmosState{});
         seed("device_record", "cmos", with_prefix(1, c.data()));
         state::Writer k;
-        vmm::put_i8042(k, devices::legacy::I8042State{});
+        machine::put_i8042(k, devices::legacy::I8042State{});
         seed("device_record", "i8042", with_prefix(2, k.data()));
         testing::VirtioGuest g(1 << 20);
         if (!g.attach(std::make_unique<devices::virtio::Rng>()) || !g.start(16)) return 1;
         state::Writer t;
-        vmm::put_transport(t, g.transport->save());
+        machine::put_transport(t, g.transport->save());
         seed("device_record", "transport", with_prefix(3, t.data()));
         state::Writer d;
-        vmm::put_kvm_devices(d, vmm::KvmDeviceState{});
+        machine::put_kvm_devices(d, machine::KvmDeviceState{});
         seed("device_record", "kvm", with_prefix(4, d.data()));
     }
 
@@ -182,10 +182,10 @@ int main(int argc, char** argv) {
         auto ps = g.process->capture();
         if (!ps) return 1;
         state::Writer w;
-        vmm::put_process(w, *ps);
+        machine::put_process(w, *ps);
         seed("thin_snapshot", "process", with_prefix(0, w.data()));
         state::Writer a;
-        vmm::put_address_space(a, *g.as);
+        machine::put_address_space(a, *g.as);
         seed("thin_snapshot", "address_space", with_prefix(1, a.data()));
         seed("thin_snapshot", "config",
              "\x02"

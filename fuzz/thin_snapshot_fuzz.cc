@@ -1,5 +1,5 @@
-// Fuzzes a thin snapshot's own sections (vmm/thin_snapshot.h): the process, the address space and the config JSON, and
-// restoring them.
+// Fuzzes a thin snapshot's own sections (machine/thin_snapshot.h): the process, the address space and the config JSON,
+// and restoring them.
 //
 // First byte: which section; the rest is its payload.
 #include <cstddef>
@@ -7,8 +7,8 @@
 #include <string_view>
 
 #include "fuzz/thin_syscalls.h"
-#include "vmm/thin_snapshot.h"
-#include "vmm/thin_vm_impl.h"
+#include "machine/thin_snapshot.h"
+#include "machine/thin_vm_impl.h"
 
 using namespace vessel;
 
@@ -17,14 +17,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     state::Reader r(std::string_view(reinterpret_cast<const char*>(data + 1), size - 1));
     switch (data[0] % 3) {
         case 0:
-            if (auto s = vmm::get_process(r)) {
+            if (auto s = machine::get_process(r)) {
                 fuzz::ThinGuest g;  // files are reopened through the scratch sandbox
                 (void)g.process->restore(*s);
             }
             break;
         case 1: {
             fuzz::ThinGuest g;
-            if (vmm::get_address_space(r, *g.as, *g.mem)) {
+            if (machine::get_address_space(r, *g.as, *g.mem)) {
                 // Walk the adopted page tables over every VMA.
                 for (const auto& [start, v] : g.as->vmas()) {
                     uint8_t b[8];
@@ -37,7 +37,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         }
         case 2: {
             auto j = nlohmann::json::parse(data + 1, data + size, nullptr, false);
-            if (!j.is_discarded()) (void)vmm::config_from_json(j);
+            if (!j.is_discarded()) (void)machine::config_from_json(j);
             break;
         }
     }

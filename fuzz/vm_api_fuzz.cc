@@ -7,7 +7,7 @@
 
 #include "fuzz/fake_vm.h"
 #include "fuzz/fuzz_util.h"
-#include "vmm/api_routes.h"
+#include "machine/api_routes.h"
 
 using namespace vessel;
 
@@ -18,7 +18,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (size < 1) return 0;
     fuzz::FakeVm vm;
     if (data[0] & 0x40) (void)vm.pause();
-    api::Router router = vmm::vm_router(vm);
+    api::Router router = machine::vm_router(vm);
     api::Request req;
     req.method = kMethods[data[0] & 3];
     req.path = kPaths[(data[0] >> 2) & 7];

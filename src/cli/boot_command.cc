@@ -6,22 +6,22 @@
 #include "api/http.h"
 #include "base/size.h"
 #include "cli/commands.h"
-#include "vmm/exit_status.h"
-#include "vmm/full_vm.h"
+#include "machine/exit_status.h"
+#include "machine/full_vm.h"
 
 namespace vessel::cli {
 
 constexpr int kExitInterrupted = 130;  // 128 + SIGINT, as shells report Ctrl-C
 
 // Shared with `vessel restore` of a full machine (restore_command.cc).
-Result<vmm::ConsoleSpec> parse_console(const std::string& text) {
-    vmm::ConsoleSpec console;
+Result<machine::ConsoleSpec> parse_console(const std::string& text) {
+    machine::ConsoleSpec console;
     if (text == "stdio") {
-        console.kind = vmm::ConsoleSpec::Kind::kStdio;
+        console.kind = machine::ConsoleSpec::Kind::kStdio;
     } else if (text == "pty") {
-        console.kind = vmm::ConsoleSpec::Kind::kPty;
+        console.kind = machine::ConsoleSpec::Kind::kPty;
     } else if (text.starts_with("file:") && text.size() > 5) {
-        console.kind = vmm::ConsoleSpec::Kind::kFile;
+        console.kind = machine::ConsoleSpec::Kind::kFile;
         console.path = text.substr(5);
     } else {
         return fail("--console " + text + ": expected stdio, pty or file:PATH", EINVAL);
@@ -31,20 +31,21 @@ Result<vmm::ConsoleSpec> parse_console(const std::string& text) {
 
 // Serves the control API on `api_socket` (if not empty), runs the machine to
 // its end and returns vessel's exit status for how it ended.
-int run_full_machine(vmm::FullVm& vm, const std::string& api_socket, bool verbose, const vmm::JailConfig& jail) {
+int run_full_machine(machine::FullVm& vm, const std::string& api_socket, bool verbose,
+                     const machine::JailConfig& jail) {
     if (vm.console_path().size()) std::fprintf(stderr, "vessel: console on %s\n", vm.console_path().c_str());
     auto server = listen_control_api(api_socket, vm);
     if (!server) return die(server.error().message, kExitHostError);
     if (jail.options.enabled) {
-        if (auto r = vmm::jail_full_vmm(vm, jail); !r) return die(r.error().message, kExitHostError);
+        if (auto r = machine::jail_full_vmm(vm, jail); !r) return die(r.error().message, kExitHostError);
         jail_selftest();
     }
     if (*server) (*server)->start();
     auto outcome = vm.run();
     if (*server) (*server)->stop();
     if (!outcome) return die(outcome.error().message, kExitHostError);
-    using Reason = vmm::FullRunOutcome::Reason;
-    std::string line = vmm::describe(outcome->reason);
+    using Reason = machine::FullRunOutcome::Reason;
+    std::string line = machine::describe(outcome->reason);
     if (!outcome->diagnostic.empty()) line += ": " + outcome->diagnostic;
     switch (outcome->reason) {
         case Reason::kReset:
@@ -73,7 +74,7 @@ struct BootOptions {
 };
 
 int run(BootOptions& o) {
-    vmm::FullVmConfig cfg;
+    machine::FullVmConfig cfg;
     cfg.kernel = o.kernel;
     cfg.initrd = o.initrd;
     if (o.cmdline_given) cfg.cmdline = o.cmdline;
@@ -87,11 +88,11 @@ int run(BootOptions& o) {
     cfg.console = *console;
 
     if (o.entry == "auto")
-        cfg.entry = vmm::BootEntry::kAuto;
+        cfg.entry = machine::BootEntry::kAuto;
     else if (o.entry == "pvh")
-        cfg.entry = vmm::BootEntry::kPvh;
+        cfg.entry = machine::BootEntry::kPvh;
     else if (o.entry == "linux64")
-        cfg.entry = vmm::BootEntry::kLinux64;
+        cfg.entry = machine::BootEntry::kLinux64;
     else
         return die("--boot-entry " + o.entry + ": expected auto, pvh or linux64", kExitHostError);
 
@@ -107,10 +108,10 @@ int run(BootOptions& o) {
     cfg.kvm_path = kvm_device();
     auto jail = jail_config(o.jail);
     if (!jail) return die(jail.error().message, kExitHostError);
-    if (auto r = enter_jail_namespaces(*jail, {o.api_socket, vmm::vsock_socket_path(cfg)}); !r)
+    if (auto r = enter_jail_namespaces(*jail, {o.api_socket, machine::vsock_socket_path(cfg)}); !r)
         return die(r.error().message, kExitHostError);
 
-    auto vm = vmm::FullVm::create(cfg);
+    auto vm = machine::FullVm::create(cfg);
     if (!vm) {
         return die(vm.error().message, exit_status_for(vm.error()));
     }
@@ -129,11 +130,11 @@ Runner add_boot_command(CLI::App& app) {
     cmd->add_option("--kernel", o->kernel, "Kernel: a vmlinux ELF or a bzImage")->required();
     cmd->add_option("--initrd", o->initrd, "Initial ramdisk (initramfs) loaded next to the kernel");
     cmd->add_option("--cmdline", o->cmdline,
-                    std::string("Kernel command line (default: \"") + vmm::kDefaultKernelCmdline + "\")")
+                    std::string("Kernel command line (default: \"") + machine::kDefaultKernelCmdline + "\")")
         ->each([o](const std::string&) { o->cmdline_given = true; });
     cmd->add_option("--cpus", o->cpus, "Number of vCPUs")
         ->capture_default_str()
-        ->check(CLI::Range(1u, vmm::kMaxFullVmCpus));
+        ->check(CLI::Range(1u, machine::kMaxFullVmCpus));
     cmd->add_option("--mem", o->mem, "Guest memory size (32M to 3G)")->capture_default_str();
     cmd->add_option("--disk", o->disks, "virtio-blk disk PATH[,ro] (repeatable)")->allow_extra_args(false);
     cmd->add_option("--net", o->net, "virtio-net on a TAP device: tap=NAME[,mac=52:54:00:..]");

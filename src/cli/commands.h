@@ -9,14 +9,17 @@
 #include <vector>
 
 #include "base/result.h"
-#include "vmm/confine.h"
+#include "machine/confine.h"
 
-namespace vessel::vmm {
+namespace vessel::devices {
+struct ConsoleSpec;
+}
+namespace vessel::machine {
 class ThinVm;
 class FullVm;
 class Controllable;
-struct ConsoleSpec;
-}  // namespace vessel::vmm
+using devices::ConsoleSpec;
+}  // namespace vessel::machine
 namespace vessel::api {
 class Server;
 }
@@ -41,25 +44,25 @@ struct JailFlags {
     std::string fsize, snapshot_dir;
 };
 void add_jail_flags(CLI::App* cmd, JailFlags& flags);
-Result<vmm::JailConfig> jail_config(const JailFlags& flags);
+Result<machine::JailConfig> jail_config(const JailFlags& flags);
 // First thing a VMM command does (unless the jail is off): this process
 // forks into the jail's namespaces and only the VMM returns. `sockets`:
 // paths the VMM will create, removed by the parent when left stale.
-Result<> enter_jail_namespaces(const vmm::JailConfig& config, std::vector<std::string> sockets);
+Result<> enter_jail_namespaces(const machine::JailConfig& config, std::vector<std::string> sockets);
 
 // Runs a thin VM in this process until it ends, serving its control API on
 // `api_socket` if not empty, and exits with its status (never returns).
 // The VMM is locked into its jail (unless off) before the API or the guest
 // starts.
-[[noreturn]] void serve_thin_vm(std::unique_ptr<vmm::ThinVm> vm, const std::string& api_socket,
-                                const vmm::JailConfig& jail);
+[[noreturn]] void serve_thin_vm(std::unique_ptr<machine::ThinVm> vm, const std::string& api_socket,
+                                const machine::JailConfig& jail);
 
 // --console stdio|pty|file:PATH, for vessel boot and vessel restore.
-Result<vmm::ConsoleSpec> parse_console(const std::string& text);
+Result<machine::ConsoleSpec> parse_console(const std::string& text);
 
 // Runs a full machine (booted or restored) until it ends, serving its
 // control API on `api_socket` if not empty; returns the exit status.
-int run_full_machine(vmm::FullVm& vm, const std::string& api_socket, bool verbose, const vmm::JailConfig& jail);
+int run_full_machine(machine::FullVm& vm, const std::string& api_socket, bool verbose, const machine::JailConfig& jail);
 
 // VESSEL_JAIL_SELFTEST=1: a VMM just locked into its jail prints what it
 // can still reach (jail::probe(), JSON) and exits 0. The integration tests'
@@ -69,7 +72,7 @@ void jail_selftest();
 // Listens for `vm`'s control API on `api_socket`; nullptr when the socket
 // is empty (no API asked for). Start it once the VMM is jailed; stop it
 // when the VM ends, which removes the socket file where the VMM can reach.
-Result<std::unique_ptr<api::Server>> listen_control_api(const std::string& api_socket, vmm::Controllable& vm);
+Result<std::unique_ptr<api::Server>> listen_control_api(const std::string& api_socket, machine::Controllable& vm);
 
 // Prints "vessel: MESSAGE" to stderr and returns `status`.
 int die(const std::string& message, int status);

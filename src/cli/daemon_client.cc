@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "vmm/exit_status.h"
+#include "machine/exit_status.h"
 
 namespace vessel::cli {
 

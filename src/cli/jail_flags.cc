@@ -27,8 +27,8 @@ void add_jail_flags(CLI::App* cmd, JailFlags& f) {
                     "Jail: the host directory this VM's snapshots are written under (a jailed VMM reaches no other)");
 }
 
-Result<vmm::JailConfig> jail_config(const JailFlags& f) {
-    vmm::JailConfig c;
+Result<machine::JailConfig> jail_config(const JailFlags& f) {
+    machine::JailConfig c;
     c.options.enabled = !f.no_jail;
     if (f.uid >= 0) c.options.uid = static_cast<uid_t>(f.uid);
     if (f.gid >= 0) c.options.gid = static_cast<gid_t>(f.gid);
@@ -48,7 +48,7 @@ Result<vmm::JailConfig> jail_config(const JailFlags& f) {
     return c;
 }
 
-Result<> enter_jail_namespaces(const vmm::JailConfig& config, std::vector<std::string> sockets) {
+Result<> enter_jail_namespaces(const machine::JailConfig& config, std::vector<std::string> sockets) {
     if (!config.options.enabled) return {};
     // The jailed VMM cannot reach these paths to remove its sockets: the
     // parent, outside, removes each that nobody serves any more.

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "cli/commands.h"
-#include "vmm/exit_status.h"
+#include "machine/exit_status.h"
 
 namespace vessel::cli {
 

@@ -6,10 +6,10 @@
 
 #include "cli/commands.h"
 #include "cli/daemon_client.h"
-#include "vmm/exit_status.h"
-#include "vmm/full_vm.h"
-#include "vmm/snapshot.h"
-#include "vmm/thin_vm.h"
+#include "machine/exit_status.h"
+#include "machine/full_vm.h"
+#include "machine/snapshot.h"
+#include "machine/thin_vm.h"
 
 namespace vessel::cli {
 namespace {
@@ -20,10 +20,10 @@ struct RestoreOptions {
     JailFlags jail;
 };
 
-int restore_full(const RestoreOptions& o, const vmm::JailConfig& jail) {
+int restore_full(const RestoreOptions& o, const machine::JailConfig& jail) {
     auto console = parse_console(o.console);
     if (!console) return die(console.error().message, kExitHostError);
-    auto vm = vmm::FullVm::restore(o.dir, *console, kvm_device());
+    auto vm = machine::FullVm::restore(o.dir, *console, kvm_device());
     if (!vm) return die("restore: " + vm.error().message, kExitHostError);
     if (o.verbose) std::fprintf(stderr, "vessel: %s\n", (*vm)->boot_summary().c_str());
     return run_full_machine(**vm, o.api_socket, o.verbose, jail);
@@ -34,19 +34,19 @@ int restore(const RestoreOptions& o) {
         if (!o.api_socket.empty()) return die("--api-sock cannot be used with -d (vesseld chooses it)", kExitHostError);
         return restore_detached(o.dir, o.name, o.daemon_socket);
     }
-    auto kind = vmm::snapshot_kind(o.dir);
+    auto kind = machine::snapshot_kind(o.dir);
     if (!kind) return die("restore: " + kind.error().message, kExitHostError);
     auto jail = jail_config(o.jail);
     if (!jail) return die(jail.error().message, kExitHostError);
     // A restored full machine's vsock socket is in its state; the jail's
     // parent removes the API socket only (the device replaces a stale one).
     if (auto r = enter_jail_namespaces(*jail, {o.api_socket}); !r) return die(r.error().message, kExitHostError);
-    if (*kind == vmm::MachineKind::kFull) return restore_full(o, *jail);
+    if (*kind == machine::MachineKind::kFull) return restore_full(o, *jail);
     if (o.console_given)
         return die(
             "restore: --console applies to full machines; " + o.dir + " is a thin VM (its stdio is this vessel's)",
             kExitHostError);
-    auto vm = vmm::ThinVm::restore(o.dir, kvm_device());
+    auto vm = machine::ThinVm::restore(o.dir, kvm_device());
     if (!vm) return die("restore: " + vm.error().message, kExitHostError);
     serve_thin_vm(std::move(*vm), o.api_socket, *jail);
 }

@@ -7,8 +7,8 @@
 #include "base/size.h"
 #include "cli/commands.h"
 #include "cli/daemon_client.h"
-#include "vmm/exit_status.h"
-#include "vmm/thin_vm.h"
+#include "machine/exit_status.h"
+#include "machine/thin_vm.h"
 
 namespace vessel::cli {
 namespace {
@@ -51,7 +51,7 @@ int run(RunOptions& o, const std::vector<std::string>& remaining) {
         return run_through_daemon(o, command);
     }
 
-    vmm::ThinVmConfig cfg;
+    machine::ThinVmConfig cfg;
     auto size = parse_size(o.mem);
     if (!size) return die("--mem: " + size.error().message, kExitHostError);
     cfg.mem_size = *size;  // its range is ThinVm::create's to check
@@ -88,7 +88,7 @@ int run(RunOptions& o, const std::vector<std::string>& remaining) {
     if (!jail) return die(jail.error().message, kExitHostError);
     if (auto r = enter_jail_namespaces(*jail, {o.api_socket}); !r) return die(r.error().message, kExitHostError);
 
-    auto vm = vmm::ThinVm::create(cfg);
+    auto vm = machine::ThinVm::create(cfg);
     if (!vm) {
         return die(vm.error().message, exit_status_for(vm.error()));
     }

@@ -9,16 +9,16 @@
 #include "api/http.h"
 #include "base/detached_exit.h"
 #include "cli/commands.h"
-#include "vmm/api_routes.h"
-#include "vmm/confine.h"
-#include "vmm/exit_status.h"
-#include "vmm/thin_vm.h"
+#include "machine/api_routes.h"
+#include "machine/confine.h"
+#include "machine/exit_status.h"
+#include "machine/thin_vm.h"
 
 namespace vessel::cli {
 
-Result<std::unique_ptr<api::Server>> listen_control_api(const std::string& api_socket, vmm::Controllable& vm) {
+Result<std::unique_ptr<api::Server>> listen_control_api(const std::string& api_socket, machine::Controllable& vm) {
     if (api_socket.empty()) return std::unique_ptr<api::Server>();
-    auto server = api::Server::listen(api_socket, vmm::vm_router(vm));
+    auto server = api::Server::listen(api_socket, machine::vm_router(vm));
     if (!server) return wrap("--api-sock", server.error());
     return server;
 }
@@ -34,11 +34,12 @@ void jail_selftest() {
     std::_Exit(0);
 }
 
-void serve_thin_vm(std::unique_ptr<vmm::ThinVm> vm, const std::string& api_socket, const vmm::JailConfig& jail) {
+void serve_thin_vm(std::unique_ptr<machine::ThinVm> vm, const std::string& api_socket,
+                   const machine::JailConfig& jail) {
     auto server = listen_control_api(api_socket, *vm);
     if (!server) std::exit(die(server.error().message, kExitHostError));
     if (jail.options.enabled) {
-        if (auto r = vmm::jail_thin_vmm(*vm, jail); !r) std::exit(die(r.error().message, kExitHostError));
+        if (auto r = machine::jail_thin_vmm(*vm, jail); !r) std::exit(die(r.error().message, kExitHostError));
         jail_selftest();
     }
     if (*server) (*server)->start();
@@ -46,7 +47,7 @@ void serve_thin_vm(std::unique_ptr<vmm::ThinVm> vm, const std::string& api_socke
     // (VESSEL_SECCOMP=off leaves it unconfined, for debugging).
     const char* seccomp = std::getenv("VESSEL_SECCOMP");
     if (!(seccomp && std::string_view(seccomp) == "off"))
-        if (auto r = vmm::confine_thin_vmm(); !r) std::exit(die(r.error().message, kExitHostError));
+        if (auto r = machine::confine_thin_vmm(); !r) std::exit(die(r.error().message, kExitHostError));
     auto outcome = vm->run();
     // The socket disappears with the VM; a client polling it sees the end.
     if (*server) (*server)->stop();

@@ -130,7 +130,7 @@ using Sections = std::map<Section, std::vector<uint8_t>>;
 std::vector<uint8_t> encode_state_file(const Sections& sections);
 // Writes the file atomically and durably, replacing `path` (a temporary file
 // made with O_EXCL and mode 0600 in the directory, fsync, rename: see
-// base/safe_file.h). Snapshots write theirs in vmm/snapshot_dir.cc.
+// base/safe_file.h). Snapshots write theirs in machine/snapshot_dir.cc.
 Result<> write_state_file(const std::string& path, const Sections& sections);
 // Reads and verifies the file; a symbolic link, FIFO or device is refused
 // ("PATH: not a regular file"). Errors say what is wrong and what to do.

@@ -89,12 +89,12 @@ TEST(Layering, AnUpwardIncludeIsFound) {
     fs::create_directories(tmp / "base");
     std::ofstream(tmp / "base" / "README.md") << "# base/\n\nMay include: (nothing)\n";
     std::ofstream(tmp / "base" / "ok.h") << "#include <vector>\n#include \"base/result.h\"\n";
-    std::ofstream(tmp / "base" / "bad.cc") << "// x\n#include \"vmm/thin_vm.h\"\n";
+    std::ofstream(tmp / "base" / "bad.cc") << "// x\n#include \"machine/thin_vm.h\"\n";
     const AllowList allowed = allow_list(tmp / "base" / "README.md");
     EXPECT_TRUE(allowed.found);
     const auto v = violations(tmp, "base", allowed);
     ASSERT_EQ(v.size(), 1u);
-    EXPECT_EQ(v[0], "base/bad.cc:2: includes vmm/");
+    EXPECT_EQ(v[0], "base/bad.cc:2: includes machine/");
     fs::remove_all(tmp);
 }
 

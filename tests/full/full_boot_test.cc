@@ -17,7 +17,7 @@
 
 #include "api/http.h"
 #include "boot_harness.h"
-#include "vmm/full_vm.h"
+#include "machine/full_vm.h"
 
 #include <chrono>
 #include <cstdio>
@@ -120,11 +120,11 @@ TEST_F(FullBoot, PauseBeforeTheVcpusStartWaitsForThem) {
     ASSERT_FALSE(dir.empty()) << why;
     char dir_template[] = "/tmp/vessel-boot-test.XXXXXX";
     const std::string tmp = ::mkdtemp(dir_template);
-    vessel::vmm::FullVmConfig config;
+    vessel::machine::FullVmConfig config;
     config.kernel = dir + "/vmlinux";
     config.mem_size = 128ull << 20;
-    config.console = {vessel::vmm::ConsoleSpec::Kind::kFile, tmp + "/console"};
-    auto vm = vessel::vmm::FullVm::create(config);
+    config.console = {vessel::machine::ConsoleSpec::Kind::kFile, tmp + "/console"};
+    auto vm = vessel::machine::FullVm::create(config);
     ASSERT_TRUE(vm.has_value()) << vm.error().message;
     vessel::Result<> paused = vessel::fail("not called"), resumed = vessel::fail("not called");
     std::thread control([&] {

@@ -15,8 +15,8 @@
 
 #include "harness.h"
 #include "loader/rewriter.h"
-#include "vmm/control.h"
-#include "vmm/thin_vm.h"
+#include "machine/control.h"
+#include "machine/thin_vm.h"
 
 namespace vessel::test {
 namespace {
@@ -306,14 +306,14 @@ TEST(StartTime, Rfc3339AgreesWithGmtime) {
 TEST(RewriteCache, SecondStartSkipsTheDecoderAndBadEntriesAreIgnored) {
     REQUIRE_KVM();
     TempDir cache;
-    vmm::ThinVmConfig cfg;
+    machine::ThinVmConfig cfg;
     cfg.program = kBusybox;
     cfg.argv = {kBusybox, "true"};
     cfg.cache_dir = cache.path();
     auto start = [&] {
-        auto vm = vmm::ThinVm::create(cfg);
+        auto vm = machine::ThinVm::create(cfg);
         EXPECT_TRUE(vm.has_value()) << (vm ? "" : vm.error().message);
-        if (!vm) return vmm::ThinVm::Stats{};
+        if (!vm) return machine::ThinVm::Stats{};
         auto out = (*vm)->run();
         EXPECT_TRUE(out.has_value());
         if (out) {

@@ -1,4 +1,4 @@
-// The thin VMM's seccomp filter (vmm/confine.h): what it refuses, what it
+// The thin VMM's seccomp filter (machine/confine.h): what it refuses, what it
 // still allows, and that `vessel run` really runs under it.
 #include <fcntl.h>
 #include <sched.h>
@@ -16,7 +16,7 @@
 #include <thread>
 
 #include "harness.h"
-#include "vmm/confine.h"
+#include "machine/confine.h"
 
 namespace vessel::test {
 namespace {
@@ -33,7 +33,7 @@ int in_confined_child(void (*body)(int& failures), bool on_terminal = false) {
             int slave = ::open(::ptsname(master), O_RDWR | O_NOCTTY);
             if (slave < 0 || ::dup2(slave, 0) < 0) ::_exit(102);
         }
-        if (auto r = vmm::confine_thin_vmm(); !r) {
+        if (auto r = machine::confine_thin_vmm(); !r) {
             std::fprintf(stderr, "confine: %s\n", r.error().message.c_str());
             ::_exit(100);
         }

@@ -1,4 +1,4 @@
-// The jail around a real VMM (vmm/confine.h, jail/): what a VMM a guest had
+// The jail around a real VMM (machine/confine.h, jail/): what a VMM a guest had
 // taken over could still reach, reported from inside by the test hook
 // (VESSEL_JAIL_SELFTEST=1, right after the jail is locked), and that a
 // jailed VM runs and ends as before.

@@ -24,7 +24,7 @@ TEST(KvmCpuid, TrappedCpuidAnswersAsTheGuestSideTableDoes) {
     ASSERT_TRUE(sys) << sys.error().message;
     auto vm = sys->create_vm();
     ASSERT_TRUE(vm) << vm.error().message;
-    (void)vm->enable_cap(KVM_CAP_SPLIT_IRQCHIP, 0);  // as thin VMs do (vmm/thin_vm.cc)
+    (void)vm->enable_cap(KVM_CAP_SPLIT_IRQCHIP, 0);  // as thin VMs do (machine/thin_vm.cc)
     auto vcpu = vm->create_vcpu(0);
     ASSERT_TRUE(vcpu) << vcpu.error().message;
     auto supported = sys->supported_cpuid();

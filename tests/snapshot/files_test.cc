@@ -14,18 +14,18 @@
 #include <vector>
 
 #include "../base/file_test_util.h"
+#include "devices/console.h"
+#include "machine/snapshot.h"
+#include "machine/snapshot_dir.h"
 #include "state/format.h"
-#include "vmm/console.h"
-#include "vmm/snapshot.h"
-#include "vmm/snapshot_dir.h"
 
 namespace vessel {
 namespace {
 
 using namespace std::chrono_literals;
 using namespace testing;  // file_test_util.h
-using vmm::MachineKind;
-namespace snapshot = vmm::snapshot;
+using machine::MachineKind;
+namespace snapshot = machine::snapshot;
 
 constexpr uint64_t kRam = 4 * 4096;
 
@@ -106,7 +106,7 @@ TEST_F(Files, StateFileReadRefusesAFifoAtOnce) {
     ASSERT_FALSE(*r);
     EXPECT_EQ(r->error().message, in("state.bin") + ": not a regular file");
 
-    auto kind = within(3s, in("state.bin"), [&] { return vmm::snapshot_kind(dir); });
+    auto kind = within(3s, in("state.bin"), [&] { return machine::snapshot_kind(dir); });
     ASSERT_TRUE(kind) << "snapshot_kind blocked on a FIFO";
     ASSERT_FALSE(*kind);
     EXPECT_NE(kind->error().message.find("not a regular file"), std::string::npos) << kind->error().message;
@@ -279,9 +279,9 @@ TEST_F(Files, RestoreDoesNotFollowALinkedMemoryImage) {
 
 TEST_F(Files, ConsoleFileNeverFollowsALinkAndIsOwnerOnly) {
     make_dir();
-    vmm::ConsoleSpec spec{vmm::ConsoleSpec::Kind::kFile, in("console")};
+    devices::ConsoleSpec spec{devices::ConsoleSpec::Kind::kFile, in("console")};
     ASSERT_EQ(::symlink(victim.c_str(), spec.path.c_str()), 0);
-    auto linked = vmm::Console::open(spec);
+    auto linked = devices::Console::open(spec);
     ASSERT_FALSE(linked);
     EXPECT_NE(linked.error().message.find("--console file:" + spec.path), std::string::npos);
     EXPECT_NE(linked.error().message.find("symbolic link"), std::string::npos) << linked.error().message;
@@ -289,13 +289,13 @@ TEST_F(Files, ConsoleFileNeverFollowsALinkAndIsOwnerOnly) {
 
     spec.path = in("new.log");
     {
-        auto c = vmm::Console::open(spec);
+        auto c = devices::Console::open(spec);
         ASSERT_TRUE(c) << c.error().message;
         c->write(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>("boot\n"), 5));
     }
     EXPECT_EQ(mode_of(spec.path), 0600u);
     {
-        auto c = vmm::Console::open(spec);  // an existing file the user named: appended to
+        auto c = devices::Console::open(spec);  // an existing file the user named: appended to
         ASSERT_TRUE(c);
         c->write(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>("again\n"), 6));
     }
@@ -303,11 +303,11 @@ TEST_F(Files, ConsoleFileNeverFollowsALinkAndIsOwnerOnly) {
 
     spec.path = in("fifo");
     ASSERT_EQ(::mkfifo(spec.path.c_str(), 0600), 0);
-    auto fifo = within(3s, spec.path, [&] { return vmm::Console::open(spec); });
+    auto fifo = within(3s, spec.path, [&] { return devices::Console::open(spec); });
     ASSERT_TRUE(fifo) << "--console file: blocked on a FIFO";
     EXPECT_FALSE(*fifo);
 
-    EXPECT_TRUE(vmm::Console::open({vmm::ConsoleSpec::Kind::kFile, "/dev/null"}));
+    EXPECT_TRUE(devices::Console::open({devices::ConsoleSpec::Kind::kFile, "/dev/null"}));
 }
 
 }  // namespace

@@ -16,8 +16,8 @@
 #include <thread>
 
 #include "api/http.h"
+#include "machine/thin_vm.h"
 #include "state/format.h"
-#include "vmm/thin_vm.h"
 
 extern char** environ;
 
@@ -145,11 +145,11 @@ protected:
 // created) waits for the loop and pauses it, instead of "VM is created".
 TEST_F(SnapshotTest, PauseBeforeTheVcpuLoopStartsWaitsForIt) {
     ::setenv("VESSEL_CACHE_DIR", (dir_ / "cache").c_str(), 1);
-    vmm::ThinVmConfig config;
+    machine::ThinVmConfig config;
     config.program = kCounter;
     config.argv = {kCounter, "1", "0"};
     config.mem_size = 16 << 20;
-    auto vm = vmm::ThinVm::create(config);
+    auto vm = machine::ThinVm::create(config);
     ASSERT_TRUE(vm.has_value()) << vm.error().message;
     Result<> paused = fail("not called"), resumed = fail("not called");
     std::thread control([&] {
@@ -172,11 +172,11 @@ TEST_F(SnapshotTest, PauseBeforeTheVcpuLoopStartsWaitsForIt) {
 // sleep returned at once.
 TEST_F(SnapshotTest, AHostCallInterruptedByAPauseIsMadeAgain) {
     ::setenv("VESSEL_CACHE_DIR", (dir_ / "cache").c_str(), 1);
-    vmm::ThinVmConfig config;
+    machine::ThinVmConfig config;
     config.program = kCounter;
     config.argv = {kCounter, "1", "1500"};  // one step, then a 1.5 s nanosleep
     config.mem_size = 16 << 20;
-    auto vm = vmm::ThinVm::create(config);
+    auto vm = machine::ThinVm::create(config);
     ASSERT_TRUE(vm.has_value()) << vm.error().message;
     Result<> paused = fail("not called"), resumed = fail("not called");
     std::thread control([&] {

@@ -18,12 +18,12 @@
 #include "devices/virtio/rng.h"
 #include "devices/virtio/vsock.h"
 #include "kvm/kvm.h"
+#include "machine/device_snapshot.h"
+#include "machine/full_vm.h"
+#include "machine/thin_snapshot.h"
+#include "machine/thin_vm.h"
+#include "machine/vcpu_snapshot.h"
 #include "state/format.h"
-#include "vmm/device_snapshot.h"
-#include "vmm/full_vm.h"
-#include "vmm/thin_snapshot.h"
-#include "vmm/thin_vm.h"
-#include "vmm/vcpu_snapshot.h"
 
 namespace vessel {
 namespace {
@@ -114,13 +114,13 @@ TEST_F(KvmState, FullVcpuRecordRoundTripsThroughKvm) {
     regs->rbx = 0xfeedface;
     ASSERT_TRUE(a->set_regs(*regs));
 
-    auto captured = vmm::capture_vcpu(*a, vmm::kFullVcpuMsrs, &cpuid);
+    auto captured = machine::capture_vcpu(*a, machine::kFullVcpuMsrs, &cpuid);
     ASSERT_TRUE(captured) << captured.error().message;
     Writer w;
-    vmm::put_vcpu(w, *captured);
+    machine::put_vcpu(w, *captured);
     auto bytes = w.take();
     Reader r(view(bytes));
-    auto decoded = vmm::get_vcpu(r, vmm::kFullVcpuMsrs, true);
+    auto decoded = machine::get_vcpu(r, machine::kFullVcpuMsrs, true);
     ASSERT_TRUE(decoded) << decoded.error().message;
     EXPECT_TRUE(r.at_end());
     EXPECT_EQ(decoded->machine->cpuid.size(), cpuid.size());
@@ -130,7 +130,7 @@ TEST_F(KvmState, FullVcpuRecordRoundTripsThroughKvm) {
     ASSERT_TRUE(k2);
     auto b = k2->vm.create_vcpu(0);
     ASSERT_TRUE(b);
-    ASSERT_TRUE(vmm::apply_vcpu(*b, *decoded)) << "apply failed";
+    ASSERT_TRUE(machine::apply_vcpu(*b, *decoded)) << "apply failed";
     EXPECT_EQ(b->get_regs()->rip, 0x1234567u);
     EXPECT_EQ(b->get_regs()->rbx, 0xfeedfaceu);
     EXPECT_EQ((*b->get_msrs({arch::x86::msr::kLstar}))[0], 0xffffffff81234560ull);
@@ -141,79 +141,79 @@ TEST_F(KvmState, FullVcpuRecordRoundTripsThroughKvm) {
     bad.sregs.cr0 = arch::x86::cr0::kPG;
     auto c = k2->vm.create_vcpu(1);
     ASSERT_TRUE(c);
-    auto refused = vmm::apply_vcpu(*c, bad);
+    auto refused = machine::apply_vcpu(*c, bad);
     ASSERT_FALSE(refused);
     EXPECT_NE(refused.error().message.find("KVM refused the snapshot's vCPU state (KVM_SET_SREGS"), std::string::npos)
         << refused.error().message;
 }
 
 TEST_F(KvmState, VcpuRecordRefusesWhatASnapshotCannotHold) {
-    vmm::VcpuState s;
+    machine::VcpuState s;
     s.msrs = {{arch::x86::msr::kLstar, 1}};
     Writer thin;
-    vmm::put_vcpu(thin, s);
+    machine::put_vcpu(thin, s);
     auto thin_bytes = thin.take();
     {
         Reader r(view(thin_bytes));
-        auto d = vmm::get_vcpu(r, vmm::kThinVcpuMsrs, false);
+        auto d = machine::get_vcpu(r, machine::kThinVcpuMsrs, false);
         ASSERT_TRUE(d);
         EXPECT_TRUE(r.at_end());
         EXPECT_FALSE(d->machine);
     }
     {
         Reader r(view(thin_bytes));  // a thin record where a full machine's is expected
-        auto d = vmm::get_vcpu(r, vmm::kFullVcpuMsrs, true);
+        auto d = machine::get_vcpu(r, machine::kFullVcpuMsrs, true);
         ASSERT_FALSE(d);
         EXPECT_NE(d.error().message.find("is that of a thin VM"), std::string::npos) << d.error().message;
     }
     {
         Reader r(view(thin_bytes));  // an MSR outside the list
-        auto d = vmm::get_vcpu(r, std::vector<uint32_t>{arch::x86::msr::kStar}, false);
+        auto d = machine::get_vcpu(r, std::vector<uint32_t>{arch::x86::msr::kStar}, false);
         ASSERT_FALSE(d);
     }
     s.machine.emplace();
-    s.machine->cpuid.resize(vmm::kMaxCpuidEntries + 1);
+    s.machine->cpuid.resize(machine::kMaxCpuidEntries + 1);
     Writer full;
-    vmm::put_vcpu(full, s);
+    machine::put_vcpu(full, s);
     auto full_bytes = full.take();
     {
         Reader r(view(full_bytes));
-        auto d = vmm::get_vcpu(r, vmm::kFullVcpuMsrs, true);
+        auto d = machine::get_vcpu(r, machine::kFullVcpuMsrs, true);
         ASSERT_FALSE(d);
         EXPECT_NE(d.error().message.find("CPUID entries"), std::string::npos) << d.error().message;
     }
     s.machine->cpuid.resize(4);
     s.machine->mp_state = 77;
     Writer mp;
-    vmm::put_vcpu(mp, s);
+    machine::put_vcpu(mp, s);
     auto mp_bytes = mp.take();
     {
         Reader r(view(mp_bytes));
-        EXPECT_FALSE(vmm::get_vcpu(r, vmm::kFullVcpuMsrs, true));
+        EXPECT_FALSE(machine::get_vcpu(r, machine::kFullVcpuMsrs, true));
     }
     for (size_t cut : {size_t(10), full_bytes.size() / 2, mp_bytes.size() - 1}) {
         auto truncated = mp_bytes;
         truncated.resize(cut);
         Reader r(view(truncated));
-        EXPECT_FALSE(vmm::get_vcpu(r, vmm::kFullVcpuMsrs, true)) << cut;
+        EXPECT_FALSE(machine::get_vcpu(r, machine::kFullVcpuMsrs, true)) << cut;
     }
 }
 
 TEST_F(KvmState, InKernelDevicesRoundTripAndBadValuesAreRefused) {
     auto k = open_vm(true);
     ASSERT_TRUE(k);
-    auto captured = vmm::capture_kvm_devices(k->vm);
+    auto captured = machine::capture_kvm_devices(k->vm);
     ASSERT_TRUE(captured) << captured.error().message;
     captured->clock.clock += 5'000'000'000ull;  // guest time moves to the snapshot's
     Writer w;
-    vmm::put_kvm_devices(w, *captured);
+    machine::put_kvm_devices(w, *captured);
     auto bytes = w.take();
     Reader r(view(bytes));
-    auto decoded = vmm::get_kvm_devices(r);
+    auto decoded = machine::get_kvm_devices(r);
     ASSERT_TRUE(decoded) << decoded.error().message;
     auto k2 = open_vm(true);
     ASSERT_TRUE(k2);
-    ASSERT_TRUE(vmm::apply_kvm_devices(k2->vm, *decoded));
+    ASSERT_TRUE(machine::apply_kvm_devices(k2->vm, *decoded));
     auto clock = k2->vm.get_clock();
     ASSERT_TRUE(clock);
     EXPECT_GE(clock->clock, captured->clock.clock);
@@ -223,15 +223,15 @@ TEST_F(KvmState, InKernelDevicesRoundTripAndBadValuesAreRefused) {
         auto s = *captured;
         change(s);
         Writer dw;
-        vmm::put_kvm_devices(dw, s);
+        machine::put_kvm_devices(dw, s);
         auto b = dw.take();
         Reader dr(view(b));
-        return vmm::get_kvm_devices(dr);
+        return machine::get_kvm_devices(dr);
     };
-    EXPECT_FALSE(damaged([](vmm::KvmDeviceState& s) { s.irqchips[2].chip.ioapic.base_address = 0xd0000000; }));
-    EXPECT_FALSE(damaged([](vmm::KvmDeviceState& s) { std::swap(s.irqchips[0], s.irqchips[1]); }));
-    EXPECT_FALSE(damaged([](vmm::KvmDeviceState& s) { s.pit.channels[0].mode = 7; }));
-    EXPECT_FALSE(damaged([](vmm::KvmDeviceState& s) { s.pit.channels[1].count = 0x20000; }));
+    EXPECT_FALSE(damaged([](machine::KvmDeviceState& s) { s.irqchips[2].chip.ioapic.base_address = 0xd0000000; }));
+    EXPECT_FALSE(damaged([](machine::KvmDeviceState& s) { std::swap(s.irqchips[0], s.irqchips[1]); }));
+    EXPECT_FALSE(damaged([](machine::KvmDeviceState& s) { s.pit.channels[0].mode = 7; }));
+    EXPECT_FALSE(damaged([](machine::KvmDeviceState& s) { s.pit.channels[1].count = 0x20000; }));
 }
 
 // ------------------------------------------------------------ legacy devices
@@ -265,10 +265,10 @@ TEST(LegacyState, SerialRoundTripsRegistersAndUnreadInput) {
     EXPECT_EQ(in(a, 0), 'a');
 
     Writer w;
-    vmm::put_serial(w, a.save());
+    machine::put_serial(w, a.save());
     auto bytes = w.take();
     Reader r(view(bytes));
-    auto s = vmm::get_serial(r);
+    auto s = machine::get_serial(r);
     ASSERT_TRUE(s);
     EXPECT_TRUE(r.at_end());
     int irqs = 0;
@@ -303,10 +303,10 @@ TEST(LegacyState, SerialRefusesWhatA16550CannotHold) {
     Writer w;
     legacy::SerialState big;
     big.rx.assign(200, 'y');
-    vmm::put_serial(w, big);
+    machine::put_serial(w, big);
     auto bytes = w.take();
     Reader r(view(bytes));
-    EXPECT_FALSE(vmm::get_serial(r));
+    EXPECT_FALSE(machine::get_serial(r));
 }
 
 TEST(LegacyState, CmosAndI8042RoundTrip) {
@@ -316,14 +316,14 @@ TEST(LegacyState, CmosAndI8042RoundTrip) {
     out(a, 0, 0x40);
     out(a, 1, 0x99);  // a spare byte
     Writer w;
-    vmm::put_cmos(w, a.save());
+    machine::put_cmos(w, a.save());
     legacy::I8042 k(nullptr);
     out(k, 4, 0x60);  // write command byte: the parameter is still to come
-    vmm::put_i8042(w, k.save());
+    machine::put_i8042(w, k.save());
     auto bytes = w.take();
     Reader r(view(bytes));
-    auto cs = vmm::get_cmos(r);
-    auto ks = vmm::get_i8042(r);
+    auto cs = machine::get_cmos(r);
+    auto ks = machine::get_i8042(r);
     ASSERT_TRUE(cs && ks);
     EXPECT_TRUE(r.at_end());
 
@@ -350,10 +350,10 @@ TEST(LegacyState, CmosAndI8042RoundTrip) {
 // Saves `g`'s transport, encodes and decodes the state.
 virtio::MmioTransportState round_trip(VirtioGuest& g) {
     Writer w;
-    vmm::put_transport(w, g.transport->save());
+    machine::put_transport(w, g.transport->save());
     auto bytes = w.take();
     Reader r(view(bytes));
-    auto s = vmm::get_transport(r);
+    auto s = machine::get_transport(r);
     EXPECT_TRUE(s) << (s ? "" : s.error().message);
     EXPECT_TRUE(r.at_end());
     return s ? *s : virtio::MmioTransportState{};
@@ -405,7 +405,7 @@ TEST(TransportState, OverlappingRingsDoNotKeepTheDeviceBusyForever) {
                               0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0xc3,
                               0xfe, 0xff, 0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
     state::Reader r(std::string_view(reinterpret_cast<const char*>(record), sizeof record));
-    auto s = vmm::get_transport(r);
+    auto s = machine::get_transport(r);
     ASSERT_TRUE(s) << s.error().message;
     EXPECT_EXIT(
         {
@@ -465,20 +465,20 @@ TEST(TransportState, RefusesStateThatDoesNotFitTheDeviceOrTheMemory) {
 
     // The decoder bounds counts and lengths.
     Writer w;
-    vmm::put_transport(w, good);
+    machine::put_transport(w, good);
     auto bytes = w.take();
     for (size_t cut : {size_t(3), size_t(50), bytes.size() - 1}) {
         std::vector<uint8_t> t(bytes.begin(), bytes.begin() + cut);
         Reader r(view(t));
-        EXPECT_FALSE(vmm::get_transport(r)) << cut;
+        EXPECT_FALSE(machine::get_transport(r)) << cut;
     }
     auto many = good;
     many.queues.resize(17);
     Writer w2;
-    vmm::put_transport(w2, many);
+    machine::put_transport(w2, many);
     auto many_bytes = w2.take();
     Reader r2(view(many_bytes));
-    EXPECT_FALSE(vmm::get_transport(r2));
+    EXPECT_FALSE(machine::get_transport(r2));
 }
 
 TEST(TransportState, BlockDeviceOfAnotherSizeIsRefused) {
@@ -555,21 +555,21 @@ protected:
 
 TEST_F(MachineKind, EachRestorePathRefusesTheOtherKindInOneLine) {
     write_config(R"({"kind": "full", "cpus": 1})");
-    auto thin = vmm::ThinVm::restore(dir_.string());
+    auto thin = machine::ThinVm::restore(dir_.string());
     ASSERT_FALSE(thin);
     EXPECT_NE(thin.error().message.find("this is a snapshot of a full machine, not of a thin VM"), std::string::npos)
         << thin.error().message;
     EXPECT_EQ(thin.error().message.find('\n'), std::string::npos);
 
     write_config(R"({"program": "/bin/true", "argv": []})");  // thin snapshots before `kind` existed
-    auto full = vmm::FullVm::restore(dir_.string(), {});
+    auto full = machine::FullVm::restore(dir_.string(), {});
     ASSERT_FALSE(full);
     EXPECT_NE(full.error().message.find("this is a snapshot of a thin VM, not of a full machine"), std::string::npos)
         << full.error().message;
     write_config(R"({"kind": "thin"})");
-    EXPECT_FALSE(vmm::FullVm::restore(dir_.string(), {}));
+    EXPECT_FALSE(machine::FullVm::restore(dir_.string(), {}));
     write_config(R"({"kind": "quantum"})");
-    auto odd = vmm::FullVm::restore(dir_.string(), {});
+    auto odd = machine::FullVm::restore(dir_.string(), {});
     ASSERT_FALSE(odd);
     EXPECT_NE(odd.error().message.find("unknown machine kind"), std::string::npos) << odd.error().message;
 }
@@ -577,7 +577,7 @@ TEST_F(MachineKind, EachRestorePathRefusesTheOtherKindInOneLine) {
 }  // namespace
 }  // namespace vessel
 
-namespace vessel::vmm {
+namespace vessel::machine {
 namespace {
 
 // A snapshot's config carries numbers a hostile file may write as floats,
@@ -599,4 +599,4 @@ TEST(ThinSnapshotConfig, NumbersMustBeUnsignedIntegers) {
 }
 
 }  // namespace
-}  // namespace vessel::vmm
+}  // namespace vessel::machine

@@ -1,0 +1,21 @@
+// The thin VMM's seccomp filters (docs/security.md, "System calls"), built
+// at build time from seccomp_rules.cc and loaded here.
+#pragma once
+
+#include "base/result.h"
+
+namespace vessel::jail {
+
+// Allows the system calls a thin VMM makes while its guest runs — file and
+// descriptor calls on what the sandbox opened, memory, threads (clone only
+// with CLONE_VM), signals, clocks, KVM and terminal ioctls, the control
+// API's accepted connections, snapshot writing — and answers every other
+// one EPERM (clone3 ENOSYS, so libc falls back to the checkable clone). So
+// a VMM a guest managed to subvert still cannot execve, ptrace, mount,
+// open network sockets, load modules or change credentials; when one of
+// its standard streams is a terminal, a second filter also stops it from
+// pushing input into that terminal (TIOCSTI). Sets no_new_privs, then
+// loads the filters on every thread of the process.
+Result<> load_thin_vmm_filters();
+
+}  // namespace vessel::jail

@@ -1,0 +1,775 @@
+#include "machine/full_vm.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cinttypes>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <thread>
+
+#include "arch/x86/boot_params.h"
+#include "arch/x86/cpuid.h"
+#include "arch/x86/mptable.h"
+#include "arch/x86/x86.h"
+#include "base/text.h"
+#include "cpu/vcpu_set.h"
+#include "devices/bus.h"
+#include "devices/console.h"
+#include "devices/event_loop.h"
+#include "devices/legacy/cmos.h"
+#include "devices/legacy/i8042.h"
+#include "devices/legacy/serial.h"
+#include "devices/virtio/blk.h"
+#include "devices/virtio/mmio_transport.h"
+#include "devices/virtio/net.h"
+#include "devices/virtio/rng.h"
+#include "devices/virtio/vsock.h"
+#include "kvm/kvm.h"
+#include "loader/linux_loader.h"
+#include "machine/full_vm_impl.h"
+#include "memory/guest_memory.h"
+
+namespace vessel::machine {
+namespace {
+
+namespace x86 = arch::x86;
+
+// The signals that stop a full machine (vessel boot's Ctrl-C and friends).
+// They are taken synchronously by run(); other threads keep them blocked.
+sigset_t stop_signals() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    return set;
+}
+
+// Guest-physical layout below 1 MiB (the kernel's own data starts at 1 MiB;
+// everything here is what firmware would have left behind).
+constexpr uint64_t kBdaEbdaSegment = 0x40e;    // BIOS data area: EBDA segment
+constexpr uint64_t kBdaBaseMemoryKiB = 0x413;  // BIOS data area: base memory size
+constexpr uint64_t kGdtAddr = 0x500;           // boot GDT (Linux's __BOOT_CS/__BOOT_DS)
+constexpr uint64_t kTssAddr = 0x600;           // an empty TSS for the initial TR
+constexpr uint64_t kStartInfoAddr = 0x6000;    // PVH hvm_start_info
+constexpr uint64_t kPvhMemmapAddr = 0x6040;    //   its memory map
+constexpr uint64_t kPvhModlistAddr = 0x6e00;   //   its module list (the initrd)
+constexpr uint64_t kZeroPageAddr = 0x7000;     // boot_params
+constexpr uint64_t kBootStackTop = 0x8ff0;
+constexpr uint64_t kPageTablesAddr = 0x9000;  // identity map for the 64-bit entry
+constexpr uint64_t kCmdlineAddr = 0x20000;
+constexpr uint64_t kCmdlineMax = 0x10000;
+constexpr uint64_t kEbdaStart = 0x9fc00;  // MP table lives at the start of the EBDA
+constexpr uint64_t kBiosRomStart = 0xf0000;
+constexpr uint64_t kHighMemStart = 0x100000;
+// KVM needs three pages for the VT-x real-mode TSS and one for the identity
+// map, out of the guest's way, below 4 GiB.
+constexpr uint64_t kKvmTssAddr = 0xfffbd000;
+constexpr uint64_t kKvmIdentityMapAddr = 0xfffbc000;
+// virtio-mmio devices: 4 KiB windows in the hole above RAM, IRQs from 5.
+constexpr uint64_t kVirtioMmioBase = 0xd0000000;
+constexpr unsigned kVirtioFirstIrq = 5;
+
+constexpr uint32_t kApicLvtLint0 = 0x350, kApicLvtLint1 = 0x360;
+constexpr uint32_t kApicDeliveryExtInt = 7, kApicDeliveryNmi = 4;
+constexpr uint32_t kMsrMtrrDefType = 0x2ff;
+
+// A flat 4 GiB 32-bit segment (PVH's CS and data segments).
+kvm_segment flat_segment(uint16_t selector, uint8_t type) {
+    kvm_segment s{};
+    s.base = 0;
+    s.limit = 0xffffffff;
+    s.selector = selector;
+    s.type = type;
+    s.present = 1;
+    s.dpl = 0;
+    s.db = 1;
+    s.s = 1;
+    s.l = 0;
+    s.g = 1;
+    return s;
+}
+
+void set_lvt_delivery_mode(kvm_lapic_state& lapic, uint32_t reg, uint32_t mode) {
+    uint32_t v;
+    std::memcpy(&v, lapic.regs + reg, 4);
+    v = (v & ~0x700u) | (mode << 8);
+    std::memcpy(lapic.regs + reg, &v, 4);
+}
+
+// Writes 1 to an eventfd (a KVM irqfd): an edge on its GSI.
+void signal_eventfd(int fd) {
+    uint64_t one = 1;
+    while (::write(fd, &one, sizeof one) < 0 && errno == EINTR) {
+    }
+}
+
+}  // namespace
+
+const char* describe(FullRunOutcome::Reason reason) {
+    switch (reason) {
+        case FullRunOutcome::Reason::kReset: return "the guest reset the machine";
+        case FullRunOutcome::Reason::kPoweredOff: return "the guest powered off";
+        case FullRunOutcome::Reason::kHalted: return "all vCPUs halted";
+        case FullRunOutcome::Reason::kTripleFault: return "triple fault";
+        case FullRunOutcome::Reason::kCrashed: return "the guest could not be run";
+        case FullRunOutcome::Reason::kInterrupted: return "interrupted";
+    }
+    return "?";
+}
+
+void FullVm::Impl::stop(FullRunOutcome::Reason reason, const std::string& diagnostic) {
+    {
+        std::lock_guard lock(stop_mu);
+        if (vcpus.stopping()) return;
+        outcome.reason = reason;
+        outcome.diagnostic = diagnostic;
+        vcpus.stop();  // parked vCPUs wake and end, running ones are kicked
+    }
+    signal_eventfd(stop_event.get());
+}
+
+Result<int> FullVm::Impl::add_irqfd(unsigned gsi) {
+    Fd fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!fd) return fail_errno("eventfd");
+    kvm_irqfd spec{};
+    spec.fd = static_cast<uint32_t>(fd.get());
+    spec.gsi = gsi;
+    if (auto r = vm->irqfd(spec); !r) return std::unexpected(r.error());
+    irqfds.push_back(std::move(fd));
+    return irqfds.back().get();
+}
+
+cpu::Action FullVm::Impl::Cpu::crash(FullRunOutcome::Reason reason, const std::string& what) {
+    const kvm_regs& r = runner->regs();
+    char buf[160];
+    std::snprintf(buf, sizeof buf, " on vCPU %d at rip=0x%" PRIx64 " (%" PRIu64 " exits)", vcpu->id(),
+                  static_cast<uint64_t>(r.rip), exits.load());
+    vm->stop(reason, what + buf);
+    return cpu::Action::kStop;
+}
+
+cpu::Action FullVm::Impl::Cpu::on_exit(kvm_run& run) {
+    ++exits;
+    if (vm->vcpus.stopping()) return cpu::Action::kStop;
+    if (run.exit_reason == KVM_EXIT_IO || run.exit_reason == KVM_EXIT_MMIO) ++exits_io;
+    if (run.exit_reason == KVM_EXIT_INTR) ++exits_intr;
+    switch (run.exit_reason) {
+        case KVM_EXIT_IO: {
+            const size_t size = run.io.size, count = run.io.count;
+            const size_t mmap_size = static_cast<size_t>(vm->system->vcpu_mmap_size());
+            if (size == 0 || size > 8 || run.io.data_offset > mmap_size ||
+                count * size > mmap_size - run.io.data_offset)
+                return crash(FullRunOutcome::Reason::kCrashed, "malformed port I/O exit");
+            uint8_t* data = reinterpret_cast<uint8_t*>(&run) + run.io.data_offset;
+            for (size_t i = 0; i < count; ++i) {
+                std::span<uint8_t> d(data + i * size, size);
+                if (run.io.direction == KVM_EXIT_IO_OUT)
+                    vm->pio.write(run.io.port, d);
+                else
+                    vm->pio.read(run.io.port, d);
+            }
+            return cpu::Action::kContinue;
+        }
+        case KVM_EXIT_MMIO: {
+            if (run.mmio.len == 0 || run.mmio.len > 8)
+                return crash(FullRunOutcome::Reason::kCrashed, "malformed MMIO exit");
+            std::span<uint8_t> d(run.mmio.data, run.mmio.len);
+            if (run.mmio.is_write)
+                vm->mmio.write(run.mmio.phys_addr, d);
+            else
+                vm->mmio.read(run.mmio.phys_addr, d);
+            return cpu::Action::kContinue;
+        }
+        case KVM_EXIT_INTR:
+            if (probe_halt.exchange(false)) {
+                auto mp = vcpu->get_mp_state();
+                bool idle = mp && (mp->mp_state == KVM_MP_STATE_HALTED || mp->mp_state == KVM_MP_STATE_UNINITIALIZED ||
+                                   mp->mp_state == KVM_MP_STATE_INIT_RECEIVED);
+                bool interrupts_off = !(runner->regs().rflags & x86::rflags::kIF);
+                halted = idle && (interrupts_off || mp->mp_state != KVM_MP_STATE_HALTED);
+            }
+            return cpu::Action::kContinue;
+        case KVM_EXIT_HLT:
+            // Only without an in-kernel LAPIC; ours has one.
+            return crash(FullRunOutcome::Reason::kHalted, "hlt");
+        case KVM_EXIT_SHUTDOWN: return crash(FullRunOutcome::Reason::kTripleFault, "triple fault");
+        case KVM_EXIT_SYSTEM_EVENT:
+            switch (run.system_event.type) {
+                case KVM_SYSTEM_EVENT_RESET: vm->stop(FullRunOutcome::Reason::kReset); return cpu::Action::kStop;
+                case KVM_SYSTEM_EVENT_SHUTDOWN:
+                    vm->stop(FullRunOutcome::Reason::kPoweredOff);
+                    return cpu::Action::kStop;
+                default:
+                    return crash(FullRunOutcome::Reason::kCrashed,
+                                 "system event " + std::to_string(run.system_event.type));
+            }
+        case KVM_EXIT_INTERNAL_ERROR: {
+            std::string what = "KVM internal error (suberror " + std::to_string(run.internal.suberror);
+            if (run.internal.suberror == KVM_INTERNAL_ERROR_EMULATION) {
+                what += ": instruction emulation failed";
+                if (run.emulation_failure.flags & KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES) {
+                    what += ", bytes";
+                    for (unsigned i = 0; i < run.emulation_failure.insn_size && i < 8; ++i) {
+                        char b[4];
+                        std::snprintf(b, sizeof b, " %02x", run.emulation_failure.insn_bytes[i]);
+                        what += b;
+                    }
+                }
+            }
+            return crash(FullRunOutcome::Reason::kCrashed, what + ")");
+        }
+        default: return crash(FullRunOutcome::Reason::kCrashed, cpu::describe_exit(run));
+    }
+}
+
+Result<> FullVm::Impl::setup_devices() {
+    auto c = devices::Console::open(config.console);
+    if (!c) return std::unexpected(c.error());
+    console = std::make_unique<devices::Console>(std::move(*c));
+
+    auto serial_irq = add_irqfd(devices::legacy::Serial::kCom1Irq);
+    if (!serial_irq) return std::unexpected(serial_irq.error());
+    devices::Console* out = console.get();
+    serial = std::make_shared<devices::legacy::Serial>([fd = *serial_irq] { signal_eventfd(fd); },
+                                                       [out](std::span<const uint8_t> b) { out->write(b); });
+    pio.insert(devices::legacy::Serial::kCom1Port, devices::legacy::Serial::kSize, serial);
+    i8042 = std::make_shared<devices::legacy::I8042>([this] { stop(FullRunOutcome::Reason::kReset); });
+    pio.insert(devices::legacy::I8042::kBasePort, devices::legacy::I8042::kSize, i8042);
+    cmos = std::make_shared<devices::legacy::Cmos>(config.mem_size, 0);
+    pio.insert(devices::legacy::Cmos::kBasePort, devices::legacy::Cmos::kSize, cmos);
+
+    if (console->input_fd() >= 0) {
+        int fd = console->input_fd();
+        auto* loop_ptr = loop.get();
+        auto* ser = serial.get();
+        // Input the guest has no room for is dropped: a UART has a 16-byte
+        // FIFO, and a guest that does not read its console cannot expect more.
+        auto r = loop->add(fd, EPOLLIN, [fd, loop_ptr, ser](uint32_t events) {
+            uint8_t buf[64];
+            ssize_t n = ::read(fd, buf, sizeof buf);
+            if (n > 0) {
+                ser->enqueue_input(std::span<const uint8_t>(buf, static_cast<size_t>(n)));
+            } else if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) || (events & (EPOLLHUP | EPOLLERR))) {
+                loop_ptr->remove(fd);  // EOF on stdin: the console becomes output-only
+            }
+        });
+        // stdin may be a regular file or /dev/null, which epoll refuses: no input then.
+        (void)r;
+    }
+    return {};
+}
+
+Result<> FullVm::Impl::setup_virtio() {
+    namespace virtio = devices::virtio;
+    std::vector<std::unique_ptr<virtio::VirtioDevice>> devs;
+    for (const auto& spec : config.disks) {
+        auto c = virtio::parse_disk_spec(spec);
+        if (!c) return fail("--disk " + spec + ": " + c.error().message, EINVAL);
+        auto d = virtio::Block::open(*c);
+        if (!d) return wrap("--disk " + c->path, d.error());
+        disk_sectors.push_back((*d)->capacity_sectors());
+        devs.push_back(std::move(*d));
+    }
+    if (config.net) {
+        auto c = virtio::parse_net_spec(*config.net);
+        if (!c) return fail("--net " + *config.net + ": " + c.error().message, EINVAL);
+        if (net_mac) c->mac = net_mac;  // restore: the MAC the guest knows
+        auto tap = virtio::open_tap(c->tap);
+        if (!tap) return wrap("--net tap=" + c->tap, tap.error());
+        auto d = virtio::Net::create(std::move(*tap), virtio::Net::kTap, c->mac, c->limit);
+        if (!d) return wrap("--net", d.error());
+        net_mac = (*d)->mac();
+        devs.push_back(std::move(*d));
+    }
+    if (config.vsock_cid) {
+        std::string spec =
+            std::to_string(*config.vsock_cid) + (config.vsock_uds.empty() ? "" : ",uds=" + config.vsock_uds);
+        auto c = virtio::parse_vsock_spec(spec);
+        if (!c) return fail("--vsock: " + c.error().message, EINVAL);
+        auto d = virtio::Vsock::create(*c);
+        if (!d) return wrap("--vsock", d.error());
+        devs.push_back(std::move(*d));
+    }
+    if (config.rng) devs.push_back(std::make_unique<virtio::Rng>());
+
+    // Each device: a 4 KiB MMIO window, its own edge-triggered ISA IRQ through
+    // an irqfd, and an ioeventfd per queue so notifications skip user space.
+    for (size_t i = 0; i < devs.size(); ++i) {
+        const uint64_t base = kVirtioMmioBase + i * virtio::MmioTransport::kSize;
+        const unsigned irq = kVirtioFirstIrq + static_cast<unsigned>(i);
+        if (irq >= x86::kIoApicPins)
+            return fail("too many virtio devices (at most " + std::to_string(x86::kIoApicPins - kVirtioFirstIrq) + ")",
+                        EINVAL);
+        auto irqfd = add_irqfd(irq);
+        if (!irqfd) return std::unexpected(irqfd.error());
+        auto t = virtio::MmioTransport::create(*mem, *loop, std::move(devs[i]), virtio::eventfd_trigger(*irqfd));
+        if (!t) return std::unexpected(t.error());
+        if (!mmio.insert(base, virtio::MmioTransport::kSize, *t)) return fail("virtio-mmio window overlaps", EINVAL);
+        for (unsigned q = 0; q < (*t)->num_queues(); ++q) {
+            kvm_ioeventfd e{};
+            e.datamatch = q;
+            e.addr = base + virtio::MmioTransport::kQueueNotifyOffset;
+            e.len = 4;
+            e.fd = (*t)->queue_notify_fd(q);
+            e.flags = KVM_IOEVENTFD_FLAG_DATAMATCH;
+            if (auto r = vm->ioeventfd(e); !r) return std::unexpected(r.error());
+        }
+        cmdline += " " + virtio::mmio_cmdline_fragment(base, virtio::MmioTransport::kSize, irq);
+        transports.push_back(std::move(*t));
+    }
+    return {};
+}
+
+Result<> FullVm::Impl::setup_memory_and_boot(uint64_t& entry, bool& pvh) {
+    auto kernel_file = loader::map_file(config.kernel);
+    if (!kernel_file) return std::unexpected(kernel_file.error());
+    std::span<const uint8_t> kbytes(kernel_file->data(), kernel_file->size());
+    auto format = loader::detect_kernel_format(kbytes);
+    if (!format) return fail(config.kernel + ": " + format.error().message, ENOEXEC);
+
+    Mapping initrd_file;
+    if (!config.initrd.empty()) {
+        auto f = loader::map_file(config.initrd);
+        if (!f) return std::unexpected(f.error());
+        initrd_file = std::move(*f);
+    }
+
+    const uint64_t ram_end = mem->size();
+    uint64_t kernel_end = 0;
+    uint32_t cmdline_max = 2047;  // COMMAND_LINE_SIZE - 1 on x86
+    std::optional<x86::SetupHeader> image_header;
+    std::string how;
+    if (*format == loader::KernelFormat::kVmlinux) {
+        auto image = loader::parse_vmlinux(kbytes);
+        if (!image) return fail(config.kernel + ": " + image.error().message, ENOEXEC);
+        if (config.entry == BootEntry::kPvh && !image->pvh_entry)
+            return fail(config.kernel + ": no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY); use --boot-entry linux64",
+                        ENOEXEC);
+        if (auto r = loader::load_vmlinux(*mem, kbytes, *image, ram_end); !r)
+            return fail(config.kernel + ": " + r.error().message, r.error().sys_errno);
+        pvh = image->pvh_entry && config.entry != BootEntry::kLinux64;
+        entry = pvh ? *image->pvh_entry : image->entry64;
+        kernel_end = image->highest;
+        how = pvh ? "vmlinux, PVH entry" : "vmlinux, 64-bit entry";
+    } else {
+        if (config.entry == BootEntry::kPvh)
+            return fail(config.kernel + ": a bzImage has no PVH entry; use a vmlinux", ENOEXEC);
+        auto image = loader::parse_bzimage(kbytes);
+        if (!image) return fail(config.kernel + ": " + image.error().message, ENOEXEC);
+        if (auto r = loader::load_bzimage(*mem, *image, ram_end); !r)
+            return fail(config.kernel + ": " + r.error().message, r.error().sys_errno);
+        pvh = false;
+        entry = image->load_address + loader::kBzImage64BitEntryOffset;
+        kernel_end = image->load_address + image->memory_needed;
+        cmdline_max = image->cmdline_max;
+        image_header = image->header;
+        how = "bzImage, 64-bit entry";
+    }
+
+    if (cmdline.size() > cmdline_max || cmdline.size() >= kCmdlineMax)
+        return fail("kernel command line is " + std::to_string(cmdline.size()) + " bytes; this kernel takes at most " +
+                        std::to_string(cmdline_max),
+                    EINVAL);
+    std::memcpy(mem->host(kCmdlineAddr, cmdline.size() + 1), cmdline.c_str(), cmdline.size() + 1);
+
+    uint64_t initrd_addr = 0, initrd_size = initrd_file.size();
+    if (initrd_size) {
+        uint64_t highest = ram_end;
+        if (image_header && image_header->initrd_addr_max)
+            highest = std::min<uint64_t>(highest, uint64_t(image_header->initrd_addr_max) + 1);
+        auto addr =
+            loader::load_initrd(*mem, std::span<const uint8_t>(initrd_file.data(), initrd_size), kernel_end, highest);
+        if (!addr) return fail(config.initrd + ": " + addr.error().message, ENOMEM);
+        initrd_addr = *addr;
+    }
+
+    // The memory map: low RAM up to the EBDA, the EBDA and BIOS ROM reserved,
+    // RAM from 1 MiB.
+    x86::E820Map e820;
+    if (auto r = e820.add(0, kEbdaStart, x86::e820::kRam); !r) return std::unexpected(r.error());
+    if (auto r = e820.add(kEbdaStart, 0xa0000 - kEbdaStart, x86::e820::kReserved); !r)
+        return std::unexpected(r.error());
+    if (auto r = e820.add(kBiosRomStart, kHighMemStart - kBiosRomStart, x86::e820::kReserved); !r)
+        return std::unexpected(r.error());
+    if (auto r = e820.add(kHighMemStart, ram_end - kHighMemStart, x86::e820::kRam); !r)
+        return std::unexpected(r.error());
+
+    // What firmware leaves: the BDA pointing at the EBDA, and the MP table in it.
+    uint16_t ebda_segment = kEbdaStart >> 4, base_kib = kEbdaStart >> 10;
+    std::memcpy(mem->host(kBdaEbdaSegment, 2), &ebda_segment, 2);
+    std::memcpy(mem->host(kBdaBaseMemoryKiB, 2), &base_kib, 2);
+    auto mp = x86::build_mptable(kEbdaStart, config.cpus);
+    if (!mp) return std::unexpected(mp.error());
+    if (mp->size() > 0xa0000 - kEbdaStart) return fail("MP table does not fit in the EBDA", EINVAL);
+    std::memcpy(mem->host(kEbdaStart, mp->size()), mp->data(), mp->size());
+
+    if (pvh) {
+        x86::HvmStartInfo si{};
+        si.magic = x86::kHvmStartMagic;
+        si.version = 1;
+        si.cmdline_paddr = kCmdlineAddr;
+        si.memmap_paddr = kPvhMemmapAddr;
+        si.memmap_entries = static_cast<uint32_t>(e820.entries().size());
+        for (size_t i = 0; i < e820.entries().size(); ++i) {
+            const auto& e = e820.entries()[i];
+            x86::HvmMemmapEntry m{e.addr, e.size, e.type, 0};
+            std::memcpy(mem->host(kPvhMemmapAddr + i * sizeof m, sizeof m), &m, sizeof m);
+        }
+        if (initrd_size) {
+            x86::HvmModlistEntry mod{initrd_addr, initrd_size, 0, 0};
+            std::memcpy(mem->host(kPvhModlistAddr, sizeof mod), &mod, sizeof mod);
+            si.nr_modules = 1;
+            si.modlist_paddr = kPvhModlistAddr;
+        }
+        std::memcpy(mem->host(kStartInfoAddr, sizeof si), &si, sizeof si);
+    } else {
+        x86::BootParamsSpec spec;
+        spec.cmdline_addr = kCmdlineAddr;
+        spec.cmdline_size = static_cast<uint32_t>(cmdline.size());
+        spec.initrd_addr = initrd_addr;
+        spec.initrd_size = initrd_size;
+        spec.e820 = e820.entries();
+        auto bp = x86::build_boot_params(image_header ? &*image_header : nullptr, spec);
+        if (!bp) return std::unexpected(bp.error());
+        std::memcpy(mem->host(kZeroPageAddr, sizeof *bp), &*bp, sizeof *bp);
+        x86::build_identity_page_tables(mem->span(kPageTablesAddr, x86::kIdentityTablePages * memory::kPageSize),
+                                        kPageTablesAddr);
+    }
+
+    summary = how + " at " + hex(entry) + ", " + std::to_string(mem->size() >> 20) + " MiB, " +
+              std::to_string(config.cpus) + " vCPU" + (config.cpus > 1 ? "s" : "") +
+              (initrd_size ? ", initrd " + std::to_string(initrd_size >> 10) + " KiB at " + hex(initrd_addr) : "");
+    return {};
+}
+
+Result<> FullVm::Impl::setup_vcpu(Cpu& c, unsigned index, const std::vector<kvm_cpuid_entry2>& supported) {
+    c.cpuid = x86::build_vcpu_cpuid(supported, index, config.cpus);
+    if (auto r = c.vcpu->set_cpuid(c.cpuid); !r) return std::unexpected(r.error());
+
+    // The MSR state firmware leaves (Firecracker's set): syscall/sysenter
+    // targets cleared, fast strings on, MTRRs enabled with write-back default.
+    const std::vector<std::pair<uint32_t, uint64_t>> msrs = {
+        {x86::msr::kSysenterCs, 0},
+        {x86::msr::kSysenterEsp, 0},
+        {x86::msr::kSysenterEip, 0},
+        {x86::msr::kStar, 0},
+        {x86::msr::kLstar, 0},
+        {x86::msr::kCstar, 0},
+        {x86::msr::kSfmask, 0},
+        {x86::msr::kKernelGsBase, 0},
+        {x86::msr::kTsc, 0},
+        {x86::msr::kMiscEnable, 1},
+        {kMsrMtrrDefType, (1u << 11) | 6},
+    };
+    if (!c.vcpu->set_msrs(msrs)) {
+        // Some hosts (PVM) refuse a few of these; the rest still matter.
+        for (const auto& m : msrs) (void)c.vcpu->set_msrs({m});
+    }
+
+    kvm_fpu fpu{};
+    fpu.fcw = 0x37f;
+    fpu.mxcsr = 0x1f80;
+    if (auto r = c.vcpu->set_fpu(fpu); !r) return std::unexpected(r.error());
+
+    // LINT0 takes the 8259's ExtINT, LINT1 the NMI, as a BIOS programs them.
+    auto lapic = c.vcpu->get_lapic();
+    if (!lapic) return std::unexpected(lapic.error());
+    set_lvt_delivery_mode(*lapic, kApicLvtLint0, kApicDeliveryExtInt);
+    set_lvt_delivery_mode(*lapic, kApicLvtLint1, kApicDeliveryNmi);
+    if (auto r = c.vcpu->set_lapic(*lapic); !r) return std::unexpected(r.error());
+    return {};
+}
+
+Result<> FullVm::Impl::setup_boot_cpu(Cpu& c, uint64_t entry, bool pvh) {
+    auto sregs = c.vcpu->get_sregs();
+    if (!sregs) return std::unexpected(sregs.error());
+    kvm_regs regs{};
+    regs.rflags = x86::rflags::kReserved1;
+    regs.rip = entry;
+
+    if (pvh) {
+        // PVH: 32-bit protected mode, paging off; flat CS/DS; a 32-bit busy
+        // TSS; EBX = hvm_start_info.
+        uint64_t* gdt = reinterpret_cast<uint64_t*>(mem->host(kGdtAddr, 4 * 8));
+        gdt[0] = 0;
+        // code: ring 0, exec/read, accessed; 4K, 32-bit. data: read/write, accessed. 32-bit busy TSS.
+        gdt[1] = x86::gdt_descriptor(0, 0xfffff, 0xb, true, 0, false, true, true);
+        gdt[2] = x86::gdt_descriptor(0, 0xfffff, 0x3, true, 0, false, true, true);
+        gdt[3] = x86::gdt_descriptor(static_cast<uint32_t>(kTssAddr), 0x67, 0xb, false, 0, false, false, false);
+        sregs->cs = flat_segment(0x08, 0xb);
+        sregs->ds = sregs->es = sregs->fs = sregs->gs = sregs->ss = flat_segment(0x10, 0x3);
+        sregs->tr = {};
+        sregs->tr.base = kTssAddr;
+        sregs->tr.limit = 0x67;
+        sregs->tr.selector = 0x18;
+        sregs->tr.type = 0xb;
+        sregs->tr.present = 1;
+        sregs->ldt = {};
+        sregs->ldt.type = 0x2;
+        sregs->ldt.present = 1;
+        sregs->ldt.limit = 0xffff;
+        sregs->gdt.base = kGdtAddr;
+        sregs->gdt.limit = 4 * 8 - 1;
+        sregs->idt.base = 0;
+        sregs->idt.limit = 0;
+        sregs->cr0 = x86::cr0::kPE | x86::cr0::kET;
+        sregs->cr3 = 0;
+        sregs->cr4 = 0;
+        sregs->efer = 0;
+        regs.rbx = kStartInfoAddr;
+    } else {
+        // The 64-bit boot protocol: long mode with an identity map, __BOOT_CS
+        // = 0x10 and __BOOT_DS = 0x18, interrupts off, RSI = boot_params.
+        x86::build_gdt(reinterpret_cast<uint64_t*>(mem->host(kGdtAddr, x86::kGdtEntries * 8)), kTssAddr, 0x67);
+        x86::setup_long_mode(*sregs, {.cr3 = kPageTablesAddr,
+                                      .gdt_base = kGdtAddr,
+                                      .tss_base = kTssAddr,
+                                      .tss_limit = 0x67,
+                                      .user_mode = false});
+        sregs->cr4 = x86::cr4::kPAE;
+        sregs->efer = x86::efer::kLME | x86::efer::kLMA;
+        regs.rsi = kZeroPageAddr;
+        regs.rsp = regs.rbp = kBootStackTop;
+    }
+    if (auto r = c.vcpu->set_sregs(*sregs); !r) return std::unexpected(r.error());
+    if (auto r = c.vcpu->set_regs(regs); !r) return std::unexpected(r.error());
+    return {};
+}
+
+FullVm::FullVm() : impl_(std::make_unique<Impl>()) {}
+
+FullVm::~FullVm() {
+    Impl& m = *impl_;
+    m.stop(FullRunOutcome::Reason::kInterrupted);
+    m.vcpus.join();
+    if (m.loop) m.loop->stop();
+}
+
+Result<> FullVm::Impl::open_machine() {
+    if (config.cpus == 0 || config.cpus > kMaxFullVmCpus)
+        return fail("--cpus must be between 1 and " + std::to_string(kMaxFullVmCpus), EINVAL);
+    if (config.mem_size < kMinFullVmMemory || config.mem_size > kMaxFullVmMemory)
+        return fail("--mem must be between 32M and 3G for a full machine", EINVAL);
+
+    auto event = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (event < 0) return fail_errno("eventfd");
+    stop_event.reset(event);
+
+    auto sys = kvm::System::open(config.kvm_path);
+    if (!sys) return std::unexpected(sys.error());
+    system = std::make_unique<kvm::System>(std::move(*sys));
+    if (auto r = system->require({
+            {KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP", "a full machine uses KVM's in-kernel interrupt controllers"},
+            {KVM_CAP_PIT2, "KVM_CAP_PIT2", "a full machine uses KVM's in-kernel PIT"},
+            {KVM_CAP_IRQFD, "KVM_CAP_IRQFD", "device interrupts are delivered through irqfds"},
+            {KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD", "virtio notifications use ioeventfds"},
+            {KVM_CAP_SYNC_REGS, "KVM_CAP_SYNC_REGS", "needed to read registers at each exit cheaply"},
+            {KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT", "needed to stop running vCPUs"},
+        });
+        !r)
+        return std::unexpected(r.error());
+    if (unsigned(system->check_extension(KVM_CAP_MAX_VCPUS)) < config.cpus &&
+        unsigned(system->check_extension(KVM_CAP_NR_VCPUS)) < config.cpus)
+        return fail("--cpus " + std::to_string(config.cpus) + ": KVM supports fewer vCPUs per VM", EINVAL);
+
+    auto v = system->create_vm();
+    if (!v) return std::unexpected(v.error());
+    vm = std::make_unique<kvm::Vm>(std::move(*v));
+    // VT-x needs these for real mode; other hosts ignore or refuse them.
+    (void)vm->set_identity_map_addr(kKvmIdentityMapAddr);
+    (void)vm->set_tss_addr(kKvmTssAddr);
+    if (auto r = vm->create_irqchip(); !r) return std::unexpected(r.error());
+    if (auto r = vm->create_pit2(); !r) return std::unexpected(r.error());
+    return {};
+}
+
+Result<> FullVm::Impl::attach_memory(memory::GuestMemory memory, uint32_t flags) {
+    mem = std::make_unique<memory::GuestMemory>(std::move(memory));
+    return vm->set_user_memory_region(0, 0, mem->size(), mem->host_base(), flags);
+}
+
+Result<> FullVm::Impl::setup_io() {
+    auto l = devices::EventLoop::create();
+    if (!l) return std::unexpected(l.error());
+    loop = std::move(*l);
+    if (auto r = setup_devices(); !r) return r;
+    return setup_virtio();
+}
+
+Result<FullVm::Impl::Cpu*> FullVm::Impl::add_cpu(unsigned index) {
+    auto c = std::make_unique<Cpu>();
+    c->vm = this;
+    auto vcpu = vm->create_vcpu(static_cast<int>(index));
+    if (!vcpu) return std::unexpected(vcpu.error());
+    c->vcpu = std::make_unique<kvm::Vcpu>(std::move(*vcpu));
+    c->runner = &vcpus.add(*c->vcpu, *c);
+    cpus.push_back(std::move(c));
+    return cpus.back().get();
+}
+
+Result<> FullVm::Impl::start_loop() {
+    sigset_t stops = stop_signals(), old_mask;
+    pthread_sigmask(SIG_BLOCK, &stops, &old_mask);
+    auto r = loop->start();
+    pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+    return r;
+}
+
+Result<std::unique_ptr<FullVm>> FullVm::create(const FullVmConfig& config) {
+    std::unique_ptr<FullVm> self(new FullVm());
+    Impl& m = *self->impl_;
+    m.config = config;
+    m.cmdline = config.cmdline;
+    if (auto r = m.open_machine(); !r) return std::unexpected(r.error());
+
+    auto mem = memory::GuestMemory::create(config.mem_size, "vessel-full-ram");
+    if (!mem) return std::unexpected(mem.error());
+    if (auto r = m.attach_memory(std::move(*mem), 0); !r) return std::unexpected(r.error());
+    if (auto r = m.setup_io(); !r) return std::unexpected(r.error());
+
+    uint64_t entry = 0;
+    bool pvh = false;
+    if (auto r = m.setup_memory_and_boot(entry, pvh); !r) return std::unexpected(r.error());
+
+    auto supported = m.system->supported_cpuid();
+    if (!supported) return std::unexpected(supported.error());
+    for (unsigned i = 0; i < config.cpus; ++i) {
+        auto c = m.add_cpu(i);
+        if (!c) return std::unexpected(c.error());
+        if (auto r = m.setup_vcpu(**c, i, *supported); !r) return wrap("vCPU " + std::to_string(i), r.error());
+        if (i == 0)
+            if (auto r = m.setup_boot_cpu(**c, entry, pvh); !r) return wrap("vCPU 0", r.error());
+    }
+    return self;
+}
+
+Result<FullRunOutcome> FullVm::run() {
+    Impl& m = *impl_;
+
+    // SIGINT/SIGTERM are taken synchronously here; every thread started below
+    // inherits the blocked mask, so none of them is interrupted by Ctrl-C.
+    sigset_t stops = stop_signals(), old_mask;
+    pthread_sigmask(SIG_BLOCK, &stops, &old_mask);
+
+    if (auto r = m.loop->start(); !r) {
+        pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+        return std::unexpected(r.error());
+    }
+    std::mutex error_mu;
+    std::optional<Error> run_error;
+    {
+        std::lock_guard lock(m.control_mu);
+        m.started_at = now_rfc3339();
+    }
+    m.vcpus.start();  // a pause that came before the vCPUs started goes ahead
+    m.vcpus.spawn([&m, &error_mu, &run_error](size_t, const Result<cpu::VcpuSet::End>& r) {
+        if (r) return;
+        {
+            std::lock_guard lock(error_mu);
+            if (!run_error) run_error = r.error();
+        }
+        m.stop(FullRunOutcome::Reason::kCrashed, r.error().message);
+    });
+
+    // Wait for a stop, a signal, or all vCPUs idle (probed every second).
+    auto next_probe = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    bool probing = false;
+    while (!m.vcpus.stopping()) {
+        timespec ts{0, 100 * 1000 * 1000};
+        int sig = sigtimedwait(&stops, nullptr, &ts);
+        if (sig > 0) {
+            m.stop(FullRunOutcome::Reason::kInterrupted, std::string("stopped by ") + sigabbrev_np(sig));
+            break;
+        }
+        if (std::chrono::steady_clock::now() < next_probe) continue;
+        if (m.vcpus.pause_requested()) {  // parked vCPUs are not idle: no halt probing
+            probing = false;
+            continue;
+        }
+        if (probing) {
+            bool all_halted = true;
+            for (auto& c : m.cpus) all_halted = all_halted && c->halted && !c->probe_halt;
+            if (all_halted) m.stop(FullRunOutcome::Reason::kHalted);
+        }
+        for (auto& c : m.cpus) {
+            c->halted = false;
+            c->probe_halt = true;
+        }
+        m.vcpus.kick_all();
+        probing = true;
+        next_probe = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+    }
+
+    m.vcpus.join();
+    {
+        std::lock_guard lock(m.control_mu);  // a snapshot in progress restarts the loop: wait for it
+        m.loop->stop();
+        m.vcpus.finish();
+    }
+    pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+    if (run_error && m.outcome.reason == FullRunOutcome::Reason::kCrashed && m.outcome.diagnostic == run_error->message)
+        return std::unexpected(*run_error);
+    return m.outcome;
+}
+
+void FullVm::request_stop() { impl_->stop(FullRunOutcome::Reason::kReset); }
+
+// Not under the control lock: a pause may wait for run() to start the vCPUs.
+Result<> FullVm::pause() { return impl_->vcpus.pause(); }
+
+Result<> FullVm::resume() {
+    std::lock_guard lock(impl_->control_mu);
+    return impl_->vcpus.resume();
+}
+
+void FullVm::shutdown() { impl_->stop(FullRunOutcome::Reason::kInterrupted, "stopped through the control API"); }
+
+Description FullVm::describe() const {
+    const Impl& m = *impl_;
+    std::lock_guard lock(m.control_mu);
+    Description d;
+    d.state = m.vcpus.state();
+    d.pid = ::getpid();
+    d.program = m.config.kernel;
+    d.argv = {m.config.kernel, m.cmdline};
+    d.mem_bytes = m.mem ? m.mem->size() : 0;
+    d.started_at = m.started_at;
+    d.restored_from = m.restored_from;
+    return d;
+}
+
+Metrics FullVm::metrics() const {
+    const Impl& m = *impl_;
+    Metrics out;
+    for (const auto& c : m.cpus) {
+        out.exits_io += c->exits_io;
+        out.exits_intr += c->exits_intr;
+        out.exits_other += c->exits - c->exits_io - c->exits_intr;
+    }
+    out.vcpu_time_ns = m.vcpus.cpu_time_ns();
+    if (m.mem) out.guest_memory_touched_bytes = m.mem->resident_bytes();
+    return out;
+}
+std::string FullVm::vsock_socket() const { return vsock_socket_path(impl_->config); }
+
+std::string vsock_socket_path(const FullVmConfig& c) {
+    if (!c.vsock_cid) return {};
+    auto spec = devices::virtio::parse_vsock_spec(std::to_string(*c.vsock_cid) +
+                                                  (c.vsock_uds.empty() ? "" : ",uds=" + c.vsock_uds));
+    return spec ? spec->uds_path : std::string();
+}
+
+std::string FullVm::console_path() const { return impl_->console ? impl_->console->path() : std::string(); }
+std::string FullVm::boot_summary() const { return impl_->summary; }
+std::string FullVm::kernel_cmdline() const { return impl_->cmdline; }
+
+}  // namespace vessel::machine

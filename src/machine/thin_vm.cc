@@ -1,0 +1,513 @@
+#include "machine/thin_vm.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <x86intrin.h>
+
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+
+#include "arch/x86/cpuid.h"
+#include "arch/x86/exceptions.h"
+#include "arch/x86/host_cpuid.h"
+#include "arch/x86/x86.h"
+#include "base/cache_dir.h"
+#include "base/safe_file.h"
+#include "base/text.h"
+#include "loader/decode_helper.h"
+#include "loader/program.h"
+#include "loader/rewriter.h"
+#include "machine/exit_status.h"
+#include "machine/thin_vm_impl.h"
+
+namespace vessel::machine {
+namespace {
+
+namespace x86 = arch::x86;
+
+// Opens the program; errors say which problem it is (ENOENT: not found,
+// ENOEXEC: not something we can run).
+Result<Fd> open_program(const std::string& path, loader::FileIdentity& id) {
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) {
+        int e = errno;
+        return fail(path + ": " + std::strerror(e), e == ENOENT ? ENOENT : EIO);
+    }
+    struct stat st;
+    if (::fstat(fd.get(), &st) < 0) return fail_errno(path);
+    if (!S_ISREG(st.st_mode)) return fail(path + ": not a regular file", ENOEXEC);
+    if (st.st_size == 0) return fail(path + ": empty file", ENOEXEC);
+    id = loader::FileIdentity::of(st);
+    return fd;
+}
+
+// KVM's supported CPUID cannot change while the host runs, and asking costs
+// a noticeable slice of a cold start, so it is cached per boot. An entry must
+// look like a CPUID table (leaf 0 first, announcing at least leaf 1) or it is
+// ignored and rewritten; KVM_SET_CPUID2 refusing it has the same effect.
+std::vector<kvm_cpuid_entry2> cached_cpuid(const std::string& path) {
+    std::string data = path.empty() ? std::string() : read_small_file(path);
+    if (data.empty() || data.size() % sizeof(kvm_cpuid_entry2)) return {};
+    std::vector<kvm_cpuid_entry2> entries(data.size() / sizeof(kvm_cpuid_entry2));
+    std::memcpy(entries.data(), data.data(), data.size());
+    if (entries[0].function != 0 || entries[0].index != 0 || entries[0].eax < 1) return {};
+    return entries;
+}
+
+// A file in the cache directory that lives as long as this boot of the host
+// (empty when there is no cache directory).
+std::string boot_cache_path(const std::string& name) {
+    static const std::string boot_id = [] {
+        std::string id = read_small_file("/proc/sys/kernel/random/boot_id", 64);
+        while (!id.empty() && id.back() == '\n') id.pop_back();
+        return id;
+    }();
+    std::string dir = cache_dir();
+    if (dir.empty() || boot_id.empty()) return {};
+    return dir + "/" + name + "-" + boot_id;
+}
+
+// "cpuid2": files written before the kvm_cpuid2 layout fix hold skewed entries.
+std::string cpuid_cache_path() { return boot_cache_path("cpuid2"); }
+
+}  // namespace
+
+std::vector<x86::CpuidAnswer> host_cpuid_answers() { return x86::host_cpuid(boot_cache_path("host-cpuid")); }
+
+// ---------------------------------------------------------------- set-up
+
+Result<> ThinVm::Impl::open_kvm() {
+    auto sys = kvm::System::open(config.kvm_path);
+    if (!sys) return std::unexpected(sys.error());
+    system = std::make_unique<kvm::System>(std::move(*sys));
+    if (auto r = system->require({
+            {KVM_CAP_SYNC_REGS, "KVM_CAP_SYNC_REGS", "needed to run system calls without extra ioctls"},
+            {KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT", "needed to pause a running vCPU"},
+            {KVM_CAP_XCRS, "KVM_CAP_XCRS", "needed to give the guest AVX state"},
+        });
+        !r)
+        return r;
+    auto v = system->create_vm();
+    if (!v) return std::unexpected(v.error());
+    vm = std::make_unique<kvm::Vm>(std::move(*v));
+    // A thin guest takes no interrupts, but a vCPU without an in-kernel LAPIC
+    // flips KVM's `kvm_has_noapic_vcpu` static key (Linux 6.x): kernel code
+    // patching with cross-CPU calls at every vCPU creation and destruction,
+    // ~0.3 ms of each cold start. A split irqchip (LAPIC in the kernel, no
+    // PIC/IOAPIC) creates the vCPU through the rate-limited LAPIC keys instead.
+    // Measured in docs/BENCHMARKS.md; without the capability, start as before.
+    (void)vm->enable_cap(KVM_CAP_SPLIT_IRQCHIP, 0);
+    return {};
+}
+
+Result<> ThinVm::Impl::register_memory(uint32_t flags) {
+    uint32_t id = 0;
+    for (const auto& slot : mem->kvm_slots())
+        if (auto r = vm->set_user_memory_region(id++, slot.gpa, slot.size, slot.host, flags); !r) return r;
+    return {};
+}
+
+Result<std::vector<kvm_cpuid_entry2>> ThinVm::Impl::create_kvm_vm(std::span<const x86::CpuidAnswer> host) {
+    if (auto r = open_kvm(); !r) return std::unexpected(r.error());
+    timer.mark("kvm open+create vm");
+    if (auto r = register_memory(); !r) return std::unexpected(r.error());
+    timer.mark("kvm memory slots");
+    auto cpuid = create_vcpu(host);
+    timer.mark("kvm create vcpu");
+    return cpuid;
+}
+
+Result<std::vector<kvm_cpuid_entry2>> ThinVm::Impl::create_vcpu(std::span<const x86::CpuidAnswer> host) {
+    auto v = vm->create_vcpu(0);
+    if (!v) return std::unexpected(v.error());
+    vcpu = std::make_unique<kvm::Vcpu>(std::move(*v));
+    std::string path = cpuid_cache_path();
+    std::vector<kvm_cpuid_entry2> cached = cached_cpuid(path);
+    if (!cached.empty()) {
+        auto table = x86::with_host_answers(cached, host);
+        if (vcpu->set_cpuid(table)) {
+            kvm_xcr0 = x86::supported_xcr0(cached);
+            return table;
+        }
+    }
+    auto fresh = system->supported_cpuid();
+    if (!fresh) return std::unexpected(fresh.error());
+    if (!path.empty() && make_dirs(cache_dir()))  // KVM's own table: the host may change
+        (void)write_file_atomic(path, fresh->data(), fresh->size() * sizeof(kvm_cpuid_entry2));
+    auto table = x86::with_host_answers(*fresh, host);
+    if (auto r = vcpu->set_cpuid(table); !r) return std::unexpected(r.error());
+    kvm_xcr0 = x86::supported_xcr0(*fresh);
+    return table;
+}
+
+uint64_t ThinVm::Impl::align_guest_tsc() {
+    if (vcpu->set_tsc_offset(0)) return 0;
+    const uint64_t before = __rdtsc();
+    auto guest = vcpu->get_msrs({x86::msr::kTsc});
+    const uint64_t after = __rdtsc();
+    if (!guest) return 0;  // nothing better to go on: the clock calibrates as before
+    return (*guest)[0] - (before + (after - before) / 2);
+}
+
+void ThinVm::Impl::finish_setup(thin::Sandbox sandbox, bool fsgsbase) {
+    thin::ProcessOptions opts;
+    opts.tsc_offset = align_guest_tsc();
+    opts.trace = config.trace_syscalls;
+    opts.uid = ::getuid();
+    opts.gid = ::getgid();
+    opts.fsgsbase = fsgsbase;
+    opts.argv = config.argv;
+    opts.envp = config.envp;
+    opts.comm = std::filesystem::path(config.program).filename().string().substr(0, 15);
+    process = std::make_unique<thin::Process>(*as, std::move(sandbox), *this, opts);
+    if (auto entry = thin::GuestEntry::find(*as)) process->attach_guest_entry(std::move(*entry));
+    runner = &vcpus.add(*vcpu, *this);
+    started_at = now_rfc3339();
+}
+
+ThinVm::ThinVm() : impl_(std::make_unique<Impl>()) {}
+
+ThinVm::~ThinVm() {
+    Impl& m = *impl_;
+    // Destroy the VM before unmapping its memory: KVM then frees its MMU in
+    // one pass, instead of zapping translations range by range through the
+    // MMU notifier while the RAM mapping goes away.
+    m.process.reset();
+    m.vcpu.reset();
+    m.vm.reset();
+    m.system.reset();
+    m.as.reset();
+    m.mem.reset();
+}
+
+Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
+    if (config.mem_size < kMinThinVmMemory) return fail("--mem: at least 1M is needed", EINVAL);
+    if (config.mem_size > kMaxThinVmMemory) return fail("--mem: at most 64G is supported", EINVAL);
+    std::unique_ptr<ThinVm> self(new ThinVm());
+    Impl& m = *self->impl_;
+    m.config = config;
+
+    // The program first: a missing or bad file is the most likely mistake.
+    loader::FileIdentity identity;
+    auto program = open_program(config.program, identity);
+    if (!program) return std::unexpected(program.error());
+    const uint64_t file_size = identity.size;
+    auto mem = memory::GuestMemory::create(config.mem_size);
+    if (!mem) return std::unexpected(mem.error());
+    m.mem = std::make_unique<memory::GuestMemory>(std::move(*mem));
+    // The program's bytes live in a private file region of guest memory: the
+    // loader maps its pages into the guest instead of copying them.
+    // A warm start maps the cached, already rewritten copy of the program
+    // (see loader/rewriter.h) and patches nothing.
+    loader::RewriteCache cache(config.cache_dir);
+    auto cached_image = loader::open_cached_image(cache, identity);
+    auto image_gpa = cached_image ? m.mem->add_file_region(cached_image->fd.get(), file_size, loader::kImageHeaderSize)
+                                  : m.mem->add_file_region(program->get(), file_size);
+    if (!image_gpa) return fail(config.program + ": " + image_gpa.error().message, ENOEXEC);
+    std::span<const uint8_t> bytes(m.mem->host(*image_gpa, file_size), file_size);
+    m.timer.mark("map program");
+
+    auto image = loader::parse_elf(bytes);
+    if (!image) return fail(config.program + ": " + image.error().message, ENOEXEC);
+
+    auto sandbox = thin::Sandbox::create(config.root, config.rw);
+    if (!sandbox) return std::unexpected(sandbox.error());
+    m.timer.mark("sandbox");
+
+    const std::vector<x86::CpuidAnswer> host_cpuid = host_cpuid_answers();
+    auto cpuid = m.create_kvm_vm(host_cpuid);
+    if (!cpuid) return std::unexpected(cpuid.error());
+
+    m.as = std::make_unique<memory::AddressSpace>(*m.mem, kPoolStart);
+    if (auto r = m.as->init(); !r) return std::unexpected(r.error());
+    x86::build_gdt(reinterpret_cast<uint64_t*>(m.mem->host(kGdtAddr, x86::kGdtEntries * 8)), kTssAddr, kTssLimit);
+    uint8_t* tss = m.mem->host(kTssAddr, kTssLimit + 1);
+    const uint16_t iomap_base = kTssSize;
+    std::memcpy(tss + 0x66, &iomap_base, 2);
+    tss[kTssLimit] = 0xff;
+    const uint64_t rsp0 = kExceptionStackTop;
+    std::memcpy(tss + 4, &rsp0, 8);
+    x86::build_exception_idt(m.mem->host(kIdtAddr, x86::kIdtSize),
+                             m.mem->host(kExceptionStubsAddr, x86::kExceptionStubsSize), kExceptionStubsAddr);
+    for (uint64_t page = kSystemBase; page < kSystemEnd; page += memory::kPageSize) {
+        const uint64_t exec = page == (kExceptionStubsAddr & ~memory::kPageMask) ? 0 : memory::pte::kNoExec;
+        if (auto r = m.as->tables().map(page, page, memory::pte::kWrite | exec); !r) return std::unexpected(r.error());
+    }
+    if (auto r = thin::GuestEntry::install(*m.as, host_cpuid); !r) return std::unexpected(r.error());
+    m.timer.mark("memory+page tables");
+
+    std::vector<uint64_t> sites;  // to rewrite while loading; none in a cached image
+    std::vector<uint8_t> stubs;
+    if (cached_image) {
+        m.stats.rewrite_cache_hit = true;
+        m.stats.rewritten_sites = cached_image->sites;
+        stubs = std::move(cached_image->stubs);
+    } else {
+        const int program_fd = program->get();
+        auto decode = [program_fd](std::span<const uint8_t> file, const loader::ElfImage& img) {
+            return loader::decode_in_helper(program_fd, file, img);
+        };
+        auto found = loader::syscall_sites(bytes, *image, cache, decode, &identity, &m.stats.rewrite_cache_hit);
+        if (!found) return std::unexpected(found.error());
+        sites = std::move(*found);
+        m.stats.rewritten_sites = sites.size();
+        stubs = loader::build_stubs(bytes, *image, sites);
+        loader::store_cached_image(cache, identity, bytes, *image, sites, stubs);
+    }
+    m.timer.mark("rewrite sites");
+
+    loader::ProgramSpec spec;
+    spec.argv = config.argv;
+    spec.envp = config.envp;
+    spec.execfn = config.program;
+    spec.stack_size = std::min<uint64_t>(8ull << 20, config.mem_size / 8);
+    spec.image_gpa = *image_gpa;
+    spec.hwcap = x86::hwcap(*cpuid);
+    auto sregs = m.vcpu->get_sregs();
+    if (!sregs) return std::unexpected(sregs.error());
+    x86::setup_long_mode(*sregs, {.cr3 = m.as->tables().root(),
+                                  .gdt_base = kGdtAddr,
+                                  .tss_base = kTssAddr,
+                                  .tss_limit = kTssLimit,
+                                  .idt_base = kIdtAddr,
+                                  .idt_limit = x86::kIdtSize - 1,
+                                  .user_mode = true});
+    // CR4 as the host's user mode has it: KVM derives CPUID's OSXSAVE and
+    // OSPKE bits from the vCPU's CR4, and a trapped `cpuid` must give the
+    // table's answer (arch/x86/cpuid.h, cr4_promised_by). User-mode
+    // RDFSBASE/WRFSBASE as Linux allows them since 5.9, where the host's own
+    // user mode may use them and KVM takes CR4.FSGSBASE. A KVM that refuses
+    // an optional bit (PKE, FSGSBASE) gets the VM without it.
+    sregs->cr4 = (sregs->cr4 & ~x86::cr4::kOSXSAVE) | x86::cr4_promised_by(*cpuid);
+    const uint64_t optional = x86::cr4::kPKE | x86::cr4::kFSGSBASE;
+    if (x86::has_fsgsbase(*cpuid) && x86::host_allows_fsgsbase()) sregs->cr4 |= x86::cr4::kFSGSBASE;
+    if (!m.vcpu->set_sregs(*sregs)) {
+        sregs->cr4 &= ~optional;
+        if (auto r = m.vcpu->set_sregs(*sregs); !r) return wrap("vCPU control registers", r.error());
+    }
+    const bool fsgsbase = sregs->cr4 & x86::cr4::kFSGSBASE;
+    if (fsgsbase) spec.hwcap2 |= x86::kHwcap2Fsgsbase;
+    spec.uid = spec.euid = ::getuid();
+    spec.gid = spec.egid = ::getgid();
+    if (::getrandom(spec.random, sizeof spec.random, 0) != sizeof spec.random) return fail_errno("getrandom");
+    auto loaded = loader::load_program(*m.as, bytes, *image, sites, stubs, spec);
+    if (!loaded) {
+        int e = loaded.error().sys_errno == ENOMEM ? ENOMEM : ENOEXEC;
+        return fail(config.program + ": " + loaded.error().message, e);
+    }
+    m.timer.mark("load program");
+
+    // XCR0 as the host's user mode has it (arch/x86/cpuid.h, thin_xcr0).
+    kvm_xcrs xcrs{};
+    xcrs.nr_xcrs = 1;
+    xcrs.xcrs[0].xcr = 0;
+    xcrs.xcrs[0].value = x86::thin_xcr0(*cpuid, m.kvm_xcr0);
+    if (auto r = m.vcpu->set_xcrs(xcrs); !r) return std::unexpected(r.error());
+    kvm_regs regs{};
+    regs.rip = loaded->entry;
+    regs.rsp = loaded->stack_pointer;
+    regs.rflags = x86::rflags::kReserved1 | x86::rflags::kIOPL3;
+    if (auto r = m.vcpu->set_regs(regs); !r) return std::unexpected(r.error());
+    m.timer.mark("vcpu state");
+
+    m.finish_setup(std::move(*sandbox), fsgsbase);
+    m.process->set_brk_start(loaded->brk_start);
+    if (cached_image)
+        m.process->set_self_exe_strings(loader::self_exe_addresses(*cached_image, *image, loaded->load_bias));
+    m.process->attach_stdio();
+    return self;
+}
+
+// ---------------------------------------------------------------- running
+
+bool ThinVm::Impl::set_segment_base(kvm_segment kvm_sregs::*seg, uint64_t base) {
+    // Through the segment registers: PVM refuses the FS/GS base MSRs from
+    // userspace but honours sregs.
+    auto s = vcpu->get_sregs();
+    if (!s) return false;
+    ((*s).*seg).base = base;
+    return !!vcpu->set_sregs(*s);
+}
+
+uint64_t ThinVm::Impl::segment_base(kvm_segment kvm_sregs::*seg) {
+    auto s = vcpu->get_sregs();
+    return s ? ((*s).*seg).base : 0;
+}
+
+cpu::Action ThinVm::Impl::guest_exception() {
+    // Only a stub runs on page 1 (supervisor-only: guest code cannot jump
+    // there), and only after the CPU switched to RSP0 and pushed a frame.
+    const uint64_t rsp = runner->regs().rsp;
+    x86::ExceptionFrame f;
+    if (rsp < kExceptionStubsAddr + x86::kExceptionStubsSize || rsp > kExceptionStackTop - sizeof f)
+        return crash("exception report with its stack at " + hex(rsp));
+    std::memcpy(&f, mem->host(rsp, sizeof f), sizeof f);
+    if (f.vector >= x86::kExceptionVectors) return crash("exception report for vector " + std::to_string(f.vector));
+    uint64_t cr2 = 0;
+    if (auto s = vcpu->get_sregs()) cr2 = s->cr2;
+    x86::GuestFault fault = x86::describe_exception(static_cast<unsigned>(f.vector), f.error_code, cr2);
+    // Under PVM a `syscall` nobody rewrote jumps to LSTAR (0) at CPL3.
+    if (f.rip == 0 && f.vector == 14 && runner->regs().rcx >= 2)
+        fault.description += " (a `syscall` the loader did not rewrite, at " + hex(runner->regs().rcx - 2) + ")";
+    return crash_at(fault.description, f.rip, f.rsp, 128 + fault.signal);
+}
+
+cpu::Action ThinVm::Impl::crash(const std::string& why) {
+    const kvm_regs& r = runner->regs();
+    return crash_at(why, r.rip, r.rsp, kExitGuestCrashed);
+}
+
+cpu::Action ThinVm::Impl::crash_at(const std::string& why, uint64_t rip, uint64_t rsp, int status) {
+    char buf[320];
+    std::snprintf(buf, sizeof buf, "guest crashed: %s at rip=0x%" PRIx64 " rsp=0x%" PRIx64, why.c_str(), rip, rsp);
+    outcome.diagnostic = buf;
+    outcome.status = status;
+    return cpu::Action::kStop;
+}
+
+cpu::Action ThinVm::Impl::guest_syscall(kvm_run& run) {
+    kvm_regs& r = runner->regs();
+    thin::SyscallArgs args{r.rax, {r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9}};
+    if (stats.syscalls == 0) timer.mark("guest to 1st syscall");
+    ++stats.syscalls;
+    int64_t result = process->handle(args);
+    if (process->exited()) {
+        outcome.status = process->exit_status();
+        if (const int sig = process->killed_by())  // one line, as a shell says "Aborted"
+            outcome.diagnostic = std::string("guest killed by SIG") + sigabbrev_np(sig);
+        outcome.guest_exited = true;
+        return cpu::Action::kStop;
+    }
+    if (result == -EINTR) {
+        // Only our own kick interrupts a host call (the guest has no
+        // signals): the guest makes the call again once we are resumed.
+        // Registers are left as they are until KVM has finished this exit
+        // (on VT-x/AMD-V it steps past the `out` only at the next KVM_RUN;
+        // PVM already has): re-enter at once, and on that KVM_EXIT_INTR
+        // step back onto the 1-byte `out`.
+        restart_syscall = true;
+        run.immediate_exit = 1;
+        return cpu::Action::kContinue;
+    }
+    // What the `syscall` instruction and sysret leave behind.
+    r.rax = static_cast<uint64_t>(result);
+    r.rcx = r.rip;
+    r.r11 = r.rflags;
+    r.rflags |= arch::x86::rflags::kIOPL3;  // PVM reports it as 0
+    runner->mark_regs_dirty();
+    return cpu::Action::kContinue;
+}
+
+cpu::Action ThinVm::Impl::on_exit(kvm_run& run) {
+    switch (run.exit_reason) {
+        case KVM_EXIT_IO:
+            exits_io.fetch_add(1, std::memory_order_relaxed);
+            // A rewritten `syscall`: `out dx, eax` (4 bytes, any port); or
+            // an exception stub's one-byte report. Any other port access is
+            // not something a thin guest may do.
+            if (run.io.direction == KVM_EXIT_IO_OUT && run.io.size == 1 && run.io.port == x86::kExceptionPort &&
+                runner->regs().rip > kExceptionStubsAddr &&
+                runner->regs().rip <= kExceptionStubsAddr + x86::kExceptionStubsSize)
+                return guest_exception();
+            if (run.io.direction != KVM_EXIT_IO_OUT || run.io.size != 4 || run.io.count != 1)
+                return crash("unexpected " + cpu::describe_exit(run));
+            return guest_syscall(run);
+        case KVM_EXIT_INTR:
+            exits_intr.fetch_add(1, std::memory_order_relaxed);
+            if (restart_syscall) {
+                restart_syscall = false;
+                kvm_regs& r = runner->regs();
+                r.rip -= 1;
+                r.rflags |= arch::x86::rflags::kIOPL3;
+                runner->mark_regs_dirty();
+            }
+            return cpu::Action::kContinue;
+        default: exits_other.fetch_add(1, std::memory_order_relaxed); return crash(cpu::describe_exit(run));
+    }
+}
+
+Result<RunOutcome> ThinVm::run() {
+    Impl& m = *impl_;
+    m.vcpus.start();
+    auto r = m.vcpus.run_here(0);
+    m.timer.mark("guest run");
+    if (r && *r == cpu::VcpuSet::End::kStopped) m.outcome.status = kExitShutdown;
+    if (m.process && m.process->unsupported_calls()) m.outcome.unsupported = m.process->unsupported_summary();
+    m.vcpus.finish();
+    if (!r) return std::unexpected(r.error());
+    return m.outcome;
+}
+
+// ---------------------------------------------------------------- control
+
+// Not under the control lock: a pause may wait for run() to start the vCPUs.
+Result<> ThinVm::pause() { return impl_->vcpus.pause(); }
+
+Result<> ThinVm::resume() {
+    std::lock_guard g(impl_->lock);
+    return impl_->vcpus.resume();
+}
+
+void ThinVm::shutdown() { impl_->vcpus.stop(); }
+
+Result<SnapshotInfo> ThinVm::snapshot(const SnapshotTarget& target, SnapshotType type) {
+    Impl& m = *impl_;
+    std::lock_guard g(m.lock);
+    if (const VmState state = m.vcpus.state(); state != VmState::kPaused)
+        return fail(std::string("VM is ") + to_string(state) + "; pause it before taking a snapshot", EBUSY);
+    return m.write_snapshot(target, type);
+}
+
+thin::Sandbox& ThinVm::sandbox() { return impl_->process->sandbox(); }
+
+Description ThinVm::describe() const {
+    const Impl& m = *impl_;
+    std::lock_guard g(m.lock);
+    Description d;
+    d.state = m.vcpus.state();
+    d.pid = ::getpid();
+    d.program = m.config.program;
+    d.argv = m.config.argv;
+    d.mem_bytes = m.mem ? m.mem->size() : 0;
+    d.started_at = m.started_at;
+    d.restored_from = m.restored_from;
+    if (d.state == VmState::kExited) {
+        d.has_exit_status = true;
+        d.exit_status = m.outcome.status;
+    }
+    return d;
+}
+
+Metrics ThinVm::metrics() const {
+    const Impl& m = *impl_;
+    Metrics out;
+    out.exits_io = m.exits_io.load(std::memory_order_relaxed);
+    out.exits_intr = m.exits_intr.load(std::memory_order_relaxed);
+    out.exits_other = m.exits_other.load(std::memory_order_relaxed);
+    if (m.process) {
+        for (unsigned nr = 0; nr < thin::kMaxSyscall; ++nr)
+            if (uint64_t n = m.process->calls(nr)) out.syscalls[std::string(thin::syscall_name(nr))] += n;
+        out.unsupported_syscalls = m.process->unsupported_calls();
+        out.io_read_bytes = m.process->io_read_bytes();
+        out.io_write_bytes = m.process->io_write_bytes();
+    }
+    out.vcpu_time_ns = m.vcpus.cpu_time_ns();
+    if (m.mem) out.guest_memory_touched_bytes = m.mem->resident_bytes();
+    return out;
+}
+
+ThinVm::Stats ThinVm::stats() const {
+    Stats s = impl_->stats;
+    s.exits = impl_->exits_io + impl_->exits_intr + impl_->exits_other;
+    s.unsupported_syscalls = impl_->process ? impl_->process->unsupported_calls() : 0;
+    return s;
+}
+
+}  // namespace vessel::machine
