@@ -35,6 +35,7 @@
 #include "kvm/kvm.h"
 #include "loader/linux_loader.h"
 #include "machine/full_vm_impl.h"
+#include "machine/virtio_slots.h"
 #include "memory/guest_memory.h"
 
 namespace vessel::machine {
@@ -74,9 +75,6 @@ constexpr uint64_t kHighMemStart = 0x100000;
 // map, out of the guest's way, below 4 GiB.
 constexpr uint64_t kKvmTssAddr = 0xfffbd000;
 constexpr uint64_t kKvmIdentityMapAddr = 0xfffbc000;
-// virtio-mmio devices: 4 KiB windows in the hole above RAM, IRQs from 5.
-constexpr uint64_t kVirtioMmioBase = 0xd0000000;
-constexpr unsigned kVirtioFirstIrq = 5;
 
 constexpr uint32_t kApicLvtLint0 = 0x350, kApicLvtLint1 = 0x360;
 constexpr uint32_t kApicDeliveryExtInt = 7, kApicDeliveryNmi = 4;
@@ -301,31 +299,16 @@ Result<> FullVm::Impl::setup_virtio() {
     }
     if (config.rng) devs.push_back(std::make_unique<virtio::Rng>());
 
-    // Each device: a 4 KiB MMIO window, its own edge-triggered ISA IRQ through
-    // an irqfd, and an ioeventfd per queue so notifications skip user space.
-    for (size_t i = 0; i < devs.size(); ++i) {
-        const uint64_t base = kVirtioMmioBase + i * virtio::MmioTransport::kSize;
-        const unsigned irq = kVirtioFirstIrq + static_cast<unsigned>(i);
-        if (irq >= x86::kIoApicPins)
-            return fail("too many virtio devices (at most " + std::to_string(x86::kIoApicPins - kVirtioFirstIrq) + ")",
-                        EINVAL);
-        auto irqfd = add_irqfd(irq);
-        if (!irqfd) return std::unexpected(irqfd.error());
-        auto t = virtio::MmioTransport::create(*mem, *loop, std::move(devs[i]), virtio::eventfd_trigger(*irqfd));
+    VirtioSlots slots(
+        {.vm = vm.get(), .mmio = &mmio, .mem = mem.get(), .loop = loop.get(), .add_irqfd = [this](unsigned gsi) {
+             return add_irqfd(gsi);
+         }});
+    for (auto& d : devs) {
+        auto t = slots.attach(std::move(d));
         if (!t) return std::unexpected(t.error());
-        if (!mmio.insert(base, virtio::MmioTransport::kSize, *t)) return fail("virtio-mmio window overlaps", EINVAL);
-        for (unsigned q = 0; q < (*t)->num_queues(); ++q) {
-            kvm_ioeventfd e{};
-            e.datamatch = q;
-            e.addr = base + virtio::MmioTransport::kQueueNotifyOffset;
-            e.len = 4;
-            e.fd = (*t)->queue_notify_fd(q);
-            e.flags = KVM_IOEVENTFD_FLAG_DATAMATCH;
-            if (auto r = vm->ioeventfd(e); !r) return std::unexpected(r.error());
-        }
-        cmdline += " " + virtio::mmio_cmdline_fragment(base, virtio::MmioTransport::kSize, irq);
         transports.push_back(std::move(*t));
     }
+    cmdline += slots.cmdline();
     return {};
 }
 

@@ -187,92 +187,127 @@ ThinVm::~ThinVm() {
     m.mem.reset();
 }
 
+// What the creation steps hand each other.
+struct ThinVm::Impl::Build {
+    explicit Build(const std::string& cache_dir) : cache(cache_dir) {}
+    loader::RewriteCache cache;
+    loader::FileIdentity identity;
+    Fd program;
+    std::optional<loader::CachedImage> cached;  // the rewritten copy, on a warm start
+    uint64_t image_gpa = 0;
+    std::span<const uint8_t> bytes;  // the program's file, as mapped into guest memory
+    loader::ElfImage image;
+    std::vector<x86::CpuidAnswer> host_cpuid;
+    std::vector<kvm_cpuid_entry2> cpuid;  // the vCPU's
+    std::vector<uint64_t> sites;          // to rewrite while loading; none in a cached image
+    std::vector<uint8_t> stubs;
+    bool fsgsbase = false;
+    loader::LoadedProgram loaded;
+};
+
 Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     if (config.mem_size < kMinThinVmMemory) return fail("--mem: at least 1M is needed", EINVAL);
     if (config.mem_size > kMaxThinVmMemory) return fail("--mem: at most 64G is supported", EINVAL);
     std::unique_ptr<ThinVm> self(new ThinVm());
     Impl& m = *self->impl_;
     m.config = config;
-
+    Impl::Build b(config.cache_dir);
     // The program first: a missing or bad file is the most likely mistake.
-    loader::FileIdentity identity;
-    auto program = open_program(config.program, identity);
+    if (auto r = m.map_program(b); !r) return std::unexpected(r.error());
+    auto sandbox = thin::Sandbox::create(config.root, config.rw);
+    if (!sandbox) return std::unexpected(sandbox.error());
+    m.timer.mark("sandbox");
+    b.host_cpuid = host_cpuid_answers();
+    auto cpuid = m.create_kvm_vm(b.host_cpuid);
+    if (!cpuid) return std::unexpected(cpuid.error());
+    b.cpuid = std::move(*cpuid);
+    for (auto step : {&Impl::build_system_pages, &Impl::find_syscall_sites, &Impl::enter_user_mode, &Impl::load_program,
+                      &Impl::set_entry_registers})
+        if (auto r = (m.*step)(b); !r) return std::unexpected(r.error());
+    m.finish_setup(std::move(*sandbox), b.fsgsbase);
+    m.process->set_brk_start(b.loaded.brk_start);
+    if (b.cached) m.process->set_self_exe_strings(loader::self_exe_addresses(*b.cached, b.image, b.loaded.load_bias));
+    m.process->attach_stdio();
+    return self;
+}
+
+Result<> ThinVm::Impl::map_program(Build& b) {
+    auto program = open_program(config.program, b.identity);
     if (!program) return std::unexpected(program.error());
-    const uint64_t file_size = identity.size;
-    auto mem = memory::GuestMemory::create(config.mem_size);
-    if (!mem) return std::unexpected(mem.error());
-    m.mem = std::make_unique<memory::GuestMemory>(std::move(*mem));
+    b.program = std::move(*program);
+    const uint64_t file_size = b.identity.size;
+    auto memory = memory::GuestMemory::create(config.mem_size);
+    if (!memory) return std::unexpected(memory.error());
+    mem = std::make_unique<memory::GuestMemory>(std::move(*memory));
     // The program's bytes live in a private file region of guest memory: the
     // loader maps its pages into the guest instead of copying them.
     // A warm start maps the cached, already rewritten copy of the program
     // (see loader/rewriter.h) and patches nothing.
-    loader::RewriteCache cache(config.cache_dir);
-    auto cached_image = loader::open_cached_image(cache, identity);
-    auto image_gpa = cached_image ? m.mem->add_file_region(cached_image->fd.get(), file_size, loader::kImageHeaderSize)
-                                  : m.mem->add_file_region(program->get(), file_size);
-    if (!image_gpa) return fail(config.program + ": " + image_gpa.error().message, ENOEXEC);
-    std::span<const uint8_t> bytes(m.mem->host(*image_gpa, file_size), file_size);
-    m.timer.mark("map program");
-
-    auto image = loader::parse_elf(bytes);
+    b.cached = loader::open_cached_image(b.cache, b.identity);
+    auto gpa = b.cached ? mem->add_file_region(b.cached->fd.get(), file_size, loader::kImageHeaderSize)
+                        : mem->add_file_region(b.program.get(), file_size);
+    if (!gpa) return fail(config.program + ": " + gpa.error().message, ENOEXEC);
+    b.image_gpa = *gpa;
+    b.bytes = std::span<const uint8_t>(mem->host(b.image_gpa, file_size), file_size);
+    timer.mark("map program");
+    auto image = loader::parse_elf(b.bytes);
     if (!image) return fail(config.program + ": " + image.error().message, ENOEXEC);
+    b.image = std::move(*image);
+    return {};
+}
 
-    auto sandbox = thin::Sandbox::create(config.root, config.rw);
-    if (!sandbox) return std::unexpected(sandbox.error());
-    m.timer.mark("sandbox");
-
-    const std::vector<x86::CpuidAnswer> host_cpuid = host_cpuid_answers();
-    auto cpuid = m.create_kvm_vm(host_cpuid);
-    if (!cpuid) return std::unexpected(cpuid.error());
-
-    m.as = std::make_unique<memory::AddressSpace>(*m.mem, kPoolStart);
-    if (auto r = m.as->init(); !r) return std::unexpected(r.error());
-    x86::build_gdt(reinterpret_cast<uint64_t*>(m.mem->host(kGdtAddr, x86::kGdtEntries * 8)), kTssAddr, kTssLimit);
-    uint8_t* tss = m.mem->host(kTssAddr, kTssLimit + 1);
+// The page tables and the system pages (kSystemBase..kSystemEnd): GDT, TSS
+// with its I/O bitmap, the IDT with its exception stubs; then the guest-side
+// system call entry.
+Result<> ThinVm::Impl::build_system_pages(Build& b) {
+    as = std::make_unique<memory::AddressSpace>(*mem, kPoolStart);
+    if (auto r = as->init(); !r) return std::unexpected(r.error());
+    x86::build_gdt(reinterpret_cast<uint64_t*>(mem->host(kGdtAddr, x86::kGdtEntries * 8)), kTssAddr, kTssLimit);
+    uint8_t* tss = mem->host(kTssAddr, kTssLimit + 1);
     const uint16_t iomap_base = kTssSize;
     std::memcpy(tss + 0x66, &iomap_base, 2);
     tss[kTssLimit] = 0xff;
     const uint64_t rsp0 = kExceptionStackTop;
     std::memcpy(tss + 4, &rsp0, 8);
-    x86::build_exception_idt(m.mem->host(kIdtAddr, x86::kIdtSize),
-                             m.mem->host(kExceptionStubsAddr, x86::kExceptionStubsSize), kExceptionStubsAddr);
+    x86::build_exception_idt(mem->host(kIdtAddr, x86::kIdtSize),
+                             mem->host(kExceptionStubsAddr, x86::kExceptionStubsSize), kExceptionStubsAddr);
     for (uint64_t page = kSystemBase; page < kSystemEnd; page += memory::kPageSize) {
         const uint64_t exec = page == (kExceptionStubsAddr & ~memory::kPageMask) ? 0 : memory::pte::kNoExec;
-        if (auto r = m.as->tables().map(page, page, memory::pte::kWrite | exec); !r) return std::unexpected(r.error());
+        if (auto r = as->tables().map(page, page, memory::pte::kWrite | exec); !r) return std::unexpected(r.error());
     }
-    if (auto r = thin::GuestEntry::install(*m.as, host_cpuid); !r) return std::unexpected(r.error());
-    m.timer.mark("memory+page tables");
+    if (auto r = thin::GuestEntry::install(*as, b.host_cpuid); !r) return std::unexpected(r.error());
+    timer.mark("memory+page tables");
+    return {};
+}
 
-    std::vector<uint64_t> sites;  // to rewrite while loading; none in a cached image
-    std::vector<uint8_t> stubs;
-    if (cached_image) {
-        m.stats.rewrite_cache_hit = true;
-        m.stats.rewritten_sites = cached_image->sites;
-        stubs = std::move(cached_image->stubs);
+// The `syscall` sites to rewrite and their stubs: from the cache, or found
+// by the decoder (in its helper process) and cached for the next start.
+Result<> ThinVm::Impl::find_syscall_sites(Build& b) {
+    if (b.cached) {
+        stats.rewrite_cache_hit = true;
+        stats.rewritten_sites = b.cached->sites;
+        b.stubs = std::move(b.cached->stubs);
     } else {
-        const int program_fd = program->get();
+        const int program_fd = b.program.get();
         auto decode = [program_fd](std::span<const uint8_t> file, const loader::ElfImage& img) {
             return loader::decode_in_helper(program_fd, file, img);
         };
-        auto found = loader::syscall_sites(bytes, *image, cache, decode, &identity, &m.stats.rewrite_cache_hit);
+        auto found = loader::syscall_sites(b.bytes, b.image, b.cache, decode, &b.identity, &stats.rewrite_cache_hit);
         if (!found) return std::unexpected(found.error());
-        sites = std::move(*found);
-        m.stats.rewritten_sites = sites.size();
-        stubs = loader::build_stubs(bytes, *image, sites);
-        loader::store_cached_image(cache, identity, bytes, *image, sites, stubs);
+        b.sites = std::move(*found);
+        stats.rewritten_sites = b.sites.size();
+        b.stubs = loader::build_stubs(b.bytes, b.image, b.sites);
+        loader::store_cached_image(b.cache, b.identity, b.bytes, b.image, b.sites, b.stubs);
     }
-    m.timer.mark("rewrite sites");
+    timer.mark("rewrite sites");
+    return {};
+}
 
-    loader::ProgramSpec spec;
-    spec.argv = config.argv;
-    spec.envp = config.envp;
-    spec.execfn = config.program;
-    spec.stack_size = std::min<uint64_t>(8ull << 20, config.mem_size / 8);
-    spec.image_gpa = *image_gpa;
-    spec.hwcap = x86::hwcap(*cpuid);
-    auto sregs = m.vcpu->get_sregs();
+// Long mode at CPL3 on our page tables and descriptor tables.
+Result<> ThinVm::Impl::enter_user_mode(Build& b) {
+    auto sregs = vcpu->get_sregs();
     if (!sregs) return std::unexpected(sregs.error());
-    x86::setup_long_mode(*sregs, {.cr3 = m.as->tables().root(),
+    x86::setup_long_mode(*sregs, {.cr3 = as->tables().root(),
                                   .gdt_base = kGdtAddr,
                                   .tss_base = kTssAddr,
                                   .tss_limit = kTssLimit,
@@ -285,44 +320,55 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     // RDFSBASE/WRFSBASE as Linux allows them since 5.9, where the host's own
     // user mode may use them and KVM takes CR4.FSGSBASE. A KVM that refuses
     // an optional bit (PKE, FSGSBASE) gets the VM without it.
-    sregs->cr4 = (sregs->cr4 & ~x86::cr4::kOSXSAVE) | x86::cr4_promised_by(*cpuid);
+    sregs->cr4 = (sregs->cr4 & ~x86::cr4::kOSXSAVE) | x86::cr4_promised_by(b.cpuid);
     const uint64_t optional = x86::cr4::kPKE | x86::cr4::kFSGSBASE;
-    if (x86::has_fsgsbase(*cpuid) && x86::host_allows_fsgsbase()) sregs->cr4 |= x86::cr4::kFSGSBASE;
-    if (!m.vcpu->set_sregs(*sregs)) {
+    if (x86::has_fsgsbase(b.cpuid) && x86::host_allows_fsgsbase()) sregs->cr4 |= x86::cr4::kFSGSBASE;
+    if (!vcpu->set_sregs(*sregs)) {
         sregs->cr4 &= ~optional;
-        if (auto r = m.vcpu->set_sregs(*sregs); !r) return wrap("vCPU control registers", r.error());
+        if (auto r = vcpu->set_sregs(*sregs); !r) return wrap("vCPU control registers", r.error());
     }
-    const bool fsgsbase = sregs->cr4 & x86::cr4::kFSGSBASE;
-    if (fsgsbase) spec.hwcap2 |= x86::kHwcap2Fsgsbase;
+    b.fsgsbase = sregs->cr4 & x86::cr4::kFSGSBASE;
+    return {};
+}
+
+// The program's segments, stack, arguments and auxiliary vector.
+Result<> ThinVm::Impl::load_program(Build& b) {
+    loader::ProgramSpec spec;
+    spec.argv = config.argv;
+    spec.envp = config.envp;
+    spec.execfn = config.program;
+    spec.stack_size = std::min<uint64_t>(8ull << 20, config.mem_size / 8);
+    spec.image_gpa = b.image_gpa;
+    spec.hwcap = x86::hwcap(b.cpuid);
+    if (b.fsgsbase) spec.hwcap2 |= x86::kHwcap2Fsgsbase;
     spec.uid = spec.euid = ::getuid();
     spec.gid = spec.egid = ::getgid();
     if (::getrandom(spec.random, sizeof spec.random, 0) != sizeof spec.random) return fail_errno("getrandom");
-    auto loaded = loader::load_program(*m.as, bytes, *image, sites, stubs, spec);
+    auto loaded = loader::load_program(*as, b.bytes, b.image, b.sites, b.stubs, spec);
     if (!loaded) {
         int e = loaded.error().sys_errno == ENOMEM ? ENOMEM : ENOEXEC;
         return fail(config.program + ": " + loaded.error().message, e);
     }
-    m.timer.mark("load program");
+    b.loaded = *loaded;
+    timer.mark("load program");
+    return {};
+}
 
-    // XCR0 as the host's user mode has it (arch/x86/cpuid.h, thin_xcr0).
+// XCR0 as the host's user mode has it (arch/x86/cpuid.h, thin_xcr0), and
+// the registers at the program's entry.
+Result<> ThinVm::Impl::set_entry_registers(Build& b) {
     kvm_xcrs xcrs{};
     xcrs.nr_xcrs = 1;
     xcrs.xcrs[0].xcr = 0;
-    xcrs.xcrs[0].value = x86::thin_xcr0(*cpuid, m.kvm_xcr0);
-    if (auto r = m.vcpu->set_xcrs(xcrs); !r) return std::unexpected(r.error());
+    xcrs.xcrs[0].value = x86::thin_xcr0(b.cpuid, kvm_xcr0);
+    if (auto r = vcpu->set_xcrs(xcrs); !r) return std::unexpected(r.error());
     kvm_regs regs{};
-    regs.rip = loaded->entry;
-    regs.rsp = loaded->stack_pointer;
+    regs.rip = b.loaded.entry;
+    regs.rsp = b.loaded.stack_pointer;
     regs.rflags = x86::rflags::kReserved1 | x86::rflags::kIOPL3;
-    if (auto r = m.vcpu->set_regs(regs); !r) return std::unexpected(r.error());
-    m.timer.mark("vcpu state");
-
-    m.finish_setup(std::move(*sandbox), fsgsbase);
-    m.process->set_brk_start(loaded->brk_start);
-    if (cached_image)
-        m.process->set_self_exe_strings(loader::self_exe_addresses(*cached_image, *image, loaded->load_bias));
-    m.process->attach_stdio();
-    return self;
+    if (auto r = vcpu->set_regs(regs); !r) return std::unexpected(r.error());
+    timer.mark("vcpu state");
+    return {};
 }
 
 // ---------------------------------------------------------------- running

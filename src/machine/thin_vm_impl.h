@@ -72,6 +72,15 @@ struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
     // Exit counters, read by metrics() from other threads.
     std::atomic<uint64_t> exits_io{0}, exits_intr{0}, exits_other{0};
 
+    // --- create()'s steps, in order (thin_vm.cc) ---
+    struct Build;
+    Result<> map_program(Build& b);
+    Result<> build_system_pages(Build& b);
+    Result<> find_syscall_sites(Build& b);
+    Result<> enter_user_mode(Build& b);
+    Result<> load_program(Build& b);
+    Result<> set_entry_registers(Build& b);
+
     // --- set-up pieces shared by create() and restore() ---
     Result<> open_kvm();
     Result<> register_memory(uint32_t flags = 0);

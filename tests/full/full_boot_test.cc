@@ -181,6 +181,22 @@ TEST_F(FullBoot, RefusesANonKernelFile) {
     EXPECT_NE(r.stderr_text.find("vessel: /etc/hostname: not a Linux kernel"), std::string::npos) << r.stderr_text;
 }
 
+// Each virtio device takes one of the I/O APIC's pins from 5 up: the
+// twentieth has none left, and the error says how many fit.
+TEST_F(FullBoot, MoreVirtioDevicesThanIrqsAreRefused) {
+    char tmpl[] = "/tmp/vessel-boot-disks.XXXXXX";
+    const std::string dir = ::mkdtemp(tmpl);
+    const std::string disk = dir + "/disk.img";
+    std::ofstream(disk).close();
+    std::filesystem::resize_file(disk, 1 << 20);
+    std::vector<std::string> args = {"--kernel", dir_ + "/vmlinux", "--cmdline", kCmdline, "--mem", "128M"};
+    for (int i = 0; i < 20; ++i) args.insert(args.end(), {"--disk", disk + ",ro"});
+    auto r = boot(args, {}, 60);
+    EXPECT_NE(r.status, 0);
+    EXPECT_NE(r.stderr_text.find("too many virtio devices (at most 19)"), std::string::npos) << r.stderr_text;
+    std::filesystem::remove_all(dir);
+}
+
 namespace vessel {
 namespace {
 
