@@ -1,4 +1,5 @@
-// Fuzzes a full machine's device records (machine/device_snapshot.h) and the devices' restore() of what decodes.
+// Fuzzes a full machine's device records (devices/legacy/persist.h, devices/virtio/persist.h,
+// machine/kvm_chips_state.h) and the devices' restore() of what decodes.
 //
 // First byte: which record (serial, CMOS, i8042, virtio-mmio transport, KVM
 // devices); the rest is the record.
@@ -6,9 +7,11 @@
 #include <cstdint>
 #include <string_view>
 
+#include "devices/legacy/persist.h"
+#include "devices/virtio/persist.h"
 #include "devices/virtio/rng.h"
 #include "fuzz/fuzz_util.h"
-#include "machine/device_snapshot.h"
+#include "machine/kvm_chips_state.h"
 #include "tests/devices/virtio_harness.h"
 
 using namespace vessel;
@@ -18,7 +21,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     state::Reader r(std::string_view(reinterpret_cast<const char*>(data + 1), size - 1));
     switch (data[0] % 5) {
         case 0:
-            if (auto s = machine::get_serial(r)) {
+            if (auto s = devices::legacy::get_serial(r)) {
                 devices::legacy::Serial serial([] {}, [](std::span<const uint8_t>) {});
                 (void)serial.restore(*s);
                 uint8_t b[1];
@@ -26,19 +29,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             }
             break;
         case 1:
-            if (auto s = machine::get_cmos(r)) {
+            if (auto s = devices::legacy::get_cmos(r)) {
                 devices::legacy::Cmos cmos(64 << 20, 0, [] { return std::time_t{0}; });
                 (void)cmos.restore(*s);
             }
             break;
         case 2:
-            if (auto s = machine::get_i8042(r)) {
+            if (auto s = devices::legacy::get_i8042(r)) {
                 devices::legacy::I8042 kbd([] {});
                 (void)kbd.restore(*s);
             }
             break;
         case 3:
-            if (auto s = machine::get_transport(r)) {
+            if (auto s = devices::virtio::get_transport(r)) {
                 testing::VirtioGuest g(1 << 20);
                 if (!g.attach(std::make_unique<devices::virtio::Rng>())) std::abort();
                 if (g.transport->restore(*s)) {

@@ -14,15 +14,19 @@
 #include <vector>
 
 #include "arch/x86/host_cpuid.h"
+#include "cpu/vcpu_state.h"
+#include "devices/legacy/persist.h"
+#include "devices/virtio/persist.h"
 #include "devices/virtio/rng.h"
 #include "fuzz/fuzz_util.h"
 #include "fuzz/thin_syscalls.h"
 #include "loader/rewriter.h"
-#include "machine/device_snapshot.h"
+#include "machine/kvm_chips_state.h"
 #include "machine/thin_snapshot.h"
-#include "machine/vcpu_snapshot.h"
+#include "memory/address_space_state.h"
 #include "tests/devices/virtio_harness.h"
 #include "tests/loader/elf_header.h"
+#include "thin/process_state.h"
 
 using namespace vessel;
 using Bytes = std::vector<uint8_t>;
@@ -126,17 +130,17 @@ int main(int argc, char** argv) {
     }
 
     {
-        machine::VcpuState thin;
-        thin.msrs = {{machine::kThinVcpuMsrs[0], 1}};
+        cpu::VcpuState thin;
+        thin.msrs = {{cpu::kThinVcpuMsrs[0], 1}};
         state::Writer w;
-        machine::put_vcpu(w, thin);
+        cpu::put_vcpu(w, thin);
         seed("vcpu_record", "thin", with_prefix(0, w.data()));
-        machine::VcpuState full;
+        cpu::VcpuState full;
         full.machine.emplace();
         full.machine->cpuid.resize(2);
         full.machine->cpuid[1].function = 1;
         state::Writer wf;
-        machine::put_vcpu(wf, full);
+        cpu::put_vcpu(wf, full);
         seed("vcpu_record", "full", with_prefix(1, wf.data()));
 
         // A state file of two sections; checksums left zero (the harness fixes them).
@@ -159,18 +163,18 @@ int main(int argc, char** argv) {
 
     {
         state::Writer w;
-        machine::put_serial(w, devices::legacy::SerialState{});
+        devices::legacy::put_serial(w, devices::legacy::SerialState{});
         seed("device_record", "serial", with_prefix(0, w.data()));
         state::Writer c;
-        machine::put_cmos(c, devices::legacy::CmosState{});
+        devices::legacy::put_cmos(c, devices::legacy::CmosState{});
         seed("device_record", "cmos", with_prefix(1, c.data()));
         state::Writer k;
-        machine::put_i8042(k, devices::legacy::I8042State{});
+        devices::legacy::put_i8042(k, devices::legacy::I8042State{});
         seed("device_record", "i8042", with_prefix(2, k.data()));
         testing::VirtioGuest g(1 << 20);
         if (!g.attach(std::make_unique<devices::virtio::Rng>()) || !g.start(16)) return 1;
         state::Writer t;
-        machine::put_transport(t, g.transport->save());
+        devices::virtio::put_transport(t, g.transport->save());
         seed("device_record", "transport", with_prefix(3, t.data()));
         state::Writer d;
         machine::put_kvm_devices(d, machine::KvmDeviceState{});
@@ -182,10 +186,10 @@ int main(int argc, char** argv) {
         auto ps = g.process->capture();
         if (!ps) return 1;
         state::Writer w;
-        machine::put_process(w, *ps);
+        thin::put_process(w, *ps);
         seed("thin_snapshot", "process", with_prefix(0, w.data()));
         state::Writer a;
-        machine::put_address_space(a, *g.as);
+        memory::put_address_space(a, *g.as);
         seed("thin_snapshot", "address_space", with_prefix(1, a.data()));
         seed("thin_snapshot", "config",
              "\x02"

@@ -9,6 +9,8 @@
 #include "fuzz/thin_syscalls.h"
 #include "machine/thin_snapshot.h"
 #include "machine/thin_vm_impl.h"
+#include "memory/address_space_state.h"
+#include "thin/process_state.h"
 
 using namespace vessel;
 
@@ -17,14 +19,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     state::Reader r(std::string_view(reinterpret_cast<const char*>(data + 1), size - 1));
     switch (data[0] % 3) {
         case 0:
-            if (auto s = machine::get_process(r)) {
+            if (auto s = thin::get_process(r)) {
                 fuzz::ThinGuest g;  // files are reopened through the scratch sandbox
                 (void)g.process->restore(*s);
             }
             break;
         case 1: {
             fuzz::ThinGuest g;
-            if (machine::get_address_space(r, *g.as, *g.mem)) {
+            if (memory::get_address_space(r, *g.as, *g.mem, machine::kPoolStart)) {
                 // Walk the adopted page tables over every VMA.
                 for (const auto& [start, v] : g.as->vmas()) {
                     uint8_t b[8];

@@ -2,7 +2,7 @@
 // rebuild one from it (docs/snapshot-format.md, "Full machines").
 //
 // The directory and memory image are those of thin snapshots (snapshot_dir.*),
-// and each vCPU is the shared vCPU record (vcpu_snapshot.*) with the full
+// and each vCPU is the shared vCPU record (cpu/vcpu_state.*) with the full
 // machine's part: LAPIC, MP state, debug registers, CPUID. Sections 6-8 add
 // what a thin VM lacks: all the vCPUs, KVM's in-kernel devices and clock,
 // and the VMM's devices.
@@ -17,11 +17,13 @@
 #include "arch/x86/cpuid.h"
 #include "arch/x86/mptable.h"
 #include "base/fd.h"
+#include "cpu/vcpu_state.h"
+#include "devices/legacy/persist.h"
 #include "devices/virtio/blk.h"
-#include "machine/device_snapshot.h"
+#include "devices/virtio/persist.h"
 #include "machine/full_vm_impl.h"
+#include "machine/kvm_chips_state.h"
 #include "machine/snapshot_dir.h"
-#include "machine/vcpu_snapshot.h"
 #include "state/format.h"
 
 namespace vessel::machine {
@@ -192,19 +194,19 @@ struct DeviceStates {
 
 Result<DeviceStates> get_devices(Reader r) {
     DeviceStates d;
-    auto serial = get_serial(r);
+    auto serial = devices::legacy::get_serial(r);
     if (!serial) return std::unexpected(serial.error());
     d.serial = std::move(*serial);
-    auto cmos = get_cmos(r);
+    auto cmos = devices::legacy::get_cmos(r);
     if (!cmos) return std::unexpected(cmos.error());
     d.cmos = *cmos;
-    auto i8042 = get_i8042(r);
+    auto i8042 = devices::legacy::get_i8042(r);
     if (!i8042) return std::unexpected(i8042.error());
     d.i8042 = *i8042;
     uint32_t n = r.u32();
     if (!r.ok() || n > x86::kIoApicPins) return fail("device state is malformed", EINVAL);
     for (uint32_t i = 0; i < n; ++i) {
-        auto t = get_transport(r);
+        auto t = devices::virtio::get_transport(r);
         if (!t) return std::unexpected(t.error());
         d.transports.push_back(std::move(*t));
     }
@@ -239,20 +241,20 @@ Result<SnapshotInfo> FullVm::Impl::write_snapshot_files(const SnapshotTarget& ta
     Writer vcpus_w;
     vcpus_w.u32(static_cast<uint32_t>(cpus.size()));
     for (size_t i = 0; i < cpus.size(); ++i) {
-        auto s = capture_vcpu(*cpus[i]->vcpu, kFullVcpuMsrs, &cpus[i]->cpuid);
+        auto s = cpu::capture_vcpu(*cpus[i]->vcpu, cpu::kFullVcpuMsrs, &cpus[i]->cpuid);
         if (!s) return wrap("vCPU " + std::to_string(i), s.error());
         vcpus_w.u32(static_cast<uint32_t>(i));
-        put_vcpu(vcpus_w, *s);
+        cpu::put_vcpu(vcpus_w, *s);
     }
     auto kvm_devices = capture_kvm_devices(*vm);
     if (!kvm_devices) return std::unexpected(kvm_devices.error());
     Writer machine_w, devices_w, mem_w;
     put_kvm_devices(machine_w, *kvm_devices);
-    put_serial(devices_w, serial->save());
-    put_cmos(devices_w, cmos->save());
-    put_i8042(devices_w, i8042->save());
+    devices::legacy::put_serial(devices_w, serial->save());
+    devices::legacy::put_cmos(devices_w, cmos->save());
+    devices::legacy::put_i8042(devices_w, i8042->save());
     devices_w.u32(static_cast<uint32_t>(transports.size()));
-    for (const auto& t : transports) put_transport(devices_w, t->save());
+    for (const auto& t : transports) devices::virtio::put_transport(devices_w, t->save());
 
     SnapshotInfo info;
     info.path = dir;
@@ -322,10 +324,10 @@ Result<std::unique_ptr<FullVm>> FullVm::restore(const std::string& dir, const Co
         return fail(where + ": the snapshot has " + std::to_string(ncpus) + " vCPU records for " +
                         std::to_string(config.cpus) + " vCPUs",
                     EINVAL);
-    std::vector<VcpuState> vcpu_states;
+    std::vector<cpu::VcpuState> vcpu_states;
     for (uint32_t i = 0; i < ncpus; ++i) {
         if (vr.u32() != i) return fail(where + ": vCPU records out of order", EINVAL);
-        auto s = get_vcpu(vr, kFullVcpuMsrs, true);
+        auto s = cpu::get_vcpu(vr, cpu::kFullVcpuMsrs, true);
         if (!s) return wrap(where + ": vCPU " + std::to_string(i), s.error());
         vcpu_states.push_back(std::move(*s));
     }
@@ -363,13 +365,13 @@ Result<std::unique_ptr<FullVm>> FullVm::restore(const std::string& dir, const Co
     auto supported = m.system->supported_cpuid();
     if (!supported) return std::unexpected(supported.error());
     for (unsigned i = 0; i < config.cpus; ++i) {
-        const VcpuState& s = vcpu_states[i];
+        const cpu::VcpuState& s = vcpu_states[i];
         if (auto r = check_cpuid(s.machine->cpuid, x86::build_vcpu_cpuid(*supported, i, config.cpus)); !r)
             return wrap(where, r.error());
         auto c = m.add_cpu(i);
         if (!c) return std::unexpected(c.error());
         (*c)->cpuid = s.machine->cpuid;
-        if (auto r = apply_vcpu(*(*c)->vcpu, s); !r) return wrap(where + ": vCPU " + std::to_string(i), r.error());
+        if (auto r = cpu::apply_vcpu(*(*c)->vcpu, s); !r) return wrap(where + ": vCPU " + std::to_string(i), r.error());
     }
     // After the vCPUs: the I/O APIC may deliver to their LAPICs at once.
     if (auto r = apply_kvm_devices(*m.vm, *kvm_devices); !r) return wrap(where, r.error());

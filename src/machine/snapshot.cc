@@ -7,7 +7,7 @@
 // its cost does not grow with the memory size. A diff snapshot's memory.img
 // holds only the pages written since its parent; restore applies the chain.
 // What full machines share with this (the directory, memory images, chains,
-// the vCPU record) lives in snapshot_dir.* and vcpu_snapshot.*.
+// the vCPU record) lives in snapshot_dir.* and cpu/vcpu_state.*.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -17,13 +17,15 @@
 #include <nlohmann/json.hpp>
 
 #include "arch/x86/x86.h"
+#include "cpu/vcpu_state.h"
 #include "machine/exit_status.h"
 #include "machine/snapshot_dir.h"
 #include "machine/thin_snapshot.h"
 #include "machine/thin_vm_impl.h"
-#include "machine/vcpu_snapshot.h"
+#include "memory/address_space_state.h"
 #include "state/format.h"
 #include "thin/guest_entry.h"
+#include "thin/process_state.h"
 
 namespace vessel::machine {
 namespace {
@@ -40,122 +42,6 @@ const std::vector<Section> kThinSections = {Section::kConfig, Section::kVcpu, Se
 }  // namespace
 
 // ------------------------------------------------------------ encoding
-
-void put_process(Writer& w, const thin::ProcessSnapshot& s) {
-    w.str(s.cwd);
-    w.u64(s.brk_start);
-    w.u64(s.brk);
-    w.u32(s.umask);
-    w.u64(s.clear_child_tid);
-    w.u64(s.signal_mask);
-    w.bytes(s.sigactions.data(), sizeof s.sigactions);
-    w.bytes(s.sigaltstack.data(), sizeof s.sigaltstack);
-    w.u32(static_cast<uint32_t>(s.files.size()));
-    for (const auto& f : s.files) {
-        w.u8(f.kind);
-        w.u32(static_cast<uint32_t>(f.stdio));
-        w.str(f.guest_path);
-        w.u32(static_cast<uint32_t>(f.flags));
-        w.i64(f.offset);
-        w.u8(f.directory);
-    }
-    w.u32(static_cast<uint32_t>(s.descriptors.size()));
-    for (const auto& d : s.descriptors) {
-        w.u32(static_cast<uint32_t>(d.fd));
-        w.u32(d.file);
-        w.u8(d.cloexec);
-    }
-}
-
-Result<thin::ProcessSnapshot> get_process(Reader r) {
-    thin::ProcessSnapshot s;
-    s.cwd = r.str(4096);
-    s.brk_start = r.u64();
-    s.brk = r.u64();
-    s.umask = r.u32();
-    s.clear_child_tid = r.u64();
-    s.signal_mask = r.u64();
-    r.blob(s.sigactions.data(), sizeof s.sigactions);
-    r.blob(s.sigaltstack.data(), sizeof s.sigaltstack);
-    uint32_t nfiles = r.u32();
-    if (nfiles > thin::FdTable::kMaxFds) return fail("process state: too many files", EINVAL);
-    for (uint32_t i = 0; r.ok() && i < nfiles; ++i) {
-        thin::ProcessSnapshot::File f;
-        uint8_t kind = r.u8();
-        if (kind > thin::ProcessSnapshot::File::kPath) r.fail();
-        f.kind = static_cast<thin::ProcessSnapshot::File::Kind>(kind);
-        f.stdio = static_cast<int>(r.u32());
-        f.guest_path = r.str(4096);
-        f.flags = static_cast<int>(r.u32());
-        f.offset = r.i64();
-        f.directory = r.u8() != 0;
-        if (f.kind == thin::ProcessSnapshot::File::kPath && (f.guest_path.empty() || f.guest_path[0] != '/')) r.fail();
-        s.files.push_back(std::move(f));
-    }
-    uint32_t nfds = r.u32();
-    if (nfds > thin::FdTable::kMaxFds) return fail("process state: too many descriptors", EINVAL);
-    for (uint32_t i = 0; r.ok() && i < nfds; ++i) {
-        thin::ProcessSnapshot::Descriptor d;
-        d.fd = static_cast<int>(r.u32());
-        d.file = r.u32();
-        d.cloexec = r.u8() != 0;
-        if (d.fd < 0 || d.fd >= thin::FdTable::kMaxFds || d.file >= s.files.size()) r.fail();
-        s.descriptors.push_back(d);
-    }
-    if (!r.ok() || !r.at_end() || s.cwd.empty() || s.cwd[0] != '/') return fail("process state is malformed", EINVAL);
-    return s;
-}
-
-void put_address_space(Writer& w, memory::AddressSpace& as) {
-    w.u64(as.tables().root());
-    w.u64(as.allocator().next());
-    w.u64(as.allocator().end());
-    const auto& free_list = as.allocator().free_list();
-    w.u64(free_list.size());
-    for (uint64_t p : free_list) w.u64(p);
-    w.u64(as.vmas().size());
-    for (const auto& [start, v] : as.vmas()) {
-        w.u64(v.start);
-        w.u64(v.end);
-        w.u32(static_cast<uint32_t>(v.prot));
-        w.str(v.name);
-    }
-}
-
-Result<> get_address_space(Reader r, memory::AddressSpace& as, const memory::GuestMemory& mem) {
-    auto bad = [] { return fail("address-space state is malformed", EINVAL); };
-    uint64_t root = r.u64(), next = r.u64(), end = r.u64();
-    if (root & memory::kPageMask || !mem.contains(root, memory::kPageSize)) return bad();
-    if (next < kPoolStart || next > end || end > mem.size() || (next | end) & memory::kPageMask) return bad();
-    uint64_t nfree = r.u64();
-    if (nfree > mem.size() / memory::kPageSize) return bad();
-    std::vector<uint64_t> free_list(nfree);
-    for (auto& p : free_list) {
-        p = r.u64();
-        if (p < kPoolStart || p >= next || p & memory::kPageMask) return bad();
-    }
-    uint64_t nvmas = r.u64();
-    if (nvmas > (1u << 20)) return bad();
-    std::map<uint64_t, memory::Vma> vmas;
-    uint64_t last_end = 0;
-    for (uint64_t i = 0; i < nvmas; ++i) {
-        memory::Vma v;
-        v.start = r.u64();
-        v.end = r.u64();
-        v.prot = static_cast<int>(r.u32());
-        v.name = r.str(4096);
-        if (!r.ok() || v.start >= v.end || (v.start | v.end) & memory::kPageMask || v.end > memory::kUserAddressEnd ||
-            v.start < last_end || v.prot & ~7)
-            return bad();
-        last_end = v.end;
-        vmas.emplace(v.start, std::move(v));
-    }
-    if (!r.ok() || !r.at_end()) return bad();
-    as.tables().adopt(root);
-    as.allocator().restore(next, end, std::move(free_list));
-    as.restore_vmas(std::move(vmas));
-    return {};
-}
 
 Result<ThinVmConfig> config_from_json(const json& j) {
     try {
@@ -197,12 +83,12 @@ Result<SnapshotInfo> ThinVm::Impl::write_snapshot(const SnapshotTarget& target, 
     if (!out) return std::unexpected(out.error());
     const std::string& dir = out->dir();
 
-    auto vcpu_state = capture_vcpu(*this->vcpu, kThinVcpuMsrs, nullptr);
+    auto vcpu_state = cpu::capture_vcpu(*this->vcpu, cpu::kThinVcpuMsrs, nullptr);
     if (!vcpu_state) return std::unexpected(vcpu_state.error());
     Writer vcpu_w, proc_w, as_w, mem_w;
-    put_vcpu(vcpu_w, *vcpu_state);
-    put_process(proc_w, *ps);
-    put_address_space(as_w, *as);
+    cpu::put_vcpu(vcpu_w, *vcpu_state);
+    thin::put_process(proc_w, *ps);
+    memory::put_address_space(as_w, *as);
 
     SnapshotInfo info;
     info.path = dir;
@@ -268,9 +154,11 @@ Result<std::unique_ptr<ThinVm>> ThinVm::restore(const std::string& dir, const st
     m.dirty_logging = true;
     m.mem->start_dirty_tracking();
     m.as = std::make_unique<memory::AddressSpace>(*m.mem, kPoolStart);
-    if (auto r = get_address_space(Reader(view(newest.sections.at(Section::kAddressSpace))), *m.as, *m.mem); !r)
+    if (auto r = memory::get_address_space(Reader(view(newest.sections.at(Section::kAddressSpace))), *m.as, *m.mem,
+                                           kPoolStart);
+        !r)
         return wrap(newest.dir, r.error());
-    auto ps = get_process(Reader(view(newest.sections.at(Section::kThinProcess))));
+    auto ps = thin::get_process(Reader(view(newest.sections.at(Section::kThinProcess))));
     if (!ps) return wrap(newest.dir, ps.error());
 
     // The CPUID the program started with (its glibc chose its routines by
@@ -281,10 +169,10 @@ Result<std::unique_ptr<ThinVm>> ThinVm::restore(const std::string& dir, const st
     auto cpuid = m.create_vcpu(answers);
     if (!cpuid) return std::unexpected(cpuid.error());
     Reader r(view(newest.sections.at(Section::kVcpu)));
-    auto vcpu_state = get_vcpu(r, kThinVcpuMsrs, false);
+    auto vcpu_state = cpu::get_vcpu(r, cpu::kThinVcpuMsrs, false);
     if (!vcpu_state) return wrap(newest.dir, vcpu_state.error());
     if (!r.at_end()) return fail(newest.dir + ": vCPU state is malformed", EINVAL);
-    if (auto res = apply_vcpu(*m.vcpu, *vcpu_state); !res) return wrap(newest.dir, res.error());
+    if (auto res = cpu::apply_vcpu(*m.vcpu, *vcpu_state); !res) return wrap(newest.dir, res.error());
     m.timer.mark("vcpu state");
 
     m.finish_setup(std::move(*sandbox), vcpu_state->sregs.cr4 & arch::x86::cr4::kFSGSBASE);

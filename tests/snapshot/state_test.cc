@@ -14,15 +14,17 @@
 #include "../devices/virtio_harness.h"
 #include "arch/x86/cpuid.h"
 #include "arch/x86/x86.h"
+#include "cpu/vcpu_state.h"
+#include "devices/legacy/persist.h"
 #include "devices/virtio/blk.h"
+#include "devices/virtio/persist.h"
 #include "devices/virtio/rng.h"
 #include "devices/virtio/vsock.h"
 #include "kvm/kvm.h"
-#include "machine/device_snapshot.h"
 #include "machine/full_vm.h"
+#include "machine/kvm_chips_state.h"
 #include "machine/thin_snapshot.h"
 #include "machine/thin_vm.h"
-#include "machine/vcpu_snapshot.h"
 #include "state/format.h"
 
 namespace vessel {
@@ -114,13 +116,13 @@ TEST_F(KvmState, FullVcpuRecordRoundTripsThroughKvm) {
     regs->rbx = 0xfeedface;
     ASSERT_TRUE(a->set_regs(*regs));
 
-    auto captured = machine::capture_vcpu(*a, machine::kFullVcpuMsrs, &cpuid);
+    auto captured = cpu::capture_vcpu(*a, cpu::kFullVcpuMsrs, &cpuid);
     ASSERT_TRUE(captured) << captured.error().message;
     Writer w;
-    machine::put_vcpu(w, *captured);
+    cpu::put_vcpu(w, *captured);
     auto bytes = w.take();
     Reader r(view(bytes));
-    auto decoded = machine::get_vcpu(r, machine::kFullVcpuMsrs, true);
+    auto decoded = cpu::get_vcpu(r, cpu::kFullVcpuMsrs, true);
     ASSERT_TRUE(decoded) << decoded.error().message;
     EXPECT_TRUE(r.at_end());
     EXPECT_EQ(decoded->machine->cpuid.size(), cpuid.size());
@@ -130,7 +132,7 @@ TEST_F(KvmState, FullVcpuRecordRoundTripsThroughKvm) {
     ASSERT_TRUE(k2);
     auto b = k2->vm.create_vcpu(0);
     ASSERT_TRUE(b);
-    ASSERT_TRUE(machine::apply_vcpu(*b, *decoded)) << "apply failed";
+    ASSERT_TRUE(cpu::apply_vcpu(*b, *decoded)) << "apply failed";
     EXPECT_EQ(b->get_regs()->rip, 0x1234567u);
     EXPECT_EQ(b->get_regs()->rbx, 0xfeedfaceu);
     EXPECT_EQ((*b->get_msrs({arch::x86::msr::kLstar}))[0], 0xffffffff81234560ull);
@@ -141,61 +143,61 @@ TEST_F(KvmState, FullVcpuRecordRoundTripsThroughKvm) {
     bad.sregs.cr0 = arch::x86::cr0::kPG;
     auto c = k2->vm.create_vcpu(1);
     ASSERT_TRUE(c);
-    auto refused = machine::apply_vcpu(*c, bad);
+    auto refused = cpu::apply_vcpu(*c, bad);
     ASSERT_FALSE(refused);
     EXPECT_NE(refused.error().message.find("KVM refused the snapshot's vCPU state (KVM_SET_SREGS"), std::string::npos)
         << refused.error().message;
 }
 
 TEST_F(KvmState, VcpuRecordRefusesWhatASnapshotCannotHold) {
-    machine::VcpuState s;
+    cpu::VcpuState s;
     s.msrs = {{arch::x86::msr::kLstar, 1}};
     Writer thin;
-    machine::put_vcpu(thin, s);
+    cpu::put_vcpu(thin, s);
     auto thin_bytes = thin.take();
     {
         Reader r(view(thin_bytes));
-        auto d = machine::get_vcpu(r, machine::kThinVcpuMsrs, false);
+        auto d = cpu::get_vcpu(r, cpu::kThinVcpuMsrs, false);
         ASSERT_TRUE(d);
         EXPECT_TRUE(r.at_end());
         EXPECT_FALSE(d->machine);
     }
     {
         Reader r(view(thin_bytes));  // a thin record where a full machine's is expected
-        auto d = machine::get_vcpu(r, machine::kFullVcpuMsrs, true);
+        auto d = cpu::get_vcpu(r, cpu::kFullVcpuMsrs, true);
         ASSERT_FALSE(d);
         EXPECT_NE(d.error().message.find("is that of a thin VM"), std::string::npos) << d.error().message;
     }
     {
         Reader r(view(thin_bytes));  // an MSR outside the list
-        auto d = machine::get_vcpu(r, std::vector<uint32_t>{arch::x86::msr::kStar}, false);
+        auto d = cpu::get_vcpu(r, std::vector<uint32_t>{arch::x86::msr::kStar}, false);
         ASSERT_FALSE(d);
     }
     s.machine.emplace();
-    s.machine->cpuid.resize(machine::kMaxCpuidEntries + 1);
+    s.machine->cpuid.resize(cpu::kMaxCpuidEntries + 1);
     Writer full;
-    machine::put_vcpu(full, s);
+    cpu::put_vcpu(full, s);
     auto full_bytes = full.take();
     {
         Reader r(view(full_bytes));
-        auto d = machine::get_vcpu(r, machine::kFullVcpuMsrs, true);
+        auto d = cpu::get_vcpu(r, cpu::kFullVcpuMsrs, true);
         ASSERT_FALSE(d);
         EXPECT_NE(d.error().message.find("CPUID entries"), std::string::npos) << d.error().message;
     }
     s.machine->cpuid.resize(4);
     s.machine->mp_state = 77;
     Writer mp;
-    machine::put_vcpu(mp, s);
+    cpu::put_vcpu(mp, s);
     auto mp_bytes = mp.take();
     {
         Reader r(view(mp_bytes));
-        EXPECT_FALSE(machine::get_vcpu(r, machine::kFullVcpuMsrs, true));
+        EXPECT_FALSE(cpu::get_vcpu(r, cpu::kFullVcpuMsrs, true));
     }
     for (size_t cut : {size_t(10), full_bytes.size() / 2, mp_bytes.size() - 1}) {
         auto truncated = mp_bytes;
         truncated.resize(cut);
         Reader r(view(truncated));
-        EXPECT_FALSE(machine::get_vcpu(r, machine::kFullVcpuMsrs, true)) << cut;
+        EXPECT_FALSE(cpu::get_vcpu(r, cpu::kFullVcpuMsrs, true)) << cut;
     }
 }
 
@@ -265,10 +267,10 @@ TEST(LegacyState, SerialRoundTripsRegistersAndUnreadInput) {
     EXPECT_EQ(in(a, 0), 'a');
 
     Writer w;
-    machine::put_serial(w, a.save());
+    devices::legacy::put_serial(w, a.save());
     auto bytes = w.take();
     Reader r(view(bytes));
-    auto s = machine::get_serial(r);
+    auto s = devices::legacy::get_serial(r);
     ASSERT_TRUE(s);
     EXPECT_TRUE(r.at_end());
     int irqs = 0;
@@ -303,10 +305,10 @@ TEST(LegacyState, SerialRefusesWhatA16550CannotHold) {
     Writer w;
     legacy::SerialState big;
     big.rx.assign(200, 'y');
-    machine::put_serial(w, big);
+    devices::legacy::put_serial(w, big);
     auto bytes = w.take();
     Reader r(view(bytes));
-    EXPECT_FALSE(machine::get_serial(r));
+    EXPECT_FALSE(devices::legacy::get_serial(r));
 }
 
 TEST(LegacyState, CmosAndI8042RoundTrip) {
@@ -316,14 +318,14 @@ TEST(LegacyState, CmosAndI8042RoundTrip) {
     out(a, 0, 0x40);
     out(a, 1, 0x99);  // a spare byte
     Writer w;
-    machine::put_cmos(w, a.save());
+    devices::legacy::put_cmos(w, a.save());
     legacy::I8042 k(nullptr);
     out(k, 4, 0x60);  // write command byte: the parameter is still to come
-    machine::put_i8042(w, k.save());
+    devices::legacy::put_i8042(w, k.save());
     auto bytes = w.take();
     Reader r(view(bytes));
-    auto cs = machine::get_cmos(r);
-    auto ks = machine::get_i8042(r);
+    auto cs = devices::legacy::get_cmos(r);
+    auto ks = devices::legacy::get_i8042(r);
     ASSERT_TRUE(cs && ks);
     EXPECT_TRUE(r.at_end());
 
@@ -350,10 +352,10 @@ TEST(LegacyState, CmosAndI8042RoundTrip) {
 // Saves `g`'s transport, encodes and decodes the state.
 virtio::MmioTransportState round_trip(VirtioGuest& g) {
     Writer w;
-    machine::put_transport(w, g.transport->save());
+    devices::virtio::put_transport(w, g.transport->save());
     auto bytes = w.take();
     Reader r(view(bytes));
-    auto s = machine::get_transport(r);
+    auto s = devices::virtio::get_transport(r);
     EXPECT_TRUE(s) << (s ? "" : s.error().message);
     EXPECT_TRUE(r.at_end());
     return s ? *s : virtio::MmioTransportState{};
@@ -405,7 +407,7 @@ TEST(TransportState, OverlappingRingsDoNotKeepTheDeviceBusyForever) {
                               0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0xc3,
                               0xfe, 0xff, 0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
     state::Reader r(std::string_view(reinterpret_cast<const char*>(record), sizeof record));
-    auto s = machine::get_transport(r);
+    auto s = devices::virtio::get_transport(r);
     ASSERT_TRUE(s) << s.error().message;
     EXPECT_EXIT(
         {
@@ -465,20 +467,20 @@ TEST(TransportState, RefusesStateThatDoesNotFitTheDeviceOrTheMemory) {
 
     // The decoder bounds counts and lengths.
     Writer w;
-    machine::put_transport(w, good);
+    devices::virtio::put_transport(w, good);
     auto bytes = w.take();
     for (size_t cut : {size_t(3), size_t(50), bytes.size() - 1}) {
         std::vector<uint8_t> t(bytes.begin(), bytes.begin() + cut);
         Reader r(view(t));
-        EXPECT_FALSE(machine::get_transport(r)) << cut;
+        EXPECT_FALSE(devices::virtio::get_transport(r)) << cut;
     }
     auto many = good;
     many.queues.resize(17);
     Writer w2;
-    machine::put_transport(w2, many);
+    devices::virtio::put_transport(w2, many);
     auto many_bytes = w2.take();
     Reader r2(view(many_bytes));
-    EXPECT_FALSE(machine::get_transport(r2));
+    EXPECT_FALSE(devices::virtio::get_transport(r2));
 }
 
 TEST(TransportState, BlockDeviceOfAnotherSizeIsRefused) {

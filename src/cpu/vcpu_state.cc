@@ -1,4 +1,4 @@
-#include "machine/vcpu_snapshot.h"
+#include "cpu/vcpu_state.h"
 
 #include <algorithm>
 #include <cinttypes>
@@ -7,7 +7,7 @@
 #include "arch/x86/x86.h"
 #include "base/text.h"
 
-namespace vessel::machine {
+namespace vessel::cpu {
 namespace {
 
 namespace x86 = arch::x86;
@@ -192,4 +192,4 @@ Result<> apply_vcpu(kvm::Vcpu& vcpu, const VcpuState& s) {
     return {};
 }
 
-}  // namespace vessel::machine
+}  // namespace vessel::cpu

@@ -21,7 +21,7 @@
 #include "kvm/kvm.h"
 #include "state/format.h"
 
-namespace vessel::machine {
+namespace vessel::cpu {
 
 // MSRs carried for a thin VM's user-mode guest.
 extern const std::vector<uint32_t> kThinVcpuMsrs;
@@ -77,4 +77,4 @@ Result<VcpuState> get_vcpu(state::Reader& r, std::span<const uint32_t> allowed, 
 // its current one is an error; one this host cannot write at all is skipped.
 Result<> apply_vcpu(kvm::Vcpu& vcpu, const VcpuState& s);
 
-}  // namespace vessel::machine
+}  // namespace vessel::cpu
