@@ -41,6 +41,9 @@ int run_full_machine(machine::FullVm& vm, const std::string& api_socket, bool ve
         jail_selftest();
     }
     if (*server) (*server)->start();
+    // From here on the process only serves its guest: confine it.
+    if (seccomp_wanted())
+        if (auto r = machine::confine_full_vmm(vm); !r) return die(r.error().message, kExitHostError);
     auto outcome = vm.run();
     if (*server) (*server)->stop();
     if (!outcome) return die(outcome.error().message, kExitHostError);

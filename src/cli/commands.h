@@ -72,6 +72,9 @@ void jail_selftest();
 // Listens for `vm`'s control API on `api_socket`; nullptr when the socket
 // is empty (no API asked for). Start it once the VMM is jailed; stop it
 // when the VM ends, which removes the socket file where the VMM can reach.
+// Whether the VMM loads its seccomp filters (VESSEL_SECCOMP=off: not, for
+// debugging with strace and the like).
+bool seccomp_wanted();
 Result<std::unique_ptr<api::Server>> listen_control_api(const std::string& api_socket, machine::Controllable& vm);
 
 // Prints "vessel: MESSAGE" to stderr and returns `status`.

@@ -34,6 +34,11 @@ void jail_selftest() {
     std::_Exit(0);
 }
 
+bool seccomp_wanted() {
+    const char* seccomp = std::getenv("VESSEL_SECCOMP");
+    return !(seccomp && std::string_view(seccomp) == "off");
+}
+
 void serve_thin_vm(std::unique_ptr<machine::ThinVm> vm, const std::string& api_socket,
                    const machine::JailConfig& jail) {
     auto server = listen_control_api(api_socket, *vm);
@@ -43,10 +48,8 @@ void serve_thin_vm(std::unique_ptr<machine::ThinVm> vm, const std::string& api_s
         jail_selftest();
     }
     if (*server) (*server)->start();
-    // From here on the process only serves its guest: confine it
-    // (VESSEL_SECCOMP=off leaves it unconfined, for debugging).
-    const char* seccomp = std::getenv("VESSEL_SECCOMP");
-    if (!(seccomp && std::string_view(seccomp) == "off"))
+    // From here on the process only serves its guest: confine it.
+    if (seccomp_wanted())
         if (auto r = machine::confine_thin_vmm(); !r) std::exit(die(r.error().message, kExitHostError));
     auto outcome = vm->run();
     // The socket disappears with the VM; a client polling it sees the end.

@@ -62,7 +62,15 @@ void VcpuSet::spawn(std::function<void(size_t, const Result<End>&)> done) {
             char name[16];
             std::snprintf(name, sizeof name, "vcpu%zu", i);
             pthread_setname_np(pthread_self(), name);
-            auto r = loop(*cpus_[i]);
+            Result<End> r = End::kStopped;
+            if (auto started = thread_start_ ? thread_start_() : Result<>(); !started) {
+                std::lock_guard g(mu_);
+                cpus_[i]->ended = true;
+                changed_.notify_all();
+                r = std::unexpected(started.error());
+            } else {
+                r = loop(*cpus_[i]);
+            }
             if (done) done(i, r);
         });
     }

@@ -59,6 +59,10 @@ public:
     // Runs every vCPU on its own thread ("vcpuN", with the caller's signal
     // mask); `done(i, result)` is called on that thread when its loop ends.
     void spawn(std::function<void(size_t, const Result<End>&)> done);
+    // Called first on each thread spawn() starts (a seccomp filter for the
+    // thread kind); if it fails, that vCPU does not run and `done` gets the
+    // error.
+    void on_thread_start(std::function<Result<>()> start) { thread_start_ = std::move(start); }
     // Kicks every vCPU until its thread's loop has ended, then joins it.
     void join();
     // Marks the set exited (after the machine's last vCPU has ended).
@@ -94,6 +98,7 @@ private:
     bool park(Cpu& c);
 
     std::vector<std::unique_ptr<Cpu>> cpus_;
+    std::function<Result<>()> thread_start_;
     mutable std::mutex mu_;
     std::condition_variable changed_;
     RunState state_ = RunState::kCreated;

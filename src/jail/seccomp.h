@@ -1,5 +1,5 @@
-// The thin VMM's seccomp filters (docs/security.md, "System calls"), built
-// at build time from seccomp_rules.cc and loaded here.
+// The VMM's seccomp filters (docs/security.md, "System calls"), built at
+// build time from seccomp_rules.cc and loaded here.
 #pragma once
 
 #include "base/result.h"
@@ -17,5 +17,15 @@ namespace vessel::jail {
 // pushing input into that terminal (TIOCSTI). Sets no_new_privs, then
 // loads the filters on every thread of the process.
 Result<> load_thin_vmm_filters();
+
+// A full machine's VMM, on every thread: the same, plus AF_UNIX sockets and
+// connect (a vsock device reaching host listeners).
+Result<> load_full_vmm_filters();
+
+// On the calling thread only, stacked on the process's filter: what a full
+// machine's vCPU thread does while it runs (KVM ioctls, device registers,
+// console output, eventfd signals, allocations). No file, socket or
+// process call: a guest that subverts an exit handler reaches no further.
+Result<> load_vcpu_thread_filter();
 
 }  // namespace vessel::jail

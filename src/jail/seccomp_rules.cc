@@ -1,5 +1,6 @@
 #include "jail/seccomp_rules.h"
 
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
@@ -42,7 +43,29 @@ constexpr const char* kAllowed[] = {
     "accept", "recvfrom", "sendto", "recvmsg", "sendmsg", "shutdown", "getsockopt", "setsockopt",
     "getsockname", "getpeername",
 };
+
+// What a full machine's vCPU thread calls while it runs: KVM_RUN and the
+// vCPU ioctls, the devices' register handlers (console writes, eventfd
+// signals; a virtio device activated by the guest registers its eventfds
+// with the I/O loop and may make a rate limiter's timerfd), allocations,
+// the kick signal's return, and its own end.
+constexpr const char* kVcpuThread[] = {
+    "ioctl", "read", "write", "readv", "writev", "close", "fcntl", "epoll_ctl", "eventfd2",
+    "timerfd_create", "timerfd_settime", "timerfd_gettime",
+    "mmap", "munmap", "mremap", "mprotect", "madvise", "brk",
+    "futex", "sched_yield", "rt_sigreturn", "rt_sigprocmask", "restart_syscall", "getpid", "gettid", "tgkill",
+    "clock_gettime", "clock_nanosleep", "nanosleep", "getrandom", "exit",
+};
 // clang-format on
+
+bool allow_all(scmp_filter_ctx ctx, std::initializer_list<const char*> names) {
+    for (const char* name : names) {
+        int nr = seccomp_syscall_resolve_name(name);
+        if (nr == __NR_SCMP_ERROR) continue;  // unknown to this libseccomp: nothing to allow
+        if (int r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0); r != 0 && r != -EEXIST) return false;
+    }
+    return true;
+}
 
 }  // namespace
 
@@ -56,11 +79,8 @@ bool add_tty_rules(scmp_filter_ctx ctx) {
 }
 
 bool add_allowlist_rules(scmp_filter_ctx ctx) {
-    for (const char* name : kAllowed) {
-        int nr = seccomp_syscall_resolve_name(name);
-        if (nr == __NR_SCMP_ERROR) continue;  // unknown to this libseccomp: nothing to allow
-        if (int r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0); r != 0 && r != -EEXIST) return false;
-    }
+    for (const char* name : kAllowed)
+        if (!allow_all(ctx, {name})) return false;
     // Threads and the detached teardown share the address space; nothing
     // else may be cloned (no fork). clone3 passes its flags in memory,
     // where a filter cannot look: make libc fall back to clone.
@@ -76,9 +96,31 @@ bool add_allowlist_rules(scmp_filter_ctx ctx) {
     if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 2, SCMP_A0(SCMP_CMP_EQ, PR_SET_PDEATHSIG, 0),
                          SCMP_A1(SCMP_CMP_EQ, 0, 0)) != 0)
         return false;
+    // Threads started once confined (a full machine's vCPUs and I/O thread)
+    // name themselves ("vcpu0"): a thread's own comm, nothing else.
+    if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1, SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME, 0)) != 0)
+        return false;
     return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1, SCMP_A0(SCMP_CMP_MASKED_EQ, kChecked, CLONE_VM)) ==
                0 &&
            seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0) == 0;
+}
+
+bool add_full_allowlist_rules(scmp_filter_ctx ctx) {
+    // A vsock device reaches host listeners (and serves its own) over
+    // AF_UNIX stream sockets; no other family.
+    // A vCPU thread stacks its own, narrower filter once running: a filter
+    // on the calling thread only (no flags), which can only restrict it.
+    return add_allowlist_rules(ctx) &&
+           seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX, 0)) == 0 &&
+           seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(seccomp), 2, SCMP_A0(SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER, 0),
+                            SCMP_A1(SCMP_CMP_EQ, 0, 0)) == 0 &&
+           allow_all(ctx, {"connect"});
+}
+
+bool add_vcpu_thread_rules(scmp_filter_ctx ctx) {
+    for (const char* name : kVcpuThread)
+        if (!allow_all(ctx, {name})) return false;
+    return true;
 }
 
 }  // namespace vessel::jail

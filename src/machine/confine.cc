@@ -84,4 +84,10 @@ Result<> snapshot_reachable(const std::string& dir) {
                 EACCES);
 }
 
+Result<> confine_full_vmm(FullVm& vm) {
+    if (auto r = jail::load_full_vmm_filters(); !r) return r;
+    vm.confine_vcpu_threads();
+    return {};
+}
+
 }  // namespace vessel::machine

@@ -32,6 +32,7 @@
 #include "devices/virtio/net.h"
 #include "devices/virtio/rng.h"
 #include "devices/virtio/vsock.h"
+#include "jail/seccomp.h"
 #include "kvm/kvm.h"
 #include "loader/linux_loader.h"
 #include "machine/full_vm_impl.h"
@@ -705,6 +706,13 @@ Result<FullRunOutcome> FullVm::run() {
 }
 
 void FullVm::request_stop() { impl_->stop(FullRunOutcome::Reason::kReset); }
+
+void FullVm::confine_vcpu_threads() {
+    impl_->vcpus.on_thread_start([]() -> Result<> {
+        if (auto r = jail::load_vcpu_thread_filter(); !r) return wrap("vCPU thread", r.error());
+        return {};
+    });
+}
 
 // Not under the control lock: a pause may wait for run() to start the vCPUs.
 Result<> FullVm::pause() { return impl_->vcpus.pause(); }

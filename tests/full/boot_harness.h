@@ -106,6 +106,7 @@ public:
     void signal(int sig) {
         if (pid_ > 0) ::kill(pid_, sig);
     }
+    pid_t pid() const { return pid_; }
     void kill9() {
         if (pid_ <= 0) return;
         ::kill(pid_, SIGKILL);

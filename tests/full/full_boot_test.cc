@@ -181,6 +181,55 @@ TEST_F(FullBoot, RefusesANonKernelFile) {
     EXPECT_NE(r.stderr_text.find("vessel: /etc/hostname: not a Linux kernel"), std::string::npos) << r.stderr_text;
 }
 
+// A full machine's VMM runs under its seccomp filter on every thread, and
+// each vCPU thread under one more of its own (jail/seccomp.h).
+TEST_F(FullBoot, RunsUnderTheSeccompFiltersWithOneMoreOnEachVcpuThread) {
+    namespace t = vessel::testing;
+    char tmpl[] = "/tmp/vessel-boot-seccomp.XXXXXX";
+    const std::string dir = ::mkdtemp(tmpl);
+    const std::string console = dir + "/console";
+    t::VesselProcess vm({"boot", "--console", "file:" + console, "--cpus", "2", "--kernel", dir_ + "/vmlinux",
+                         "--cmdline", kCmdline, "--mem", "128M"},
+                        dir + "/stderr");
+    ASSERT_TRUE(t::wait_for([&] { return t::read_file(console).find("Linux version") != std::string::npos; }, 180))
+        << t::read_file(dir + "/stderr");
+    // The VMM is the last of the jail's chain of children under the process
+    // started (jail/jail.h: the parent outside, then pid 1 of the new pid
+    // namespace).
+    pid_t vmm = vm.pid();
+    for (int depth = 0; depth < 4; ++depth) {
+        std::ifstream children("/proc/" + std::to_string(vmm) + "/task/" + std::to_string(vmm) + "/children");
+        pid_t child;
+        if (!(children >> child)) break;
+        vmm = child;
+    }
+    auto field = [](const std::string& status_file, const std::string& name) {
+        std::ifstream in(status_file);
+        for (std::string l; std::getline(in, l);)
+            if (l.rfind(name + ":", 0) == 0) return l.substr(l.find_first_not_of(" \t", name.size() + 1));
+        return std::string("?");
+    };
+    const std::string task = "/proc/" + std::to_string(vmm) + "/task/";
+    const std::string main_filters = field(task + std::to_string(vmm) + "/status", "Seccomp_filters");
+    EXPECT_EQ(field(task + std::to_string(vmm) + "/status", "Seccomp"), "2");
+    int vcpus = 0;
+    std::string names;  // the threads', for the message
+    for (const auto& e : std::filesystem::directory_iterator(task)) {
+        const std::string status = e.path().string() + "/status";
+        EXPECT_EQ(field(status, "Seccomp"), "2") << e.path();
+        const std::string comm = t::read_file(e.path().string() + "/comm");
+        names += comm;
+        if (comm.rfind("vcpu", 0) != 0) continue;
+        ++vcpus;
+        EXPECT_EQ(field(status, "Seccomp_filters"), std::to_string(std::stoi(main_filters) + 1)) << e.path();
+    }
+    EXPECT_EQ(vcpus, 2) << "threads of " << vmm << " (started " << vm.pid() << "): " << names
+                        << "\nstderr: " << t::read_file(dir + "/stderr")
+                        << "\nconsole: " << t::tail(t::read_file(console), 5);
+    vm.kill9();
+    std::filesystem::remove_all(dir);
+}
+
 // Each virtio device takes one of the I/O APIC's pins from 5 up: the
 // twentieth has none left, and the error says how many fit.
 TEST_F(FullBoot, MoreVirtioDevicesThanIrqsAreRefused) {

@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include <thread>
 
 #include "harness.h"
+#include "jail/seccomp.h"
 #include "machine/confine.h"
 
 namespace vessel::test {
@@ -24,7 +26,8 @@ namespace {
 // Runs `body` in a forked child under the filter; the child's exit status
 // is the number of failed expectations (each is printed). `on_terminal`:
 // the child's stdin is a new pseudo-terminal first.
-int in_confined_child(void (*body)(int& failures), bool on_terminal = false) {
+int in_confined_child(void (*body)(int& failures), bool on_terminal = false,
+                      Result<> (*confine)() = &machine::confine_thin_vmm) {
     pid_t pid = ::fork();
     if (pid == 0) {
         if (on_terminal) {
@@ -33,7 +36,7 @@ int in_confined_child(void (*body)(int& failures), bool on_terminal = false) {
             int slave = ::open(::ptsname(master), O_RDWR | O_NOCTTY);
             if (slave < 0 || ::dup2(slave, 0) < 0) ::_exit(102);
         }
-        if (auto r = machine::confine_thin_vmm(); !r) {
+        if (auto r = confine(); !r) {
             std::fprintf(stderr, "confine: %s\n", r.error().message.c_str());
             ::_exit(100);
         }
@@ -122,6 +125,66 @@ TEST(Confine, AllowsWhatAVmmDoes) {
                   std::thread([&] { ran = true; }).join();
                   EXPECT_IN_CHILD(ran);
               }),
+              0);
+}
+
+// A full machine's VMM may also open AF_UNIX sockets and connect them (its
+// vsock device reaches host listeners), and no other family.
+TEST(Confine, FullVmmFilterAddsUnixSocketsOnly) {
+    EXPECT_EQ(
+        in_confined_child(
+            [](int& failures) {
+                int s = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                EXPECT_IN_CHILD(s >= 0);
+                sockaddr_un addr{};
+                addr.sun_family = AF_UNIX;
+                std::snprintf(addr.sun_path, sizeof addr.sun_path, "/nonexistent/socket");
+                errno = 0;  // reaches the kernel
+                EXPECT_IN_CHILD(::connect(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == -1 && errno == ENOENT);
+                errno = 0;
+                EXPECT_IN_CHILD(::socket(AF_INET, SOCK_STREAM, 0) == -1 && errno == EPERM);
+                errno = 0;
+                EXPECT_IN_CHILD(::socket(AF_NETLINK, SOCK_RAW, 0) == -1 && errno == EPERM);
+                char* const argv[] = {const_cast<char*>("/bin/true"), nullptr};
+                errno = 0;
+                EXPECT_IN_CHILD(::execve(argv[0], argv, nullptr) == -1 && errno == EPERM);
+            },
+            false, &jail::load_full_vmm_filters),
+        0);
+}
+
+// A full machine's vCPU thread stacks a narrower filter on the process's:
+// no file, socket or process calls there, while other threads keep theirs.
+TEST(Confine, VcpuThreadFilterNarrowsThatThreadOnly) {
+    EXPECT_EQ(in_confined_child(
+                  [](int& failures) {
+                      int p[2];
+                      EXPECT_IN_CHILD(::pipe2(p, O_CLOEXEC) == 0);
+                      std::thread vcpu([&] {
+                          auto loaded = jail::load_vcpu_thread_filter();
+                          EXPECT_IN_CHILD(loaded.has_value());
+                          EXPECT_IN_CHILD(::write(p[1], "ok", 2) == 2);  // console output, eventfd signals
+                          void* m = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                          EXPECT_IN_CHILD(m != MAP_FAILED);
+                          winsize ws;
+                          errno = 0;  // KVM's ioctls: any ioctl reaches the kernel
+                          EXPECT_IN_CHILD(::ioctl(p[0], TIOCGWINSZ, &ws) == -1 && errno == ENOTTY);
+                          errno = 0;
+                          EXPECT_IN_CHILD(::open("/proc/self/status", O_RDONLY) == -1 && errno == EPERM);
+                          errno = 0;
+                          EXPECT_IN_CHILD(::socket(AF_UNIX, SOCK_STREAM, 0) == -1 && errno == EPERM);
+                          int pair[2];
+                          errno = 0;
+                          EXPECT_IN_CHILD(::socketpair(AF_UNIX, SOCK_STREAM, 0, pair) == -1 && errno == EPERM);
+                          errno = 0;  // (getppid, which "cannot fail", would not set errno)
+                          EXPECT_IN_CHILD(::kill(::getpid(), 0) == -1 && errno == EPERM);
+                      });
+                      vcpu.join();
+                      int fd = ::open("/proc/self/status", O_RDONLY);  // this thread: the process's filter only
+                      EXPECT_IN_CHILD(fd >= 0);
+                      ::close(fd);
+                  },
+                  false, &jail::load_full_vmm_filters),
               0);
 }
 
