@@ -34,6 +34,9 @@ struct DaemonOptions {
     bool use_cgroups = true;
     std::string vmm_api = "auto";  // auto|yes|no: does `vessel run` take --api-sock?
     bool jail = true;              // false: VMMs run with --no-jail (docs/security.md)
+    // The user and group jailed VMMs run as (--vmm-user); nullopt: root
+    // without capabilities, the jail's default.
+    std::optional<VmmUser> vmm_user;
 };
 
 class Daemon {

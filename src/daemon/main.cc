@@ -29,6 +29,10 @@ int main(int argc, char** argv) {
     app.add_option("--vmm-api", o.vmm_api, "Whether `vessel run` serves --api-sock: auto, yes or no")
         ->check(CLI::IsMember({"auto", "yes", "no"}))
         ->capture_default_str();
+    std::string vmm_user;
+    app.add_option("--vmm-user", vmm_user,
+                   "USER[:GROUP] (names or numbers) the jailed VMMs run as, instead of root without capabilities; "
+                   "each VM's snapshot directory is theirs");
     bool no_jail = false;
     app.add_flag("--no-jail", no_jail,
                  "Run the VMMs without their jail (namespaces, private root, no capabilities): see docs/security.md");
@@ -36,6 +40,19 @@ int main(int argc, char** argv) {
     CLI11_PARSE(app, argc, argv);
     o.use_cgroups = !no_cgroups;
     o.jail = !no_jail;
+    if (!vmm_user.empty()) {
+        if (no_jail) {
+            std::fprintf(stderr,
+                         "vesseld: --vmm-user and --no-jail contradict each other (the jail changes the user)\n");
+            return 2;
+        }
+        auto user = vessel::daemon::parse_vmm_user(vmm_user);
+        if (!user) {
+            std::fprintf(stderr, "vesseld: %s\n", user.error().message.c_str());
+            return 2;
+        }
+        o.vmm_user = *user;
+    }
     if (no_cgroups && !o.cgroup_root.empty()) {
         std::fprintf(stderr, "vesseld: --cgroup-root and --no-cgroups contradict each other\n");
         return 2;

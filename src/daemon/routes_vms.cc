@@ -104,10 +104,14 @@ Response Daemon::create(const Request& req, bool restore) {
                                   "VM not started: " + options_.state_dir + "/snapshots: " + std::strerror(errno));
         if (::mkdir(jail->c_str(), 0700) != 0 && errno != EEXIST)
             return storage_failed(errno, "VM not started: " + *jail + ": " + std::strerror(errno));
+        // A VMM running as its own user writes its snapshots there.
+        if (options_.vmm_user && ::chown(jail->c_str(), options_.vmm_user->uid, options_.vmm_user->gid) != 0)
+            return storage_failed(errno, "VM not started: chown " + *jail + ": " + std::strerror(errno));
     } else if (!options_.jail) {
         jail = "";
     }
-    auto args = vmm_arguments(vm->spec, vmm_api_ ? vm->api_socket() : "", env_file, jail);
+    auto args = vmm_arguments(vm->spec, vmm_api_ ? vm->api_socket() : "", env_file, jail,
+                              vmm_jailed_ ? options_.vmm_user : std::nullopt);
     sr.argv.insert(sr.argv.end(), args.begin(), args.end());
     sr.envp = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "VESSEL_VM_ID=" + vm->id};
     if (const char* kvm = std::getenv("VESSEL_KVM_DEVICE")) sr.envp.push_back(std::string("VESSEL_KVM_DEVICE=") + kvm);

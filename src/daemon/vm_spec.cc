@@ -1,5 +1,8 @@
 #include "daemon/vm_spec.h"
 
+#include <grp.h>
+#include <pwd.h>
+
 #include <set>
 
 #include "base/size.h"
@@ -243,12 +246,14 @@ VmSpec spec_from_json(const json& j) {
 }
 
 std::vector<std::string> vmm_arguments(const VmSpec& s, const std::string& api_socket, const std::string& env_file,
-                                       const std::optional<std::string>& jail) {
+                                       const std::optional<std::string>& jail, const std::optional<VmmUser>& user) {
     std::vector<std::string> a = {s.restore_from.empty() ? "run" : "restore"};
     if (!s.restore_from.empty()) a.push_back(s.restore_from);
     if (!api_socket.empty()) a.insert(a.end(), {"--api-sock", api_socket});
     if (jail && jail->empty()) a.push_back("--no-jail");
     if (jail && !jail->empty()) a.insert(a.end(), {"--snapshot-dir", *jail});
+    if (jail && !jail->empty() && user)
+        a.insert(a.end(), {"--uid", std::to_string(user->uid), "--gid", std::to_string(user->gid)});
     if (!s.restore_from.empty()) return a;
     a.insert(a.end(), {"--mem", std::to_string(s.mem_bytes)});
     if (!s.root.empty()) a.insert(a.end(), {"--root", s.root});
@@ -258,6 +263,44 @@ std::vector<std::string> vmm_arguments(const VmSpec& s, const std::string& api_s
     a.push_back(s.program);
     a.insert(a.end(), s.args.begin(), s.args.end());
     return a;
+}
+
+Result<VmmUser> parse_vmm_user(const std::string& text) {
+    const auto colon = text.find(':');
+    const std::string user = text.substr(0, colon);
+    const std::optional<std::string> group_name =
+        colon == std::string::npos ? std::nullopt : std::optional(text.substr(colon + 1));
+    auto number = [](const std::string& s) -> std::optional<uint32_t> {
+        if (s.empty() || s.size() > 9 || s.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+        return static_cast<uint32_t>(std::stoul(s));
+    };
+    std::vector<char> buf(16384);
+    VmmUser out{};
+    passwd pw;
+    passwd* found_user = nullptr;
+    if (auto n = number(user)) {
+        out.uid = *n;
+        out.gid = *n;
+        if (::getpwuid_r(*n, &pw, buf.data(), buf.size(), &found_user) == 0 && found_user) out.gid = pw.pw_gid;
+    } else if (::getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &found_user) == 0 && found_user) {
+        out.uid = pw.pw_uid;
+        out.gid = pw.pw_gid;
+    } else {
+        return fail("--vmm-user " + text + ": no such user", EINVAL);
+    }
+    if (out.uid == 0) return fail("--vmm-user " + text + ": root is what the jail's VMM is by default", EINVAL);
+    if (group_name) {
+        group gr;
+        group* found_group = nullptr;
+        if (auto n = number(*group_name)) {
+            out.gid = *n;
+        } else if (::getgrnam_r(group_name->c_str(), &gr, buf.data(), buf.size(), &found_group) == 0 && found_group) {
+            out.gid = gr.gr_gid;
+        } else {
+            return fail("--vmm-user " + text + ": no such group", EINVAL);
+        }
+    }
+    return out;
 }
 
 }  // namespace vessel::daemon

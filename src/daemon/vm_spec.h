@@ -50,8 +50,16 @@ bool valid_name(const std::string& name);
 // with `env_file` (a file holding encode_env_file(spec.env), owner-only) it
 // is passed as --env-file. `jail`: "" for --no-jail, else the VM's own
 // snapshot directory (--snapshot-dir); nullopt: a `vessel` without the jail.
+// `user`: the jailed VMM runs as this user and group (--uid, --gid).
+struct VmmUser {
+    uid_t uid;
+    gid_t gid;
+};
 std::vector<std::string> vmm_arguments(const VmSpec& spec, const std::string& api_socket,
                                        const std::string& env_file = "",
-                                       const std::optional<std::string>& jail = std::nullopt);
+                                       const std::optional<std::string>& jail = std::nullopt,
+                                       const std::optional<VmmUser>& user = std::nullopt);
+// "UID[:GID]" with numbers or names (a user's own group when no GID).
+Result<VmmUser> parse_vmm_user(const std::string& text);
 
 }  // namespace vessel::daemon

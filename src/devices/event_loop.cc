@@ -1,5 +1,7 @@
 #include "devices/event_loop.h"
 
+#include <pthread.h>
+
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -83,6 +85,12 @@ Result<> EventLoop::start() {
     if (thread_.joinable()) return {};
     stopping_ = false;
     thread_ = std::thread([this] {
+        pthread_setname_np(pthread_self(), "io");
+        if (thread_start_)
+            if (auto r = thread_start_(); !r) {
+                std::fprintf(stderr, "vessel: I/O thread: %s\n", r.error().message.c_str());
+                return;
+            }
         for (;;) {
             {
                 std::lock_guard lock(mu_);

@@ -42,8 +42,11 @@ public:
     // Returns the number of callbacks run. Only one thread may poll.
     Result<int> poll(int timeout_ms);
 
-    // Runs poll(-1) on a new thread until stop(). Idempotent.
+    // Runs poll(-1) on a new thread ("io") until stop(). Idempotent.
     Result<> start();
+    // Called first on each thread start() makes (a seccomp filter for the
+    // I/O thread); if it fails, the thread says why and ends.
+    void on_thread_start(std::function<Result<>()> start) { thread_start_ = std::move(start); }
     void stop();
     bool running() const { return thread_.joinable(); }
 
@@ -57,6 +60,7 @@ private:
     std::mutex mu_;
     std::map<int, std::shared_ptr<Entry>> entries_;
     std::thread thread_;
+    std::function<Result<>()> thread_start_;
     bool stopping_ = false;
 };
 

@@ -11,7 +11,8 @@
 namespace vessel::jail {
 namespace {
 
-// kTtyFilter, kAllowlistFilter, kFullAllowlistFilter and kVcpuThreadFilter:
+// kTtyFilter, kAllowlistFilter, kFullAllowlistFilter, kVcpuThreadFilter and
+// kIoThreadFilter:
 // BPF that seccomp_gen made at build time from seccomp_rules.cc with
 // libseccomp.
 #include "jail/seccomp_filters.inc"
@@ -46,5 +47,6 @@ Result<> load_full_vmm_filters() { return load_vmm_filters(kFullAllowlistFilter)
 // No prctl(PR_SET_NO_NEW_PRIVS) here: the process's filter set it on every
 // thread (TSYNC does, and new threads inherit it), and refuses prctl.
 Result<> load_vcpu_thread_filter() { return load(kVcpuThreadFilter, true); }
+Result<> load_io_thread_filter() { return load(kIoThreadFilter, true); }
 
 }  // namespace vessel::jail

@@ -27,5 +27,9 @@ Result<> load_full_vmm_filters();
 // console output, eventfd signals, allocations). No file, socket or
 // process call: a guest that subverts an exit handler reaches no further.
 Result<> load_vcpu_thread_filter();
+// The same for a full machine's I/O thread: the devices' back-ends on the
+// descriptors they hold and vsock's AF_UNIX sockets; no path is opened,
+// made or removed from there.
+Result<> load_io_thread_filter();
 
 }  // namespace vessel::jail

@@ -42,7 +42,8 @@ int main() {
     if (!print_filter("kTtyFilter", SCMP_ACT_ALLOW, vessel::jail::add_tty_rules) ||
         !print_filter("kAllowlistFilter", SCMP_ACT_ERRNO(EPERM), vessel::jail::add_allowlist_rules) ||
         !print_filter("kFullAllowlistFilter", SCMP_ACT_ERRNO(EPERM), vessel::jail::add_full_allowlist_rules) ||
-        !print_filter("kVcpuThreadFilter", SCMP_ACT_ERRNO(EPERM), vessel::jail::add_vcpu_thread_rules)) {
+        !print_filter("kVcpuThreadFilter", SCMP_ACT_ERRNO(EPERM), vessel::jail::add_vcpu_thread_rules) ||
+        !print_filter("kIoThreadFilter", SCMP_ACT_ERRNO(EPERM), vessel::jail::add_io_thread_rules)) {
         std::fprintf(stderr, "seccomp_gen: libseccomp could not build the filters\n");
         return 1;
     }

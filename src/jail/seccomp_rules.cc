@@ -56,6 +56,23 @@ constexpr const char* kVcpuThread[] = {
     "futex", "sched_yield", "rt_sigreturn", "rt_sigprocmask", "restart_syscall", "getpid", "gettid", "tgkill",
     "clock_gettime", "clock_nanosleep", "nanosleep", "getrandom", "exit",
 };
+
+// What a full machine's I/O thread calls: the devices' back-ends on
+// descriptors they already hold (a disk's preads and pwrites, flushes and
+// discards; TAP reads and writes; the console's input; eventfds and
+// timerfds), vsock's AF_UNIX connections, the virtio-rng's randomness, and
+// its loop.
+constexpr const char* kIoThread[] = {
+    "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2", "pwritev2",
+    "fdatasync", "fsync", "fallocate", "close", "fcntl", "ioctl",
+    "epoll_wait", "epoll_pwait", "epoll_pwait2", "epoll_ctl", "poll", "ppoll", "eventfd2",
+    "timerfd_create", "timerfd_settime", "timerfd_gettime",
+    "accept4", "accept", "connect", "recvfrom", "sendto", "recvmsg", "sendmsg", "shutdown", "getsockopt",
+    "setsockopt", "getsockname", "getpeername", "getrandom",
+    "mmap", "munmap", "mremap", "mprotect", "madvise", "brk",
+    "futex", "sched_yield", "rt_sigreturn", "rt_sigprocmask", "restart_syscall", "getpid", "gettid", "tgkill",
+    "clock_gettime", "clock_nanosleep", "nanosleep", "exit",
+};
 // clang-format on
 
 bool allow_all(scmp_filter_ctx ctx, std::initializer_list<const char*> names) {
@@ -121,6 +138,12 @@ bool add_vcpu_thread_rules(scmp_filter_ctx ctx) {
     for (const char* name : kVcpuThread)
         if (!allow_all(ctx, {name})) return false;
     return true;
+}
+
+bool add_io_thread_rules(scmp_filter_ctx ctx) {
+    for (const char* name : kIoThread)
+        if (!allow_all(ctx, {name})) return false;
+    return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX, 0)) == 0;
 }
 
 }  // namespace vessel::jail

@@ -19,5 +19,9 @@ bool add_full_allowlist_rules(scmp_filter_ctx ctx);
 // (KVM ioctls, device register access, console output, eventfd signals,
 // memory for its own allocations). No file, socket or process calls.
 bool add_vcpu_thread_rules(scmp_filter_ctx ctx);
+// Stacked on a full machine's I/O thread: the devices' back-ends on
+// descriptors they hold (disk reads and writes, TAP, eventfds, timers) and
+// the AF_UNIX sockets of vsock. No path is opened, made or removed there.
+bool add_io_thread_rules(scmp_filter_ctx ctx);
 
 }  // namespace vessel::jail

@@ -86,7 +86,7 @@ Result<> snapshot_reachable(const std::string& dir) {
 
 Result<> confine_full_vmm(FullVm& vm) {
     if (auto r = jail::load_full_vmm_filters(); !r) return r;
-    vm.confine_vcpu_threads();
+    vm.confine_threads();
     return {};
 }
 

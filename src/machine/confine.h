@@ -38,8 +38,8 @@ Result<> snapshot_reachable(const std::string& dir);
 // The thin VMM's seccomp filters (jail/seccomp.h), loaded just before
 // guest code first runs.
 inline Result<> confine_thin_vmm() { return jail::load_thin_vmm_filters(); }
-// A full machine's: the process's filter now, and each vCPU thread stacks
-// its own when it starts.
+// A full machine's: the process's filter now, and each vCPU thread and the
+// I/O thread stack their own when they start.
 Result<> confine_full_vmm(FullVm& vm);
 
 }  // namespace vessel::machine

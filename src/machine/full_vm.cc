@@ -707,11 +707,12 @@ Result<FullRunOutcome> FullVm::run() {
 
 void FullVm::request_stop() { impl_->stop(FullRunOutcome::Reason::kReset); }
 
-void FullVm::confine_vcpu_threads() {
+void FullVm::confine_threads() {
     impl_->vcpus.on_thread_start([]() -> Result<> {
         if (auto r = jail::load_vcpu_thread_filter(); !r) return wrap("vCPU thread", r.error());
         return {};
     });
+    impl_->loop->on_thread_start(jail::load_io_thread_filter);
 }
 
 // Not under the control lock: a pause may wait for run() to start the vCPUs.

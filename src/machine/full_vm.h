@@ -97,9 +97,10 @@ public:
     // holds the pages written since the previous snapshot of this machine
     // (KVM's dirty log) and names it as its parent. The I/O thread is
     // stopped while the snapshot is written, so no device touches memory.
-    // Each vCPU thread, once started, stacks the vCPU thread's seccomp
-    // filter on the process's (jail/seccomp.h). Call before run().
-    void confine_vcpu_threads();
+    // Each vCPU thread and the I/O thread, once started, stack their
+    // thread kind's seccomp filter on the process's (jail/seccomp.h). Call
+    // before run().
+    void confine_threads();
     Result<> pause() override;
     Result<> resume() override;
     Result<SnapshotInfo> snapshot(const SnapshotTarget& target, SnapshotType type) override;

@@ -417,6 +417,39 @@ TEST_F(DaemonTest, PrometheusMetrics) {
     EXPECT_TRUE(s.body["cpu_ns"].is_number()) << s.body.dump();
 }
 
+// vesseld --vmm-user: every jailed VMM runs as that user and group, and
+// snapshots into its VM's snapshot directory, which is theirs.
+TEST_F(DaemonTest, VmmsRunAsTheUserTheDaemonNames) {
+    d_.reset();
+    d_ = std::make_unique<Vesseld>(dir_, std::vector<std::string>{"--vmm-user", "65534:65534"});
+    auto vm = d_->create("/bin/busybox", {"sleep", "30"}, "u");
+    const auto info = d_->get("u");
+    ASSERT_TRUE(info["snapshot_dir"].is_string()) << info.dump();
+    // The VMM is the last of the jail's chain of children (jail/jail.h).
+    pid_t vmm = info["pid"].get<int>();
+    for (int depth = 0; depth < 4; ++depth) {
+        std::ifstream children("/proc/" + std::to_string(vmm) + "/task/" + std::to_string(vmm) + "/children");
+        pid_t child;
+        if (!(children >> child)) break;
+        vmm = child;
+    }
+    std::string uid, gid;
+    std::ifstream status("/proc/" + std::to_string(vmm) + "/status");
+    for (std::string l; std::getline(status, l);) {
+        if (l.rfind("Uid:", 0) == 0) uid = l.substr(4);
+        if (l.rfind("Gid:", 0) == 0) gid = l.substr(4);
+    }
+    EXPECT_EQ(uid, "\t65534\t65534\t65534\t65534");
+    EXPECT_EQ(gid, "\t65534\t65534\t65534\t65534");
+    EXPECT_EQ(d_->call("PUT", "/vms/u/pause").status, 200);
+    const std::string snap = info["snapshot_dir"].get<std::string>() + "/s1";
+    auto sn = d_->call("PUT", "/vms/u/snapshot", json_ptr{{"path", snap}});
+    EXPECT_EQ(sn.status, 200) << sn.body.dump();
+    struct stat st {};
+    ASSERT_EQ(::stat((snap + "/memory.img").c_str(), &st), 0);
+    EXPECT_EQ(st.st_uid, 65534u);
+}
+
 // Needs the VMM control API (`vessel run --api-sock`).
 TEST_F(DaemonTest, PauseResumeSnapshotThroughTheVmmApi) {
     auto h = d_->call("GET", "/healthz");

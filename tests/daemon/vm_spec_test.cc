@@ -31,5 +31,43 @@ TEST(VmmArguments, TheEnvironmentNeverReachesTheCommandLine) {
     EXPECT_EQ(std::find(plain.begin(), plain.end(), "--env-file"), plain.end());
 }
 
+// --vmm-user: the jailed VMM's user and group, passed as --uid and --gid;
+// never to a VMM without the jail (it would not change user).
+TEST(VmmArguments, TheVmmUserGoesToTheJail) {
+    auto spec = parse_create({{"program", "/bin/busybox"}, {"args", {"true"}}, {"mem", "32M"}});
+    ASSERT_TRUE(spec) << spec.error().message;
+    const VmmUser user{65534, 65533};
+    const auto args = vmm_arguments(*spec, "/run/x.sock", "", std::string("/state/snapshots/abc"), user);
+    auto uid = std::find(args.begin(), args.end(), "--uid");
+    ASSERT_NE(uid, args.end());
+    EXPECT_EQ(*(uid + 1), "65534");
+    auto gid = std::find(args.begin(), args.end(), "--gid");
+    ASSERT_NE(gid, args.end());
+    EXPECT_EQ(*(gid + 1), "65533");
+    EXPECT_LT(gid - args.begin(), std::find(args.begin(), args.end(), "/bin/busybox") - args.begin());
+    const auto unjailed = vmm_arguments(*spec, "/run/x.sock", "", std::string(""), user);
+    EXPECT_EQ(std::find(unjailed.begin(), unjailed.end(), "--uid"), unjailed.end());
+}
+
+TEST(VmmUser, NamesNumbersAndRefusals) {
+    auto nobody = parse_vmm_user("nobody");
+    ASSERT_TRUE(nobody) << nobody.error().message;
+    EXPECT_EQ(nobody->uid, 65534u);
+    auto numbers = parse_vmm_user("1234:5678");
+    ASSERT_TRUE(numbers) << numbers.error().message;
+    EXPECT_EQ(numbers->uid, 1234u);
+    EXPECT_EQ(numbers->gid, 5678u);
+    auto named_group = parse_vmm_user("1234:root");
+    ASSERT_TRUE(named_group) << named_group.error().message;
+    EXPECT_EQ(named_group->gid, 0u);
+    for (const char* bad : {"root", "0", "no-such-user-here", "1234:no-such-group-here", ""}) {
+        auto r = parse_vmm_user(bad);
+        EXPECT_FALSE(r) << bad;
+        if (!r) {
+            EXPECT_NE(r.error().message.find("--vmm-user"), std::string::npos) << r.error().message;
+        }
+    }
+}
+
 }  // namespace
 }  // namespace vessel::daemon

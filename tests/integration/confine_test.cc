@@ -188,6 +188,36 @@ TEST(Confine, VcpuThreadFilterNarrowsThatThreadOnly) {
               0);
 }
 
+// Its I/O thread stacks one too: the devices' back-ends on descriptors they
+// hold and vsock's AF_UNIX sockets, but no path is opened or made there.
+TEST(Confine, IoThreadFilterKeepsBackEndsAndRefusesPaths) {
+    EXPECT_EQ(in_confined_child(
+                  [](int& failures) {
+                      int disk = ::open("/proc/self/status", O_RDONLY | O_CLOEXEC);  // opened at set-up
+                      EXPECT_IN_CHILD(disk >= 0);
+                      std::thread io([&] {
+                          EXPECT_IN_CHILD(jail::load_io_thread_filter().has_value());
+                          char buf[16];
+                          EXPECT_IN_CHILD(::pread(disk, buf, sizeof buf, 0) == sizeof buf);
+                          int s = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                          EXPECT_IN_CHILD(s >= 0);
+                          ::close(s);
+                          errno = 0;
+                          EXPECT_IN_CHILD(::socket(AF_INET, SOCK_STREAM, 0) == -1 && errno == EPERM);
+                          errno = 0;
+                          EXPECT_IN_CHILD(::open("/proc/self/status", O_RDONLY) == -1 && errno == EPERM);
+                          errno = 0;
+                          EXPECT_IN_CHILD(::mkdir("/tmp/vessel-io-thread-test", 0700) == -1 && errno == EPERM);
+                          errno = 0;
+                          EXPECT_IN_CHILD(::unlink("/tmp/vessel-io-thread-test") == -1 && errno == EPERM);
+                      });
+                      io.join();
+                      ::close(disk);
+                  },
+                  false, &jail::load_full_vmm_filters),
+              0);
+}
+
 // The VMM's "Seccomp:" and "Seccomp_filters:" values while its guest
 // sleeps, as "MODE/FILTERS" (2/1: the allowlist; its streams are no
 // terminal, so the terminal filter is not needed).
