@@ -18,12 +18,27 @@ struct RunOptions {
     std::string root;
     std::vector<std::string> rw, env;
     std::string env_file;
+    std::string workdir, user;
     bool trace = false;
     std::string api_socket;
     bool detach = false;
     std::string name, daemon_socket;
     JailFlags jail;
 };
+
+// --user UID[:GID]: numbers, as the guest's own /etc/passwd, not the
+// host's, gives names their meaning.
+Result<std::pair<uint32_t, uint32_t>> parse_guest_user(const std::string& text) {
+    auto number = [](const std::string& s) -> std::optional<uint32_t> {
+        if (s.empty() || s.size() > 9 || s.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+        return static_cast<uint32_t>(std::stoul(s));
+    };
+    const auto colon = text.find(':');
+    auto uid = number(text.substr(0, colon));
+    auto gid = colon == std::string::npos ? uid : number(text.substr(colon + 1));
+    if (!uid || !gid) return fail("--user " + text + ": expected UID[:GID], numbers", EINVAL);
+    return std::pair{*uid, *gid};
+}
 
 // `vessel run -d`: the same VM, created by vesseld instead of this process.
 int run_through_daemon(const RunOptions& o, const std::vector<std::string>& command) {
@@ -33,6 +48,8 @@ int run_through_daemon(const RunOptions& o, const std::vector<std::string>& comm
                            {"rw", o.rw}};
     if (!o.root.empty()) spec["root"] = o.root;
     if (!o.name.empty()) spec["name"] = o.name;
+    if (!o.workdir.empty()) spec["workdir"] = o.workdir;
+    if (!o.user.empty()) spec["user"] = o.user;
     nlohmann::json env = nlohmann::json::object();
     for (const auto& e : o.env) {
         auto eq = e.find('=');
@@ -81,6 +98,13 @@ int run(RunOptions& o, const std::vector<std::string>& remaining) {
         cfg.envp.push_back(e);
     }
     cfg.trace_syscalls = o.trace;
+    cfg.workdir = o.workdir;
+    if (!o.user.empty()) {
+        auto ids = parse_guest_user(o.user);
+        if (!ids) return die(ids.error().message, kExitHostError);
+        cfg.uid = ids->first;
+        cfg.gid = ids->second;
+    }
     cfg.kvm_path = kvm_device();
     cfg.program = command.front();
     cfg.argv = std::move(command);
@@ -106,6 +130,8 @@ Runner add_run_command(CLI::App& app) {
     cmd->add_option("--env", o->env, "Environment variable KEY=VALUE (repeatable)")->allow_extra_args(false);
     cmd->add_option("--env-file", o->env_file,
                     "Environment variables from FILE: KEY=VALUE lines, or NUL-separated entries (--env overrides)");
+    cmd->add_option("--workdir", o->workdir, "The guest's working directory, a path it sees (default: /)");
+    cmd->add_option("--user", o->user, "The guest's UID[:GID], numbers (default: the caller's; GID: the UID)");
     cmd->add_flag("--trace-syscalls", o->trace, "Print every system call to stderr, strace-style");
     cmd->add_option("--api-sock", o->api_socket, "Serve the VM's control API on this Unix socket");
     add_jail_flags(cmd, o->jail);

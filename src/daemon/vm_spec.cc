@@ -3,6 +3,8 @@
 #include <grp.h>
 #include <pwd.h>
 
+#include <regex>
+
 #include <set>
 
 #include "base/size.h"
@@ -115,8 +117,9 @@ bool valid_name(const std::string& name) {
 
 Result<VmSpec> parse_create(const json& body) {
     if (!body.is_object()) return bad("request body must be a JSON object");
-    if (auto r =
-            only_fields(body, {"name", "program", "args", "mem", "root", "rw", "env", "trace_syscalls", "limits"}, "");
+    if (auto r = only_fields(
+            body,
+            {"name", "program", "args", "mem", "root", "rw", "env", "trace_syscalls", "workdir", "user", "limits"}, "");
         !r)
         return std::unexpected(r.error());
     VmSpec s;
@@ -184,6 +187,20 @@ Result<VmSpec> parse_create(const json& body) {
         if (!body["trace_syscalls"].is_boolean()) return bad("trace_syscalls: expected a boolean");
         s.trace_syscalls = body["trace_syscalls"].get<bool>();
     }
+    if (body.contains("workdir")) {
+        auto w = string_field(body["workdir"], "workdir", 4096);
+        if (!w) return std::unexpected(w.error());
+        if (w->empty() || w->front() != '/' || w->find('\0') != std::string::npos)
+            return range("workdir: must be an absolute path the guest sees");
+        s.workdir = *w;
+    }
+    if (body.contains("user")) {
+        auto u = string_field(body["user"], "user", 32);
+        if (!u) return std::unexpected(u.error());
+        static const std::regex kUser("[0-9]{1,9}(:[0-9]{1,9})?");
+        if (!std::regex_match(*u, kUser)) return range("user: expected \"UID[:GID]\", numbers");
+        s.user = *u;
+    }
     if (auto r = parse_common(body, s); !r) return std::unexpected(r.error());
     default_limits(s);
     return s;
@@ -205,6 +222,8 @@ Result<VmSpec> parse_restore(const json& body) {
 json VmSpec::to_json() const {
     json j = {{"program", program}, {"args", args}, {"mem_bytes", mem_bytes}, {"trace_syscalls", trace_syscalls}};
     if (!root.empty()) j["root"] = root;
+    if (!workdir.empty()) j["workdir"] = workdir;
+    if (!user.empty()) j["user"] = user;
     json rwj = json::array();
     for (const auto& m : rw) rwj.push_back({{"host", m.host}, {"guest", m.guest}});
     j["rw"] = rwj;
@@ -230,6 +249,8 @@ VmSpec spec_from_json(const json& j) {
     s.mem_bytes = j.value("mem_bytes", s.mem_bytes);
     s.root = j.value("root", "");
     s.trace_syscalls = j.value("trace_syscalls", false);
+    s.workdir = j.value("workdir", "");
+    s.user = j.value("user", "");
     if (j.contains("rw") && j["rw"].is_array())
         for (const auto& m : j["rw"]) s.rw.push_back({m.value("host", ""), m.value("guest", "")});
     if (j.contains("env") && j["env"].is_object())
@@ -260,6 +281,8 @@ std::vector<std::string> vmm_arguments(const VmSpec& s, const std::string& api_s
     for (const auto& m : s.rw) a.insert(a.end(), {"--rw", m.host + ":" + m.guest});
     if (!env_file.empty()) a.insert(a.end(), {"--env-file", env_file});
     if (s.trace_syscalls) a.push_back("--trace-syscalls");
+    if (!s.workdir.empty()) a.insert(a.end(), {"--workdir", s.workdir});
+    if (!s.user.empty()) a.insert(a.end(), {"--user", s.user});
     a.push_back(s.program);
     a.insert(a.end(), s.args.begin(), s.args.end());
     return a;

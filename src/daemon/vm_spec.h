@@ -28,6 +28,8 @@ struct VmSpec {
     std::vector<RwMount> rw;
     std::vector<std::pair<std::string, std::string>> env;
     bool trace_syscalls = false;
+    std::string workdir;       // the guest's working directory ("" → /)
+    std::string user;          // the guest's "UID[:GID]" ("" → the daemon's)
     Limits limits;             // what is applied: `requested` plus the defaults
     Limits requested;          // the request's own `limits` (not stored)
     std::string restore_from;  // set for a restored VM

@@ -54,6 +54,13 @@ Result<ThinVmConfig> config_from_json(const json& j) {
         for (const auto& m : j.at("rw"))
             c.rw.push_back({m.at("host").get<std::string>(), m.at("guest").get<std::string>()});
         c.trace_syscalls = j.value("trace_syscalls", false);
+        // The guest's credentials (older snapshots: the restoring user's).
+        for (auto [key, id] : {std::pair{"uid", &c.uid}, std::pair{"gid", &c.gid}}) {
+            if (!j.contains(key)) continue;
+            const uint64_t v = snapshot::json_unsigned(j, key);
+            if (v > UINT32_MAX) throw std::domain_error(std::string("'") + key + "' is out of range");
+            *id = static_cast<uint32_t>(v);
+        }
         return c;
     } catch (const std::exception& e) {  // json::exception, and json_unsigned's
         return fail(std::string("snapshot config: ") + e.what(), EINVAL);
@@ -105,6 +112,8 @@ Result<SnapshotInfo> ThinVm::Impl::write_snapshot(const SnapshotTarget& target, 
                 {"root", config.root},
                 {"rw", json::array()},
                 {"trace_syscalls", config.trace_syscalls},
+                {"uid", config.uid.value_or(::getuid())},
+                {"gid", config.gid.value_or(::getgid())},
                 {"snapshot", snapshot::metadata(layout)}};
     for (const auto& m : config.rw) cfg["rw"].push_back({{"host", m.host_dir}, {"guest", m.guest_path}});
     std::string cfg_text = cfg.dump(2);

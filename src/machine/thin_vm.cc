@@ -160,8 +160,8 @@ void ThinVm::Impl::finish_setup(thin::Sandbox sandbox, bool fsgsbase) {
     thin::ProcessOptions opts;
     opts.tsc_offset = align_guest_tsc();
     opts.trace = config.trace_syscalls;
-    opts.uid = ::getuid();
-    opts.gid = ::getgid();
+    opts.uid = config.uid.value_or(::getuid());
+    opts.gid = config.gid.value_or(::getgid());
     opts.fsgsbase = fsgsbase;
     opts.argv = config.argv;
     opts.envp = config.envp;
@@ -225,6 +225,11 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
                       &Impl::set_entry_registers})
         if (auto r = (m.*step)(b); !r) return std::unexpected(r.error());
     m.finish_setup(std::move(*sandbox), b.fsgsbase);
+    if (!config.workdir.empty())
+        if (int64_t r = m.process->set_working_directory(config.workdir); r < 0)
+            return fail("--workdir " + config.workdir + ": " + std::strerror(static_cast<int>(-r)) +
+                            " (a directory the guest sees, under --root or an --rw mount)",
+                        EINVAL);
     m.process->set_brk_start(b.loaded.brk_start);
     if (b.cached) m.process->set_self_exe_strings(loader::self_exe_addresses(*b.cached, b.image, b.loaded.load_bias));
     m.process->attach_stdio();
@@ -341,8 +346,8 @@ Result<> ThinVm::Impl::load_program(Build& b) {
     spec.image_gpa = b.image_gpa;
     spec.hwcap = x86::hwcap(b.cpuid);
     if (b.fsgsbase) spec.hwcap2 |= x86::kHwcap2Fsgsbase;
-    spec.uid = spec.euid = ::getuid();
-    spec.gid = spec.egid = ::getgid();
+    spec.uid = spec.euid = config.uid.value_or(::getuid());
+    spec.gid = spec.egid = config.gid.value_or(::getgid());
     if (::getrandom(spec.random, sizeof spec.random, 0) != sizeof spec.random) return fail_errno("getrandom");
     auto loaded = loader::load_program(*as, b.bytes, b.image, b.sites, b.stubs, spec);
     if (!loaded) {

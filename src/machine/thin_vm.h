@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,10 @@ struct ThinVmConfig {
     bool trace_syscalls = false;
     std::string kvm_path = "/dev/kvm";
     std::string cache_dir;  // rewrite cache; empty: the default
+    std::string workdir;    // the guest's working directory; empty: "/"
+    // The guest's credentials (real, effective and saved); unset: the
+    // caller's.
+    std::optional<uint32_t> uid, gid;
 };
 
 // How a run ended.

@@ -177,6 +177,9 @@ public:
     CpuAccess& cpu() { return *cpu_; }
     const ProcessOptions& options() const { return options_; }
     std::string& cwd() { return cwd_; }
+    // chdir(path) as the guest would make it (an absolute guest path);
+    // 0 or -errno.
+    int64_t set_working_directory(const std::string& path);
     uint64_t& brk() { return brk_; }
     uint64_t brk_start() const { return brk_start_; }
     // The end of the heap pages mapped (page-aligned, at or above the

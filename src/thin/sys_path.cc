@@ -125,6 +125,13 @@ int64_t change_dir(Process& p, int host_fd, const std::string& path) {
 
 }  // namespace
 
+int64_t Process::set_working_directory(const std::string& path) {
+    if (path.empty() || path[0] != '/') return -EINVAL;
+    auto fd = sandbox().open_path(path, false);
+    if (!fd) return -fd.error().sys_errno;
+    return change_dir(*this, fd->get(), path);
+}
+
 int64_t sys_chdir(Process& p, PathArgs a) {
     std::string path;
     if (int64_t r = p.read_path(AT_FDCWD, a.path(), path); r < 0) return r;

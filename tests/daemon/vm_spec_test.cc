@@ -31,6 +31,29 @@ TEST(VmmArguments, TheEnvironmentNeverReachesTheCommandLine) {
     EXPECT_EQ(std::find(plain.begin(), plain.end(), "--env-file"), plain.end());
 }
 
+// workdir and user: the guest's, passed on as --workdir and --user; checked
+// for shape here (the VMM checks the directory in its sandbox).
+TEST(VmmArguments, WorkdirAndUserAreChecked) {
+    auto spec = parse_create({{"program", "/bin/busybox"}, {"workdir", "/tmp"}, {"user", "1000:100"}});
+    ASSERT_TRUE(spec) << spec.error().message;
+    const auto args = vmm_arguments(*spec, "");
+    auto w = std::find(args.begin(), args.end(), "--workdir");
+    ASSERT_NE(w, args.end());
+    EXPECT_EQ(*(w + 1), "/tmp");
+    auto u = std::find(args.begin(), args.end(), "--user");
+    ASSERT_NE(u, args.end());
+    EXPECT_EQ(*(u + 1), "1000:100");
+    EXPECT_EQ(spec_from_json(spec->to_json()).workdir, "/tmp");  // stored with the VM
+    EXPECT_EQ(spec_from_json(spec->to_json()).user, "1000:100");
+    for (auto [field, value] : {std::pair{"workdir", "tmp"}, std::pair{"workdir", ""}, std::pair{"user", "root"},
+                                std::pair{"user", "1:2:3"}, std::pair{"user", "-1"}}) {
+        auto bad = parse_create({{"program", "/bin/busybox"}, {field, value}});
+        ASSERT_FALSE(bad) << field << "=" << value;
+        EXPECT_EQ(bad.error().sys_errno, ERANGE) << bad.error().message;
+    }
+    EXPECT_EQ(parse_create({{"program", "/bin/busybox"}, {"user", 1000}}).error().sys_errno, EINVAL);
+}
+
 // --vmm-user: the jailed VMM's user and group, passed as --uid and --gid;
 // never to a VMM without the jail (it would not change user).
 TEST(VmmArguments, TheVmmUserGoesToTheJail) {

@@ -112,6 +112,37 @@ TEST(Cli, EnvFileReachesTheGuestAndEnvOverridesIt) {
     EXPECT_NE(r.out.find("B=line\nbreak\n"), std::string::npos) << r.out;
 }
 
+// --workdir is the guest's working directory, a path it sees; --user its
+// credentials (numbers: the guest's /etc/passwd names them, not the host's).
+TEST(Cli, WorkdirAndUserSetTheGuestsDirectoryAndCredentials) {
+    REQUIRE_KVM();
+    auto r = run_vessel({"--root", "/", "--workdir", "/etc"}, {kBusybox, "pwd"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "/etc\n");
+    r = run_vessel({"--root", "/", "--workdir", "/etc"}, {kBusybox, "cat", "hostname"});  // relative to it
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, read_file("/etc/hostname"));
+    for (auto [user, uid, gid] :
+         {std::tuple{"1234:5678", "1234\n", "5678\n"}, std::tuple{"4321", "4321\n", "4321\n"}}) {
+        r = run_vessel({"--user", user}, {kBusybox, "id", "-u"});
+        EXPECT_EQ(r.status, 0) << r.err;
+        EXPECT_EQ(r.out, uid) << user;
+        r = run_vessel({"--user", user}, {kBusybox, "id", "-g"});
+        EXPECT_EQ(r.out, gid) << user << r.err;
+    }
+    // Mistakes: one line, status 2.
+    r = run_vessel({"--root", "/", "--workdir", "/nonexistent"}, {kBusybox, "true"});
+    EXPECT_EQ(r.status, 2);
+    EXPECT_NE(r.err.find("--workdir /nonexistent: No such file or directory"), std::string::npos) << r.err;
+    EXPECT_TRUE(one_error_line(r)) << r.err;
+    r = run_vessel({"--root", "/", "--workdir", "/etc/hostname"}, {kBusybox, "true"});
+    EXPECT_EQ(r.status, 2);
+    EXPECT_NE(r.err.find("Not a directory"), std::string::npos) << r.err;
+    r = run_vessel({"--user", "nobody"}, {kBusybox, "true"});
+    EXPECT_EQ(r.status, 2);
+    EXPECT_NE(r.err.find("--user nobody: expected UID[:GID], numbers"), std::string::npos) << r.err;
+}
+
 TEST(Cli, ProgramNotFoundIs127) {
     REQUIRE_KVM();
     auto r = run_vessel({}, {"/nonexistent/program"});

@@ -600,5 +600,28 @@ TEST(ThinSnapshotConfig, NumbersMustBeUnsignedIntegers) {
     }
 }
 
+// The guest's credentials travel with the snapshot; ids must fit 32 bits.
+TEST(ThinSnapshotConfig, GuestCredentialsAreKeptAndChecked) {
+    nlohmann::json j = {{"program", "/bin/true"},
+                        {"argv", {"true"}},
+                        {"envp", nlohmann::json::array()},
+                        {"mem_bytes", 64 << 20},
+                        {"root", "/"},
+                        {"rw", nlohmann::json::array()},
+                        {"uid", 1234},
+                        {"gid", 5678}};
+    auto c = config_from_json(j);
+    ASSERT_TRUE(c) << c.error().message;
+    EXPECT_EQ(c->uid, 1234u);
+    EXPECT_EQ(c->gid, 5678u);
+    j["uid"] = 1ull << 32;
+    EXPECT_FALSE(config_from_json(j));
+    j.erase("uid");
+    j.erase("gid");
+    c = config_from_json(j);  // an older snapshot: the restoring user's
+    ASSERT_TRUE(c);
+    EXPECT_FALSE(c->uid.has_value());
+}
+
 }  // namespace
 }  // namespace vessel::machine
