@@ -92,3 +92,20 @@ machine_info() {
   echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- tools: $(hyperfine --version 2>/dev/null | head -1), $(qemu-system-x86_64 --version 2>/dev/null | head -1 | sed 's/ (.*//'), bwrap $(bwrap --version 2>/dev/null | awk '{print $2}'), busybox $($BUSYBOX 2>&1 | head -1 | awk '{print $2}')"
 }
+
+# api SOCKET METHOD PATH [JSON]: one request to a control API socket (a
+# VMM's --api-sock or vesseld's); fails, printing the reply, unless it is 2xx.
+api() {  # api SOCKET METHOD PATH [JSON]
+  python3 - "$@" <<'PY'
+import json, socket, sys
+sock, method, path = sys.argv[1:4]
+body = sys.argv[4] if len(sys.argv) > 4 else ""
+s = socket.socket(socket.AF_UNIX); s.connect(sock)
+s.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+          f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}".encode())
+data = b""
+while chunk := s.recv(65536): data += chunk
+status = int(data.split(b" ", 2)[1])
+if status >= 300: sys.exit(f"{method} {path}: {data.decode(errors='replace')}")
+PY
+}

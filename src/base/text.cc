@@ -12,6 +12,22 @@ std::string hex(uint64_t v) {
     return buf;
 }
 
+std::optional<uint32_t> parse_id(std::string_view text) {
+    if (text.empty() || text.size() > 9 || text.find_first_not_of("0123456789") != std::string_view::npos)
+        return std::nullopt;
+    uint32_t v = 0;
+    for (char c : text) v = v * 10 + static_cast<uint32_t>(c - '0');
+    return v;
+}
+
+std::optional<std::pair<uint32_t, uint32_t>> parse_id_pair(std::string_view text) {
+    const auto colon = text.find(':');
+    const auto uid = parse_id(text.substr(0, colon));
+    const auto gid = colon == std::string_view::npos ? uid : parse_id(text.substr(colon + 1));
+    if (!uid || !gid) return std::nullopt;
+    return std::pair{*uid, *gid};
+}
+
 std::string now_rfc3339(bool milliseconds) {
     using namespace std::chrono;
     const auto now = floor<std::chrono::milliseconds>(system_clock::now());

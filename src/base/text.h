@@ -2,7 +2,10 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 
 namespace vessel {
 
@@ -14,5 +17,10 @@ std::string hex(uint64_t v);
 // glibc's gmtime_r would first load the time zone database
 // (/etc/localtime), a cost on every VM start.
 std::string now_rfc3339(bool milliseconds = false);
+
+// A user or group id written as a number: 1-9 decimal digits, nothing else.
+std::optional<uint32_t> parse_id(std::string_view text);
+// "UID[:GID]", numbers (GID: the UID when not given).
+std::optional<std::pair<uint32_t, uint32_t>> parse_id_pair(std::string_view text);
 
 }  // namespace vessel

@@ -5,6 +5,7 @@
 
 #include "base/env_file.h"
 #include "base/size.h"
+#include "base/text.h"
 #include "cli/commands.h"
 #include "cli/daemon_client.h"
 #include "machine/exit_status.h"
@@ -25,20 +26,6 @@ struct RunOptions {
     std::string name, daemon_socket;
     JailFlags jail;
 };
-
-// --user UID[:GID]: numbers, as the guest's own /etc/passwd, not the
-// host's, gives names their meaning.
-Result<std::pair<uint32_t, uint32_t>> parse_guest_user(const std::string& text) {
-    auto number = [](const std::string& s) -> std::optional<uint32_t> {
-        if (s.empty() || s.size() > 9 || s.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
-        return static_cast<uint32_t>(std::stoul(s));
-    };
-    const auto colon = text.find(':');
-    auto uid = number(text.substr(0, colon));
-    auto gid = colon == std::string::npos ? uid : number(text.substr(colon + 1));
-    if (!uid || !gid) return fail("--user " + text + ": expected UID[:GID], numbers", EINVAL);
-    return std::pair{*uid, *gid};
-}
 
 // `vessel run -d`: the same VM, created by vesseld instead of this process.
 int run_through_daemon(const RunOptions& o, const std::vector<std::string>& command) {
@@ -100,8 +87,10 @@ int run(RunOptions& o, const std::vector<std::string>& remaining) {
     cfg.trace_syscalls = o.trace;
     cfg.workdir = o.workdir;
     if (!o.user.empty()) {
-        auto ids = parse_guest_user(o.user);
-        if (!ids) return die(ids.error().message, kExitHostError);
+        // Numbers: the guest's own /etc/passwd, not the host's, gives names
+        // their meaning.
+        auto ids = parse_id_pair(o.user);
+        if (!ids) return die("--user " + o.user + ": expected UID[:GID], numbers", kExitHostError);
         cfg.uid = ids->first;
         cfg.gid = ids->second;
     }

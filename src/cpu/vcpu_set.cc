@@ -199,8 +199,7 @@ void VcpuSet::stop() {
     std::lock_guard g(mu_);
     stopping_ = true;
     changed_.notify_all();
-    for (auto& c : cpus_)
-        if (c->looping) c->runner.kick();
+    kick_looping();
 }
 
 RunState VcpuSet::state() const {
@@ -210,6 +209,10 @@ RunState VcpuSet::state() const {
 
 void VcpuSet::kick_all() {
     std::lock_guard g(mu_);
+    kick_looping();
+}
+
+void VcpuSet::kick_looping() {
     for (auto& c : cpus_)
         if (c->looping) c->runner.kick();
 }

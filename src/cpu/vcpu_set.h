@@ -94,6 +94,8 @@ private:
     };
 
     Result<End> loop(Cpu& c);
+    // Kicks every vCPU in KVM_RUN or a host call; `mu_` held.
+    void kick_looping();
     // The vCPU side of pause(): false when stopped instead of resumed.
     bool park(Cpu& c);
 

@@ -11,6 +11,7 @@
 #include <filesystem>
 
 #include "base/fd.h"
+#include "base/text.h"
 
 namespace vessel::daemon {
 namespace {
@@ -68,8 +69,7 @@ Result<gid_t> group_id(const std::string& name) {
     group* found = nullptr;
     int e = ::getgrnam_r(name.c_str(), &g, buf.data(), buf.size(), &found);
     if (found) return found->gr_gid;
-    if (!name.empty() && name.find_first_not_of("0123456789") == std::string::npos && name.size() < 10)
-        return static_cast<gid_t>(std::stoul(name));
+    if (auto id = parse_id(name)) return static_cast<gid_t>(*id);
     return fail("--state-group " + name + ": no such group" + (e ? std::string(" (") + std::strerror(e) + ")" : ""),
                 e ? e : ENOENT);
 }

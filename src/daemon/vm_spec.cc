@@ -3,11 +3,10 @@
 #include <grp.h>
 #include <pwd.h>
 
-#include <regex>
-
 #include <set>
 
 #include "base/size.h"
+#include "base/text.h"
 
 namespace vessel::daemon {
 namespace {
@@ -197,8 +196,7 @@ Result<VmSpec> parse_create(const json& body) {
     if (body.contains("user")) {
         auto u = string_field(body["user"], "user", 32);
         if (!u) return std::unexpected(u.error());
-        static const std::regex kUser("[0-9]{1,9}(:[0-9]{1,9})?");
-        if (!std::regex_match(*u, kUser)) return range("user: expected \"UID[:GID]\", numbers");
+        if (!parse_id_pair(*u)) return range("user: expected \"UID[:GID]\", numbers");
         s.user = *u;
     }
     if (auto r = parse_common(body, s); !r) return std::unexpected(r.error());
@@ -293,15 +291,11 @@ Result<VmmUser> parse_vmm_user(const std::string& text) {
     const std::string user = text.substr(0, colon);
     const std::optional<std::string> group_name =
         colon == std::string::npos ? std::nullopt : std::optional(text.substr(colon + 1));
-    auto number = [](const std::string& s) -> std::optional<uint32_t> {
-        if (s.empty() || s.size() > 9 || s.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
-        return static_cast<uint32_t>(std::stoul(s));
-    };
     std::vector<char> buf(16384);
     VmmUser out{};
     passwd pw;
     passwd* found_user = nullptr;
-    if (auto n = number(user)) {
+    if (auto n = parse_id(user)) {
         out.uid = *n;
         out.gid = *n;
         if (::getpwuid_r(*n, &pw, buf.data(), buf.size(), &found_user) == 0 && found_user) out.gid = pw.pw_gid;
@@ -315,7 +309,7 @@ Result<VmmUser> parse_vmm_user(const std::string& text) {
     if (group_name) {
         group gr;
         group* found_group = nullptr;
-        if (auto n = number(*group_name)) {
+        if (auto n = parse_id(*group_name)) {
             out.gid = *n;
         } else if (::getgrnam_r(group_name->c_str(), &gr, buf.data(), buf.size(), &found_group) == 0 && found_group) {
             out.gid = gr.gr_gid;

@@ -7,7 +7,7 @@
 #include <sys/socket.h>
 
 #include <cerrno>
-#include <initializer_list>
+#include <span>
 
 namespace vessel::jail {
 namespace {
@@ -80,7 +80,7 @@ constexpr const char* kIoThread[] = {
 };
 // clang-format on
 
-bool allow_all(scmp_filter_ctx ctx, std::initializer_list<const char*> names) {
+bool allow_all(scmp_filter_ctx ctx, std::span<const char* const> names) {
     for (const char* name : names) {
         int nr = seccomp_syscall_resolve_name(name);
         if (nr == __NR_SCMP_ERROR) continue;  // unknown to this libseccomp: nothing to allow
@@ -101,8 +101,7 @@ bool add_tty_rules(scmp_filter_ctx ctx) {
 }
 
 bool add_allowlist_rules(scmp_filter_ctx ctx) {
-    for (const char* name : kAllowed)
-        if (!allow_all(ctx, {name})) return false;
+    if (!allow_all(ctx, kAllowed)) return false;
     // Threads and the detached teardown share the address space; nothing
     // else may be cloned (no fork). clone3 passes its flags in memory,
     // where a filter cannot look: make libc fall back to clone.
@@ -136,19 +135,14 @@ bool add_full_allowlist_rules(scmp_filter_ctx ctx) {
            seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX, 0)) == 0 &&
            seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(seccomp), 2, SCMP_A0(SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER, 0),
                             SCMP_A1(SCMP_CMP_EQ, 0, 0)) == 0 &&
-           allow_all(ctx, {"connect"});
+           seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(connect), 0) == 0;
 }
 
-bool add_vcpu_thread_rules(scmp_filter_ctx ctx) {
-    for (const char* name : kVcpuThread)
-        if (!allow_all(ctx, {name})) return false;
-    return true;
-}
+bool add_vcpu_thread_rules(scmp_filter_ctx ctx) { return allow_all(ctx, kVcpuThread); }
 
 bool add_io_thread_rules(scmp_filter_ctx ctx) {
-    for (const char* name : kIoThread)
-        if (!allow_all(ctx, {name})) return false;
-    return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX, 0)) == 0;
+    return allow_all(ctx, kIoThread) &&
+           seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX, 0)) == 0;
 }
 
 }  // namespace vessel::jail
