@@ -170,8 +170,15 @@ protected:
             write_file(w + "/victim.txt", "remove me\n");
             make_dirs(w + "/victimdir/sub");
             write_file(w + "/victimdir/sub/f", "f\n");
-            timespec ts[2] = {{1500000000, 0}, {1500000000, 0}};
-            ::utimensat(AT_FDCWD, (w + "/src.txt").c_str(), ts, 0);
+            // Fixed, distinct times: the two sides are written a moment
+            // apart (possibly across a second), and mv must keep each file's.
+            time_t t = 1500000000;
+            for (const char* f :
+                 {"/src.txt", "/srcdir/inner/deep.txt", "/old.txt", "/victim.txt", "/victimdir/sub/f"}) {
+                timespec ts[2] = {{t, 0}, {t, 0}};
+                ::utimensat(AT_FDCWD, (w + f).c_str(), ts, 0);
+                t += 1000;
+            }
         }
         make_dirs(t_ / "root");
         make_dirs(t_ / "root/etc");
