@@ -109,7 +109,7 @@ void put_vcpu(Writer& w, const VcpuState& s) {
     for (const auto& e : s.machine->cpuid) w.bytes(&e, sizeof e);
 }
 
-Result<VcpuState> get_vcpu(Reader& r, std::span<const uint32_t> allowed, bool machine) {
+state::RecordResult<VcpuState> get_vcpu(Reader& r, std::span<const uint32_t> allowed, bool machine) {
     VcpuState s;
     r.blob(&s.regs, sizeof s.regs);
     r.blob(&s.sregs, sizeof s.sregs);
@@ -118,49 +118,50 @@ Result<VcpuState> get_vcpu(Reader& r, std::span<const uint32_t> allowed, bool ma
     r.blob(&s.xcrs, sizeof s.xcrs);
     r.blob(&s.events, sizeof s.events);
     uint32_t nmsrs = r.u32();
-    if (nmsrs > allowed.size()) return fail("vCPU state: too many MSRs", EINVAL);
+    if (nmsrs > allowed.size()) return state::malformed("vCPU state: too many MSRs");
     for (uint32_t i = 0; r.ok() && i < nmsrs; ++i) {
         uint32_t index = r.u32();
         uint64_t value = r.u64();
+        if (!r.ok()) break;  // truncated: said below, not as MSR 0
         if (std::find(allowed.begin(), allowed.end(), index) == allowed.end())
-            return fail("vCPU state: MSR " + hex(index) + " is not one a snapshot carries", EINVAL);
+            return state::malformed("vCPU state: MSR " + hex(index) + " is not one a snapshot carries");
         for (auto [seen, v] : s.msrs)
-            if (seen == index) return fail("vCPU state: MSR " + hex(index) + " appears twice", EINVAL);
+            if (seen == index) return state::malformed("vCPU state: MSR " + hex(index) + " appears twice");
         s.msrs.emplace_back(index, value);
     }
     uint8_t kind = r.u8();
-    if (!r.ok()) return fail("vCPU state is truncated", EINVAL);
+    if (!r.ok()) return state::record_error(state::RecordFault::kTruncated, "vCPU state is truncated");
     if (kind != (machine ? 1 : 0))
-        return fail(std::string("vCPU state is that of a ") +
-                        (kind == 1   ? "full machine"
-                         : kind == 0 ? "thin VM"
-                                     : "?") +
-                        ", not of a " + (machine ? "full machine" : "thin VM"),
-                    EINVAL);
-    if (s.xcrs.nr_xcrs > KVM_MAX_XCRS) return fail("vCPU state: more XCRs than KVM has", EINVAL);
+        return state::record_error(state::RecordFault::kWrongMachine, std::string("vCPU state is that of a ") +
+                                                                          (kind == 1   ? "full machine"
+                                                                           : kind == 0 ? "thin VM"
+                                                                                       : "?") +
+                                                                          ", not of a " +
+                                                                          (machine ? "full machine" : "thin VM"));
+    if (s.xcrs.nr_xcrs > KVM_MAX_XCRS) return state::malformed("vCPU state: more XCRs than KVM has");
     if (!machine) return s;
     s.machine.emplace();
     r.blob(&s.machine->lapic, sizeof s.machine->lapic);
     s.machine->mp_state = r.u32();
     r.blob(&s.machine->debugregs, sizeof s.machine->debugregs);
     uint32_t ncpuid = r.u32();
-    if (!r.ok()) return fail("vCPU state is truncated", EINVAL);
+    if (!r.ok()) return state::record_error(state::RecordFault::kTruncated, "vCPU state is truncated");
     if (ncpuid == 0 || ncpuid > kMaxCpuidEntries)
-        return fail("vCPU state: " + std::to_string(ncpuid) + " CPUID entries (1 to " +
-                        std::to_string(kMaxCpuidEntries) + " expected)",
-                    EINVAL);
+        return state::malformed("vCPU state: " + std::to_string(ncpuid) + " CPUID entries (1 to " +
+                                std::to_string(kMaxCpuidEntries) + " expected)");
     s.machine->cpuid.resize(ncpuid);
     for (auto& e : s.machine->cpuid) r.blob(&e, sizeof e);
-    if (!r.ok()) return fail("vCPU state is truncated", EINVAL);
+    if (!r.ok()) return state::record_error(state::RecordFault::kTruncated, "vCPU state is truncated");
     // The states an x86 vCPU can be in (KVM_MP_STATE_RUNNABLE..SIPI_RECEIVED).
     if (s.machine->mp_state > KVM_MP_STATE_SIPI_RECEIVED)
-        return fail("vCPU state: MP state " + std::to_string(s.machine->mp_state) + " is not an x86 one", EINVAL);
+        return state::malformed("vCPU state: MP state " + std::to_string(s.machine->mp_state) + " is not an x86 one");
     return s;
 }
 
-Result<> apply_vcpu(kvm::Vcpu& vcpu, const VcpuState& s) {
+state::RecordResult<> apply_vcpu(kvm::Vcpu& vcpu, const VcpuState& s) {
     auto refused = [&](const Error& e) {
-        return fail("KVM refused the snapshot's vCPU state (" + e.message + ")", EINVAL);
+        return state::record_error(state::RecordFault::kRefused,
+                                   "KVM refused the snapshot's vCPU state (" + e.message + ")");
     };
     // Order after Firecracker: CPUID before anything it gates (CR4 bits,
     // XCR0), MP state, registers, XSAVE/XCRs, debug registers, the LAPIC
@@ -186,7 +187,8 @@ Result<> apply_vcpu(kvm::Vcpu& vcpu, const VcpuState& s) {
         // at all (PVM refuses a few), and the vCPU goes without, as at boot.
         auto current = vcpu.get_msrs({index});
         if (current && vcpu.set_msrs({{index, (*current)[0]}}))
-            return fail("KVM refused the snapshot's value " + hex(value) + " of MSR " + hex(index), EINVAL);
+            return state::record_error(state::RecordFault::kRefused,
+                                       "KVM refused the snapshot's value " + hex(value) + " of MSR " + hex(index));
     }
     if (auto r = vcpu.set_events(s.events); !r) return refused(r.error());
     return {};

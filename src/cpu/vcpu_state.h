@@ -68,13 +68,13 @@ void put_vcpu(state::Writer& w, const VcpuState& s);
 // Decodes one record; MSR indices must be in `allowed`, and the flag byte
 // must say thin (`machine` false) or full (`machine` true). Does not require
 // the reader to be at its end (full machines store several records).
-Result<VcpuState> get_vcpu(state::Reader& r, std::span<const uint32_t> allowed, bool machine);
+state::RecordResult<VcpuState> get_vcpu(state::Reader& r, std::span<const uint32_t> allowed, bool machine);
 
 // Loads the state into a new vCPU (its CPUID already set for thin VMs; set
 // here from the record for full machines). KVM validates the architectural
 // state; its refusal is an error naming the piece ("KVM_SET_SREGS: Invalid
 // argument"). An MSR KVM refuses with the snapshot's value but accepts with
 // its current one is an error; one this host cannot write at all is skipped.
-Result<> apply_vcpu(kvm::Vcpu& vcpu, const VcpuState& s);
+state::RecordResult<> apply_vcpu(kvm::Vcpu& vcpu, const VcpuState& s);
 
 }  // namespace vessel::cpu

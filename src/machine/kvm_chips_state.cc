@@ -30,28 +30,29 @@ void put_kvm_devices(Writer& w, const KvmDeviceState& s) {
     w.bytes(&s.clock, sizeof s.clock);
 }
 
-Result<KvmDeviceState> get_kvm_devices(Reader& r) {
+state::RecordResult<KvmDeviceState> get_kvm_devices(Reader& r) {
     KvmDeviceState s;
     for (auto& c : s.irqchips) r.blob(&c, sizeof c);
     r.blob(&s.pit, sizeof s.pit);
     r.blob(&s.clock, sizeof s.clock);
-    if (!r.ok()) return fail("in-kernel device state is malformed", EINVAL);
+    if (!r.ok()) return state::record_error(state::RecordFault::kTruncated, "in-kernel device state is malformed");
     const uint32_t chips[] = {KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IRQCHIP_IOAPIC};
     for (size_t i = 0; i < 3; ++i)
-        if (s.irqchips[i].chip_id != chips[i]) return fail("in-kernel device state: irqchips out of order", EINVAL);
+        if (s.irqchips[i].chip_id != chips[i]) return state::malformed("in-kernel device state: irqchips out of order");
     if (s.irqchips[2].chip.ioapic.base_address != arch::x86::kIoApicAddress)
-        return fail("in-kernel device state: the I/O APIC is not at its address in this machine", EINVAL);
+        return state::malformed("in-kernel device state: the I/O APIC is not at its address in this machine");
     // Modes 0-5, or 0xff: KVM's value for a channel never programmed.
     for (const auto& c : s.pit.channels)
         if (c.count > 0x10000 || (c.mode > 5 && c.mode != 0xff) || c.bcd > 1 || c.gate > 1 || c.rw_mode > 3 ||
             c.read_state > 4 || c.write_state > 4)
-            return fail("in-kernel device state: a PIT channel holds values an 8254 cannot", EINVAL);
+            return state::malformed("in-kernel device state: a PIT channel holds values an 8254 cannot");
     return s;
 }
 
-Result<> apply_kvm_devices(kvm::Vm& vm, const KvmDeviceState& s) {
+state::RecordResult<> apply_kvm_devices(kvm::Vm& vm, const KvmDeviceState& s) {
     auto refused = [](const char* what, const Error& e) {
-        return fail(std::string("KVM refused the snapshot's ") + what + " (" + e.message + ")", EINVAL);
+        return state::record_error(state::RecordFault::kRefused,
+                                   std::string("KVM refused the snapshot's ") + what + " (" + e.message + ")");
     };
     for (const auto& c : s.irqchips)
         if (auto r = vm.set_irqchip(c); !r) return refused("irqchip state", r.error());

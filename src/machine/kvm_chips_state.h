@@ -24,9 +24,9 @@ Result<KvmDeviceState> capture_kvm_devices(const kvm::Vm& vm);
 void put_kvm_devices(state::Writer& w, const KvmDeviceState& s);
 // Checks what the machine model fixes (chip order, the I/O APIC's address,
 // PIT channel modes and counts).
-Result<KvmDeviceState> get_kvm_devices(state::Reader& r);
+state::RecordResult<KvmDeviceState> get_kvm_devices(state::Reader& r);
 // The irqchips and the PIT, then the clock: guest time (kvmclock) goes on
 // from the snapshot's value, not from the host's present.
-Result<> apply_kvm_devices(kvm::Vm& vm, const KvmDeviceState& s);
+state::RecordResult<> apply_kvm_devices(kvm::Vm& vm, const KvmDeviceState& s);
 
 }  // namespace vessel::machine

@@ -98,8 +98,8 @@ void put_memory(Writer& w, const MemoryLayout& m) {
     for (uint64_t p : m.pages) w.u64(p);
 }
 
-Result<MemoryLayout> get_memory(Reader r) {
-    auto bad = [] { return fail("memory layout is malformed", EINVAL); };
+state::RecordResult<MemoryLayout> get_memory(Reader r) {
+    auto bad = [] { return state::malformed("memory layout is malformed"); };
     MemoryLayout m;
     m.ram_size = r.u64();
     if (m.ram_size == 0 || m.ram_size > kMaxRam || m.ram_size & memory::kPageMask) return bad();

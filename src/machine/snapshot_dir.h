@@ -55,7 +55,7 @@ void put_memory(state::Writer& w, const MemoryLayout& m);
 // Checks the layout (RAM page aligned, 1 page to 64 GiB; regions ascending
 // above RAM; diff pages ascending inside it). Machine-specific limits are the
 // caller's.
-Result<MemoryLayout> get_memory(state::Reader r);
+state::RecordResult<MemoryLayout> get_memory(state::Reader r);
 
 // One snapshot directory, read, verified and of the expected machine kind.
 struct Loaded {

@@ -24,8 +24,8 @@ void put_address_space(Writer& w, AddressSpace& as) {
     }
 }
 
-Result<> get_address_space(Reader r, AddressSpace& as, const GuestMemory& mem, uint64_t pool_start) {
-    auto bad = [] { return fail("address-space state is malformed", EINVAL); };
+state::RecordResult<> get_address_space(Reader r, AddressSpace& as, const GuestMemory& mem, uint64_t pool_start) {
+    auto bad = [] { return state::malformed("address-space state is malformed"); };
     uint64_t root = r.u64(), next = r.u64(), end = r.u64();
     if (root & kPageMask || !mem.contains(root, kPageSize)) return bad();
     if (next < pool_start || next > end || end > mem.size() || (next | end) & kPageMask) return bad();

@@ -16,6 +16,6 @@ void put_address_space(state::Writer& w, AddressSpace& as);
 // Checks the allocator's state (pages from `pool_start` up) and the VMAs
 // against `mem` before adopting them (the page tables are walked with
 // bounds when used).
-Result<> get_address_space(state::Reader r, AddressSpace& as, const GuestMemory& mem, uint64_t pool_start);
+state::RecordResult<> get_address_space(state::Reader r, AddressSpace& as, const GuestMemory& mem, uint64_t pool_start);
 
 }  // namespace vessel::memory

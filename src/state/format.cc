@@ -11,6 +11,16 @@
 
 namespace vessel::state {
 
+const char* to_string(RecordFault fault) {
+    switch (fault) {
+        case RecordFault::kTruncated: return "truncated";
+        case RecordFault::kMalformed: return "malformed";
+        case RecordFault::kWrongMachine: return "wrong machine";
+        case RecordFault::kRefused: return "refused";
+    }
+    return "?";
+}
+
 uint64_t checksum(const void* data, size_t size) { return XXH3_64bits(data, size); }
 
 std::vector<uint8_t> encode_state_file(const Sections& sections) {

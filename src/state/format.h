@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <expected>
 #include <map>
 #include <string>
 #include <string_view>
@@ -35,6 +36,36 @@ enum class Section : uint32_t {
     kMachine = 7,  // KVM's in-kernel PIC, I/O APIC, PIT and kvmclock
     kDevices = 8,  // serial, CMOS, i8042 and each virtio-mmio transport
 };
+
+// What a component's record decoder (or the code applying a decoded record)
+// found wrong. Each component's save/restore lives beside it (cpu/vcpu_state,
+// memory/address_space_state, thin/process_state, devices/*/persist,
+// machine/kvm_chips_state) and answers with this, so callers and tests branch
+// on the fault, not on the words (Firecracker's per-device *PersistError).
+enum class RecordFault {
+    kTruncated,     // the record ends before its fields do
+    kMalformed,     // a value the component cannot hold (count, order, range, kind)
+    kWrongMachine,  // a record of the other kind of machine (thin / full)
+    kRefused,       // decoded, but KVM refused to take it
+};
+const char* to_string(RecordFault fault);
+
+struct RecordError {
+    RecordFault fault;
+    std::string message;  // for the person: names the record and what is wrong
+    // Callers above the records speak Error; a record's fault is EINVAL.
+    operator Error() const { return Error{message, EINVAL}; }  // NOLINT(google-explicit-constructor)
+};
+
+template <class T = void>
+using RecordResult = std::expected<T, RecordError>;
+
+inline std::unexpected<RecordError> record_error(RecordFault fault, std::string message) {
+    return std::unexpected(RecordError{fault, std::move(message)});
+}
+inline std::unexpected<RecordError> malformed(std::string message) {
+    return record_error(RecordFault::kMalformed, std::move(message));
+}
 
 // Appends fixed-width little-endian values.
 class Writer {

@@ -31,7 +31,7 @@ void put_process(Writer& w, const ProcessSnapshot& s) {
     }
 }
 
-Result<ProcessSnapshot> get_process(Reader r) {
+state::RecordResult<ProcessSnapshot> get_process(Reader r) {
     ProcessSnapshot s;
     s.cwd = r.str(4096);
     s.brk_start = r.u64();
@@ -42,7 +42,7 @@ Result<ProcessSnapshot> get_process(Reader r) {
     r.blob(s.sigactions.data(), sizeof s.sigactions);
     r.blob(s.sigaltstack.data(), sizeof s.sigaltstack);
     uint32_t nfiles = r.u32();
-    if (nfiles > thin::FdTable::kMaxFds) return fail("process state: too many files", EINVAL);
+    if (nfiles > thin::FdTable::kMaxFds) return state::malformed("process state: too many files");
     for (uint32_t i = 0; r.ok() && i < nfiles; ++i) {
         ProcessSnapshot::File f;
         uint8_t kind = r.u8();
@@ -57,7 +57,7 @@ Result<ProcessSnapshot> get_process(Reader r) {
         s.files.push_back(std::move(f));
     }
     uint32_t nfds = r.u32();
-    if (nfds > thin::FdTable::kMaxFds) return fail("process state: too many descriptors", EINVAL);
+    if (nfds > thin::FdTable::kMaxFds) return state::malformed("process state: too many descriptors");
     for (uint32_t i = 0; r.ok() && i < nfds; ++i) {
         ProcessSnapshot::Descriptor d;
         d.fd = static_cast<int>(r.u32());
@@ -66,7 +66,8 @@ Result<ProcessSnapshot> get_process(Reader r) {
         if (d.fd < 0 || d.fd >= thin::FdTable::kMaxFds || d.file >= s.files.size()) r.fail();
         s.descriptors.push_back(d);
     }
-    if (!r.ok() || !r.at_end() || s.cwd.empty() || s.cwd[0] != '/') return fail("process state is malformed", EINVAL);
+    if (!r.ok() || !r.at_end() || s.cwd.empty() || s.cwd[0] != '/')
+        return state::malformed("process state is malformed");
     return s;
 }
 

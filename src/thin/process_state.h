@@ -11,6 +11,6 @@
 namespace vessel::thin {
 
 void put_process(state::Writer& w, const ProcessSnapshot& s);
-Result<ProcessSnapshot> get_process(state::Reader r);
+state::RecordResult<ProcessSnapshot> get_process(state::Reader r);
 
 }  // namespace vessel::thin

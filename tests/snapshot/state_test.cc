@@ -26,6 +26,7 @@
 #include "machine/thin_snapshot.h"
 #include "machine/thin_vm.h"
 #include "state/format.h"
+#include "thin/process_state.h"
 
 namespace vessel {
 namespace {
@@ -167,11 +168,13 @@ TEST_F(KvmState, VcpuRecordRefusesWhatASnapshotCannotHold) {
         auto d = cpu::get_vcpu(r, cpu::kFullVcpuMsrs, true);
         ASSERT_FALSE(d);
         EXPECT_NE(d.error().message.find("is that of a thin VM"), std::string::npos) << d.error().message;
+        EXPECT_EQ(d.error().fault, state::RecordFault::kWrongMachine);
     }
     {
         Reader r(view(thin_bytes));  // an MSR outside the list
         auto d = cpu::get_vcpu(r, std::vector<uint32_t>{arch::x86::msr::kStar}, false);
         ASSERT_FALSE(d);
+        EXPECT_EQ(d.error().fault, state::RecordFault::kMalformed);
     }
     s.machine.emplace();
     s.machine->cpuid.resize(cpu::kMaxCpuidEntries + 1);
@@ -183,6 +186,7 @@ TEST_F(KvmState, VcpuRecordRefusesWhatASnapshotCannotHold) {
         auto d = cpu::get_vcpu(r, cpu::kFullVcpuMsrs, true);
         ASSERT_FALSE(d);
         EXPECT_NE(d.error().message.find("CPUID entries"), std::string::npos) << d.error().message;
+        EXPECT_EQ(d.error().fault, state::RecordFault::kMalformed);
     }
     s.machine->cpuid.resize(4);
     s.machine->mp_state = 77;
@@ -193,11 +197,13 @@ TEST_F(KvmState, VcpuRecordRefusesWhatASnapshotCannotHold) {
         Reader r(view(mp_bytes));
         EXPECT_FALSE(cpu::get_vcpu(r, cpu::kFullVcpuMsrs, true));
     }
-    for (size_t cut : {size_t(10), full_bytes.size() / 2, mp_bytes.size() - 1}) {
+    for (size_t cut : {size_t(10), mp_bytes.size() / 2, mp_bytes.size() - 1}) {
         auto truncated = mp_bytes;
         truncated.resize(cut);
         Reader r(view(truncated));
-        EXPECT_FALSE(cpu::get_vcpu(r, cpu::kFullVcpuMsrs, true)) << cut;
+        auto d = cpu::get_vcpu(r, cpu::kFullVcpuMsrs, true);
+        ASSERT_FALSE(d) << cut;
+        EXPECT_EQ(d.error().fault, state::RecordFault::kTruncated) << cut << ": " << d.error().message;
     }
 }
 
@@ -230,10 +236,21 @@ TEST_F(KvmState, InKernelDevicesRoundTripAndBadValuesAreRefused) {
         Reader dr(view(b));
         return machine::get_kvm_devices(dr);
     };
-    EXPECT_FALSE(damaged([](machine::KvmDeviceState& s) { s.irqchips[2].chip.ioapic.base_address = 0xd0000000; }));
-    EXPECT_FALSE(damaged([](machine::KvmDeviceState& s) { std::swap(s.irqchips[0], s.irqchips[1]); }));
-    EXPECT_FALSE(damaged([](machine::KvmDeviceState& s) { s.pit.channels[0].mode = 7; }));
-    EXPECT_FALSE(damaged([](machine::KvmDeviceState& s) { s.pit.channels[1].count = 0x20000; }));
+    auto fault_of = [](const auto& decoded) {
+        return decoded ? std::optional<state::RecordFault>() : decoded.error().fault;
+    };
+    const auto kMalformed = state::RecordFault::kMalformed;
+    EXPECT_EQ(
+        fault_of(damaged([](machine::KvmDeviceState& s) { s.irqchips[2].chip.ioapic.base_address = 0xd0000000; })),
+        kMalformed);
+    EXPECT_EQ(fault_of(damaged([](machine::KvmDeviceState& s) { std::swap(s.irqchips[0], s.irqchips[1]); })),
+              kMalformed);
+    EXPECT_EQ(fault_of(damaged([](machine::KvmDeviceState& s) { s.pit.channels[0].mode = 7; })), kMalformed);
+    EXPECT_EQ(fault_of(damaged([](machine::KvmDeviceState& s) { s.pit.channels[1].count = 0x20000; })), kMalformed);
+    auto half = bytes;
+    half.resize(half.size() / 2);
+    Reader hr(view(half));
+    EXPECT_EQ(fault_of(machine::get_kvm_devices(hr)), state::RecordFault::kTruncated);
 }
 
 // ------------------------------------------------------------ legacy devices
@@ -250,6 +267,50 @@ TEST(StateFile, EmptySectionRoundTrips) {
     ASSERT_TRUE(back) << back.error().message;
     EXPECT_EQ(*back, sections);
     fs::remove_all(tmpl);
+}
+
+// ------------------------------------------------------------ thin process
+
+TEST(ProcessState, RoundTripsAndNamesItsFault) {
+    thin::ProcessSnapshot p;
+    p.cwd = "/work";
+    p.brk_start = 0x600000;
+    p.brk = 0x621000;
+    p.files.push_back({thin::ProcessSnapshot::File::kPath, -1, "/data/log", O_WRONLY | O_APPEND, 42, false});
+    p.descriptors.push_back({3, 0, true});
+    p.descriptors.push_back({7, 0, false});  // a dup of 3: one file
+    auto encode = [](const thin::ProcessSnapshot& s) {
+        Writer w;
+        thin::put_process(w, s);
+        return w.take();
+    };
+    auto bytes = encode(p);
+    auto back = thin::get_process(Reader(view(bytes)));
+    ASSERT_TRUE(back) << back.error().message;
+    EXPECT_EQ(back->cwd, "/work");
+    EXPECT_EQ(back->brk, 0x621000u);
+    ASSERT_EQ(back->descriptors.size(), 2u);
+    EXPECT_EQ(back->descriptors[1].file, 0u);
+    EXPECT_EQ(back->files.at(0).offset, 42);
+
+    auto fault_of = [&](const thin::ProcessSnapshot& s) {
+        auto b = encode(s);
+        auto d = thin::get_process(Reader(view(b)));
+        return d ? std::optional<state::RecordFault>() : d.error().fault;
+    };
+    auto relative = p;
+    relative.cwd = "work";
+    EXPECT_EQ(fault_of(relative), state::RecordFault::kMalformed);
+    auto dangling = p;
+    dangling.descriptors[1].file = 5;  // no such file
+    EXPECT_EQ(fault_of(dangling), state::RecordFault::kMalformed);
+    auto many = p;
+    many.files.resize(thin::FdTable::kMaxFds + 1, p.files[0]);
+    auto d = thin::get_process(Reader(view(encode(many))));
+    ASSERT_FALSE(d);
+    EXPECT_EQ(d.error().fault, state::RecordFault::kMalformed);
+    EXPECT_EQ(d.error().message, "process state: too many files");
+    EXPECT_EQ(Error(d.error()).sys_errno, EINVAL);  // what callers above the records see
 }
 
 TEST(LegacyState, SerialRoundTripsRegistersAndUnreadInput) {

@@ -12,10 +12,10 @@
 namespace vessel::devices::legacy {
 
 void put_serial(state::Writer& w, const SerialState& s);
-Result<SerialState> get_serial(state::Reader& r);
+state::RecordResult<SerialState> get_serial(state::Reader& r);
 void put_cmos(state::Writer& w, const CmosState& s);
-Result<CmosState> get_cmos(state::Reader& r);
+state::RecordResult<CmosState> get_cmos(state::Reader& r);
 void put_i8042(state::Writer& w, const I8042State& s);
-Result<I8042State> get_i8042(state::Reader& r);
+state::RecordResult<I8042State> get_i8042(state::Reader& r);
 
 }  // namespace vessel::devices::legacy

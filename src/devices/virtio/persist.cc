@@ -37,7 +37,7 @@ void put_transport(Writer& w, const MmioTransportState& s) {
     w.bytes(s.config.data(), s.config.size());
 }
 
-Result<MmioTransportState> get_transport(Reader& r) {
+state::RecordResult<MmioTransportState> get_transport(Reader& r) {
     MmioTransportState s;
     s.device_id = r.u32();
     s.offered_features = r.u64();
@@ -51,7 +51,7 @@ Result<MmioTransportState> get_transport(Reader& r) {
     s.active = r.u8() != 0;
     s.failed = r.u8() != 0;
     uint32_t n = r.u32();
-    if (!r.ok() || n > kMaxQueues) return fail("virtio transport state is malformed", EINVAL);
+    if (!r.ok() || n > kMaxQueues) return state::malformed("virtio transport state is malformed");
     for (uint32_t i = 0; i < n; ++i) {
         QueueState q;
         q.size = r.u16();
@@ -65,7 +65,7 @@ Result<MmioTransportState> get_transport(Reader& r) {
         s.queues.push_back(q);
     }
     std::string config = r.str(kMaxConfigSpace);
-    if (!r.ok()) return fail("virtio transport state is malformed", EINVAL);
+    if (!r.ok()) return state::malformed("virtio transport state is malformed");
     s.config.assign(config.begin(), config.end());
     return s;
 }

@@ -11,6 +11,6 @@
 namespace vessel::devices::virtio {
 
 void put_transport(state::Writer& w, const MmioTransportState& s);
-Result<MmioTransportState> get_transport(state::Reader& r);
+state::RecordResult<MmioTransportState> get_transport(state::Reader& r);
 
 }  // namespace vessel::devices::virtio
