@@ -7,8 +7,8 @@
 #include <string_view>
 
 #include "fuzz/thin_syscalls.h"
+#include "machine/thin_layout.h"
 #include "machine/thin_snapshot.h"
-#include "machine/thin_vm_impl.h"
 #include "memory/address_space_state.h"
 #include "thin/process_state.h"
 

@@ -7,7 +7,7 @@
  * Guest virtual addresses below Linux's mmap_min_addr (0x10000) belong to the
  * VMM; the guest cannot map, unmap or protect them.
  *   0x0000  unmapped, so NULL pointers fault
- *   0x1000-0x4fff  GDT and TSS (supervisor only; see machine/thin_vm_impl.h)
+ *   0x1000-0x4fff  GDT and TSS (supervisor only; see machine/thin_layout.h)
  *   0x5000  the entry code, guest_entry.S (user, read+exec)
  *   0x6000  the shared page: fields and the random pool below, then the
  *           entry code's stack

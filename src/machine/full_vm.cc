@@ -12,13 +12,18 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <mutex>
+#include <optional>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "arch/x86/boot_params.h"
 #include "arch/x86/cpuid.h"
 #include "arch/x86/mptable.h"
 #include "arch/x86/x86.h"
+#include "base/fd.h"
 #include "base/text.h"
 #include "cpu/vcpu_set.h"
 #include "devices/bus.h"
@@ -35,7 +40,9 @@
 #include "jail/seccomp.h"
 #include "kvm/kvm.h"
 #include "loader/linux_loader.h"
-#include "machine/full_vm_impl.h"
+#include "machine/full_boot.h"
+#include "machine/full_snapshot.h"
+#include "machine/snapshot_dir.h"
 #include "machine/virtio_slots.h"
 #include "memory/guest_memory.h"
 
@@ -55,23 +62,6 @@ sigset_t stop_signals() {
     return set;
 }
 
-// Guest-physical layout below 1 MiB (the kernel's own data starts at 1 MiB;
-// everything here is what firmware would have left behind).
-constexpr uint64_t kBdaEbdaSegment = 0x40e;    // BIOS data area: EBDA segment
-constexpr uint64_t kBdaBaseMemoryKiB = 0x413;  // BIOS data area: base memory size
-constexpr uint64_t kGdtAddr = 0x500;           // boot GDT (Linux's __BOOT_CS/__BOOT_DS)
-constexpr uint64_t kTssAddr = 0x600;           // an empty TSS for the initial TR
-constexpr uint64_t kStartInfoAddr = 0x6000;    // PVH hvm_start_info
-constexpr uint64_t kPvhMemmapAddr = 0x6040;    //   its memory map
-constexpr uint64_t kPvhModlistAddr = 0x6e00;   //   its module list (the initrd)
-constexpr uint64_t kZeroPageAddr = 0x7000;     // boot_params
-constexpr uint64_t kBootStackTop = 0x8ff0;
-constexpr uint64_t kPageTablesAddr = 0x9000;  // identity map for the 64-bit entry
-constexpr uint64_t kCmdlineAddr = 0x20000;
-constexpr uint64_t kCmdlineMax = 0x10000;
-constexpr uint64_t kEbdaStart = 0x9fc00;  // MP table lives at the start of the EBDA
-constexpr uint64_t kBiosRomStart = 0xf0000;
-constexpr uint64_t kHighMemStart = 0x100000;
 // KVM needs three pages for the VT-x real-mode TSS and one for the identity
 // map, out of the guest's way, below 4 GiB.
 constexpr uint64_t kKvmTssAddr = 0xfffbd000;
@@ -80,22 +70,6 @@ constexpr uint64_t kKvmIdentityMapAddr = 0xfffbc000;
 constexpr uint32_t kApicLvtLint0 = 0x350, kApicLvtLint1 = 0x360;
 constexpr uint32_t kApicDeliveryExtInt = 7, kApicDeliveryNmi = 4;
 constexpr uint32_t kMsrMtrrDefType = 0x2ff;
-
-// A flat 4 GiB 32-bit segment (PVH's CS and data segments).
-kvm_segment flat_segment(uint16_t selector, uint8_t type) {
-    kvm_segment s{};
-    s.base = 0;
-    s.limit = 0xffffffff;
-    s.selector = selector;
-    s.type = type;
-    s.present = 1;
-    s.dpl = 0;
-    s.db = 1;
-    s.s = 1;
-    s.l = 0;
-    s.g = 1;
-    return s;
-}
 
 void set_lvt_delivery_mode(kvm_lapic_state& lapic, uint32_t reg, uint32_t mode) {
     uint32_t v;
@@ -112,6 +86,82 @@ void signal_eventfd(int fd) {
 }
 
 }  // namespace
+
+struct FullVm::Impl {
+    // One per vCPU: its exit dispatch (its runner is in `vcpus`).
+    struct Cpu final : cpu::ExitHandler {
+        Impl* vm = nullptr;
+        std::unique_ptr<kvm::Vcpu> vcpu;
+        cpu::VcpuRunner* runner = nullptr;
+        std::vector<kvm_cpuid_entry2> cpuid;  // the table given to KVM (snapshots carry it)
+        std::atomic<bool> probe_halt{false};
+        std::atomic<bool> halted{false};
+        std::atomic<uint64_t> exits{0};
+        std::atomic<uint64_t> exits_io{0}, exits_intr{0};
+
+        cpu::Action on_exit(kvm_run& run) override;
+        cpu::Action crash(FullRunOutcome::Reason reason, const std::string& what);
+    };
+
+    FullVmConfig config;
+    std::unique_ptr<kvm::System> system;
+    std::unique_ptr<kvm::Vm> vm;
+    std::unique_ptr<memory::GuestMemory> mem;
+    std::unique_ptr<devices::EventLoop> loop;
+    std::unique_ptr<devices::Console> console;
+    devices::Bus pio, mmio;
+    std::shared_ptr<devices::legacy::Serial> serial;
+    std::shared_ptr<devices::legacy::I8042> i8042;
+    std::shared_ptr<devices::legacy::Cmos> cmos;
+    std::vector<Fd> irqfds;
+    std::vector<std::shared_ptr<devices::virtio::MmioTransport>> transports;
+    std::vector<std::unique_ptr<Cpu>> cpus;
+    // Their loops, threads and the pause protocol. After `cpus`: it is
+    // destroyed first, ending any vCPU thread still running.
+    cpu::VcpuSet vcpus;
+    std::string cmdline, summary;
+    // What the back-ends turned out to be (recorded in snapshots): each
+    // disk's size in sectors, the NIC's MAC (random unless given).
+    std::vector<uint64_t> disk_sectors;
+    std::optional<devices::virtio::MacAddress> net_mac;
+
+    // Guards `outcome` until vcpus.stopping() says it is final.
+    std::mutex stop_mu;
+
+    // Serializes control calls (a resume waits for a snapshot); guards the
+    // snapshot fields and the I/O thread's start and stop.
+    mutable std::mutex control_mu;
+    std::string started_at;
+    std::string restored_from;
+    snapshot::DirtyTracking dirty;  // KVM's dirty logs; the parent of the next diff
+    FullRunOutcome outcome;
+    Fd stop_event;  // wakes run()'s wait
+
+    void stop(FullRunOutcome::Reason reason, const std::string& diagnostic = {});
+    Result<int> add_irqfd(unsigned gsi);
+
+    // --- set-up pieces shared by create() and restore() ---
+    // Checks the configuration, opens KVM, creates the VM with its irqchip and PIT.
+    Result<> open_machine();
+    // Takes `memory` as guest RAM (KVM slot 0).
+    Result<> attach_memory(memory::GuestMemory memory, uint32_t flags);
+    // The I/O thread's loop, the legacy devices and the virtio devices.
+    Result<> setup_io();
+    Result<> setup_devices();
+    Result<> setup_virtio();
+    Result<> setup_vcpu(Cpu& c, unsigned index, const std::vector<kvm_cpuid_entry2>& supported);
+    // Creates vCPU `index` (no state yet).
+    Result<Cpu*> add_cpu(unsigned index);
+    // Starts the I/O thread with the stop signals blocked, as run() does
+    // for every thread it starts (the caller may be any thread).
+    Result<> start_loop();
+
+    // --- snapshots ---
+    // The machine's records, from its paused vCPUs, KVM's chips and its devices.
+    Result<FullVmRecord> capture_record();
+    // Registers guest RAM with KVM with `flags` (slot 0).
+    Result<> register_memory(uint32_t flags);
+};
 
 const char* describe(FullRunOutcome::Reason reason) {
     switch (reason) {
@@ -313,128 +363,6 @@ Result<> FullVm::Impl::setup_virtio() {
     return {};
 }
 
-Result<> FullVm::Impl::setup_memory_and_boot(uint64_t& entry, bool& pvh) {
-    auto kernel_file = loader::map_file(config.kernel);
-    if (!kernel_file) return std::unexpected(kernel_file.error());
-    std::span<const uint8_t> kbytes(kernel_file->data(), kernel_file->size());
-    auto format = loader::detect_kernel_format(kbytes);
-    if (!format) return fail(config.kernel + ": " + format.error().message, ENOEXEC);
-
-    Mapping initrd_file;
-    if (!config.initrd.empty()) {
-        auto f = loader::map_file(config.initrd);
-        if (!f) return std::unexpected(f.error());
-        initrd_file = std::move(*f);
-    }
-
-    const uint64_t ram_end = mem->size();
-    uint64_t kernel_end = 0;
-    uint32_t cmdline_max = 2047;  // COMMAND_LINE_SIZE - 1 on x86
-    std::optional<x86::SetupHeader> image_header;
-    std::string how;
-    if (*format == loader::KernelFormat::kVmlinux) {
-        auto image = loader::parse_vmlinux(kbytes);
-        if (!image) return fail(config.kernel + ": " + image.error().message, ENOEXEC);
-        if (config.entry == BootEntry::kPvh && !image->pvh_entry)
-            return fail(config.kernel + ": no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY); use --boot-entry linux64",
-                        ENOEXEC);
-        if (auto r = loader::load_vmlinux(*mem, kbytes, *image, ram_end); !r)
-            return fail(config.kernel + ": " + r.error().message, r.error().sys_errno);
-        pvh = image->pvh_entry && config.entry != BootEntry::kLinux64;
-        entry = pvh ? *image->pvh_entry : image->entry64;
-        kernel_end = image->highest;
-        how = pvh ? "vmlinux, PVH entry" : "vmlinux, 64-bit entry";
-    } else {
-        if (config.entry == BootEntry::kPvh)
-            return fail(config.kernel + ": a bzImage has no PVH entry; use a vmlinux", ENOEXEC);
-        auto image = loader::parse_bzimage(kbytes);
-        if (!image) return fail(config.kernel + ": " + image.error().message, ENOEXEC);
-        if (auto r = loader::load_bzimage(*mem, *image, ram_end); !r)
-            return fail(config.kernel + ": " + r.error().message, r.error().sys_errno);
-        pvh = false;
-        entry = image->load_address + loader::kBzImage64BitEntryOffset;
-        kernel_end = image->load_address + image->memory_needed;
-        cmdline_max = image->cmdline_max;
-        image_header = image->header;
-        how = "bzImage, 64-bit entry";
-    }
-
-    if (cmdline.size() > cmdline_max || cmdline.size() >= kCmdlineMax)
-        return fail("kernel command line is " + std::to_string(cmdline.size()) + " bytes; this kernel takes at most " +
-                        std::to_string(cmdline_max),
-                    EINVAL);
-    std::memcpy(mem->host(kCmdlineAddr, cmdline.size() + 1), cmdline.c_str(), cmdline.size() + 1);
-
-    uint64_t initrd_addr = 0, initrd_size = initrd_file.size();
-    if (initrd_size) {
-        uint64_t highest = ram_end;
-        if (image_header && image_header->initrd_addr_max)
-            highest = std::min<uint64_t>(highest, uint64_t(image_header->initrd_addr_max) + 1);
-        auto addr =
-            loader::load_initrd(*mem, std::span<const uint8_t>(initrd_file.data(), initrd_size), kernel_end, highest);
-        if (!addr) return fail(config.initrd + ": " + addr.error().message, ENOMEM);
-        initrd_addr = *addr;
-    }
-
-    // The memory map: low RAM up to the EBDA, the EBDA and BIOS ROM reserved,
-    // RAM from 1 MiB.
-    x86::E820Map e820;
-    if (auto r = e820.add(0, kEbdaStart, x86::e820::kRam); !r) return std::unexpected(r.error());
-    if (auto r = e820.add(kEbdaStart, 0xa0000 - kEbdaStart, x86::e820::kReserved); !r)
-        return std::unexpected(r.error());
-    if (auto r = e820.add(kBiosRomStart, kHighMemStart - kBiosRomStart, x86::e820::kReserved); !r)
-        return std::unexpected(r.error());
-    if (auto r = e820.add(kHighMemStart, ram_end - kHighMemStart, x86::e820::kRam); !r)
-        return std::unexpected(r.error());
-
-    // What firmware leaves: the BDA pointing at the EBDA, and the MP table in it.
-    uint16_t ebda_segment = kEbdaStart >> 4, base_kib = kEbdaStart >> 10;
-    std::memcpy(mem->host(kBdaEbdaSegment, 2), &ebda_segment, 2);
-    std::memcpy(mem->host(kBdaBaseMemoryKiB, 2), &base_kib, 2);
-    auto mp = x86::build_mptable(kEbdaStart, config.cpus);
-    if (!mp) return std::unexpected(mp.error());
-    if (mp->size() > 0xa0000 - kEbdaStart) return fail("MP table does not fit in the EBDA", EINVAL);
-    std::memcpy(mem->host(kEbdaStart, mp->size()), mp->data(), mp->size());
-
-    if (pvh) {
-        x86::HvmStartInfo si{};
-        si.magic = x86::kHvmStartMagic;
-        si.version = 1;
-        si.cmdline_paddr = kCmdlineAddr;
-        si.memmap_paddr = kPvhMemmapAddr;
-        si.memmap_entries = static_cast<uint32_t>(e820.entries().size());
-        for (size_t i = 0; i < e820.entries().size(); ++i) {
-            const auto& e = e820.entries()[i];
-            x86::HvmMemmapEntry m{e.addr, e.size, e.type, 0};
-            std::memcpy(mem->host(kPvhMemmapAddr + i * sizeof m, sizeof m), &m, sizeof m);
-        }
-        if (initrd_size) {
-            x86::HvmModlistEntry mod{initrd_addr, initrd_size, 0, 0};
-            std::memcpy(mem->host(kPvhModlistAddr, sizeof mod), &mod, sizeof mod);
-            si.nr_modules = 1;
-            si.modlist_paddr = kPvhModlistAddr;
-        }
-        std::memcpy(mem->host(kStartInfoAddr, sizeof si), &si, sizeof si);
-    } else {
-        x86::BootParamsSpec spec;
-        spec.cmdline_addr = kCmdlineAddr;
-        spec.cmdline_size = static_cast<uint32_t>(cmdline.size());
-        spec.initrd_addr = initrd_addr;
-        spec.initrd_size = initrd_size;
-        spec.e820 = e820.entries();
-        auto bp = x86::build_boot_params(image_header ? &*image_header : nullptr, spec);
-        if (!bp) return std::unexpected(bp.error());
-        std::memcpy(mem->host(kZeroPageAddr, sizeof *bp), &*bp, sizeof *bp);
-        x86::build_identity_page_tables(mem->span(kPageTablesAddr, x86::kIdentityTablePages * memory::kPageSize),
-                                        kPageTablesAddr);
-    }
-
-    summary = how + " at " + hex(entry) + ", " + std::to_string(mem->size() >> 20) + " MiB, " +
-              std::to_string(config.cpus) + " vCPU" + (config.cpus > 1 ? "s" : "") +
-              (initrd_size ? ", initrd " + std::to_string(initrd_size >> 10) + " KiB at " + hex(initrd_addr) : "");
-    return {};
-}
-
 Result<> FullVm::Impl::setup_vcpu(Cpu& c, unsigned index, const std::vector<kvm_cpuid_entry2>& supported) {
     c.cpuid = x86::build_vcpu_cpuid(supported, index, config.cpus);
     if (auto r = c.vcpu->set_cpuid(c.cpuid); !r) return std::unexpected(r.error());
@@ -470,62 +398,6 @@ Result<> FullVm::Impl::setup_vcpu(Cpu& c, unsigned index, const std::vector<kvm_
     set_lvt_delivery_mode(*lapic, kApicLvtLint0, kApicDeliveryExtInt);
     set_lvt_delivery_mode(*lapic, kApicLvtLint1, kApicDeliveryNmi);
     if (auto r = c.vcpu->set_lapic(*lapic); !r) return std::unexpected(r.error());
-    return {};
-}
-
-Result<> FullVm::Impl::setup_boot_cpu(Cpu& c, uint64_t entry, bool pvh) {
-    auto sregs = c.vcpu->get_sregs();
-    if (!sregs) return std::unexpected(sregs.error());
-    kvm_regs regs{};
-    regs.rflags = x86::rflags::kReserved1;
-    regs.rip = entry;
-
-    if (pvh) {
-        // PVH: 32-bit protected mode, paging off; flat CS/DS; a 32-bit busy
-        // TSS; EBX = hvm_start_info.
-        uint64_t* gdt = reinterpret_cast<uint64_t*>(mem->host(kGdtAddr, 4 * 8));
-        gdt[0] = 0;
-        // code: ring 0, exec/read, accessed; 4K, 32-bit. data: read/write, accessed. 32-bit busy TSS.
-        gdt[1] = x86::gdt_descriptor(0, 0xfffff, 0xb, true, 0, false, true, true);
-        gdt[2] = x86::gdt_descriptor(0, 0xfffff, 0x3, true, 0, false, true, true);
-        gdt[3] = x86::gdt_descriptor(static_cast<uint32_t>(kTssAddr), 0x67, 0xb, false, 0, false, false, false);
-        sregs->cs = flat_segment(0x08, 0xb);
-        sregs->ds = sregs->es = sregs->fs = sregs->gs = sregs->ss = flat_segment(0x10, 0x3);
-        sregs->tr = {};
-        sregs->tr.base = kTssAddr;
-        sregs->tr.limit = 0x67;
-        sregs->tr.selector = 0x18;
-        sregs->tr.type = 0xb;
-        sregs->tr.present = 1;
-        sregs->ldt = {};
-        sregs->ldt.type = 0x2;
-        sregs->ldt.present = 1;
-        sregs->ldt.limit = 0xffff;
-        sregs->gdt.base = kGdtAddr;
-        sregs->gdt.limit = 4 * 8 - 1;
-        sregs->idt.base = 0;
-        sregs->idt.limit = 0;
-        sregs->cr0 = x86::cr0::kPE | x86::cr0::kET;
-        sregs->cr3 = 0;
-        sregs->cr4 = 0;
-        sregs->efer = 0;
-        regs.rbx = kStartInfoAddr;
-    } else {
-        // The 64-bit boot protocol: long mode with an identity map, __BOOT_CS
-        // = 0x10 and __BOOT_DS = 0x18, interrupts off, RSI = boot_params.
-        x86::build_gdt(reinterpret_cast<uint64_t*>(mem->host(kGdtAddr, x86::kGdtEntries * 8)), kTssAddr, 0x67);
-        x86::setup_long_mode(*sregs, {.cr3 = kPageTablesAddr,
-                                      .gdt_base = kGdtAddr,
-                                      .tss_base = kTssAddr,
-                                      .tss_limit = 0x67,
-                                      .user_mode = false});
-        sregs->cr4 = x86::cr4::kPAE;
-        sregs->efer = x86::efer::kLME | x86::efer::kLMA;
-        regs.rsi = kZeroPageAddr;
-        regs.rsp = regs.rbp = kBootStackTop;
-    }
-    if (auto r = c.vcpu->set_sregs(*sregs); !r) return std::unexpected(r.error());
-    if (auto r = c.vcpu->set_regs(regs); !r) return std::unexpected(r.error());
     return {};
 }
 
@@ -578,6 +450,10 @@ Result<> FullVm::Impl::open_machine() {
 
 Result<> FullVm::Impl::attach_memory(memory::GuestMemory memory, uint32_t flags) {
     mem = std::make_unique<memory::GuestMemory>(std::move(memory));
+    return register_memory(flags);
+}
+
+Result<> FullVm::Impl::register_memory(uint32_t flags) {
     return vm->set_user_memory_region(0, 0, mem->size(), mem->host_base(), flags);
 }
 
@@ -620,9 +496,9 @@ Result<std::unique_ptr<FullVm>> FullVm::create(const FullVmConfig& config) {
     if (auto r = m.attach_memory(std::move(*mem), 0); !r) return std::unexpected(r.error());
     if (auto r = m.setup_io(); !r) return std::unexpected(r.error());
 
-    uint64_t entry = 0;
-    bool pvh = false;
-    if (auto r = m.setup_memory_and_boot(entry, pvh); !r) return std::unexpected(r.error());
+    auto boot = load_kernel(config, m.cmdline, *m.mem);
+    if (!boot) return std::unexpected(boot.error());
+    m.summary = boot->summary;
 
     auto supported = m.system->supported_cpuid();
     if (!supported) return std::unexpected(supported.error());
@@ -631,7 +507,7 @@ Result<std::unique_ptr<FullVm>> FullVm::create(const FullVmConfig& config) {
         if (!c) return std::unexpected(c.error());
         if (auto r = m.setup_vcpu(**c, i, *supported); !r) return wrap("vCPU " + std::to_string(i), r.error());
         if (i == 0)
-            if (auto r = m.setup_boot_cpu(**c, entry, pvh); !r) return wrap("vCPU 0", r.error());
+            if (auto r = set_boot_registers(*(*c)->vcpu, *m.mem, *boot); !r) return wrap("vCPU 0", r.error());
     }
     return self;
 }
@@ -751,6 +627,123 @@ Metrics FullVm::metrics() const {
     if (m.mem) out.guest_memory_touched_bytes = m.mem->resident_bytes();
     return out;
 }
+// ---------------------------------------------------------------- snapshots
+//
+// The records are each component's (cpu/vcpu_state, machine/kvm_chips_state,
+// devices/*/persist); full_snapshot.* turns them into sections and checks
+// them, snapshot_dir.* writes and reads the directory. Here they are
+// gathered from this machine and given back to a new one.
+
+Result<FullVmRecord> FullVm::Impl::capture_record() {
+    FullVmRecord r;
+    r.config = config;
+    r.kernel_cmdline = cmdline;
+    r.disk_sectors = disk_sectors;
+    r.mac = net_mac;
+    for (size_t i = 0; i < cpus.size(); ++i) {
+        auto s = cpu::capture_vcpu(*cpus[i]->vcpu, cpu::kFullVcpuMsrs, &cpus[i]->cpuid);
+        if (!s) return wrap("vCPU " + std::to_string(i), s.error());
+        r.vcpus.push_back(std::move(*s));
+    }
+    auto chips = capture_kvm_devices(*vm);
+    if (!chips) return std::unexpected(chips.error());
+    r.chips = *chips;
+    r.serial = serial->save();
+    r.cmos = cmos->save();
+    r.i8042 = i8042->save();
+    for (const auto& t : transports) r.transports.push_back(t->save());
+    return r;
+}
+
+Result<SnapshotInfo> FullVm::snapshot(const SnapshotTarget& target, SnapshotType type) {
+    Impl& m = *impl_;
+    std::lock_guard lock(m.control_mu);  // also keeps run() from stopping the I/O thread under us
+    const VmState state = m.vcpus.state();
+    if (state != VmState::kPaused || m.vcpus.stopping())
+        return fail(std::string("VM is ") + (m.vcpus.stopping() ? "stopping" : to_string(state)) +
+                        "; pause it before taking a snapshot",
+                    EBUSY);
+    if (type == SnapshotType::kDiff && m.dirty.last_snapshot.empty())
+        return fail("no earlier snapshot of this VM to build a diff on; take a full snapshot first", EINVAL);
+    // The I/O thread stands too: no device writes guest memory or moves a
+    // queue while they are saved. Its fds keep their events for later.
+    m.loop->stop();
+    // The machine's moment first (vCPUs, in-kernel devices and clock), then
+    // memory, which nothing changes while the vCPUs and the I/O thread stand.
+    auto r = [&]() -> Result<SnapshotInfo> {
+        auto record = m.capture_record();
+        if (!record) return std::unexpected(record.error());
+        return snapshot::write(target, type, *m.vm, *m.mem, m.dirty, full_config_json(*record), full_records(*record),
+                               [&m] { return m.register_memory(KVM_MEM_LOG_DIRTY_PAGES); });
+    }();
+    auto restarted = m.start_loop();
+    if (r && !restarted) return wrap("snapshot written, but the I/O thread did not restart", restarted.error());
+    return r;
+}
+
+Result<std::unique_ptr<FullVm>> FullVm::restore(const std::string& dir, const ConsoleSpec& console,
+                                                const std::string& kvm_path) {
+    auto chain = snapshot::load_chain(dir, MachineKind::kFull, kFullSections);
+    if (!chain) return std::unexpected(chain.error());
+    const snapshot::Loaded& newest = chain->front();
+    const std::string& where = newest.dir;
+    // Decode and check everything before building anything.
+    auto record = decode_full_snapshot(newest);
+    if (!record) return std::unexpected(record.error());
+    FullVmConfig config = record->config;
+    config.console = console;
+    config.kvm_path = kvm_path;
+
+    std::unique_ptr<FullVm> self(new FullVm());
+    Impl& m = *self->impl_;
+    m.config = config;
+    m.cmdline = config.cmdline;
+    m.net_mac = record->mac;
+    if (auto r = m.open_machine(); !r) return wrap(where, r.error());
+    auto mem = snapshot::map_chain(*chain);
+    if (!mem) return std::unexpected(mem.error());
+    // Dirty logging from the start: the next snapshot may be a diff on this one.
+    if (auto r = m.attach_memory(std::move(*mem), KVM_MEM_LOG_DIRTY_PAGES); !r) return std::unexpected(r.error());
+    m.mem->start_dirty_tracking();
+    m.dirty.logging = true;
+    if (auto r = m.setup_io(); !r) return std::unexpected(r.error());
+    // Same devices, same order: the same MMIO windows and IRQs as the guest knows.
+    if (m.cmdline != record->kernel_cmdline)
+        return fail(where + ": the re-created devices do not match the snapshot's (command line \"" + m.cmdline +
+                        "\", recorded \"" + record->kernel_cmdline + "\")",
+                    EINVAL);
+    if (record->transports.size() != m.transports.size())
+        return fail(where + ": the snapshot has state for " + std::to_string(record->transports.size()) +
+                        " virtio devices, the machine has " + std::to_string(m.transports.size()),
+                    EINVAL);
+
+    auto supported = m.system->supported_cpuid();
+    if (!supported) return std::unexpected(supported.error());
+    for (unsigned i = 0; i < config.cpus; ++i) {
+        const cpu::VcpuState& s = record->vcpus[i];
+        if (auto r = check_cpuid(s.machine->cpuid, x86::build_vcpu_cpuid(*supported, i, config.cpus)); !r)
+            return wrap(where, r.error());
+        auto c = m.add_cpu(i);
+        if (!c) return std::unexpected(c.error());
+        (*c)->cpuid = s.machine->cpuid;
+        if (auto r = cpu::apply_vcpu(*(*c)->vcpu, s); !r) return wrap(where + ": vCPU " + std::to_string(i), r.error());
+    }
+    // After the vCPUs: the I/O APIC may deliver to their LAPICs at once.
+    if (auto r = apply_kvm_devices(*m.vm, record->chips); !r) return wrap(where, r.error());
+
+    if (auto r = m.serial->restore(record->serial); !r) return wrap(where, r.error());
+    if (auto r = m.cmos->restore(record->cmos); !r) return wrap(where, r.error());
+    if (auto r = m.i8042->restore(record->i8042); !r) return wrap(where, r.error());
+    for (size_t i = 0; i < m.transports.size(); ++i)
+        if (auto r = m.transports[i]->restore(record->transports[i]); !r) return wrap(where, r.error());
+
+    m.restored_from = newest.dir;
+    m.dirty.last_snapshot = newest.dir;
+    m.summary = "restored from " + newest.dir + ", " + std::to_string(m.mem->size() >> 20) + " MiB, " +
+                std::to_string(config.cpus) + " vCPU" + (config.cpus > 1 ? "s" : "");
+    return self;
+}
+
 std::string FullVm::vsock_socket() const { return vsock_socket_path(impl_->config); }
 
 std::string vsock_socket_path(const FullVmConfig& c) {

@@ -338,6 +338,44 @@ json metadata(const MemoryLayout& layout) {
     return {{"type", layout.diff ? "diff" : "full"}, {"parent", layout.parent}, {"created_at", now_rfc3339()}};
 }
 
+Result<> restart_dirty_logging(kvm::Vm& vm, memory::GuestMemory& mem, DirtyTracking& tracking,
+                               const std::function<Result<>()>& enable) {
+    if (!tracking.logging) {
+        if (auto r = enable(); !r) return r;
+        mem.start_dirty_tracking();
+        tracking.logging = true;
+    }
+    auto pages = collect_dirty_pages(vm, mem);  // clears KVM's logs and ours
+    if (!pages) return std::unexpected(pages.error());
+    return {};
+}
+
+Result<SnapshotInfo> write(const SnapshotTarget& target, SnapshotType type, kvm::Vm& vm, memory::GuestMemory& mem,
+                           DirtyTracking& tracking, json config, state::Sections records,
+                           const std::function<Result<>()>& enable_logging) {
+    if (type == SnapshotType::kDiff && tracking.last_snapshot.empty())
+        return fail("no earlier snapshot of this VM to build a diff on; take a full snapshot first", EINVAL);
+    // Until commit(), a failure leaves nothing half-written.
+    auto out = open_output(target);
+    if (!out) return std::unexpected(out.error());
+    SnapshotInfo info;
+    info.path = out->dir();
+    auto layout = write_memory_image(out->memory(), vm, mem, type, tracking.last_snapshot, tracking.logging, info);
+    if (!layout) return std::unexpected(layout.error());
+    Writer mem_w;
+    put_memory(mem_w, *layout);
+    config["snapshot"] = metadata(*layout);
+    std::string cfg_text = config.dump(2);
+    records[Section::kConfig] = std::vector<uint8_t>(cfg_text.begin(), cfg_text.end());
+    records[Section::kMemory] = mem_w.take();
+    if (auto r = out->write_state(records); !r) return std::unexpected(r.error());
+    if (auto r = out->commit(); !r) return std::unexpected(r.error());
+
+    if (auto r = restart_dirty_logging(vm, mem, tracking, enable_logging); !r) return std::unexpected(r.error());
+    tracking.last_snapshot = info.path;
+    return info;
+}
+
 }  // namespace snapshot
 
 Result<MachineKind> snapshot_kind(const std::string& dir) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
@@ -132,5 +133,27 @@ Result<MemoryLayout> write_memory_image(AtomicFile& out, kvm::Vm& vm, memory::Gu
 
 // The "snapshot" member of the config JSON.
 nlohmann::json metadata(const MemoryLayout& layout);
+
+// What a machine keeps between its snapshots: whether KVM logs the pages
+// the guest writes, and the snapshot the next diff builds on.
+struct DirtyTracking {
+    bool logging = false;
+    std::string last_snapshot;
+};
+
+// Turns logging on through `enable` (which registers the machine's memory
+// with KVM_MEM_LOG_DIRTY_PAGES) unless it is on, then clears the logs: the
+// next diff holds only what is written from now on.
+Result<> restart_dirty_logging(kvm::Vm& vm, memory::GuestMemory& mem, DirtyTracking& tracking,
+                               const std::function<Result<>()>& enable);
+
+// Writes a snapshot of a paused machine into `target`: the memory image
+// (full, or a diff on tracking.last_snapshot), then state.bin holding
+// `config` (with its "snapshot" member added), the memory section and the
+// machine's component `records`; committed atomically (Output). Then
+// restarts dirty logging and makes this the parent of the next diff.
+Result<SnapshotInfo> write(const SnapshotTarget& target, SnapshotType type, kvm::Vm& vm, memory::GuestMemory& mem,
+                           DirtyTracking& tracking, nlohmann::json config, state::Sections records,
+                           const std::function<Result<>()>& enable_logging);
 
 }  // namespace vessel::machine::snapshot

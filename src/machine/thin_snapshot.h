@@ -1,7 +1,7 @@
-// A thin VM's configuration section (docs/snapshot-format.md). Declared
-// here, not only in snapshot.cc, so fuzz/thin_snapshot_fuzz.cc can feed the
-// decoder. The thin process's and the address space's records are beside
-// them: thin/process_state.h, memory/address_space_state.h.
+// A thin VM's configuration section (docs/snapshot-format.md), used by
+// thin_vm.cc's snapshot and restore and fed to fuzz/thin_snapshot_fuzz.cc.
+// The thin process's and the address space's records are beside their
+// components: thin/process_state.h, memory/address_space_state.h.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -11,7 +11,8 @@
 
 namespace vessel::machine {
 
-// The kConfig section's JSON.
+// The kConfig section's JSON (snapshot_dir adds its "snapshot" member).
+nlohmann::json config_to_json(const ThinVmConfig& config, uint64_t mem_bytes);
 Result<ThinVmConfig> config_from_json(const nlohmann::json& j);
 
 }  // namespace vessel::machine

@@ -7,12 +7,14 @@
 #include <unistd.h>
 #include <x86intrin.h>
 
+#include <atomic>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <mutex>
 
 #include "arch/x86/cpuid.h"
 #include "arch/x86/exceptions.h"
@@ -21,11 +23,24 @@
 #include "base/cache_dir.h"
 #include "base/safe_file.h"
 #include "base/text.h"
+#include "base/timings.h"
+#include "cpu/vcpu_set.h"
+#include "cpu/vcpu_state.h"
+#include "kvm/kvm.h"
 #include "loader/decode_helper.h"
 #include "loader/program.h"
 #include "loader/rewriter.h"
 #include "machine/exit_status.h"
-#include "machine/thin_vm_impl.h"
+#include "machine/snapshot_dir.h"
+#include "machine/thin_layout.h"
+#include "machine/thin_snapshot.h"
+#include "memory/address_space.h"
+#include "memory/address_space_state.h"
+#include "memory/guest_memory.h"
+#include "state/format.h"
+#include "thin/guest_entry.h"
+#include "thin/process.h"
+#include "thin/process_state.h"
 
 namespace vessel::machine {
 namespace {
@@ -77,9 +92,94 @@ std::string boot_cache_path(const std::string& name) {
 // "cpuid2": files written before the kvm_cpuid2 layout fix hold skewed entries.
 std::string cpuid_cache_path() { return boot_cache_path("cpuid2"); }
 
+// The host's own CPUID answers, through the per-boot cache: what a thin
+// guest's `cpuid` answers, rewritten site or not (arch/x86/host_cpuid.h).
+std::vector<x86::CpuidAnswer> host_cpuid_answers() { return x86::host_cpuid(boot_cache_path("host-cpuid")); }
+
+const std::vector<state::Section> kThinSections = {state::Section::kConfig, state::Section::kVcpu,
+                                                   state::Section::kThinProcess, state::Section::kAddressSpace,
+                                                   state::Section::kMemory};
+
 }  // namespace
 
-std::vector<x86::CpuidAnswer> host_cpuid_answers() { return x86::host_cpuid(boot_cache_path("host-cpuid")); }
+struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
+    ThinVmConfig config;
+    std::unique_ptr<kvm::System> system;
+    std::unique_ptr<kvm::Vm> vm;
+    std::unique_ptr<memory::GuestMemory> mem;
+    std::unique_ptr<memory::AddressSpace> as;
+    std::unique_ptr<kvm::Vcpu> vcpu;
+    uint64_t kvm_xcr0 = 0x3;  // the XCR0 bits KVM can give a guest (its leaf 0xd), set by create_vcpu
+    // The vCPU's loop and the pause protocol; `runner` is the one vCPU in it.
+    cpu::VcpuSet vcpus;
+    cpu::VcpuRunner* runner = nullptr;
+    // A host call the kick interrupted: once KVM has finished the exit, the
+    // guest is put back on its `out` to make the call again (on_exit).
+    bool restart_syscall = false;
+    std::unique_ptr<thin::Process> process;
+    Stats stats;
+    RunOutcome outcome;
+    PhaseTimer timer;
+
+    // Serializes control calls (a resume waits for a snapshot) and guards
+    // the fields below.
+    mutable std::mutex lock;
+    std::string started_at;
+    std::string restored_from;
+    snapshot::DirtyTracking dirty;  // KVM's dirty logs; the parent of the next diff
+
+    // Exit counters, read by metrics() from other threads.
+    std::atomic<uint64_t> exits_io{0}, exits_intr{0}, exits_other{0};
+
+    // --- create()'s steps, in order (thin_vm.cc) ---
+    struct Build;
+    Result<> map_program(Build& b);
+    Result<> build_system_pages(Build& b);
+    Result<> find_syscall_sites(Build& b);
+    Result<> enter_user_mode(Build& b);
+    Result<> load_program(Build& b);
+    Result<> set_entry_registers(Build& b);
+
+    // --- set-up pieces shared by create() and restore() ---
+    Result<> open_kvm();
+    Result<> register_memory(uint32_t flags = 0);
+    // The vCPU, with the CPUID table a thin guest sees (host_cpuid.h: the
+    // host's answers over KVM's table). Returns that table.
+    Result<std::vector<kvm_cpuid_entry2>> create_vcpu(std::span<const arch::x86::CpuidAnswer> host);
+    // open_kvm, register_memory and create_vcpu. Returns the vCPU's CPUID.
+    Result<std::vector<kvm_cpuid_entry2>> create_kvm_vm(std::span<const arch::x86::CpuidAnswer> host);
+    // The guest-side clock turns the guest's `rdtsc` into time by a formula
+    // the VMM calibrates with its own `rdtsc`: the two must count alike.
+    // Under PVM they do; KVM on VT-x/AMD-V counts a vCPU's TSC from its
+    // creation (or from a restored snapshot's value). Sets the vCPU's offset
+    // to 0 (once its MSRs are final); where KVM cannot, returns the offset
+    // measured, for the process to add.
+    uint64_t align_guest_tsc();
+    // `fsgsbase`: the vCPU runs with CR4.FSGSBASE (the guest may set FS itself).
+    void finish_setup(thin::Sandbox sandbox, bool fsgsbase);
+
+    // --- thin::CpuAccess ---
+    bool set_segment_base(kvm_segment kvm_sregs::*seg, uint64_t base);
+    uint64_t segment_base(kvm_segment kvm_sregs::*seg);
+    bool set_fs_base(uint64_t base) override { return set_segment_base(&kvm_sregs::fs, base); }
+    bool set_gs_base(uint64_t base) override { return set_segment_base(&kvm_sregs::gs, base); }
+    uint64_t fs_base() override { return segment_base(&kvm_sregs::fs); }
+    uint64_t gs_base() override { return segment_base(&kvm_sregs::gs); }
+
+    // --- cpu::ExitHandler ---
+    cpu::Action on_exit(kvm_run& run) override;
+    cpu::Action crash(const std::string& why);
+    // The crash line and status for a fault at `rip`/`rsp` (not the vCPU's registers).
+    cpu::Action crash_at(const std::string& why, uint64_t rip, uint64_t rsp, int status);
+    // An exception stub's report (a one-byte `out` from page 1): the guest
+    // dies of the signal Linux would send, with a line naming it.
+    cpu::Action guest_exception();
+    // A rewritten `syscall` (`out dx, eax`): the thin process serves it.
+    cpu::Action guest_syscall(kvm_run& run);
+
+    // --- snapshots ---
+    Result<SnapshotInfo> write_snapshot(const SnapshotTarget& target, SnapshotType type);
+};
 
 // ---------------------------------------------------------------- set-up
 
@@ -514,6 +614,92 @@ Result<SnapshotInfo> ThinVm::snapshot(const SnapshotTarget& target, SnapshotType
     if (const VmState state = m.vcpus.state(); state != VmState::kPaused)
         return fail(std::string("VM is ") + to_string(state) + "; pause it before taking a snapshot", EBUSY);
     return m.write_snapshot(target, type);
+}
+
+// ---------------------------------------------------------------- snapshots
+//
+// The records are each component's (cpu/vcpu_state, thin/process_state,
+// memory/address_space_state); the directory, memory image and diff chains
+// are snapshot_dir's; the configuration's JSON is thin_snapshot's. Here they
+// are gathered from this machine and given back to a new one.
+
+Result<SnapshotInfo> ThinVm::Impl::write_snapshot(const SnapshotTarget& target, SnapshotType type) {
+    auto ps = process->capture();
+    if (!ps) return std::unexpected(ps.error());
+    auto vcpu_state = cpu::capture_vcpu(*vcpu, cpu::kThinVcpuMsrs, nullptr);
+    if (!vcpu_state) return std::unexpected(vcpu_state.error());
+    state::Writer vcpu_w, proc_w, as_w;
+    cpu::put_vcpu(vcpu_w, *vcpu_state);
+    thin::put_process(proc_w, *ps);
+    memory::put_address_space(as_w, *as);
+    state::Sections records;
+    records[state::Section::kVcpu] = vcpu_w.take();
+    records[state::Section::kThinProcess] = proc_w.take();
+    records[state::Section::kAddressSpace] = as_w.take();
+    return snapshot::write(target, type, *vm, *mem, dirty, config_to_json(config, mem->size()), std::move(records),
+                           [this] { return register_memory(KVM_MEM_LOG_DIRTY_PAGES); });
+}
+
+Result<std::unique_ptr<ThinVm>> ThinVm::restore(const std::string& dir, const std::string& kvm_path) {
+    using snapshot::view;
+    using state::Reader;
+    using state::Section;
+    std::unique_ptr<ThinVm> self(new ThinVm());  // first, so its timer covers reading the files
+    Impl& m = *self->impl_;
+    auto chain = snapshot::load_chain(dir, MachineKind::kThin, kThinSections);
+    if (!chain) return std::unexpected(chain.error());
+    const snapshot::Loaded& newest = chain->front();
+    const snapshot::MemoryLayout& layout = newest.memory;
+    if (layout.ram_size < kPoolStart) return fail(newest.dir + ": memory layout is malformed", EINVAL);
+
+    auto config = config_from_json(newest.config);
+    if (!config) return wrap(newest.dir, config.error());
+    config->kvm_path = kvm_path;
+    if (config->mem_size != layout.ram_size)
+        return fail(newest.dir + ": memory size disagrees with the layout", EINVAL);
+
+    m.config = *config;
+
+    auto mem = snapshot::map_chain(*chain);
+    if (!mem) return std::unexpected(mem.error());
+    m.mem = std::make_unique<memory::GuestMemory>(std::move(*mem));
+    m.timer.mark("read state, map memory");
+
+    auto sandbox = thin::Sandbox::create(config->root, config->rw);
+    if (!sandbox) return wrap("restore", sandbox.error());
+    if (auto r = m.open_kvm(); !r) return std::unexpected(r.error());
+    // Dirty logging from the start: the next snapshot may be a diff on this one.
+    if (auto r = m.register_memory(KVM_MEM_LOG_DIRTY_PAGES); !r) return std::unexpected(r.error());
+    m.dirty.logging = true;
+    m.mem->start_dirty_tracking();
+    m.as = std::make_unique<memory::AddressSpace>(*m.mem, kPoolStart);
+    if (auto r = memory::get_address_space(Reader(view(newest.sections.at(Section::kAddressSpace))), *m.as, *m.mem,
+                                           kPoolStart);
+        !r)
+        return wrap(newest.dir, r.error());
+    auto ps = thin::get_process(Reader(view(newest.sections.at(Section::kThinProcess))));
+    if (!ps) return wrap(newest.dir, ps.error());
+
+    // The CPUID the program started with (its glibc chose its routines by
+    // it), for un-rewritten sites too; a snapshot without the page gets
+    // this host's.
+    std::vector<x86::CpuidAnswer> answers = thin::GuestEntry::cpuid_answers(*m.as);
+    if (answers.empty()) answers = host_cpuid_answers();
+    auto cpuid = m.create_vcpu(answers);
+    if (!cpuid) return std::unexpected(cpuid.error());
+    Reader r(view(newest.sections.at(Section::kVcpu)));
+    auto vcpu_state = cpu::get_vcpu(r, cpu::kThinVcpuMsrs, false);
+    if (!vcpu_state) return wrap(newest.dir, vcpu_state.error());
+    if (!r.at_end()) return fail(newest.dir + ": vCPU state is malformed", EINVAL);
+    if (auto res = cpu::apply_vcpu(*m.vcpu, *vcpu_state); !res) return wrap(newest.dir, res.error());
+    m.timer.mark("vcpu state");
+
+    m.finish_setup(std::move(*sandbox), vcpu_state->sregs.cr4 & x86::cr4::kFSGSBASE);
+    if (auto res = m.process->restore(*ps); !res) return std::unexpected(res.error());
+    m.restored_from = newest.dir;
+    m.dirty.last_snapshot = newest.dir;
+    m.timer.mark("process state");
+    return self;
 }
 
 thin::Sandbox& ThinVm::sandbox() { return impl_->process->sandbox(); }

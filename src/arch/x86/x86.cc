@@ -3,9 +3,8 @@
 #include <sys/auxv.h>
 
 namespace vessel::arch::x86 {
-namespace {
 
-kvm_segment segment(uint16_t sel, uint8_t type, uint8_t dpl, bool code64) {
+kvm_segment flat_segment(uint16_t sel, uint8_t type, uint8_t dpl, bool code64) {
     kvm_segment s{};
     s.base = 0;
     s.limit = 0xffffffff;
@@ -19,8 +18,6 @@ kvm_segment segment(uint16_t sel, uint8_t type, uint8_t dpl, bool code64) {
     s.g = 1;
     return s;
 }
-
-}  // namespace
 
 void build_gdt(uint64_t* gdt, uint64_t tss_base, uint32_t tss_limit) {
     for (unsigned i = 0; i < kGdtEntries; ++i) gdt[i] = 0;
@@ -39,10 +36,10 @@ void setup_long_mode(kvm_sregs& s, const LongModeLayout& l) {
     uint8_t dpl = l.user_mode ? 3 : 0;
     uint16_t code = l.user_mode ? selector::kUserCode : selector::kKernelCode;
     uint16_t data = l.user_mode ? selector::kUserData : selector::kKernelData;
-    s.cs = segment(code, 0xb, dpl, true);
-    s.ds = s.es = s.ss = segment(data, 0x3, dpl, false);
+    s.cs = flat_segment(code, 0xb, dpl, true);
+    s.ds = s.es = s.ss = flat_segment(data, 0x3, dpl, false);
     // FS/GS bases come from the MSRs in 64-bit mode; Linux leaves the selectors null.
-    s.fs = s.gs = segment(l.user_mode ? 0 : data, 0x3, dpl, false);
+    s.fs = s.gs = flat_segment(l.user_mode ? 0 : data, 0x3, dpl, false);
 
     s.tr = {};
     s.tr.base = l.tss_base;

@@ -47,6 +47,10 @@ constexpr uint64_t gdt_descriptor(uint32_t base, uint32_t limit, unsigned type, 
            (uint64_t(l) << 53) | (uint64_t(db) << 54) | (uint64_t(g) << 55) | (uint64_t(base >> 24) << 56);
 }
 
+// A flat 4 GiB segment (base 0, page granular, present): `type` is the
+// descriptor type (0xb code, 0x3 data); 64-bit code when `code64`, else 32-bit.
+kvm_segment flat_segment(uint16_t selector, uint8_t type, uint8_t dpl, bool code64);
+
 // Writes a flat 64-bit GDT (kernel/user code and data, a TSS descriptor) into
 // `gdt` (at least kGdtEntries entries).
 void build_gdt(uint64_t* gdt, uint64_t tss_base, uint32_t tss_limit);
