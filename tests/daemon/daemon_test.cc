@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "../api/malformed.h"
+#include "../common/jailed_vmm.h"
 #include "../full/boot_harness.h"
 #include "api/http.h"
 #include "base/fd.h"
@@ -425,14 +426,7 @@ TEST_F(DaemonTest, VmmsRunAsTheUserTheDaemonNames) {
     auto vm = d_->create("/bin/busybox", {"sleep", "30"}, "u");
     const auto info = d_->get("u");
     ASSERT_TRUE(info["snapshot_dir"].is_string()) << info.dump();
-    // The VMM is the last of the jail's chain of children (jail/jail.h).
-    pid_t vmm = info["pid"].get<int>();
-    for (int depth = 0; depth < 4; ++depth) {
-        std::ifstream children("/proc/" + std::to_string(vmm) + "/task/" + std::to_string(vmm) + "/children");
-        pid_t child;
-        if (!(children >> child)) break;
-        vmm = child;
-    }
+    const pid_t vmm = vessel::testing::jailed_vmm(info["pid"].get<int>());
     std::string uid, gid;
     std::ifstream status("/proc/" + std::to_string(vmm) + "/status");
     for (std::string l; std::getline(status, l);) {

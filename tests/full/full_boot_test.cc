@@ -15,6 +15,7 @@
 
 #include <filesystem>
 
+#include "../common/jailed_vmm.h"
 #include "api/http.h"
 #include "boot_harness.h"
 #include "machine/full_vm.h"
@@ -194,16 +195,7 @@ TEST_F(FullBoot, RunsUnderTheSeccompFiltersWithOneMoreOnVcpuAndIoThreads) {
                         dir + "/stderr");
     ASSERT_TRUE(t::wait_for([&] { return t::read_file(console).find("Linux version") != std::string::npos; }, 180))
         << t::read_file(dir + "/stderr");
-    // The VMM is the last of the jail's chain of children under the process
-    // started (jail/jail.h: the parent outside, then pid 1 of the new pid
-    // namespace).
-    pid_t vmm = vm.pid();
-    for (int depth = 0; depth < 4; ++depth) {
-        std::ifstream children("/proc/" + std::to_string(vmm) + "/task/" + std::to_string(vmm) + "/children");
-        pid_t child;
-        if (!(children >> child)) break;
-        vmm = child;
-    }
+    const pid_t vmm = t::jailed_vmm(vm.pid());
     auto field = [](const std::string& status_file, const std::string& name) {
         std::ifstream in(status_file);
         for (std::string l; std::getline(in, l);)

@@ -16,6 +16,7 @@
 #include <fstream>
 #include <thread>
 
+#include "../common/jailed_vmm.h"
 #include "harness.h"
 #include "jail/seccomp.h"
 #include "machine/confine.h"
@@ -236,11 +237,7 @@ std::string seccomp_mode_of_running_vmm(const std::vector<std::string>& extra_en
     // The filters go on just before the guest runs: wait for them, briefly.
     for (int i = 0; i < 100 && filters != "1"; ++i) {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        // The VMM is the jail's child of the process started (jail/jail.h);
-        // with --no-jail it would be that process itself.
-        pid_t vmm = pid;
-        std::ifstream children("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
-        if (pid_t child; children >> child) vmm = child;
+        const pid_t vmm = vessel::testing::jailed_vmm(pid);
         std::ifstream status("/proc/" + std::to_string(vmm) + "/status");
         for (std::string l; std::getline(status, l);) {
             auto value = [&](size_t at) { return l.substr(l.find_first_not_of(" \t", at)); };
