@@ -165,6 +165,11 @@ struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
     bool set_gs_base(uint64_t base) override { return set_segment_base(&kvm_sregs::gs, base); }
     uint64_t fs_base() override { return segment_base(&kvm_sregs::fs); }
     uint64_t gs_base() override { return segment_base(&kvm_sregs::gs); }
+    std::optional<std::vector<uint32_t>> xsave() override {
+        auto r = vcpu->get_xsave();
+        return r ? std::optional(std::move(*r)) : std::nullopt;
+    }
+    bool set_xsave(const std::vector<uint32_t>& region) override { return vcpu->set_xsave(region).has_value(); }
 
     // --- cpu::ExitHandler ---
     cpu::Action on_exit(kvm_run& run) override;
@@ -176,6 +181,10 @@ struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
     cpu::Action guest_exception();
     // A rewritten `syscall` (`out dx, eax`): the thin process serves it.
     cpu::Action guest_syscall(kvm_run& run);
+    // Where the guest's call returns to: past the `out` of a site rewritten
+    // in place, or the address the entry code saved (it exits from its own
+    // code; abi/thin_guest.h).
+    uint64_t syscall_return_address(const kvm_regs& r);
 
     // --- snapshots ---
     Result<SnapshotInfo> write_snapshot(const SnapshotTarget& target, SnapshotType type);
@@ -266,6 +275,10 @@ void ThinVm::Impl::finish_setup(thin::Sandbox sandbox, bool fsgsbase) {
     opts.argv = config.argv;
     opts.envp = config.envp;
     opts.comm = std::filesystem::path(config.program).filename().string().substr(0, 15);
+    // The guest's XCR0 as set (created) or restored: what its frames hold.
+    auto xcrs = vcpu->get_xcrs();
+    opts.xcr0 = xcrs && xcrs->nr_xcrs ? xcrs->xcrs[0].value : kvm_xcr0;
+    opts.xsave_size = x86::xsave_size(opts.xcr0);
     process = std::make_unique<thin::Process>(*as, std::move(sandbox), *this, opts);
     if (auto entry = thin::GuestEntry::find(*as)) process->attach_guest_entry(std::move(*entry));
     runner = &vcpus.add(*vcpu, *this);
@@ -503,11 +516,32 @@ cpu::Action ThinVm::Impl::guest_exception() {
     if (f.vector >= x86::kExceptionVectors) return crash("exception report for vector " + std::to_string(f.vector));
     uint64_t cr2 = 0;
     if (auto s = vcpu->get_sregs()) cr2 = s->cr2;
-    x86::GuestFault fault = x86::describe_exception(static_cast<unsigned>(f.vector), f.error_code, cr2);
+    x86::GuestFault fault = x86::describe_exception(static_cast<unsigned>(f.vector), f.error_code, cr2, f.rip);
     // Under PVM a `syscall` nobody rewrote jumps to LSTAR (0) at CPL3.
-    if (f.rip == 0 && f.vector == 14 && runner->regs().rcx >= 2)
+    if (f.rip == 0 && f.vector == 14 && runner->regs().rcx >= 2) {
         fault.description += " (a `syscall` the loader did not rewrite, at " + hex(runner->regs().rcx - 2) + ")";
-    return crash_at(fault.description, f.rip, f.rsp, 128 + fault.signal);
+        return crash_at(fault.description, f.rip, f.rsp, 128 + fault.signal);
+    }
+    // A fault in user code: its handler runs, or the process dies of it.
+    // The stub's `iretq` returns through the frame, pointed at the handler.
+    kvm_regs& r = runner->regs();
+    thin::UserContext ctx;
+    ctx.regs = r;
+    ctx.regs.rip = f.rip;
+    ctx.regs.rsp = f.rsp;
+    ctx.regs.rflags = f.rflags;
+    ctx.trap = {f.vector, f.error_code, f.vector == 14 ? cr2 : 0};
+    if ((f.cs & 3) != 3 || !process->take_fault(fault.signal, fault.code, fault.addr, ctx))
+        return crash_at(fault.description, f.rip, f.rsp, 128 + fault.signal);
+    f.rip = ctx.regs.rip;
+    f.rsp = ctx.regs.rsp;
+    f.rflags = ctx.regs.rflags | x86::rflags::kIOPL3;
+    std::memcpy(mem->host(rsp, sizeof f), &f, sizeof f);
+    const uint64_t stub_rip = r.rip, stub_rflags = r.rflags;
+    r = ctx.regs;
+    r.rip = stub_rip, r.rsp = rsp, r.rflags = stub_rflags;  // still in the stub, on its stack
+    runner->mark_regs_dirty();
+    return cpu::Action::kContinue;
 }
 
 cpu::Action ThinVm::Impl::crash(const std::string& why) {
@@ -523,18 +557,42 @@ cpu::Action ThinVm::Impl::crash_at(const std::string& why, uint64_t rip, uint64_
     return cpu::Action::kStop;
 }
 
+uint64_t ThinVm::Impl::syscall_return_address(const kvm_regs& r) {
+    const uint64_t entry = GUEST_ENTRY_VA, entry_end = GUEST_ENTRY_VA + memory::kPageSize;
+    if (r.rip >= entry && r.rip < entry_end) {
+        uint64_t saved = 0;  // the guest's to scribble on: any value is its own return address
+        (void)process->mem().read(GUEST_SHARED_VA + SH_SAVE_RCX, &saved, sizeof saved);
+        return saved;
+    }
+    // A site rewritten in place (`out dx, eax; nop`). PVM has stepped past
+    // the `out` when it exits; KVM on VT-x/AMD-V steps at the next KVM_RUN
+    // (and not at all once RIP is changed), so RIP may still be on it.
+    uint8_t at = 0;
+    (void)process->mem().read(r.rip, &at, 1);
+    return at == loader::kExitReplacement[0] ? r.rip + 1 : r.rip;
+}
+
 cpu::Action ThinVm::Impl::guest_syscall(kvm_run& run) {
     kvm_regs& r = runner->regs();
     thin::SyscallArgs args{r.rax, {r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9}};
     if (stats.syscalls == 0) timer.mark("guest to 1st syscall");
     ++stats.syscalls;
-    int64_t result = process->handle(args);
+    thin::UserContext ctx;
+    ctx.regs = r;
+    ctx.regs.rip = syscall_return_address(r);
+    int64_t result = process->handle(args, &ctx);
     if (process->exited()) {
         outcome.status = process->exit_status();
         if (const int sig = process->killed_by())  // one line, as a shell says "Aborted"
             outcome.diagnostic = std::string("guest killed by SIG") + sigabbrev_np(sig);
         outcome.guest_exited = true;
         return cpu::Action::kStop;
+    }
+    if (ctx.replaced) {  // into a signal handler, or back from one
+        r = ctx.regs;
+        r.rflags |= arch::x86::rflags::kIOPL3;
+        runner->mark_regs_dirty();
+        return cpu::Action::kContinue;
     }
     if (result == -EINTR) {
         // Only our own kick interrupts a host call (the guest has no

@@ -399,7 +399,8 @@ Result<> Process::restore(const ProcessSnapshot& s) {
     return {};
 }
 
-int64_t Process::handle(const SyscallArgs& args) {
+int64_t Process::handle(const SyscallArgs& args, UserContext* context) {
+    context_ = context;
     const SyscallInfo* info = syscall_table().find(args.nr);
     int64_t result;
     if (entry_ && !read_ahead_neutral(args)) settle_read_ahead();
@@ -424,58 +425,14 @@ int64_t Process::handle(const SyscallArgs& args) {
     }
     update_clock();  // after the call: a sleep has moved the host's clocks on
     if (options_.trace) trace_syscall(options_.trace_out, *this, args, result);
-    if (pending_signals_) deliver_signals();
+    context_ = nullptr;
+    if (context && !context->replaced) {  // what `syscall` and sysret leave, for a frame
+        context->regs.rax = static_cast<uint64_t>(result);
+        context->regs.rcx = context->regs.rip;
+        context->regs.r11 = context->regs.rflags;
+    }
+    if (pending_signals_) deliver_signals(context);
     return result;
-}
-
-namespace {
-
-enum class DefaultAction { kTerminate, kIgnore, kStop };
-
-// signal(7)'s table; "core" is termination here (no core files).
-DefaultAction default_action(int sig) {
-    switch (sig) {
-        case SIGCHLD:
-        case SIGCONT:
-        case SIGURG:
-        case SIGWINCH: return DefaultAction::kIgnore;
-        case SIGSTOP:
-        case SIGTSTP:
-        case SIGTTIN:
-        case SIGTTOU: return DefaultAction::kStop;
-        default: return DefaultAction::kTerminate;
-    }
-}
-
-constexpr uint64_t bit(int sig) { return 1ull << (sig - 1); }
-
-}  // namespace
-
-void Process::deliver_signals() {
-    const uint64_t unblockable = bit(SIGKILL) | bit(SIGSTOP);
-    uint64_t ready = pending_signals_ & (~signal_mask_ | unblockable);
-    while (ready && !exited_) {
-        const int sig = __builtin_ctzll(ready) + 1;
-        ready &= ready - 1;
-        pending_signals_ &= ~bit(sig);
-        const uint64_t handler = sig == SIGKILL || sig == SIGSTOP ? 0 : sigactions_[sig - 1].handler;
-        if (handler == 1) continue;  // SIG_IGN
-        if (handler != 0) {          // a handler, which cannot run yet
-            std::atomic_ref<uint64_t>(undelivered_[sig - 1]).fetch_add(1, std::memory_order_relaxed);
-            continue;
-        }
-        switch (default_action(sig)) {
-            case DefaultAction::kIgnore: continue;
-            case DefaultAction::kStop:  // nobody could continue the one process: not stopped, but said
-                std::atomic_ref<uint64_t>(undelivered_[sig - 1]).fetch_add(1, std::memory_order_relaxed);
-                continue;
-            case DefaultAction::kTerminate:
-                exited_ = true;
-                killed_by_ = sig;
-                exit_status_ = 128 + sig;
-                break;
-        }
-    }
 }
 
 int64_t Process::read_path(int dirfd, uint64_t ptr, std::string& out, bool allow_empty) {

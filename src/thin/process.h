@@ -1,6 +1,8 @@
 // A thin guest's process state and its system-call entry point.
 #pragma once
 
+#include <linux/kvm.h>
+
 #include <array>
 #include <atomic>
 #include <csignal>
@@ -15,6 +17,7 @@
 #include "thin/fd_table.h"
 #include "thin/guest_entry.h"
 #include "thin/sandbox.h"
+#include "thin/signal_frame.h"
 #include "thin/syscall_table.h"
 
 namespace vessel::thin {
@@ -44,6 +47,21 @@ public:
     virtual bool set_gs_base(uint64_t base) = 0;
     virtual uint64_t fs_base() = 0;
     virtual uint64_t gs_base() = 0;
+    // The vCPU's x87/SSE/AVX state (KVM_GET_XSAVE's 4 KiB region), saved in
+    // signal frames; nullopt where there is none (the tests' stand-ins).
+    virtual std::optional<std::vector<uint32_t>> xsave() { return std::nullopt; }
+    // False when KVM refuses the region.
+    virtual bool set_xsave(const std::vector<uint32_t>& /*region*/) { return false; }
+};
+
+// The calling code's user-mode registers at a system call or an exception:
+// what a signal frame saves and rt_sigreturn restores.
+struct UserContext {
+    kvm_regs regs{};  // rip: where the interrupted code resumes
+    TrapInfo trap;    // an exception's vector, error code and CR2
+    // A signal handler is entered, or rt_sigreturn returned from one: the
+    // vCPU takes all of `regs` (otherwise only the call's result).
+    bool replaced = false;
 };
 
 // Everything about a thin process that lives outside guest memory, as plain
@@ -85,14 +103,30 @@ struct ProcessOptions {
     // The guest's TSC less the host's (what the guest-side clock's `rdtsc`
     // reads against the VMM's): 0 unless KVM could not align them.
     uint64_t tsc_offset = 0;
+    // The guest's XCR0 and the size of its XSAVE image (what a signal frame
+    // holds): x87 and SSE unless the machine says more.
+    uint64_t xcr0 = 3;
+    uint32_t xsave_size = 576;
 };
 
 class Process {
 public:
     Process(memory::AddressSpace& as, Sandbox sandbox, CpuAccess& cpu, ProcessOptions options);
 
-    // Executes one system call; returns RAX.
-    int64_t handle(const SyscallArgs& args);
+    // Executes one system call; returns RAX. With `context` (the caller's
+    // registers, rip where the call returns to), signal handlers run: a
+    // pending signal's handler is entered, and rt_sigreturn returns from
+    // one, both by replacing context->regs. Without it (tests, fuzzing),
+    // signals with handlers are dropped and counted.
+    int64_t handle(const SyscallArgs& args, UserContext* context = nullptr);
+    // An exception the guest's code raised, as Linux's force_sig_fault:
+    // its handler is entered (true; `context` replaced), or, when there is
+    // none or the signal is blocked or ignored, the process dies of it.
+    bool take_fault(int sig, int code, uint64_t addr, UserContext& context);
+    // rt_sigreturn: the registers, mask, alternate stack and FPU state from
+    // the frame at the caller's stack. A frame that cannot be read kills
+    // the process with SIGSEGV, as Linux does.
+    int64_t sigreturn();
 
     bool exited() const { return exited_; }
     int exit_status() const { return exit_status_; }
@@ -208,11 +242,14 @@ public:
     }
     // Signals sent to the guest's own process (kill, tkill, tgkill). They
     // wait while blocked; at the end of every call an unblocked one takes
-    // its action: SIG_IGN and default-ignore discard it, default-terminate
-    // ends the process as killed by it (exit status 128 + signal). Handlers
-    // do not run yet: such a signal is dropped and counted as unsupported.
-    // Not kept in snapshots.
-    void send_signal(int sig) { pending_signals_ |= 1ull << (sig - 1); }
+    // its action: a handler is entered (handle() with a context), SIG_IGN
+    // and default-ignore discard it, default-terminate ends the process as
+    // killed by it (exit status 128 + signal). Not kept in snapshots.
+    // `code`: siginfo's si_code (SI_USER from kill, SI_TKILL from tkill/tgkill).
+    void send_signal(int sig, int code = SI_USER) {
+        pending_signals_ |= 1ull << (sig - 1);
+        pending_code_[sig - 1] = code;
+    }
     uint64_t pending_signals() const { return pending_signals_; }
     // The signal that ended the process, else 0.
     int killed_by() const { return killed_by_; }
@@ -245,8 +282,19 @@ private:
     // and the program's data are (the ranges it may store results into) and
     // which "/proc/self/exe" strings are still there and read-only.
     void publish_memory_map();
-    // Takes the action of every pending signal the mask lets through.
-    void deliver_signals();
+    // Takes the action of every pending signal the mask lets through; with
+    // `context`, handlers are entered (one frame on another, as Linux does).
+    void deliver_signals(UserContext* context);
+    // Pushes a frame for `sig` and points `context` at its handler. False
+    // when the frame cannot be written: the process then dies of SIGSEGV.
+    bool enter_handler(int sig, const SigInfo& info, UserContext& context);
+    // The FPU state a handler starts with (Linux's fpu__clear_user_states).
+    void reset_fpu();
+    void die_of(int sig) {
+        exited_ = true;
+        killed_by_ = sig;
+        exit_status_ = 128 + sig;
+    }
 
     memory::AddressSpace* as_;
     Sandbox sandbox_;
@@ -263,6 +311,8 @@ private:
     std::array<uint64_t, 4> sigaltstack_{0, 2 /* SS_DISABLE */, 0, 0};
     PrctlState prctl_state_;
     uint64_t pending_signals_ = 0;
+    std::array<int, 64> pending_code_{};
+    UserContext* context_ = nullptr;  // during handle()
     int killed_by_ = 0;
     std::array<uint64_t, 64> undelivered_{};  // per signal: dropped for want of handler support
     bool exited_ = false;

@@ -145,9 +145,9 @@ int64_t sys_prctl(Process& p, PrctlArgs a) {
 
 // The guest's process is the only one: pid and tid 1, its own group and
 // session. Signal 0 only checks the target exists.
-int64_t send_to_self(Process& p, uint64_t sig) {
+int64_t send_to_self(Process& p, uint64_t sig, int code) {
     if (sig > 64) return -EINVAL;
-    if (sig) p.send_signal(static_cast<int>(sig));
+    if (sig) p.send_signal(static_cast<int>(sig), code);
     return 0;
 }
 
@@ -155,18 +155,20 @@ int64_t sys_kill(Process& p, KillArgs a) {
     const int64_t pid = a.target();
     // pid 1, the process group (0, -1: itself) or every process it may signal (-1).
     if (pid != kGuestPid && pid != 0 && pid != -1 && pid != -kGuestPid) return -ESRCH;
-    return send_to_self(p, a.signum());
+    return send_to_self(p, a.signum(), SI_USER);
 }
 
 int64_t sys_tkill(Process& p, KillArgs a) {
     if (a.target() <= 0) return -EINVAL;
-    return a.target() == kGuestPid ? send_to_self(p, a.signum()) : -ESRCH;
+    return a.target() == kGuestPid ? send_to_self(p, a.signum(), SI_TKILL) : -ESRCH;
 }
 
 int64_t sys_tgkill(Process& p, TgkillArgs a) {
     if (a.tgid() <= 0 || a.tid() <= 0) return -EINVAL;
-    return a.tgid() == kGuestPid && a.tid() == kGuestPid ? send_to_self(p, a.signum()) : -ESRCH;
+    return a.tgid() == kGuestPid && a.tid() == kGuestPid ? send_to_self(p, a.signum(), SI_TKILL) : -ESRCH;
 }
+
+int64_t sys_rt_sigreturn(Process& p, NoArgs) { return p.sigreturn(); }
 
 int64_t sys_rt_sigaction(Process& p, SigactionArgs a) {
     int sig = static_cast<int>(a.signum());

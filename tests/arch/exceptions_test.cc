@@ -32,10 +32,10 @@ TEST(ExceptionIdt, EveryVectorHasAGateIntoItsStub) {
         EXPECT_EQ(g[5], (v == 3 || v == 4) ? 0xee : 0x8e) << v;
     }
     // #DE: no error code from the CPU, so the stub pushes one.
-    const uint8_t de[] = {0x6a, 0x00, 0x6a, 0x00, 0xe6, kExceptionPort, 0xf4};
+    const uint8_t de[] = {0x6a, 0x00, 0x6a, 0x00, 0xe6, kExceptionPort, 0x48, 0x83, 0xc4, 0x10, 0x48, 0xcf};
     EXPECT_EQ(0, std::memcmp(&stubs[0], de, sizeof de));
     // #PF: the CPU's error code is already there.
-    const uint8_t pf[] = {0x6a, 14, 0xe6, kExceptionPort, 0xf4};
+    const uint8_t pf[] = {0x6a, 14, 0xe6, kExceptionPort, 0x48, 0x83, 0xc4, 0x10, 0x48, 0xcf};
     EXPECT_EQ(0, std::memcmp(&stubs[14 * kExceptionStubSize], pf, sizeof pf));
 }
 
@@ -60,6 +60,22 @@ TEST(GuestFaults, SignalsAndLinesAreLinuxs) {
     EXPECT_EQ(describe_exception(13, 0x1a, 0).description, "SIGSEGV: general protection fault (error code 0x1a)");
     EXPECT_EQ(describe_exception(17, 0, 0).signal, SIGBUS);
     EXPECT_EQ(describe_exception(31, 0, 0).signal, SIGSEGV);
+}
+
+TEST(GuestFaults, SiginfoCodesAndAddressesAreLinuxs) {
+    auto f = describe_exception(14, 0x6 /* user write, not present */, 0x1234, 0x401000);
+    EXPECT_EQ(f.code, SEGV_MAPERR);
+    EXPECT_EQ(f.addr, 0x1234u);
+    EXPECT_EQ(describe_exception(14, 0x7, 0x4a1000).code, SEGV_ACCERR);
+    f = describe_exception(0, 0, 0, 0x401000);  // #DE: the instruction
+    EXPECT_EQ(f.code, FPE_INTDIV);
+    EXPECT_EQ(f.addr, 0x401000u);
+    EXPECT_EQ(describe_exception(6, 0, 0, 0x402000).code, ILL_ILLOPN);
+    EXPECT_EQ(describe_exception(6, 0, 0, 0x402000).addr, 0x402000u);
+    f = describe_exception(13, 0, 0, 0x401000);  // #GP: the kernel's, no address
+    EXPECT_EQ(f.code, SI_KERNEL);
+    EXPECT_EQ(f.addr, 0u);
+    EXPECT_EQ(describe_exception(17, 0, 0).code, BUS_ADRALN);
 }
 
 }  // namespace

@@ -246,6 +246,24 @@ TEST_P(GuestProgram, CrashesEndLikeNativeWithOneLine) {
     EXPECT_TRUE(std::regex_match(r.err, line)) << "stderr is not one diagnostic line:\n" << r.err;
 }
 
+// Signal handlers run as under Linux (tests/guest/signals.c): the frame,
+// siginfo, masks, SA_NODEFER/SA_RESETHAND/SA_ONSTACK, registers changed in
+// the frame, faults recovered or resumed, FPU and SSE state kept across a
+// handler. A frame the handler corrupted, or a fault inside a SIGSEGV
+// handler, kills the process with SIGSEGV as natively.
+TEST_P(GuestProgram, SignalHandlers) {
+    std::string p = prog("signals");
+    expect_passed(run({p}), "native");
+    expect_passed(run_vessel({}, {p}, with_timeout(60)), "vessel");
+    for (const char* mode : {"bad-frame", "nested-fault"}) {
+        auto native = run({p, mode});
+        EXPECT_EQ(native.signal, SIGSEGV) << mode;
+        auto r = run_vessel({}, {p, mode}, with_timeout(20));
+        EXPECT_EQ(r.status, 128 + SIGSEGV) << mode << "\n" << r.err;
+        EXPECT_NE(r.err.find("SIGSEGV"), std::string::npos) << mode << ": " << r.err;
+    }
+}
+
 // A guest that scribbles on the shared page of its guest-side entry can
 // crash itself, never the VMM: every value the VMM reads there is checked
 // (tests/guest/hostile_entry.c).

@@ -1,5 +1,7 @@
 #include "arch/x86/cpuid.h"
 
+#include <cpuid.h>
+
 #include <algorithm>
 #include <cstring>
 #include <tuple>
@@ -143,6 +145,17 @@ uint64_t cr4_promised_by(const std::vector<kvm_cpuid_entry2>& table) {
 uint64_t thin_xcr0(const std::vector<kvm_cpuid_entry2>& table, uint64_t kvm_supported) {
     const bool xsave = cr4_promised_by(table) & cr4::kOSXSAVE;  // else xgetbv raises #UD
     return (xsave ? host_xcr0() & supported_xcr0(table) & kvm_supported : 0) | 0x3;
+}
+
+uint32_t xsave_size(uint64_t xcr0) {
+    uint32_t size = 512 + 64;
+    for (unsigned i = 2; i < 63; ++i) {
+        if (!(xcr0 >> i & 1)) continue;
+        unsigned eax, ebx, ecx, edx;
+        if (!__get_cpuid_count(0xd, i, &eax, &ebx, &ecx, &edx)) continue;
+        size = std::max(size, ebx + eax);  // offset + size of component i
+    }
+    return std::min<uint32_t>(size, 4096);
 }
 
 }  // namespace vessel::arch::x86

@@ -58,6 +58,11 @@ uint64_t cr4_promised_by(const std::vector<kvm_cpuid_entry2>& table);
 // never less than x87+SSE.
 uint64_t thin_xcr0(const std::vector<kvm_cpuid_entry2>& table, uint64_t kvm_supported);
 
+// The size of a standard-format XSAVE image of the components in `xcr0`
+// (a signal frame's FPU state), from this CPU's CPUID leaf 0xd: at least
+// the legacy area and the header, at most KVM's 4 KiB XSAVE region.
+uint32_t xsave_size(uint64_t xcr0);
+
 // Finds a leaf/subleaf in a CPUID table (nullptr when missing).
 const kvm_cpuid_entry2* find_cpuid(const std::vector<kvm_cpuid_entry2>& table, uint32_t function, uint32_t index = 0);
 

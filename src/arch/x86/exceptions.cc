@@ -108,6 +108,8 @@ void build_exception_idt(uint8_t* idt, uint8_t* stubs, uint64_t stubs_va) {
         s[n++] = static_cast<uint8_t>(v);
         s[n++] = 0xe6;  // out %al, $kExceptionPort
         s[n++] = static_cast<uint8_t>(kExceptionPort);
+        for (uint8_t b : {0x48, 0x83, 0xc4, 0x10}) s[n++] = b;  // add $16, %rsp (vector, error code)
+        s[n++] = 0x48, s[n++] = 0xcf;                           // iretq
 
         const uint64_t target = stubs_va + v * kExceptionStubSize;
         const unsigned dpl = (v == kBreakpoint || v == kOverflow) ? 3 : 0;  // int3 and into work from user mode
@@ -124,9 +126,23 @@ void build_exception_idt(uint8_t* idt, uint8_t* stubs, uint64_t stubs_va) {
     }
 }
 
-GuestFault describe_exception(unsigned vector, uint64_t error_code, uint64_t cr2) {
+GuestFault describe_exception(unsigned vector, uint64_t error_code, uint64_t cr2, uint64_t rip) {
     const int sig = signal_for(vector);
     std::string what = std::string("SIG") + sigabbrev_np(sig) + ": ";
+    // si_code and si_addr as arch/x86/kernel/traps.c and fault.c give them.
+    int code = SI_KERNEL;
+    uint64_t addr = 0;
+    switch (vector) {
+        case kDivide: code = FPE_INTDIV, addr = rip; break;
+        case kInvalidOpcode: code = ILL_ILLOPN, addr = rip; break;
+        case kAlignment: code = BUS_ADRALN; break;
+        case kDebug: code = TRAP_TRACE; break;
+        case kPageFault:
+            code = !(error_code & kPfPresent) ? SEGV_MAPERR : error_code & kPfProtectionKey ? SEGV_PKUERR : SEGV_ACCERR;
+            addr = cr2;
+            break;
+        default: break;
+    }
     if (vector == kPageFault) {
         const char* access = error_code & kPfFetch ? "instruction fetch" : error_code & kPfWrite ? "write" : "read";
         const char* why = !(error_code & kPfPresent)           ? "unmapped"
@@ -135,7 +151,7 @@ GuestFault describe_exception(unsigned vector, uint64_t error_code, uint64_t cr2
                                                                : "inaccessible";
         char buf[128];
         std::snprintf(buf, sizeof buf, "page fault: %s of %s address 0x%" PRIx64, access, why, cr2);
-        return {sig, what + buf};
+        return {sig, what + buf, code, addr};
     }
     what += vector_name(vector);
     if (exception_has_error_code(vector) && error_code) {
@@ -143,7 +159,7 @@ GuestFault describe_exception(unsigned vector, uint64_t error_code, uint64_t cr2
         std::snprintf(buf, sizeof buf, " (error code 0x%" PRIx64 ")", error_code);
         what += buf;
     }
-    return {sig, what};
+    return {sig, what, code, addr};
 }
 
 }  // namespace vessel::arch::x86

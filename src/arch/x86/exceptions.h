@@ -12,7 +12,9 @@ namespace vessel::arch::x86 {
 inline constexpr unsigned kExceptionVectors = 32;
 inline constexpr unsigned kIdtSize = kExceptionVectors * 16;
 // Each stub: `push $0` where the CPU pushes no error code, `push $vector`,
-// `out %al, $kExceptionPort`, then `hlt` (never resumed).
+// `out %al, $kExceptionPort`, then `add $16, %rsp; iretq`: resumed, it
+// returns to user mode through the frame, which the VMM may have pointed at
+// a signal handler.
 inline constexpr unsigned kExceptionStubSize = 16;
 inline constexpr unsigned kExceptionStubsSize = kExceptionVectors * kExceptionStubSize;
 // One-byte `out`s to this port from a stub (at CPL0) are exception reports;
@@ -37,8 +39,10 @@ struct ExceptionFrame {
 struct GuestFault {
     int signal;               // SIGSEGV, SIGILL, SIGFPE, SIGBUS, SIGTRAP
     std::string description;  // "SIGSEGV: page fault: read of unmapped address 0x0"
+    int code = 0;             // siginfo's si_code: SEGV_MAPERR, ILL_ILLOPN, FPE_INTDIV, SI_KERNEL, ...
+    uint64_t addr = 0;        // siginfo's si_addr: the address for a page fault, the instruction for #DE/#UD
 };
-// `cr2`: the faulting address, for a page fault.
-GuestFault describe_exception(unsigned vector, uint64_t error_code, uint64_t cr2);
+// `cr2`: the faulting address, for a page fault; `rip`: the faulting instruction.
+GuestFault describe_exception(unsigned vector, uint64_t error_code, uint64_t cr2, uint64_t rip = 0);
 
 }  // namespace vessel::arch::x86

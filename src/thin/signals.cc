@@ -1,0 +1,184 @@
+// Signal delivery in a thin process: default actions, handler frames
+// (signal_frame.h) and rt_sigreturn. Signals come from the guest itself
+// (kill, tkill, tgkill, abort) and from its faults.
+#include <signal.h>
+
+#include <atomic>
+
+#include "thin/process.h"
+
+namespace vessel::thin {
+namespace {
+
+enum class DefaultAction { kTerminate, kIgnore, kStop };
+
+// signal(7)'s table; "core" is termination here (no core files).
+DefaultAction default_action(int sig) {
+    switch (sig) {
+        case SIGCHLD:
+        case SIGCONT:
+        case SIGURG:
+        case SIGWINCH: return DefaultAction::kIgnore;
+        case SIGSTOP:
+        case SIGTSTP:
+        case SIGTTIN:
+        case SIGTTOU: return DefaultAction::kStop;
+        default: return DefaultAction::kTerminate;
+    }
+}
+
+constexpr uint64_t bit(int sig) { return 1ull << (sig - 1); }
+constexpr uint64_t kUnblockable = bit(SIGKILL) | bit(SIGSTOP);
+constexpr uint64_t kSigDfl = 0, kSigIgn = 1;
+constexpr uint64_t kSaRestorer = 0x04000000;  // SA_RESTORER: x86-64 handlers return through it
+constexpr uint32_t kSsAutoDisarm = 1u << 31;
+constexpr uint64_t kMinSigStackSize = 2048;
+constexpr uint64_t kFlagsClearedForHandler = 0x400 /* DF */ | 0x10000 /* RF */ | 0x100 /* TF */;
+
+}  // namespace
+
+void Process::deliver_signals(UserContext* context) {
+    for (;;) {
+        const uint64_t ready = pending_signals_ & (~signal_mask_ | kUnblockable);
+        if (!ready || exited_) return;
+        const int sig = __builtin_ctzll(ready) + 1;
+        pending_signals_ &= ~bit(sig);
+        const uint64_t handler = sig == SIGKILL || sig == SIGSTOP ? kSigDfl : sigactions_[sig - 1].handler;
+        if (handler == kSigIgn) continue;
+        if (handler != kSigDfl) {
+            if (!context) {  // nowhere to run it (tests, fuzzing)
+                std::atomic_ref<uint64_t>(undelivered_[sig - 1]).fetch_add(1, std::memory_order_relaxed);
+                continue;
+            }
+            SigInfo info{sig, pending_code_[sig - 1], 0, static_cast<int32_t>(kGuestPid), options_.uid, false};
+            enter_handler(sig, info, *context);
+            continue;
+        }
+        switch (default_action(sig)) {
+            case DefaultAction::kIgnore: continue;
+            case DefaultAction::kStop:  // nobody could continue the one process: not stopped, but said
+                std::atomic_ref<uint64_t>(undelivered_[sig - 1]).fetch_add(1, std::memory_order_relaxed);
+                continue;
+            case DefaultAction::kTerminate: die_of(sig); return;
+        }
+    }
+}
+
+bool Process::enter_handler(int sig, const SigInfo& info, UserContext& ctx) {
+    kernel_sigaction_t& act = sigactions_[sig - 1];
+    const kernel_sigaction_t taken = act;
+    // x86-64 handlers return through sa_restorer; Linux refuses a frame
+    // without one and the process dies of SIGSEGV.
+    if (!(taken.flags & kSaRestorer)) {
+        die_of(SIGSEGV);
+        return false;
+    }
+    // The stack: below the red zone, or the top of the alternate stack for
+    // SA_ONSTACK unless already on it (then below it, as any frame).
+    const uint64_t sp_now = ctx.regs.rsp;
+    const uint64_t ss_sp = sigaltstack_[0], ss_flags = sigaltstack_[1], ss_size = sigaltstack_[2];
+    const bool alt_enabled = !(ss_flags & SS_DISABLE) && ss_size;
+    const bool on_alt = alt_enabled && sp_now > ss_sp && sp_now - ss_sp <= ss_size;
+    uint64_t sp = sp_now - kRedZone;
+    if ((taken.flags & SA_ONSTACK) && alt_enabled && !on_alt) sp = ss_sp + ss_size;
+    const uint64_t uc_stack[3] = {ss_sp,
+                                  (!alt_enabled ? SS_DISABLE
+                                   : on_alt     ? SS_ONSTACK
+                                                : 0) |
+                                      (ss_flags & kSsAutoDisarm),
+                                  ss_size};
+
+    uint64_t fpstate = 0;
+    std::vector<uint8_t> fp;
+    if (auto region = cpu_->xsave()) {
+        fp = encode_fpstate(*region, options_.xsave_size, options_.xcr0);
+        sp = (sp - fp.size()) & ~uint64_t{63};
+        fpstate = sp;
+    }
+    sp = ((sp - kSigFrameSize) & ~uint64_t{15}) - 8;  // (rsp + 8) % 16 == 0, as after a call
+    const std::vector<uint8_t> frame =
+        encode_sigframe(ctx.regs, ctx.trap, taken.restorer, signal_mask_, uc_stack, fpstate, info);
+    if (!mem().write(sp, frame.data(), frame.size()) || (fpstate && !mem().write(fpstate, fp.data(), fp.size()))) {
+        die_of(SIGSEGV);  // Linux's force_sigsegv: no stack for the frame
+        return false;
+    }
+
+    ctx.regs.rsp = sp;
+    ctx.regs.rip = taken.handler;
+    ctx.regs.rdi = static_cast<uint64_t>(sig);
+    ctx.regs.rsi = sp + kSiginfoOffset;
+    ctx.regs.rdx = sp + kUcontextOffset;
+    ctx.regs.rax = 0;
+    ctx.regs.rflags &= ~kFlagsClearedForHandler;
+    ctx.trap = {};
+    ctx.replaced = true;
+    if (fpstate) reset_fpu();
+    signal_mask_ |= taken.mask;
+    if (!(taken.flags & SA_NODEFER)) signal_mask_ |= bit(sig);
+    signal_mask_ &= ~kUnblockable;
+    if (taken.flags & SA_RESETHAND) act = {kSigDfl, taken.flags & ~uint64_t{SA_SIGINFO}, taken.restorer, taken.mask};
+    if (ss_flags & kSsAutoDisarm) sigaltstack_ = {0, SS_DISABLE, 0, 0};
+    return true;
+}
+
+void Process::reset_fpu() {
+    auto region = cpu_->xsave();
+    if (!region) return;
+    std::vector<uint32_t> init(region->size(), 0);
+    init[0] = 0x037f;             // FCW: all exceptions masked, 64-bit precision
+    init[6] = 0x1f80;             // MXCSR: all exceptions masked
+    init[7] = (*region)[7];       // MXCSR_MASK (read only)
+    (void)cpu_->set_xsave(init);  // header zero: every component at its initial state
+}
+
+bool Process::take_fault(int sig, int code, uint64_t addr, UserContext& ctx) {
+    const uint64_t handler = sigactions_[sig - 1].handler;
+    if (handler != kSigDfl && handler != kSigIgn && !(signal_mask_ & bit(sig)))
+        return enter_handler(sig, SigInfo{sig, code, addr, 0, 0, true}, ctx);
+    // Blocked or ignored: the kernel forces the default action, which for
+    // every fault signal ends the process.
+    die_of(sig);
+    return false;
+}
+
+int64_t Process::sigreturn() {
+    if (!context_) return -ENOSYS;  // no registers to give back (tests, fuzzing)
+    UserContext& ctx = *context_;
+    const uint64_t frame_va = ctx.regs.rsp - 8;  // the handler's `ret` took pretcode
+    std::array<uint8_t, kSigFrameSize> frame;
+    if (!mem().read(frame_va, frame.data(), frame.size())) {
+        die_of(SIGSEGV);
+        return 0;
+    }
+    const SavedContext saved = decode_sigframe(frame, ctx.regs);
+    if (auto region = cpu_->xsave()) {
+        if (saved.fpstate) {
+            std::vector<uint8_t> image(options_.xsave_size + 4);
+            if (!mem().read(saved.fpstate, image.data(), image.size()) ||
+                !cpu_->set_xsave(decode_fpstate(image, *region, options_.xsave_size, options_.xcr0))) {
+                die_of(SIGSEGV);
+                return 0;
+            }
+        } else {
+            reset_fpu();
+        }
+    }
+    // The alternate stack as uc_stack says, unless the caller is on it
+    // (Linux's restore_altstack, whose EPERM and EINVAL are ignored).
+    const uint64_t ss_sp = sigaltstack_[0], ss_size = sigaltstack_[2];
+    const bool on_alt =
+        !(sigaltstack_[1] & SS_DISABLE) && ss_size && ctx.regs.rsp > ss_sp && ctx.regs.rsp - ss_sp <= ss_size;
+    const uint64_t flags = saved.altstack[1] & 0xffffffff;
+    if (!on_alt && !(flags & ~uint64_t{SS_DISABLE | kSsAutoDisarm | SS_ONSTACK})) {
+        if (flags & SS_DISABLE)
+            sigaltstack_ = {0, SS_DISABLE, 0, 0};
+        else if (saved.altstack[2] >= kMinSigStackSize)
+            sigaltstack_ = {saved.altstack[0], flags & kSsAutoDisarm, saved.altstack[2], 0};
+    }
+    signal_mask_ = saved.mask & ~kUnblockable;
+    ctx.regs = saved.regs;
+    ctx.replaced = true;
+    return static_cast<int64_t>(saved.regs.rax);
+}
+
+}  // namespace vessel::thin

@@ -1,0 +1,270 @@
+/* Signal handlers: what Linux gives a handler and what rt_sigreturn gives
+ * back. Each check holds natively; the test runs it in `vessel run` too.
+ * Usage: signals [all | bad-frame | nested-fault]
+ *   all               the checks below; exits 0 when they pass
+ *   bad-frame         a handler that wrecks its frame's FPU state pointer:
+ *                     rt_sigreturn must kill the process with SIGSEGV
+ *   nested-fault      a SIGSEGV handler that faults again (SIGSEGV blocked
+ *                     in it): the process dies of SIGSEGV */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "check.h"
+
+static volatile sig_atomic_t g_count, g_last_sig, g_last_code;
+static volatile uintptr_t g_last_addr, g_handler_sp;
+static volatile uint64_t g_mask_in_handler;
+static sigjmp_buf g_jump;
+
+static void counting(int sig) {
+    ++g_count;
+    g_last_sig = sig;
+}
+
+static void with_info(int sig, siginfo_t* info, void* uc_arg) {
+    ucontext_t* uc = uc_arg;
+    ++g_count;
+    g_last_sig = sig;
+    g_last_code = info->si_code;
+    g_last_addr = (uintptr_t)info->si_addr;
+    int probe;
+    g_handler_sp = (uintptr_t)&probe;
+    sigset_t now;
+    sigprocmask(SIG_BLOCK, NULL, &now);
+    uint64_t bits = 0;
+    for (int s = 1; s < 64; ++s)
+        if (sigismember(&now, s) == 1) bits |= 1ull << (s - 1);
+    g_mask_in_handler = bits;
+    (void)uc;
+}
+
+/* Recovers from a fault by jumping out of the handler. */
+static void escape(int sig, siginfo_t* info, void* uc) {
+    with_info(sig, info, uc);
+    siglongjmp(g_jump, 1);
+}
+
+/* Skips a 2-byte instruction (ud2) by changing the saved RIP. */
+static void skip_ud2(int sig, siginfo_t* info, void* uc_arg) {
+    ucontext_t* uc = uc_arg;
+    with_info(sig, info, uc_arg);
+    uc->uc_mcontext.gregs[REG_RIP] += 2;
+}
+
+/* Changes registers in the frame: rt_sigreturn must restore them. */
+static void set_rbx(int sig, siginfo_t* info, void* uc_arg) {
+    ucontext_t* uc = uc_arg;
+    with_info(sig, info, uc_arg);
+    uc->uc_mcontext.gregs[REG_RBX] = 0x1234567887654321;
+}
+
+/* Uses SSE registers and the x87 unit: the interrupted code's values must
+ * come back. */
+static volatile double g_handler_result;
+static void fpu_user(int sig) {
+    volatile double a = 1.5, b = 2.25;
+    g_handler_result = a * b + 1e-3;
+    __asm__ volatile("xorps %%xmm0, %%xmm0; xorps %%xmm8, %%xmm8; fninit" ::: "xmm0", "xmm8");
+    ++g_count;
+    g_last_sig = sig;
+}
+
+static void wreck_fpstate(int sig, siginfo_t* info, void* uc_arg) {
+    ucontext_t* uc = uc_arg;
+    (void)sig, (void)info;
+    uc->uc_mcontext.fpregs = (void*)(uintptr_t)0x10; /* unmapped */
+}
+
+static void fault_again(int sig) {
+    (void)sig;
+    *(volatile int*)(uintptr_t)8 = 1;
+}
+
+static struct sigaction action(void (*handler)(int), int flags) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = handler;
+    sa.sa_flags = flags;
+    sigemptyset(&sa.sa_mask);
+    return sa;
+}
+
+static struct sigaction info_action(void (*handler)(int, siginfo_t*, void*), int flags) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = handler;
+    sa.sa_flags = flags | SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    return sa;
+}
+
+static int is_blocked(int sig) {
+    sigset_t now;
+    sigprocmask(SIG_BLOCK, NULL, &now);
+    return sigismember(&now, sig) == 1;
+}
+
+int main(int argc, char** argv) {
+    const char* mode = argc > 1 ? argv[1] : "all";
+    if (!strcmp(mode, "bad-frame")) {
+        struct sigaction sa = info_action(wreck_fpstate, 0);
+        sigaction(SIGUSR1, &sa, NULL);
+        raise(SIGUSR1);
+        return 0; /* not reached: rt_sigreturn kills the process */
+    }
+    if (!strcmp(mode, "nested-fault")) {
+        struct sigaction sa = action(fault_again, 0);
+        sigaction(SIGSEGV, &sa, NULL);
+        *(volatile int*)(uintptr_t)16 = 1;
+        return 0; /* not reached */
+    }
+
+    /* A handler runs for a signal the program sends itself, with the signal
+     * blocked while it runs and unblocked after. */
+    struct sigaction sa = action(counting, 0);
+    CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
+    g_count = 0;
+    CHECK(raise(SIGUSR1) == 0);
+    CHECK(g_count == 1 && g_last_sig == SIGUSR1);
+    CHECK(!is_blocked(SIGUSR1));
+    CHECK(kill(getpid(), SIGUSR1) == 0);
+    CHECK(g_count == 2);
+
+    /* siginfo: kill is SI_USER from this process, tgkill (raise) SI_TKILL;
+     * the mask inside holds the signal and sa_mask. */
+    sa = info_action(with_info, 0);
+    sigaddset(&sa.sa_mask, SIGUSR2);
+    CHECK(sigaction(SIGHUP, &sa, NULL) == 0);
+    CHECK(kill(getpid(), SIGHUP) == 0);
+    CHECK(g_last_sig == SIGHUP && g_last_code == SI_USER);
+    CHECK(g_mask_in_handler == ((1ull << (SIGHUP - 1)) | (1ull << (SIGUSR2 - 1))));
+    CHECK(raise(SIGHUP) == 0);
+    CHECK(g_last_code == SI_TKILL);
+    CHECK(!is_blocked(SIGHUP) && !is_blocked(SIGUSR2));
+
+    /* SA_NODEFER: the signal is not blocked in its own handler. */
+    sa = info_action(with_info, SA_NODEFER);
+    CHECK(sigaction(SIGHUP, &sa, NULL) == 0);
+    CHECK(raise(SIGHUP) == 0);
+    CHECK(g_mask_in_handler == 0);
+
+    /* A blocked signal waits, and runs when unblocked. */
+    sa = action(counting, 0);
+    CHECK(sigaction(SIGUSR2, &sa, NULL) == 0);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR2);
+    CHECK(sigprocmask(SIG_BLOCK, &set, NULL) == 0);
+    g_count = 0;
+    CHECK(raise(SIGUSR2) == 0);
+    CHECK(g_count == 0);
+    CHECK(sigprocmask(SIG_UNBLOCK, &set, NULL) == 0);
+    CHECK(g_count == 1 && g_last_sig == SIGUSR2);
+
+    /* SA_RESETHAND: the handler runs once; then the default (here: SIGCHLD,
+     * ignored by default, so the program lives). */
+    sa = action(counting, SA_RESETHAND);
+    CHECK(sigaction(SIGCHLD, &sa, NULL) == 0);
+    g_count = 0;
+    CHECK(raise(SIGCHLD) == 0 && raise(SIGCHLD) == 0);
+    CHECK(g_count == 1);
+    struct sigaction old;
+    CHECK(sigaction(SIGCHLD, NULL, &old) == 0 && old.sa_handler == SIG_DFL);
+
+    /* Registers changed in the frame come back; the stack is 16-byte
+     * aligned as after a call (the probe is in the handler's frame). */
+    sa = info_action(set_rbx, 0);
+    CHECK(sigaction(SIGWINCH, &sa, NULL) == 0);
+    const long pid = getpid(), tid = syscall(SYS_gettid);
+    uint64_t rbx_after;
+    __asm__ volatile("xor %%ebx, %%ebx\n\t"
+                     "syscall\n\t"
+                     "mov %%rbx, %0"
+                     : "=r"(rbx_after)
+                     : "a"(SYS_tgkill), "D"(pid), "S"(tid), "d"(SIGWINCH)
+                     : "rbx", "rcx", "r11", "memory");
+    CHECK(rbx_after == 0x1234567887654321);
+
+    /* Faults: SIGSEGV with the address and SEGV_MAPERR or SEGV_ACCERR,
+     * recovered with siglongjmp. */
+    sa = info_action(escape, 0);
+    CHECK(sigaction(SIGSEGV, &sa, NULL) == 0);
+    if (!sigsetjmp(g_jump, 1)) {
+        *(volatile int*)(uintptr_t)0x40 = 1;
+        CHECK(0);
+    }
+    CHECK(g_last_sig == SIGSEGV && g_last_code == SEGV_MAPERR && g_last_addr == 0x40);
+    CHECK(!is_blocked(SIGSEGV)); /* siglongjmp with savemask restored it */
+    char* ro = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(ro != MAP_FAILED);
+    if (!sigsetjmp(g_jump, 1)) {
+        ro[8] = 1;
+        CHECK(0);
+    }
+    CHECK(g_last_code == SEGV_ACCERR && g_last_addr == (uintptr_t)ro + 8);
+
+    /* SIGFPE from an integer division by zero, at the instruction. */
+    CHECK(sigaction(SIGFPE, &sa, NULL) == 0);
+    static volatile int zero = 0;
+    if (!sigsetjmp(g_jump, 1)) {
+        volatile int q = 10 / zero;
+        (void)q;
+        CHECK(0);
+    }
+    CHECK(g_last_sig == SIGFPE && g_last_code == FPE_INTDIV && g_last_addr != 0);
+
+    /* SIGILL, resumed past the instruction by the handler. */
+    sa = info_action(skip_ud2, 0);
+    CHECK(sigaction(SIGILL, &sa, NULL) == 0);
+    g_count = 0;
+    __asm__ volatile("ud2");
+    CHECK(g_count == 1 && g_last_sig == SIGILL && g_last_code == ILL_ILLOPN);
+
+    /* SIGTRAP from int3 returns after the instruction. */
+    sa = info_action(with_info, 0);
+    CHECK(sigaction(SIGTRAP, &sa, NULL) == 0);
+    g_count = 0;
+    __asm__ volatile("int3");
+    CHECK(g_count == 1 && g_last_sig == SIGTRAP);
+
+    /* The alternate stack: SA_ONSTACK handlers run on it. */
+    static char alt[65536];
+    stack_t ss = {.ss_sp = alt, .ss_size = sizeof alt, .ss_flags = 0};
+    CHECK(sigaltstack(&ss, NULL) == 0);
+    sa = info_action(with_info, SA_ONSTACK);
+    CHECK(sigaction(SIGURG, &sa, NULL) == 0);
+    CHECK(raise(SIGURG) == 0);
+    CHECK(g_handler_sp > (uintptr_t)alt && g_handler_sp < (uintptr_t)alt + sizeof alt);
+    stack_t now;
+    CHECK(sigaltstack(NULL, &now) == 0 && now.ss_sp == alt && now.ss_flags == 0);
+    sa = info_action(with_info, 0); /* without SA_ONSTACK: the normal stack */
+    CHECK(sigaction(SIGURG, &sa, NULL) == 0);
+    CHECK(raise(SIGURG) == 0);
+    CHECK(!(g_handler_sp > (uintptr_t)alt && g_handler_sp < (uintptr_t)alt + sizeof alt));
+
+    /* FPU and SSE state survive a handler that uses and clobbers them. */
+    sa = action(fpu_user, 0);
+    CHECK(sigaction(SIGALRM, &sa, NULL) == 0);
+    uint64_t xmm_after;
+    __asm__ volatile("movq %[v], %%xmm8\n\t"
+                     "syscall\n\t"
+                     "movq %%xmm8, %[out]"
+                     : [out] "=r"(xmm_after)
+                     : [v] "r"(0x1122334455667788ull), "a"(SYS_tgkill), "D"(pid), "S"(tid), "d"(SIGALRM)
+                     : "rcx", "r11", "xmm8", "memory");
+    CHECK(xmm_after == 0x1122334455667788ull);
+    CHECK(g_count > 0 && g_last_sig == SIGALRM && g_handler_result == 1.5 * 2.25 + 1e-3);
+
+    /* SIG_IGN discards; a default-terminate signal that is blocked waits. */
+    sa = action(SIG_IGN, 0);
+    CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
+    CHECK(raise(SIGUSR1) == 0);
+
+    return finish("signals");
+}
