@@ -181,6 +181,9 @@ struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
     cpu::Action guest_exception();
     // A rewritten `syscall` (`out dx, eax`): the thin process serves it.
     cpu::Action guest_syscall(kvm_run& run);
+    // An un-rewritten `syscall` that came through MSR_LSTAR: back to the
+    // caller at CPL3, through `sysretq` where it entered CPL0.
+    cpu::Action return_from_lstar(int64_t result, const thin::UserContext& ctx);
     // Where the guest's call returns to: past the `out` of a site rewritten
     // in place, or the address the entry code saved (it exits from its own
     // code; abi/thin_guest.h).
@@ -446,6 +449,14 @@ Result<> ThinVm::Impl::enter_user_mode(Build& b) {
         if (auto r = vcpu->set_sregs(*sregs); !r) return wrap("vCPU control registers", r.error());
     }
     b.fsgsbase = sregs->cr4 & x86::cr4::kFSGSBASE;
+    // Un-rewritten `syscall`s land in the entry code (guest_entry.S,
+    // vessel_guest_lstar): EFER.SCE on, LSTAR there, STAR with Linux's
+    // selectors (sysret to 0x33/0x2b), no flags masked.
+    sregs->efer |= x86::efer::kSCE;
+    if (auto r = vcpu->set_sregs(*sregs); !r) return wrap("vCPU EFER", r.error());
+    const uint64_t star = uint64_t{x86::selector::kUserCode32} << 48 | uint64_t{x86::selector::kKernelCode} << 32;
+    if (!vcpu->set_msrs({{x86::msr::kStar, star}, {x86::msr::kLstar, thin::guest_lstar_va()}, {x86::msr::kSfmask, 0}}))
+        return fail("KVM refused the vCPU's system-call MSRs (STAR, LSTAR, SFMASK)", EINVAL);
     return {};
 }
 
@@ -572,14 +583,44 @@ uint64_t ThinVm::Impl::syscall_return_address(const kvm_regs& r) {
     return at == loader::kExitReplacement[0] ? r.rip + 1 : r.rip;
 }
 
+cpu::Action ThinVm::Impl::return_from_lstar(int64_t result, const thin::UserContext& ctx) {
+    kvm_regs& r = runner->regs();
+    // Where `syscall` went is the platform's (PLATFORM.md): read, not assumed.
+    auto sregs = vcpu->get_sregs();
+    const bool cpl0 = sregs && (sregs->cs.selector & 3) == 0;
+    const uint64_t to_rip = ctx.replaced ? ctx.regs.rip : r.rcx;
+    const uint64_t to_flags = ctx.replaced ? ctx.regs.rflags : r.r11;
+    if (ctx.replaced)
+        r = ctx.regs;
+    else
+        r.rax = static_cast<uint64_t>(result);
+    if (cpl0) {
+        // sysretq takes RIP from RCX and RFLAGS from R11: a replaced
+        // context (a handler entered, a frame returned from) loses those two.
+        r.rcx = to_rip;
+        r.r11 = to_flags | arch::x86::rflags::kIOPL3;
+        r.rip = thin::guest_sysret_va();
+    } else if (!ctx.replaced) {
+        r.rcx = to_rip;  // the stub's `jmp *%rcx`
+        r.r11 = to_flags;
+    }
+    r.rflags |= arch::x86::rflags::kIOPL3;
+    runner->mark_regs_dirty();
+    return cpu::Action::kContinue;
+}
+
 cpu::Action ThinVm::Impl::guest_syscall(kvm_run& run) {
     kvm_regs& r = runner->regs();
     thin::SyscallArgs args{r.rax, {r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9}};
     if (stats.syscalls == 0) timer.mark("guest to 1st syscall");
     ++stats.syscalls;
+    // `out` at the LSTAR entry: RIP on it (VT-x/AMD-V) or just past it (PVM).
+    const uint64_t lstar = thin::guest_lstar_va();
+    const bool via_lstar = r.rip == lstar || r.rip == lstar + 1;
     thin::UserContext ctx;
     ctx.regs = r;
-    ctx.regs.rip = syscall_return_address(r);
+    ctx.regs.rip = via_lstar ? r.rcx : syscall_return_address(r);
+    if (via_lstar) ctx.regs.rflags = r.r11;
     int64_t result = process->handle(args, &ctx);
     if (process->exited()) {
         outcome.status = process->exit_status();
@@ -588,6 +629,7 @@ cpu::Action ThinVm::Impl::guest_syscall(kvm_run& run) {
         outcome.guest_exited = true;
         return cpu::Action::kStop;
     }
+    if (via_lstar && result != -EINTR) return return_from_lstar(result, ctx);
     if (ctx.replaced) {  // into a signal handler, or back from one
         r = ctx.regs;
         r.rflags |= arch::x86::rflags::kIOPL3;

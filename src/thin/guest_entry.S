@@ -25,6 +25,7 @@
         .section .rodata.vessel_guest_entry, "a", @progbits
         .balign 64
         .globl vessel_guest_entry, vessel_guest_entry_end, vessel_guest_cpuid
+        .globl vessel_guest_lstar, vessel_guest_lstar_sysret
 vessel_guest_entry:
 .Lbase:
         mov     %rsp, SH(SH_SAVE_RSP)
@@ -369,6 +370,21 @@ vessel_guest_cpuid:
         mov     SH(SH_SAVE_RSP), %rsp
         cpuid
         jmp     *SH(SH_SAVE_RCX)
+
+/* An un-rewritten `syscall` (code written at run time, a site the decoder
+ * did not find) arrives here through MSR_LSTAR with Linux's convention:
+ * RCX = the return address, R11 = the flags, the arguments in place. Under
+ * PVM `syscall` stays at CPL3 and jumps here; on VT-x/AMD-V it enters CPL0
+ * here, still on the caller's stack. Either way the `out` exits to the VMM,
+ * which serves the call and sets RAX; at CPL0 it moves RIP to the `sysretq`
+ * (back to CPL3 at RCX with R11's flags), at CPL3 the `jmp` returns. This
+ * page is below mmap_min_addr: the guest can neither map over it nor make
+ * it writable, so what runs at CPL0 here is this code only. */
+vessel_guest_lstar:
+        out     %eax, (%dx)
+        jmp     *%rcx
+vessel_guest_lstar_sysret:
+        sysretq
 vessel_guest_entry_end:
 
         .section .note.GNU-stack, "", @progbits

@@ -6,6 +6,8 @@
 extern "C" const uint8_t vessel_guest_entry[];
 extern "C" const uint8_t vessel_guest_entry_end[];
 extern "C" const uint8_t vessel_guest_cpuid[];
+extern "C" const uint8_t vessel_guest_lstar[];
+extern "C" const uint8_t vessel_guest_lstar_sysret[];
 
 namespace vessel::thin {
 
@@ -73,6 +75,11 @@ std::vector<arch::x86::CpuidAnswer> GuestEntry::cpuid_answers(memory::AddressSpa
     // table may hold (arch/x86/host_cpuid.h) reach KVM.
     std::erase_if(out, [](const arch::x86::CpuidAnswer& a) { return !arch::x86::well_formed(a); });
     return out;
+}
+
+uint64_t guest_lstar_va() { return kGuestEntryVa + static_cast<uint64_t>(vessel_guest_lstar - vessel_guest_entry); }
+uint64_t guest_sysret_va() {
+    return kGuestEntryVa + static_cast<uint64_t>(vessel_guest_lstar_sysret - vessel_guest_entry);
 }
 
 }  // namespace vessel::thin

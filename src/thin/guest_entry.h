@@ -34,6 +34,12 @@ inline constexpr uint64_t kGuestEntryVa = GUEST_ENTRY_VA;
 inline constexpr uint64_t kGuestSharedVa = GUEST_SHARED_VA;
 inline constexpr uint64_t kGuestCountsVa = GUEST_COUNTS_VA;
 
+// Where MSR_LSTAR points: un-rewritten `syscall`s enter the entry code
+// there (guest_entry.S, vessel_guest_lstar), and the `sysretq` the VMM
+// sends a call that entered at CPL0 back through.
+uint64_t guest_lstar_va();
+uint64_t guest_sysret_va();
+
 // The shared page. Guest-writable: the VMM reads a field once and checks it.
 struct GuestShared {
     uint64_t enabled;

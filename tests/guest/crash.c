@@ -1,6 +1,7 @@
 /* Ways for a guest to fault. Usage: crash MODE; the program never exits
  * normally. MODE: null (read address 0), write-ro (store to read-only
- * memory), ud2, stray-syscall (a `syscall` the loader never saw), hlt,
+ * memory), ud2, stray-syscall (`syscall`s the loader never saw: exits
+ * 42 through them), hlt,
  * int3, divide, jump-wild; abort, raise-term (signals to itself that kill
  * it); ignored (signals it ignores, or whose default is to ignore: it then
  * exits 0). */
@@ -36,9 +37,14 @@ int main(int argc, char** argv) {
         return 0;
     }
     if (!strcmp(mode, "stray-syscall")) {
-        /* mov eax, 60 (exit); xor edi, edi; syscall — written at run time, so
-         * no load-time rewrite covers it. It must fault, not exit cleanly. */
-        static const unsigned char code[] = {0xb8, 60, 0, 0, 0, 0x31, 0xff, 0x0f, 0x05};
+        /* Written at run time, so no load-time rewrite covers them, two
+         * system calls: write(-1, ...) returns -EBADF (-9) and execution goes
+         * on after it; then exit(9 + 33). Skipped calls would run into the
+         * zeros after the code and fault.
+         *   mov eax, 1; mov edi, -1; syscall; mov edi, eax; neg edi;
+         *   add edi, 33; mov eax, 60; syscall */
+        static const unsigned char code[] = {0xb8, 1,    0,    0,    0, 0xbf, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x05, 0x89,
+                                             0xc7, 0xf7, 0xdf, 0x83, 0xc7, 33, 0xb8, 60, 0, 0, 0, 0x0f, 0x05};
         unsigned char* p = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED) return 3;
         memcpy(p, code, sizeof code);
