@@ -27,6 +27,7 @@
 #include "tests/devices/virtio_harness.h"
 #include "tests/loader/elf_header.h"
 #include "thin/process_state.h"
+#include "thin/signal_frame.h"
 
 using namespace vessel;
 using Bytes = std::vector<uint8_t>;
@@ -127,6 +128,26 @@ int main(int argc, char** argv) {
         const uint8_t* p = reinterpret_cast<const uint8_t*>(answers.data());
         f.insert(f.end(), p, p + n * sizeof answers[0]);
         seed("host_cpuid", "this_host", f);
+    }
+
+    {
+        // A frame as a handler finds it, then an XSAVE image (x87, SSE, AVX):
+        // with its magic numbers, and without (a legacy FXSAVE image).
+        kvm_regs r{};
+        r.rip = 0x401234, r.rsp = 0x7ffffffde000, r.rflags = 0x246, r.rax = 7;
+        const uint64_t altstack[3] = {0, 2 /* SS_DISABLE */, 0};
+        const Bytes frame = thin::encode_sigframe(r, {}, 0x401000, 1u << 9, altstack, 0x7ffffffdd000,
+                                                  thin::SigInfo{10, 0, 0, 1, 0, false});
+        std::vector<uint32_t> region(1024, 0);
+        region[0] = 0x037f, region[6] = 0x1f80, region[7] = 0xffff, region[128] = 7;
+        Bytes image = thin::encode_fpstate(region, 832, 0x7);
+        Bytes both = frame;
+        both.insert(both.end(), image.begin(), image.end());
+        seed("signal_frame", "xsave", both);
+        std::memset(image.data() + 464, 0, 4);
+        both.resize(frame.size());
+        both.insert(both.end(), image.begin(), image.end());
+        seed("signal_frame", "fxsave", both);
     }
 
     {
