@@ -100,6 +100,19 @@ const std::vector<state::Section> kThinSections = {state::Section::kConfig, stat
                                                    state::Section::kThinProcess, state::Section::kAddressSpace,
                                                    state::Section::kMemory};
 
+// Signals sent to the VMM from outside (the jail's parent forwards the
+// terminal's and the daemon's: SIGHUP, SIGINT, SIGQUIT, SIGTERM) are the
+// guest's. While a thin VM runs, the handler only records them and kicks
+// its vCPU; the exit that follows hands them to the process.
+constexpr int kForwardedSignals[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+std::atomic<uint64_t> g_host_signals{0};
+std::atomic<cpu::VcpuRunner*> g_signal_runner{nullptr};
+
+void on_host_signal(int sig) {
+    g_host_signals.fetch_or(1ull << (sig - 1));
+    if (cpu::VcpuRunner* r = g_signal_runner.load()) r->kick();
+}
+
 }  // namespace
 
 struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
@@ -181,6 +194,21 @@ struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
     cpu::Action guest_exception();
     // A rewritten `syscall` (`out dx, eax`): the thin process serves it.
     cpu::Action guest_syscall(kvm_run& run);
+    // Queues the signals sent to the VMM since the last look as the guest's;
+    // false when there were none.
+    bool take_host_signals();
+    // A kick for such a signal stopped the guest in its own code: deliver.
+    cpu::Action host_signal_while_running();
+    // The registers of the call exiting at `r` as its caller sees them (RIP
+    // its return address, RFLAGS its flags); `via_lstar`: an un-rewritten one.
+    thin::UserContext call_context(const kvm_regs& r, bool& via_lstar);
+    // After a host call for the guest returned EINTR: a signal from outside
+    // is the guest's to take (its handler, then -EINTR or the call again
+    // with SA_RESTART; or death), and this is what the vCPU does next. None
+    // (our own kick for a pause, an ignored signal): make the call again.
+    std::optional<cpu::Action> signal_interrupts_call(uint64_t nr, thin::UserContext& ctx, bool via_lstar);
+    // The guest process ended (exit, or a signal): the VM stops with its status.
+    cpu::Action process_exited();
     // An un-rewritten `syscall` that came through MSR_LSTAR: back to the
     // caller at CPL3, through `sysretq` where it entered CPL0.
     cpu::Action return_from_lstar(int64_t result, const thin::UserContext& ctx);
@@ -583,6 +611,63 @@ uint64_t ThinVm::Impl::syscall_return_address(const kvm_regs& r) {
     return at == loader::kExitReplacement[0] ? r.rip + 1 : r.rip;
 }
 
+thin::UserContext ThinVm::Impl::call_context(const kvm_regs& r, bool& via_lstar) {
+    // `out` at the LSTAR entry: RIP on it (VT-x/AMD-V) or just past it (PVM).
+    const uint64_t lstar = thin::guest_lstar_va();
+    via_lstar = r.rip == lstar || r.rip == lstar + 1;
+    thin::UserContext ctx;
+    ctx.regs = r;
+    ctx.regs.rip = via_lstar ? r.rcx : syscall_return_address(r);
+    if (via_lstar) ctx.regs.rflags = r.r11;
+    return ctx;
+}
+
+std::optional<cpu::Action> ThinVm::Impl::signal_interrupts_call(uint64_t nr, thin::UserContext& ctx, bool via_lstar) {
+    if (!take_host_signals() || !process->interrupt_call(nr, ctx, thin::kGuestEntryVa)) return std::nullopt;
+    if (process->exited()) return process_exited();
+    if (via_lstar) return return_from_lstar(static_cast<int64_t>(ctx.regs.rax), ctx);
+    kvm_regs& r = runner->regs();
+    r = ctx.regs;
+    r.rflags |= arch::x86::rflags::kIOPL3;
+    runner->mark_regs_dirty();
+    return cpu::Action::kContinue;
+}
+
+cpu::Action ThinVm::Impl::process_exited() {
+    outcome.status = process->exit_status();
+    if (const int sig = process->killed_by())  // one line, as a shell says "Aborted"
+        outcome.diagnostic = std::string("guest killed by SIG") + sigabbrev_np(sig);
+    outcome.guest_exited = true;
+    return cpu::Action::kStop;
+}
+
+bool ThinVm::Impl::take_host_signals() {
+    uint64_t sigs = g_host_signals.exchange(0);
+    if (!sigs) return false;
+    for (; sigs; sigs &= sigs - 1) process->send_signal(__builtin_ctzll(sigs) + 1, SI_USER);
+    return true;
+}
+
+cpu::Action ThinVm::Impl::host_signal_while_running() {
+    // Not while the guest is inside Vessel's own code (the entry code, on
+    // its private stack; a stub running at CPL0): the next exit takes them.
+    const uint64_t rip = runner->regs().rip;
+    const bool own_code = (rip >= thin::kGuestEntryVa && rip < thin::kGuestEntryVa + memory::kPageSize) ||
+                          (rip >= kSystemBase && rip < kSystemEnd);
+    if (own_code || !take_host_signals()) return cpu::Action::kContinue;
+    kvm_regs& r = runner->regs();
+    thin::UserContext ctx;
+    ctx.regs = r;
+    process->deliver_pending(ctx);
+    if (process->exited()) return process_exited();
+    if (ctx.replaced) {
+        r = ctx.regs;
+        r.rflags |= arch::x86::rflags::kIOPL3;
+        runner->mark_regs_dirty();
+    }
+    return cpu::Action::kContinue;
+}
+
 cpu::Action ThinVm::Impl::return_from_lstar(int64_t result, const thin::UserContext& ctx) {
     kvm_regs& r = runner->regs();
     // Where `syscall` went is the platform's (PLATFORM.md): read, not assumed.
@@ -614,21 +699,12 @@ cpu::Action ThinVm::Impl::guest_syscall(kvm_run& run) {
     thin::SyscallArgs args{r.rax, {r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9}};
     if (stats.syscalls == 0) timer.mark("guest to 1st syscall");
     ++stats.syscalls;
-    // `out` at the LSTAR entry: RIP on it (VT-x/AMD-V) or just past it (PVM).
-    const uint64_t lstar = thin::guest_lstar_va();
-    const bool via_lstar = r.rip == lstar || r.rip == lstar + 1;
-    thin::UserContext ctx;
-    ctx.regs = r;
-    ctx.regs.rip = via_lstar ? r.rcx : syscall_return_address(r);
-    if (via_lstar) ctx.regs.rflags = r.r11;
+    bool via_lstar;
+    thin::UserContext ctx = call_context(r, via_lstar);
     int64_t result = process->handle(args, &ctx);
-    if (process->exited()) {
-        outcome.status = process->exit_status();
-        if (const int sig = process->killed_by())  // one line, as a shell says "Aborted"
-            outcome.diagnostic = std::string("guest killed by SIG") + sigabbrev_np(sig);
-        outcome.guest_exited = true;
-        return cpu::Action::kStop;
-    }
+    if (process->exited()) return process_exited();
+    if (result == -EINTR && !ctx.replaced)
+        if (auto taken = signal_interrupts_call(args.nr, ctx, via_lstar)) return *taken;
     if (via_lstar && result != -EINTR) return return_from_lstar(result, ctx);
     if (ctx.replaced) {  // into a signal handler, or back from one
         r = ctx.regs;
@@ -637,8 +713,8 @@ cpu::Action ThinVm::Impl::guest_syscall(kvm_run& run) {
         return cpu::Action::kContinue;
     }
     if (result == -EINTR) {
-        // Only our own kick interrupts a host call (the guest has no
-        // signals): the guest makes the call again once we are resumed.
+        // Our own kick (a pause) or an ignored signal interrupted the host
+        // call: the guest makes the call again once we are resumed.
         // Registers are left as they are until KVM has finished this exit
         // (on VT-x/AMD-V it steps past the `out` only at the next KVM_RUN;
         // PVM already has): re-enter at once, and on that KVM_EXIT_INTR
@@ -675,10 +751,18 @@ cpu::Action ThinVm::Impl::on_exit(kvm_run& run) {
             if (restart_syscall) {
                 restart_syscall = false;
                 kvm_regs& r = runner->regs();
+                // A signal from outside that came meanwhile is the call's interruption.
+                if (g_host_signals.load(std::memory_order_relaxed)) {
+                    bool via_lstar;
+                    thin::UserContext ctx = call_context(r, via_lstar);
+                    if (auto taken = signal_interrupts_call(r.rax, ctx, via_lstar)) return *taken;
+                }
                 r.rip -= 1;
                 r.rflags |= arch::x86::rflags::kIOPL3;
                 runner->mark_regs_dirty();
+                return cpu::Action::kContinue;  // the call is made again; a signal waits for it
             }
+            if (g_host_signals.load(std::memory_order_relaxed)) return host_signal_while_running();
             return cpu::Action::kContinue;
         default: exits_other.fetch_add(1, std::memory_order_relaxed); return crash(cpu::describe_exit(run));
     }
@@ -687,7 +771,23 @@ cpu::Action ThinVm::Impl::on_exit(kvm_run& run) {
 Result<RunOutcome> ThinVm::run() {
     Impl& m = *impl_;
     m.vcpus.start();
+    // Signals to the VMM are the guest's while it runs (one VM per process
+    // takes them: the first to run).
+    cpu::VcpuRunner* none = nullptr;
+    const bool forwarding = g_signal_runner.compare_exchange_strong(none, m.runner);
+    struct sigaction forward {
+    }, saved[std::size(kForwardedSignals)];
+    forward.sa_handler = on_host_signal;
+    sigemptyset(&forward.sa_mask);
+    forward.sa_flags = 0;  // no SA_RESTART: a host call blocked for the guest returns EINTR
+    if (forwarding)
+        for (size_t i = 0; i < std::size(kForwardedSignals); ++i)
+            ::sigaction(kForwardedSignals[i], &forward, &saved[i]);
     auto r = m.vcpus.run_here(0);
+    if (forwarding) {
+        for (size_t i = 0; i < std::size(kForwardedSignals); ++i) ::sigaction(kForwardedSignals[i], &saved[i], nullptr);
+        g_signal_runner = nullptr;
+    }
     m.timer.mark("guest run");
     if (r && *r == cpu::VcpuSet::End::kStopped) m.outcome.status = kExitShutdown;
     if (m.process && m.process->unsupported_calls()) m.outcome.unsupported = m.process->unsupported_summary();

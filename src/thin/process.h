@@ -123,6 +123,17 @@ public:
     // its handler is entered (true; `context` replaced), or, when there is
     // none or the signal is blocked or ignored, the process dies of it.
     bool take_fault(int sig, int code, uint64_t addr, UserContext& context);
+    // A call the VMM made for the guest was interrupted (-EINTR) by a signal
+    // from outside the VM, queued with send_signal. Decides as Linux does:
+    // an ignored signal does not interrupt (false: make the call again); a
+    // handler runs, after which the call returns -EINTR, or, when every
+    // handler due has SA_RESTART, is made again (through the entry code at
+    // `restart_va`); a terminating signal ends the process. `context`: the
+    // registers of the call (rip its return address).
+    bool interrupt_call(uint64_t nr, UserContext& context, uint64_t restart_va);
+    // Delivers the pending signals at an arbitrary point of the guest's code
+    // (a signal from outside arrived while it ran).
+    void deliver_pending(UserContext& context) { deliver_signals(&context); }
     // rt_sigreturn: the registers, mask, alternate stack and FPU state from
     // the frame at the caller's stack. A frame that cannot be read kills
     // the process with SIGSEGV, as Linux does.

@@ -141,6 +141,32 @@ bool Process::take_fault(int sig, int code, uint64_t addr, UserContext& ctx) {
     return false;
 }
 
+bool Process::interrupt_call(uint64_t nr, UserContext& ctx, uint64_t restart_va) {
+    bool acts = false, restart = true;
+    for (uint64_t ready = pending_signals_ & (~signal_mask_ | kUnblockable); ready; ready &= ready - 1) {
+        const int sig = __builtin_ctzll(ready) + 1;
+        const kernel_sigaction_t& act = sigactions_[sig - 1];
+        const uint64_t handler = sig == SIGKILL || sig == SIGSTOP ? kSigDfl : act.handler;
+        if (handler == kSigIgn || (handler == kSigDfl && default_action(sig) != DefaultAction::kTerminate)) continue;
+        acts = true;
+        if (handler != kSigDfl && !(act.flags & SA_RESTART)) restart = false;
+    }
+    if (!acts) {
+        deliver_signals(nullptr);  // only ignored ones: dropped
+        return false;
+    }
+    ctx.regs.rcx = ctx.regs.rip;  // what `syscall` leaves, and where the entry code returns to
+    if (restart) {
+        ctx.regs.rax = nr;  // the call again, arguments as they were
+        ctx.regs.rip = restart_va;
+    } else {
+        ctx.regs.rax = static_cast<uint64_t>(-EINTR);
+        ctx.regs.r11 = ctx.regs.rflags;
+    }
+    deliver_signals(&ctx);
+    return true;
+}
+
 int64_t Process::sigreturn() {
     if (!context_) return -ENOSYS;  // no registers to give back (tests, fuzzing)
     UserContext& ctx = *context_;

@@ -1,11 +1,12 @@
 /* Signal handlers: what Linux gives a handler and what rt_sigreturn gives
  * back. Each check holds natively; the test runs it in `vessel run` too.
- * Usage: signals [all | bad-frame | nested-fault]
+ * Usage: signals [all | bad-frame | nested-fault | wait-read HOW | spin HOW]
  *   all               the checks below; exits 0 when they pass
  *   bad-frame         a handler that wrecks its frame's FPU state pointer:
  *                     rt_sigreturn must kill the process with SIGSEGV
  *   nested-fault      a SIGSEGV handler that faults again (SIGSEGV blocked
- *                     in it): the process dies of SIGSEGV */
+ *                     in it): the process dies of SIGSEGV
+ *   wait-read, spin   wait for a SIGINT from outside (see below) */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
@@ -118,6 +119,33 @@ int main(int argc, char** argv) {
         raise(SIGUSR1);
         return 0; /* not reached: rt_sigreturn kills the process */
     }
+    if (!strcmp(mode, "wait-read") || !strcmp(mode, "spin")) {
+        /* For a SIGINT from outside: `how` is eintr (a handler), restart (a
+         * handler with SA_RESTART), ignore (SIG_IGN) or default. Prints
+         * "ready", then blocks reading stdin, or spins until the handler ran. */
+        const char* how = argc > 2 ? argv[2] : "default";
+        if (!strcmp(how, "eintr") || !strcmp(how, "restart")) {
+            struct sigaction sa = action(counting, !strcmp(how, "restart") ? SA_RESTART : 0);
+            sigaction(SIGINT, &sa, NULL);
+        } else if (!strcmp(how, "ignore")) {
+            signal(SIGINT, SIG_IGN);
+        }
+        printf("ready\n");
+        fflush(stdout);
+        if (!strcmp(mode, "spin")) {
+            while (!g_count) {
+            }
+            printf("spun until handler ran %d\n", (int)g_count);
+            return 0;
+        }
+        char buf[16];
+        ssize_t n = read(0, buf, sizeof buf);
+        if (n < 0)
+            printf("read: %s, handler ran %d\n", errno == EINTR ? "EINTR" : strerror(errno), (int)g_count);
+        else
+            printf("read %d bytes, handler ran %d\n", (int)n, (int)g_count);
+        return 0;
+    }
     if (!strcmp(mode, "nested-fault")) {
         struct sigaction sa = action(fault_again, 0);
         sigaction(SIGSEGV, &sa, NULL);
@@ -183,12 +211,13 @@ int main(int argc, char** argv) {
     CHECK(sigaction(SIGWINCH, &sa, NULL) == 0);
     const long pid = getpid(), tid = syscall(SYS_gettid);
     uint64_t rbx_after;
-    __asm__ volatile("xor %%ebx, %%ebx\n\t"
-                     "syscall\n\t"
-                     "mov %%rbx, %0"
-                     : "=r"(rbx_after)
-                     : "a"(SYS_tgkill), "D"(pid), "S"(tid), "d"(SIGWINCH)
-                     : "rbx", "rcx", "r11", "memory");
+    __asm__ volatile(
+        "xor %%ebx, %%ebx\n\t"
+        "syscall\n\t"
+        "mov %%rbx, %0"
+        : "=r"(rbx_after)
+        : "a"(SYS_tgkill), "D"(pid), "S"(tid), "d"(SIGWINCH)
+        : "rbx", "rcx", "r11", "memory");
     CHECK(rbx_after == 0x1234567887654321);
 
     /* Faults: SIGSEGV with the address and SEGV_MAPERR or SEGV_ACCERR,
@@ -252,12 +281,13 @@ int main(int argc, char** argv) {
     sa = action(fpu_user, 0);
     CHECK(sigaction(SIGALRM, &sa, NULL) == 0);
     uint64_t xmm_after;
-    __asm__ volatile("movq %[v], %%xmm8\n\t"
-                     "syscall\n\t"
-                     "movq %%xmm8, %[out]"
-                     : [out] "=r"(xmm_after)
-                     : [v] "r"(0x1122334455667788ull), "a"(SYS_tgkill), "D"(pid), "S"(tid), "d"(SIGALRM)
-                     : "rcx", "r11", "xmm8", "memory");
+    __asm__ volatile(
+        "movq %[v], %%xmm8\n\t"
+        "syscall\n\t"
+        "movq %%xmm8, %[out]"
+        : [out] "=r"(xmm_after)
+        : [v] "r"(0x1122334455667788ull), "a"(SYS_tgkill), "D"(pid), "S"(tid), "d"(SIGALRM)
+        : "rcx", "r11", "xmm8", "memory");
     CHECK(xmm_after == 0x1122334455667788ull);
     CHECK(g_count > 0 && g_last_sig == SIGALRM && g_handler_result == 1.5 * 2.25 + 1e-3);
 
