@@ -104,13 +104,25 @@ const std::vector<state::Section> kThinSections = {state::Section::kConfig, stat
 // terminal's and the daemon's: SIGHUP, SIGINT, SIGQUIT, SIGTERM) are the
 // guest's. While a thin VM runs, the handler only records them and kicks
 // its vCPU; the exit that follows hands them to the process.
-constexpr int kForwardedSignals[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+// SIGALRM too: the guest's ITIMER_REAL is the VMM's. The self-pipe wakes
+// a guest waiting in pause or rt_sigsuspend.
+constexpr int kForwardedSignals[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGALRM};
 std::atomic<uint64_t> g_host_signals{0};
 std::atomic<cpu::VcpuRunner*> g_signal_runner{nullptr};
+int g_signal_pipe[2] = {-1, -1};
 
 void on_host_signal(int sig) {
+    const int saved = errno;
     g_host_signals.fetch_or(1ull << (sig - 1));
+    if (g_signal_pipe[1] >= 0) (void)!::write(g_signal_pipe[1], "", 1);
     if (cpu::VcpuRunner* r = g_signal_runner.load()) r->kick();
+    errno = saved;
+}
+
+// The self-pipe's read end, made once per process (before any seccomp filter).
+int signal_pipe() {
+    static const bool made = ::pipe2(g_signal_pipe, O_NONBLOCK | O_CLOEXEC) == 0;
+    return made ? g_signal_pipe[0] : -1;
 }
 
 }  // namespace
@@ -310,6 +322,7 @@ void ThinVm::Impl::finish_setup(thin::Sandbox sandbox, bool fsgsbase) {
     auto xcrs = vcpu->get_xcrs();
     opts.xcr0 = xcrs && xcrs->nr_xcrs ? xcrs->xcrs[0].value : kvm_xcr0;
     opts.xsave_size = x86::xsave_size(opts.xcr0);
+    opts.signal_fd = signal_pipe();
     process = std::make_unique<thin::Process>(*as, std::move(sandbox), *this, opts);
     if (auto entry = thin::GuestEntry::find(*as)) process->attach_guest_entry(std::move(*entry));
     runner = &vcpus.add(*vcpu, *this);

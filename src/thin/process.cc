@@ -431,7 +431,7 @@ int64_t Process::handle(const SyscallArgs& args, UserContext* context) {
         context->regs.rcx = context->regs.rip;
         context->regs.r11 = context->regs.rflags;
     }
-    if (pending_signals_) deliver_signals(context);
+    if (pending_signals_ || restore_mask_) deliver_signals(context);
     return result;
 }
 

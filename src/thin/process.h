@@ -107,6 +107,9 @@ struct ProcessOptions {
     // holds): x87 and SSE unless the machine says more.
     uint64_t xcr0 = 3;
     uint32_t xsave_size = 576;
+    // Readable when a signal from outside the VM waits for the guest (the
+    // machine's self-pipe): pause and rt_sigsuspend wait on it. -1: none.
+    int signal_fd = -1;
 };
 
 class Process {
@@ -131,6 +134,10 @@ public:
     // `restart_va`); a terminating signal ends the process. `context`: the
     // registers of the call (rip its return address).
     bool interrupt_call(uint64_t nr, UserContext& context, uint64_t restart_va);
+    // pause (no mask) and rt_sigsuspend: with `mask` as the signal mask
+    // until a signal is delivered (the handler's frame restores the
+    // caller's), waits for one the mask lets through; always -EINTR.
+    int64_t suspend(std::optional<uint64_t> mask);
     // Delivers the pending signals at an arbitrary point of the guest's code
     // (a signal from outside arrived while it ran).
     void deliver_pending(UserContext& context) { deliver_signals(&context); }
@@ -323,6 +330,9 @@ private:
     PrctlState prctl_state_;
     uint64_t pending_signals_ = 0;
     std::array<int, 64> pending_code_{};
+    // rt_sigsuspend's caller's mask: what the next handler's frame restores,
+    // or the mask again when the call returns without one.
+    std::optional<uint64_t> restore_mask_;
     UserContext* context_ = nullptr;  // during handle()
     int killed_by_ = 0;
     std::array<uint64_t, 64> undelivered_{};  // per signal: dropped for want of handler support

@@ -1,7 +1,10 @@
 // Signal delivery in a thin process: default actions, handler frames
 // (signal_frame.h) and rt_sigreturn. Signals come from the guest itself
 // (kill, tkill, tgkill, abort) and from its faults.
+#include <poll.h>
 #include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <atomic>
 
@@ -40,7 +43,7 @@ constexpr uint64_t kFlagsClearedForHandler = 0x400 /* DF */ | 0x10000 /* RF */ |
 void Process::deliver_signals(UserContext* context) {
     for (;;) {
         const uint64_t ready = pending_signals_ & (~signal_mask_ | kUnblockable);
-        if (!ready || exited_) return;
+        if (!ready || exited_) break;
         const int sig = __builtin_ctzll(ready) + 1;
         pending_signals_ &= ~bit(sig);
         const uint64_t handler = sig == SIGKILL || sig == SIGSTOP ? kSigDfl : sigactions_[sig - 1].handler;
@@ -54,13 +57,15 @@ void Process::deliver_signals(UserContext* context) {
             enter_handler(sig, info, *context);
             continue;
         }
-        switch (default_action(sig)) {
-            case DefaultAction::kIgnore: continue;
-            case DefaultAction::kStop:  // nobody could continue the one process: not stopped, but said
-                std::atomic_ref<uint64_t>(undelivered_[sig - 1]).fetch_add(1, std::memory_order_relaxed);
-                continue;
-            case DefaultAction::kTerminate: die_of(sig); return;
-        }
+        const DefaultAction action = default_action(sig);
+        if (action == DefaultAction::kStop)  // nobody could continue the one process: not stopped, but said
+            std::atomic_ref<uint64_t>(undelivered_[sig - 1]).fetch_add(1, std::memory_order_relaxed);
+        if (action == DefaultAction::kTerminate) die_of(sig);
+    }
+    // rt_sigsuspend returning without a handler: the caller's mask again.
+    if (restore_mask_) {
+        signal_mask_ = *restore_mask_;
+        restore_mask_.reset();
     }
 }
 
@@ -96,8 +101,10 @@ bool Process::enter_handler(int sig, const SigInfo& info, UserContext& ctx) {
         fpstate = sp;
     }
     sp = ((sp - kSigFrameSize) & ~uint64_t{15}) - 8;  // (rsp + 8) % 16 == 0, as after a call
+    // The mask the handler's return restores: rt_sigsuspend's caller's.
+    const uint64_t frame_mask = restore_mask_.value_or(signal_mask_);
     const std::vector<uint8_t> frame =
-        encode_sigframe(ctx.regs, ctx.trap, taken.restorer, signal_mask_, uc_stack, fpstate, info);
+        encode_sigframe(ctx.regs, ctx.trap, taken.restorer, frame_mask, uc_stack, fpstate, info);
     if (!mem().write(sp, frame.data(), frame.size()) || (fpstate && !mem().write(fpstate, fp.data(), fp.size()))) {
         die_of(SIGSEGV);  // Linux's force_sigsegv: no stack for the frame
         return false;
@@ -113,6 +120,7 @@ bool Process::enter_handler(int sig, const SigInfo& info, UserContext& ctx) {
     ctx.trap = {};
     ctx.replaced = true;
     if (fpstate) reset_fpu();
+    restore_mask_.reset();
     signal_mask_ |= taken.mask;
     if (!(taken.flags & SA_NODEFER)) signal_mask_ |= bit(sig);
     signal_mask_ &= ~kUnblockable;
@@ -142,7 +150,11 @@ bool Process::take_fault(int sig, int code, uint64_t addr, UserContext& ctx) {
 }
 
 bool Process::interrupt_call(uint64_t nr, UserContext& ctx, uint64_t restart_va) {
-    bool acts = false, restart = true;
+    // Calls Linux never restarts after a handler, SA_RESTART or not.
+    bool restart = nr != SYS_pause && nr != SYS_rt_sigsuspend && nr != SYS_nanosleep && nr != SYS_clock_nanosleep &&
+                   nr != SYS_poll && nr != SYS_ppoll && nr != SYS_select && nr != SYS_pselect6 &&
+                   nr != SYS_epoll_wait && nr != SYS_epoll_pwait && nr != SYS_epoll_pwait2 && nr != SYS_rt_sigtimedwait;
+    bool acts = false;
     for (uint64_t ready = pending_signals_ & (~signal_mask_ | kUnblockable); ready; ready &= ready - 1) {
         const int sig = __builtin_ctzll(ready) + 1;
         const kernel_sigaction_t& act = sigactions_[sig - 1];
@@ -165,6 +177,24 @@ bool Process::interrupt_call(uint64_t nr, UserContext& ctx, uint64_t restart_va)
     }
     deliver_signals(&ctx);
     return true;
+}
+
+int64_t Process::suspend(std::optional<uint64_t> mask) {
+    if (mask) {
+        if (!restore_mask_) restore_mask_ = signal_mask_;  // made again after a pause of the VM: keep the first
+        signal_mask_ = *mask & ~kUnblockable;
+    }
+    // A signal the mask now lets through is delivered as the call returns.
+    if (pending_signals_ & (~signal_mask_ | kUnblockable)) return -EINTR;
+    // Otherwise one from outside: the machine's self-pipe turns readable
+    // (or the vCPU's kick interrupts the wait).
+    if (options_.signal_fd < 0) return -EINTR;  // no such signals here (tests)
+    pollfd pfd{options_.signal_fd, POLLIN, 0};
+    (void)::ppoll(&pfd, 1, nullptr, nullptr);
+    char drain[64];
+    while (::read(options_.signal_fd, drain, sizeof drain) > 0) {
+    }
+    return -EINTR;
 }
 
 int64_t Process::sigreturn() {

@@ -170,6 +170,22 @@ int64_t sys_tgkill(Process& p, TgkillArgs a) {
 
 int64_t sys_rt_sigreturn(Process& p, NoArgs) { return p.sigreturn(); }
 
+int64_t sys_pause(Process& p, NoArgs) { return p.suspend(std::nullopt); }
+
+int64_t sys_rt_sigsuspend(Process& p, SigsetArgs a) {
+    if (a.sigsetsize() != 8) return -EINVAL;
+    uint64_t mask;
+    if (!p.mem().read_obj(a.set(), mask)) return -EFAULT;
+    return p.suspend(mask);
+}
+
+// The signals waiting because they are blocked.
+int64_t sys_rt_sigpending(Process& p, SigsetArgs a) {
+    if (a.sigsetsize() > 8) return -EINVAL;
+    const uint64_t pending = p.pending_signals() & p.signal_mask();
+    return p.mem().write(a.set(), &pending, a.sigsetsize()) ? 0 : -EFAULT;
+}
+
 int64_t sys_rt_sigaction(Process& p, SigactionArgs a) {
     int sig = static_cast<int>(a.signum());
     if (sig < 1 || sig > 64 || a.sigsetsize() != 8) return -EINVAL;

@@ -101,4 +101,27 @@ int64_t sys_clock_nanosleep(Process& p, ClockNanosleepArgs a) {
     return sleep_common(p, static_cast<clockid_t>(a.clock()), static_cast<int>(a.flags()), a.req(), a.rem());
 }
 
+// ITIMER_REAL is the VMM's own: its SIGALRM is forwarded to the guest like
+// any signal from outside (machine/thin_vm.cc). One timer per VMM process.
+int64_t sys_alarm(Process&, AlarmArgs a) {
+    return ::alarm(static_cast<unsigned>(std::min<uint64_t>(a.seconds(), UINT32_MAX)));
+}
+
+int64_t sys_getitimer(Process& p, ItimerArgs a) {
+    if (a.which() != ITIMER_REAL) return a.which() <= ITIMER_PROF ? -EOPNOTSUPP : -EINVAL;
+    itimerval v{};
+    ::getitimer(ITIMER_REAL, &v);
+    return p.mem().write_obj(a.value(), v) ? 0 : -EFAULT;
+}
+
+int64_t sys_setitimer(Process& p, ItimerArgs a) {
+    if (a.which() != ITIMER_REAL) return a.which() <= ITIMER_PROF ? -EOPNOTSUPP : -EINVAL;
+    itimerval v{}, old{};
+    if (a.value() && !p.mem().read_obj(a.value(), v)) return -EFAULT;  // NULL: disarm, as Linux
+    auto bad = [](const timeval& t) { return t.tv_sec < 0 || t.tv_usec < 0 || t.tv_usec >= 1000000; };
+    if (bad(v.it_value) || bad(v.it_interval)) return -EINVAL;
+    if (::setitimer(ITIMER_REAL, &v, &old) != 0) return -errno;
+    return !a.old_value() || p.mem().write_obj(a.old_value(), old) ? 0 : -EFAULT;
+}
+
 }  // namespace vessel::thin

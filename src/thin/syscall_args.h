@@ -383,6 +383,24 @@ struct SigprocmaskArgs : ArgsView {
     uint64_t oldset() const { return u(2); }
     uint64_t sigsetsize() const { return u(3); }
 };
+// rt_sigsuspend, rt_sigpending
+struct SigsetArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t set() const { return u(0); }
+    uint64_t sigsetsize() const { return u(1); }
+};
+// alarm
+struct AlarmArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t seconds() const { return u(0); }
+};
+// getitimer, setitimer
+struct ItimerArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t which() const { return u(0); }
+    uint64_t value() const { return u(1); }      // getitimer: where to store; setitimer: the new value
+    uint64_t old_value() const { return u(2); }  // setitimer only
+};
 // sigaltstack
 struct SigaltstackArgs : ArgsView {
     using ArgsView::ArgsView;

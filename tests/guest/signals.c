@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/time.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -290,6 +291,54 @@ int main(int argc, char** argv) {
         : "rcx", "r11", "xmm8", "memory");
     CHECK(xmm_after == 0x1122334455667788ull);
     CHECK(g_count > 0 && g_last_sig == SIGALRM && g_handler_result == 1.5 * 2.25 + 1e-3);
+
+    /* rt_sigpending shows a blocked signal; rt_sigsuspend lets it in, runs
+     * its handler under the suspend mask, returns EINTR and restores the
+     * caller's mask. */
+    sa = info_action(with_info, 0);
+    CHECK(sigaction(SIGUSR2, &sa, NULL) == 0);
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR2);
+    CHECK(sigprocmask(SIG_BLOCK, &set, NULL) == 0);
+    g_count = 0;
+    CHECK(raise(SIGUSR2) == 0);
+    sigset_t waiting;
+    CHECK(sigpending(&waiting) == 0 && sigismember(&waiting, SIGUSR2) == 1 && sigismember(&waiting, SIGUSR1) == 0);
+    sigset_t open_mask;
+    sigemptyset(&open_mask);
+    sigaddset(&open_mask, SIGHUP);
+    errno = 0;
+    CHECK(sigsuspend(&open_mask) == -1 && errno == EINTR);
+    CHECK(g_count == 1 && g_last_sig == SIGUSR2);
+    CHECK(g_mask_in_handler == ((1ull << (SIGHUP - 1)) | (1ull << (SIGUSR2 - 1))));
+    CHECK(is_blocked(SIGUSR2) && !is_blocked(SIGHUP));
+    CHECK(sigpending(&waiting) == 0 && sigismember(&waiting, SIGUSR2) == 0);
+    CHECK(sigprocmask(SIG_UNBLOCK, &set, NULL) == 0);
+
+    /* alarm and pause: SIGALRM ends the wait through its handler. */
+    sa = action(counting, 0);
+    CHECK(sigaction(SIGALRM, &sa, NULL) == 0);
+    g_count = 0;
+    CHECK(alarm(1) == 0);
+    errno = 0;
+    CHECK(pause() == -1 && errno == EINTR);
+    CHECK(g_count == 1 && g_last_sig == SIGALRM);
+
+    /* setitimer reads back; a 50 ms timer wakes rt_sigsuspend. */
+    struct itimerval tv = {.it_interval = {0, 0}, .it_value = {5, 0}}, got;
+    CHECK(setitimer(ITIMER_REAL, &tv, NULL) == 0);
+    CHECK(getitimer(ITIMER_REAL, &got) == 0 && got.it_value.tv_sec <= 5 && got.it_value.tv_sec >= 4);
+    sigemptyset(&set);
+    sigaddset(&set, SIGALRM);
+    CHECK(sigprocmask(SIG_BLOCK, &set, NULL) == 0);
+    tv.it_value.tv_sec = 0;
+    tv.it_value.tv_usec = 50000;
+    CHECK(setitimer(ITIMER_REAL, &tv, NULL) == 0);
+    g_count = 0;
+    CHECK(sigsuspend(&open_mask) == -1 && errno == EINTR);
+    CHECK(g_count == 1 && g_last_sig == SIGALRM && is_blocked(SIGALRM));
+    CHECK(getitimer(ITIMER_REAL, &got) == 0 && got.it_value.tv_sec == 0 && got.it_value.tv_usec == 0);
+    CHECK(sigprocmask(SIG_UNBLOCK, &set, NULL) == 0);
 
     /* SIG_IGN discards; a default-terminate signal that is blocked waits. */
     sa = action(SIG_IGN, 0);
