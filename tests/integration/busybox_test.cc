@@ -253,5 +253,24 @@ TEST_F(BusyboxWrites, Cp) {
     EXPECT_EQ(run({kBusybox, "stat", "-c", "%Y", t_ / "guest/w/preserved.txt"}).out, "1500000000\n");
 }
 
+// busybox sh's `trap` sees signals sent to `vessel run` as it sees them
+// natively: a trap interrupts the `read` builtin and exits with its status;
+// an ignored signal lets the read finish.
+TEST(BusyboxShell, TrapsSeeSignalsFromOutside) {
+    REQUIRE_KVM();
+    struct Case {
+        const char *sig, *script, *expect;
+    };
+    for (const Case& c :
+         {Case{"TERM", R"(trap "echo caught; exit 3" TERM; echo ready; read x; echo "read $x")",
+               "status=3\nready\ncaught\n"},
+          Case{"INT", R"(trap "" INT; echo ready; read x; echo "read $x")", "status=0\nready\nread data\n"}}) {
+        auto native = run_signalled(c.sig, {kBusybox, "sh", "-c", c.script});
+        auto guest = run_signalled(c.sig, vessel_run_argv({kBusybox, "sh", "-c", c.script}));
+        EXPECT_EQ(native.out, c.expect) << c.script;
+        EXPECT_EQ(guest.out, native.out) << c.script << "\n" << guest.err;
+    }
+}
+
 }  // namespace
 }  // namespace vessel::test

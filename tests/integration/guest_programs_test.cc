@@ -270,24 +270,11 @@ TEST_P(GuestProgram, SignalHandlers) {
 // wait-read and spin): a handler interrupts a blocking read with EINTR, or
 // the read goes on with SA_RESTART; an ignored signal changes nothing; a
 // default SIGTERM kills with 143; a guest computing in a loop is stopped
-// to run its handler. The shell below starts the program (natively, or
-// under vessel run) with stdin a pipe that delivers data after 4 s, sends
-// the signal once it printed "ready", and prints its status and output.
+// to run its handler.
 TEST_P(GuestProgram, SignalsFromOutsideReachTheGuest) {
     std::string p = prog("signals");
-    TempDir t;
-    const std::string script = R"(out=$1; sig=$2; shift 2
-: > "$out"
-(sleep 4; echo data) | "$@" > "$out" &
-pid=$!
-i=0
-while ! grep -q ready "$out"; do sleep 0.05; i=$((i+1)); [ $i -gt 1200 ] && { echo never ready; exit 99; }; done
-kill -"$sig" $pid
-wait $pid
-echo "status=$?"
-cat "$out")";
     static TempDir cache;
-    RunOptions o = with_timeout(120);
+    RunOptions o;
     o.env = fixed_env();
     o.env.push_back("VESSEL_CACHE_DIR=" + cache.path());
     struct Case {
@@ -298,10 +285,8 @@ cat "$out")";
                           Case{"INT", "wait-read", "ignore", "read 5 bytes, handler ran 0"},
                           Case{"TERM", "wait-read", "default", "status=143"},
                           Case{"INT", "spin", "eintr", "spun until handler ran 1"}}) {
-        auto native = run({"/bin/sh", "-c", script, "sh", t / "native", c.sig, p, c.mode, c.how}, o);
-        auto guest = run(
-            {"/bin/sh", "-c", script, "sh", t / "guest", c.sig, vessel_path(), "run", "--mem", "64M", p, c.mode, c.how},
-            o);
+        auto native = run_signalled(c.sig, {p, c.mode, c.how}, o);
+        auto guest = run_signalled(c.sig, vessel_run_argv({p, c.mode, c.how}), o);
         EXPECT_NE(native.out.find(c.expect), std::string::npos) << c.mode << " " << c.how << ":\n" << native.out;
         EXPECT_EQ(guest.out, native.out) << c.mode << " " << c.how << "\n" << guest.err;
     }

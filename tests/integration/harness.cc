@@ -94,6 +94,31 @@ RunResult run(const std::vector<std::string>& argv, const RunOptions& o) {
     return r;
 }
 
+RunResult run_signalled(const std::string& sig, const std::vector<std::string>& argv, const RunOptions& options) {
+    static const std::string script = R"(out=$1; sig=$2; shift 2
+: > "$out"
+(sleep 4; echo data) | "$@" > "$out" &
+pid=$!
+i=0
+while ! grep -q ready "$out"; do sleep 0.05; i=$((i+1)); [ $i -gt 1200 ] && { echo never ready; exit 99; }; done
+kill -"$sig" $pid
+wait $pid
+echo "status=$?"
+cat "$out")";
+    TempDir t;
+    std::vector<std::string> sh = {"/bin/sh", "-c", script, "sh", t / "out", sig};
+    sh.insert(sh.end(), argv.begin(), argv.end());
+    RunOptions o = options;
+    o.timeout_s = std::max(o.timeout_s, 120);
+    return run(sh, o);
+}
+
+std::vector<std::string> vessel_run_argv(const std::vector<std::string>& command) {
+    std::vector<std::string> argv = {vessel_path(), "run", "--mem", "64M"};
+    argv.insert(argv.end(), command.begin(), command.end());
+    return argv;
+}
+
 RunResult run_vessel(const std::vector<std::string>& vessel_args, const std::vector<std::string>& command,
                      const RunOptions& options) {
     std::vector<std::string> argv = {vessel_path(), "run", "--mem", "64M"};

@@ -39,6 +39,13 @@ RunResult run(const std::vector<std::string>& argv, const RunOptions& options = 
 RunResult run_vessel(const std::vector<std::string>& vessel_args, const std::vector<std::string>& command,
                      const RunOptions& options = {});
 
+// Runs `argv` (through /bin/sh) with stdin a pipe that delivers "data\n"
+// after 4 s, sends it `sig` ("INT", "TERM") once its stdout holds "ready",
+// and returns, as `out`, "status=N" and then what it printed.
+RunResult run_signalled(const std::string& sig, const std::vector<std::string>& argv, const RunOptions& options = {});
+// `vessel run --mem 64M` of `command`, with run_vessel's environment.
+std::vector<std::string> vessel_run_argv(const std::vector<std::string>& command);
+
 // The environment both native and guest runs get.
 const std::vector<std::string>& fixed_env();
 
