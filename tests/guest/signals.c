@@ -4,6 +4,8 @@
  *   all               the checks below; exits 0 when they pass
  *   bad-frame         a handler that wrecks its frame's FPU state pointer:
  *                     rt_sigreturn must kill the process with SIGSEGV
+ *   wild-frame        a handler that points the frame's RIP at a
+ *                     non-canonical address and RSP at 0: SIGSEGV
  *   nested-fault      a SIGSEGV handler that faults again (SIGSEGV blocked
  *                     in it): the process dies of SIGSEGV
  *   wait-read, spin   wait for a SIGINT from outside (see below) */
@@ -83,6 +85,15 @@ static void wreck_fpstate(int sig, siginfo_t* info, void* uc_arg) {
     uc->uc_mcontext.fpregs = (void*)(uintptr_t)0x10; /* unmapped */
 }
 
+/* Returns into nowhere: a non-canonical RIP and a null stack. */
+static void wreck_registers(int sig, siginfo_t* info, void* uc_arg) {
+    ucontext_t* uc = uc_arg;
+    (void)sig, (void)info;
+    uc->uc_mcontext.gregs[REG_RIP] = (greg_t)0xdead000000000000ull;
+    uc->uc_mcontext.gregs[REG_RSP] = 0;
+    uc->uc_mcontext.gregs[REG_EFL] = -1; /* every flag: only those user code may set are taken */
+}
+
 static void fault_again(int sig) {
     (void)sig;
     *(volatile int*)(uintptr_t)8 = 1;
@@ -146,6 +157,12 @@ int main(int argc, char** argv) {
         else
             printf("read %d bytes, handler ran %d\n", (int)n, (int)g_count);
         return 0;
+    }
+    if (!strcmp(mode, "wild-frame")) {
+        struct sigaction sa = info_action(wreck_registers, 0);
+        sigaction(SIGUSR1, &sa, NULL);
+        raise(SIGUSR1);
+        return 0; /* not reached: the return faults */
     }
     if (!strcmp(mode, "nested-fault")) {
         struct sigaction sa = action(fault_again, 0);

@@ -256,7 +256,7 @@ TEST_P(GuestProgram, SignalHandlers) {
     std::string p = prog("signals");
     expect_passed(run({p}), "native");
     expect_passed(run_vessel({}, {p}, with_timeout(60)), "vessel");
-    for (const char* mode : {"bad-frame", "nested-fault"}) {
+    for (const char* mode : {"bad-frame", "wild-frame", "nested-fault"}) {
         auto native = run({p, mode});
         EXPECT_EQ(native.signal, SIGSEGV) << mode;
         auto r = run_vessel({}, {p, mode}, with_timeout(20));
