@@ -138,6 +138,8 @@ public:
     // until a signal is delivered (the handler's frame restores the
     // caller's), waits for one the mask lets through; always -EINTR.
     int64_t suspend(std::optional<uint64_t> mask);
+    // During handle(): the caller's registers (nullptr when there are none).
+    const UserContext* context() const { return context_; }
     // Delivers the pending signals at an arbitrary point of the guest's code
     // (a signal from outside arrived while it ran).
     void deliver_pending(UserContext& context) { deliver_signals(&context); }

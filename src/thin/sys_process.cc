@@ -221,7 +221,12 @@ int64_t sys_rt_sigprocmask(Process& p, SigprocmaskArgs a) {
 
 int64_t sys_sigaltstack(Process& p, SigaltstackArgs a) {
     auto old = p.sigaltstack();
+    // On the alternate stack now (a handler runs there): said, and it may not change.
+    const uint64_t sp = p.context() ? p.context()->regs.rsp : 0;
+    const bool on_it = !(old[1] & SS_DISABLE) && old[2] && sp > old[0] && sp - old[0] <= old[2];
+    if (on_it) old[1] |= SS_ONSTACK;
     if (a.ss()) {
+        if (on_it) return -EPERM;
         std::array<uint64_t, 3> ss;  // sp, flags (int + pad), size
         if (!p.mem().read(a.ss(), ss.data(), 24)) return -EFAULT;
         uint32_t flags = static_cast<uint32_t>(ss[1]);

@@ -94,6 +94,16 @@ static void wreck_registers(int sig, siginfo_t* info, void* uc_arg) {
     uc->uc_mcontext.gregs[REG_EFL] = -1; /* every flag: only those user code may set are taken */
 }
 
+/* On the alternate stack: sigaltstack says so and refuses a change. */
+static volatile int g_alt_flags, g_alt_change_errno;
+static void alt_probe(int sig) {
+    stack_t now, other = {.ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE};
+    g_alt_flags = sigaltstack(NULL, &now) == 0 ? now.ss_flags : -1;
+    g_alt_change_errno = sigaltstack(&other, NULL) == 0 ? 0 : errno;
+    ++g_count;
+    g_last_sig = sig;
+}
+
 static void fault_again(int sig) {
     (void)sig;
     *(volatile int*)(uintptr_t)8 = 1;
@@ -290,6 +300,10 @@ int main(int argc, char** argv) {
     CHECK(g_handler_sp > (uintptr_t)alt && g_handler_sp < (uintptr_t)alt + sizeof alt);
     stack_t now;
     CHECK(sigaltstack(NULL, &now) == 0 && now.ss_sp == alt && now.ss_flags == 0);
+    sa = action(alt_probe, SA_ONSTACK);
+    CHECK(sigaction(SIGURG, &sa, NULL) == 0);
+    CHECK(raise(SIGURG) == 0);
+    CHECK(g_alt_flags == SS_ONSTACK && g_alt_change_errno == EPERM);
     sa = info_action(with_info, 0); /* without SA_ONSTACK: the normal stack */
     CHECK(sigaction(SIGURG, &sa, NULL) == 0);
     CHECK(raise(SIGURG) == 0);
