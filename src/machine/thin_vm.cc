@@ -718,7 +718,9 @@ cpu::Action ThinVm::Impl::guest_syscall(kvm_run& run) {
     if (process->exited()) return process_exited();
     if (result == -EINTR && !ctx.replaced)
         if (auto taken = signal_interrupts_call(args.nr, ctx, via_lstar)) return *taken;
-    if (via_lstar && result != -EINTR) return return_from_lstar(result, ctx);
+    // An un-rewritten call leaves through its stub (sysretq at CPL0), also
+    // when its context was replaced: whatever RAX a frame restores.
+    if (via_lstar && (ctx.replaced || result != -EINTR)) return return_from_lstar(result, ctx);
     if (ctx.replaced) {  // into a signal handler, or back from one
         r = ctx.regs;
         r.rflags |= arch::x86::rflags::kIOPL3;

@@ -4,6 +4,8 @@
  *   all               the checks below; exits 0 when they pass
  *   bad-frame         a handler that wrecks its frame's FPU state pointer:
  *                     rt_sigreturn must kill the process with SIGSEGV
+ *   jit-restorer      a handler returning through generated code (an
+ *                     un-rewritten rt_sigreturn): still in user mode after
  *   wild-frame        a handler that points the frame's RIP at a
  *                     non-canonical address and RSP at 0: SIGSEGV
  *   nested-fault      a SIGSEGV handler that faults again (SIGSEGV blocked
@@ -83,6 +85,14 @@ static void wreck_fpstate(int sig, siginfo_t* info, void* uc_arg) {
     ucontext_t* uc = uc_arg;
     (void)sig, (void)info;
     uc->uc_mcontext.fpregs = (void*)(uintptr_t)0x10; /* unmapped */
+}
+
+/* Makes the interrupted call's result -EINTR. */
+static void result_eintr(int sig, siginfo_t* info, void* uc_arg) {
+    ucontext_t* uc = uc_arg;
+    (void)sig, (void)info;
+    uc->uc_mcontext.gregs[REG_RAX] = -EINTR;
+    ++g_count;
 }
 
 /* Returns into nowhere: a non-canonical RIP and a null stack. */
@@ -167,6 +177,35 @@ int main(int argc, char** argv) {
         else
             printf("read %d bytes, handler ran %d\n", (int)n, (int)g_count);
         return 0;
+    }
+    if (!strcmp(mode, "jit-restorer")) {
+        /* The handler returns through generated code (mov eax, 15; syscall):
+         * an rt_sigreturn no load-time rewrite covers, restoring RAX =
+         * -EINTR. The code after it must still run in user mode: a
+         * privileged instruction faults. */
+        static const unsigned char code[] = {0xb8, 15, 0, 0, 0, 0x0f, 0x05};
+        unsigned char* restorer =
+            mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        CHECK(restorer != MAP_FAILED);
+        memcpy(restorer, code, sizeof code);
+        struct {
+            void* handler;
+            unsigned long flags;
+            void* restorer;
+            uint64_t mask;
+        } ka = {(void*)result_eintr, SA_SIGINFO | 0x04000000 /* SA_RESTORER */, restorer, 0};
+        CHECK(RAW4(SYS_rt_sigaction, SIGUSR1, &ka, 0, 8) == 0);
+        g_count = 0;
+        CHECK(RAW3(SYS_tgkill, getpid(), syscall(SYS_gettid), SIGUSR1) == -EINTR && g_count == 1);
+        struct sigaction sa = info_action(escape, 0);
+        CHECK(sigaction(SIGSEGV, &sa, NULL) == 0);
+        g_last_sig = 0;
+        if (!sigsetjmp(g_jump, 1)) {
+            __asm__ volatile("mov %%cr0, %%rax" ::: "rax");
+            CHECK(0);
+        }
+        CHECK(g_last_sig == SIGSEGV);
+        return finish("signals jit-restorer");
     }
     if (!strcmp(mode, "wild-frame")) {
         struct sigaction sa = info_action(wreck_registers, 0);

@@ -256,6 +256,8 @@ TEST_P(GuestProgram, SignalHandlers) {
     std::string p = prog("signals");
     expect_passed(run({p}), "native");
     expect_passed(run_vessel({}, {p}, with_timeout(60)), "vessel");
+    expect_passed(run({p, "jit-restorer"}), "native, jit-restorer");
+    expect_passed(run_vessel({}, {p, "jit-restorer"}, with_timeout(60)), "vessel, jit-restorer");
     for (const char* mode : {"bad-frame", "wild-frame", "nested-fault"}) {
         auto native = run({p, mode});
         EXPECT_EQ(native.signal, SIGSEGV) << mode;
