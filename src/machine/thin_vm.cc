@@ -219,6 +219,8 @@ struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
     // with SA_RESTART; or death), and this is what the vCPU does next. None
     // (our own kick for a pause, an ignored signal): make the call again.
     std::optional<cpu::Action> signal_interrupts_call(uint64_t nr, thin::UserContext& ctx, bool via_lstar);
+    // The vCPU goes on in `ctx` (a handler entered, a frame returned from).
+    cpu::Action enter_context(const thin::UserContext& ctx);
     // The guest process ended (exit, or a signal): the VM stops with its status.
     cpu::Action process_exited();
     // An un-rewritten `syscall` that came through MSR_LSTAR: back to the
@@ -639,9 +641,13 @@ std::optional<cpu::Action> ThinVm::Impl::signal_interrupts_call(uint64_t nr, thi
     if (!take_host_signals() || !process->interrupt_call(nr, ctx, thin::kGuestEntryVa)) return std::nullopt;
     if (process->exited()) return process_exited();
     if (via_lstar) return return_from_lstar(static_cast<int64_t>(ctx.regs.rax), ctx);
+    return enter_context(ctx);
+}
+
+cpu::Action ThinVm::Impl::enter_context(const thin::UserContext& ctx) {
     kvm_regs& r = runner->regs();
     r = ctx.regs;
-    r.rflags |= arch::x86::rflags::kIOPL3;
+    r.rflags |= arch::x86::rflags::kIOPL3;  // PVM reports it as 0
     runner->mark_regs_dirty();
     return cpu::Action::kContinue;
 }
@@ -668,17 +674,11 @@ cpu::Action ThinVm::Impl::host_signal_while_running() {
     const bool own_code = (rip >= thin::kGuestEntryVa && rip < thin::kGuestEntryVa + memory::kPageSize) ||
                           (rip >= kSystemBase && rip < kSystemEnd);
     if (own_code || !take_host_signals()) return cpu::Action::kContinue;
-    kvm_regs& r = runner->regs();
     thin::UserContext ctx;
-    ctx.regs = r;
+    ctx.regs = runner->regs();
     process->deliver_pending(ctx);
     if (process->exited()) return process_exited();
-    if (ctx.replaced) {
-        r = ctx.regs;
-        r.rflags |= arch::x86::rflags::kIOPL3;
-        runner->mark_regs_dirty();
-    }
-    return cpu::Action::kContinue;
+    return ctx.replaced ? enter_context(ctx) : cpu::Action::kContinue;
 }
 
 cpu::Action ThinVm::Impl::return_from_lstar(int64_t result, const thin::UserContext& ctx) {
@@ -721,12 +721,7 @@ cpu::Action ThinVm::Impl::guest_syscall(kvm_run& run) {
     // An un-rewritten call leaves through its stub (sysretq at CPL0), also
     // when its context was replaced: whatever RAX a frame restores.
     if (via_lstar && (ctx.replaced || result != -EINTR)) return return_from_lstar(result, ctx);
-    if (ctx.replaced) {  // into a signal handler, or back from one
-        r = ctx.regs;
-        r.rflags |= arch::x86::rflags::kIOPL3;
-        runner->mark_regs_dirty();
-        return cpu::Action::kContinue;
-    }
+    if (ctx.replaced) return enter_context(ctx);  // into a signal handler, or back from one
     if (result == -EINTR) {
         // Our own kick (a pause) or an ignored signal interrupted the host
         // call: the guest makes the call again once we are resumed.

@@ -247,6 +247,11 @@ public:
     uint64_t& signal_mask() { return signal_mask_; }
     std::array<kernel_sigaction_t, 64>& sigactions() { return sigactions_; }
     std::array<uint64_t, 4>& sigaltstack() { return sigaltstack_; }
+    // Is `sp` on the enabled alternate signal stack (Linux's on_sig_stack)?
+    bool on_sigaltstack(uint64_t sp) const {
+        const uint64_t base = sigaltstack_[0], size = sigaltstack_[2];
+        return !(sigaltstack_[1] & SS_DISABLE) && size && sp > base && sp - base <= size;
+    }
     // The name prctl(PR_SET_NAME) sets and /proc/self/comm shows.
     std::string& comm() { return options_.comm; }
     // What prctl sets that only prctl reads back (no effect on this guest).

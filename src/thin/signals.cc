@@ -83,7 +83,7 @@ bool Process::enter_handler(int sig, const SigInfo& info, UserContext& ctx) {
     const uint64_t sp_now = ctx.regs.rsp;
     const uint64_t ss_sp = sigaltstack_[0], ss_flags = sigaltstack_[1], ss_size = sigaltstack_[2];
     const bool alt_enabled = !(ss_flags & SS_DISABLE) && ss_size;
-    const bool on_alt = alt_enabled && sp_now > ss_sp && sp_now - ss_sp <= ss_size;
+    const bool on_alt = on_sigaltstack(sp_now);
     uint64_t sp = sp_now - kRedZone;
     if ((taken.flags & SA_ONSTACK) && alt_enabled && !on_alt) sp = ss_sp + ss_size;
     const uint64_t uc_stack[3] = {ss_sp,
@@ -221,9 +221,7 @@ int64_t Process::sigreturn() {
     }
     // The alternate stack as uc_stack says, unless the caller is on it
     // (Linux's restore_altstack, whose EPERM and EINVAL are ignored).
-    const uint64_t ss_sp = sigaltstack_[0], ss_size = sigaltstack_[2];
-    const bool on_alt =
-        !(sigaltstack_[1] & SS_DISABLE) && ss_size && ctx.regs.rsp > ss_sp && ctx.regs.rsp - ss_sp <= ss_size;
+    const bool on_alt = on_sigaltstack(ctx.regs.rsp);
     const uint64_t flags = saved.altstack[1] & 0xffffffff;
     if (!on_alt && !(flags & ~uint64_t{SS_DISABLE | kSsAutoDisarm | SS_ONSTACK})) {
         if (flags & SS_DISABLE)

@@ -222,8 +222,7 @@ int64_t sys_rt_sigprocmask(Process& p, SigprocmaskArgs a) {
 int64_t sys_sigaltstack(Process& p, SigaltstackArgs a) {
     auto old = p.sigaltstack();
     // On the alternate stack now (a handler runs there): said, and it may not change.
-    const uint64_t sp = p.context() ? p.context()->regs.rsp : 0;
-    const bool on_it = !(old[1] & SS_DISABLE) && old[2] && sp > old[0] && sp - old[0] <= old[2];
+    const bool on_it = p.context() && p.on_sigaltstack(p.context()->regs.rsp);
     if (on_it) old[1] |= SS_ONSTACK;
     if (a.ss()) {
         if (on_it) return -EPERM;
