@@ -165,12 +165,9 @@ Result<> make_mount_point(const std::string& path, bool directory) {
     return {};
 }
 
-// Mounts a copy of what `source` is (with the mounts below it) at `dest`,
-// read-only unless writable, never setuid or exec, devices only if asked.
-Result<> attach(int source, const std::string& dest, bool writable, bool devices = false) {
-    struct stat st;
-    if (::fstat(source, &st) != 0) return fail_errno("jail: " + dest + ": source");
-    if (auto r = make_mount_point(dest, S_ISDIR(st.st_mode)); !r) return r;
+// A detached copy of what `source` is, with the mounts below it: read-only
+// unless writable, never setuid or exec, devices only if asked.
+Result<Fd> clone_tree(int source, const std::string& dest, bool writable, bool devices = false) {
     Fd tree(static_cast<int>(
         ::syscall(SYS_open_tree, source, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE)));
     if (!tree) return fail_errno("jail: bind " + dest);
@@ -179,6 +176,14 @@ Result<> attach(int source, const std::string& dest, bool writable, bool devices
         MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC | (devices ? 0 : MOUNT_ATTR_NODEV) | (writable ? 0 : MOUNT_ATTR_RDONLY);
     if (::syscall(SYS_mount_setattr, tree.get(), "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) != 0)
         return fail_errno("jail: bind " + dest + ": mount attributes");
+    return tree;
+}
+
+// Mounts a tree from clone_tree() at `dest`.
+Result<> place_tree(const Fd& tree, const std::string& dest) {
+    struct stat st;
+    if (::fstat(tree.get(), &st) != 0) return fail_errno("jail: " + dest + ": source");
+    if (auto r = make_mount_point(dest, S_ISDIR(st.st_mode)); !r) return r;
     if (::syscall(SYS_move_mount, tree.get(), "", AT_FDCWD, dest.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0)
         return fail_errno("jail: bind " + dest);
     return {};
@@ -213,22 +218,31 @@ Result<> make_devices(const std::string& stage) {
         ::unlink((stage + d.path).c_str());
         Fd host(::open(d.path, O_PATH | O_NOFOLLOW | O_CLOEXEC));
         if (!host) return fail_errno(std::string("jail: ") + d.path);
-        if (auto r = attach(host.get(), stage + d.path, true, true); !r) return r;
+        auto tree = clone_tree(host.get(), stage + d.path, true, true);
+        if (!tree) return std::unexpected(tree.error());
+        if (auto r = place_tree(*tree, stage + d.path); !r) return r;
     }
     return {};
 }
 
 Result<> build_root(const std::vector<Bind>& binds) {
+    // The copies are taken before the stage's tmpfs covers /tmp: a bind of
+    // a tree holding /tmp (--root /) shows the host's /tmp, not the stage.
+    std::vector<Fd> trees;
+    for (const Bind& b : binds) {
+        if (b.target.empty() || b.target[0] != '/' || b.target.find("..") != std::string::npos)
+            return fail("jail: bind target must be an absolute path: " + b.target, EINVAL);
+        auto tree = clone_tree(b.source, b.target, b.writable);
+        if (!tree) return std::unexpected(tree.error());
+        trees.push_back(std::move(*tree));
+    }
     // Not nodev: it holds the five device nodes below, and nothing else can
     // ever make one there (the root turns read-only, CAP_MKNOD goes).
     if (::mount("vessel-jail", kStage, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k,nr_inodes=256") != 0)
         return fail_errno(std::string("jail: a tmpfs for the new root on ") + kStage);
     std::string stage = kStage;
-    for (const Bind& b : binds) {
-        if (b.target.empty() || b.target[0] != '/' || b.target.find("..") != std::string::npos)
-            return fail("jail: bind target must be an absolute path: " + b.target, EINVAL);
-        if (auto r = attach(b.source, stage + b.target, b.writable); !r) return r;
-    }
+    for (size_t i = 0; i < binds.size(); ++i)
+        if (auto r = place_tree(trees[i], stage + binds[i].target); !r) return r;
     if (::mkdir((stage + "/dev").c_str(), 0755) != 0) return fail_errno("jail: mkdir /dev");
     if (auto r = make_devices(stage); !r) return r;
     // /proc shows this pid namespace only (the VMM), without /proc/sys
