@@ -1,4 +1,4 @@
-// `vessel run`: a static program in a thin microVM.
+// `vessel run`: a Linux program in a thin microVM.
 #include <cstdlib>
 #include <memory>
 #include <vector>
@@ -112,7 +112,7 @@ int run(RunOptions& o, const std::vector<std::string>& remaining) {
 
 Runner add_run_command(CLI::App& app) {
     auto o = std::make_shared<RunOptions>();
-    auto* cmd = app.add_subcommand("run", "Run a static x86-64 Linux program in a thin microVM");
+    auto* cmd = app.add_subcommand("run", "Run an x86-64 Linux program (static or dynamic) in a thin microVM");
     cmd->add_option("--mem", o->mem, "Guest memory size (e.g. 64M, 1G)")->capture_default_str();
     cmd->add_option("--root", o->root, "Host directory the guest sees as / (read-only; default: empty)");
     cmd->add_option("--rw", o->rw, "Writable host directory HOSTDIR:GUESTPATH (repeatable)")->allow_extra_args(false);

@@ -37,14 +37,16 @@ Result<ElfImage> parse_elf(std::span<const uint8_t> file) {
     for (unsigned i = 0; i < eh.e_phnum; ++i) {
         Elf64_Phdr ph;
         std::memcpy(&ph, file.data() + eh.e_phoff + i * sizeof ph, sizeof ph);
-        if (ph.p_type == PT_INTERP) {
-            std::string interp;
-            if (ph.p_offset < file.size())
-                interp.assign(reinterpret_cast<const char*>(file.data() + ph.p_offset),
-                              strnlen(reinterpret_cast<const char*>(file.data() + ph.p_offset),
-                                      std::min<uint64_t>(ph.p_filesz, file.size() - ph.p_offset)));
-            return fail("dynamically linked (interpreter " + interp + "); only static executables are supported",
-                        ENOEXEC);
+        if (ph.p_type == PT_INTERP && img.interp.empty()) {  // Linux takes the first
+            // As binfmt_elf: the path fits PATH_MAX, is in the file and ends
+            // with its NUL; a NUL inside it would name another file.
+            if (ph.p_filesz < 2 || ph.p_filesz > kMaxInterpBytes) return fail("bad PT_INTERP size", ENOEXEC);
+            if (ph.p_offset > file.size() || ph.p_filesz > file.size() - ph.p_offset)
+                return fail("PT_INTERP extends past the end of the file (truncated?)", ENOEXEC);
+            const char* path = reinterpret_cast<const char*>(file.data() + ph.p_offset);
+            if (path[ph.p_filesz - 1] != '\0' || strnlen(path, ph.p_filesz) != ph.p_filesz - 1)
+                return fail("PT_INTERP is not one NUL-terminated path", ENOEXEC);
+            img.interp.assign(path, ph.p_filesz - 1);
         }
         if (ph.p_type == PT_PHDR) {
             img.phdr_vaddr = ph.p_vaddr;

@@ -1,4 +1,5 @@
-// Validated view of a static x86-64 ELF executable.
+// Validated view of an x86-64 ELF executable (static or dynamic) or of a
+// dynamic loader (ld.so).
 #pragma once
 
 #include <elf.h>
@@ -27,11 +28,17 @@ struct ElfImage {
     uint16_t phnum = 0;
     std::vector<Segment> segments;     // PT_LOAD, ascending vaddr, non-overlapping
     uint64_t lowest = 0, highest = 0;  // page-aligned span of all segments
+    // PT_INTERP: the dynamic loader's path, as the program names it (empty:
+    // a static executable).
+    std::string interp;
 };
+
+// The longest PT_INTERP Linux accepts (PATH_MAX, NUL included).
+inline constexpr uint64_t kMaxInterpBytes = 4096;
 
 // Checks everything Linux's loader relies on and more: header fields, program
 // header table bounds, segment bounds and order, entry inside an executable
-// segment. Dynamic executables are refused with a clear message.
+// segment; a PT_INTERP of 2 to kMaxInterpBytes bytes ending in its only NUL.
 Result<ElfImage> parse_elf(std::span<const uint8_t> file);
 
 }  // namespace vessel::loader

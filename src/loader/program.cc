@@ -38,28 +38,25 @@ private:
     uint64_t sp_, low_;
 };
 
-}  // namespace
+// A mapping the loader could not make; out of guest memory says which flag helps.
+std::unexpected<Error> map_failed(const char* what, const Error& e, uint64_t bytes) {
+    if (e.sys_errno != ENOMEM) return wrap(what, e);
+    return fail(
+        "executable too large for guest memory (segment of " + std::to_string(bytes >> 20) + " MiB; raise --mem)",
+        ENOMEM);
+}
 
-Result<LoadedProgram> load_program(memory::AddressSpace& as, std::span<const uint8_t> file, const ElfImage& image,
-                                   const std::vector<uint64_t>& syscall_sites, std::span<const uint8_t> stubs,
-                                   const ProgramSpec& spec) {
-    LoadedProgram out;
-    out.load_bias = image.pie ? kPieBase - image.lowest : 0;
-    const uint64_t bias = out.load_bias;
-    if (image.lowest + bias < memory::AddressSpace::kMmapMin)
-        return fail("executable wants to load below 64 KiB (mmap_min_addr)", ENOEXEC);
-
+// Maps one ELF file's segments at `bias` (bss zeroed), rewrites its sites and
+// maps its stub area. Returns where the image ends (stubs included).
+Result<uint64_t> map_image(memory::AddressSpace& as, std::span<const uint8_t> file, const ElfImage& image,
+                           uint64_t bias, const std::vector<uint64_t>& syscall_sites, std::span<const uint8_t> stubs,
+                           uint64_t image_gpa) {
     bool shared_pages = false;
     for (size_t i = 1; i < image.segments.size(); ++i) {
         const Segment &a = image.segments[i - 1], &b = image.segments[i];
         if (page_align_up(a.vaddr + a.memsz) > page_align_down(b.vaddr)) shared_pages = true;
     }
-    auto too_big = [](uint64_t bytes) {
-        return fail(
-            "executable too large for guest memory (segment of " + std::to_string(bytes >> 20) + " MiB; raise --mem)",
-            ENOMEM);
-    };
-    if (spec.image_gpa && !shared_pages) {
+    if (image_gpa && !shared_pages) {
         // Zero-copy: read-only and executable file pages come straight from
         // the image region. Only the page where file data meets bss is
         // copied, so its tail reads as zero.
@@ -76,14 +73,13 @@ Result<LoadedProgram> load_program(memory::AddressSpace& as, std::span<const uin
             // for every page (docs/BENCHMARKS.md).
             if (s.flags & PF_W) direct_end = start;
             if (direct_end > start) {
-                auto r = as.map_physical(start, direct_end - start, spec.image_gpa + page_align_down(s.offset), prot);
+                auto r = as.map_physical(start, direct_end - start, image_gpa + page_align_down(s.offset), prot);
                 if (!r) return wrap("load segment", r.error());
             }
             uint64_t rest = std::max(start, direct_end);
             if (mem_end > rest) {
                 auto r = as.map_fixed(rest, mem_end - rest, prot);
-                if (!r)
-                    return r.error().sys_errno == ENOMEM ? too_big(mem_end - rest) : wrap("load segment", r.error());
+                if (!r) return map_failed("load segment", r.error(), mem_end - rest);
                 if (file_end > rest &&
                     !as.poke(rest, file.data() + s.offset + (rest - (s.vaddr + bias)), file_end - rest))
                     return fail("load: segment copy failed", EFAULT);
@@ -104,7 +100,7 @@ Result<LoadedProgram> load_program(memory::AddressSpace& as, std::span<const uin
             }
             if (start < end) {
                 auto r = as.map_fixed(start, end - start, prot);
-                if (!r) return r.error().sys_errno == ENOMEM ? too_big(end - start) : wrap("load segment", r.error());
+                if (!r) return map_failed("load segment", r.error(), end - start);
             }
             mapped_end = std::max(mapped_end, end);
             last_prot = prot;
@@ -123,15 +119,52 @@ Result<LoadedProgram> load_program(memory::AddressSpace& as, std::span<const uin
         }
     });
     if (!patched) return std::unexpected(patched.error());
-    out.entry = image.entry + bias;
-    out.brk_start = image.highest + bias;
+    uint64_t end = image.highest + bias;
     if (!stubs.empty()) {  // see rewriter.h: the page after the image
         const uint64_t at = stub_area_vaddr(image) + bias;
         if (auto r = as.map_fixed(at, stubs.size(), memory::kProtRead | memory::kProtExec, std::string(kStubAreaName));
             !r)
-            return r.error().sys_errno == ENOMEM ? too_big(stubs.size()) : wrap("load stubs", r.error());
+            return map_failed("load stubs", r.error(), stubs.size());
         if (!as.poke(at, stubs.data(), stubs.size())) return fail("load: stub copy failed", EFAULT);
-        out.brk_start = at + stubs.size();
+        end = at + stubs.size();
+    }
+    return end;
+}
+
+// Where the interpreter goes: the highest free range that holds it and its
+// stubs (an ET_EXEC one where it was linked).
+Result<uint64_t> interpreter_bias(const memory::AddressSpace& as, const InterpreterImage& in) {
+    if (!in.image.pie) return 0;
+    const uint64_t span = stub_area_vaddr(in.image) + page_align_up(in.stubs.size()) - in.image.lowest;
+    auto at = as.find_free(span);
+    if (!at) return fail("no room for the interpreter in the address space", ENOMEM);
+    return *at - in.image.lowest;
+}
+
+}  // namespace
+
+Result<LoadedProgram> load_program(memory::AddressSpace& as, std::span<const uint8_t> file, const ElfImage& image,
+                                   const std::vector<uint64_t>& syscall_sites, std::span<const uint8_t> stubs,
+                                   const ProgramSpec& spec) {
+    LoadedProgram out;
+    out.load_bias = image.pie ? kPieBase - image.lowest : 0;
+    const uint64_t bias = out.load_bias;
+    if (image.lowest + bias < memory::AddressSpace::kMmapMin)
+        return fail("executable wants to load below 64 KiB (mmap_min_addr)", ENOEXEC);
+    auto end = map_image(as, file, image, bias, syscall_sites, stubs, spec.image_gpa);
+    if (!end) return std::unexpected(end.error());
+    out.entry = image.entry + bias;
+    out.brk_start = *end;
+    uint64_t start = out.entry;
+    if (const InterpreterImage* in = spec.interpreter) {
+        auto ibias = interpreter_bias(as, *in);
+        if (!ibias) return std::unexpected(ibias.error());
+        if (in->image.lowest + *ibias < memory::AddressSpace::kMmapMin)
+            return fail("interpreter wants to load below 64 KiB (mmap_min_addr)", ENOEXEC);
+        auto r = map_image(as, in->file, in->image, *ibias, in->sites, in->stubs, in->image_gpa);
+        if (!r) return wrap("interpreter", r.error());
+        out.interp_bias = *ibias;
+        start = in->image.entry + *ibias;
     }
 
     // The stack: strings at the top (execfn highest, then envp, then argv, as
@@ -169,7 +202,7 @@ Result<LoadedProgram> load_program(memory::AddressSpace& as, std::span<const uin
         {AT_PHDR, image.phdr_vaddr + bias},
         {AT_PHENT, sizeof(Elf64_Phdr)},
         {AT_PHNUM, image.phnum},
-        {AT_BASE, 0},
+        {AT_BASE, out.interp_bias},
         {AT_FLAGS, 0},
         {AT_ENTRY, out.entry},
         {AT_UID, spec.uid},
@@ -197,6 +230,7 @@ Result<LoadedProgram> load_program(memory::AddressSpace& as, std::span<const uin
     if (sp < out.stack_low) return fail("arguments and environment do not fit on the stack", E2BIG);
     if (!as.poke(sp, words.data(), words.size() * 8)) return fail("stack write failed", EFAULT);
     out.stack_pointer = sp;
+    out.entry = start;
     return out;
 }
 

@@ -1,5 +1,6 @@
-// Loads a static executable into a thin guest's address space and builds the
-// initial process stack exactly as Linux does (argc, argv, envp, auxv).
+// Loads an executable (and, for a dynamic one, its dynamic loader) into a
+// thin guest's address space and builds the initial process stack exactly as
+// Linux does (argc, argv, envp, auxv).
 #pragma once
 
 #include <cstdint>
@@ -16,6 +17,17 @@ namespace vessel::loader {
 // Where Linux puts a static-pie executable when randomization is off.
 inline constexpr uint64_t kPieBase = 0x5555'5555'4000ull;
 
+// A dynamic executable's loader (ld.so), mapped beside the program as Linux's
+// binfmt_elf maps it: anywhere free (top-down, like an mmap), its entry the
+// one the process starts at, its base in AT_BASE.
+struct InterpreterImage {
+    std::span<const uint8_t> file;
+    ElfImage image;
+    std::vector<uint64_t> sites;  // as load_program's
+    std::vector<uint8_t> stubs;
+    uint64_t image_gpa = 0;  // as ProgramSpec's
+};
+
 struct ProgramSpec {
     std::vector<std::string> argv;
     std::vector<std::string> envp;
@@ -28,14 +40,16 @@ struct ProgramSpec {
     // Guest-physical base of a file region holding the whole file (see
     // GuestMemory::add_file_region), or 0 to copy the segments into RAM.
     uint64_t image_gpa = 0;
+    const InterpreterImage* interpreter = nullptr;  // a dynamic executable's
 };
 
 struct LoadedProgram {
-    uint64_t entry = 0;
+    uint64_t entry = 0;  // where the process starts: the interpreter's entry, if any
     uint64_t stack_pointer = 0;
     uint64_t brk_start = 0;
     uint64_t load_bias = 0;
-    uint64_t stack_low = 0;  // lowest mapped stack address
+    uint64_t stack_low = 0;    // lowest mapped stack address
+    uint64_t interp_bias = 0;  // AT_BASE (0: no interpreter)
 };
 
 // Maps the segments (bss zeroed), rewrites each syscall site (from

@@ -47,19 +47,25 @@ namespace {
 
 namespace x86 = arch::x86;
 
-// Opens the program; errors say which problem it is (ENOENT: not found,
-// ENOEXEC: not something we can run).
+// Checks that `fd` (opened as `path`) is something to load; errors say which
+// problem it is (ENOEXEC: not something we can run).
+Result<> check_program(const Fd& fd, const std::string& path, loader::FileIdentity& id) {
+    struct stat st;
+    if (::fstat(fd.get(), &st) < 0) return fail_errno(path);
+    if (!S_ISREG(st.st_mode)) return fail(path + ": not a regular file", ENOEXEC);
+    if (st.st_size == 0) return fail(path + ": empty file", ENOEXEC);
+    id = loader::FileIdentity::of(st);
+    return {};
+}
+
+// Opens the program (ENOENT: not found).
 Result<Fd> open_program(const std::string& path, loader::FileIdentity& id) {
     Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) {
         int e = errno;
         return fail(path + ": " + std::strerror(e), e == ENOENT ? ENOENT : EIO);
     }
-    struct stat st;
-    if (::fstat(fd.get(), &st) < 0) return fail_errno(path);
-    if (!S_ISREG(st.st_mode)) return fail(path + ": not a regular file", ENOEXEC);
-    if (st.st_size == 0) return fail(path + ": empty file", ENOEXEC);
-    id = loader::FileIdentity::of(st);
+    if (auto r = check_program(fd, path, id); !r) return std::unexpected(r.error());
     return fd;
 }
 
@@ -153,12 +159,20 @@ struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
     std::string restored_from;
     snapshot::DirtyTracking dirty;  // KVM's dirty logs; the parent of the next diff
 
+    // MSR_LSTAR points at the entry code's stub for where `syscall` lands
+    // here (return_from_lstar), not at the one that exits to find out.
+    bool lstar_fast = false;
+
     // Exit counters, read by metrics() from other threads.
     std::atomic<uint64_t> exits_io{0}, exits_intr{0}, exits_other{0};
 
     // --- create()'s steps, in order (thin_vm.cc) ---
+    struct ElfFile;
     struct Build;
     Result<> map_program(Build& b);
+    Result<> map_elf(Build& b, ElfFile& f);
+    Result<> map_interpreter(Build& b, const thin::Sandbox& sandbox);
+    Result<> rewrite_elf(Build& b, ElfFile& f, bool& cache_hit);
     Result<> build_system_pages(Build& b);
     Result<> find_syscall_sites(Build& b);
     Result<> enter_user_mode(Build& b);
@@ -346,20 +360,28 @@ ThinVm::~ThinVm() {
     m.mem.reset();
 }
 
+// One ELF file the VM loads (the program, or a dynamic program's loader):
+// its bytes as a file region of guest memory, and its rewrite.
+struct ThinVm::Impl::ElfFile {
+    std::string path;  // as messages name it
+    loader::FileIdentity identity;
+    Fd fd;
+    std::optional<loader::CachedImage> cached;  // the rewritten copy, on a warm start
+    uint64_t gpa = 0;
+    std::span<const uint8_t> bytes;
+    loader::ElfImage image;
+    std::vector<uint64_t> sites;  // to rewrite while loading; none in a cached image
+    std::vector<uint8_t> stubs;
+};
+
 // What the creation steps hand each other.
 struct ThinVm::Impl::Build {
     explicit Build(const std::string& cache_dir) : cache(cache_dir) {}
     loader::RewriteCache cache;
-    loader::FileIdentity identity;
-    Fd program;
-    std::optional<loader::CachedImage> cached;  // the rewritten copy, on a warm start
-    uint64_t image_gpa = 0;
-    std::span<const uint8_t> bytes;  // the program's file, as mapped into guest memory
-    loader::ElfImage image;
+    ElfFile program;
+    std::optional<ElfFile> interpreter;  // a dynamic program's (PT_INTERP)
     std::vector<x86::CpuidAnswer> host_cpuid;
     std::vector<kvm_cpuid_entry2> cpuid;  // the vCPU's
-    std::vector<uint64_t> sites;          // to rewrite while loading; none in a cached image
-    std::vector<uint8_t> stubs;
     bool fsgsbase = false;
     loader::LoadedProgram loaded;
 };
@@ -376,6 +398,7 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     auto sandbox = thin::Sandbox::create(config.root, config.rw);
     if (!sandbox) return std::unexpected(sandbox.error());
     m.timer.mark("sandbox");
+    if (auto r = m.map_interpreter(b, *sandbox); !r) return std::unexpected(r.error());
     b.host_cpuid = host_cpuid_answers();
     auto cpuid = m.create_kvm_vm(b.host_cpuid);
     if (!cpuid) return std::unexpected(cpuid.error());
@@ -390,33 +413,65 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
                             " (a directory the guest sees, under --root or an --rw mount)",
                         EINVAL);
     m.process->set_brk_start(b.loaded.brk_start);
-    if (b.cached) m.process->set_self_exe_strings(loader::self_exe_addresses(*b.cached, b.image, b.loaded.load_bias));
+    if (b.program.cached)
+        m.process->set_self_exe_strings(
+            loader::self_exe_addresses(*b.program.cached, b.program.image, b.loaded.load_bias));
     m.process->attach_stdio();
     return self;
 }
 
 Result<> ThinVm::Impl::map_program(Build& b) {
-    auto program = open_program(config.program, b.identity);
+    b.program.path = config.program;
+    auto program = open_program(config.program, b.program.identity);
     if (!program) return std::unexpected(program.error());
-    b.program = std::move(*program);
-    const uint64_t file_size = b.identity.size;
+    b.program.fd = std::move(*program);
     auto memory = memory::GuestMemory::create(config.mem_size);
     if (!memory) return std::unexpected(memory.error());
     mem = std::make_unique<memory::GuestMemory>(std::move(*memory));
-    // The program's bytes live in a private file region of guest memory: the
-    // loader maps its pages into the guest instead of copying them.
-    // A warm start maps the cached, already rewritten copy of the program
-    // (see loader/rewriter.h) and patches nothing.
-    b.cached = loader::open_cached_image(b.cache, b.identity);
-    auto gpa = b.cached ? mem->add_file_region(b.cached->fd.get(), file_size, loader::kImageHeaderSize)
-                        : mem->add_file_region(b.program.get(), file_size);
-    if (!gpa) return fail(config.program + ": " + gpa.error().message, ENOEXEC);
-    b.image_gpa = *gpa;
-    b.bytes = std::span<const uint8_t>(mem->host(b.image_gpa, file_size), file_size);
+    if (auto r = map_elf(b, b.program); !r) return r;
     timer.mark("map program");
-    auto image = loader::parse_elf(b.bytes);
-    if (!image) return fail(config.program + ": " + image.error().message, ENOEXEC);
-    b.image = std::move(*image);
+    return {};
+}
+
+// The program's bytes live in a private file region of guest memory: the
+// loader maps its pages into the guest instead of copying them. A warm start
+// maps the cached, already rewritten copy (see loader/rewriter.h) and patches
+// nothing.
+Result<> ThinVm::Impl::map_elf(Build& b, ElfFile& f) {
+    const uint64_t file_size = f.identity.size;
+    f.cached = loader::open_cached_image(b.cache, f.identity);
+    auto gpa = f.cached ? mem->add_file_region(f.cached->fd.get(), file_size, loader::kImageHeaderSize)
+                        : mem->add_file_region(f.fd.get(), file_size);
+    if (!gpa) return fail(f.path + ": " + gpa.error().message, ENOEXEC);
+    f.gpa = *gpa;
+    f.bytes = std::span<const uint8_t>(mem->host(f.gpa, file_size), file_size);
+    auto image = loader::parse_elf(f.bytes);
+    if (!image) return fail(f.path + ": " + image.error().message, ENOEXEC);
+    f.image = std::move(*image);
+    return {};
+}
+
+// A dynamic program's loader, from the guest's file system as Linux's execve
+// finds it: a missing one is ENOENT, named.
+Result<> ThinVm::Impl::map_interpreter(Build& b, const thin::Sandbox& sandbox) {
+    const std::string& interp = b.program.image.interp;
+    if (interp.empty()) return {};
+    const std::string where = config.program + ": its interpreter " + interp;
+    const std::string hint = config.root.empty() ? " (dynamic programs load it from --root; try --root /)"
+                                                 : " (not in --root " + config.root + ")";
+    if (interp[0] != '/') return fail(where + ": not an absolute path", ENOEXEC);
+    auto fd = sandbox.open(thin::Sandbox::normalize("/", interp), O_RDONLY | O_CLOEXEC, 0);
+    if (!fd) {
+        const int e = fd.error().sys_errno;
+        return fail(where + ": " + std::strerror(e) + (e == ENOENT ? hint : ""), e == ENOENT ? ENOENT : ENOEXEC);
+    }
+    ElfFile& f = b.interpreter.emplace();
+    f.path = where;
+    f.fd = std::move(*fd);
+    if (auto r = check_program(f.fd, where, f.identity); !r) return r;
+    if (auto r = map_elf(b, f); !r) return r;
+    if (!f.image.interp.empty()) return fail(where + ": is itself dynamically linked", ENOEXEC);
+    timer.mark("map interpreter");
     return {};
 }
 
@@ -447,23 +502,34 @@ Result<> ThinVm::Impl::build_system_pages(Build& b) {
 // The `syscall` sites to rewrite and their stubs: from the cache, or found
 // by the decoder (in its helper process) and cached for the next start.
 Result<> ThinVm::Impl::find_syscall_sites(Build& b) {
-    if (b.cached) {
-        stats.rewrite_cache_hit = true;
-        stats.rewritten_sites = b.cached->sites;
-        b.stubs = std::move(b.cached->stubs);
-    } else {
-        const int program_fd = b.program.get();
-        auto decode = [program_fd](std::span<const uint8_t> file, const loader::ElfImage& img) {
-            return loader::decode_in_helper(program_fd, file, img);
-        };
-        auto found = loader::syscall_sites(b.bytes, b.image, b.cache, decode, &b.identity, &stats.rewrite_cache_hit);
-        if (!found) return std::unexpected(found.error());
-        b.sites = std::move(*found);
-        stats.rewritten_sites = b.sites.size();
-        b.stubs = loader::build_stubs(b.bytes, b.image, b.sites);
-        loader::store_cached_image(b.cache, b.identity, b.bytes, b.image, b.sites, b.stubs);
+    stats.rewrite_cache_hit = true;
+    stats.rewritten_sites = 0;
+    for (ElfFile* f : {&b.program, b.interpreter ? &*b.interpreter : nullptr}) {
+        if (!f) continue;
+        bool hit = false;
+        if (auto r = rewrite_elf(b, *f, hit); !r) return r;
+        stats.rewrite_cache_hit = stats.rewrite_cache_hit && hit;
+        stats.rewritten_sites += f->cached ? f->cached->sites : f->sites.size();
     }
     timer.mark("rewrite sites");
+    return {};
+}
+
+Result<> ThinVm::Impl::rewrite_elf(Build& b, ElfFile& f, bool& cache_hit) {
+    if (f.cached) {
+        cache_hit = true;
+        f.stubs = std::move(f.cached->stubs);
+        return {};
+    }
+    const int fd = f.fd.get();
+    auto decode = [fd](std::span<const uint8_t> file, const loader::ElfImage& img) {
+        return loader::decode_in_helper(fd, file, img);
+    };
+    auto found = loader::syscall_sites(f.bytes, f.image, b.cache, decode, &f.identity, &cache_hit);
+    if (!found) return fail(f.path + ": " + found.error().message, found.error().sys_errno);
+    f.sites = std::move(*found);
+    f.stubs = loader::build_stubs(f.bytes, f.image, f.sites);
+    loader::store_cached_image(b.cache, f.identity, f.bytes, f.image, f.sites, f.stubs);
     return {};
 }
 
@@ -510,13 +576,20 @@ Result<> ThinVm::Impl::load_program(Build& b) {
     spec.envp = config.envp;
     spec.execfn = config.program;
     spec.stack_size = std::min<uint64_t>(8ull << 20, config.mem_size / 8);
-    spec.image_gpa = b.image_gpa;
+    spec.image_gpa = b.program.gpa;
+    std::optional<loader::InterpreterImage> interp;
+    if (b.interpreter) {
+        ElfFile& f = *b.interpreter;
+        interp = loader::InterpreterImage{f.bytes, f.image, f.sites, f.stubs, f.gpa};
+        spec.interpreter = &*interp;
+    }
     spec.hwcap = x86::hwcap(b.cpuid);
     if (b.fsgsbase) spec.hwcap2 |= x86::kHwcap2Fsgsbase;
     spec.uid = spec.euid = config.uid.value_or(::getuid());
     spec.gid = spec.egid = config.gid.value_or(::getgid());
     if (::getrandom(spec.random, sizeof spec.random, 0) != sizeof spec.random) return fail_errno("getrandom");
-    auto loaded = loader::load_program(*as, b.bytes, b.image, b.sites, b.stubs, spec);
+    const ElfFile& p = b.program;
+    auto loaded = loader::load_program(*as, p.bytes, p.image, p.sites, p.stubs, spec);
     if (!loaded) {
         int e = loaded.error().sys_errno == ENOMEM ? ENOMEM : ENOEXEC;
         return fail(config.program + ": " + loaded.error().message, e);
@@ -686,22 +759,28 @@ cpu::Action ThinVm::Impl::return_from_lstar(int64_t result, const thin::UserCont
     // Where `syscall` went is the platform's (PLATFORM.md): read, not assumed.
     auto sregs = vcpu->get_sregs();
     const bool cpl0 = sregs && (sregs->cs.selector & 3) == 0;
-    const uint64_t to_rip = ctx.replaced ? ctx.regs.rip : r.rcx;
-    const uint64_t to_flags = ctx.replaced ? ctx.regs.rflags : r.r11;
-    if (ctx.replaced)
-        r = ctx.regs;
-    else
-        r.rax = static_cast<uint64_t>(result);
-    if (cpl0) {
-        // sysretq takes RIP from RCX and RFLAGS from R11: a replaced
-        // context (a handler entered, a frame returned from) loses those two.
-        r.rcx = to_rip;
-        r.r11 = to_flags | arch::x86::rflags::kIOPL3;
-        r.rip = thin::guest_sysret_va();
-    } else if (!ctx.replaced) {
-        r.rcx = to_rip;  // the stub's `jmp *%rcx`
-        r.r11 = to_flags;
+    // Known now: later calls enter the entry code through its own stub for
+    // this platform, and most never exit (guest_entry.S).
+    if (sregs && !lstar_fast)
+        lstar_fast = vcpu->set_msrs({{x86::msr::kLstar, thin::guest_lstar_fast_va(cpl0)}}).has_value();
+    if (ctx.replaced) {
+        // A handler entered, or a frame returned from: the whole context,
+        // RCX, R11 and a non-canonical RIP included (which `sysretq` could
+        // not take), so at CPL0 the VMM itself puts the vCPU back at CPL3.
+        if (cpl0) {
+            sregs->cs = x86::flat_segment(x86::selector::kUserCode, 0xb, 3, true);
+            sregs->ss = x86::flat_segment(x86::selector::kUserData, 0x3, 3, false);
+            if (auto set = vcpu->set_sregs(*sregs); !set) return crash("leaving CPL0: " + set.error().message);
+        }
+        return enter_context(ctx);
     }
+    r.rax = static_cast<uint64_t>(result);
+    // The stub returns to RCX with R11's flags: by `sysretq` at CPL0, by
+    // `jmp *%rcx` at CPL3 (whose R11 then is the caller's flags, as Linux
+    // leaves it).
+    r.rcx = ctx.regs.rip;
+    r.r11 = ctx.regs.rflags | (cpl0 ? arch::x86::rflags::kIOPL3 : 0);
+    if (cpl0) r.rip = thin::guest_sysret_va();
     r.rflags |= arch::x86::rflags::kIOPL3;
     runner->mark_regs_dirty();
     return cpu::Action::kContinue;
@@ -902,6 +981,10 @@ Result<std::unique_ptr<ThinVm>> ThinVm::restore(const std::string& dir, const st
     if (!vcpu_state) return wrap(newest.dir, vcpu_state.error());
     if (!r.at_end()) return fail(newest.dir + ": vCPU state is malformed", EINVAL);
     if (auto res = cpu::apply_vcpu(*m.vcpu, *vcpu_state); !res) return wrap(newest.dir, res.error());
+    // Where `syscall` lands may differ on this host: found out again
+    // (return_from_lstar), whatever the snapshot's host had learnt.
+    if (!m.vcpu->set_msrs({{x86::msr::kLstar, thin::guest_lstar_va()}}))
+        return fail("KVM refused the vCPU's MSR_LSTAR", EINVAL);
     m.timer.mark("vcpu state");
 
     m.finish_setup(std::move(*sandbox), vcpu_state->sregs.cr4 & x86::cr4::kFSGSBASE);

@@ -1,4 +1,4 @@
-// A thin microVM: one static Linux program in guest user mode, its system
+// A thin microVM: one Linux program (static or dynamic) in guest user mode, its system
 // calls executed by the VMM.
 //
 // Threads: run() executes the guest on the calling thread (the vCPU thread).
@@ -24,7 +24,7 @@ inline constexpr uint64_t kMinThinVmMemory = 1ull << 20;
 inline constexpr uint64_t kMaxThinVmMemory = 64ull << 30;
 
 struct ThinVmConfig {
-    std::string program;            // host path of the executable
+    std::string program;            // host path of the executable (a dynamic one's loader: from `root`)
     std::vector<std::string> argv;  // argv[0] included
     std::vector<std::string> envp;
     uint64_t mem_size = 64ull << 20;

@@ -26,12 +26,14 @@
         .balign 64
         .globl vessel_guest_entry, vessel_guest_entry_end, vessel_guest_cpuid
         .globl vessel_guest_lstar, vessel_guest_lstar_sysret
+        .globl vessel_guest_lstar_cpl3, vessel_guest_lstar_cpl0
 vessel_guest_entry:
 .Lbase:
+        mov     %rcx, SH(SH_SAVE_RCX)
+.Lentry_saved:                          /* vessel_guest_lstar_cpl0 returns here */
         mov     %rsp, SH(SH_SAVE_RSP)
         lea     SH(SH_STACK_TOP), %rsp
         pushfq
-        mov     %rcx, SH(SH_SAVE_RCX)
         cmpq    $0, SH(SH_ENABLED)
         je      .Lexit
         mov     %rax, %r11              /* r11: the number, for the counts */
@@ -384,6 +386,19 @@ vessel_guest_lstar:
         out     %eax, (%dx)
         jmp     *%rcx
 vessel_guest_lstar_sysret:
+        sysretq
+
+/* Once the VMM has seen which of the two the platform does, it points
+ * MSR_LSTAR at the matching one of these, and un-rewritten calls take the
+ * entry code's path like rewritten ones (answered in the guest where it
+ * can). At CPL3 (PVM) RCX and R11 are already what the entry code takes.
+ * At CPL0 the return address goes where the entry code keeps it, and
+ * `sysretq` resumes the entry code at CPL3, with the caller's flags. */
+vessel_guest_lstar_cpl3:
+        jmp     vessel_guest_entry
+vessel_guest_lstar_cpl0:
+        mov     %rcx, SH(SH_SAVE_RCX)
+        lea     .Lentry_saved(%rip), %rcx
         sysretq
 vessel_guest_entry_end:
 

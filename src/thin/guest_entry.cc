@@ -8,6 +8,8 @@ extern "C" const uint8_t vessel_guest_entry_end[];
 extern "C" const uint8_t vessel_guest_cpuid[];
 extern "C" const uint8_t vessel_guest_lstar[];
 extern "C" const uint8_t vessel_guest_lstar_sysret[];
+extern "C" const uint8_t vessel_guest_lstar_cpl3[];
+extern "C" const uint8_t vessel_guest_lstar_cpl0[];
 
 namespace vessel::thin {
 
@@ -80,6 +82,10 @@ std::vector<arch::x86::CpuidAnswer> GuestEntry::cpuid_answers(memory::AddressSpa
 uint64_t guest_lstar_va() { return kGuestEntryVa + static_cast<uint64_t>(vessel_guest_lstar - vessel_guest_entry); }
 uint64_t guest_sysret_va() {
     return kGuestEntryVa + static_cast<uint64_t>(vessel_guest_lstar_sysret - vessel_guest_entry);
+}
+uint64_t guest_lstar_fast_va(bool cpl0) {
+    const uint8_t* stub = cpl0 ? vessel_guest_lstar_cpl0 : vessel_guest_lstar_cpl3;
+    return kGuestEntryVa + static_cast<uint64_t>(stub - vessel_guest_entry);
 }
 
 }  // namespace vessel::thin

@@ -39,6 +39,9 @@ inline constexpr uint64_t kGuestCountsVa = GUEST_COUNTS_VA;
 // sends a call that entered at CPL0 back through.
 uint64_t guest_lstar_va();
 uint64_t guest_sysret_va();
+// Where MSR_LSTAR points once the VMM knows where `syscall` lands: the entry
+// code's own path, for `syscall` at CPL0 (VT-x/AMD-V) or at CPL3 (PVM).
+uint64_t guest_lstar_fast_va(bool cpl0);
 
 // The shared page. Guest-writable: the VMM reads a field once and checks it.
 struct GuestShared {

@@ -8,9 +8,11 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <regex>
 
 #include "harness.h"
@@ -28,6 +30,37 @@ protected:
                           << "from the Debian package musl-tools)";
         return p;
     }
+    // `vessel run`, for a dynamic flavour with its loader and libc in the
+    // guest's root.
+    RunResult vessel(const std::vector<std::string>& args, const std::vector<std::string>& command,
+                     const RunOptions& options = {}) {
+        return run_vessel(with_libraries(args), command, options);
+    }
+    // A dynamic flavour's libraries, copied into the test's --root (at the
+    // paths the loader looks for), or into a root made for them.
+    std::vector<std::string> with_libraries(std::vector<std::string> args) {
+        const std::string& flavour = GetParam();
+        if (!flavour.ends_with("-dyn")) return args;
+        const std::vector<std::string> libs =
+            flavour == "musl-dyn"
+                ? std::vector<std::string>{"/lib/ld-musl-x86_64.so.1"}
+                : std::vector<std::string>{"/lib64/ld-linux-x86-64.so.2", "/lib/x86_64-linux-gnu/libc.so.6"};
+        auto root = std::find(args.begin(), args.end(), "--root");
+        if (root == args.end() || root + 1 == args.end()) {
+            if (!lib_root_) lib_root_.emplace();
+            args.insert(args.begin(), {"--root", lib_root_->path()});
+            root = args.begin();
+        }
+        for (const auto& lib : libs) {
+            const std::string to = *(root + 1) + lib;
+            std::filesystem::create_directories(std::filesystem::path(to).parent_path());
+            std::filesystem::copy_file(lib, to, std::filesystem::copy_options::skip_existing);
+        }
+        return args;
+    }
+
+private:
+    std::optional<TempDir> lib_root_;
 };
 
 // Both runs must exit 0 and report "N checks, 0 failed".
@@ -51,8 +84,7 @@ TEST_P(GuestProgram, Files) {
     make_dirs(t / "work");
     std::string p = prog("files");
     expect_passed(run({p, t / "native", t / "root/data"}), "native");
-    expect_passed(run_vessel({"--root", t / "root", "--rw", t / "work" + ":/w"}, {p, "/w", "/data", "vessel"}),
-                  "vessel");
+    expect_passed(vessel({"--root", t / "root", "--rw", t / "work" + ":/w"}, {p, "/w", "/data", "vessel"}), "vessel");
     // What the guest did in /w really happened in the host directory.
     EXPECT_TRUE(exists(t / "work/rw.txt"));
     EXPECT_EQ(describe_tree(t / "native"), describe_tree(t / "work"));
@@ -61,7 +93,7 @@ TEST_P(GuestProgram, Files) {
 TEST_P(GuestProgram, Fds) {
     std::string p = prog("fds");
     expect_passed(run({p}), "native");
-    expect_passed(run_vessel({}, {p}), "vessel");
+    expect_passed(vessel({}, {p}), "vessel");
 }
 
 TEST_P(GuestProgram, FdsOnTerminal) {
@@ -75,7 +107,7 @@ TEST_P(GuestProgram, FdsOnTerminal) {
     RunOptions o;
     o.stdin_fd = slave;
     expect_passed(run({p, "tty", "33", "77"}, o), "native");
-    expect_passed(run_vessel({}, {p, "tty", "33", "77"}, o), "vessel");
+    expect_passed(vessel({}, {p, "tty", "33", "77"}, o), "vessel");
     ::close(master);
     ::close(slave);
 }
@@ -88,10 +120,10 @@ TEST_P(GuestProgram, ReadAheadAndGuestEntry) {
     make_dirs(t / "work");
     std::string p = prog("readahead");
     expect_passed(run({p, t / "native"}), "native");
-    expect_passed(run_vessel({"--rw", t / "work" + ":/w"}, {p, "/w"}), "vessel");
+    expect_passed(vessel({"--rw", t / "work" + ":/w"}, {p, "/w"}), "vessel");
     // Every call still reaches the trace when tracing: the entry code sends
     // them all to the VMM then.
-    auto traced = run_vessel({"--trace-syscalls", "--rw", t / "work" + ":/w"}, {p, "/w"});
+    auto traced = vessel({"--trace-syscalls", "--rw", t / "work" + ":/w"}, {p, "/w"});
     expect_passed(traced, "vessel --trace-syscalls");
     size_t getuids = 0;
     for (size_t at = 0; (at = traced.err.find("getuid()", at)) != std::string::npos; ++at) ++getuids;
@@ -106,14 +138,14 @@ TEST_P(GuestProgram, Memory) {
     write_file(t / "root/pattern.bin", pattern);
     std::string p = prog("memory");
     expect_passed(run({p, t / "root/pattern.bin"}), "native");
-    expect_passed(run_vessel({"--root", t / "root"}, {p, "/pattern.bin"}), "vessel");
+    expect_passed(vessel({"--root", t / "root"}, {p, "/pattern.bin"}), "vessel");
     EXPECT_EQ(read_file(t / "root/pattern.bin"), pattern);  // private mappings never write back
 }
 
 TEST_P(GuestProgram, Time) {
     std::string p = prog("time");
     expect_passed(run({p}), "native");
-    expect_passed(run_vessel({}, {p}), "vessel");
+    expect_passed(vessel({}, {p}), "vessel");
 }
 
 // Clocks read often: most answered in the guest from the TSC, the rest by
@@ -121,7 +153,7 @@ TEST_P(GuestProgram, Time) {
 TEST_P(GuestProgram, Clocks) {
     std::string p = prog("clocks");
     expect_passed(run({p}), "native");
-    expect_passed(run_vessel({}, {p, "vessel"}, with_timeout(60)), "vessel");
+    expect_passed(vessel({}, {p, "vessel"}, with_timeout(60)), "vessel");
 }
 
 TEST_P(GuestProgram, Process) {
@@ -131,8 +163,8 @@ TEST_P(GuestProgram, Process) {
     const std::string hwcap2 = "HOST_HWCAP2=" + std::to_string(::getauxval(AT_HWCAP2));
     // Twice: the second start maps the cached image, whose "/proc/self/exe"
     // strings the guest-side entry answers readlink for (tests/guest/process.c).
-    expect_passed(run_vessel({"--env", hwcap2}, {p, uid, gid, "vessel"}), "vessel");
-    expect_passed(run_vessel({"--env", hwcap2}, {p, uid, gid, "vessel"}), "vessel, cached image");
+    expect_passed(vessel({"--env", hwcap2}, {p, uid, gid, "vessel"}), "vessel");
+    expect_passed(vessel({"--env", hwcap2}, {p, uid, gid, "vessel"}), "vessel, cached image");
 }
 
 // A thin guest sees one CPUID, the host's own, whether its `cpuid` site was
@@ -151,7 +183,7 @@ TEST_P(GuestProgram, Cpuid) {
     RunOptions o;
     o.env = fixed_env();
     o.env.push_back("VESSEL_CACHE_DIR=" + cache.path());
-    expect_passed(run_vessel({}, {p}, o), "vessel");
+    expect_passed(vessel({}, {p}, o), "vessel");
     std::string table;
     for (const auto& e : std::filesystem::directory_iterator(cache.path()))
         if (e.path().filename().string().rfind("host-cpuid-", 0) == 0) table = e.path();
@@ -171,7 +203,7 @@ TEST_P(GuestProgram, Cpuid) {
     write_file(table, data);
     char real_hex[16];
     std::snprintf(real_hex, sizeof real_hex, "%x", real);
-    auto planted = run_vessel({}, {p, "brand", "4c535356", real_hex}, o);
+    auto planted = vessel({}, {p, "brand", "4c535356", real_hex}, o);
     expect_passed(planted, "vessel, planted answer");
     RecordProperty("un_rewritten_cpuid", planted.out);
 }
@@ -180,7 +212,7 @@ TEST_P(GuestProgram, ExitStatusIsTheProgramsOwn) {
     std::string p = prog("process");
     for (const char* how : {"exit", "exit_group"}) {
         for (int status : {0, 3, 42, 255}) {
-            auto r = run_vessel({}, {p, how, std::to_string(status)});
+            auto r = vessel({}, {p, how, std::to_string(status)});
             EXPECT_EQ(r.status, status) << how << " " << status << "\n" << r.err;
             EXPECT_EQ(r.err, "") << how;
         }
@@ -192,10 +224,10 @@ TEST_P(GuestProgram, ExitStatusIsTheProgramsOwn) {
 // named: the exit tests above see an empty stderr).
 TEST_P(GuestProgram, AFailureAfterUnsupportedCallsNamesThem) {
     std::string p = prog("process");
-    auto r = run_vessel({}, {p, "unsupported", "3"});
+    auto r = vessel({}, {p, "unsupported", "3"});
     EXPECT_EQ(r.status, 3) << r.err;
     EXPECT_EQ(r.err, "vessel: unsupported system calls: io_uring_setup x2 (--trace-syscalls shows where)\n");
-    r = run_vessel({}, {p, "unsupported", "0"});
+    r = vessel({}, {p, "unsupported", "0"});
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.err, "");
 }
@@ -218,7 +250,7 @@ TEST_P(GuestProgram, CrashesEndLikeNativeWithOneLine) {
     for (const auto& [mode, what] : says) {
         auto native = run({p, mode});
         ASSERT_GT(native.signal, 0) << mode << " did not crash natively";
-        auto r = run_vessel({}, {p, mode}, with_timeout(20));
+        auto r = vessel({}, {p, mode}, with_timeout(20));
         EXPECT_EQ(r.status, 128 + native.signal) << mode << "\n" << r.err;
         EXPECT_TRUE(std::regex_match(r.err, line)) << mode << ": stderr is not one diagnostic line:\n" << r.err;
         EXPECT_NE(r.err.find(what), std::string::npos) << mode << ": " << r.err;
@@ -230,11 +262,11 @@ TEST_P(GuestProgram, CrashesEndLikeNativeWithOneLine) {
     for (const char* mode : {"abort", "raise-term"}) {
         auto native = run({p, mode});
         ASSERT_GT(native.signal, 0) << mode << " did not die natively";
-        auto r = run_vessel({}, {p, mode}, with_timeout(20));
+        auto r = vessel({}, {p, mode}, with_timeout(20));
         EXPECT_EQ(r.status, 128 + native.signal) << mode << "\n" << r.err;
         EXPECT_EQ(r.err, std::string("vessel: guest killed by SIG") + sigabbrev_np(native.signal) + "\n") << mode;
     }
-    auto ignored = run_vessel({}, {p, "ignored"}, with_timeout(20));
+    auto ignored = vessel({}, {p, "ignored"}, with_timeout(20));
     EXPECT_EQ(ignored.status, run({p, "ignored"}).status) << ignored.err;
     EXPECT_EQ(ignored.status, 0) << ignored.err;
     EXPECT_EQ(ignored.err, "");
@@ -242,7 +274,7 @@ TEST_P(GuestProgram, CrashesEndLikeNativeWithOneLine) {
     // call as natively: it enters the entry code through MSR_LSTAR (at CPL3
     // under PVM, at CPL0 on VT-x/AMD-V; docs/thin-vm.md).
     EXPECT_EQ(run({p, "stray-syscall"}).status, 42);
-    auto r = run_vessel({}, {p, "stray-syscall"}, with_timeout(20));
+    auto r = vessel({}, {p, "stray-syscall"}, with_timeout(20));
     EXPECT_EQ(r.status, 42) << r.err;
     EXPECT_EQ(r.err, "");
 }
@@ -255,13 +287,13 @@ TEST_P(GuestProgram, CrashesEndLikeNativeWithOneLine) {
 TEST_P(GuestProgram, SignalHandlers) {
     std::string p = prog("signals");
     expect_passed(run({p}), "native");
-    expect_passed(run_vessel({}, {p}, with_timeout(60)), "vessel");
+    expect_passed(vessel({}, {p}, with_timeout(60)), "vessel");
     expect_passed(run({p, "jit-restorer"}), "native, jit-restorer");
-    expect_passed(run_vessel({}, {p, "jit-restorer"}, with_timeout(60)), "vessel, jit-restorer");
+    expect_passed(vessel({}, {p, "jit-restorer"}, with_timeout(60)), "vessel, jit-restorer");
     for (const char* mode : {"bad-frame", "wild-frame", "nested-fault"}) {
         auto native = run({p, mode});
         EXPECT_EQ(native.signal, SIGSEGV) << mode;
-        auto r = run_vessel({}, {p, mode}, with_timeout(20));
+        auto r = vessel({}, {p, mode}, with_timeout(20));
         EXPECT_EQ(r.status, 128 + SIGSEGV) << mode << "\n" << r.err;
         EXPECT_NE(r.err.find("SIGSEGV"), std::string::npos) << mode << ": " << r.err;
     }
@@ -288,7 +320,7 @@ TEST_P(GuestProgram, SignalsFromOutsideReachTheGuest) {
                           Case{"TERM", "wait-read", "default", "status=143"},
                           Case{"INT", "spin", "eintr", "spun until handler ran 1"}}) {
         auto native = run_signalled(c.sig, {p, c.mode, c.how}, o);
-        auto guest = run_signalled(c.sig, vessel_run_argv({p, c.mode, c.how}), o);
+        auto guest = run_signalled(c.sig, vessel_run_argv({p, c.mode, c.how}, with_libraries({})), o);
         EXPECT_NE(native.out.find(c.expect), std::string::npos) << c.mode << " " << c.how << ":\n" << native.out;
         EXPECT_EQ(guest.out, native.out) << c.mode << " " << c.how << "\n" << guest.err;
     }
@@ -303,11 +335,11 @@ TEST_P(GuestProgram, HostileSharedPageHurtsOnlyTheGuest) {
     std::string p = prog("hostile_entry");
     const std::regex line("vessel: guest crashed: [^\n]*\n");
     for (const char* mode : {"window", "handler", "data"}) {
-        auto r = run_vessel({"--rw", t / "work" + ":/w"}, {p, "/w", mode}, with_timeout(20));
+        auto r = vessel({"--rw", t / "work" + ":/w"}, {p, "/w", mode}, with_timeout(20));
         EXPECT_EQ(r.status, 139) << mode << "\n" << r.out << r.err;
         EXPECT_TRUE(std::regex_match(r.err, line)) << mode << ": stderr is not one diagnostic line:\n" << r.err;
     }
-    expect_passed(run_vessel({"--rw", t / "work" + ":/w"}, {p, "/w", "bounds"}), "bounds");
+    expect_passed(vessel({"--rw", t / "work" + ":/w"}, {p, "/w", "bounds"}), "bounds");
 }
 
 TEST_P(GuestProgram, EscapeAttemptsFail) {
@@ -325,7 +357,7 @@ TEST_P(GuestProgram, EscapeAttemptsFail) {
     write_file(t / "work/file.txt", "movable\n");
     std::string before = describe_tree(outside, true);
 
-    auto r = run_vessel({"--root", t / "root", "--rw", t / "work" + ":/w"}, {prog("escape"), outside});
+    auto r = vessel({"--root", t / "root", "--rw", t / "work" + ":/w"}, {prog("escape"), outside});
     expect_passed(r, "vessel");
     EXPECT_EQ(r.out.find("ESCAPED"), std::string::npos) << r.out;
     // Nothing outside changed: no file created, moved, truncated or removed.
@@ -335,11 +367,19 @@ TEST_P(GuestProgram, EscapeAttemptsFail) {
     EXPECT_FALSE(exists(t / "root/planted"));
 }
 
-// glibc, musl, and glibc as a static PIE (ET_DYN: loaded at a bias, with
-// its stub area after it).
-INSTANTIATE_TEST_SUITE_P(Libc, GuestProgram, ::testing::Values("gcc", "musl", "gcc-pie"), [](const auto& info) {
-    return info.param == "gcc" ? "glibc" : info.param == "musl" ? "musl" : "glibc_static_pie";
-});
+// glibc, musl, glibc as a static PIE (ET_DYN: loaded at a bias, with its
+// stub area after it), and both dynamically linked (their loader from the
+// guest's root, their libc mapped by it).
+std::string flavour_name(const ::testing::TestParamInfo<std::string>& info) {
+    static const std::map<std::string, std::string> names = {{"gcc", "glibc"},
+                                                             {"musl", "musl"},
+                                                             {"gcc-pie", "glibc_static_pie"},
+                                                             {"gcc-dyn", "glibc_dynamic"},
+                                                             {"musl-dyn", "musl_dynamic"}};
+    return names.at(info.param);
+}
+INSTANTIATE_TEST_SUITE_P(Libc, GuestProgram, ::testing::Values("gcc", "musl", "gcc-pie", "gcc-dyn", "musl-dyn"),
+                         flavour_name);
 
 }  // namespace
 }  // namespace vessel::test

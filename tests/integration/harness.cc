@@ -113,8 +113,10 @@ cat "$out")";
     return run(sh, o);
 }
 
-std::vector<std::string> vessel_run_argv(const std::vector<std::string>& command) {
+std::vector<std::string> vessel_run_argv(const std::vector<std::string>& command,
+                                         const std::vector<std::string>& vessel_args) {
     std::vector<std::string> argv = {vessel_path(), "run", "--mem", "64M"};
+    argv.insert(argv.end(), vessel_args.begin(), vessel_args.end());
     argv.insert(argv.end(), command.begin(), command.end());
     return argv;
 }

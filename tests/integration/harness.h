@@ -43,8 +43,10 @@ RunResult run_vessel(const std::vector<std::string>& vessel_args, const std::vec
 // after 4 s, sends it `sig` ("INT", "TERM") once its stdout holds "ready",
 // and returns, as `out`, "status=N" and then what it printed.
 RunResult run_signalled(const std::string& sig, const std::vector<std::string>& argv, const RunOptions& options = {});
-// `vessel run --mem 64M` of `command`, with run_vessel's environment.
-std::vector<std::string> vessel_run_argv(const std::vector<std::string>& command);
+// `vessel run --mem 64M [vessel_args...]` of `command` (run_signalled's
+// caller gives run_vessel's environment).
+std::vector<std::string> vessel_run_argv(const std::vector<std::string>& command,
+                                         const std::vector<std::string>& vessel_args = {});
 
 // The environment both native and guest runs get.
 const std::vector<std::string>& fixed_env();

@@ -64,6 +64,18 @@ TEST(ParseElf, AcceptsAMinimalStaticExecutable) {
     EXPECT_EQ(img->highest, kText + 0x4000);
 }
 
+TEST(ParseElf, NamesTheInterpreterOfADynamicExecutable) {
+    auto f = tiny_elf();
+    ph(f, 1).p_type = PT_INTERP;
+    ph(f, 1).p_filesz = 28;
+    std::memcpy(f.data() + 0x1000, "/lib64/ld-linux-x86-64.so.2", 28);
+    auto img = parse_elf(f);
+    ASSERT_TRUE(img.has_value()) << img.error().message;
+    EXPECT_EQ(img->interp, "/lib64/ld-linux-x86-64.so.2");
+    EXPECT_EQ(img->segments.size(), 1u);
+    EXPECT_TRUE(parse_elf(tiny_elf())->interp.empty());
+}
+
 struct Mutation {
     const char* name;
     void (*apply)(std::vector<uint8_t>&);
@@ -103,18 +115,25 @@ const Mutation kMutations[] = {
     {"entry_in_data", [](auto& f) { eh(f).e_entry = kText + 0x1000; }, "entry point"},
     {"entry_nowhere", [](auto& f) { eh(f).e_entry = 0; }, "entry point"},
     {"no_load", [](auto& f) { ph(f, 0).p_type = ph(f, 1).p_type = PT_NOTE; }, "no loadable segments"},
-    {"interp",
+    {"interp_nul_inside", [](auto& f) { ph(f, 1).p_type = PT_INTERP; }, "not one NUL-terminated path"},
+    {"interp_unterminated",
      [](auto& f) {
          ph(f, 1).p_type = PT_INTERP;
-         std::memcpy(f.data() + 0x1000, "/lib64/ld-linux-x86-64.so.2", 28);
+         ph(f, 1).p_filesz = 5;  // "data!" without its NUL
      },
-     "dynamically linked (interpreter /lib64/ld-linux-x86-64.so.2)"},
+     "not one NUL-terminated path"},
     {"interp_offset_garbage",
      [](auto& f) {
          ph(f, 1).p_type = PT_INTERP;
          ph(f, 1).p_offset = ~0ull;
      },
-     "dynamically linked"},
+     "PT_INTERP extends past the end"},
+    {"interp_huge",
+     [](auto& f) {
+         ph(f, 1).p_type = PT_INTERP;
+         ph(f, 1).p_filesz = kMaxInterpBytes + 1;
+     },
+     "bad PT_INTERP size"},
 };
 
 INSTANTIATE_TEST_SUITE_P(Mutations, ParseElfRejects, ::testing::ValuesIn(kMutations),

@@ -29,6 +29,7 @@ using api::json;
 
 const std::string kVessel = VESSEL_BINARY_DIR "/bin/vessel";
 const std::string kCounter = COUNTER_GUEST;
+const std::string kCounterDyn = COUNTER_DYN_GUEST;
 
 std::string read_file(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
@@ -136,6 +137,8 @@ protected:
         return out;
     }
 
+    void expect_restored_run_matches(const std::vector<std::string>& options, const std::string& program);
+
     fs::path dir_;
     std::string sock_;
 };
@@ -197,15 +200,19 @@ TEST_F(SnapshotTest, AHostCallInterruptedByAPauseIsMadeAgain) {
     EXPECT_GE(ran, std::chrono::milliseconds(2000));
 }
 
-TEST_F(SnapshotTest, PausedSnapshottedKilledRestoredRunMatchesUninterrupted) {
-    std::vector<std::string> guest = {kCounter, "24", "20", "/rw/log"};
-    const std::string rw = (dir_ / "rw").string() + ":/rw";
-    std::string expected = reference(run_args({"--rw", rw}, guest));
+// Pauses, snapshots and kills a VM running `guest` (vessel options
+// `options`) after 8 of its 24 lines, restores it, and checks the whole
+// output (and its log in /rw) against an uninterrupted run.
+void SnapshotTest::expect_restored_run_matches(const std::vector<std::string>& options, const std::string& program) {
+    std::vector<std::string> guest = {program, "24", "20", "/rw/log"};
+    std::vector<std::string> opts = options;
+    opts.insert(opts.end(), {"--rw", (dir_ / "rw").string() + ":/rw"});
+    std::string expected = reference(run_args(opts, guest));
     ASSERT_EQ(std::count(expected.begin(), expected.end(), '\n'), 24);
     fs::remove(dir_ / "rw" / "log");
 
-    Vessel vm(run_args({"--api-sock", sock_, "--snapshot-dir", dir_.string(), "--rw", rw}, guest), dir_ / "part1.out",
-              dir_ / "part1.err");
+    opts.insert(opts.end(), {"--api-sock", sock_, "--snapshot-dir", dir_.string()});
+    Vessel vm(run_args(opts, guest), dir_ / "part1.out", dir_ / "part1.err");
     ASSERT_TRUE(wait_for_socket(sock_));
     wait_for_lines(dir_ / "part1.out", 8);
     EXPECT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
@@ -221,6 +228,16 @@ TEST_F(SnapshotTest, PausedSnapshottedKilledRestoredRunMatchesUninterrupted) {
     EXPECT_EQ(read_file(dir_ / "part1.out") + out, expected);
     // The guest's own file descriptor survived too: its log is complete.
     EXPECT_EQ(read_file(dir_ / "rw" / "log"), expected);
+}
+
+TEST_F(SnapshotTest, PausedSnapshottedKilledRestoredRunMatchesUninterrupted) {
+    expect_restored_run_matches({}, kCounter);
+}
+
+// The same for a dynamically linked program: its loader and libc are in
+// guest memory like the rest.
+TEST_F(SnapshotTest, ADynamicProgramIsRestoredLikeAStaticOne) {
+    expect_restored_run_matches({"--root", "/"}, kCounterDyn);
 }
 
 // Two VMs restored from one snapshot draw different random bytes: the
