@@ -30,6 +30,7 @@
 #include "loader/decode_helper.h"
 #include "loader/program.h"
 #include "loader/rewriter.h"
+#include "loader/script.h"
 #include "machine/exit_status.h"
 #include "machine/snapshot_dir.h"
 #include "machine/thin_layout.h"
@@ -169,7 +170,10 @@ struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
     // --- create()'s steps, in order (thin_vm.cc) ---
     struct ElfFile;
     struct Build;
-    Result<> map_program(Build& b);
+    Result<> map_program(Build& b, const thin::Sandbox& sandbox);
+    Result<> open_program_file(Build& b, const thin::Sandbox& sandbox);
+    Result<> follow_script(Build& b, const thin::Sandbox& sandbox);
+    Result<> open_in_guest(const thin::Sandbox& sandbox, const std::string& path, const std::string& what, ElfFile& f);
     Result<> map_elf(Build& b, ElfFile& f);
     Result<> map_interpreter(Build& b, const thin::Sandbox& sandbox);
     Result<> rewrite_elf(Build& b, ElfFile& f, bool& cache_hit);
@@ -378,7 +382,8 @@ struct ThinVm::Impl::ElfFile {
 struct ThinVm::Impl::Build {
     explicit Build(const std::string& cache_dir) : cache(cache_dir) {}
     loader::RewriteCache cache;
-    ElfFile program;
+    ElfFile program;                     // the executable (a script's interpreter)
+    bool program_in_guest = false;       // PROGRAM was found in the guest's file system
     std::optional<ElfFile> interpreter;  // a dynamic program's (PT_INTERP)
     std::vector<x86::CpuidAnswer> host_cpuid;
     std::vector<kvm_cpuid_entry2> cpuid;  // the vCPU's
@@ -393,11 +398,11 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     Impl& m = *self->impl_;
     m.config = config;
     Impl::Build b(config.cache_dir);
-    // The program first: a missing or bad file is the most likely mistake.
-    if (auto r = m.map_program(b); !r) return std::unexpected(r.error());
+    // The guest's file system first: the program may be in it.
     auto sandbox = thin::Sandbox::create(config.root, config.rw);
     if (!sandbox) return std::unexpected(sandbox.error());
     m.timer.mark("sandbox");
+    if (auto r = m.map_program(b, *sandbox); !r) return std::unexpected(r.error());
     if (auto r = m.map_interpreter(b, *sandbox); !r) return std::unexpected(r.error());
     b.host_cpuid = host_cpuid_answers();
     auto cpuid = m.create_kvm_vm(b.host_cpuid);
@@ -420,17 +425,88 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     return self;
 }
 
-Result<> ThinVm::Impl::map_program(Build& b) {
-    b.program.path = config.program;
-    auto program = open_program(config.program, b.program.identity);
-    if (!program) return std::unexpected(program.error());
-    b.program.fd = std::move(*program);
+Result<> ThinVm::Impl::map_program(Build& b, const thin::Sandbox& sandbox) {
+    if (auto r = open_program_file(b, sandbox); !r) return r;
+    if (auto r = follow_script(b, sandbox); !r) return r;
     auto memory = memory::GuestMemory::create(config.mem_size);
     if (!memory) return std::unexpected(memory.error());
     mem = std::make_unique<memory::GuestMemory>(std::move(*memory));
     if (auto r = map_elf(b, b.program); !r) return r;
     timer.mark("map program");
     return {};
+}
+
+// With a guest file system (--root, --rw), an absolute PROGRAM that is in
+// it is that file, as the guest sees it; otherwise PROGRAM is a host path.
+Result<> ThinVm::Impl::open_program_file(Build& b, const thin::Sandbox& sandbox) {
+    ElfFile& f = b.program;
+    f.path = config.program;
+    const bool guest_fs = !config.root.empty() || !config.rw.empty();
+    if (guest_fs && config.program.starts_with('/')) {
+        const std::string abs = thin::Sandbox::normalize("/", config.program);
+        if (auto fd = sandbox.open(abs, O_RDONLY | O_CLOEXEC, 0)) {
+            f.fd = std::move(*fd);
+            b.program_in_guest = true;
+            return check_program(f.fd, f.path, f.identity);
+        }
+    }
+    auto program = open_program(config.program, f.identity);
+    if (!program) {
+        Error e = program.error();
+        if (guest_fs && e.sys_errno == ENOENT) e.message += " (in the guest's file system, nor on the host)";
+        return std::unexpected(e);
+    }
+    f.fd = std::move(*program);
+    return {};
+}
+
+// A `#!` script runs its interpreter, from the guest's file system, with
+// the script's path as an argument, as Linux's binfmt_script does.
+Result<> ThinVm::Impl::follow_script(Build& b, const thin::Sandbox& sandbox) {
+    uint8_t head[loader::kShebangMax];
+    const ssize_t n = ::pread(b.program.fd.get(), head, sizeof head, 0);
+    if (n < 0) return fail_errno(config.program);
+    auto script = loader::parse_shebang(std::span<const uint8_t>(head, static_cast<size_t>(n)));
+    if (!script) return fail(config.program + ": " + script.error().message, ENOEXEC);
+    if (!*script) return {};
+    if (!b.program_in_guest)
+        return fail(config.program +
+                        ": a #! script runs from the guest's file system (its interpreter opens it there): "
+                        "give --root or an --rw mount that holds it",
+                    ENOEXEC);
+    const loader::Shebang& s = **script;
+    std::vector<std::string> argv = {s.interpreter};
+    if (s.argument) argv.push_back(*s.argument);
+    argv.push_back(config.program);
+    if (config.argv.size() > 1) argv.insert(argv.end(), config.argv.begin() + 1, config.argv.end());
+    config.argv = std::move(argv);
+    ElfFile interp;
+    if (auto r = open_in_guest(sandbox, s.interpreter, config.program + ": its interpreter " + s.interpreter, interp);
+        !r)
+        return r;
+    uint8_t magic[2] = {};
+    if (::pread(interp.fd.get(), magic, 2, 0) == 2 && magic[0] == '#' && magic[1] == '!')
+        return fail(interp.path + ": is itself a #! script (not supported)", ENOEXEC);
+    b.program = std::move(interp);
+    return {};
+}
+
+// Opens `path` as the guest would (relative to its working directory) to
+// load it; named `what` in errors. Missing: ENOENT (status 127), with a
+// hint at --root; anything else: ENOEXEC.
+Result<> ThinVm::Impl::open_in_guest(const thin::Sandbox& sandbox, const std::string& path, const std::string& what,
+                                     ElfFile& f) {
+    const std::string abs = thin::Sandbox::normalize(config.workdir.empty() ? "/" : config.workdir, path);
+    auto fd = sandbox.open(abs, O_RDONLY | O_CLOEXEC, 0);
+    if (!fd) {
+        const int e = fd.error().sys_errno;
+        const std::string hint =
+            config.root.empty() ? " (it is loaded from --root; try --root /)" : " (not in --root " + config.root + ")";
+        return fail(what + ": " + std::strerror(e) + (e == ENOENT ? hint : ""), e == ENOENT ? ENOENT : ENOEXEC);
+    }
+    f.path = what;
+    f.fd = std::move(*fd);
+    return check_program(f.fd, what, f.identity);
 }
 
 // The program's bytes live in a private file region of guest memory: the
@@ -456,21 +532,11 @@ Result<> ThinVm::Impl::map_elf(Build& b, ElfFile& f) {
 Result<> ThinVm::Impl::map_interpreter(Build& b, const thin::Sandbox& sandbox) {
     const std::string& interp = b.program.image.interp;
     if (interp.empty()) return {};
-    const std::string where = config.program + ": its interpreter " + interp;
-    const std::string hint = config.root.empty() ? " (dynamic programs load it from --root; try --root /)"
-                                                 : " (not in --root " + config.root + ")";
-    if (interp[0] != '/') return fail(where + ": not an absolute path", ENOEXEC);
-    auto fd = sandbox.open(thin::Sandbox::normalize("/", interp), O_RDONLY | O_CLOEXEC, 0);
-    if (!fd) {
-        const int e = fd.error().sys_errno;
-        return fail(where + ": " + std::strerror(e) + (e == ENOENT ? hint : ""), e == ENOENT ? ENOENT : ENOEXEC);
-    }
+    const std::string what = config.program + ": its interpreter " + interp;
     ElfFile& f = b.interpreter.emplace();
-    f.path = where;
-    f.fd = std::move(*fd);
-    if (auto r = check_program(f.fd, where, f.identity); !r) return r;
+    if (auto r = open_in_guest(sandbox, interp, what, f); !r) return r;
     if (auto r = map_elf(b, f); !r) return r;
-    if (!f.image.interp.empty()) return fail(where + ": is itself dynamically linked", ENOEXEC);
+    if (!f.image.interp.empty()) return fail(what + ": is itself dynamically linked", ENOEXEC);
     timer.mark("map interpreter");
     return {};
 }

@@ -188,7 +188,7 @@ struct BadElf {
 std::vector<BadElf> bad_elves() {
     return {
         {"empty", [](std::string& e) { e.clear(); }, "empty file"},
-        {"text", [](std::string& e) { e = "#!/bin/sh\necho hi\n"; }, "not an ELF file"},
+        {"text", [](std::string& e) { e = "echo hi\n"; }, "not an ELF file"},
         {"truncated_header", [](std::string& e) { e.resize(40); }, "truncated ELF header"},
         {"truncated_phdrs", [](std::string& e) { e.resize(80); }, "truncated program header table"},
         {"truncated_segments", [](std::string& e) { e.resize(e.size() / 3); }, "truncated"},
@@ -231,11 +231,11 @@ std::vector<BadElf> bad_elves() {
          [](std::string& e) {
              for (int i = 0; i < header(e).e_phnum; ++i)
                  if (phdrs(e)[i].p_type == PT_NOTE || phdrs(e)[i].p_type == PT_GNU_STACK) {
-                     phdrs(e)[i].p_type = PT_INTERP;
+                     phdrs(e)[i].p_type = PT_INTERP;  // a note or nothing: no path
                      return;
                  }
          },
-         "dynamically linked"},
+         "PT_INTERP"},
     };
 }
 
@@ -336,6 +336,50 @@ TEST(Cli, MissingLibraryAndLdLibraryPathBehaveAsOnLinux) {
     r = run_vessel({"--root", t / "root", "--env", "LD_LIBRARY_PATH=/opt/lib"}, {prog});
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_NE(r.out.find(" 0 failed"), std::string::npos) << r.out;
+}
+
+// With --root, an absolute PROGRAM in the guest's file system is that
+// file; one that is not there is a host path.
+TEST(Cli, ProgramIsLookedUpInTheGuestsFileSystemFirst) {
+    REQUIRE_KVM();
+    TempDir t;
+    make_dirs(t / "root/opt/bin");
+    std::filesystem::copy_file(kBusybox, t / "root/opt/bin/busybox");
+    ASSERT_FALSE(exists("/opt/bin/busybox"));
+    auto r = run_vessel({"--root", t / "root"}, {"/opt/bin/busybox", "echo", "from the root"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "from the root\n");
+    r = run_vessel({"--root", t / "root"}, {kBusybox, "echo", "from the host"});
+    EXPECT_EQ(r.out, "from the host\n") << r.err;
+    r = run_vessel({"--root", t / "root"}, {"/opt/bin/missing"});
+    EXPECT_EQ(r.status, 127);
+    EXPECT_NE(r.err.find("in the guest's file system, nor on the host"), std::string::npos) << r.err;
+}
+
+// A #! script runs as natively: its interpreter from the guest's file
+// system, with the line's argument, the script's path and the arguments.
+TEST(Cli, ScriptsRunTheirInterpreterAsOnLinux) {
+    REQUIRE_KVM();
+    TempDir t;
+    const std::string script = t / "script";
+    write_file(script, std::string("#!") + kBusybox + " sh\necho \"$0\" \"$#\" \"$@\"\n", 0755);
+    auto native = run({script, "a b", "c"});
+    ASSERT_EQ(native.status, 0) << native.err;
+    auto guest = run_vessel({"--root", "/"}, {script, "a b", "c"});
+    EXPECT_EQ(guest.status, 0) << guest.err;
+    EXPECT_EQ(guest.out, native.out);
+    // The interpreter reads the script where the guest sees it: a script
+    // only the host has cannot run.
+    auto r = run_vessel({}, {script});
+    EXPECT_EQ(r.status, 126);
+    EXPECT_TRUE(one_error_line(r));
+    EXPECT_NE(r.err.find("#! script runs from the guest's file system"), std::string::npos) << r.err;
+    make_dirs(t / "root");
+    write_file(t / "root/bad", "#!/no/such/interpreter\n", 0755);
+    r = run_vessel({"--root", t / "root"}, {"/bad"});
+    EXPECT_EQ(r.status, 127);
+    EXPECT_NE(r.err.find("its interpreter /no/such/interpreter: No such file or directory"), std::string::npos)
+        << r.err;
 }
 
 TEST(Cli, RandomlyCorruptedHeadersNeverCrashVessel) {
