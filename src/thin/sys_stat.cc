@@ -2,6 +2,8 @@
 // directory listings, symlink texts and permission checks.
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -42,6 +44,34 @@ int64_t sys_fstat(Process& p, IoArgs a) {
 
 int64_t sys_newfstatat(Process& p, FstatatArgs a) {
     return stat_common(p, a.dirfd(), a.path(), a.buf(), static_cast<int>(a.flags()));
+}
+
+namespace {
+
+// The host's statfs of a file the guest sees, with ST_RDONLY where the
+// guest's mount is read-only (--root), as Linux reports a read-only mount.
+int64_t write_statfs(Process& p, uint64_t buf, int host, const std::string& guest_path) {
+    struct statfs st;
+    if (::fstatfs(host, &st) < 0) return -errno;
+    if (guest_path.starts_with('/') && p.sandbox().read_only(guest_path)) st.f_flags |= ST_RDONLY;
+    return p.mem().write_obj(buf, st) ? 0 : -EFAULT;
+}
+
+}  // namespace
+
+int64_t sys_statfs(Process& p, StatArgs a) {
+    std::string path;
+    if (int64_t r = p.read_path(AT_FDCWD, a.path(), path); r < 0) return r;
+    Fd holder;
+    int host;
+    if (int64_t r = resolve_path(p, AT_FDCWD, path, 0, holder, host); r < 0) return r;
+    return write_statfs(p, a.buf(), host, path);
+}
+
+int64_t sys_fstatfs(Process& p, IoArgs a) {
+    OpenFile* f = file_of(p, a.fd());
+    if (!f) return -EBADF;
+    return write_statfs(p, a.buf(), f->host.get(), f->guest_path);
 }
 
 int64_t sys_statx(Process& p, StatxArgs a) {

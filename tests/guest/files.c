@@ -7,6 +7,9 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -277,6 +280,30 @@ static void directories(void) {
     CHECK(chdir(cwd) == 0);
 }
 
+/* statfs and fstatfs: the same file system either way; inside vessel the
+ * read-only --root says so (ST_RDONLY), the --rw directory does not. */
+static void file_systems(int vessel) {
+    char path[600];
+    struct statfs by_path, by_fd, rw;
+    snprintf(path, sizeof path, "%s/hello.txt", data);
+    CHECK(statfs(path, &by_path) == 0);
+    int fd = open(path, O_RDONLY);
+    CHECK(fd >= 0);
+    CHECK(fstatfs(fd, &by_fd) == 0);
+    CHECK(by_fd.f_type == by_path.f_type && by_fd.f_bsize == by_path.f_bsize && by_fd.f_bsize > 0);
+    CHECK(by_fd.f_flags == by_path.f_flags);
+    close(fd);
+    CHECK(statfs(work, &rw) == 0);
+    CHECK(!(rw.f_flags & ST_RDONLY));
+    if (vessel) CHECK(by_path.f_flags & ST_RDONLY);
+    errno = 0;
+    CHECK(statfs("/no/such/file", &rw) == -1 && errno == ENOENT);
+    errno = 0;
+    CHECK(fstatfs(12345, &rw) == -1 && errno == EBADF);
+    errno = 0;
+    CHECK(syscall(SYS_statfs, path, bad_ptr) == -1 && errno == EFAULT);
+}
+
 int main(int argc, char** argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: files WORKDIR DATADIR [vessel]\n");
@@ -291,5 +318,6 @@ int main(int argc, char** argv) {
     dirents();
     links();
     directories();
+    file_systems(vessel);
     return finish("files");
 }
