@@ -100,6 +100,7 @@ void suspend_with_vmm(int) {
     sigemptyset(&sa.sa_mask);
     for (int s : kStopSignals) ::sigaction(s, &sa, nullptr);
     ::sigaction(SIGCONT, &sa, nullptr);
+    ::sigaction(SIGWINCH, &sa, nullptr);  // the terminal's size: a thin guest's
     sa.sa_handler = suspend_with_vmm;
     ::sigaction(SIGTSTP, &sa, nullptr);
 

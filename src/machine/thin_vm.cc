@@ -111,9 +111,10 @@ const std::vector<state::Section> kThinSections = {state::Section::kConfig, stat
 // terminal's and the daemon's: SIGHUP, SIGINT, SIGQUIT, SIGTERM) are the
 // guest's. While a thin VM runs, the handler only records them and kicks
 // its vCPU; the exit that follows hands them to the process.
-// SIGALRM too: the guest's ITIMER_REAL is the VMM's. The self-pipe wakes
-// a guest waiting in pause or rt_sigsuspend.
-constexpr int kForwardedSignals[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGALRM};
+// SIGALRM too: the guest's ITIMER_REAL is the VMM's; and SIGWINCH, the
+// terminal's size changing. The self-pipe wakes a guest waiting in pause,
+// rt_sigsuspend or rt_sigtimedwait.
+constexpr int kForwardedSignals[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGALRM, SIGWINCH};
 std::atomic<uint64_t> g_host_signals{0};
 std::atomic<cpu::VcpuRunner*> g_signal_runner{nullptr};
 int g_signal_pipe[2] = {-1, -1};

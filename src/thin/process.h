@@ -138,6 +138,12 @@ public:
     // until a signal is delivered (the handler's frame restores the
     // caller's), waits for one the mask lets through; always -EINTR.
     int64_t suspend(std::optional<uint64_t> mask);
+    // rt_sigtimedwait: takes the lowest pending signal of `set` (its siginfo
+    // to `info`, unless 0) and returns its number; with none, waits up to
+    // `timeout` (none: for ever) for a signal from outside the VM: -EAGAIN
+    // when the time is up, -EINTR when one came (the machine queues it, and
+    // the call is made again if it is blocked: then it is taken here).
+    int64_t sigtimedwait(uint64_t set, uint64_t info, std::optional<timespec> timeout);
     // During handle(): the caller's registers (nullptr when there are none).
     const UserContext* context() const { return context_; }
     // Delivers the pending signals at an arbitrary point of the guest's code
@@ -284,6 +290,9 @@ public:
     int64_t read_path(int dirfd, uint64_t ptr, std::string& out, bool allow_empty = false);
 
 private:
+    // Waits on the machine's self-pipe until a signal from outside arrives
+    // (true; also when the wait is interrupted) or `timeout` passes (false).
+    bool wait_for_outside_signal(std::optional<timespec> timeout);
     // True for calls that cannot observe a window: they neither use a file
     // offset, nor write a regular file, nor change the memory map (the
     // kWindowSafe* effect bits of syscall_table.inc).

@@ -65,15 +65,23 @@ std::vector<uint8_t> encode_sigframe(const kvm_regs& r, const TrapInfo& trap, ui
     put64(f, kMcontextOffset + 8 * kCr2, trap.cr2);
     put64(f, kMcontextOffset + 8 * kFpstate, fpstate);
     put64(f, kUcSigmaskOffset, mask);
-    put32(f, kSiginfoOffset, static_cast<uint32_t>(info.signo));
-    put32(f, kSiginfoOffset + 8, static_cast<uint32_t>(info.code));
-    if (info.fault) {
-        put64(f, kSiginfoOffset + 16, info.addr);
-    } else {
-        put32(f, kSiginfoOffset + 16, static_cast<uint32_t>(info.pid));
-        put32(f, kSiginfoOffset + 20, info.uid);
-    }
+    const auto si = encode_siginfo(info);
+    std::memcpy(f.data() + kSiginfoOffset, si.data(), si.size());
     return f;
+}
+
+std::array<uint8_t, kSiginfoSize> encode_siginfo(const SigInfo& info) {
+    std::array<uint8_t, kSiginfoSize> b{};
+    auto put = [&](uint64_t off, auto v) { std::memcpy(b.data() + off, &v, sizeof v); };
+    put(0, static_cast<uint32_t>(info.signo));
+    put(8, static_cast<uint32_t>(info.code));
+    if (info.fault) {
+        put(16, info.addr);
+    } else {
+        put(16, static_cast<uint32_t>(info.pid));
+        put(20, info.uid);
+    }
+    return b;
 }
 
 SavedContext decode_sigframe(std::span<const uint8_t, kSigFrameSize> f, const kvm_regs& current) {

@@ -19,6 +19,7 @@
 
 #include <linux/kvm.h>
 
+#include <array>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -31,7 +32,7 @@ inline constexpr uint64_t kUcStackOffset = kUcontextOffset + 16;
 inline constexpr uint64_t kMcontextOffset = kUcontextOffset + 40;
 inline constexpr uint64_t kUcSigmaskOffset = kMcontextOffset + 256;
 inline constexpr uint64_t kSiginfoOffset = kUcSigmaskOffset + 8;
-static_assert(kSiginfoOffset + 128 == kSigFrameSize);
+static_assert(kSiginfoOffset + 128 == kSigFrameSize);  // kSiginfoSize
 inline constexpr uint64_t kRedZone = 128;
 
 inline constexpr uint32_t kFpXstateMagic1 = 0x46505853;  // "SXPF" in the legacy area's software bytes
@@ -51,6 +52,11 @@ struct SigInfo {
     uint32_t uid = 0;
     bool fault = false;  // si_addr is meaningful (else si_pid, si_uid)
 };
+
+// Linux's siginfo_t (128 bytes): si_signo, si_code, then si_addr for a
+// fault or si_pid and si_uid for a signal sent.
+inline constexpr size_t kSiginfoSize = 128;
+std::array<uint8_t, kSiginfoSize> encode_siginfo(const SigInfo& info);
 
 // What an exception adds to the saved context (sigcontext's err, trapno, cr2).
 struct TrapInfo {

@@ -188,12 +188,34 @@ int64_t Process::suspend(std::optional<uint64_t> mask) {
     if (pending_signals_ & (~signal_mask_ | kUnblockable)) return -EINTR;
     // Otherwise one from outside: the machine's self-pipe turns readable
     // (or the vCPU's kick interrupts the wait).
-    if (options_.signal_fd < 0) return -EINTR;  // no such signals here (tests)
+    (void)wait_for_outside_signal(std::nullopt);
+    return -EINTR;
+}
+
+bool Process::wait_for_outside_signal(std::optional<timespec> timeout) {
+    if (options_.signal_fd < 0) return false;  // no such signals here (tests)
     pollfd pfd{options_.signal_fd, POLLIN, 0};
-    (void)::ppoll(&pfd, 1, nullptr, nullptr);
+    if (::ppoll(&pfd, 1, timeout ? &*timeout : nullptr, nullptr) == 0) return false;
     char drain[64];
     while (::read(options_.signal_fd, drain, sizeof drain) > 0) {
     }
+    return true;  // or interrupted (the vCPU's kick, a host signal): the caller's EINTR either way
+}
+
+int64_t Process::sigtimedwait(uint64_t set, uint64_t info, std::optional<timespec> timeout) {
+    set &= ~kUnblockable;  // SIGKILL and SIGSTOP are never waited for
+    if (const uint64_t ready = pending_signals_ & set) {
+        const int sig = __builtin_ctzll(ready) + 1;
+        pending_signals_ &= ~bit(sig);
+        if (info) {  // taken even when it cannot be stored, as Linux's
+            const auto bytes =
+                encode_siginfo({sig, pending_code_[sig - 1], 0, static_cast<int32_t>(kGuestPid), options_.uid, false});
+            if (!mem().write(info, bytes.data(), bytes.size())) return -EFAULT;
+        }
+        return sig;
+    }
+    if (timeout && timeout->tv_sec == 0 && timeout->tv_nsec == 0) return -EAGAIN;
+    if (!wait_for_outside_signal(timeout)) return -EAGAIN;
     return -EINTR;
 }
 

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "thin/process.h"
+#include "thin/sys_files.h"
 #include "thin/sys_handlers.h"
 
 namespace vessel::thin {
@@ -177,6 +178,16 @@ int64_t sys_rt_sigsuspend(Process& p, SigsetArgs a) {
     uint64_t mask;
     if (!p.mem().read_obj(a.set(), mask)) return -EFAULT;
     return p.suspend(mask);
+}
+
+// Takes a pending signal of the set, or waits for one (from outside the VM).
+int64_t sys_rt_sigtimedwait(Process& p, SigtimedwaitArgs a) {
+    if (a.sigsetsize() != 8) return -EINVAL;
+    uint64_t set;
+    if (!p.mem().read_obj(a.set(), set)) return -EFAULT;
+    std::optional<timespec> timeout;
+    if (int64_t r = read_timeout(p, a.timeout(), timeout); r < 0) return r;
+    return p.sigtimedwait(set, a.info(), timeout);
 }
 
 // The signals waiting because they are blocked.

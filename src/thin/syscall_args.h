@@ -389,6 +389,14 @@ struct SigsetArgs : ArgsView {
     uint64_t set() const { return u(0); }
     uint64_t sigsetsize() const { return u(1); }
 };
+// rt_sigtimedwait
+struct SigtimedwaitArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t set() const { return u(0); }
+    uint64_t info() const { return u(1); }
+    uint64_t timeout() const { return u(2); }
+    uint64_t sigsetsize() const { return u(3); }
+};
 // alarm
 struct AlarmArgs : ArgsView {
     using ArgsView::ArgsView;

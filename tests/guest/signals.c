@@ -1,6 +1,6 @@
 /* Signal handlers: what Linux gives a handler and what rt_sigreturn gives
  * back. Each check holds natively; the test runs it in `vessel run` too.
- * Usage: signals [all | bad-frame | nested-fault | wait-read HOW | spin HOW]
+ * Usage: signals [all | bad-frame | nested-fault | wait-read HOW | spin HOW | sigwait]
  *   all               the checks below; exits 0 when they pass
  *   bad-frame         a handler that wrecks its frame's FPU state pointer:
  *                     rt_sigreturn must kill the process with SIGSEGV
@@ -10,7 +10,8 @@
  *                     non-canonical address and RSP at 0: SIGSEGV
  *   nested-fault      a SIGSEGV handler that faults again (SIGSEGV blocked
  *                     in it): the process dies of SIGSEGV
- *   wait-read, spin   wait for a SIGINT from outside (see below) */
+ *   wait-read, spin   wait for a SIGINT from outside (see below)
+ *   sigwait           block SIGINT and wait for it with sigwaitinfo */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/time.h>
+#include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -152,13 +154,15 @@ int main(int argc, char** argv) {
         return 0; /* not reached: rt_sigreturn kills the process */
     }
     if (!strcmp(mode, "wait-read") || !strcmp(mode, "spin")) {
-        /* For a SIGINT from outside: `how` is eintr (a handler), restart (a
-         * handler with SA_RESTART), ignore (SIG_IGN) or default. Prints
+        /* For a SIGINT (or SIGWINCH) from outside: `how` is eintr (a
+         * handler), restart (a handler with SA_RESTART), ignore (SIG_IGN of
+         * SIGINT) or default. Prints
          * "ready", then blocks reading stdin, or spins until the handler ran. */
         const char* how = argc > 2 ? argv[2] : "default";
         if (!strcmp(how, "eintr") || !strcmp(how, "restart")) {
             struct sigaction sa = action(counting, !strcmp(how, "restart") ? SA_RESTART : 0);
             sigaction(SIGINT, &sa, NULL);
+            sigaction(SIGWINCH, &sa, NULL);
         } else if (!strcmp(how, "ignore")) {
             signal(SIGINT, SIG_IGN);
         }
@@ -176,6 +180,20 @@ int main(int argc, char** argv) {
             printf("read: %s, handler ran %d\n", errno == EINTR ? "EINTR" : strerror(errno), (int)g_count);
         else
             printf("read %d bytes, handler ran %d\n", (int)n, (int)g_count);
+        return 0;
+    }
+    if (!strcmp(mode, "sigwait")) {
+        /* For a SIGINT from outside, blocked and waited for. */
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        sigprocmask(SIG_BLOCK, &set, NULL);
+        printf("ready\n");
+        fflush(stdout);
+        siginfo_t si;
+        int sig = sigwaitinfo(&set, &si);
+        printf("sigwaitinfo: %s, SI_USER %s\n", sig == SIGINT ? "SIGINT" : strerror(errno),
+               si.si_code == SI_USER ? "yes" : "no");
         return 0;
     }
     if (!strcmp(mode, "jit-restorer")) {
@@ -408,6 +426,41 @@ int main(int argc, char** argv) {
     CHECK(sigsuspend(&open_mask) == -1 && errno == EINTR);
     CHECK(g_count == 1 && g_last_sig == SIGALRM && is_blocked(SIGALRM));
     CHECK(getitimer(ITIMER_REAL, &got) == 0 && got.it_value.tv_sec == 0 && got.it_value.tv_usec == 0);
+    CHECK(sigprocmask(SIG_UNBLOCK, &set, NULL) == 0);
+
+    /* rt_sigtimedwait takes a pending signal of its set with its siginfo
+     * (the handler does not run), polls with a zero timeout, times out,
+     * and waits for a timer's signal; bad arguments as Linux. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR2);
+    sigaddset(&set, SIGALRM);
+    CHECK(sigprocmask(SIG_BLOCK, &set, NULL) == 0);
+    g_count = 0;
+    CHECK(RAW3(SYS_tgkill, getpid(), syscall(SYS_gettid), SIGUSR2) == 0);
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    struct timespec no_wait = {0, 0}, short_wait = {0, 20000000}, t0, t1;
+    /* (raw: glibc's wrapper turns SI_TKILL into SI_USER) */
+    CHECK(RAW4(SYS_rt_sigtimedwait, &set, &si, &no_wait, 8) == SIGUSR2);
+    CHECK(si.si_signo == SIGUSR2 && si.si_code == SI_TKILL && si.si_pid == getpid() && g_count == 0);
+    CHECK(sigpending(&waiting) == 0 && sigismember(&waiting, SIGUSR2) == 0);
+    errno = 0;
+    CHECK(sigtimedwait(&set, &si, &no_wait) == -1 && errno == EAGAIN);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    errno = 0;
+    CHECK(sigtimedwait(&set, NULL, &short_wait) == -1 && errno == EAGAIN);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    CHECK((t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec) >= 20000000L);
+    tv.it_value.tv_usec = 50000;
+    CHECK(setitimer(ITIMER_REAL, &tv, NULL) == 0);
+    CHECK(sigwaitinfo(&set, &si) == SIGALRM && si.si_signo == SIGALRM && g_count == 0);
+    struct timespec bad = {0, 2000000000L};
+    errno = 0;
+    CHECK(sigtimedwait(&set, NULL, &bad) == -1 && errno == EINVAL);
+    CHECK(RAW4(SYS_rt_sigtimedwait, &set, NULL, &no_wait, 4) == -EINVAL);
+    CHECK(raise(SIGUSR2) == 0);
+    CHECK(RAW4(SYS_rt_sigtimedwait, &set, 8, &no_wait, 8) == -EFAULT);
+    CHECK(sigpending(&waiting) == 0 && sigismember(&waiting, SIGUSR2) == 0); /* taken all the same */
     CHECK(sigprocmask(SIG_UNBLOCK, &set, NULL) == 0);
 
     /* SIG_IGN discards; a default-terminate signal that is blocked waits. */

@@ -304,7 +304,8 @@ TEST_P(GuestProgram, SignalHandlers) {
 // wait-read and spin): a handler interrupts a blocking read with EINTR, or
 // the read goes on with SA_RESTART; an ignored signal changes nothing; a
 // default SIGTERM kills with 143; a guest computing in a loop is stopped
-// to run its handler.
+// to run its handler; a blocked one is taken by sigwaitinfo; SIGWINCH (the
+// terminal's size) is ignored unless handled.
 TEST_P(GuestProgram, SignalsFromOutsideReachTheGuest) {
     std::string p = prog("signals");
     static TempDir cache;
@@ -314,11 +315,14 @@ TEST_P(GuestProgram, SignalsFromOutsideReachTheGuest) {
     struct Case {
         const char *sig, *mode, *how, *expect;
     };
-    for (const Case& c : {Case{"INT", "wait-read", "eintr", "read: EINTR, handler ran 1"},
-                          Case{"INT", "wait-read", "restart", "read 5 bytes, handler ran 1"},
-                          Case{"INT", "wait-read", "ignore", "read 5 bytes, handler ran 0"},
-                          Case{"TERM", "wait-read", "default", "status=143"},
-                          Case{"INT", "spin", "eintr", "spun until handler ran 1"}}) {
+    for (const Case& c :
+         {Case{"INT", "wait-read", "eintr", "read: EINTR, handler ran 1"},
+          Case{"INT", "wait-read", "restart", "read 5 bytes, handler ran 1"},
+          Case{"INT", "wait-read", "ignore", "read 5 bytes, handler ran 0"},
+          Case{"TERM", "wait-read", "default", "status=143"}, Case{"INT", "spin", "eintr", "spun until handler ran 1"},
+          Case{"INT", "sigwait", "", "sigwaitinfo: SIGINT, SI_USER yes"},
+          Case{"WINCH", "wait-read", "eintr", "read: EINTR, handler ran 1"},
+          Case{"WINCH", "wait-read", "default", "read 5 bytes, handler ran 0"}}) {
         auto native = run_signalled(c.sig, {p, c.mode, c.how}, o);
         auto guest = run_signalled(c.sig, vessel_run_argv({p, c.mode, c.how}, with_libraries({})), o);
         EXPECT_NE(native.out.find(c.expect), std::string::npos) << c.mode << " " << c.how << ":\n" << native.out;
