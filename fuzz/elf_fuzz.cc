@@ -1,13 +1,36 @@
-// Fuzzes parse_elf (loader/elf.h): any bytes as an executable's header and program headers.
+// Fuzzes what `vessel run` reads of a program file before anything else:
+// parse_elf (loader/elf.h: the header and program headers, PT_INTERP) and
+// parse_shebang (loader/script.h: a #! line).
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 
 #include "fuzz/fuzz_util.h"
 #include "loader/elf.h"
+#include "loader/script.h"
+
+namespace {
+
+void check_shebang(const uint8_t* data, size_t size) {
+    auto script = vessel::loader::parse_shebang({data, size});
+    if (!script || !*script) return;
+    const auto& s = **script;
+    FUZZ_CHECK(!s.interpreter.empty() && s.interpreter.size() < vessel::loader::kShebangMax);
+    FUZZ_CHECK(s.interpreter.find_first_of(std::string_view(" \t\n\0", 4)) == std::string::npos);
+    if (s.argument) {
+        FUZZ_CHECK(!s.argument->empty() && s.argument->find_first_of(std::string_view("\n\0", 2)) == std::string::npos);
+        FUZZ_CHECK(s.argument->front() != ' ' && s.argument->back() != ' ');
+    }
+}
+
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+    check_shebang(data, size);
     auto image = vessel::loader::parse_elf({data, size});
     if (!image) return 0;
+    FUZZ_CHECK(image->interp.size() < vessel::loader::kMaxInterpBytes);
+    FUZZ_CHECK(image->interp.find('\0') == std::string::npos);
     // What the loader then relies on without checking again.
     uint64_t prev_end = 0;
     for (const auto& s : image->segments) {
