@@ -35,6 +35,12 @@ inline constexpr uint64_t kSiginfoOffset = kUcSigmaskOffset + 8;
 static_assert(kSiginfoOffset + 128 == kSigFrameSize);  // kSiginfoSize
 inline constexpr uint64_t kRedZone = 128;
 
+// What sigaltstack and the masks know (uapi): SS_AUTODISARM, MINSIGSTKSZ,
+// and SIGKILL and SIGSTOP, which no mask blocks and no handler catches.
+inline constexpr uint32_t kSsAutoDisarm = 1u << 31;
+inline constexpr uint64_t kMinSigStackSize = 2048;
+inline constexpr uint64_t kUnblockable = (1ull << (9 - 1)) | (1ull << (19 - 1));
+
 inline constexpr uint32_t kFpXstateMagic1 = 0x46505853;  // "SXPF" in the legacy area's software bytes
 inline constexpr uint32_t kFpXstateMagic2 = 0x46505845;  // "EXPF" just after the XSAVE image
 inline constexpr uint64_t kUcFpXstate = 1, kUcSigcontextSs = 2, kUcStrictRestoreSs = 4;

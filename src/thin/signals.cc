@@ -31,11 +31,9 @@ DefaultAction default_action(int sig) {
 }
 
 constexpr uint64_t bit(int sig) { return 1ull << (sig - 1); }
-constexpr uint64_t kUnblockable = bit(SIGKILL) | bit(SIGSTOP);
+static_assert(kUnblockable == (bit(SIGKILL) | bit(SIGSTOP)));
 constexpr uint64_t kSigDfl = 0, kSigIgn = 1;
 constexpr uint64_t kSaRestorer = 0x04000000;  // SA_RESTORER: x86-64 handlers return through it
-constexpr uint32_t kSsAutoDisarm = 1u << 31;
-constexpr uint64_t kMinSigStackSize = 2048;
 constexpr uint64_t kFlagsClearedForHandler = 0x400 /* DF */ | 0x10000 /* RF */ | 0x100 /* TF */;
 
 }  // namespace

@@ -19,10 +19,6 @@
 namespace vessel::thin {
 namespace {
 
-// The guest is the only process in its world.
-constexpr int kSigKill = 9, kSigStop = 19;
-constexpr uint32_t kSsAutoDisarm = 1u << 31;  // SS_AUTODISARM (uapi)
-constexpr uint64_t kMinSigStackSize = 2048;   // MINSIGSTKSZ
 constexpr uint64_t ARCH_SET_GS = 0x1001, ARCH_SET_FS = 0x1002, ARCH_GET_FS = 0x1003, ARCH_GET_GS = 0x1004;
 
 }  // namespace
@@ -203,7 +199,7 @@ int64_t sys_rt_sigaction(Process& p, SigactionArgs a) {
     auto& slot = p.sigactions()[sig - 1];
     kernel_sigaction_t old = slot;
     if (a.act()) {
-        if (sig == kSigKill || sig == kSigStop) return -EINVAL;
+        if (sig == SIGKILL || sig == SIGSTOP) return -EINVAL;
         kernel_sigaction_t act;
         if (!p.mem().read_obj(a.act(), act)) return -EFAULT;
         slot = act;
@@ -218,7 +214,7 @@ int64_t sys_rt_sigprocmask(Process& p, SigprocmaskArgs a) {
     if (a.set()) {
         uint64_t set;
         if (!p.mem().read_obj(a.set(), set)) return -EFAULT;
-        set &= ~((1ull << (kSigKill - 1)) | (1ull << (kSigStop - 1)));
+        set &= ~kUnblockable;
         switch (a.how()) {
             case SIG_BLOCK: p.signal_mask() |= set; break;
             case SIG_UNBLOCK: p.signal_mask() &= ~set; break;
