@@ -63,14 +63,35 @@ std::string cpuinfo() {
     return s;
 }
 
-std::string mounts(Process& p) {
-    std::string s;
-    // Longest guest path first in the sandbox; / first here, as Linux lists.
+// The guest's mounts, / first as Linux lists them (the sandbox keeps the
+// longest guest path first): path and writable, then /proc.
+std::vector<std::pair<std::string, bool>> guest_mounts(Process& p) {
     std::map<std::string, bool> sorted;
     for (const auto& m : p.sandbox().mounts()) sorted[m.guest_path] = m.writable;
-    for (const auto& [path, writable] : sorted)
+    return {sorted.begin(), sorted.end()};
+}
+
+std::string mounts(Process& p) {
+    std::string s;
+    for (const auto& [path, writable] : guest_mounts(p))
         s += "vessel " + path + " vessel " + (writable ? "rw" : "ro") + ",nosuid,nodev 0 0\n";
     s += "proc /proc proc ro,nosuid,nodev,noexec 0 0\n";
+    return s;
+}
+
+// The same as /proc/self/mountinfo has them (proc(5)): mount and parent ids
+// (the root's parent is itself), a device number of its own per mount, the
+// mount's root, mount point and options, no optional fields, then type,
+// source and superblock options.
+std::string mountinfo(Process& p) {
+    std::string s;
+    int id = 1;
+    for (const auto& [path, writable] : guest_mounts(p)) {
+        const char* mode = writable ? "rw" : "ro";
+        s += format("%d 1 0:%d / %s %s,nosuid,nodev - vessel vessel %s\n", id, 100 + id, path.c_str(), mode, mode);
+        ++id;
+    }
+    s += format("%d 1 0:%d / /proc ro,nosuid,nodev,noexec - proc proc ro\n", id, 100 + id);
     return s;
 }
 
@@ -112,7 +133,7 @@ namespace {
 
 constexpr const char* kTopFiles[] = {"cpuinfo", "filesystems", "loadavg", "meminfo", "mounts", "stat", "uptime"};
 constexpr const char* kKernelFiles[] = {"hostname", "osrelease", "ostype", "pid_max"};
-constexpr const char* kProcessFiles[] = {"cmdline", "comm", "environ", "maps", "mounts", "stat", "status"};
+constexpr const char* kProcessFiles[] = {"cmdline", "comm", "environ", "maps", "mounts", "mountinfo", "stat", "status"};
 
 }  // namespace
 
@@ -179,6 +200,7 @@ Result<std::string> text(Process& p, const std::string& abs) {
         if (*rest == "status") return status(p);
         if (*rest == "stat") return stat_line(p);
         if (*rest == "mounts") return mounts(p);
+        if (*rest == "mountinfo") return mountinfo(p);
         return fail("", ENOENT);
     }
     if (abs == "/proc" || abs == "/proc/sys" || abs == "/proc/sys/kernel") return fail("", EISDIR);

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 
 namespace vessel::thin {
 namespace {
@@ -31,9 +32,19 @@ dev_t host_dev_id() {
 // directory, but that directory may itself contain such mounts: `--root /`
 // and a symlink like /etc/mtab -> /proc/mounts would otherwise show the guest
 // the VMM's own /proc. The guest's /dev, /proc and /sys are never the host's.
-bool on_host_kernel_fs(int fd) {
+// `parent`: how to open the directory `fd` was found in, for a symbolic link
+// whose own fstatfs fails (9p, for one, answers ELOOP for an O_PATH link).
+bool on_host_kernel_fs(int fd, const std::function<int()>& parent) {
     struct statfs fs;
-    if (::fstatfs(fd, &fs) < 0) return true;  // cannot tell: refuse
+    if (::fstatfs(fd, &fs) < 0) {
+        // A link lies on its directory's file system: that one's type,
+        // when the two are the same file system (same device) still.
+        struct stat link, dir;
+        if (errno != ELOOP || ::fstat(fd, &link) != 0 || !S_ISLNK(link.st_mode)) return true;  // cannot tell: refuse
+        Fd d(parent());
+        if (!d || ::fstat(d.get(), &dir) != 0 || dir.st_dev != link.st_dev) return true;
+        return on_host_kernel_fs(d.get(), [] { return -1; });
+    }
     switch (static_cast<unsigned long>(fs.f_type)) {
         case PROC_SUPER_MAGIC:
         case SYSFS_MAGIC:
@@ -68,7 +79,15 @@ int openat2_in_root(int dirfd, const std::string& rel, uint64_t flags, uint64_t 
     int fd;
     do fd = static_cast<int>(::syscall(SYS_openat2, dirfd, rel.c_str(), &how, sizeof how));
     while (fd < 0 && errno == EAGAIN);  // RESOLVE_IN_ROOT retries on concurrent renames
-    if (fd >= 0 && on_host_kernel_fs(fd)) {
+    auto parent = [&] {
+        const size_t slash = rel.rfind('/');
+        const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : rel.substr(0, slash);
+        open_how up{};
+        up.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+        up.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+        return static_cast<int>(::syscall(SYS_openat2, dirfd, dir.c_str(), &up, sizeof up));
+    };
+    if (fd >= 0 && on_host_kernel_fs(fd, parent)) {
         ::close(fd);
         errno = ENOENT;
         return -1;

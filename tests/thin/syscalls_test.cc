@@ -497,6 +497,12 @@ TEST_F(Syscalls, ProcFilesDescribeTheVmNotTheHost) {
     std::string mounts = read_all("/proc/mounts");
     EXPECT_NE(mounts.find("vessel / vessel ro"), std::string::npos) << mounts;
     EXPECT_NE(mounts.find("vessel /w vessel rw"), std::string::npos) << mounts;
+    // mountinfo as proc(5) lays it out (df and findmnt read it): ids, the
+    // device, root, mount point, options, "-", type, source, options.
+    std::string info = read_all("/proc/self/mountinfo");
+    EXPECT_NE(info.find("1 1 0:101 / / ro,nosuid,nodev - vessel vessel ro\n"), std::string::npos) << info;
+    EXPECT_NE(info.find(" / /w rw,nosuid,nodev - vessel vessel rw\n"), std::string::npos) << info;
+    EXPECT_NE(info.find(" / /proc ro,nosuid,nodev,noexec - proc proc ro\n"), std::string::npos) << info;
     EXPECT_EQ(read_all("/proc/sys/kernel/ostype"), "Linux\n");
     EXPECT_EQ(read_all("/proc/cpuinfo").find("processor\t: 0"), 0u);
     // Nothing else of the host's /proc, and nothing writable.
@@ -545,8 +551,8 @@ TEST_F(Syscalls, ProcDirectoriesListTheVmsOwnEntries) {
     EXPECT_EQ(names("/proc"), (V{".", "..", "1", "self", "sys", "cpuinfo", "filesystems", "loadavg", "meminfo",
                                  "mounts", "stat", "uptime"}));
     EXPECT_EQ(names("/proc/sys/kernel"), (V{".", "..", "hostname", "osrelease", "ostype", "pid_max"}));
-    EXPECT_EQ(names("/proc/self"),
-              (V{".", "..", "cmdline", "comm", "environ", "maps", "mounts", "stat", "status", "cwd", "fd"}));
+    EXPECT_EQ(names("/proc/self"), (V{".", "..", "cmdline", "comm", "environ", "maps", "mounts", "mountinfo", "stat",
+                                      "status", "cwd", "fd"}));
     int64_t held = call(SYS_open, str("/file"), O_RDONLY);
     ASSERT_GE(held, 0);
     EXPECT_EQ(names("/proc/1/fd"), (V{".", "..", std::to_string(held), std::to_string(held + 1)}))
