@@ -60,6 +60,7 @@ void serve_thin_vm(std::unique_ptr<machine::ThinVm> vm, const std::string& api_s
     // the first thing a user reads is the likely cause.
     if (outcome->status != 0 && !outcome->unsupported.empty())
         die("unsupported system calls: " + outcome->unsupported + " (--trace-syscalls shows where)", 0);
+    if (outcome->status != 0 && !outcome->out_of_memory.empty()) die(outcome->out_of_memory, 0);
     // The status is known: report it now (through the jail's parent, which
     // leaves at once) and let a helper destroy the VM (about a millisecond
     // of KVM and memory teardown) after we are gone.

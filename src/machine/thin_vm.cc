@@ -947,6 +947,10 @@ Result<RunOutcome> ThinVm::run() {
     m.timer.mark("guest run");
     if (r && *r == cpu::VcpuSet::End::kStopped) m.outcome.status = kExitShutdown;
     if (m.process && m.process->unsupported_calls()) m.outcome.unsupported = m.process->unsupported_summary();
+    if (const uint64_t n = m.process ? m.process->out_of_memory() : 0)
+        m.outcome.out_of_memory = "the guest's memory (--mem " + std::to_string(m.config.mem_size >> 20) +
+                                  "M) ran out " + std::to_string(n) + (n == 1 ? " time" : " times") +
+                                  ": an allocation failed; raise --mem";
     m.vcpus.finish();
     if (!r) return std::unexpected(r.error());
     return m.outcome;

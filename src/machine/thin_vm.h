@@ -45,6 +45,7 @@ struct RunOutcome {
     bool guest_exited = false;  // the program called exit/exit_group
     std::string diagnostic;     // one line, when the guest crashed
     std::string unsupported;    // calls answered ENOSYS (thin::Process::unsupported_summary)
+    std::string out_of_memory;  // how often guest memory ran out, and the flag that helps; empty: never
 };
 
 class ThinVm final : public Controllable {

@@ -212,6 +212,12 @@ public:
     uint64_t calls(unsigned nr) const;
     // Includes the calls the guest-side entry code answered -ENOSYS itself.
     uint64_t unsupported_calls() const;
+    // Mappings and heap growth refused because guest memory (--mem) was
+    // used up: the likely cause of a failure, which `vessel run` names.
+    void note_out_of_memory() { std::atomic_ref<uint64_t>(out_of_memory_).fetch_add(1, std::memory_order_relaxed); }
+    uint64_t out_of_memory() const {
+        return std::atomic_ref<const uint64_t>(out_of_memory_).load(std::memory_order_relaxed);
+    }
     // The calls answered with ENOSYS because the table has no handler for
     // them, most frequent first: "io_uring_setup x2, clone3 x1", and
     // "N more with unknown numbers" for numbers past the table; empty when
@@ -356,6 +362,7 @@ private:
     int exit_status_ = 0;
     std::array<uint64_t, kMaxSyscall> counts_{};
     uint64_t unsupported_ = 0;
+    uint64_t out_of_memory_ = 0;
     uint64_t io_read_ = 0, io_write_ = 0;
     std::optional<GuestEntry> entry_;
     uint64_t window_va_ = 0;  // the read-ahead buffer, mapped on first use

@@ -24,6 +24,13 @@ int prot_bits(uint64_t prot) { return static_cast<int>(prot & (PROT_READ | PROT_
 // Page-rounded length, or 0 when it would overflow the user range.
 uint64_t round_len(uint64_t len) { return len == 0 || len > kUserEnd ? 0 : page_align_up(len); }
 
+// A mapping the address space refused, as the call's -errno; one refused
+// for want of guest memory is counted (Process::out_of_memory).
+int64_t refused(Process& p, const Error& e) {
+    if (e.sys_errno == ENOMEM) p.note_out_of_memory();
+    return -e.sys_errno;
+}
+
 // Is [va, va + len) inside the user range and free of mappings?
 bool heap_room(Process& p, uint64_t va, uint64_t len) {
     if (va > kUserEnd || len > kUserEnd - va) return false;
@@ -46,7 +53,10 @@ bool grow_heap(Process& p, uint64_t top) {
     uint64_t ahead = top + kHeapAhead;
     if (!heap_room(p, top, kHeapAhead) || !p.as().map_fixed(end, ahead - end, PROT_READ | PROT_WRITE, "[heap]")) {
         ahead = top;
-        if (!p.as().map_fixed(end, top - end, PROT_READ | PROT_WRITE, "[heap]")) return false;
+        if (auto r = p.as().map_fixed(end, top - end, PROT_READ | PROT_WRITE, "[heap]"); !r) {
+            (void)refused(p, r.error());
+            return false;
+        }
     }
     p.heap_end() = ahead;
     return true;
@@ -105,7 +115,7 @@ int64_t sys_mmap(Process& p, MmapArgs a) {
         addr = *r;
     }
     if (auto r = p.as().map_fixed(addr, len, prot_bits(prot), file ? file->guest_path : std::string()); !r)
-        return -r.error().sys_errno;
+        return refused(p, r.error());
     if (file) {
         // Private file mapping: a copy of the file's bytes; past EOF stays zero.
         uint64_t pos = off;
@@ -178,7 +188,7 @@ int64_t sys_mremap(Process& p, MremapArgs a) {
         }
         if (room) {
             if (auto r = p.as().map_fixed(old_addr + old_len, new_len - old_len, prot, name); !r)
-                return -r.error().sys_errno;
+                return refused(p, r.error());
             return static_cast<int64_t>(old_addr);
         }
         if (!(flags & MREMAP_MAYMOVE)) return -ENOMEM;
@@ -193,7 +203,7 @@ int64_t sys_mremap(Process& p, MremapArgs a) {
         if (!r) return -ENOMEM;
         dest = *r;
     }
-    if (auto r = p.as().map_fixed(dest, new_len, prot | PROT_WRITE, name); !r) return -r.error().sys_errno;
+    if (auto r = p.as().map_fixed(dest, new_len, prot | PROT_WRITE, name); !r) return refused(p, r.error());
     // Copy through the VMM (protection ignored), then drop the old range.
     std::vector<uint8_t> page(kPageSize);
     auto view = p.as().view();

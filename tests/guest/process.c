@@ -1,7 +1,8 @@
 /* Process, identity, signal-state, limits and system-information calls, and
  * -ENOSYS for what is not supported.
  * Usage: process UID GID [vessel]   or   process exit N   or   process exit_group N
- *        or   process unsupported N (two calls Vessel lacks, then exit N) */
+ *        or   process unsupported N (two calls Vessel lacks, then exit N)
+ *        or   process big-alloc MIB (exit 0 if a MIB MiB allocation works, else 3) */
 #include <errno.h>
 #include <sched.h>
 #include <signal.h>
@@ -225,6 +226,11 @@ int main(int argc, char** argv) {
     if (argc == 3 && !strcmp(argv[1], "exit_group")) {
         RAW1(SYS_exit_group, atoi(argv[2]));
         return 99;
+    }
+    if (argc == 3 && !strcmp(argv[1], "big-alloc")) {
+        /* An allocation the guest's memory (--mem) may not hold. */
+        void* p = mmap(NULL, (size_t)atol(argv[2]) << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        return p == MAP_FAILED ? 3 : 0;
     }
     if (argc == 3 && !strcmp(argv[1], "unsupported")) {
         /* Two calls Vessel lacks, then a failure: vessel names them. */

@@ -232,6 +232,19 @@ TEST_P(GuestProgram, AFailureAfterUnsupportedCallsNamesThem) {
     EXPECT_EQ(r.err, "");
 }
 
+// A program that fails after guest memory ran out is told which flag helps
+// (natively the same allocation succeeds).
+TEST_P(GuestProgram, RunningOutOfGuestMemorySaysToRaiseMem) {
+    std::string p = prog("process");
+    EXPECT_EQ(run({p, "big-alloc", "256"}).status, 0);
+    auto r = vessel({}, {p, "big-alloc", "256"});
+    EXPECT_EQ(r.status, 3);
+    EXPECT_EQ(r.err, "vessel: the guest's memory (--mem 64M) ran out 1 time: an allocation failed; raise --mem\n");
+    r = vessel({}, {p, "big-alloc", "8"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.err, "");
+}
+
 // A fault kills the guest as Linux kills a process: the same signal (the
 // exit status 128 + it, as a shell reports it) as the program run natively,
 // and one line naming the signal and what faulted, like the kernel's log.
