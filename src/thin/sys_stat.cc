@@ -74,6 +74,18 @@ int64_t sys_fstatfs(Process& p, IoArgs a) {
     return write_statfs(p, a.buf(), f->host.get(), f->guest_path);
 }
 
+// posix_fadvise: a hint about the page cache, which the guest's files share
+// with the host's; checked as Linux checks it, then left to the host.
+int64_t sys_fadvise64(Process& p, FadviseArgs a) {
+    OpenFile* f = file_of(p, a.fd());
+    if (!f) return -EBADF;
+    struct stat st;
+    if (::fstat(f->host.get(), &st) < 0) return -errno;
+    if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) return -ESPIPE;
+    if (a.advice() > POSIX_FADV_NOREUSE || a.length() < 0) return -EINVAL;
+    return 0;
+}
+
 int64_t sys_statx(Process& p, StatxArgs a) {
     int flags = static_cast<int>(a.flags());
     if (flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT | AT_STATX_SYNC_TYPE)) return -EINVAL;

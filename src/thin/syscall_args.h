@@ -272,6 +272,13 @@ struct MremapArgs : ArgsView {
     uint64_t flags() const { return u(3); }
     uint64_t new_addr() const { return u(4); }
 };
+// fadvise64
+struct FadviseArgs : FdArgs {
+    using FdArgs::FdArgs;
+    int64_t offset() const { return static_cast<int64_t>(u(1)); }
+    int64_t length() const { return static_cast<int64_t>(u(2)); }
+    uint64_t advice() const { return u(3); }
+};
 // madvise
 struct MadviseArgs : ArgsView {
     using ArgsView::ArgsView;

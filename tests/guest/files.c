@@ -302,6 +302,19 @@ static void file_systems(int vessel) {
     CHECK(fstatfs(12345, &rw) == -1 && errno == EBADF);
     errno = 0;
     CHECK(syscall(SYS_statfs, path, bad_ptr) == -1 && errno == EFAULT);
+
+    /* posix_fadvise: a hint, checked as Linux checks it. */
+    fd = open(path, O_RDONLY);
+    CHECK(posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL) == 0);
+    CHECK(posix_fadvise(fd, 0, 0, 99) == EINVAL);
+    CHECK(posix_fadvise(fd, 0, -1, POSIX_FADV_NORMAL) == EINVAL);
+    close(fd);
+    CHECK(posix_fadvise(12345, 0, 0, POSIX_FADV_NORMAL) == EBADF);
+    int pfd[2];
+    CHECK(pipe(pfd) == 0);
+    CHECK(posix_fadvise(pfd[0], 0, 0, POSIX_FADV_NORMAL) == ESPIPE);
+    close(pfd[0]);
+    close(pfd[1]);
 }
 
 int main(int argc, char** argv) {
