@@ -237,7 +237,10 @@ struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
     // is the guest's to take (its handler, then -EINTR or the call again
     // with SA_RESTART; or death), and this is what the vCPU does next. None
     // (our own kick for a pause, an ignored signal): make the call again.
-    std::optional<cpu::Action> signal_interrupts_call(uint64_t nr, thin::UserContext& ctx, bool via_lstar);
+    // `made` false: the signal came before the call (while the VMM served
+    // the exit before it): its handler runs first, then the call is made.
+    std::optional<cpu::Action> signal_interrupts_call(uint64_t nr, thin::UserContext& ctx, bool via_lstar,
+                                                      bool made = true);
     // The vCPU goes on in `ctx` (a handler entered, a frame returned from).
     cpu::Action enter_context(const thin::UserContext& ctx);
     // The guest process ended (exit, or a signal): the VM stops with its status.
@@ -777,8 +780,9 @@ thin::UserContext ThinVm::Impl::call_context(const kvm_regs& r, bool& via_lstar)
     return ctx;
 }
 
-std::optional<cpu::Action> ThinVm::Impl::signal_interrupts_call(uint64_t nr, thin::UserContext& ctx, bool via_lstar) {
-    if (!take_host_signals() || !process->interrupt_call(nr, ctx, thin::kGuestEntryVa)) return std::nullopt;
+std::optional<cpu::Action> ThinVm::Impl::signal_interrupts_call(uint64_t nr, thin::UserContext& ctx, bool via_lstar,
+                                                                bool made) {
+    if (!take_host_signals() || !process->interrupt_call(nr, ctx, thin::kGuestEntryVa, made)) return std::nullopt;
     if (process->exited()) return process_exited();
     if (via_lstar) return return_from_lstar(static_cast<int64_t>(ctx.regs.rax), ctx);
     return enter_context(ctx);
@@ -860,6 +864,11 @@ cpu::Action ThinVm::Impl::guest_syscall(kvm_run& run) {
     ++stats.syscalls;
     bool via_lstar;
     thin::UserContext ctx = call_context(r, via_lstar);
+    // A signal from outside that came while the VMM served an earlier exit
+    // (the vCPU's kick then found the guest in Vessel's own code) is taken
+    // before this call, which could otherwise block without seeing it.
+    if (g_host_signals.load(std::memory_order_relaxed))
+        if (auto taken = signal_interrupts_call(args.nr, ctx, via_lstar, false)) return *taken;
     int64_t result = process->handle(args, &ctx);
     if (process->exited()) return process_exited();
     if (result == -EINTR && !ctx.replaced)

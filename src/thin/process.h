@@ -133,7 +133,10 @@ public:
     // handler due has SA_RESTART, is made again (through the entry code at
     // `restart_va`); a terminating signal ends the process. `context`: the
     // registers of the call (rip its return address).
-    bool interrupt_call(uint64_t nr, UserContext& context, uint64_t restart_va);
+    // `made` false: the signal came before the call was made (Linux would
+    // have delivered it on the way back to user mode): a handler runs, and
+    // the call is made after it whatever SA_RESTART says.
+    bool interrupt_call(uint64_t nr, UserContext& context, uint64_t restart_va, bool made = true);
     // pause (no mask) and rt_sigsuspend: with `mask` as the signal mask
     // until a signal is delivered (the handler's frame restores the
     // caller's), waits for one the mask lets through; always -EINTR.

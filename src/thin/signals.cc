@@ -147,11 +147,13 @@ bool Process::take_fault(int sig, int code, uint64_t addr, UserContext& ctx) {
     return false;
 }
 
-bool Process::interrupt_call(uint64_t nr, UserContext& ctx, uint64_t restart_va) {
+bool Process::interrupt_call(uint64_t nr, UserContext& ctx, uint64_t restart_va, bool made) {
     // Calls Linux never restarts after a handler, SA_RESTART or not.
-    bool restart = nr != SYS_pause && nr != SYS_rt_sigsuspend && nr != SYS_nanosleep && nr != SYS_clock_nanosleep &&
-                   nr != SYS_poll && nr != SYS_ppoll && nr != SYS_select && nr != SYS_pselect6 &&
-                   nr != SYS_epoll_wait && nr != SYS_epoll_pwait && nr != SYS_epoll_pwait2 && nr != SYS_rt_sigtimedwait;
+    const bool never_restarted = nr == SYS_pause || nr == SYS_rt_sigsuspend || nr == SYS_nanosleep ||
+                                 nr == SYS_clock_nanosleep || nr == SYS_poll || nr == SYS_ppoll || nr == SYS_select ||
+                                 nr == SYS_pselect6 || nr == SYS_epoll_wait || nr == SYS_epoll_pwait ||
+                                 nr == SYS_epoll_pwait2 || nr == SYS_rt_sigtimedwait;
+    bool restart = !made || !never_restarted;
     bool acts = false;
     for (uint64_t ready = pending_signals_ & (~signal_mask_ | kUnblockable); ready; ready &= ready - 1) {
         const int sig = __builtin_ctzll(ready) + 1;
@@ -159,7 +161,7 @@ bool Process::interrupt_call(uint64_t nr, UserContext& ctx, uint64_t restart_va)
         const uint64_t handler = sig == SIGKILL || sig == SIGSTOP ? kSigDfl : act.handler;
         if (handler == kSigIgn || (handler == kSigDfl && default_action(sig) != DefaultAction::kTerminate)) continue;
         acts = true;
-        if (handler != kSigDfl && !(act.flags & SA_RESTART)) restart = false;
+        if (handler != kSigDfl && !(act.flags & SA_RESTART) && made) restart = false;
     }
     if (!acts) {
         deliver_signals(nullptr);  // only ignored ones: dropped
