@@ -649,8 +649,8 @@ Result<> ThinVm::Impl::load_program(Build& b) {
     spec.image_gpa = b.program.gpa;
     std::optional<loader::InterpreterImage> interp;
     if (b.interpreter) {
-        ElfFile& f = *b.interpreter;
-        interp = loader::InterpreterImage{f.bytes, f.image, f.sites, f.stubs, f.gpa};
+        ElfFile& f = *b.interpreter;  // nothing reads its image or rewrite after this step
+        interp = loader::InterpreterImage{f.bytes, std::move(f.image), std::move(f.sites), std::move(f.stubs), f.gpa};
         spec.interpreter = &*interp;
     }
     spec.hwcap = x86::hwcap(b.cpuid);
