@@ -95,13 +95,21 @@ RunResult run(const std::vector<std::string>& argv, const RunOptions& o) {
 }
 
 RunResult run_signalled(const std::string& sig, const std::vector<std::string>& argv, const RunOptions& options) {
+    // The data is written a fixed time after the signal is sent, not after
+    // the process starts: a slow start (a sanitizer build in the nested
+    // machine takes ~4 s to print "ready") must not let the data win.
     static const std::string script = R"(out=$1; sig=$2; shift 2
 : > "$out"
-(sleep 4; echo data) | "$@" > "$out" &
+mkfifo "$out.in"
+"$@" < "$out.in" > "$out" &
 pid=$!
+exec 3> "$out.in"
 i=0
 while ! grep -q ready "$out"; do sleep 0.05; i=$((i+1)); [ $i -gt 1200 ] && { echo never ready; exit 99; }; done
 kill -"$sig" $pid
+sleep 4
+(echo data >&3) 2>/dev/null  # a subshell: SIGPIPE, if it has exited, ends only it
+exec 3>&-
 wait $pid
 echo "status=$?"
 cat "$out")";

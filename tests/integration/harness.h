@@ -39,9 +39,9 @@ RunResult run(const std::vector<std::string>& argv, const RunOptions& options = 
 RunResult run_vessel(const std::vector<std::string>& vessel_args, const std::vector<std::string>& command,
                      const RunOptions& options = {});
 
-// Runs `argv` (through /bin/sh) with stdin a pipe that delivers "data\n"
-// after 4 s, sends it `sig` ("INT", "TERM") once its stdout holds "ready",
-// and returns, as `out`, "status=N" and then what it printed.
+// Runs `argv` (through /bin/sh) with stdin a FIFO, sends it `sig` ("INT",
+// "TERM") once its stdout holds "ready", writes "data\n" to the FIFO 4 s
+// later, and returns, as `out`, "status=N" and then what it printed.
 RunResult run_signalled(const std::string& sig, const std::vector<std::string>& argv, const RunOptions& options = {});
 // `vessel run --mem 64M [vessel_args...]` of `command` (run_signalled's
 // caller gives run_vessel's environment).
