@@ -6,6 +6,7 @@
 #include <elf.h>
 #include <sys/stat.h>
 
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -212,6 +213,11 @@ int main(int argc, char** argv) {
         state::Writer a;
         memory::put_address_space(a, *g.as);
         seed("thin_snapshot", "address_space", with_prefix(1, a.data()));
+        ps->pending_signals = 1ull << (SIGUSR1 - 1);
+        ps->restore_mask = 1ull << (SIGUSR1 - 1);
+        state::Writer s;
+        thin::put_signals(s, *ps);
+        seed("thin_snapshot", "signals", with_prefix(3, s.data()));
         seed("thin_snapshot", "config",
              "\x02"
              R"({"program":"/bin/true","argv":["true"],"envp":[],"mem_bytes":67108864,"root":"/",)"

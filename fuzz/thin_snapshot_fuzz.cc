@@ -1,7 +1,9 @@
-// Fuzzes a thin snapshot's own sections (machine/thin_snapshot.h): the process, the address space and the config JSON,
-// and restoring them.
+// Fuzzes a thin snapshot's own sections (machine/thin_snapshot.h): the process, the address space, the config JSON
+// and the signal state, and restoring them.
 //
 // First byte: which section; the rest is its payload.
+#include <sys/syscall.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -17,7 +19,7 @@ using namespace vessel;
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (size < 1) return 0;
     state::Reader r(std::string_view(reinterpret_cast<const char*>(data + 1), size - 1));
-    switch (data[0] % 3) {
+    switch (data[0] % 4) {
         case 0:
             if (auto s = thin::get_process(r)) {
                 fuzz::ThinGuest g;  // files are reopened through the scratch sandbox
@@ -40,6 +42,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         case 2: {
             auto j = nlohmann::json::parse(data + 1, data + size, nullptr, false);
             if (!j.is_discarded()) (void)machine::config_from_json(j);
+            break;
+        }
+        case 3: {
+            thin::ProcessSnapshot s;
+            if (thin::get_signals(r, s)) {
+                fuzz::ThinGuest g;
+                if (g.process->restore(s))  // then a call, after which pending signals are delivered
+                    (void)g.process->handle({SYS_getpid, {}});
+            }
             break;
         }
     }

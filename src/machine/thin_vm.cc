@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 #include <x86intrin.h>
 
@@ -164,6 +165,8 @@ struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
     // MSR_LSTAR points at the entry code's stub for where `syscall` lands
     // here (return_from_lstar), not at the one that exits to find out.
     bool lstar_fast = false;
+    // A restored guest's ITIMER_REAL: armed by run() once SIGALRM is the guest's.
+    std::optional<itimerval> restored_timer;
 
     // Exit counters, read by metrics() from other threads.
     std::atomic<uint64_t> exits_io{0}, exits_intr{0}, exits_other{0};
@@ -948,6 +951,7 @@ Result<RunOutcome> ThinVm::run() {
     if (forwarding)
         for (size_t i = 0; i < std::size(kForwardedSignals); ++i)
             ::sigaction(kForwardedSignals[i], &forward, &saved[i]);
+    if (forwarding && m.restored_timer) ::setitimer(ITIMER_REAL, &*m.restored_timer, nullptr);
     auto r = m.vcpus.run_here(0);
     if (forwarding) {
         for (size_t i = 0; i < std::size(kForwardedSignals); ++i) ::sigaction(kForwardedSignals[i], &saved[i], nullptr);
@@ -997,13 +1001,15 @@ Result<SnapshotInfo> ThinVm::Impl::write_snapshot(const SnapshotTarget& target, 
     if (!ps) return std::unexpected(ps.error());
     auto vcpu_state = cpu::capture_vcpu(*vcpu, cpu::kThinVcpuMsrs, nullptr);
     if (!vcpu_state) return std::unexpected(vcpu_state.error());
-    state::Writer vcpu_w, proc_w, as_w;
+    state::Writer vcpu_w, proc_w, signals_w, as_w;
     cpu::put_vcpu(vcpu_w, *vcpu_state);
     thin::put_process(proc_w, *ps);
+    thin::put_signals(signals_w, *ps);
     memory::put_address_space(as_w, *as);
     state::Sections records;
     records[state::Section::kVcpu] = vcpu_w.take();
     records[state::Section::kThinProcess] = proc_w.take();
+    records[state::Section::kThinSignals] = signals_w.take();
     records[state::Section::kAddressSpace] = as_w.take();
     return snapshot::write(target, type, *vm, *mem, dirty, config_to_json(config, mem->size()), std::move(records),
                            [this] { return register_memory(KVM_MEM_LOG_DIRTY_PAGES); });
@@ -1048,6 +1054,10 @@ Result<std::unique_ptr<ThinVm>> ThinVm::restore(const std::string& dir, const st
         return wrap(newest.dir, r.error());
     auto ps = thin::get_process(Reader(view(newest.sections.at(Section::kThinProcess))));
     if (!ps) return wrap(newest.dir, ps.error());
+    if (auto sig = newest.sections.find(Section::kThinSignals); sig != newest.sections.end()) {
+        if (auto r = thin::get_signals(Reader(view(sig->second)), *ps); !r) return wrap(newest.dir, r.error());
+        if (ps->real_timer.it_value.tv_sec || ps->real_timer.it_value.tv_usec) m.restored_timer = ps->real_timer;
+    }
 
     // The CPUID the program started with (its glibc chose its routines by
     // it), for un-rewritten sites too; a snapshot without the page gets

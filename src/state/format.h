@@ -35,6 +35,8 @@ enum class Section : uint32_t {
     kVcpus = 6,    // every vCPU's record, with LAPIC, MP state and CPUID
     kMachine = 7,  // KVM's in-kernel PIC, I/O APIC, PIT and kvmclock
     kDevices = 8,  // serial, CMOS, i8042 and each virtio-mmio transport
+    // Thin VMs, optional (older snapshots lack it; older vessels ignore it):
+    kThinSignals = 9,  // pending signals, the mask a wait gives back, the interval timer
 };
 
 // What a component's record decoder (or the code applying a decoded record)

@@ -318,6 +318,10 @@ Result<ProcessSnapshot> Process::capture() const {
     s.signal_mask = signal_mask_;
     s.sigactions = sigactions_;
     s.sigaltstack = sigaltstack_;
+    s.pending_signals = pending_signals_;
+    s.pending_codes = pending_code_;
+    s.restore_mask = restore_mask_;
+    ::getitimer(ITIMER_REAL, &s.real_timer);  // the guest's: it owns the VMM's timer
     std::map<const OpenFile*, uint32_t> index;
     for (const auto& [fd, entry] : fds_.entries()) {
         const OpenFile* f = entry.file.get();
@@ -358,6 +362,10 @@ Result<> Process::restore(const ProcessSnapshot& s) {
     signal_mask_ = s.signal_mask;
     sigactions_ = s.sigactions;
     sigaltstack_ = s.sigaltstack;
+    pending_signals_ = s.pending_signals;
+    pending_code_ = s.pending_codes;
+    restore_mask_ = s.restore_mask;
+    if (restore_mask_) *restore_mask_ &= ~kUnblockable;
     std::vector<std::shared_ptr<OpenFile>> files;
     for (const auto& file : s.files) {
         auto f = std::make_shared<OpenFile>();

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <linux/kvm.h>
+#include <sys/time.h>
 
 #include <array>
 #include <atomic>
@@ -89,6 +90,11 @@ struct ProcessSnapshot {
     std::array<uint64_t, 4> sigaltstack{};
     std::vector<File> files;
     std::vector<Descriptor> descriptors;
+    // Section 9 (put_signals): none of it in older snapshots.
+    uint64_t pending_signals = 0;
+    std::array<int32_t, 64> pending_codes{};  // si_code of each pending signal
+    std::optional<uint64_t> restore_mask;     // rt_sigsuspend's or a masked wait's caller's
+    itimerval real_timer{};                   // ITIMER_REAL (alarm, setitimer)
 };
 
 struct ProcessOptions {
@@ -141,6 +147,15 @@ public:
     // until a signal is delivered (the handler's frame restores the
     // caller's), waits for one the mask lets through; always -EINTR.
     int64_t suspend(std::optional<uint64_t> mask);
+    // ppoll, pselect6, epoll_pwait and epoll_pwait2 given a signal mask
+    // (Linux's set_user_sigmask): `mask` holds while the call waits. True
+    // when a signal it lets through is already pending: the call then only
+    // looks, and with nothing ready returns -EINTR so that it is delivered.
+    bool begin_masked_wait(uint64_t mask);
+    // After such a wait: the caller's mask again, unless the call was
+    // interrupted (-EINTR): then the handler's frame restores it (or
+    // deliver_signals, when none runs). Returns `result`.
+    int64_t end_masked_wait(int64_t result);
     // rt_sigtimedwait: takes the lowest pending signal of `set` (its siginfo
     // to `info`, unless 0) and returns its number; with none, waits up to
     // `timeout` (none: for ever) for a signal from outside the VM: -EAGAIN

@@ -71,4 +71,31 @@ state::RecordResult<ProcessSnapshot> get_process(Reader r) {
     return s;
 }
 
+void put_signals(Writer& w, const ProcessSnapshot& s) {
+    w.u64(s.pending_signals);
+    for (int32_t code : s.pending_codes) w.u32(static_cast<uint32_t>(code));
+    w.u8(s.restore_mask.has_value());
+    w.u64(s.restore_mask.value_or(0));
+    for (const timeval& t : {s.real_timer.it_interval, s.real_timer.it_value}) {
+        w.i64(t.tv_sec);
+        w.i64(t.tv_usec);
+    }
+}
+
+state::RecordResult<bool> get_signals(Reader r, ProcessSnapshot& s) {
+    s.pending_signals = r.u64();
+    for (int32_t& code : s.pending_codes) code = static_cast<int32_t>(r.u32());
+    const uint8_t has_mask = r.u8();
+    const uint64_t mask = r.u64();
+    if (has_mask > 1) r.fail();
+    if (has_mask) s.restore_mask = mask;
+    for (timeval* t : {&s.real_timer.it_interval, &s.real_timer.it_value}) {
+        t->tv_sec = r.i64();
+        t->tv_usec = r.i64();
+        if (t->tv_sec < 0 || t->tv_usec < 0 || t->tv_usec >= 1000000) r.fail();
+    }
+    if (!r.ok() || !r.at_end()) return state::malformed("signal state is malformed");
+    return true;
+}
+
 }  // namespace vessel::thin

@@ -12,5 +12,9 @@ namespace vessel::thin {
 
 void put_process(state::Writer& w, const ProcessSnapshot& s);
 state::RecordResult<ProcessSnapshot> get_process(state::Reader r);
+// Section 9: the signal state a snapshot taken mid-wait needs. get_signals
+// fills those fields of `s`.
+void put_signals(state::Writer& w, const ProcessSnapshot& s);
+state::RecordResult<bool> get_signals(state::Reader r, ProcessSnapshot& s);
 
 }  // namespace vessel::thin

@@ -192,6 +192,20 @@ int64_t Process::suspend(std::optional<uint64_t> mask) {
     return -EINTR;
 }
 
+bool Process::begin_masked_wait(uint64_t mask) {
+    if (!restore_mask_) restore_mask_ = signal_mask_;  // made again after a pause of the VM: keep the first
+    signal_mask_ = mask & ~kUnblockable;
+    return (pending_signals_ & ~signal_mask_) != 0;
+}
+
+int64_t Process::end_masked_wait(int64_t result) {
+    if (result != -EINTR && restore_mask_) {
+        signal_mask_ = *restore_mask_;
+        restore_mask_.reset();
+    }
+    return result;
+}
+
 bool Process::wait_for_outside_signal(std::optional<timespec> timeout) {
     if (options_.signal_fd < 0) return false;  // no such signals here (tests)
     pollfd pfd{options_.signal_fd, POLLIN, 0};

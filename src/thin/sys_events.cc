@@ -76,15 +76,23 @@ int64_t sys_epoll_wait(Process& p, EpollWaitArgs a) {
 }
 
 int64_t sys_epoll_pwait(Process& p, EpollWaitArgs a) {
-    if (int64_t r = check_sigmask_arg(p, a.mask(), a.sigsetsize()); r < 0) return r;
-    return epoll_wait_common(p, a.epfd(), a.events(), a.maxevents(), a.timeout(), nullptr);
+    std::optional<uint64_t> mask;
+    if (int64_t r = read_sigmask_arg(p, a.mask(), a.sigsetsize(), mask); r < 0) return r;
+    return wait_with_sigmask(p, mask, [&](bool at_once) {
+        return epoll_wait_common(p, a.epfd(), a.events(), a.maxevents(), at_once ? 0 : a.timeout(), nullptr);
+    });
 }
 
 int64_t sys_epoll_pwait2(Process& p, EpollWaitArgs a) {
-    if (int64_t r = check_sigmask_arg(p, a.mask(), a.sigsetsize()); r < 0) return r;
+    std::optional<uint64_t> mask;
+    if (int64_t r = read_sigmask_arg(p, a.mask(), a.sigsetsize(), mask); r < 0) return r;
     std::optional<timespec> timeout;
     if (int64_t r = read_timeout(p, a.timeout_ptr(), timeout); r < 0) return r;
-    return epoll_wait_common(p, a.epfd(), a.events(), a.maxevents(), -1, timeout ? &*timeout : nullptr);
+    return wait_with_sigmask(p, mask, [&](bool at_once) {
+        const timespec now{};
+        const timespec* t = at_once ? &now : timeout ? &*timeout : nullptr;
+        return epoll_wait_common(p, a.epfd(), a.events(), a.maxevents(), -1, t);
+    });
 }
 
 int64_t sys_eventfd(Process& p, Eventfd2Args a) {

@@ -54,13 +54,28 @@ int64_t resolve(Process& p, int dirfd, uint64_t path_ptr, int flags, Fd& holder,
 int64_t resolve_path(Process& p, int dirfd, std::string path, int flags, Fd& holder, int& host_fd);
 
 // The signal-mask argument of ppoll, pselect6, epoll_pwait and
-// epoll_pwait2: accepted and not applied (no signal reaches the guest
-// yet), but checked as Linux does: size 8, readable. 0: none given.
-inline int64_t check_sigmask_arg(Process& p, uint64_t mask, uint64_t size) {
+// epoll_pwait2, checked as Linux does (size 8, readable): into `out`, none
+// when `mask` is 0.
+inline int64_t read_sigmask_arg(Process& p, uint64_t mask, uint64_t size, std::optional<uint64_t>& out) {
     if (!mask) return 0;
     if (size != 8) return -EINVAL;
     uint64_t m;
-    return p.mem().read_obj(mask, m) ? 0 : -EFAULT;
+    if (!p.mem().read_obj(mask, m)) return -EFAULT;
+    out = m;
+    return 0;
+}
+
+// Runs `wait(at_once)` with the call's signal mask in place, if it gave one
+// (Process::begin_masked_wait): `at_once` asks for a look without waiting,
+// since a signal the mask lets through is pending; nothing ready then is
+// -EINTR. A ready descriptor wins over the signal, as on Linux.
+template <class Wait>
+int64_t wait_with_sigmask(Process& p, const std::optional<uint64_t>& mask, Wait&& wait) {
+    if (!mask) return wait(false);
+    const bool at_once = p.begin_masked_wait(*mask);
+    int64_t r = wait(at_once);
+    if (at_once && r == 0) r = -EINTR;
+    return p.end_masked_wait(r);
 }
 
 // Two new host descriptors as two guest descriptors (pipe2, socketpair),

@@ -25,6 +25,8 @@ namespace {
 // The guest's pollfd list: at most its descriptor limit, as Linux's
 // RLIMIT_NOFILE check.
 constexpr uint64_t kMaxPollFds = FdTable::kMaxFds;
+// A look without waiting: a timeout of zero.
+constexpr std::optional<timespec> kNow = timespec{0, 0};
 
 timespec now() {
     timespec t;
@@ -165,8 +167,11 @@ int64_t sys_ppoll(Process& p, PpollArgs a) {
     if (int64_t r = read_pollfds(p, a.fds(), a.nfds(), fds); r < 0) return r;
     std::optional<timespec> timeout;
     if (int64_t r = read_timeout(p, a.tsp(), timeout); r < 0) return r;
-    if (int64_t r = check_sigmask_arg(p, a.mask(), a.sigsetsize()); r < 0) return r;
-    int64_t r = with_time_left(p, timeout, a.tsp(), 0, [&] { return poll_guest(p, fds, timeout); });
+    std::optional<uint64_t> mask;
+    if (int64_t r = read_sigmask_arg(p, a.mask(), a.sigsetsize(), mask); r < 0) return r;
+    int64_t r = with_time_left(p, timeout, a.tsp(), 0, [&] {
+        return wait_with_sigmask(p, mask, [&](bool at_once) { return poll_guest(p, fds, at_once ? kNow : timeout); });
+    });
     return write_revents(p, a.fds(), fds, r);
 }
 
@@ -188,12 +193,16 @@ int64_t sys_pselect6(Process& p, Pselect6Args a) {
     s.ptr[0] = a.readfds(), s.ptr[1] = a.writefds(), s.ptr[2] = a.exceptfds();
     std::optional<timespec> timeout;
     if (int64_t r = read_timeout(p, a.tsp(), timeout); r < 0) return r;
+    std::optional<uint64_t> mask;
     if (a.sig()) {  // {const sigset_t* ss; size_t ss_len}
         uint64_t sig[2];
         if (!p.mem().read(a.sig(), sig, sizeof sig)) return -EFAULT;
-        if (int64_t r = check_sigmask_arg(p, sig[0], sig[1]); r < 0) return r;
+        if (int64_t r = read_sigmask_arg(p, sig[0], sig[1], mask); r < 0) return r;
     }
-    return with_time_left(p, timeout, a.tsp(), 0, [&] { return select_common(p, a.nfds(), s, timeout); });
+    return with_time_left(p, timeout, a.tsp(), 0, [&] {
+        return wait_with_sigmask(p, mask,
+                                 [&](bool at_once) { return select_common(p, a.nfds(), s, at_once ? kNow : timeout); });
+    });
 }
 
 }  // namespace vessel::thin

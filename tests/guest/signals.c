@@ -10,14 +10,18 @@
  *                     non-canonical address and RSP at 0: SIGSEGV
  *   nested-fault      a SIGSEGV handler that faults again (SIGSEGV blocked
  *                     in it): the process dies of SIGSEGV
- *   wait-read, spin   wait for a SIGINT from outside (see below)
+ *   wait-read, spin   wait for a SIGINT from outside (see below); wait-read
+ *                     masked: ppoll lets in the blocked SIGINT
  *   sigwait           block SIGINT and wait for it with sigwaitinfo */
+#include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/select.h>
 #include <sys/time.h>
 #include <time.h>
 #include <ucontext.h>
@@ -159,6 +163,26 @@ int main(int argc, char** argv) {
          * SIGINT) or default. Prints
          * "ready", then blocks reading stdin, or spins until the handler ran. */
         const char* how = argc > 2 ? argv[2] : "default";
+        if (!strcmp(how, "masked")) {
+            /* SIGINT blocked, and let in only while ppoll waits for stdin. */
+            struct sigaction sa = action(counting, 0);
+            sigaction(SIGINT, &sa, NULL);
+            sigset_t block, open_mask;
+            sigemptyset(&block);
+            sigaddset(&block, SIGINT);
+            sigprocmask(SIG_BLOCK, &block, NULL);
+            sigemptyset(&open_mask);
+            printf("ready\n");
+            fflush(stdout);
+            struct pollfd in = {0, POLLIN, 0};
+            int r = ppoll(&in, 1, NULL, &open_mask);
+            printf("ppoll: %s, handler ran %d, SIGINT blocked after: %s\n",
+                   r >= 0           ? "ready"
+                   : errno == EINTR ? "EINTR"
+                                    : strerror(errno),
+                   (int)g_count, is_blocked(SIGINT) ? "yes" : "no");
+            return 0;
+        }
         if (!strcmp(how, "eintr") || !strcmp(how, "restart")) {
             struct sigaction sa = action(counting, !strcmp(how, "restart") ? SA_RESTART : 0);
             sigaction(SIGINT, &sa, NULL);
@@ -462,6 +486,55 @@ int main(int argc, char** argv) {
     CHECK(RAW4(SYS_rt_sigtimedwait, &set, 8, &no_wait, 8) == -EFAULT);
     CHECK(sigpending(&waiting) == 0 && sigismember(&waiting, SIGUSR2) == 0); /* taken all the same */
     CHECK(sigprocmask(SIG_UNBLOCK, &set, NULL) == 0);
+
+    /* ppoll, pselect and epoll_pwait with a signal mask: it holds while the
+     * call waits. A blocked, pending signal the mask lets in ends the wait at
+     * once with EINTR and its handler runs under the call's mask; the
+     * caller's mask is back after. A ready descriptor wins: the call returns
+     * it and the signal stays pending, blocked. */
+    sa = info_action(with_info, 0);
+    CHECK(sigaction(SIGUSR2, &sa, NULL) == 0);
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR2);
+    CHECK(sigprocmask(SIG_BLOCK, &set, NULL) == 0);
+    sigset_t let_in;
+    sigemptyset(&let_in);
+    sigaddset(&let_in, SIGHUP);
+    int pipe_fds[2];
+    CHECK(pipe(pipe_fds) == 0);
+    int ep = epoll_create1(0);
+    struct epoll_event ev = {.events = EPOLLIN};
+    CHECK(ep >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, pipe_fds[0], &ev) == 0);
+    for (int call = 0; call < 3; ++call) {
+        g_count = 0;
+        CHECK(raise(SIGUSR2) == 0 && g_count == 0);
+        struct pollfd pfd = {pipe_fds[0], POLLIN, 0};
+        fd_set readable;
+        FD_ZERO(&readable);
+        FD_SET(pipe_fds[0], &readable);
+        struct timespec five_s = {5, 0};
+        errno = 0;
+        int r = call == 0   ? ppoll(&pfd, 1, &five_s, &let_in)
+                : call == 1 ? pselect(pipe_fds[0] + 1, &readable, NULL, NULL, &five_s, &let_in)
+                            : epoll_pwait(ep, &ev, 1, 5000, &let_in);
+        CHECK(r == -1 && errno == EINTR);
+        CHECK(g_count == 1 && g_last_sig == SIGUSR2);
+        CHECK(g_mask_in_handler == ((1ull << (SIGHUP - 1)) | (1ull << (SIGUSR2 - 1))));
+        CHECK(is_blocked(SIGUSR2) && !is_blocked(SIGHUP));
+    }
+    CHECK(write(pipe_fds[1], "x", 1) == 1);
+    g_count = 0;
+    CHECK(raise(SIGUSR2) == 0);
+    struct pollfd ready = {pipe_fds[0], POLLIN, 0};
+    struct timespec five_s = {5, 0};
+    CHECK(ppoll(&ready, 1, &five_s, &let_in) == 1 && ready.revents == POLLIN);
+    CHECK(g_count == 0 && is_blocked(SIGUSR2));
+    CHECK(sigpending(&waiting) == 0 && sigismember(&waiting, SIGUSR2) == 1);
+    CHECK(sigprocmask(SIG_UNBLOCK, &set, NULL) == 0);
+    CHECK(g_count == 1);
+    close(ep);
+    close(pipe_fds[0]);
+    close(pipe_fds[1]);
 
     /* SIG_IGN discards; a default-terminate signal that is blocked waits. */
     sa = action(SIG_IGN, 0);

@@ -11,15 +11,26 @@
  * that is live while the snapshot is taken must survive it; -random: also
  * print 16 bytes from getrandom each step, which two VMs restored from one
  * snapshot must not share; -readlink: also ask readlink("/proc/self/exe")
- * ten times each step, which the guest-side entry answers without an exit). */
+ * ten times each step, which the guest-side entry answers without an exit).
+ * FILE may be followed by -signals: SIGUSR1 is blocked and raised, and a
+ * 1000 s timer started; after the last step a line says whether the timer
+ * is still armed, and the handler's line follows once SIGUSR1 is unblocked:
+ * a pending signal and the timer must survive a restore. */
 #include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
+
+static void say(int sig) {
+    (void)sig;
+    write(1, "handler: SIGUSR1\n", 17);
+}
 
 int main(int argc, char** argv) {
     int steps = argc > 1 ? atoi(argv[1]) : 40;
@@ -40,6 +51,17 @@ int main(int argc, char** argv) {
         if (input < 0) return 1;
     } else if (argc > 3) {
         fd = open(argv[3], O_WRONLY | O_CREAT | O_APPEND, 0644);
+    }
+    const int signals = fd >= 0 && argc > 4 && strcmp(argv[4], "-signals") == 0;
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    if (signals) {
+        signal(SIGUSR1, say);
+        sigprocmask(SIG_BLOCK, &usr1, NULL);
+        raise(SIGUSR1);
+        struct itimerval timer = {.it_interval = {0, 0}, .it_value = {1000, 0}};
+        if (setitimer(ITIMER_REAL, &timer, NULL) != 0) return 1;
     }
     size_t size = 4 << 20;
     uint64_t* heap = malloc(size);
@@ -72,7 +94,7 @@ int main(int argc, char** argv) {
         if (fd >= 0) write(fd, line, n);
         for (int i = 0; self_exe && i < 10; ++i) {
             char link[256];
-            if (readlink("/proc/self/exe", link, sizeof link) != -1) return 1;  /* none in a thin VM */
+            if (readlink("/proc/self/exe", link, sizeof link) != -1) return 1; /* none in a thin VM */
         }
         if (random) {
             unsigned char bytes[16];
@@ -83,6 +105,13 @@ int main(int argc, char** argv) {
         }
         struct timespec ts = {sleep_ms / 1000, (sleep_ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
+    }
+    if (signals) {
+        struct itimerval timer;
+        getitimer(ITIMER_REAL, &timer);
+        printf("timer armed: %s\n", timer.it_value.tv_sec > 900 ? "yes" : "no");
+        fflush(stdout);
+        sigprocmask(SIG_UNBLOCK, &usr1, NULL);
     }
     if (grow) {
         uint64_t sum = 0;

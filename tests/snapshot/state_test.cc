@@ -313,6 +313,42 @@ TEST(ProcessState, RoundTripsAndNamesItsFault) {
     EXPECT_EQ(Error(d.error()).sys_errno, EINVAL);  // what callers above the records see
 }
 
+// Section 9: pending signals with their codes, the mask a wait gives back
+// and the interval timer; a damaged record is refused, never applied.
+TEST(ThinState, SignalStateRoundTripsAndIsChecked) {
+    thin::ProcessSnapshot p;
+    p.pending_signals = 1ull << (SIGUSR1 - 1);
+    p.pending_codes[SIGUSR1 - 1] = SI_TKILL;
+    p.restore_mask = 0x4000;
+    p.real_timer.it_value = {999, 500000};
+    auto encode = [](const thin::ProcessSnapshot& s) {
+        Writer w;
+        thin::put_signals(w, s);
+        return w.take();
+    };
+    auto bytes = encode(p);
+    thin::ProcessSnapshot back;
+    auto r = thin::get_signals(Reader(view(bytes)), back);
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(back.pending_signals, p.pending_signals);
+    EXPECT_EQ(back.pending_codes[SIGUSR1 - 1], SI_TKILL);
+    EXPECT_EQ(back.restore_mask, std::optional<uint64_t>(0x4000));
+    EXPECT_EQ(back.real_timer.it_value.tv_sec, 999);
+    EXPECT_EQ(back.real_timer.it_value.tv_usec, 500000);
+
+    auto bad_timer = p;
+    bad_timer.real_timer.it_interval.tv_usec = 1000000;
+    EXPECT_FALSE(thin::get_signals(Reader(view(encode(bad_timer))), back));
+    auto flag = bytes;
+    flag[8 + 64 * 4] = 2;  // the mask's presence byte
+    EXPECT_FALSE(thin::get_signals(Reader(view(flag)), back));
+    auto longer = bytes;
+    longer.push_back(0);
+    EXPECT_FALSE(thin::get_signals(Reader(view(longer)), back));
+    bytes.pop_back();
+    EXPECT_FALSE(thin::get_signals(Reader(view(bytes)), back));
+}
+
 TEST(LegacyState, SerialRoundTripsRegistersAndUnreadInput) {
     legacy::Serial a(nullptr, nullptr);
     out(a, 3, 0x80);  // DLAB: divisor 0x0201

@@ -362,6 +362,45 @@ TEST_F(Syscalls, SignalsToItselfTakeTheirActionOnceUnblocked) {
     EXPECT_EQ(p_->exit_status(), 128 + SIGTERM);
 }
 
+// ppoll, pselect6 and epoll_pwait's signal mask holds while they wait: a
+// blocked, pending signal it lets in ends the call at once with EINTR
+// (then the caller's mask is back once it is delivered); a ready
+// descriptor wins, and the call's mask is gone when it returns.
+TEST_F(Syscalls, WaitsWithASignalMaskLetPendingSignalsIn) {
+    const uint64_t term = 1ull << (SIGTERM - 1), mask_at = kScratch, list = kScratch + 64, ts_at = kScratch + 128;
+    ASSERT_TRUE(as_->view().write_obj(mask_at, term));
+    ASSERT_EQ(call(SYS_rt_sigprocmask, SIG_BLOCK, mask_at, 0, 8), 0);
+    ASSERT_EQ(call(SYS_kill, 1, SIGTERM), 0);
+    ASSERT_EQ(p_->pending_signals(), term);
+    ASSERT_EQ(call(SYS_pipe2, kScratch + 256, O_NONBLOCK), 0);
+    int fds[2];
+    as_->view().read(kScratch + 256, fds, sizeof fds);
+    pollfd f{fds[0], POLLIN, 0};
+    as_->view().write(list, &f, sizeof f);
+    const timespec five_s{5, 0};
+    as_->view().write(ts_at, &five_s, sizeof five_s);
+    const uint64_t keep_term = term, let_all = 0;
+    // A ready descriptor: returned, and SIGTERM stays pending and blocked.
+    as_->view().write(kScratch + 512, "x", 1);
+    ASSERT_EQ(call(SYS_write, fds[1], kScratch + 512, 1), 1);
+    as_->view().write_obj(kScratch + 16, let_all);
+    EXPECT_EQ(call(SYS_ppoll, list, 1, ts_at, kScratch + 16, 8), 1);
+    EXPECT_FALSE(p_->exited());
+    EXPECT_EQ(p_->pending_signals(), term);
+    ASSERT_EQ(call(SYS_read, fds[0], kScratch + 512, 1), 1);
+    // A mask that keeps SIGTERM blocked waits (here: 5 ms).
+    const timespec five_ms{0, 5'000'000};
+    as_->view().write(ts_at, &five_ms, sizeof five_ms);
+    as_->view().write_obj(kScratch + 24, keep_term);
+    EXPECT_EQ(call(SYS_ppoll, list, 1, ts_at, kScratch + 24, 8), 0);
+    EXPECT_FALSE(p_->exited());
+    // Nothing ready and SIGTERM let in: EINTR at once, and it kills.
+    as_->view().write(ts_at, &five_s, sizeof five_s);
+    EXPECT_EQ(call(SYS_ppoll, list, 1, ts_at, kScratch + 16, 8), -EINTR);
+    EXPECT_TRUE(p_->exited());
+    EXPECT_EQ(p_->killed_by(), SIGTERM);
+}
+
 TEST_F(Syscalls, DescriptorEdgeCases) {
     EXPECT_EQ(call(SYS_close, 1ull << 40), -EBADF);
     EXPECT_EQ(call(SYS_dup2, 0, 1ull << 40), -EBADF);
