@@ -297,6 +297,7 @@ public:
     }
     // Signals sent to the guest's own process (kill, tkill, tgkill). They
     // wait while blocked; at the end of every call an unblocked one takes
+        int nice = 0;  // setpriority's value: read back, not applied to the host
     // its action: a handler is entered (handle() with a context), SIG_IGN
     // and default-ignore discard it, default-terminate ends the process as
     // killed by it (exit status 128 + signal). Not kept in snapshots.

@@ -5,7 +5,9 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/sysinfo.h>
+#include <sys/times.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -300,6 +302,92 @@ int64_t sys_sched_getaffinity(Process& p, SchedGetaffinityArgs a) {
     return p.mem().write_obj(a.mask(), mask) ? 8 : -EFAULT;
 }
 
+// Only CPU 0 exists: a mask must hold it (the kernel's "no allowed CPU
+// in the mask" is EINVAL); bytes past the VM's CPUs are not looked at.
+int64_t sys_sched_setaffinity(Process& p, SchedGetaffinityArgs a) {
+    if (a.pid() != 0 && static_cast<int64_t>(a.pid()) != kGuestPid) return -ESRCH;
+    if (a.cpusetsize() == 0) return -EINVAL;
+    uint8_t first;
+    if (!p.mem().read_obj(a.mask(), first)) return -EFAULT;
+    return first & 1 ? 0 : -EINVAL;
+}
+
+int64_t sys_getcpu(Process& p, GetcpuArgs a) {
+    const uint32_t zero = 0;
+    if (a.cpu() && !p.mem().write_obj(a.cpu(), zero)) return -EFAULT;
+    if (a.node() && !p.mem().write_obj(a.node(), zero)) return -EFAULT;
+    return 0;
+}
+
+// Process groups and sessions. Pid 1 leads its own group and session (1,
+// 1), as a container's first process does; Linux refuses a session leader
+// both setpgid and setsid (EPERM), and no other pid exists.
+int64_t sys_setpgid(Process&, SetpgidArgs a) {
+    if (a.pgid() < 0) return -EINVAL;
+    if (a.pid() != 0 && a.pid() != kGuestPid) return -ESRCH;
+    return -EPERM;
+}
+int64_t sys_getpgid(Process&, PidArgs a) { return a.pid() == 0 || a.pid() == kGuestPid ? kGuestPid : -ESRCH; }
+int64_t sys_getpgrp(Process&, NoArgs) { return kGuestPid; }
+int64_t sys_getsid(Process&, PidArgs a) { return a.pid() == 0 || a.pid() == kGuestPid ? kGuestPid : -ESRCH; }
+int64_t sys_setsid(Process&, NoArgs) { return -EPERM; }
+
+// A process with no children: wait4 and waitid check their arguments as
+// Linux does, then find nobody to wait for.
+int64_t sys_wait4(Process&, Wait4Args a) {
+    if (a.options() & ~uint64_t(WNOHANG | WUNTRACED | WCONTINUED | __WNOTHREAD | __WCLONE | __WALL)) return -EINVAL;
+    if (a.pid() == INT32_MIN) return -ESRCH;  // -INT_MIN overflows, as Linux says
+    return -ECHILD;
+}
+
+int64_t sys_waitid(Process&, WaitidArgs a) {
+    const uint64_t known = WNOHANG | WEXITED | WSTOPPED | WCONTINUED | WNOWAIT | __WNOTHREAD | __WCLONE | __WALL;
+    if (a.options() & ~known || !(a.options() & (WEXITED | WSTOPPED | WCONTINUED))) return -EINVAL;
+    switch (a.idtype()) {
+        case P_ALL: break;
+        case P_PID:
+            if (static_cast<int32_t>(a.id()) <= 0) return -EINVAL;
+            break;
+        case P_PGID:  // 0: the caller's group
+            if (static_cast<int32_t>(a.id()) < 0) return -EINVAL;
+            break;
+        case P_PIDFD: return static_cast<int32_t>(a.id()) < 0 ? -EINVAL : -EBADF;  // no pidfd exists
+        default: return -EINVAL;
+    }
+    return -ECHILD;
+}
+
+// CPU time: the vCPU's host thread's, which runs the guest's code and the
+// VMM's service of its calls. No children: theirs are zero.
+int64_t sys_getrusage(Process& p, GetrusageArgs a) {
+    rusage r{};
+    switch (a.who()) {
+        case RUSAGE_SELF:
+        case RUSAGE_THREAD:
+            if (::getrusage(RUSAGE_THREAD, &r) != 0) return -errno;
+            break;
+        case RUSAGE_CHILDREN: break;
+        default: return -EINVAL;
+    }
+    return p.mem().write_obj(a.usage(), r) ? 0 : -EFAULT;
+}
+
+int64_t sys_times(Process& p, TimesArgs a) {
+    tms host{};
+    const clock_t now = ::times(&host);
+    if (a.buf()) {
+        rusage r{};
+        ::getrusage(RUSAGE_THREAD, &r);
+        const long hz = ::sysconf(_SC_CLK_TCK);
+        auto ticks = [hz](const timeval& tv) {
+            return static_cast<clock_t>(tv.tv_sec * hz + tv.tv_usec * hz / 1000000);
+        };
+        tms t{ticks(r.ru_utime), ticks(r.ru_stime), 0, 0};
+        if (!p.mem().write_obj(a.buf(), t)) return -EFAULT;
+    }
+    return now;
+}
+
 int64_t sys_futex(Process& p, FutexArgs a) {
     int op = static_cast<int>(a.op()) & FUTEX_CMD_MASK;
     switch (op) {
@@ -315,6 +403,33 @@ int64_t sys_futex(Process& p, FutexArgs a) {
         }
         default: return -ENOSYS;
     }
+}
+
+// Nice values of the one process (PRIO_PROCESS 0 or 1, its group 0 or 1,
+// its user 0 or the guest's uid): kept and read back, not applied to the
+// host. As without CAP_SYS_NICE, a non-root guest may only raise its own.
+namespace {
+int64_t priority_target(Process& p, PriorityArgs a) {
+    switch (a.which()) {
+        case PRIO_PROCESS:
+        case PRIO_PGRP: return a.who() == 0 || a.who() == kGuestPid ? 0 : -ESRCH;
+        case PRIO_USER: return a.who() == 0 || a.who() == p.options().uid ? 0 : -ESRCH;
+        default: return -EINVAL;
+    }
+}
+}  // namespace
+
+int64_t sys_getpriority(Process& p, PriorityArgs a) {
+    if (int64_t r = priority_target(p, a); r < 0) return r;
+    return 20 - p.prctl_state().nice;  // the kernel's form: 40..1 for -20..19
+}
+
+int64_t sys_setpriority(Process& p, PriorityArgs a) {
+    if (int64_t r = priority_target(p, a); r < 0) return r;
+    const int nice = std::clamp(a.value(), -20, 19);
+    if (nice < p.prctl_state().nice && p.options().uid != 0) return -EACCES;
+    p.prctl_state().nice = nice;
+    return 0;
 }
 
 int64_t sys_umask(Process& p, UmaskArgs a) {

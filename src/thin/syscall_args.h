@@ -441,7 +441,59 @@ struct GetrlimitArgs : ArgsView {
     uint64_t resource() const { return u(0); }
     uint64_t rlim() const { return u(1); }
 };
-// sched_getaffinity
+// getpriority, setpriority
+struct PriorityArgs : ArgsView {
+    using ArgsView::ArgsView;
+    int which() const { return i32(0); }
+    int64_t who() const { return static_cast<int32_t>(u(1)); }
+    int value() const { return i32(2); }  // setpriority only
+};
+// setpgid
+struct SetpgidArgs : ArgsView {
+    using ArgsView::ArgsView;
+    int64_t pid() const { return static_cast<int32_t>(u(0)); }
+    int64_t pgid() const { return static_cast<int32_t>(u(1)); }
+};
+// getpgid, getsid
+struct PidArgs : ArgsView {
+    using ArgsView::ArgsView;
+    int64_t pid() const { return static_cast<int32_t>(u(0)); }
+};
+// getrusage
+struct GetrusageArgs : ArgsView {
+    using ArgsView::ArgsView;
+    int64_t who() const { return static_cast<int32_t>(u(0)); }
+    uint64_t usage() const { return u(1); }
+};
+// times
+struct TimesArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t buf() const { return u(0); }
+};
+// wait4
+struct Wait4Args : ArgsView {
+    using ArgsView::ArgsView;
+    int64_t pid() const { return static_cast<int32_t>(u(0)); }
+    uint64_t status() const { return u(1); }
+    uint64_t options() const { return u(2); }
+    uint64_t rusage() const { return u(3); }
+};
+// waitid
+struct WaitidArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t idtype() const { return u(0); }
+    uint64_t id() const { return u(1); }
+    uint64_t infop() const { return u(2); }
+    uint64_t options() const { return u(3); }
+    uint64_t rusage() const { return u(4); }
+};
+// getcpu
+struct GetcpuArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t cpu() const { return u(0); }
+    uint64_t node() const { return u(1); }
+};
+// sched_getaffinity, sched_setaffinity
 struct SchedGetaffinityArgs : ArgsView {
     using ArgsView::ArgsView;
     uint64_t pid() const { return u(0); }

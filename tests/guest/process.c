@@ -14,7 +14,11 @@
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/sysinfo.h>
+#include <sys/time.h>
+#include <sys/times.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -217,6 +221,74 @@ static void limits_and_info(int vessel) {
     CHECK(RAW0(-1L) == -ENOSYS);
 }
 
+/* Process groups and sessions, waiting with no children, CPU placement and
+ * CPU time. In vessel pid 1 leads group and session 1. */
+static void groups_and_usage(int vessel) {
+    const long pid = getpid();
+    /* (natively 0 where the group or session leader is outside the pid
+     * namespace, as in the nested test machine) */
+    CHECK(getpgrp() == getpgid(0) && getpgid(0) == getpgid(pid) && getpgid(0) >= 0);
+    CHECK(getsid(0) == getsid(pid) && getsid(0) >= 0);
+    CHECK(getpgid(-1) == -1 && errno == ESRCH);
+    CHECK(setpgid(0, -1) == -1 && errno == EINVAL);
+    if (vessel) {
+        CHECK(getpgrp() == 1 && getsid(0) == 1);
+        CHECK(getpgid(2) == -1 && errno == ESRCH);
+        CHECK(setpgid(0, 0) == -1 && errno == EPERM); /* a session leader */
+        CHECK(setpgid(2, 2) == -1 && errno == ESRCH);
+        CHECK(setsid() == -1 && errno == EPERM);
+    }
+
+    int status;
+    CHECK(wait4(-1, &status, 0, NULL) == -1 && errno == ECHILD); /* no children */
+    CHECK(waitpid(-1, &status, WNOHANG) == -1 && errno == ECHILD);
+    CHECK(wait4(-1, &status, 0x40000000 /* unknown */ | 0x10000000, NULL) == -1 && errno == EINVAL);
+    siginfo_t si;
+    CHECK(waitid(P_ALL, 0, &si, WEXITED) == -1 && errno == ECHILD);
+    CHECK(waitid(P_ALL, 0, &si, WNOHANG) == -1 && errno == EINVAL); /* none of WEXITED/WSTOPPED/WCONTINUED */
+    CHECK(waitid(P_PID, 0, &si, WEXITED) == -1 && errno == EINVAL);
+    CHECK(waitid((idtype_t)77, 0, &si, WEXITED) == -1 && errno == EINVAL);
+
+    cpu_set_t cs;
+    CHECK(sched_getaffinity(0, sizeof cs, &cs) == 0 && CPU_ISSET(0, &cs));
+    CHECK(sched_setaffinity(0, sizeof cs, &cs) == 0);
+    cpu_set_t none;
+    CPU_ZERO(&none);
+    CHECK(sched_setaffinity(0, sizeof none, &none) == -1 && errno == EINVAL);
+    errno = 0;
+    const int prio = getpriority(PRIO_PROCESS, 0);
+    CHECK(errno == 0 && prio >= -20 && prio < 19);
+    CHECK(setpriority(PRIO_PROCESS, 0, prio + 1) == 0 && getpriority(PRIO_PROCESS, 0) == prio + 1);
+    CHECK(getpriority(77, 0) == -1 && errno == EINVAL);
+    if (vessel) CHECK(getpriority(PRIO_PROCESS, 2) == -1 && errno == ESRCH);
+    unsigned cpu = 99, node = 99;
+    CHECK(syscall(SYS_getcpu, &cpu, &node, NULL) == 0 && CPU_ISSET(cpu, &cs) && node < 64);
+    if (vessel) CHECK(cpu == 0 && node == 0);
+
+    /* CPU time moves while the program computes. */
+    struct rusage before, after, children;
+    CHECK(getrusage(RUSAGE_SELF, &before) == 0);
+    volatile uint64_t x = 1;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+        for (int i = 0; i < 1000000; ++i) x = x * 6364136223846793005ull + 1;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+    } while ((t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec) < 50000000L);
+    CHECK(getrusage(RUSAGE_SELF, &after) == 0);
+    const long used_us = (after.ru_utime.tv_sec - before.ru_utime.tv_sec) * 1000000L +
+                         (after.ru_utime.tv_usec - before.ru_utime.tv_usec) +
+                         (after.ru_stime.tv_sec - before.ru_stime.tv_sec) * 1000000L +
+                         (after.ru_stime.tv_usec - before.ru_stime.tv_usec);
+    CHECK(used_us > 10000);
+    CHECK(getrusage(RUSAGE_CHILDREN, &children) == 0 && children.ru_utime.tv_sec == 0 &&
+          children.ru_utime.tv_usec == 0);
+    CHECK(getrusage(7, &children) == -1 && errno == EINVAL);
+    CHECK(getrusage(RUSAGE_SELF, (struct rusage*)8) == -1 && errno == EFAULT);
+    struct tms tm;
+    CHECK(times(&tm) != (clock_t)-1 && tm.tms_utime + tm.tms_stime >= 1 && tm.tms_cutime == 0);
+}
+
 int main(int argc, char** argv) {
     if (argc == 3 && !strcmp(argv[1], "exit")) {
         fflush(stdout);
@@ -248,5 +320,6 @@ int main(int argc, char** argv) {
     thread_pointer();
     limits_and_info(vessel);
     self_exe(vessel);
+    groups_and_usage(vessel);
     return finish("process");
 }

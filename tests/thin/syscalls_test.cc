@@ -7,11 +7,13 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -399,6 +401,41 @@ TEST_F(Syscalls, WaitsWithASignalMaskLetPendingSignalsIn) {
     EXPECT_EQ(call(SYS_ppoll, list, 1, ts_at, kScratch + 16, 8), -EINTR);
     EXPECT_TRUE(p_->exited());
     EXPECT_EQ(p_->killed_by(), SIGTERM);
+}
+
+// Pid 1 leads group and session 1 and has no children: the group and
+// wait calls answer as Linux answers such a process.
+TEST_F(Syscalls, GroupsSessionsAndWaitsOfALoneFirstProcess) {
+    EXPECT_EQ(call(SYS_getpgrp), 1);
+    EXPECT_EQ(call(SYS_getpgid, 0), 1);
+    EXPECT_EQ(call(SYS_getsid, 1), 1);
+    EXPECT_EQ(call(SYS_getpgid, 2), -ESRCH);
+    EXPECT_EQ(call(SYS_setpgid, 0, -1), -EINVAL);
+    EXPECT_EQ(call(SYS_setpgid, 3, 0), -ESRCH);
+    EXPECT_EQ(call(SYS_setpgid, 0, 0), -EPERM);
+    EXPECT_EQ(call(SYS_setsid), -EPERM);
+    EXPECT_EQ(call(SYS_wait4, -1, kScratch, WNOHANG, 0), -ECHILD);
+    EXPECT_EQ(call(SYS_wait4, -1, kScratch, 0x1000, 0), -EINVAL);
+    EXPECT_EQ(call(SYS_wait4, 0x80000000u, kScratch, 0, 0), -ESRCH);
+    EXPECT_EQ(call(SYS_waitid, P_ALL, 0, kScratch, WEXITED, 0), -ECHILD);
+    EXPECT_EQ(call(SYS_waitid, P_ALL, 0, kScratch, WNOHANG, 0), -EINVAL);
+    EXPECT_EQ(call(SYS_waitid, P_PID, 0, kScratch, WEXITED, 0), -EINVAL);
+    EXPECT_EQ(call(SYS_waitid, P_PIDFD, 3, kScratch, WEXITED, 0), -EBADF);
+    EXPECT_EQ(call(SYS_waitid, 9, 0, kScratch, WEXITED, 0), -EINVAL);
+    const uint64_t cpu0 = 1, none = 0;
+    as_->view().write_obj(kScratch, cpu0);
+    as_->view().write_obj(kScratch + 8, none);
+    EXPECT_EQ(call(SYS_sched_setaffinity, 0, 8, kScratch), 0);
+    EXPECT_EQ(call(SYS_sched_setaffinity, 0, 8, kScratch + 8), -EINVAL);
+    EXPECT_EQ(call(SYS_sched_setaffinity, 2, 8, kScratch), -ESRCH);
+    EXPECT_EQ(call(SYS_sched_setaffinity, 0, 8, kUnmapped), -EFAULT);
+    EXPECT_EQ(call(SYS_getcpu, kScratch, kScratch + 4, 0), 0);
+    EXPECT_EQ(call(SYS_getcpu, kUnmapped, 0, 0), -EFAULT);
+    EXPECT_EQ(call(SYS_getrusage, RUSAGE_SELF, kScratch), 0);
+    EXPECT_EQ(call(SYS_getrusage, 5, kScratch), -EINVAL);
+    EXPECT_EQ(call(SYS_getrusage, RUSAGE_CHILDREN, kUnmapped), -EFAULT);
+    EXPECT_GT(call(SYS_times, kScratch), 0);
+    EXPECT_EQ(call(SYS_times, kUnmapped), -EFAULT);
 }
 
 TEST_F(Syscalls, DescriptorEdgeCases) {
