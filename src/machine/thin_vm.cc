@@ -143,7 +143,8 @@ struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
     std::unique_ptr<memory::GuestMemory> mem;
     std::unique_ptr<memory::AddressSpace> as;
     std::unique_ptr<kvm::Vcpu> vcpu;
-    uint64_t kvm_xcr0 = 0x3;  // the XCR0 bits KVM can give a guest (its leaf 0xd), set by create_vcpu
+    uint64_t kvm_xcr0 = 0x3;   // the XCR0 bits KVM can give a guest (its leaf 0xd), set by create_vcpu
+    uint32_t guest_hwcap = 0;  // AT_HWCAP from the vCPU's CPUID, set by create_vcpu
     // The vCPU's loop and the pause protocol; `runner` is the one vCPU in it.
     cpu::VcpuSet vcpus;
     cpu::VcpuRunner* runner = nullptr;
@@ -202,6 +203,8 @@ struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
     // to 0 (once its MSRs are final); where KVM cannot, returns the offset
     // measured, for the process to add.
     uint64_t align_guest_tsc();
+    // A program's stack (also an execve's): 8 MiB, or an eighth of small VMs.
+    uint64_t program_stack_size() const { return std::min<uint64_t>(8ull << 20, config.mem_size / 8); }
     // `fsgsbase`: the vCPU runs with CR4.FSGSBASE (the guest may set FS itself).
     void finish_setup(thin::Sandbox sandbox, bool fsgsbase);
 
@@ -313,6 +316,7 @@ Result<std::vector<kvm_cpuid_entry2>> ThinVm::Impl::create_vcpu(std::span<const 
         auto table = x86::with_host_answers(cached, host);
         if (vcpu->set_cpuid(table)) {
             kvm_xcr0 = x86::supported_xcr0(cached);
+            guest_hwcap = x86::hwcap(table);
             return table;
         }
     }
@@ -323,6 +327,7 @@ Result<std::vector<kvm_cpuid_entry2>> ThinVm::Impl::create_vcpu(std::span<const 
     auto table = x86::with_host_answers(*fresh, host);
     if (auto r = vcpu->set_cpuid(table); !r) return std::unexpected(r.error());
     kvm_xcr0 = x86::supported_xcr0(*fresh);
+    guest_hwcap = x86::hwcap(table);
     return table;
 }
 
@@ -342,6 +347,9 @@ void ThinVm::Impl::finish_setup(thin::Sandbox sandbox, bool fsgsbase) {
     opts.uid = config.uid.value_or(::getuid());
     opts.gid = config.gid.value_or(::getgid());
     opts.fsgsbase = fsgsbase;
+    opts.hwcap = guest_hwcap;
+    opts.hwcap2 = fsgsbase ? static_cast<uint32_t>(x86::kHwcap2Fsgsbase) : 0;
+    opts.stack_size = program_stack_size();
     opts.argv = config.argv;
     opts.envp = config.envp;
     opts.comm = std::filesystem::path(config.program).filename().string().substr(0, 15);
@@ -648,7 +656,7 @@ Result<> ThinVm::Impl::load_program(Build& b) {
     spec.argv = config.argv;
     spec.envp = config.envp;
     spec.execfn = config.program;
-    spec.stack_size = std::min<uint64_t>(8ull << 20, config.mem_size / 8);
+    spec.stack_size = program_stack_size();
     spec.image_gpa = b.program.gpa;
     std::optional<loader::InterpreterImage> interp;
     if (b.interpreter) {

@@ -102,6 +102,9 @@ struct ProcessOptions {
     bool fsgsbase = false;  // CR4.FSGSBASE is on: the guest may set FS itself
     std::FILE* trace_out = stderr;
     uint32_t uid = 0, gid = 0;
+    // What execve gives a new program: AT_HWCAP, AT_HWCAP2, its stack's size.
+    uint32_t hwcap = 0, hwcap2 = 0;
+    uint64_t stack_size = 8ull << 20;
     // What /proc/self/{cmdline,environ,comm} show: the program's start
     // arguments and environment, and its file name (at most 15 bytes).
     std::vector<std::string> argv, envp;
@@ -162,6 +165,11 @@ public:
     // when the time is up, -EINTR when one came (the machine queues it, and
     // the call is made again if it is blocked: then it is taken here).
     int64_t sigtimedwait(uint64_t set, uint64_t info, std::optional<timespec> timeout);
+    // execve and execveat (exec.cc): a new program (static, dynamic or a
+    // `#!` script) replaces the image; the caller's context becomes its
+    // entry. -errno while nothing changed yet; a failure past the point of
+    // no return kills the process with SIGSEGV.
+    int64_t exec(int dirfd, uint64_t path, uint64_t argv, uint64_t envp, uint64_t flags);
     // During handle(): the caller's registers (nullptr when there are none).
     const UserContext* context() const { return context_; }
     // Delivers the pending signals at an arbitrary point of the guest's code
@@ -289,6 +297,7 @@ public:
         int pdeathsig = 0;
         bool dumpable = true, keepcaps = false, no_new_privs = false, child_subreaper = false, thp_disable = false;
         uint64_t timerslack_ns = 50000;
+        int nice = 0;  // setpriority's value: read back, not applied to the host
     };
     PrctlState& prctl_state() { return prctl_state_; }
     void exit(int status) {
@@ -297,7 +306,6 @@ public:
     }
     // Signals sent to the guest's own process (kill, tkill, tgkill). They
     // wait while blocked; at the end of every call an unblocked one takes
-        int nice = 0;  // setpriority's value: read back, not applied to the host
     // its action: a handler is entered (handle() with a context), SIG_IGN
     // and default-ignore discard it, default-terminate ends the process as
     // killed by it (exit status 128 + signal). Not kept in snapshots.

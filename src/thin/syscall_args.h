@@ -441,6 +441,22 @@ struct GetrlimitArgs : ArgsView {
     uint64_t resource() const { return u(0); }
     uint64_t rlim() const { return u(1); }
 };
+// execve
+struct ExecveArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t path() const { return u(0); }
+    uint64_t argv() const { return u(1); }
+    uint64_t envp() const { return u(2); }
+};
+// execveat
+struct ExecveatArgs : ArgsView {
+    using ArgsView::ArgsView;
+    int dirfd() const { return i32(0); }
+    uint64_t path() const { return u(1); }
+    uint64_t argv() const { return u(2); }
+    uint64_t envp() const { return u(3); }
+    uint64_t flags() const { return u(4); }
+};
 // getpriority, setpriority
 struct PriorityArgs : ArgsView {
     using ArgsView::ArgsView;

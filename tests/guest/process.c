@@ -214,7 +214,7 @@ static void limits_and_info(int vessel) {
     if (vessel) {  /* natively these would really fork */
         CHECK(syscall(SYS_fork) == -1 && errno == ENOSYS);
         CHECK(RAW0(SYS_fork) == -ENOSYS);
-        CHECK(RAW0(SYS_execve) == -ENOSYS);
+        CHECK(RAW0(SYS_vfork) == -ENOSYS);
     }
     CHECK(RAW0(1000) == -ENOSYS);       /* beyond every table */
     CHECK(RAW0(0x7fffffff) == -ENOSYS);

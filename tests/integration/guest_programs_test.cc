@@ -345,6 +345,23 @@ TEST_P(GuestProgram, SignalsFromOutsideReachTheGuest) {
     }
 }
 
+// execve (tests/guest/exec.c), against native: errors leave the caller as
+// it was (ENOENT, EACCES for a directory or a file without an execute bit,
+// ENOEXEC, EFAULT); the new program keeps the pid, the mask, pending and
+// ignored signals and descriptors without close-on-exec, and loses its
+// handlers and close-on-exec descriptors; a `#!` script runs its
+// interpreter (here the program itself) with the line's argument. The
+// programs started by execve are not rewritten: their calls come through
+// MSR_LSTAR. (--root /: the program finds itself, and a dynamic one its
+// libraries, where the host has them.)
+TEST_P(GuestProgram, ExecveReplacesTheProgramAsOnLinux) {
+    std::string p = prog("exec");
+    TempDir native_dir, guest_dir;
+    expect_passed(run({p, "start", native_dir.path()}), "native");
+    expect_passed(run_vessel({"--root", "/", "--rw", guest_dir.path() + ":/w"}, {p, "start", "/w"}, with_timeout(60)),
+                  "vessel");
+}
+
 // A guest that scribbles on the shared page of its guest-side entry can
 // crash itself, never the VMM: every value the VMM reads there is checked
 // (tests/guest/hostile_entry.c).
