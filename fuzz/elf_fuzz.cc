@@ -1,13 +1,17 @@
 // Fuzzes what `vessel run` reads of a program file before anything else:
 // parse_elf (loader/elf.h: the header and program headers, PT_INTERP) and
-// parse_shebang (loader/script.h: a #! line).
+// parse_shebang (loader/script.h: a #! line); then load_program copies a
+// parsed image into a small guest, as a guest's execve makes it do with a
+// file the guest wrote itself (with the image as its own interpreter too).
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
 
 #include "fuzz/fuzz_util.h"
 #include "loader/elf.h"
+#include "loader/program.h"
 #include "loader/script.h"
+#include "memory/address_space.h"
 
 namespace {
 
@@ -42,5 +46,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         FUZZ_CHECK(s.vaddr >= image->lowest && prev_end <= image->highest);
     }
     FUZZ_CHECK(!image->segments.empty());
+
+    // Loaded by copying (image_gpa 0), as execve loads: into 8 MiB of fresh
+    // (zeroed) guest memory, as each VM's is.
+    auto mem = vessel::memory::GuestMemory::create(8 << 20);
+    if (!mem) return 0;
+    vessel::memory::AddressSpace as(*mem, 0x1000);
+    if (!as.init()) return 0;
+    vessel::loader::ProgramSpec spec;
+    spec.argv = {"fuzz"};
+    spec.stack_size = 64 << 10;
+    vessel::loader::InterpreterImage interp{{data, size}, *image, {}, {}, 0};
+    if (size & 1) spec.interpreter = &interp;
+    if (auto loaded = vessel::loader::load_program(as, {data, size}, *image, {}, {}, spec)) {
+        FUZZ_CHECK(as.is_mapped(loaded->stack_pointer, 8));
+        FUZZ_CHECK(loaded->stack_low <= loaded->stack_pointer);
+    }
     return 0;
 }
