@@ -194,6 +194,58 @@ int64_t access_common(Process& p, int dirfd, uint64_t path_ptr, uint64_t mode, i
 
 }  // namespace
 
+// Extended attributes: the guest's file system shows none, as a file system
+// without them (the host's labels and ACLs are not the guest's business).
+// The file must exist; a get finds no attribute, a list is empty, a set or
+// remove is not supported.
+namespace {
+
+int64_t xattr_file(Process& p, uint64_t path_ptr, bool follow) {
+    Fd holder;
+    int host_fd = -1;
+    return resolve(p, AT_FDCWD, path_ptr, follow ? 0 : AT_SYMLINK_NOFOLLOW, holder, host_fd);
+}
+
+// Linux's name check: 1..255 bytes (XATTR_NAME_MAX), else ERANGE.
+int64_t xattr_name(Process& p, uint64_t name_ptr) {
+    auto name = p.mem().read_cstring(name_ptr, 256);
+    if (!name) return name.error().sys_errno == EFAULT ? -EFAULT : -ERANGE;
+    return name->empty() || name->size() > 255 ? -ERANGE : 0;
+}
+
+int64_t xattr_get(Process& p, int64_t file, uint64_t name_ptr) {
+    if (file < 0) return file;
+    if (int64_t r = xattr_name(p, name_ptr); r < 0) return r;
+    return -ENODATA;
+}
+
+int64_t xattr_change(Process& p, int64_t file, uint64_t name_ptr) {
+    if (file < 0) return file;
+    if (int64_t r = xattr_name(p, name_ptr); r < 0) return r;
+    return -EOPNOTSUPP;
+}
+
+int64_t fd_file(Process& p, uint64_t fd) { return file_of(p, fd) ? 0 : -EBADF; }
+
+}  // namespace
+
+int64_t sys_getxattr(Process& p, XattrPathArgs a) { return xattr_get(p, xattr_file(p, a.path(), true), a.name()); }
+int64_t sys_lgetxattr(Process& p, XattrPathArgs a) { return xattr_get(p, xattr_file(p, a.path(), false), a.name()); }
+int64_t sys_fgetxattr(Process& p, XattrFdArgs a) { return xattr_get(p, fd_file(p, a.fd()), a.name()); }
+int64_t sys_listxattr(Process& p, XattrPathArgs a) { return xattr_file(p, a.path(), true); }
+int64_t sys_llistxattr(Process& p, XattrPathArgs a) { return xattr_file(p, a.path(), false); }
+int64_t sys_flistxattr(Process& p, XattrFdArgs a) { return fd_file(p, a.fd()); }
+int64_t sys_setxattr(Process& p, XattrPathArgs a) { return xattr_change(p, xattr_file(p, a.path(), true), a.name()); }
+int64_t sys_lsetxattr(Process& p, XattrPathArgs a) { return xattr_change(p, xattr_file(p, a.path(), false), a.name()); }
+int64_t sys_fsetxattr(Process& p, XattrFdArgs a) { return xattr_change(p, fd_file(p, a.fd()), a.name()); }
+int64_t sys_removexattr(Process& p, XattrPathArgs a) {
+    return xattr_change(p, xattr_file(p, a.path(), true), a.name());
+}
+int64_t sys_lremovexattr(Process& p, XattrPathArgs a) {
+    return xattr_change(p, xattr_file(p, a.path(), false), a.name());
+}
+int64_t sys_fremovexattr(Process& p, XattrFdArgs a) { return xattr_change(p, fd_file(p, a.fd()), a.name()); }
+
 int64_t sys_access(Process& p, PathModeArgs a) { return access_common(p, AT_FDCWD, a.path(), a.mode(), 0); }
 
 int64_t sys_faccessat(Process& p, AtPathModeArgs a) { return access_common(p, a.dirfd(), a.path(), a.mode(), 0); }

@@ -223,6 +223,17 @@ struct FchownatArgs : AtPathArgs {
     uint64_t flags() const { return u(4); }
 };
 // utimensat: with a NULL path (futimens) the first argument is a plain
+// getxattr, lgetxattr, setxattr, lsetxattr, listxattr, llistxattr,
+// removexattr, lremovexattr (listxattr: `name` is the list buffer)
+struct XattrPathArgs : PathArgs {
+    using PathArgs::PathArgs;
+    uint64_t name() const { return u(1); }
+};
+// fgetxattr, fsetxattr, flistxattr, fremovexattr
+struct XattrFdArgs : FdArgs {
+    using FdArgs::FdArgs;
+    uint64_t name() const { return u(1); }
+};
 // descriptor, hence both fd() and dirfd().
 struct UtimensatArgs : ArgsView {
     using ArgsView::ArgsView;

@@ -50,6 +50,17 @@ int main(int argc, char** argv) {
         write_file(path, "#!/nonexistent/interpreter\n", 0755);
         CHECK(execve(path, none, none) == -1 && errno == ENOENT);
         CHECK(syscall(SYS_execve, self, (char**)8, none) == -1 && errno == EFAULT);
+        /* Hostile inputs: a 200 KB argument (over MAX_ARG_STRLEN), an ELF
+         * header with garbage after it. */
+        char* big = malloc(200000);
+        memset(big, 'x', 199999);
+        big[199999] = 0;
+        char* big_argv[] = {big, NULL};
+        CHECK(execve(self, big_argv, none) == -1 && errno == E2BIG);
+        free(big);
+        snprintf(path, sizeof path, "%s/garbage", dir);
+        write_file(path, "\177ELF\2\1\1\0garbage-garbage-garbage-garbage-garbage-garbage-garbage", 0755);
+        CHECK(execve(path, none, none) == -1 && errno == ENOEXEC);
         snprintf(path, sizeof path, "%s/link", dir);
         CHECK(symlink(self, path) == 0);
         CHECK(syscall(SYS_execveat, AT_FDCWD, path, none, none, AT_SYMLINK_NOFOLLOW) == -1 && errno == ELOOP);

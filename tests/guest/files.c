@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
@@ -317,6 +318,38 @@ static void file_systems(int vessel) {
     close(pfd[1]);
 }
 
+/* Extended attributes: none to be found on a fresh file (natively too, on
+ * the test's tmpfs); in vessel the list is empty and changes are refused. */
+static void xattrs(int vessel) {
+    char path[600], buf[64];
+    snprintf(path, sizeof path, "%s/xattr.txt", work);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    CHECK(fd >= 0);
+    close(fd);
+    errno = 0;
+    CHECK(getxattr(path, "security.nothing", buf, sizeof buf) == -1 && errno == ENODATA);
+    errno = 0;
+    CHECK(lgetxattr(path, "security.nothing", buf, sizeof buf) == -1 && errno == ENODATA);
+    errno = 0;
+    CHECK(getxattr("/no/such/file", "security.nothing", buf, sizeof buf) == -1 && errno == ENOENT);
+    errno = 0;
+    CHECK(getxattr(path, "", buf, sizeof buf) == -1 && errno == ERANGE);
+    fd = open(path, O_RDONLY);
+    errno = 0;
+    CHECK(fgetxattr(fd, "security.nothing", buf, sizeof buf) == -1 && errno == ENODATA);
+    close(fd);
+    errno = 0;
+    CHECK(fgetxattr(12345, "security.nothing", buf, sizeof buf) == -1 && errno == EBADF);
+    if (vessel) {
+        CHECK(listxattr(path, buf, sizeof buf) == 0 && llistxattr(path, NULL, 0) == 0);
+        errno = 0;
+        CHECK(setxattr(path, "user.a", "1", 1, 0) == -1 && errno == EOPNOTSUPP);
+        errno = 0;
+        CHECK(removexattr(path, "user.a") == -1 && errno == EOPNOTSUPP);
+    }
+    unlink(path);
+}
+
 int main(int argc, char** argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: files WORKDIR DATADIR [vessel]\n");
@@ -332,5 +365,6 @@ int main(int argc, char** argv) {
     links();
     directories();
     file_systems(vessel);
+    xattrs(vessel);
     return finish("files");
 }

@@ -438,6 +438,27 @@ TEST_F(Syscalls, GroupsSessionsAndWaitsOfALoneFirstProcess) {
     EXPECT_EQ(call(SYS_times, kUnmapped), -EFAULT);
 }
 
+// The guest's files show no extended attributes: a get is ENODATA, a list
+// empty, a change EOPNOTSUPP; the file must exist and the name be 1..255
+// bytes, as Linux checks.
+TEST_F(Syscalls, ExtendedAttributesAreNoneToSee) {
+    const uint64_t buf = kScratch + 8192;
+    EXPECT_EQ(call(SYS_getxattr, str("/file"), str("user.a", 1), buf, 64), -ENODATA);
+    EXPECT_EQ(call(SYS_lgetxattr, str("/file"), str("user.a", 1), buf, 64), -ENODATA);
+    EXPECT_EQ(call(SYS_getxattr, str("/none"), str("user.a", 1), buf, 64), -ENOENT);
+    EXPECT_EQ(call(SYS_getxattr, str("/file"), str("", 1), buf, 64), -ERANGE);
+    EXPECT_EQ(call(SYS_getxattr, str("/file"), str(std::string(256, 'n'), 1), buf, 64), -ERANGE);
+    EXPECT_EQ(call(SYS_getxattr, str("/file"), kUnmapped, buf, 64), -EFAULT);
+    EXPECT_EQ(call(SYS_listxattr, str("/file"), buf, 64), 0);
+    EXPECT_EQ(call(SYS_setxattr, str("/file"), str("user.a", 1), buf, 1, 0), -EOPNOTSUPP);
+    EXPECT_EQ(call(SYS_removexattr, str("/file"), str("user.a", 1)), -EOPNOTSUPP);
+    int64_t fd = call(SYS_open, str("/file"), O_RDONLY);
+    ASSERT_GE(fd, 0);
+    EXPECT_EQ(call(SYS_fgetxattr, fd, str("user.a", 1), buf, 64), -ENODATA);
+    EXPECT_EQ(call(SYS_flistxattr, fd, buf, 64), 0);
+    EXPECT_EQ(call(SYS_fsetxattr, 999, str("user.a", 1), buf, 1, 0), -EBADF);
+}
+
 TEST_F(Syscalls, DescriptorEdgeCases) {
     EXPECT_EQ(call(SYS_close, 1ull << 40), -EBADF);
     EXPECT_EQ(call(SYS_dup2, 0, 1ull << 40), -EBADF);
