@@ -409,6 +409,7 @@ Result<> Process::restore(const ProcessSnapshot& s) {
 
 int64_t Process::handle(const SyscallArgs& args, UserContext* context) {
     context_ = context;
+    waiting_for_ = 0;
     const SyscallInfo* info = syscall_table().find(args.nr);
     int64_t result;
     if (entry_ && !read_ahead_neutral(args)) settle_read_ahead();

@@ -379,6 +379,9 @@ private:
     PrctlState prctl_state_;
     uint64_t pending_signals_ = 0;
     std::array<int, 64> pending_code_{};
+    // The set rt_sigtimedwait waits for, until the next call: a signal from
+    // outside in it is the call's to take, blocked or not (interrupt_call).
+    uint64_t waiting_for_ = 0;
     // rt_sigsuspend's caller's mask: what the next handler's frame restores,
     // or the mask again when the call returns without one.
     std::optional<uint64_t> restore_mask_;

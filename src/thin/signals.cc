@@ -154,8 +154,13 @@ bool Process::interrupt_call(uint64_t nr, UserContext& ctx, uint64_t restart_va,
                                  nr == SYS_pselect6 || nr == SYS_epoll_wait || nr == SYS_epoll_pwait ||
                                  nr == SYS_epoll_pwait2 || nr == SYS_rt_sigtimedwait;
     bool restart = !made || !never_restarted;
+    // What rt_sigtimedwait waits for is its own to take, as Linux lets the
+    // wait dequeue it even when it is not blocked: the call is made again
+    // and takes it (its handler does not run).
+    const uint64_t for_the_call = made && nr == SYS_rt_sigtimedwait ? waiting_for_ & pending_signals_ : 0;
     bool acts = false;
-    for (uint64_t ready = pending_signals_ & (~signal_mask_ | kUnblockable); ready; ready &= ready - 1) {
+    for (uint64_t ready = pending_signals_ & (~signal_mask_ | kUnblockable) & ~for_the_call; ready;
+         ready &= ready - 1) {
         const int sig = __builtin_ctzll(ready) + 1;
         const kernel_sigaction_t& act = sigactions_[sig - 1];
         const uint64_t handler = sig == SIGKILL || sig == SIGSTOP ? kSigDfl : act.handler;
@@ -164,7 +169,9 @@ bool Process::interrupt_call(uint64_t nr, UserContext& ctx, uint64_t restart_va,
         if (handler != kSigDfl && !(act.flags & SA_RESTART) && made) restart = false;
     }
     if (!acts) {
+        pending_signals_ &= ~for_the_call;
         deliver_signals(nullptr);  // only ignored ones: dropped
+        pending_signals_ |= for_the_call;
         return false;
     }
     ctx.regs.rcx = ctx.regs.rip;  // what `syscall` leaves, and where the entry code returns to
@@ -229,6 +236,7 @@ int64_t Process::sigtimedwait(uint64_t set, uint64_t info, std::optional<timespe
         return sig;
     }
     if (timeout && timeout->tv_sec == 0 && timeout->tv_nsec == 0) return -EAGAIN;
+    waiting_for_ = set;
     if (!wait_for_outside_signal(timeout)) return -EAGAIN;
     return -EINTR;
 }

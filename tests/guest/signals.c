@@ -12,7 +12,8 @@
  *                     in it): the process dies of SIGSEGV
  *   wait-read, spin   wait for a SIGINT from outside (see below); wait-read
  *                     masked: ppoll lets in the blocked SIGINT
- *   sigwait           block SIGINT and wait for it with sigwaitinfo */
+ *   sigwait [unblocked]  block SIGINT (or give it a handler) and wait for
+ *                     it with sigwaitinfo */
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -207,17 +208,25 @@ int main(int argc, char** argv) {
         return 0;
     }
     if (!strcmp(mode, "sigwait")) {
-        /* For a SIGINT from outside, blocked and waited for. */
+        /* For a SIGINT from outside, blocked and waited for; with
+         * "unblocked", not blocked and with a handler: the wait takes it
+         * all the same and the handler does not run. */
+        const int unblocked = argc > 2 && !strcmp(argv[2], "unblocked");
         sigset_t set;
         sigemptyset(&set);
         sigaddset(&set, SIGINT);
-        sigprocmask(SIG_BLOCK, &set, NULL);
+        if (unblocked) {
+            struct sigaction sa = action(counting, 0);
+            sigaction(SIGINT, &sa, NULL);
+        } else {
+            sigprocmask(SIG_BLOCK, &set, NULL);
+        }
         printf("ready\n");
         fflush(stdout);
         siginfo_t si;
         int sig = sigwaitinfo(&set, &si);
-        printf("sigwaitinfo: %s, SI_USER %s\n", sig == SIGINT ? "SIGINT" : strerror(errno),
-               si.si_code == SI_USER ? "yes" : "no");
+        printf("sigwaitinfo: %s, SI_USER %s, handler ran %d\n", sig == SIGINT ? "SIGINT" : strerror(errno),
+               si.si_code == SI_USER ? "yes" : "no", (int)g_count);
         return 0;
     }
     if (!strcmp(mode, "jit-restorer")) {

@@ -317,7 +317,8 @@ TEST_P(GuestProgram, SignalHandlers) {
 // wait-read and spin): a handler interrupts a blocking read with EINTR, or
 // the read goes on with SA_RESTART; an ignored signal changes nothing; a
 // default SIGTERM kills with 143; a guest computing in a loop is stopped
-// to run its handler; a blocked one is taken by sigwaitinfo, or by a
+// to run its handler; one sigwaitinfo waits for is taken by it, blocked or
+// not (the handler does not run), or by a
 // handler while ppoll's mask lets it in; SIGWINCH (the
 // terminal's size) is ignored unless handled.
 TEST_P(GuestProgram, SignalsFromOutsideReachTheGuest) {
@@ -334,7 +335,8 @@ TEST_P(GuestProgram, SignalsFromOutsideReachTheGuest) {
           Case{"INT", "wait-read", "restart", "read 5 bytes, handler ran 1"},
           Case{"INT", "wait-read", "ignore", "read 5 bytes, handler ran 0"},
           Case{"TERM", "wait-read", "default", "status=143"}, Case{"INT", "spin", "eintr", "spun until handler ran 1"},
-          Case{"INT", "sigwait", "", "sigwaitinfo: SIGINT, SI_USER yes"},
+          Case{"INT", "sigwait", "", "sigwaitinfo: SIGINT, SI_USER yes, handler ran 0"},
+          Case{"INT", "sigwait", "unblocked", "sigwaitinfo: SIGINT, SI_USER yes, handler ran 0"},
           Case{"INT", "wait-read", "masked", "ppoll: EINTR, handler ran 1, SIGINT blocked after: yes"},
           Case{"WINCH", "wait-read", "eintr", "read: EINTR, handler ran 1"},
           Case{"WINCH", "wait-read", "default", "read 5 bytes, handler ran 0"}}) {
