@@ -73,12 +73,21 @@ public:
             ::execv((kBin + "vesseld").c_str(), argv.data());
             ::_exit(127);
         }
-        for (int i = 0; i < 500; ++i) {
+        // Up to 60 s: a loaded CI machine (the nested machine's QEMU beside
+        // this test) once took more than 5 s to start it; a vesseld that
+        // exits is reported at once.
+        const auto deadline = std::chrono::steady_clock::now() + 60s;
+        while (std::chrono::steady_clock::now() < deadline) {
             auto r = vessel::api::call(socket_, "GET", "/healthz", nullptr, 1s);
             if (r && r->status == 200) return;
+            if (!alive()) {
+                ADD_FAILURE() << "vesseld exited before answering on " << socket_ << "; log: " << log();
+                pid_ = -1;
+                return;
+            }
             std::this_thread::sleep_for(10ms);
         }
-        ADD_FAILURE() << "vesseld did not answer on " << socket_ << "; log: " << log();
+        ADD_FAILURE() << "vesseld did not answer on " << socket_ << " within 60 s; log: " << log();
     }
     void stop(int sig) {
         if (pid_ <= 0) return;
