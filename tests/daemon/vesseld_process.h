@@ -2,6 +2,7 @@
 // the test's own, and the calls tests make to it.
 #pragma once
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -37,9 +38,18 @@ inline std::string make_temp_dir(const std::string& prefix) {
     return ::mkdtemp(path.data()) ? path : "";
 }
 
+// A file's bytes ("" when it cannot be read). A /proc file of a process
+// that ends while it is read fails with ESRCH, which libstdc++'s streams
+// throw from: read() instead (a test walking /proc while other tests start
+// and end processes died of that in CI).
 inline std::string slurp(const std::string& path) {
-    std::ifstream in(path);
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string out;
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return out;
+    char buf[4096];
+    for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) out.append(buf, static_cast<size_t>(n));
+    ::close(fd);
+    return out;
 }
 
 // The process has ended (it may linger as a zombie of whoever adopted it).
