@@ -355,6 +355,8 @@ private:
     // Pushes a frame for `sig` and points `context` at its handler. False
     // when the frame cannot be written: the process then dies of SIGSEGV.
     bool enter_handler(int sig, const SigInfo& info, UserContext& context);
+    // The mask rt_sigsuspend or a masked wait kept aside, back in place.
+    void give_back_mask();
     // The FPU state a handler starts with (Linux's fpu__clear_user_states).
     void reset_fpu();
     void die_of(int sig) {

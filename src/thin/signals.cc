@@ -60,11 +60,9 @@ void Process::deliver_signals(UserContext* context) {
             std::atomic_ref<uint64_t>(undelivered_[sig - 1]).fetch_add(1, std::memory_order_relaxed);
         if (action == DefaultAction::kTerminate) die_of(sig);
     }
-    // rt_sigsuspend returning without a handler: the caller's mask again.
-    if (restore_mask_) {
-        signal_mask_ = *restore_mask_;
-        restore_mask_.reset();
-    }
+    // rt_sigsuspend (or a masked wait) returning without a handler: the
+    // caller's mask again.
+    give_back_mask();
 }
 
 bool Process::enter_handler(int sig, const SigInfo& info, UserContext& ctx) {
@@ -187,10 +185,7 @@ bool Process::interrupt_call(uint64_t nr, UserContext& ctx, uint64_t restart_va,
 }
 
 int64_t Process::suspend(std::optional<uint64_t> mask) {
-    if (mask) {
-        if (!restore_mask_) restore_mask_ = signal_mask_;  // made again after a pause of the VM: keep the first
-        signal_mask_ = *mask & ~kUnblockable;
-    }
+    if (mask) (void)begin_masked_wait(*mask);
     // A signal the mask now lets through is delivered as the call returns.
     if (pending_signals_ & (~signal_mask_ | kUnblockable)) return -EINTR;
     // Otherwise one from outside: the machine's self-pipe turns readable
@@ -206,11 +201,14 @@ bool Process::begin_masked_wait(uint64_t mask) {
 }
 
 int64_t Process::end_masked_wait(int64_t result) {
-    if (result != -EINTR && restore_mask_) {
-        signal_mask_ = *restore_mask_;
-        restore_mask_.reset();
-    }
+    if (result != -EINTR) give_back_mask();
     return result;
+}
+
+void Process::give_back_mask() {
+    if (!restore_mask_) return;
+    signal_mask_ = *restore_mask_;
+    restore_mask_.reset();
 }
 
 bool Process::wait_for_outside_signal(std::optional<timespec> timeout) {
