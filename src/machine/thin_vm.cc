@@ -32,6 +32,7 @@
 #include "loader/program.h"
 #include "loader/rewriter.h"
 #include "loader/script.h"
+#include "machine/cpuid_probe.h"
 #include "machine/exit_status.h"
 #include "machine/snapshot_dir.h"
 #include "machine/thin_layout.h"
@@ -187,6 +188,7 @@ struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
     Result<> enter_user_mode(Build& b);
     Result<> load_program(Build& b);
     Result<> set_entry_registers(Build& b);
+    Result<> match_cpuid_answers(Build& b);
 
     // --- set-up pieces shared by create() and restore() ---
     Result<> open_kvm();
@@ -424,7 +426,7 @@ Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     if (!cpuid) return std::unexpected(cpuid.error());
     b.cpuid = std::move(*cpuid);
     for (auto step : {&Impl::build_system_pages, &Impl::find_syscall_sites, &Impl::enter_user_mode, &Impl::load_program,
-                      &Impl::set_entry_registers})
+                      &Impl::set_entry_registers, &Impl::match_cpuid_answers})
         if (auto r = (m.*step)(b); !r) return std::unexpected(r.error());
     m.finish_setup(std::move(*sandbox), b.fsgsbase);
     if (!config.workdir.empty())
@@ -694,6 +696,22 @@ Result<> ThinVm::Impl::set_entry_registers(Build& b) {
     regs.rflags = x86::rflags::kReserved1 | x86::rflags::kIOPL3;
     if (auto r = vcpu->set_regs(regs); !r) return std::unexpected(r.error());
     timer.mark("vcpu state");
+    return {};
+}
+
+// Rewritten `cpuid` sites answer from the guest's CPUID page, which holds
+// the host's answers; un-rewritten ones get the CPU's answers (the host's)
+// or, where the host traps the instruction, the vCPU's table as KVM holds
+// it now that CR4 and XCR0 are set. Where KVM trimmed that table, the page
+// takes KVM's answers, so that both kinds of site agree (cpuid_probe.h).
+Result<> ThinVm::Impl::match_cpuid_answers(Build& b) {
+    auto held = vcpu->get_cpuid();
+    if (!held) return {};  // nothing to compare with: the host's answers stay
+    const std::vector<x86::CpuidAnswer> kvm_answers = x86::answers_as_held(b.host_cpuid, *held);
+    if (kvm_answers == b.host_cpuid) return {};
+    if (!cpuid_traps_cached(*system, *held, boot_cache_path("cpuid-traps"))) return {};
+    if (auto r = thin::GuestEntry::set_cpuid_answers(*as, kvm_answers); !r) return r;
+    timer.mark("cpuid answers as KVM's");
     return {};
 }
 

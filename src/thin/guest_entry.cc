@@ -43,15 +43,22 @@ Result<GuestEntry> GuestEntry::install(memory::AddressSpace& as, std::span<const
         if (auto r = as.tables().map(p.va, p.gpa, p.flags); !r) return std::unexpected(r.error());
     }
     std::memcpy(mem.host(pages[0].gpa, memory::kPageSize), vessel_guest_entry, code_size);
-    uint8_t* table = mem.host(pages[3].gpa, memory::kPageSize);
-    const uint32_t answers = static_cast<uint32_t>(std::min(cpuid.size(), kGuestCpuidMax));
-    std::memcpy(table, &answers, sizeof answers);
-    if (answers) std::memcpy(table + GUEST_CPUID_ANSWERS, cpuid.data(), answers * sizeof(arch::x86::CpuidAnswer));
+    if (auto r = set_cpuid_answers(as, cpuid); !r) return std::unexpected(r.error());
     GuestEntry entry(mem, pages[1].gpa, pages[2].gpa);
     entry.shared().win_fd = kNoWindow;
     entry.shared().handler = kGuestEntryVa;
     entry.shared().cpuid_handler = kGuestEntryVa + static_cast<uint64_t>(vessel_guest_cpuid - vessel_guest_entry);
     return entry;
+}
+
+Result<> GuestEntry::set_cpuid_answers(memory::AddressSpace& as, std::span<const arch::x86::CpuidAnswer> cpuid) {
+    auto gpa = as.tables().translate(kGuestCpuidVa, false);
+    uint8_t* table = gpa ? as.memory().host(*gpa, memory::kPageSize) : nullptr;
+    if (!table) return fail("the guest's CPUID page is not mapped", EINVAL);
+    const uint32_t answers = static_cast<uint32_t>(std::min(cpuid.size(), kGuestCpuidMax));
+    std::memcpy(table, &answers, sizeof answers);
+    if (answers) std::memcpy(table + GUEST_CPUID_ANSWERS, cpuid.data(), answers * sizeof(arch::x86::CpuidAnswer));
+    return {};
 }
 
 std::optional<GuestEntry> GuestEntry::find(memory::AddressSpace& as) {

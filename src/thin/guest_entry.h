@@ -102,6 +102,9 @@ public:
     // page, which holds `cpuid` (the first kGuestCpuidMax answers; any
     // other question runs the real instruction).
     static Result<GuestEntry> install(memory::AddressSpace& as, std::span<const arch::x86::CpuidAnswer> cpuid);
+    // Replaces the answers on the CPUID page of an address space built by
+    // install(), before the guest runs.
+    static Result<> set_cpuid_answers(memory::AddressSpace& as, std::span<const arch::x86::CpuidAnswer> cpuid);
     // Finds the pages in an address space built by install() (a restored
     // snapshot); nullopt when they are not there (a snapshot from a build
     // without them: every call then exits, as before).

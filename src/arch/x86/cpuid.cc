@@ -135,6 +135,20 @@ std::vector<kvm_cpuid_entry2> with_host_answers(const std::vector<kvm_cpuid_entr
     return out;
 }
 
+std::vector<CpuidAnswer> answers_as_held(std::span<const CpuidAnswer> answers,
+                                         const std::vector<kvm_cpuid_entry2>& held) {
+    std::vector<CpuidAnswer> out(answers.begin(), answers.end());
+    for (CpuidAnswer& a : out) {
+        const kvm_cpuid_entry2* e = find_cpuid(held, a.leaf, a.subleaf == kAnySubleaf ? 0 : a.subleaf);
+        if (!e) continue;
+        a.eax = e->eax;
+        a.ebx = e->ebx;
+        a.ecx = e->ecx;
+        a.edx = e->edx;
+    }
+    return out;
+}
+
 uint64_t cr4_promised_by(const std::vector<kvm_cpuid_entry2>& table) {
     uint64_t bits = 0;
     if (const auto* l1 = find_cpuid(table, 1); l1 && (l1->ecx & (1u << 27))) bits |= cr4::kOSXSAVE;

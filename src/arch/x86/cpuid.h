@@ -35,13 +35,22 @@ std::vector<kvm_cpuid_entry2> build_vcpu_cpuid(const std::vector<kvm_cpuid_entry
 // and subleaf that `host` answers replaced by (or added as) the host's
 // answer; leaves only KVM lists (its paravirtual range at 0x40000000, say)
 // keep KVM's. A PVM host that traps `cpuid` at CPL3 answers the guest from
-// this table, the guest-side entry code answers rewritten sites from `host`
-// itself: so every question the guest-side table answers gets the same
-// answer from both kinds of site, and any other question runs the real
-// instruction at both. At most kMaxKvmCpuidEntries entries (KVM-only ones
+// this table as KVM holds it, which may lack some of the host's features
+// (answers_as_held); a host that lets the CPU answer gives `host` itself.
+// The guest-side entry code answers rewritten sites from whichever of the
+// two the guest's other sites get (machine/cpuid_probe.h), so every question
+// the guest-side table answers gets the same answer from both kinds of
+// site, and any other question runs the real instruction at both. At most kMaxKvmCpuidEntries entries (KVM-only ones
 // are dropped first), sorted by leaf and subleaf.
 std::vector<kvm_cpuid_entry2> with_host_answers(const std::vector<kvm_cpuid_entry2>& supported,
                                                 std::span<const CpuidAnswer> host);
+
+// `answers` with the registers of each as `held` has them (KVM's table read
+// back from the vCPU: a trapped `cpuid`'s answers, after KVM trimmed what
+// it does not give guests and set the bits that follow CR4 and XCR0).
+// Answers `held` lacks stay as they are.
+std::vector<CpuidAnswer> answers_as_held(std::span<const CpuidAnswer> answers,
+                                         const std::vector<kvm_cpuid_entry2>& held);
 
 // The CR4 bits a table's answers promise a program: OSXSAVE when leaf 1
 // reports it, PKE when leaf 7 reports OSPKE. KVM computes those two answer

@@ -9,8 +9,10 @@
 // alone executes the instruction, which some PVM hosts let the CPU answer
 // (the host's values) and others trap and answer from the vCPU's KVM CPUID
 // table (../shared/PLATFORM.md): that table is therefore built from the same
-// answers (arch/x86/cpuid.h, with_host_answers), so both kinds of site agree
-// on both kinds of host without having to tell them apart. Only leaves whose
+// answers (arch/x86/cpuid.h, with_host_answers). Some KVMs trim it (features
+// they do not give guests); where such a host also traps the instruction,
+// the guest-side copy takes KVM's answers instead (machine/cpuid_probe.h,
+// told apart once per boot). Only leaves whose
 // meaning is known are read; anything else (other leaves, other subleaves)
 // runs the real instruction in the guest.
 #pragma once
