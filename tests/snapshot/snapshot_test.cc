@@ -52,7 +52,14 @@ public:
         all.insert(all.end(), args.begin(), args.end());
         for (auto& a : all) argv.push_back(a.data());
         argv.push_back(nullptr);
-        EXPECT_EQ(posix_spawn(&pid_, kVessel.c_str(), &fa, nullptr, argv.data(), environ), 0);
+        // Its own process group: kill9() reaches the jailed VMM as well as
+        // the jail's parent.
+        posix_spawnattr_t attr;
+        posix_spawnattr_init(&attr);
+        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+        posix_spawnattr_setpgroup(&attr, 0);
+        EXPECT_EQ(posix_spawn(&pid_, kVessel.c_str(), &fa, &attr, argv.data(), environ), 0);
+        posix_spawnattr_destroy(&attr);
         posix_spawn_file_actions_destroy(&fa);
     }
     ~Vessel() {
@@ -66,9 +73,25 @@ public:
         if (pid_ > 0 && ::waitpid(pid_, &status, 0) == pid_) pid_ = -1;
         return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     }
-    void kill9() {
-        ::kill(pid_, SIGKILL);
+    // Kills vessel and its VMM. With `sock`, also waits (up to 5 s) until
+    // the VMM's API socket refuses connections: the VMM dies a little
+    // after the parent, and a next VMM must not meet the old one there.
+    void kill9(const std::string& sock = {}) {
+        if (pid_ > 0) ::kill(-pid_, SIGKILL);
         wait();
+        for (int i = 0; !sock.empty() && i < 500; ++i) {
+            auto state = api::probe_socket(sock);
+            if (!state || *state != api::SocketState::kLive) return;
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+    }
+    // For a failure message: "running", or how it ended.
+    std::string state() {
+        int status = 0;
+        if (pid_ <= 0 || ::waitpid(pid_, &status, WNOHANG) != pid_) return "running";
+        pid_ = -1;
+        return WIFEXITED(status) ? "exited with " + std::to_string(WEXITSTATUS(status))
+                                 : "killed by signal " + std::to_string(WTERMSIG(status));
     }
 
 private:
@@ -226,7 +249,7 @@ void SnapshotTest::expect_restored_run_matches(const std::vector<std::string>& o
     auto snap = call(sock_, "PUT", "/vm/snapshot", &body);
     ASSERT_EQ(snap.status, 200) << snap.body.dump();
     EXPECT_GT(snap.body["pages"].get<uint64_t>(), 0u);
-    vm.kill9();
+    vm.kill9(sock_);
 
     std::string out, err;
     ASSERT_EQ(run_vessel({"restore", (dir_ / "snap").string()}, out, err, dir_), 0) << err;
@@ -266,7 +289,7 @@ TEST_F(SnapshotTest, RestoredVmsDoNotShareRandomBytes) {
     json body = {{"path", (dir_ / "snap").string()}};
     auto snap = call(sock_, "PUT", "/vm/snapshot", &body);
     ASSERT_EQ(snap.status, 200) << snap.body.dump();
-    vm.kill9();
+    vm.kill9(sock_);
 
     std::string a, b, err;
     ASSERT_EQ(run_vessel({"restore", (dir_ / "snap").string()}, a, err, dir_), 0) << err;
@@ -331,7 +354,7 @@ TEST_F(SnapshotTest, LiveReadAheadWindowSurvivesARestore) {
     EXPECT_GE(m.body["unsupported_syscalls"].get<uint64_t>(), 1u) << m.body.dump();
     json body = {{"path", (dir_ / "snap").string()}};
     ASSERT_EQ(call(sock_, "PUT", "/vm/snapshot", &body).status, 200);
-    vm.kill9();
+    vm.kill9(sock_);
 
     std::string out, err;
     ASSERT_EQ(run_vessel({"restore", (dir_ / "snap").string()}, out, err, dir_), 0) << err;
@@ -358,7 +381,7 @@ TEST_F(SnapshotTest, DiffSnapshotChainRestoresToTheLatestState) {
     EXPECT_EQ(d.body["parent"], (dir_ / "base").string());
     // A diff holds far less than the whole guest memory.
     EXPECT_LT(d.body["memory_bytes"].get<uint64_t>(), 64ull << 20);
-    vm.kill9();
+    vm.kill9(sock_);
 
     std::string out, err;
     ASSERT_EQ(run_vessel({"restore", (dir_ / "diff1").string()}, out, err, dir_), 0) << err;
@@ -376,7 +399,7 @@ TEST_F(SnapshotTest, RestoredVmCanBeSnapshottedAgain) {
     ASSERT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
     json s1 = {{"path", (dir_ / "s1").string()}};
     ASSERT_EQ(call(sock_, "PUT", "/vm/snapshot", &s1).status, 200);
-    first.kill9();
+    first.kill9(sock_);
 
     Vessel second({"restore", "--api-sock", sock_, "--snapshot-dir", dir_.string(), (dir_ / "s1").string()},
                   dir_ / "p2.out", dir_ / "p2.err");
@@ -386,7 +409,7 @@ TEST_F(SnapshotTest, RestoredVmCanBeSnapshottedAgain) {
     ASSERT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
     json s2 = {{"path", (dir_ / "s2").string()}, {"type", "full"}};
     ASSERT_EQ(call(sock_, "PUT", "/vm/snapshot", &s2).status, 200);
-    second.kill9();
+    second.kill9(sock_);
 
     std::string out, err;
     ASSERT_EQ(run_vessel({"restore", (dir_ / "s2").string()}, out, err, dir_), 0) << err;
@@ -414,7 +437,7 @@ TEST_F(SnapshotTest, AJailedVmmSnapshotsIntoADirectoryPassedToIt) {
     ASSERT_TRUE(taken.has_value()) << taken.error().message;
     ASSERT_EQ(taken->status, 200) << taken->body.dump();
     EXPECT_EQ(taken->body["path"], where);
-    vm.kill9();
+    vm.kill9(sock_);
     std::string out, err;
     ASSERT_EQ(run_vessel({"restore", where}, out, err, dir_), 0) << err;
     EXPECT_EQ(read_file(dir_ / "p1.out") + out, expected);
@@ -439,16 +462,16 @@ TEST_F(SnapshotTest, FullSnapshotOfAVmRestoredFromADiffIsComplete) {
     ASSERT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
     json diff = {{"path", (dir_ / "diff").string()}, {"type", "diff"}};
     ASSERT_EQ(call(sock_, "PUT", "/vm/snapshot", &diff).status, 200);
-    first.kill9();
+    first.kill9(sock_);
 
     Vessel second({"restore", "--api-sock", sock_, "--snapshot-dir", dir_.string(), (dir_ / "diff").string()},
                   dir_ / "p2.out", dir_ / "p2.err");
-    ASSERT_TRUE(wait_for_socket(sock_));
+    ASSERT_TRUE(wait_for_socket(sock_)) << "vessel restore " << second.state() << ": " << read_file(dir_ / "p2.err");
     wait_for_lines(dir_ / "p2.out", 3);
     ASSERT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
     json full = {{"path", (dir_ / "full").string()}};
     ASSERT_EQ(call(sock_, "PUT", "/vm/snapshot", &full).status, 200);
-    second.kill9();
+    second.kill9(sock_);
 
     std::string out, err;
     ASSERT_EQ(run_vessel({"restore", (dir_ / "full").string()}, out, err, dir_), 0) << err;
