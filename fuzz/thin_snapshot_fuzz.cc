@@ -41,7 +41,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         }
         case 2: {
             auto j = nlohmann::json::parse(data + 1, data + size, nullptr, false);
-            if (!j.is_discarded()) (void)machine::config_from_json(j);
+            if (!j.is_discarded()) {
+                (void)machine::config_from_json(j);
+                (void)machine::program_view_from_json(j);
+            }
             break;
         }
         case 3: {

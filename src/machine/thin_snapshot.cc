@@ -52,4 +52,33 @@ Result<ThinVmConfig> config_from_json(const json& j) {
     }
 }
 
+void program_view_to_json(json& config, const ProgramView& view) {
+    config["process"] = {{"argv", view.argv}, {"envp", view.envp}, {"comm", view.comm}};
+}
+
+Result<std::optional<ProgramView>> program_view_from_json(const json& config) {
+    if (!config.is_object() || !config.contains("process")) return std::nullopt;
+    // As much as an execve accepts (thin/exec.cc: 2 MiB of strings in all).
+    constexpr size_t kMaxTotal = 2 * 1024 * 1024, kMaxComm = 15;
+    try {
+        const json& p = config.at("process");
+        ProgramView v;
+        v.argv = p.at("argv").get<std::vector<std::string>>();
+        v.envp = p.at("envp").get<std::vector<std::string>>();
+        v.comm = p.at("comm").get<std::string>();
+        size_t total = 0;
+        for (const auto* list : {&v.argv, &v.envp})
+            for (const std::string& str : *list) total += str.size() + 1;
+        if (total > kMaxTotal) return fail("snapshot config: the process's arguments exceed 2 MiB", EINVAL);
+        if (v.comm.size() > kMaxComm) return fail("snapshot config: the process's name exceeds 15 bytes", EINVAL);
+        for (const auto* list : {&v.argv, &v.envp})
+            for (const std::string& str : *list)
+                if (str.find('\0') != std::string::npos)
+                    return fail("snapshot config: a process argument holds a NUL byte", EINVAL);
+        return v;
+    } catch (const std::exception& e) {
+        return fail(std::string("snapshot config: process: ") + e.what(), EINVAL);
+    }
+}
+
 }  // namespace vessel::machine

@@ -1037,7 +1037,10 @@ Result<SnapshotInfo> ThinVm::Impl::write_snapshot(const SnapshotTarget& target, 
     records[state::Section::kThinProcess] = proc_w.take();
     records[state::Section::kThinSignals] = signals_w.take();
     records[state::Section::kAddressSpace] = as_w.take();
-    return snapshot::write(target, type, *vm, *mem, dirty, config_to_json(config, mem->size()), std::move(records),
+    nlohmann::json cfg = config_to_json(config, mem->size());
+    const thin::ProcessOptions& now = process->options();
+    program_view_to_json(cfg, {now.argv, now.envp, now.comm});
+    return snapshot::write(target, type, *vm, *mem, dirty, std::move(cfg), std::move(records),
                            [this] { return register_memory(KVM_MEM_LOG_DIRTY_PAGES); });
 }
 
@@ -1105,6 +1108,11 @@ Result<std::unique_ptr<ThinVm>> ThinVm::restore(const std::string& dir, const st
 
     m.finish_setup(std::move(*sandbox), vcpu_state->sregs.cr4 & x86::cr4::kFSGSBASE);
     if (auto res = m.process->restore(*ps); !res) return std::unexpected(res.error());
+    auto program = program_view_from_json(newest.config);
+    if (!program) return wrap(newest.dir, program.error());
+    if (*program)
+        m.process->set_program_view(std::move((*program)->argv), std::move((*program)->envp),
+                                    std::move((*program)->comm));
     m.restored_from = newest.dir;
     m.dirty.last_snapshot = newest.dir;
     m.timer.mark("process state");

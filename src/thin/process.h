@@ -292,6 +292,13 @@ public:
     }
     // The name prctl(PR_SET_NAME) sets and /proc/self/comm shows.
     std::string& comm() { return options_.comm; }
+    // What /proc/self/{cmdline,environ,comm} show (a restore's, once an
+    // execve made them differ from the VM's command line).
+    void set_program_view(std::vector<std::string> argv, std::vector<std::string> envp, std::string comm) {
+        options_.argv = std::move(argv);
+        options_.envp = std::move(envp);
+        options_.comm = std::move(comm);
+    }
     // What prctl sets that only prctl reads back (no effect on this guest).
     struct PrctlState {
         int pdeathsig = 0;

@@ -15,7 +15,11 @@
  * FILE may be followed by -signals: SIGUSR1 is blocked and raised, and a
  * 1000 s timer started; after the last step a line says whether the timer
  * is still armed, and the handler's line follows once SIGUSR1 is unblocked:
- * a pending signal and the timer must survive a restore. */
+ * a pending signal and the timer must survive a restore. FILE may instead
+ * be followed by -exec: the program first runs itself again (execve) with
+ * other arguments and one more environment variable, and at the end prints
+ * what /proc/self/{cmdline,comm,environ} say: the exec'd program's, also
+ * after a restore. */
 #include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
@@ -53,6 +57,13 @@ int main(int argc, char** argv) {
         fd = open(argv[3], O_WRONLY | O_CREAT | O_APPEND, 0644);
     }
     const int signals = fd >= 0 && argc > 4 && strcmp(argv[4], "-signals") == 0;
+    if (fd >= 0 && argc > 4 && strcmp(argv[4], "-exec") == 0) {
+        char* const again[] = {argv[0], argv[1], argv[2], argv[3], "-execd", "after exec", NULL};
+        char* const env[] = {"COUNTER_EXECD=1", NULL};
+        execve(argv[0], again, env);
+        return 1;
+    }
+    const int execd = fd >= 0 && argc > 4 && strcmp(argv[4], "-execd") == 0;
     sigset_t usr1;
     sigemptyset(&usr1);
     sigaddset(&usr1, SIGUSR1);
@@ -112,6 +123,20 @@ int main(int argc, char** argv) {
         printf("timer armed: %s\n", timer.it_value.tv_sec > 900 ? "yes" : "no");
         fflush(stdout);
         sigprocmask(SIG_UNBLOCK, &usr1, NULL);
+    }
+    if (execd) {
+        static const char* const files[] = {"/proc/self/cmdline", "/proc/self/comm", "/proc/self/environ"};
+        for (int i = 0; i < 3; ++i) {
+            char text[512];
+            int f = open(files[i], O_RDONLY);
+            ssize_t n = f < 0 ? -1 : read(f, text, sizeof text - 1);
+            if (n < 0) return 1;
+            for (ssize_t j = 0; j < n; ++j)
+                if (text[j] == '\0' || text[j] == '\n') text[j] = ' ';
+            text[n] = 0;
+            printf("%s: %s\n", files[i], text);
+            close(f);
+        }
     }
     if (grow) {
         uint64_t sum = 0;

@@ -255,7 +255,7 @@ void SnapshotTest::expect_restored_run_matches(const std::vector<std::string>& o
     ASSERT_EQ(run_vessel({"restore", (dir_ / "snap").string()}, out, err, dir_), 0) << err;
     EXPECT_EQ(read_file(dir_ / "part1.out") + out, expected);
     // The guest's own file descriptor survived too: its log is complete.
-    const std::string steps = expected.substr(0, expected.find("timer armed"));
+    const std::string steps = expected.substr(0, std::min(expected.find("timer armed"), expected.find("/proc/self")));
     EXPECT_EQ(read_file(dir_ / "rw" / "log"), steps);
 }
 
@@ -274,6 +274,13 @@ TEST_F(SnapshotTest, ADynamicProgramIsRestoredLikeAStaticOne) {
 // the handler runs once unblocked, as in a run never stopped.
 TEST_F(SnapshotTest, APendingSignalAndTheTimerSurviveARestore) {
     expect_restored_run_matches({}, kCounter, {"-signals"}, 26);
+}
+
+// A program that ran execve before the snapshot is that program after the
+// restore: /proc/self/cmdline, comm and environ show the exec'd program's
+// (they showed the first program's: the VM's command line).
+TEST_F(SnapshotTest, AnExecdProgramKeepsItsArgumentsAcrossARestore) {
+    expect_restored_run_matches({"--root", "/"}, kCounter, {"-exec"}, 27);
 }
 
 // Two VMs restored from one snapshot draw different random bytes: the
