@@ -3,6 +3,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,14 @@ struct OpenFile {
     };
     std::shared_ptr<const std::vector<Entry>> entries;
     size_t next = 0;
+    // A signalfd: the signals it reads (thin/signals.cc). `host` is then an
+    // eventfd the process keeps readable while one of them is pending, for
+    // poll, select and epoll; `raised` says whether it is.
+    struct SignalFd {
+        uint64_t mask = 0;
+        bool raised = false;
+    };
+    std::optional<SignalFd> signalfd;
 };
 
 class FdTable {

@@ -320,7 +320,17 @@ public:
     void send_signal(int sig, int code = SI_USER) {
         pending_signals_ |= 1ull << (sig - 1);
         pending_code_[sig - 1] = code;
+        sync_signalfds();
     }
+    // signalfd: `file` (a new one, its `signalfd` set) now reads signals.
+    void add_signalfd(const std::shared_ptr<OpenFile>& file);
+    // Keeps each signalfd's eventfd readable exactly while a signal of its
+    // set is pending; called wherever the pending set changes.
+    void sync_signalfds();
+    // read() of a signalfd: takes pending signals of its set, lowest first,
+    // as many signalfd_siginfo records as `count` holds; waits for one
+    // (or a handler's EINTR) unless the descriptor is non-blocking.
+    int64_t read_signalfd(OpenFile& file, uint64_t buf, uint64_t count);
     uint64_t pending_signals() const { return pending_signals_; }
     // The signal that ended the process, else 0.
     int killed_by() const { return killed_by_; }
@@ -391,6 +401,7 @@ private:
     // The set rt_sigtimedwait waits for, until the next call: a signal from
     // outside in it is the call's to take, blocked or not (interrupt_call).
     uint64_t waiting_for_ = 0;
+    std::vector<std::weak_ptr<OpenFile>> signalfds_;
     // rt_sigsuspend's caller's mask: what the next handler's frame restores,
     // or the mask again when the call returns without one.
     std::optional<uint64_t> restore_mask_;

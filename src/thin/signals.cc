@@ -1,11 +1,14 @@
 // Signal delivery in a thin process: default actions, handler frames
 // (signal_frame.h) and rt_sigreturn. Signals come from the guest itself
 // (kill, tkill, tgkill, abort) and from its faults.
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 
 #include "thin/process.h"
@@ -60,6 +63,7 @@ void Process::deliver_signals(UserContext* context) {
             std::atomic_ref<uint64_t>(undelivered_[sig - 1]).fetch_add(1, std::memory_order_relaxed);
         if (action == DefaultAction::kTerminate) die_of(sig);
     }
+    sync_signalfds();
     // rt_sigsuspend (or a masked wait) returning without a handler: the
     // caller's mask again.
     give_back_mask();
@@ -226,6 +230,7 @@ int64_t Process::sigtimedwait(uint64_t set, uint64_t info, std::optional<timespe
     if (const uint64_t ready = pending_signals_ & set) {
         const int sig = __builtin_ctzll(ready) + 1;
         pending_signals_ &= ~bit(sig);
+        sync_signalfds();
         if (info) {  // taken even when it cannot be stored, as Linux's
             const auto bytes =
                 encode_siginfo({sig, pending_code_[sig - 1], 0, static_cast<int32_t>(kGuestPid), options_.uid, false});
@@ -236,6 +241,53 @@ int64_t Process::sigtimedwait(uint64_t set, uint64_t info, std::optional<timespe
     if (timeout && timeout->tv_sec == 0 && timeout->tv_nsec == 0) return -EAGAIN;
     waiting_for_ = set;
     if (!wait_for_outside_signal(timeout)) return -EAGAIN;
+    return -EINTR;
+}
+
+void Process::add_signalfd(const std::shared_ptr<OpenFile>& file) {
+    signalfds_.push_back(file);
+    sync_signalfds();
+}
+
+void Process::sync_signalfds() {
+    std::erase_if(signalfds_, [](const std::weak_ptr<OpenFile>& w) { return w.expired(); });
+    for (const auto& weak : signalfds_) {
+        const auto f = weak.lock();
+        if (!f || !f->signalfd) continue;
+        const bool ready = pending_signals_ & f->signalfd->mask;
+        if (ready == f->signalfd->raised) continue;
+        // The counter is 0 or 1, so neither call can block.
+        uint64_t value = 1;
+        if (ready ? ::write(f->host.get(), &value, sizeof value) : ::read(f->host.get(), &value, sizeof value)) {
+        }
+        f->signalfd->raised = ready;
+    }
+}
+
+int64_t Process::read_signalfd(OpenFile& file, uint64_t buf, uint64_t count) {
+    constexpr uint64_t kRecord = sizeof(signalfd_siginfo);
+    if (count < kRecord) return -EINVAL;
+    uint64_t done = 0;
+    for (; done + kRecord <= count; done += kRecord) {
+        const uint64_t ready = pending_signals_ & file.signalfd->mask;
+        if (!ready) break;
+        const int sig = __builtin_ctzll(ready) + 1;
+        signalfd_siginfo si{};
+        si.ssi_signo = static_cast<uint32_t>(sig);
+        si.ssi_code = pending_code_[sig - 1];
+        si.ssi_pid = static_cast<uint32_t>(kGuestPid);
+        si.ssi_uid = options_.uid;
+        if (!mem().write(buf + done, &si, sizeof si)) break;  // stays pending
+        pending_signals_ &= ~bit(sig);
+    }
+    sync_signalfds();
+    if (done) return static_cast<int64_t>(done);
+    if (!mem().for_each_chunk(buf, kRecord, true, [](uint8_t*, uint64_t) {})) return -EFAULT;
+    const int flags = ::fcntl(file.host.get(), F_GETFL);
+    if (flags < 0 || (flags & O_NONBLOCK)) return -EAGAIN;
+    // The signal comes from outside (no other thread here): the VMM queues
+    // it and, where no handler runs, makes this call again, which takes it.
+    if (!wait_for_outside_signal(std::nullopt)) return -EAGAIN;
     return -EINTR;
 }
 

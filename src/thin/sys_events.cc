@@ -1,11 +1,14 @@
 // Event descriptors: epoll, eventfd and timerfd, each a host descriptor of
-// the same kind behind a guest descriptor. epoll keeps the guest's
-// `data` as given and hands it back untouched; the descriptors it watches
-// are the host's behind the guest's, so closing the last guest descriptor
-// of a file drops it from every epoll set, as on Linux. None of them can be
+// the same kind behind a guest descriptor, and signalfd, a host eventfd
+// kept readable while a signal of its set is pending (the signals are the
+// process's: thin/signals.cc reads them). epoll keeps the guest's `data` as
+// given and hands it back untouched; the descriptors it watches are the
+// host's behind the guest's, so closing the last guest descriptor of a file
+// drops it from every epoll set, as on Linux. None of them can be
 // snapshotted yet (like pipes: the snapshot names the descriptor).
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <time.h>
 
@@ -111,6 +114,41 @@ int64_t sys_timerfd_create(Process& p, TimerfdCreateArgs a) {
     if (clock != CLOCK_REALTIME && clock != CLOCK_MONOTONIC && clock != CLOCK_BOOTTIME) return -EINVAL;
     int flags = static_cast<int>(a.flags() & TFD_NONBLOCK) | TFD_CLOEXEC;
     return install_new(p, ::timerfd_create(clock, flags), a.flags() & TFD_CLOEXEC);
+}
+
+namespace {
+
+// signalfd and signalfd4: a new descriptor (`fd` -1) or a new set for one.
+int64_t signalfd_common(Process& p, int fd, uint64_t mask_ptr, uint64_t sizemask, uint64_t flags) {
+    if (flags & ~uint64_t(SFD_CLOEXEC | SFD_NONBLOCK)) return -EINVAL;
+    if (sizemask != sizeof(uint64_t)) return -EINVAL;
+    uint64_t mask;
+    if (!p.mem().read_obj(mask_ptr, mask)) return -EFAULT;
+    mask &= ~((1ull << (SIGKILL - 1)) | (1ull << (SIGSTOP - 1)));  // silently, as Linux
+    if (fd != -1) {
+        OpenFile* f = file_of(p, static_cast<uint64_t>(fd));
+        if (!f) return -EBADF;
+        if (!f->signalfd) return -EINVAL;
+        f->signalfd->mask = mask;
+        p.sync_signalfds();
+        return fd;
+    }
+    int host = ::eventfd(0, EFD_CLOEXEC | ((flags & SFD_NONBLOCK) ? EFD_NONBLOCK : 0));
+    if (host < 0) return -errno;
+    auto f = std::make_shared<OpenFile>();
+    f->host.reset(host);
+    f->signalfd = OpenFile::SignalFd{mask, false};
+    const int64_t installed = p.fds().install(f, flags & SFD_CLOEXEC);
+    if (installed >= 0) p.add_signalfd(f);
+    return installed;
+}
+
+}  // namespace
+
+int64_t sys_signalfd(Process& p, SignalfdArgs a) { return signalfd_common(p, a.fd(), a.mask(), a.sizemask(), 0); }
+
+int64_t sys_signalfd4(Process& p, SignalfdArgs a) {
+    return signalfd_common(p, a.fd(), a.mask(), a.sizemask(), a.flags());
 }
 
 int64_t sys_timerfd_settime(Process& p, TimerfdSettimeArgs a) {

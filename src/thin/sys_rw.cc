@@ -47,6 +47,10 @@ int64_t transfer(Process& p, int host_fd, uint64_t va, uint64_t len, bool to_gue
 int64_t io_common(Process& p, IoArgs a, bool to_guest, bool positional) {
     OpenFile* f = file_of(p, a.fd());
     if (!f) return -EBADF;
+    if (f->signalfd) {  // read() only, as Linux's; no offsets
+        if (positional) return -ESPIPE;
+        return to_guest ? p.read_signalfd(*f, a.buf(), a.count()) : -EINVAL;
+    }
     if (f->directory && to_guest) return -EISDIR;
     if (positional && a.offset() < 0) return -EINVAL;
     if (a.count() == 0) return 0;
@@ -73,6 +77,7 @@ namespace {
 int64_t vectored(Process& p, IovArgs a, bool to_guest) {
     OpenFile* f = file_of(p, a.fd());
     if (!f) return -EBADF;
+    if (f->signalfd) return -EINVAL;  // read() only
     if (a.iovcnt() > IOV_MAX) return -EINVAL;
     std::vector<iovec> guest(a.iovcnt());
     if (!guest.empty() && !p.mem().read(a.iov(), guest.data(), guest.size() * sizeof(iovec))) return -EFAULT;

@@ -631,6 +631,14 @@ struct Eventfd2Args : ArgsView {
     uint64_t initval() const { return u(0); }
     uint64_t flags() const { return u(1); }
 };
+// signalfd, signalfd4
+struct SignalfdArgs : ArgsView {
+    using ArgsView::ArgsView;
+    int fd() const { return i32(0); }
+    uint64_t mask() const { return u(1); }
+    uint64_t sizemask() const { return u(2); }
+    uint64_t flags() const { return u(3); }
+};
 // timerfd_create
 struct TimerfdCreateArgs : ArgsView {
     using ArgsView::ArgsView;

@@ -356,6 +356,12 @@ TEST_P(GuestProgram, SignalsFromOutsideReachTheGuest) {
 // programs started by execve are not rewritten: their calls come through
 // MSR_LSTAR. (--root /: the program finds itself, and a dynamic one its
 // libraries, where the host has them.)
+TEST_P(GuestProgram, SignalfdReadsBlockedSignals) {
+    std::string p = prog("signalfd");
+    expect_passed(run({p}), "native");
+    expect_passed(vessel({}, {p}), "vessel");
+}
+
 TEST_P(GuestProgram, ExecveReplacesTheProgramAsOnLinux) {
     std::string p = prog("exec");
     TempDir native_dir, guest_dir;
