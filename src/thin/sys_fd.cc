@@ -142,6 +142,14 @@ int64_t sys_ioctl(Process& p, IoctlArgs a) {
     switch (a.request()) {
         case FIOCLEX: e->cloexec = true; return 0;
         case FIONCLEX: e->cloexec = false; return 0;
+        case FIONBIO: {  // Python's socket.setblocking, asyncio's self-pipe: fcntl's O_NONBLOCK
+            int on;
+            if (!p.mem().read_obj(a.arg(), on)) return -EFAULT;
+            const int flags = ::fcntl(host, F_GETFL);
+            if (flags < 0) return -errno;
+            const int want = on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;
+            return want == flags || ::fcntl(host, F_SETFL, want) == 0 ? 0 : -errno;
+        }
         case FIONREAD: {
             int n;
             if (::ioctl(host, FIONREAD, &n) < 0) return -errno;

@@ -20,7 +20,7 @@ static void dups(void) {
     close(d);
     CHECK(syscall(SYS_dup2, p[1], 50) == 50);
     CHECK(write(50, "|50", 3) == 3);
-    CHECK(syscall(SYS_dup2, 50, 50) == 50);   /* dup2 to itself is a no-op */
+    CHECK(syscall(SYS_dup2, 50, 50) == 50); /* dup2 to itself is a no-op */
     CHECK(syscall(SYS_dup3, 50, 50, 0) == -1 && errno == EINVAL);
     CHECK(syscall(SYS_dup3, 50, 51, O_CLOEXEC) == 51);
     CHECK(fcntl(51, F_GETFD) == FD_CLOEXEC && fcntl(50, F_GETFD) == 0);
@@ -42,12 +42,12 @@ static void dups(void) {
     CHECK(pipe2(a, O_CLOEXEC) == 0 && pipe2(b, 0) == 0);
     CHECK(fcntl(a[0], F_GETFD) == FD_CLOEXEC);
     CHECK(dup2(b[1], a[1]) == a[1]);
-    CHECK(fcntl(a[1], F_GETFD) == 0);  /* dup2 clears close-on-exec */
+    CHECK(fcntl(a[1], F_GETFD) == 0); /* dup2 clears close-on-exec */
     close(b[1]);
     CHECK(write(a[1], "x", 1) == 1);
     close(a[1]);
     CHECK(read(b[0], buf, sizeof buf) == 1 && buf[0] == 'x');
-    CHECK(read(a[0], buf, sizeof buf) == 0);  /* a's writer was replaced, so EOF */
+    CHECK(read(a[0], buf, sizeof buf) == 0); /* a's writer was replaced, so EOF */
     close(a[0]);
     close(b[0]);
 }
@@ -66,7 +66,7 @@ static void fcntls(void) {
     CHECK(fcntl(p[0], F_SETFD, 0) == 0 && fcntl(p[0], F_GETFD) == 0);
     int d = fcntl(p[1], F_DUPFD, 100);
     CHECK(d == 100 && fcntl(d, F_GETFD) == 0);
-    CHECK(fcntl(p[1], F_DUPFD, 100) == 101);  /* lowest free at or above */
+    CHECK(fcntl(p[1], F_DUPFD, 100) == 101); /* lowest free at or above */
     int e = fcntl(p[1], F_DUPFD_CLOEXEC, 10);
     CHECK(e >= 10 && e < 100 && fcntl(e, F_GETFD) == FD_CLOEXEC);
     /* The open file description is shared: O_NONBLOCK shows through the dup. */
@@ -91,6 +91,15 @@ static void ioctls(int tty, int rows, int cols) {
     CHECK(isatty(p[1]) == 0);
     int n = -1;
     CHECK(write(p[1], "abc", 3) == 3 && ioctl(p[0], FIONREAD, &n) == 0 && n == 3);
+    /* FIONBIO is fcntl's O_NONBLOCK (Python's setblocking uses it). */
+    int on = 1, off = 0;
+    char drain[8];
+    const int nonblocking = ioctl(p[0], FIONBIO, &on) == 0 && (fcntl(p[0], F_GETFL) & O_NONBLOCK);
+    CHECK(nonblocking);
+    CHECK(read(p[0], drain, sizeof drain) == 3);
+    if (nonblocking) CHECK(read(p[0], drain, sizeof drain) == -1 && errno == EAGAIN); /* else it would hang */
+    CHECK(ioctl(p[0], FIONBIO, &off) == 0 && !(fcntl(p[0], F_GETFL) & O_NONBLOCK));
+    CHECK(syscall(SYS_ioctl, p[0], FIONBIO, (void*)8) == -1 && errno == EFAULT);
     close(p[0]);
     close(p[1]);
     CHECK(syscall(SYS_ioctl, 555, TCGETS, &t) == -1 && errno == EBADF);
