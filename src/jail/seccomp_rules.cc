@@ -21,7 +21,7 @@ constexpr const char* kAllowed[] = {
     // descriptors and file data
     "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2", "pwritev2",
     "lseek", "close", "close_range", "fcntl", "dup", "dup2", "dup3", "pipe", "pipe2", "ioctl", "sendfile",
-    "copy_file_range", "fsync", "fdatasync", "ftruncate", "fallocate",
+    "copy_file_range", "fsync", "fdatasync", "ftruncate", "fallocate", "flock",
     // the file system, always relative to descriptors the sandbox opened
     "openat", "openat2", "open", "fstat", "newfstatat", "stat", "lstat", "statx", "fstatfs", "statfs",
     "getdents64", "readlinkat", "readlink", "faccessat", "faccessat2", "access", "mkdirat", "mkdir",

@@ -1,6 +1,7 @@
 // Calls on descriptors themselves: close, seek, truncate and sync,
 // duplication, fcntl, pipes and ioctl.
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <termios.h>
 #include <unistd.h>
@@ -133,6 +134,18 @@ int64_t install_pair(Process& p, Fd one, Fd two, bool cloexec, uint64_t out_ptr)
 
 int64_t sys_pipe2(Process& p, PipeArgs a) { return pipe_common(p, a.fds(), a.flags()); }
 int64_t sys_pipe(Process& p, PipeArgs a) { return pipe_common(p, a.fds(), 0); }
+
+// The host's advisory lock on the host file: host processes see it (a
+// shared --rw directory), as they would a container's.
+int64_t sys_flock(Process& p, FlockArgs a) {
+    OpenFile* f = file_of(p, a.fd());
+    if (!f) return -EBADF;
+    const uint64_t op = a.operation() & 0xffffffff;  // an unsigned int, as Linux reads it
+    if (op & 32) return 0;  // LOCK_MAND: ignored since Linux 5.15, a success
+    const uint64_t kind = op & ~uint64_t(LOCK_NB);
+    if (kind != LOCK_SH && kind != LOCK_EX && kind != LOCK_UN) return -EINVAL;
+    return ::flock(f->host.get(), static_cast<int>(op)) < 0 ? -errno : 0;
+}
 
 int64_t sys_ioctl(Process& p, IoctlArgs a) {
     OpenFile* f = file_of(p, a.fd());

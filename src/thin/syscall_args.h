@@ -80,6 +80,11 @@ struct FcntlArgs : FdArgs {
     uint64_t cmd() const { return u(1); }
     uint64_t arg() const { return u(2); }
 };
+// flock
+struct FlockArgs : FdArgs {
+    using FdArgs::FdArgs;
+    uint64_t operation() const { return u(1); }
+};
 // ioctl
 struct IoctlArgs : FdArgs {
     using FdArgs::FdArgs;

@@ -6,12 +6,13 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <sys/stat.h>
-#include <sys/xattr.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -59,7 +60,7 @@ static void read_write(void) {
     CHECK(read(fd, buf, 3) == 3 && memcmp(buf, "234", 3) == 0);
     CHECK(lseek(fd, -1, SEEK_END) == 9);
     CHECK(read(fd, buf, sizeof buf) == 1 && buf[0] == '9');
-    CHECK(read(fd, buf, sizeof buf) == 0);  /* EOF */
+    CHECK(read(fd, buf, sizeof buf) == 0); /* EOF */
     CHECK(lseek(fd, -100, SEEK_SET) == -1 && errno == EINVAL);
 
     /* pread/pwrite leave the offset alone. */
@@ -69,7 +70,7 @@ static void read_write(void) {
     CHECK(pread(fd, buf, 4, 3) == 4 && memcmp(buf, "3AB6", 4) == 0);
     CHECK(lseek(fd, 0, SEEK_CUR) == before);
     CHECK(syscall(SYS_pread64, fd, buf, 2, -1L) == -1 && errno == EINVAL);
-    CHECK(syscall(SYS_pwrite64, fd, "x", 1, 20L) == 1);  /* past EOF: a hole */
+    CHECK(syscall(SYS_pwrite64, fd, "x", 1, 20L) == 1); /* past EOF: a hole */
     struct stat st;
     CHECK(fstat(fd, &st) == 0 && st.st_size == 21);
 
@@ -84,7 +85,7 @@ static void read_write(void) {
     CHECK(syscall(SYS_readv, fd, in, 3) == 12);
     CHECK(memcmp(x, "ab", 2) == 0 && memcmp(y, "cdef", 4) == 0 && memcmp(z, "abcdef", 6) == 0);
     CHECK(readv(fd, in, 3) == 0);
-    struct iovec bad = {(void*)8, 4};  /* unmapped buffer */
+    struct iovec bad = {(void*)8, 4}; /* unmapped buffer */
     CHECK(lseek(fd, 0, SEEK_SET) == 0 && readv(fd, &bad, 1) == -1 && errno == EFAULT);
     CHECK(read(fd, bad_ptr, 4) == -1 && errno == EFAULT);
     CHECK(write(fd, bad_ptr, 4) == -1 && errno == EFAULT);
@@ -129,7 +130,7 @@ static void opening(int vessel) {
     fd = open(W("excl"), O_WRONLY | O_APPEND);
     CHECK(fd >= 0 && write(fd, "1", 1) == 1 && lseek(fd, 0, SEEK_SET) == 0 && write(fd, "2", 1) == 1);
     struct stat st;
-    CHECK(fstat(fd, &st) == 0 && st.st_size == 2);  /* O_APPEND wrote at the end both times */
+    CHECK(fstat(fd, &st) == 0 && st.st_size == 2); /* O_APPEND wrote at the end both times */
     close(fd);
     fd = open(W("excl"), O_RDONLY);
     CHECK(write(fd, "x", 1) == -1 && errno == EBADF);
@@ -169,8 +170,7 @@ static void stats(void) {
     memset(&sx, 0, sizeof sx);
     CHECK(syscall(SYS_statx, dfd, "hello.txt", 0, KSTATX_SIZE | KSTATX_TYPE, &sx) == 0);
     CHECK((sx.stx_mask & KSTATX_SIZE) && sx.stx_size == 12 && S_ISREG(sx.stx_mode));
-    CHECK(syscall(SYS_statx, AT_FDCWD, D("link"), AT_SYMLINK_NOFOLLOW, KSTATX_TYPE, &sx) == 0 &&
-          S_ISLNK(sx.stx_mode));
+    CHECK(syscall(SYS_statx, AT_FDCWD, D("link"), AT_SYMLINK_NOFOLLOW, KSTATX_TYPE, &sx) == 0 && S_ISLNK(sx.stx_mode));
     CHECK(syscall(SYS_statx, fd, "", AT_EMPTY_PATH, KSTATX_SIZE, &sx) == 0 && sx.stx_size == 12);
     CHECK(syscall(SYS_statx, dfd, "nope", 0, KSTATX_SIZE, &sx) == -1 && errno == ENOENT);
     close(fd);
@@ -184,9 +184,18 @@ static void dirents(void) {
     int seen = 0;
     struct dirent* e;
     while (d && (e = readdir(d))) {
-        if (!strcmp(e->d_name, "hello.txt")) { seen |= 1; CHECK(e->d_type == DT_REG); }
-        if (!strcmp(e->d_name, "sub")) { seen |= 2; CHECK(e->d_type == DT_DIR); }
-        if (!strcmp(e->d_name, "link")) { seen |= 4; CHECK(e->d_type == DT_LNK); }
+        if (!strcmp(e->d_name, "hello.txt")) {
+            seen |= 1;
+            CHECK(e->d_type == DT_REG);
+        }
+        if (!strcmp(e->d_name, "sub")) {
+            seen |= 2;
+            CHECK(e->d_type == DT_DIR);
+        }
+        if (!strcmp(e->d_name, "link")) {
+            seen |= 4;
+            CHECK(e->d_type == DT_LNK);
+        }
         if (!strcmp(e->d_name, ".")) seen |= 8;
         if (!strcmp(e->d_name, "..")) seen |= 16;
     }
@@ -196,7 +205,7 @@ static void dirents(void) {
     char buf[4096];
     long n = syscall(SYS_getdents64, fd, buf, sizeof buf);
     CHECK(n > 0);
-    CHECK(syscall(SYS_getdents64, fd, buf, sizeof buf) == 0);  /* end of directory */
+    CHECK(syscall(SYS_getdents64, fd, buf, sizeof buf) == 0); /* end of directory */
     CHECK(lseek(fd, 0, SEEK_SET) == 0 && syscall(SYS_getdents64, fd, buf, sizeof buf) == n);
     CHECK(lseek(fd, 0, SEEK_SET) == 0 && syscall(SYS_getdents64, fd, buf, 8) == -1 && errno == EINVAL);
     close(fd);
@@ -209,7 +218,7 @@ static void links(void) {
     char buf[64];
     memset(buf, 0, sizeof buf);
     CHECK(syscall(SYS_readlink, D("link"), buf, sizeof buf) == 9 && memcmp(buf, "hello.txt", 9) == 0);
-    CHECK(syscall(SYS_readlink, D("link"), buf, 4) == 4 && memcmp(buf, "hell", 4) == 0);  /* truncated */
+    CHECK(syscall(SYS_readlink, D("link"), buf, 4) == 4 && memcmp(buf, "hell", 4) == 0); /* truncated */
     CHECK(syscall(SYS_readlink, D("hello.txt"), buf, sizeof buf) == -1 && errno == EINVAL);
     CHECK(syscall(SYS_readlink, D("link"), buf, 0) == -1 && errno == EINVAL);
     int dfd = open(data, O_RDONLY | O_DIRECTORY);
@@ -231,7 +240,7 @@ static void directories(void) {
     CHECK(syscall(SYS_chdir, data) == 0);
     CHECK(syscall(SYS_getcwd, buf, sizeof buf) == (long)strlen(data) + 1 && strcmp(buf, data) == 0);
     CHECK(syscall(SYS_getcwd, buf, 2) == -1 && errno == ERANGE);
-    int fd = open("hello.txt", O_RDONLY);  /* relative to the new cwd */
+    int fd = open("hello.txt", O_RDONLY); /* relative to the new cwd */
     CHECK(fd >= 0);
     close(fd);
     CHECK(chdir("sub") == 0 && access("a.txt", R_OK) == 0);
@@ -318,6 +327,30 @@ static void file_systems(int vessel) {
     close(pfd[1]);
 }
 
+/* flock: an exclusive lock keeps a second open file description out until
+ * it is released; the argument checks. */
+static void locks(void) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/lock.txt", work);
+    int a = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644), b = open(path, O_RDONLY);
+    CHECK(a >= 0 && b >= 0);
+    CHECK(flock(a, LOCK_EX) == 0);
+    errno = 0;
+    CHECK(flock(b, LOCK_SH | LOCK_NB) == -1 && errno == EWOULDBLOCK);
+    CHECK(flock(a, LOCK_UN) == 0);
+    CHECK(flock(b, LOCK_SH | LOCK_NB) == 0);
+    CHECK(flock(a, LOCK_SH | LOCK_NB) == 0); /* shared with b */
+    errno = 0;
+    CHECK(flock(a, LOCK_NB) == -1 && errno == EINVAL);
+    errno = 0;
+    CHECK(flock(a, 0x1000 | LOCK_EX) == -1 && errno == EINVAL);
+    CHECK(flock(a, 32 | LOCK_EX) == 0); /* LOCK_MAND: ignored, a success */
+    errno = 0;
+    CHECK(flock(555, LOCK_EX) == -1 && errno == EBADF);
+    close(a);
+    close(b);
+}
+
 /* Extended attributes: none to be found on a fresh file (natively too, on
  * the test's tmpfs); in vessel the list is empty and changes are refused. */
 static void xattrs(int vessel) {
@@ -366,5 +399,6 @@ int main(int argc, char** argv) {
     directories();
     file_systems(vessel);
     xattrs(vessel);
+    locks();
     return finish("files");
 }
