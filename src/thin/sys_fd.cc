@@ -141,7 +141,7 @@ int64_t sys_flock(Process& p, FlockArgs a) {
     OpenFile* f = file_of(p, a.fd());
     if (!f) return -EBADF;
     const uint64_t op = a.operation() & 0xffffffff;  // an unsigned int, as Linux reads it
-    if (op & 32) return 0;  // LOCK_MAND: ignored since Linux 5.15, a success
+    if (op & 32) return 0;                           // LOCK_MAND: ignored since Linux 5.15, a success
     const uint64_t kind = op & ~uint64_t(LOCK_NB);
     if (kind != LOCK_SH && kind != LOCK_EX && kind != LOCK_UN) return -EINVAL;
     return ::flock(f->host.get(), static_cast<int>(op)) < 0 ? -errno : 0;
