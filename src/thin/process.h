@@ -304,7 +304,8 @@ public:
         int pdeathsig = 0;
         bool dumpable = true, keepcaps = false, no_new_privs = false, child_subreaper = false, thp_disable = false;
         uint64_t timerslack_ns = 50000;
-        int nice = 0;  // setpriority's value: read back, not applied to the host
+        int nice = 0;    // setpriority's value: read back, not applied to the host
+        int ioprio = 0;  // ioprio_set's, likewise (0: none set, as Linux reads it)
     };
     PrctlState& prctl_state() { return prctl_state_; }
     void exit(int status) {

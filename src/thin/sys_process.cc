@@ -409,26 +409,61 @@ int64_t sys_futex(Process& p, FutexArgs a) {
 // its user 0 or the guest's uid): kept and read back, not applied to the
 // host. As without CAP_SYS_NICE, a non-root guest may only raise its own.
 namespace {
-int64_t priority_target(Process& p, PriorityArgs a) {
-    switch (a.which()) {
+int64_t priority_target(Process& p, int which, int64_t who) {
+    switch (which) {
         case PRIO_PROCESS:
-        case PRIO_PGRP: return a.who() == 0 || a.who() == kGuestPid ? 0 : -ESRCH;
-        case PRIO_USER: return a.who() == 0 || a.who() == p.options().uid ? 0 : -ESRCH;
+        case PRIO_PGRP: return who == 0 || who == kGuestPid ? 0 : -ESRCH;
+        case PRIO_USER: return who == 0 || who == p.options().uid ? 0 : -ESRCH;
         default: return -EINVAL;
     }
 }
 }  // namespace
 
 int64_t sys_getpriority(Process& p, PriorityArgs a) {
-    if (int64_t r = priority_target(p, a); r < 0) return r;
+    if (int64_t r = priority_target(p, a.which(), a.who()); r < 0) return r;
     return 20 - p.prctl_state().nice;  // the kernel's form: 40..1 for -20..19
 }
 
 int64_t sys_setpriority(Process& p, PriorityArgs a) {
-    if (int64_t r = priority_target(p, a); r < 0) return r;
+    if (int64_t r = priority_target(p, a.which(), a.who()); r < 0) return r;
     const int nice = std::clamp(a.value(), -20, 19);
     if (nice < p.prctl_state().nice && p.options().uid != 0) return -EACCES;
     p.prctl_state().nice = nice;
+    return 0;
+}
+
+// I/O priorities (ioprio_set(2)), kept like the nice value. The who of
+// IOPRIO_WHO_PROCESS, _PGRP and _USER (1, 2, 3) as for setpriority.
+namespace {
+int64_t ioprio_target(Process& p, PriorityArgs a) {
+    if (a.which() < 1 || a.which() > 3) return -EINVAL;
+    return priority_target(p, a.which() - 1, a.who());  // PRIO_PROCESS, _PGRP, _USER
+}
+}  // namespace
+
+int64_t sys_ioprio_get(Process& p, PriorityArgs a) {
+    if (int64_t r = ioprio_target(p, a); r < 0) return r;
+    return p.prctl_state().ioprio;
+}
+
+int64_t sys_ioprio_set(Process& p, PriorityArgs a) {
+    if (int64_t r = ioprio_target(p, a); r < 0) return r;
+    // Linux's ioprio_check_cap: a class and a level (the bits between them
+    // are hints, which it does not check).
+    const int value = a.value(), cls = (value >> 13) & 7, level = value & 7;
+    enum { kNone, kRealtime, kBestEffort, kIdle };
+    switch (cls) {
+        case kRealtime:
+            if (p.options().uid != 0) return -EPERM;  // CAP_SYS_NICE or CAP_SYS_ADMIN
+            break;
+        case kBestEffort:
+        case kIdle: break;
+        case kNone:
+            if (level) return -EINVAL;
+            break;
+        default: return -EINVAL;
+    }
+    p.prctl_state().ioprio = value;
     return 0;
 }
 

@@ -478,7 +478,7 @@ struct PriorityArgs : ArgsView {
     using ArgsView::ArgsView;
     int which() const { return i32(0); }
     int64_t who() const { return static_cast<int32_t>(u(1)); }
-    int value() const { return i32(2); }  // setpriority only
+    int value() const { return i32(2); }  // setpriority and ioprio_set only
 };
 // setpgid
 struct SetpgidArgs : ArgsView {

@@ -42,7 +42,7 @@ static void on_usr1(int sig) { (void)sig; }
 static void identity(long uid, long gid, int vessel) {
     long pid = syscall(SYS_getpid);
     CHECK(pid > 0 && pid == getpid());
-    CHECK(syscall(SYS_gettid) == pid);  /* single-threaded: tid == pid */
+    CHECK(syscall(SYS_gettid) == pid); /* single-threaded: tid == pid */
     CHECK(syscall(SYS_getppid) >= 0);
     CHECK(syscall(SYS_getuid) == uid && syscall(SYS_geteuid) == uid);
     CHECK(syscall(SYS_getgid) == gid && syscall(SYS_getegid) == gid);
@@ -118,7 +118,7 @@ static void thread_pointer(void) {
     long r2 = RAW2(SYS_arch_prctl, ARCH_SET_FS, fake_tls);
     long r3 = RAW2(SYS_arch_prctl, ARCH_GET_FS, &now);
     uint64_t seen;
-    __asm__ volatile("mov %%fs:0, %0" : "=r"(seen));  /* the CPU uses the new base */
+    __asm__ volatile("mov %%fs:0, %0" : "=r"(seen)); /* the CPU uses the new base */
     fake_tls[0] = 0;
     long r4 = RAW2(SYS_arch_prctl, ARCH_SET_FS, orig);
     CHECK(r1 == 0 && r2 == 0 && r3 == 0 && r4 == 0);
@@ -140,9 +140,7 @@ static void thread_pointer(void) {
  * however it is answered; and a changed string must be seen. */
 static const char kSelfExe[] = "/proc/self/exe";
 
-static long raw_readlink(const char* path, char* buf, unsigned long n) {
-    return RAW3(SYS_readlink, path, buf, n);
-}
+static long raw_readlink(const char* path, char* buf, unsigned long n) { return RAW3(SYS_readlink, path, buf, n); }
 
 static void self_exe(int vessel) {
     char buf[256];
@@ -153,7 +151,7 @@ static void self_exe(int vessel) {
     CHECK(raw_readlink(kSelfExe, buf, sizeof buf) == -ENOENT);
     char copy[sizeof kSelfExe];
     memcpy(copy, kSelfExe, sizeof copy);
-    CHECK(raw_readlink(copy, buf, sizeof buf) == -ENOENT);   /* another address: the VMM */
+    CHECK(raw_readlink(copy, buf, sizeof buf) == -ENOENT); /* another address: the VMM */
     CHECK(raw_readlink(NULL, buf, sizeof buf) == -EFAULT);
     /* The string changed (after making its page writable): the answer
      * follows it, also once the page is read-only again. The page keeps
@@ -163,7 +161,7 @@ static void self_exe(int vessel) {
     const int rx = PROT_READ | PROT_EXEC, rwx = PROT_READ | PROT_WRITE | PROT_EXEC;
     CHECK(mprotect(page, span, rwx) == 0);
     volatile char* s = (volatile char*)(uintptr_t)kSelfExe;
-    const char dev_null[] = "/dev/null";  /* exists, and is no symbolic link */
+    const char dev_null[] = "/dev/null"; /* exists, and is no symbolic link */
     for (size_t i = 0; i < sizeof dev_null; ++i) s[i] = dev_null[i];
     CHECK(raw_readlink(kSelfExe, buf, sizeof buf) == -EINVAL);
     CHECK(mprotect(page, span, rx) == 0);
@@ -211,12 +209,12 @@ static void limits_and_info(int vessel) {
     if (vessel) CHECK((uint64_t)si.totalram * si.mem_unit <= (64ull << 20));
 
     /* Unsupported calls answer -ENOSYS and the program goes on. */
-    if (vessel) {  /* natively these would really fork */
+    if (vessel) { /* natively these would really fork */
         CHECK(syscall(SYS_fork) == -1 && errno == ENOSYS);
         CHECK(RAW0(SYS_fork) == -ENOSYS);
         CHECK(RAW0(SYS_vfork) == -ENOSYS);
     }
-    CHECK(RAW0(1000) == -ENOSYS);       /* beyond every table */
+    CHECK(RAW0(1000) == -ENOSYS); /* beyond every table */
     CHECK(RAW0(0x7fffffff) == -ENOSYS);
     CHECK(RAW0(-1L) == -ENOSYS);
 }
@@ -261,6 +259,16 @@ static void groups_and_usage(int vessel) {
     CHECK(setpriority(PRIO_PROCESS, 0, prio + 1) == 0 && getpriority(PRIO_PROCESS, 0) == prio + 1);
     CHECK(getpriority(77, 0) == -1 && errno == EINVAL);
     if (vessel) CHECK(getpriority(PRIO_PROCESS, 2) == -1 && errno == ESRCH);
+    /* I/O priority (ionice): none set, then best-effort 3, kept; bad ones refused. */
+    const long best_effort_3 = (2 << 13) | 3;
+    CHECK(syscall(SYS_ioprio_get, 1, 0) == 0);
+    CHECK(syscall(SYS_ioprio_set, 1, 0, best_effort_3) == 0 && syscall(SYS_ioprio_get, 1, 0) == best_effort_3);
+    errno = 0;
+    CHECK(syscall(SYS_ioprio_set, 1, 0, 1) == -1 && errno == EINVAL); /* class none with a level */
+    errno = 0;
+    CHECK(syscall(SYS_ioprio_set, 1, 0, (5 << 13)) == -1 && errno == EINVAL);
+    errno = 0;
+    CHECK(syscall(SYS_ioprio_get, 9, 0) == -1 && errno == EINVAL);
     unsigned cpu = 99, node = 99;
     CHECK(syscall(SYS_getcpu, &cpu, &node, NULL) == 0 && CPU_ISSET(cpu, &cs) && node < 64);
     if (vessel) CHECK(cpu == 0 && node == 0);
@@ -292,7 +300,7 @@ static void groups_and_usage(int vessel) {
 int main(int argc, char** argv) {
     if (argc == 3 && !strcmp(argv[1], "exit")) {
         fflush(stdout);
-        RAW1(SYS_exit, atoi(argv[2]));  /* the single thread ends: so does the process */
+        RAW1(SYS_exit, atoi(argv[2])); /* the single thread ends: so does the process */
         return 99;
     }
     if (argc == 3 && !strcmp(argv[1], "exit_group")) {
