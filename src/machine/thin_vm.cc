@@ -118,12 +118,20 @@ const std::vector<state::Section> kThinSections = {state::Section::kConfig, stat
 // rt_sigsuspend or rt_sigtimedwait.
 constexpr int kForwardedSignals[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGALRM, SIGWINCH};
 std::atomic<uint64_t> g_host_signals{0};
+// Of those, the ones the kernel sent (the guest's ITIMER_REAL expiring):
+// si_code SI_KERNEL for the guest too, where a kill from outside is SI_USER.
+std::atomic<uint64_t> g_kernel_signals{0};
 std::atomic<cpu::VcpuRunner*> g_signal_runner{nullptr};
 int g_signal_pipe[2] = {-1, -1};
 
-void on_host_signal(int sig) {
+void on_host_signal(int sig, siginfo_t* info, void*) {
     const int saved = errno;
-    g_host_signals.fetch_or(1ull << (sig - 1));
+    const uint64_t bit = 1ull << (sig - 1);
+    if (info && info->si_code == SI_KERNEL)
+        g_kernel_signals.fetch_or(bit);
+    else
+        g_kernel_signals.fetch_and(~bit);
+    g_host_signals.fetch_or(bit);
     if (g_signal_pipe[1] >= 0) (void)!::write(g_signal_pipe[1], "", 1);
     if (cpu::VcpuRunner* r = g_signal_runner.load()) r->kick();
     errno = saved;
@@ -836,7 +844,11 @@ cpu::Action ThinVm::Impl::process_exited() {
 bool ThinVm::Impl::take_host_signals() {
     uint64_t sigs = g_host_signals.exchange(0);
     if (!sigs) return false;
-    for (; sigs; sigs &= sigs - 1) process->send_signal(__builtin_ctzll(sigs) + 1, SI_USER);
+    const uint64_t from_kernel = g_kernel_signals.load();
+    for (; sigs; sigs &= sigs - 1) {
+        const int sig = __builtin_ctzll(sigs) + 1;
+        process->send_signal(sig, (from_kernel & (1ull << (sig - 1))) ? SI_KERNEL : SI_USER);
+    }
     return true;
 }
 
@@ -971,9 +983,9 @@ Result<RunOutcome> ThinVm::run() {
     const bool forwarding = g_signal_runner.compare_exchange_strong(none, m.runner);
     struct sigaction forward {
     }, saved[std::size(kForwardedSignals)];
-    forward.sa_handler = on_host_signal;
+    forward.sa_sigaction = on_host_signal;
     sigemptyset(&forward.sa_mask);
-    forward.sa_flags = 0;  // no SA_RESTART: a host call blocked for the guest returns EINTR
+    forward.sa_flags = SA_SIGINFO;  // no SA_RESTART: a host call blocked for the guest returns EINTR
     if (forwarding)
         for (size_t i = 0; i < std::size(kForwardedSignals); ++i)
             ::sigaction(kForwardedSignals[i], &forward, &saved[i]);

@@ -375,6 +375,12 @@ private:
     bool enter_handler(int sig, const SigInfo& info, UserContext& context);
     // The mask rt_sigsuspend or a masked wait kept aside, back in place.
     void give_back_mask();
+    // The siginfo of pending signal `sig`: its code, and the sender (the one
+    // process; none for the kernel's, such as the timer's SIGALRM).
+    SigInfo pending_info(int sig) const {
+        const int code = pending_code_[sig - 1];
+        return {sig, code, 0, code == SI_KERNEL ? 0 : static_cast<int32_t>(kGuestPid), options_.uid, false};
+    }
     // The FPU state a handler starts with (Linux's fpu__clear_user_states).
     void reset_fpu();
     void die_of(int sig) {

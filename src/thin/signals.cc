@@ -54,8 +54,7 @@ void Process::deliver_signals(UserContext* context) {
                 std::atomic_ref<uint64_t>(undelivered_[sig - 1]).fetch_add(1, std::memory_order_relaxed);
                 continue;
             }
-            SigInfo info{sig, pending_code_[sig - 1], 0, static_cast<int32_t>(kGuestPid), options_.uid, false};
-            enter_handler(sig, info, *context);
+            enter_handler(sig, pending_info(sig), *context);
             continue;
         }
         const DefaultAction action = default_action(sig);
@@ -232,8 +231,7 @@ int64_t Process::sigtimedwait(uint64_t set, uint64_t info, std::optional<timespe
         pending_signals_ &= ~bit(sig);
         sync_signalfds();
         if (info) {  // taken even when it cannot be stored, as Linux's
-            const auto bytes =
-                encode_siginfo({sig, pending_code_[sig - 1], 0, static_cast<int32_t>(kGuestPid), options_.uid, false});
+            const auto bytes = encode_siginfo(pending_info(sig));
             if (!mem().write(info, bytes.data(), bytes.size())) return -EFAULT;
         }
         return sig;
@@ -272,11 +270,12 @@ int64_t Process::read_signalfd(OpenFile& file, uint64_t buf, uint64_t count) {
         const uint64_t ready = pending_signals_ & file.signalfd->mask;
         if (!ready) break;
         const int sig = __builtin_ctzll(ready) + 1;
+        const SigInfo info = pending_info(sig);
         signalfd_siginfo si{};
         si.ssi_signo = static_cast<uint32_t>(sig);
-        si.ssi_code = pending_code_[sig - 1];
-        si.ssi_pid = static_cast<uint32_t>(kGuestPid);
-        si.ssi_uid = options_.uid;
+        si.ssi_code = info.code;
+        si.ssi_pid = static_cast<uint32_t>(info.pid);
+        si.ssi_uid = info.uid;
         if (!mem().write(buf + done, &si, sizeof si)) break;  // stays pending
         pending_signals_ &= ~bit(sig);
     }

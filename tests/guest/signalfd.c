@@ -1,6 +1,6 @@
 /* signalfd: reading blocked signals as records, readiness for poll and
  * epoll, changing the set, the argument checks, and a blocking read that a
- * timer's signal ends.
+ * timer's signal ends (sent by the kernel: SI_KERNEL, no sender).
  * Usage: signalfd */
 #include <fcntl.h>
 #include <poll.h>
@@ -123,6 +123,7 @@ int main(void) {
     CHECK(read(afd, si, sizeof si) == (ssize_t)sizeof si[0]);
     clock_gettime(CLOCK_MONOTONIC, &after);
     CHECK(si[0].ssi_signo == SIGALRM);
+    CHECK(si[0].ssi_code == SI_KERNEL && si[0].ssi_pid == 0); /* the timer's: the kernel sent it */
     const double waited = (after.tv_sec - before.tv_sec) + (after.tv_nsec - before.tv_nsec) / 1e9;
     CHECK(waited > 0.1 && waited < 5);
     CHECK(close(afd) == 0 && close(every) == 0 && close(sfd) == 0 && close(ep) == 0);
