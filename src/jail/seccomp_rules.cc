@@ -37,7 +37,7 @@ constexpr const char* kAllowed[] = {
     "exit_group", "arch_prctl",
     // time, randomness, identity
     "clock_gettime", "clock_getres", "clock_nanosleep", "nanosleep", "gettimeofday", "time", "getrandom",
-    "uname", "sysinfo", "prlimit64", "getrlimit", "getrusage",
+    "uname", "sysinfo", "prlimit64", "getrlimit", "getrusage", "times",
     // waiting, and the control API's connections (its socket exists already)
     "poll", "ppoll", "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2", "eventfd2",
     "timerfd_create", "timerfd_settime", "timerfd_gettime", "accept4",

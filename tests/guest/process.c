@@ -276,6 +276,7 @@ static void groups_and_usage(int vessel) {
     /* CPU time moves while the program computes. */
     struct rusage before, after, children;
     CHECK(getrusage(RUSAGE_SELF, &before) == 0);
+    const clock_t elapsed_before = times(NULL); /* clock ticks of real time: > 50 ms later, 5 more at 100 Hz */
     volatile uint64_t x = 1;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -294,7 +295,9 @@ static void groups_and_usage(int vessel) {
     CHECK(getrusage(7, &children) == -1 && errno == EINVAL);
     CHECK(getrusage(RUSAGE_SELF, (struct rusage*)8) == -1 && errno == EFAULT);
     struct tms tm;
-    CHECK(times(&tm) != (clock_t)-1 && tm.tms_utime + tm.tms_stime >= 1 && tm.tms_cutime == 0);
+    const clock_t elapsed_after = times(&tm);
+    CHECK(elapsed_after != (clock_t)-1 && tm.tms_utime + tm.tms_stime >= 1 && tm.tms_cutime == 0);
+    CHECK(elapsed_before > 0 && elapsed_after - elapsed_before >= 3);
 }
 
 int main(int argc, char** argv) {
