@@ -1,5 +1,7 @@
 // Moving bytes between descriptors and guest memory: read, write and their
 // positional and vectored forms, and the read-ahead window's fill.
+#include <fcntl.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 
@@ -74,7 +76,8 @@ int64_t sys_pwrite64(Process& p, IoArgs a) { return io_common(p, a, false, true)
 
 namespace {
 
-int64_t vectored(Process& p, IovArgs a, bool to_guest) {
+// readv, writev and their positional forms (`offset` -1: the file position).
+int64_t vectored(Process& p, IovArgs a, bool to_guest, int64_t offset = -1) {
     OpenFile* f = file_of(p, a.fd());
     if (!f) return -EBADF;
     if (f->signalfd) return -EINVAL;  // read() only
@@ -90,7 +93,8 @@ int64_t vectored(Process& p, IovArgs a, bool to_guest) {
     int64_t done = 0;
     for (const auto& v : guest) {
         if (!v.iov_len) continue;
-        int64_t n = transfer(p, f->host.get(), reinterpret_cast<uint64_t>(v.iov_base), v.iov_len, to_guest, -1);
+        int64_t n = transfer(p, f->host.get(), reinterpret_cast<uint64_t>(v.iov_base), v.iov_len, to_guest,
+                             offset < 0 ? -1 : offset + done);
         p.count_io(to_guest, n);
         if (n < 0) return done ? done : n;
         done += n;
@@ -103,6 +107,72 @@ int64_t vectored(Process& p, IovArgs a, bool to_guest) {
 
 int64_t sys_readv(Process& p, IovArgs a) { return vectored(p, a, true); }
 int64_t sys_writev(Process& p, IovArgs a) { return vectored(p, a, false); }
+
+int64_t sys_preadv(Process& p, PosIovArgs a) { return a.offset() < 0 ? -EINVAL : vectored(p, a, true, a.offset()); }
+int64_t sys_pwritev(Process& p, PosIovArgs a) { return a.offset() < 0 ? -EINVAL : vectored(p, a, false, a.offset()); }
+
+// The *2 forms without RWF_* flags; offset -1 is the file position.
+int64_t sys_preadv2(Process& p, PosIovArgs a) {
+    if (a.flags()) return -EOPNOTSUPP;
+    return a.offset() < -1 ? -EINVAL : vectored(p, a, true, a.offset());
+}
+int64_t sys_pwritev2(Process& p, PosIovArgs a) {
+    if (a.flags()) return -EOPNOTSUPP;
+    return a.offset() < -1 ? -EINVAL : vectored(p, a, false, a.offset());
+}
+
+int64_t sys_fallocate(Process& p, FallocateArgs a) {
+    OpenFile* f = file_of(p, a.fd());
+    if (!f) return -EBADF;
+    if (f->signalfd) return -ENODEV;
+    return ::fallocate(f->host.get(), a.mode(), a.offset(), a.len()) < 0 ? -errno : 0;
+}
+
+namespace {
+
+// A loff_t the guest passes by pointer (0: none): read before a call that
+// moves it, written back after.
+struct GuestOffset {
+    uint64_t ptr;
+    loff_t value = 0;
+    loff_t* host() { return ptr ? &value : nullptr; }
+};
+
+// The most one call moves, as Linux's MAX_RW_COUNT.
+constexpr uint64_t kMaxRwCount = 0x7ffff000;
+
+}  // namespace
+
+int64_t sys_sendfile(Process& p, SendfileArgs a) {
+    OpenFile* out = file_of(p, a.out_fd());
+    OpenFile* in = file_of(p, a.in_fd());
+    if (!out || !in) return -EBADF;
+    if (out->signalfd || in->signalfd) return -EINVAL;
+    GuestOffset off{a.offset()};
+    if (off.ptr && !p.mem().read_obj(off.ptr, off.value)) return -EFAULT;
+    const ssize_t n = ::sendfile(out->host.get(), in->host.get(), off.host(), std::min(a.count(), kMaxRwCount));
+    if (n < 0) return -errno;
+    if (off.ptr && !p.mem().write_obj(off.ptr, off.value)) return -EFAULT;
+    return n;
+}
+
+int64_t sys_copy_file_range(Process& p, CopyFileRangeArgs a) {
+    OpenFile* in = file_of(p, a.fd_in());
+    OpenFile* out = file_of(p, a.fd_out());
+    if (!in || !out) return -EBADF;
+    if (in->signalfd || out->signalfd) return -EINVAL;
+    GuestOffset off_in{a.off_in()}, off_out{a.off_out()};
+    if ((off_in.ptr && !p.mem().read_obj(off_in.ptr, off_in.value)) ||
+        (off_out.ptr && !p.mem().read_obj(off_out.ptr, off_out.value)))
+        return -EFAULT;
+    const ssize_t n = ::copy_file_range(in->host.get(), off_in.host(), out->host.get(), off_out.host(),
+                                        std::min(a.len(), kMaxRwCount), static_cast<unsigned>(a.flags()));
+    if (n < 0) return -errno;
+    if ((off_in.ptr && !p.mem().write_obj(off_in.ptr, off_in.value)) ||
+        (off_out.ptr && !p.mem().write_obj(off_out.ptr, off_out.value)))
+        return -EFAULT;
+    return n;
+}
 
 void Process::fill_read_ahead(int fd, OpenFile& file, uint64_t buf, uint64_t count, int64_t got) {
     // Only a full, small read of a regular file suggests more small reads.

@@ -52,6 +52,37 @@ struct IovArgs : FdArgs {
     uint64_t iov() const { return u(1); }
     uint64_t iovcnt() const { return u(2); }
 };
+// preadv, pwritev, preadv2, pwritev2 (the offset in one register on x86-64)
+struct PosIovArgs : IovArgs {
+    using IovArgs::IovArgs;
+    int64_t offset() const { return static_cast<int64_t>(u(3)); }
+    uint64_t flags() const { return u(5); }  // the *2 calls only
+};
+// fallocate
+struct FallocateArgs : FdArgs {
+    using FdArgs::FdArgs;
+    int mode() const { return i32(1); }
+    int64_t offset() const { return static_cast<int64_t>(u(2)); }
+    int64_t len() const { return static_cast<int64_t>(u(3)); }
+};
+// sendfile
+struct SendfileArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t out_fd() const { return u(0); }
+    uint64_t in_fd() const { return u(1); }
+    uint64_t offset() const { return u(2); }  // a loff_t*, or 0
+    uint64_t count() const { return u(3); }
+};
+// copy_file_range
+struct CopyFileRangeArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t fd_in() const { return u(0); }
+    uint64_t off_in() const { return u(1); }  // loff_t*, or 0
+    uint64_t fd_out() const { return u(2); }
+    uint64_t off_out() const { return u(3); }
+    uint64_t len() const { return u(4); }
+    uint64_t flags() const { return u(5); }
+};
 // lseek
 struct SeekArgs : FdArgs {
     using FdArgs::FdArgs;

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/file.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
@@ -327,6 +328,53 @@ static void file_systems(int vessel) {
     close(pfd[1]);
 }
 
+/* fallocate, the positional vectored calls, sendfile and copy_file_range. */
+static void transfers(void) {
+    char path[600], copy[600], buf[16] = {0}, more[16] = {0};
+    snprintf(path, sizeof path, "%s/transfers.txt", work);
+    snprintf(copy, sizeof copy, "%s/transfers-copy.txt", work);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    CHECK(fd >= 0);
+    struct stat st;
+    CHECK(fallocate(fd, 0, 0, 8192) == 0 && fstat(fd, &st) == 0 && st.st_size == 8192);
+    CHECK(fallocate(fd, FALLOC_FL_KEEP_SIZE, 8192, 4096) == 0 && fstat(fd, &st) == 0 && st.st_size == 8192);
+    CHECK(ftruncate(fd, 0) == 0);
+    struct iovec out[2] = {{"hello ", 6}, {"world\n", 6}};
+    CHECK(pwritev(fd, out, 2, 0) == 12);
+    CHECK(lseek(fd, 0, SEEK_CUR) == 0); /* positional: the position stays */
+    struct iovec in[2] = {{buf, 5}, {more, 7}};
+    CHECK(preadv(fd, in, 2, 0) == 12 && !memcmp(buf, "hello", 5) && !memcmp(more, " world\n", 7));
+    errno = 0;
+    CHECK(preadv(fd, in, 2, -5) == -1 && errno == EINVAL);
+    struct iovec one = {buf, 6};
+    CHECK(syscall(SYS_preadv2, fd, &one, 1, -1L, 0L, 0) == 6 &&
+          lseek(fd, 0, SEEK_CUR) == 6);                         /* -1: the position, moved */
+    CHECK(syscall(SYS_pwritev2, fd, &one, 1, 12L, 0L, 0) == 6); /* musl has no wrappers */
+    /* sendfile into a pipe: with an offset the position stays and the offset moves. */
+    int pfd[2];
+    CHECK(pipe(pfd) == 0);
+    off_t off = 6;
+    CHECK(sendfile(pfd[1], fd, &off, 5) == 5 && off == 11 && lseek(fd, 0, SEEK_CUR) == 6);
+    CHECK(sendfile(pfd[1], fd, NULL, 3) == 3 && lseek(fd, 0, SEEK_CUR) == 9);
+    char piped[16] = {0};
+    CHECK(read(pfd[0], piped, sizeof piped) == 8 && !memcmp(piped, "worldwor", 8));
+    errno = 0;
+    CHECK(sendfile(pfd[1], 555, NULL, 3) == -1 && errno == EBADF);
+    close(pfd[0]);
+    close(pfd[1]);
+    /* copy_file_range from offset 0 of one file to offset 2 of another. */
+    int to = open(copy, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    CHECK(to >= 0);
+    loff_t from_off = 0, to_off = 2;
+    CHECK(copy_file_range(fd, &from_off, to, &to_off, 5, 0) == 5 && from_off == 5 && to_off == 7);
+    errno = 0;
+    CHECK(copy_file_range(fd, &from_off, to, &to_off, 5, 1) == -1 && errno == EINVAL);
+    char got[8] = {0};
+    CHECK(pread(to, got, sizeof got, 0) == 7 && !memcmp(got, "\0\0hello", 7));
+    close(to);
+    close(fd);
+}
+
 /* flock: an exclusive lock keeps a second open file description out until
  * it is released; the argument checks. */
 static void locks(void) {
@@ -400,5 +448,6 @@ int main(int argc, char** argv) {
     file_systems(vessel);
     xattrs(vessel);
     locks();
+    transfers();
     return finish("files");
 }
