@@ -320,10 +320,15 @@ Result<> drop_privileges(const Options& o) {
     return {};
 }
 
-// A network namespace file (a bind mount of /proc/PID/ns/net)?
-bool is_network_namespace(int fd) {
+// The namespace kept at kIsolatedNetns, when a network namespace (a bind
+// mount of /proc/PID/ns/net) is there; else empty.
+Fd open_kept_netns() {
+    Fd ns(::open(kIsolatedNetns, O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
     struct statfs fs;
-    return ::fstatfs(fd, &fs) == 0 && fs.f_type == NSFS_MAGIC && ::ioctl(fd, NS_GET_NSTYPE) == CLONE_NEWNET;
+    if (ns && ::fstatfs(ns.get(), &fs) == 0 && fs.f_type == NSFS_MAGIC &&
+        ::ioctl(ns.get(), NS_GET_NSTYPE) == CLONE_NEWNET)
+        return ns;
+    return {};
 }
 
 // The network namespace jailed VMMs without networking share: made once
@@ -333,9 +338,7 @@ bool is_network_namespace(int fd) {
 // one's own costs ~0.6 ms to make and more to tear down. Empty (the caller
 // makes its own) where it cannot be had: not root, no /run.
 Fd isolated_netns() {
-    Fd ns(::open(kIsolatedNetns, O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-    if (ns && is_network_namespace(ns.get())) return ns;
-    ns.reset();
+    if (Fd ns = open_kept_netns()) return ns;
     if (::geteuid() != 0) return {};
     if (::mkdir(kRunDir, 0700) != 0 && errno != EEXIST) return {};
     struct stat dir;
@@ -343,9 +346,7 @@ Fd isolated_netns() {
     if (::lstat(kRunDir, &dir) != 0 || !S_ISDIR(dir.st_mode) || dir.st_uid != 0 || (dir.st_mode & 022)) return {};
     Fd lock(::open(kIsolatedNetnsLock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
     if (!lock || ::flock(lock.get(), LOCK_EX) != 0) return {};
-    ns = Fd(::open(kIsolatedNetns, O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-    if (ns && is_network_namespace(ns.get())) return ns;  // another vessel made it meanwhile
-    ns.reset();
+    if (Fd ns = open_kept_netns()) return ns;  // another vessel made it meanwhile
     Fd target(::open(kIsolatedNetns, O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0400));
     if (!target) return {};
     // A child makes the namespace and mounts it over the file, in the
@@ -361,9 +362,7 @@ Fd isolated_netns() {
     while (::waitpid(pid, &ws, 0) < 0 && errno == EINTR) {
     }
     if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0) return {};
-    ns = Fd(::open(kIsolatedNetns, O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-    if (ns && is_network_namespace(ns.get())) return ns;
-    return {};
+    return open_kept_netns();
 }
 
 }  // namespace

@@ -68,13 +68,13 @@ Result<std::optional<ProgramView>> program_view_from_json(const json& config) {
         v.comm = p.at("comm").get<std::string>();
         size_t total = 0;
         for (const auto* list : {&v.argv, &v.envp})
-            for (const std::string& str : *list) total += str.size() + 1;
-        if (total > kMaxTotal) return fail("snapshot config: the process's arguments exceed 2 MiB", EINVAL);
-        if (v.comm.size() > kMaxComm) return fail("snapshot config: the process's name exceeds 15 bytes", EINVAL);
-        for (const auto* list : {&v.argv, &v.envp})
-            for (const std::string& str : *list)
+            for (const std::string& str : *list) {
                 if (str.find('\0') != std::string::npos)
                     return fail("snapshot config: a process argument holds a NUL byte", EINVAL);
+                total += str.size() + 1;
+            }
+        if (total > kMaxTotal) return fail("snapshot config: the process's arguments exceed 2 MiB", EINVAL);
+        if (v.comm.size() > kMaxComm) return fail("snapshot config: the process's name exceeds 15 bytes", EINVAL);
         return v;
     } catch (const std::exception& e) {
         return fail(std::string("snapshot config: process: ") + e.what(), EINVAL);

@@ -256,8 +256,10 @@ void Process::sync_signalfds() {
         if (ready == f->signalfd->raised) continue;
         // The counter is 0 or 1, so neither call can block.
         uint64_t value = 1;
-        if (ready ? ::write(f->host.get(), &value, sizeof value) : ::read(f->host.get(), &value, sizeof value)) {
-        }
+        if (ready)
+            (void)!::write(f->host.get(), &value, sizeof value);
+        else
+            (void)!::read(f->host.get(), &value, sizeof value);
         f->signalfd->raised = ready;
     }
 }

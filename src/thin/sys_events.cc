@@ -124,7 +124,7 @@ int64_t signalfd_common(Process& p, int fd, uint64_t mask_ptr, uint64_t sizemask
     if (sizemask != sizeof(uint64_t)) return -EINVAL;
     uint64_t mask;
     if (!p.mem().read_obj(mask_ptr, mask)) return -EFAULT;
-    mask &= ~((1ull << (SIGKILL - 1)) | (1ull << (SIGSTOP - 1)));  // silently, as Linux
+    mask &= ~kUnblockable;  // SIGKILL and SIGSTOP, silently, as Linux
     if (fd != -1) {
         OpenFile* f = file_of(p, static_cast<uint64_t>(fd));
         if (!f) return -EBADF;

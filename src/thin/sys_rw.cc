@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 
+#include <cstdint>
 #include <vector>
 
 #include "thin/process.h"
@@ -90,6 +91,8 @@ int64_t vectored(Process& p, IovArgs a, bool to_guest, int64_t offset = -1) {
         total += v.iov_len;
         if (total > kMaxIo) return -EINVAL;
     }
+    // A position the range would run past (Linux's rw_verify_area).
+    if (offset > 0 && total > static_cast<uint64_t>(INT64_MAX - offset)) return -EINVAL;
     int64_t done = 0;
     for (const auto& v : guest) {
         if (!v.iov_len) continue;
@@ -136,6 +139,8 @@ struct GuestOffset {
     uint64_t ptr;
     loff_t value = 0;
     loff_t* host() { return ptr ? &value : nullptr; }
+    bool load(Process& p) { return !ptr || p.mem().read_obj(ptr, value); }
+    bool store(Process& p) const { return !ptr || p.mem().write_obj(ptr, value); }
 };
 
 // The most one call moves, as Linux's MAX_RW_COUNT.
@@ -149,11 +154,10 @@ int64_t sys_sendfile(Process& p, SendfileArgs a) {
     if (!out || !in) return -EBADF;
     if (out->signalfd || in->signalfd) return -EINVAL;
     GuestOffset off{a.offset()};
-    if (off.ptr && !p.mem().read_obj(off.ptr, off.value)) return -EFAULT;
+    if (!off.load(p)) return -EFAULT;
     const ssize_t n = ::sendfile(out->host.get(), in->host.get(), off.host(), std::min(a.count(), kMaxRwCount));
     if (n < 0) return -errno;
-    if (off.ptr && !p.mem().write_obj(off.ptr, off.value)) return -EFAULT;
-    return n;
+    return off.store(p) ? n : -EFAULT;
 }
 
 int64_t sys_copy_file_range(Process& p, CopyFileRangeArgs a) {
@@ -162,16 +166,11 @@ int64_t sys_copy_file_range(Process& p, CopyFileRangeArgs a) {
     if (!in || !out) return -EBADF;
     if (in->signalfd || out->signalfd) return -EINVAL;
     GuestOffset off_in{a.off_in()}, off_out{a.off_out()};
-    if ((off_in.ptr && !p.mem().read_obj(off_in.ptr, off_in.value)) ||
-        (off_out.ptr && !p.mem().read_obj(off_out.ptr, off_out.value)))
-        return -EFAULT;
+    if (!off_in.load(p) || !off_out.load(p)) return -EFAULT;
     const ssize_t n = ::copy_file_range(in->host.get(), off_in.host(), out->host.get(), off_out.host(),
                                         std::min(a.len(), kMaxRwCount), static_cast<unsigned>(a.flags()));
     if (n < 0) return -errno;
-    if ((off_in.ptr && !p.mem().write_obj(off_in.ptr, off_in.value)) ||
-        (off_out.ptr && !p.mem().write_obj(off_out.ptr, off_out.value)))
-        return -EFAULT;
-    return n;
+    return off_in.store(p) && off_out.store(p) ? n : -EFAULT;
 }
 
 void Process::fill_read_ahead(int fd, OpenFile& file, uint64_t buf, uint64_t count, int64_t got) {

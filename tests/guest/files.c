@@ -5,6 +5,7 @@
  *   ("hello world\n"), sub/a.txt ("A\n") and link -> hello.txt. */
 #include <dirent.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/file.h>
 #include <sys/sendfile.h>
@@ -346,6 +347,8 @@ static void transfers(void) {
     CHECK(preadv(fd, in, 2, 0) == 12 && !memcmp(buf, "hello", 5) && !memcmp(more, " world\n", 7));
     errno = 0;
     CHECK(preadv(fd, in, 2, -5) == -1 && errno == EINVAL);
+    errno = 0;
+    CHECK(preadv(fd, in, 2, INT64_MAX - 5) == -1 && errno == EINVAL); /* the range would pass the end of off_t */
     struct iovec one = {buf, 6};
     CHECK(syscall(SYS_preadv2, fd, &one, 1, -1L, 0L, 0) == 6 &&
           lseek(fd, 0, SEEK_CUR) == 6);                         /* -1: the position, moved */
