@@ -37,8 +37,54 @@ VcpuSet::~VcpuSet() {
 }
 
 VcpuRunner& VcpuSet::add(kvm::Vcpu& vcpu, ExitHandler& handler) {
+    std::lock_guard g(mu_);
     cpus_.push_back(std::make_unique<Cpu>(vcpu, handler));
     return cpus_.back()->runner;
+}
+
+size_t VcpuSet::add_running(kvm::Vcpu& vcpu, ExitHandler& handler) {
+    std::lock_guard g(mu_);
+    cpus_.push_back(std::make_unique<Cpu>(vcpu, handler));
+    cpus_.back()->ended = true;  // not looping until launched
+    return cpus_.size() - 1;
+}
+
+void VcpuSet::launch(size_t i, ExitHandler& handler, std::function<void(size_t, const Result<End>&)> done) {
+    Cpu* c;
+    {
+        std::lock_guard g(mu_);
+        c = cpus_.at(i).get();
+    }
+    if (c->thread.joinable()) c->thread.join();  // its loop has ended: only the thread's own end is left
+    {
+        std::lock_guard g(mu_);
+        c->handler = &handler;
+        c->ended = false;
+    }
+    start_thread(i, std::move(done));
+}
+
+void VcpuSet::start_thread(size_t i, std::function<void(size_t, const Result<End>&)> done) {
+    Cpu* c;
+    {
+        std::lock_guard g(mu_);
+        c = cpus_[i].get();
+    }
+    c->thread = std::thread([this, i, c, done] {
+        char name[16];
+        std::snprintf(name, sizeof name, "vcpu%zu", i);
+        pthread_setname_np(pthread_self(), name);
+        Result<End> r = End::kStopped;
+        if (auto started = thread_start_ ? thread_start_() : Result<>(); !started) {
+            std::lock_guard g(mu_);
+            c->ended = true;
+            changed_.notify_all();
+            r = std::unexpected(started.error());
+        } else {
+            r = loop(*c);
+        }
+        if (done) done(i, r);
+    });
 }
 
 void VcpuSet::start() {
@@ -54,30 +100,26 @@ void VcpuSet::finish() {
     changed_.notify_all();
 }
 
-Result<VcpuSet::End> VcpuSet::run_here(size_t i) { return loop(*cpus_.at(i)); }
+Result<VcpuSet::End> VcpuSet::run_here(size_t i) {
+    Cpu* c;
+    {
+        std::lock_guard g(mu_);
+        c = cpus_.at(i).get();
+    }
+    return loop(*c);
+}
 
 void VcpuSet::spawn(std::function<void(size_t, const Result<End>&)> done) {
-    for (size_t i = 0; i < cpus_.size(); ++i) {
-        cpus_[i]->thread = std::thread([this, i, done] {
-            char name[16];
-            std::snprintf(name, sizeof name, "vcpu%zu", i);
-            pthread_setname_np(pthread_self(), name);
-            Result<End> r = End::kStopped;
-            if (auto started = thread_start_ ? thread_start_() : Result<>(); !started) {
-                std::lock_guard g(mu_);
-                cpus_[i]->ended = true;
-                changed_.notify_all();
-                r = std::unexpected(started.error());
-            } else {
-                r = loop(*cpus_[i]);
-            }
-            if (done) done(i, r);
-        });
-    }
+    for (size_t i = 0; i < size(); ++i) start_thread(i, done);
 }
 
 void VcpuSet::join() {
-    for (auto& c : cpus_) {
+    for (size_t i = 0; i < size(); ++i) {
+        Cpu* c;
+        {
+            std::lock_guard g(mu_);
+            c = cpus_[i].get();
+        }
         if (!c->thread.joinable()) continue;
         while (true) {
             {
@@ -94,14 +136,17 @@ void VcpuSet::join() {
 Result<VcpuSet::End> VcpuSet::loop(Cpu& c) {
     VcpuRunner& r = c.runner;
     kvm_run& rs = r.run_state();
+    bool park_first;
     {
         std::lock_guard g(mu_);
         r.bind_thread();
         c.looping = true;
         c.ended = false;
+        park_first = pause_requested_ || stopping_;  // a vCPU launched during a pause
     }
     Result<End> end = End::kStopped;
-    while (true) {
+    while (!park_first || park(c)) {
+        park_first = false;
         if (auto e = r.enter(); !e) {
             end = std::unexpected(e.error());
             break;
@@ -162,23 +207,25 @@ Result<> VcpuSet::pause(std::chrono::milliseconds timeout) {
     pause_requested_ = true;
     // Kick until every vCPU has parked: a kick can land just before a vCPU
     // blocks in a host call, so one is not always enough.
-    while (parked_ < cpus_.size()) {
+    // Ended vCPUs (a thin VM's processes that exited) are not waited for;
+    // the first one's (pid 1's, a full machine's boot vCPU) ends the VM.
+    while (parked_ < looping_locked()) {
         if (stopping_) {
             withdraw();
             return fail("VM is stopping", EBUSY);
         }
-        if (std::any_of(cpus_.begin(), cpus_.end(), [](const auto& c) { return c->ended; })) {
+        if (cpus_.front()->ended) {
             withdraw();
             return fail("VM is exited", EBUSY);
         }
         if (std::chrono::steady_clock::now() > deadline) {
             withdraw();
             const auto secs = std::chrono::duration_cast<std::chrono::seconds>(timeout).count();
-            return fail(std::string(cpus_.size() == 1 ? "the vCPU" : "the vCPUs") + " did not stop within " +
+            return fail(std::string(looping_locked() == 1 ? "the vCPU" : "the vCPUs") + " did not stop within " +
                             std::to_string(secs) + " s",
                         ETIMEDOUT);
         }
-        for (auto& c : cpus_) c->runner.kick();
+        kick_looping();
         changed_.wait_for(g, std::chrono::milliseconds(20));
     }
     state_ = RunState::kPaused;
@@ -210,6 +257,15 @@ RunState VcpuSet::state() const {
 void VcpuSet::kick_all() {
     std::lock_guard g(mu_);
     kick_looping();
+}
+
+size_t VcpuSet::looping() const {
+    std::lock_guard g(mu_);
+    return looping_locked();
+}
+
+size_t VcpuSet::looping_locked() const {
+    return static_cast<size_t>(std::count_if(cpus_.begin(), cpus_.end(), [](const auto& c) { return c->looping; }));
 }
 
 void VcpuSet::kick_looping() {

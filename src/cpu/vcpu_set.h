@@ -44,8 +44,14 @@ public:
 
     // Adds a vCPU (before any runs) with the handler for its exits.
     VcpuRunner& add(kvm::Vcpu& vcpu, ExitHandler& handler);
-    size_t size() const { return cpus_.size(); }
-    VcpuRunner& runner(size_t i) { return cpus_[i]->runner; }
+    size_t size() const {
+        std::lock_guard g(mu_);
+        return cpus_.size();
+    }
+    VcpuRunner& runner(size_t i) {
+        std::lock_guard g(mu_);
+        return cpus_[i]->runner;
+    }
 
     // How a vCPU's loop ended.
     enum class End { kHandler, kStopped };
@@ -59,12 +65,21 @@ public:
     // Runs every vCPU on its own thread ("vcpuN", with the caller's signal
     // mask); `done(i, result)` is called on that thread when its loop ends.
     void spawn(std::function<void(size_t, const Result<End>&)> done);
+    // While the set runs (a thin VM's new process): starts vCPU `i`'s loop
+    // again, with `handler`, on a thread of its own, once its previous
+    // thread (if any) has ended; `done` as for spawn(). A vCPU started
+    // during a pause parks before it first runs.
+    void launch(size_t i, ExitHandler& handler, std::function<void(size_t, const Result<End>&)> done);
+    // Adds a vCPU while the set runs; launch() starts it. Returns its index.
+    size_t add_running(kvm::Vcpu& vcpu, ExitHandler& handler);
     // Called first on each thread spawn() starts (a seccomp filter for the
     // thread kind); if it fails, that vCPU does not run and `done` gets the
     // error.
     void on_thread_start(std::function<Result<>()> start) { thread_start_ = std::move(start); }
     // Kicks every vCPU until its thread's loop has ended, then joins it.
     void join();
+    // The vCPUs whose loops run now.
+    size_t looping() const;
     // Marks the set exited (after the machine's last vCPU has ended).
     void finish();
 
@@ -96,9 +111,14 @@ private:
     Result<End> loop(Cpu& c);
     // Kicks every vCPU in KVM_RUN or a host call; `mu_` held.
     void kick_looping();
+    size_t looping_locked() const;
+    // Starts c's loop on a new thread (c.thread not joinable).
+    void start_thread(size_t i, std::function<void(size_t, const Result<End>&)> done);
     // The vCPU side of pause(): false when stopped instead of resumed.
     bool park(Cpu& c);
 
+    // Entries are never removed (a thin VM reuses an ended one), so
+    // references to them stay valid; the vector itself changes under mu_.
     std::vector<std::unique_ptr<Cpu>> cpus_;
     std::function<Result<>()> thread_start_;
     mutable std::mutex mu_;

@@ -172,7 +172,10 @@ Result<LoadedProgram> load_program(memory::AddressSpace& as, std::span<const uin
     uint64_t stack_size = std::max<uint64_t>(page_align_up(spec.stack_size), 16 * kPageSize);
     uint64_t top = memory::AddressSpace::kStackTop;
     out.stack_low = top - stack_size;
-    if (auto r = as.map_fixed(out.stack_low, stack_size, memory::kProtRead | memory::kProtWrite, "[stack]"); !r)
+    constexpr int kStackProt = memory::kProtRead | memory::kProtWrite;
+    if (auto r = spec.lazy_stack ? as.map_lazy(out.stack_low, stack_size, kStackProt, "[stack]")
+                                 : as.map_fixed(out.stack_low, stack_size, kStackProt, "[stack]");
+        !r)
         return fail("guest memory too small for the stack (raise --mem)", ENOMEM);
     StackWriter st(as, top - 8, out.stack_low);  // Linux leaves a NULL word at the very top
     auto execfn = st.push_string(spec.execfn);

@@ -33,6 +33,9 @@ struct ProgramSpec {
     std::vector<std::string> envp;
     std::string execfn;  // AT_EXECFN: the path the program was started by
     uint64_t stack_size = 8ull << 20;
+    // The stack's pages are mapped as the program touches them
+    // (AddressSpace::map_lazy), not all at once.
+    bool lazy_stack = false;
     uint32_t hwcap = 0;   // AT_HWCAP
     uint32_t hwcap2 = 0;  // AT_HWCAP2
     uint32_t uid = 0, euid = 0, gid = 0, egid = 0;

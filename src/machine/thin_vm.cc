@@ -1,6 +1,9 @@
 #include "machine/thin_vm.h"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -8,6 +11,7 @@
 #include <unistd.h>
 #include <x86intrin.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cinttypes>
@@ -145,7 +149,7 @@ int signal_pipe() {
 
 }  // namespace
 
-struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
+struct ThinVm::Impl final : thin::ProcessTree {
     ThinVmConfig config;
     std::unique_ptr<kvm::System> system;
     std::unique_ptr<kvm::Vm> vm;
@@ -154,13 +158,10 @@ struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
     std::unique_ptr<kvm::Vcpu> vcpu;
     uint64_t kvm_xcr0 = 0x3;   // the XCR0 bits KVM can give a guest (its leaf 0xd), set by create_vcpu
     uint32_t guest_hwcap = 0;  // AT_HWCAP from the vCPU's CPUID, set by create_vcpu
-    // The vCPU's loop and the pause protocol; `runner` is the one vCPU in it.
+    // The vCPUs' loops and the pause protocol: pid 1's vCPU is the first.
     cpu::VcpuSet vcpus;
-    cpu::VcpuRunner* runner = nullptr;
-    // A host call the kick interrupted: once KVM has finished the exit, the
-    // guest is put back on its `out` to make the call again (on_exit).
-    bool restart_syscall = false;
-    std::unique_ptr<thin::Process> process;
+    std::unique_ptr<thin::Process> process;     // pid 1's
+    std::vector<kvm_cpuid_entry2> cpuid_table;  // the vCPUs', set by create_vcpu
     Stats stats;
     RunOutcome outcome;
     PhaseTimer timer;
@@ -172,9 +173,6 @@ struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
     std::string restored_from;
     snapshot::DirtyTracking dirty;  // KVM's dirty logs; the parent of the next diff
 
-    // MSR_LSTAR points at the entry code's stub for where `syscall` lands
-    // here (return_from_lstar), not at the one that exits to find out.
-    bool lstar_fast = false;
     // A restored guest's ITIMER_REAL: armed by run() once SIGALRM is the guest's.
     std::optional<itimerval> restored_timer;
 
@@ -217,6 +215,106 @@ struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
     uint64_t program_stack_size() const { return std::min<uint64_t>(8ull << 20, config.mem_size / 8); }
     // `fsgsbase`: the vCPU runs with CR4.FSGSBASE (the guest may set FS itself).
     void finish_setup(thin::Sandbox sandbox, bool fsgsbase);
+
+    // --- running: one Task per guest process ---
+    struct Task;
+    std::unique_ptr<Task> init;  // pid 1's: runs on run()'s thread
+
+    // --- the process tree (thin::ProcessTree), under tree_mu ---
+    // The cap on processes alive at once (a fork beyond it: EAGAIN), and
+    // the highest pid (/proc/sys/kernel/pid_max's default), after which
+    // pids start again from 2.
+    static constexpr size_t kMaxProcesses = 1024;
+    static constexpr int64_t kPidMax = 4194304;
+    struct Member {
+        int64_t ppid = 0;
+        Task* task = nullptr;  // null once it ended
+        int wait_status = 0;   // once it ended
+        int exit_signal = SIGCHLD;
+    };
+    std::mutex tree_mu;
+    std::map<int64_t, Member> members;  // live processes and zombies
+    int64_t next_pid = thin::kGuestPid + 1;
+    // Every task made for a child: the running ones and the spare ones,
+    // whose process ended and whose vCPU, page tables and thread slot the
+    // next child takes.
+    std::vector<std::unique_ptr<Task>> child_tasks;
+    std::vector<Task*> spare;
+    std::mutex new_task_mu;  // take_task() making a task
+    // Guest memory running out in processes that have ended (run() names it).
+    std::atomic<uint64_t> children_out_of_memory{0};
+    int64_t fork(thin::Process& parent, const thin::UserContext& regs, const thin::CloneRequest& request) override;
+    int64_t wait(thin::Process& p, int64_t pid, bool nohang, bool keep, int& status) override;
+    int64_t parent(const thin::Process& p) override;
+    int64_t kill(thin::Process& sender, int64_t pid, int sig) override;
+    size_t count() override;
+    // The task for a new child: a spare one, or a new vCPU and address
+    // space. Null (errno set) when KVM or guest memory refuses.
+    Task* take_task();
+    // The vCPU state of a child of `parent` entering at `regs`.
+    Result<> set_child_vcpu(Task& parent, Task& child, const thin::UserContext& regs, const thin::CloneRequest& req);
+    // A child process ended (on its own thread): zombie, orphans to pid 1,
+    // SIGCHLD to its parent; its task becomes spare.
+    void child_exited(Task& t, int wait_status);
+    // The task of the live process `pid` (tree_mu held), else null.
+    Task* live(int64_t pid) {
+        auto it = members.find(pid);
+        return it == members.end() ? nullptr : it->second.task;
+    }
+
+    // --- snapshots ---
+    Result<SnapshotInfo> write_snapshot(const SnapshotTarget& target, SnapshotType type);
+};
+
+// One guest process and the vCPU that runs it (ARCHITECTURE.md, "A thin VM
+// holds a process tree"). pid 1's vCPU, address space and process are the
+// VM's own (create() and restore() build them); a child's are the task's,
+// and stay with it for the next child once its process has ended.
+struct ThinVm::Impl::Task final : cpu::ExitHandler, thin::CpuAccess {
+    explicit Task(Impl& machine) : vm(machine) {}
+    Impl& vm;
+    int64_t pid = thin::kGuestPid;
+    memory::AddressSpace* as = nullptr;
+    kvm::Vcpu* vcpu = nullptr;
+    cpu::VcpuRunner* runner = nullptr;
+    size_t slot = 0;  // the vCPU's index in vm.vcpus
+    thin::Process* process = nullptr;
+    std::unique_ptr<kvm::Vcpu> own_vcpu;           // a child's
+    std::unique_ptr<memory::AddressSpace> own_as;  // a child's
+    std::unique_ptr<thin::Process> own_process;    // a child's, while it lives
+    // A host call the kick interrupted: once KVM has finished the exit, the
+    // guest is put back on its `out` to make the call again (on_exit).
+    bool restart_syscall = false;
+    // MSR_LSTAR points at the entry code's stub for where `syscall` lands
+    // here (return_from_lstar), not at the one that exits to find out.
+    bool lstar_fast = false;
+    // Signals the VM's other processes sent this one (kill, a child's
+    // SIGCHLD): taken by its own thread at its next exit, as the VMM's own
+    // signals are by pid 1's. `wake` (an eventfd; pid 1: the self-pipe) is
+    // what its waits in pause, sigsuspend and wait4 watch.
+    std::atomic<uint64_t> incoming{0};
+    Fd wake;
+    int wake_read() const { return pid == thin::kGuestPid ? signal_pipe() : wake.get(); }
+    // From another thread: queues `sig` and interrupts whatever the task does.
+    void post(int sig) {
+        incoming.fetch_or(1ull << (sig - 1));
+        notify();
+    }
+    // Wakes the task's waits (a child changed) and kicks its vCPU.
+    void notify() {
+        const uint64_t one = 1;
+        if (pid == thin::kGuestPid) {
+            if (g_signal_pipe[1] >= 0) (void)!::write(g_signal_pipe[1], "", 1);
+        } else {
+            (void)!::write(wake.get(), &one, sizeof one);
+        }
+        if (runner) runner->kick();
+    }
+    // Signals wait to be taken: the VMM's (pid 1 only) or other processes'.
+    bool signals_waiting() const {
+        return incoming.load(std::memory_order_relaxed) ||
+               (pid == thin::kGuestPid && g_host_signals.load(std::memory_order_relaxed));
+    }
 
     // --- thin::CpuAccess ---
     bool set_segment_base(kvm_segment kvm_sregs::*seg, uint64_t base);
@@ -268,9 +366,6 @@ struct ThinVm::Impl final : cpu::ExitHandler, thin::CpuAccess {
     // in place, or the address the entry code saved (it exits from its own
     // code; abi/thin_guest.h).
     uint64_t syscall_return_address(const kvm_regs& r);
-
-    // --- snapshots ---
-    Result<SnapshotInfo> write_snapshot(const SnapshotTarget& target, SnapshotType type);
 };
 
 // ---------------------------------------------------------------- set-up
@@ -327,6 +422,7 @@ Result<std::vector<kvm_cpuid_entry2>> ThinVm::Impl::create_vcpu(std::span<const 
         if (vcpu->set_cpuid(table)) {
             kvm_xcr0 = x86::supported_xcr0(cached);
             guest_hwcap = x86::hwcap(table);
+            cpuid_table = table;
             return table;
         }
     }
@@ -338,6 +434,7 @@ Result<std::vector<kvm_cpuid_entry2>> ThinVm::Impl::create_vcpu(std::span<const 
     if (auto r = vcpu->set_cpuid(table); !r) return std::unexpected(r.error());
     kvm_xcr0 = x86::supported_xcr0(*fresh);
     guest_hwcap = x86::hwcap(table);
+    cpuid_table = table;
     return table;
 }
 
@@ -368,9 +465,18 @@ void ThinVm::Impl::finish_setup(thin::Sandbox sandbox, bool fsgsbase) {
     opts.xcr0 = xcrs && xcrs->nr_xcrs ? xcrs->xcrs[0].value : kvm_xcr0;
     opts.xsave_size = x86::xsave_size(opts.xcr0);
     opts.signal_fd = signal_pipe();
-    process = std::make_unique<thin::Process>(*as, std::move(sandbox), *this, opts);
+    opts.tree = this;
+    init = std::make_unique<Task>(*this);
+    Task& t = *init;
+    process = std::make_unique<thin::Process>(*as, std::move(sandbox), t, opts);
     if (auto entry = thin::GuestEntry::find(*as)) process->attach_guest_entry(std::move(*entry));
-    runner = &vcpus.add(*vcpu, *this);
+    t.as = as.get();
+    t.vcpu = vcpu.get();
+    t.process = process.get();
+    t.slot = vcpus.size();
+    t.runner = &vcpus.add(*vcpu, t);
+    members[t.pid] = Member{};
+    members[t.pid].task = &t;
     started_at = now_rfc3339();
 }
 
@@ -378,9 +484,13 @@ ThinVm::ThinVm() : impl_(std::make_unique<Impl>()) {}
 
 ThinVm::~ThinVm() {
     Impl& m = *impl_;
+    m.vcpus.stop();
+    m.vcpus.join();
     // Destroy the VM before unmapping its memory: KVM then frees its MMU in
     // one pass, instead of zapping translations range by range through the
     // MMU notifier while the RAM mapping goes away.
+    m.child_tasks.clear();
+    m.init.reset();
     m.process.reset();
     m.vcpu.reset();
     m.vm.reset();
@@ -725,7 +835,7 @@ Result<> ThinVm::Impl::match_cpuid_answers(Build& b) {
 
 // ---------------------------------------------------------------- running
 
-bool ThinVm::Impl::set_segment_base(kvm_segment kvm_sregs::*seg, uint64_t base) {
+bool ThinVm::Impl::Task::set_segment_base(kvm_segment kvm_sregs::*seg, uint64_t base) {
     // Through the segment registers: PVM refuses the FS/GS base MSRs from
     // userspace but honours sregs.
     auto s = vcpu->get_sregs();
@@ -734,19 +844,23 @@ bool ThinVm::Impl::set_segment_base(kvm_segment kvm_sregs::*seg, uint64_t base) 
     return !!vcpu->set_sregs(*s);
 }
 
-uint64_t ThinVm::Impl::segment_base(kvm_segment kvm_sregs::*seg) {
+uint64_t ThinVm::Impl::Task::segment_base(kvm_segment kvm_sregs::*seg) {
     auto s = vcpu->get_sregs();
     return s ? ((*s).*seg).base : 0;
 }
 
-cpu::Action ThinVm::Impl::guest_exception() {
+cpu::Action ThinVm::Impl::Task::guest_exception() {
     // Only a stub runs on page 1 (supervisor-only: guest code cannot jump
     // there), and only after the CPU switched to RSP0 and pushed a frame.
     const uint64_t rsp = runner->regs().rsp;
     x86::ExceptionFrame f;
     if (rsp < kExceptionStubsAddr + x86::kExceptionStubsSize || rsp > kExceptionStackTop - sizeof f)
         return crash("exception report with its stack at " + hex(rsp));
-    std::memcpy(&f, mem->host(rsp, sizeof f), sizeof f);
+    // Page 1 is each process's own (a child's is a copy at the same address).
+    const uint64_t page = as->tables().leaf(kSystemBase) & memory::pte::kAddrMask;  // supervisor-only
+    uint8_t* frame = page ? vm.mem->host(page + (rsp - kSystemBase), sizeof f) : nullptr;
+    if (!frame) return crash("exception report without its page");
+    std::memcpy(&f, frame, sizeof f);
     if (f.vector >= x86::kExceptionVectors) return crash("exception report for vector " + std::to_string(f.vector));
     uint64_t cr2 = 0;
     if (auto s = vcpu->get_sregs()) cr2 = s->cr2;
@@ -755,6 +869,17 @@ cpu::Action ThinVm::Impl::guest_exception() {
     if (f.rip == 0 && f.vector == 14 && runner->regs().rcx >= 2) {
         fault.description += " (a `syscall` the loader did not rewrite, at " + hex(runner->regs().rcx - 2) + ")";
         return crash_at(fault.description, f.rip, f.rsp, 128 + fault.signal);
+    }
+    // A page of a forked child touched for the first time (never written
+    // before the fork, so left unmapped): mapped now, and the stub's
+    // `iretq` retries the access.
+    constexpr uint64_t kPresent = 1, kWrite = 2, kFetch = 16;
+    if (f.vector == 14 && !(f.error_code & kPresent) && (f.cs & 3) == 3) {
+        const int access = f.error_code & kWrite   ? memory::kProtWrite
+                           : f.error_code & kFetch ? memory::kProtExec
+                                                   : memory::kProtRead;
+        if (as->fault_in(cr2, access)) return cpu::Action::kContinue;
+        if (as->find_vma(cr2) && as->allocator().pages_free() == 0) process->note_out_of_memory();
     }
     // A fault in user code: its handler runs, or the process dies of it.
     // The stub's `iretq` returns through the frame, pointed at the handler.
@@ -770,7 +895,7 @@ cpu::Action ThinVm::Impl::guest_exception() {
     f.rip = ctx.regs.rip;
     f.rsp = ctx.regs.rsp;
     f.rflags = ctx.regs.rflags | x86::rflags::kIOPL3;
-    std::memcpy(mem->host(rsp, sizeof f), &f, sizeof f);
+    std::memcpy(frame, &f, sizeof f);
     const uint64_t stub_rip = r.rip, stub_rflags = r.rflags;
     r = ctx.regs;
     r.rip = stub_rip, r.rsp = rsp, r.rflags = stub_rflags;  // still in the stub, on its stack
@@ -778,20 +903,24 @@ cpu::Action ThinVm::Impl::guest_exception() {
     return cpu::Action::kContinue;
 }
 
-cpu::Action ThinVm::Impl::crash(const std::string& why) {
+cpu::Action ThinVm::Impl::Task::crash(const std::string& why) {
     const kvm_regs& r = runner->regs();
     return crash_at(why, r.rip, r.rsp, kExitGuestCrashed);
 }
 
-cpu::Action ThinVm::Impl::crash_at(const std::string& why, uint64_t rip, uint64_t rsp, int status) {
+cpu::Action ThinVm::Impl::Task::crash_at(const std::string& why, uint64_t rip, uint64_t rsp, int status) {
+    if (pid != thin::kGuestPid) {  // a child dies of the signal, or of SIGKILL when there is none
+        vm.child_exited(*this, status > 128 && status < 128 + 65 ? status - 128 : SIGKILL);
+        return cpu::Action::kStop;
+    }
     char buf[320];
     std::snprintf(buf, sizeof buf, "guest crashed: %s at rip=0x%" PRIx64 " rsp=0x%" PRIx64, why.c_str(), rip, rsp);
-    outcome.diagnostic = buf;
-    outcome.status = status;
+    vm.outcome.diagnostic = buf;
+    vm.outcome.status = status;
     return cpu::Action::kStop;
 }
 
-uint64_t ThinVm::Impl::syscall_return_address(const kvm_regs& r) {
+uint64_t ThinVm::Impl::Task::syscall_return_address(const kvm_regs& r) {
     const uint64_t entry = GUEST_ENTRY_VA, entry_end = GUEST_ENTRY_VA + memory::kPageSize;
     if (r.rip >= entry && r.rip < entry_end) {
         uint64_t saved = 0;  // the guest's to scribble on: any value is its own return address
@@ -806,7 +935,7 @@ uint64_t ThinVm::Impl::syscall_return_address(const kvm_regs& r) {
     return at == loader::kExitReplacement[0] ? r.rip + 1 : r.rip;
 }
 
-thin::UserContext ThinVm::Impl::call_context(const kvm_regs& r, bool& via_lstar) {
+thin::UserContext ThinVm::Impl::Task::call_context(const kvm_regs& r, bool& via_lstar) {
     // `out` at the LSTAR entry: RIP on it (VT-x/AMD-V) or just past it (PVM).
     const uint64_t lstar = thin::guest_lstar_va();
     via_lstar = r.rip == lstar || r.rip == lstar + 1;
@@ -817,15 +946,15 @@ thin::UserContext ThinVm::Impl::call_context(const kvm_regs& r, bool& via_lstar)
     return ctx;
 }
 
-std::optional<cpu::Action> ThinVm::Impl::signal_interrupts_call(uint64_t nr, thin::UserContext& ctx, bool via_lstar,
-                                                                bool made) {
+std::optional<cpu::Action> ThinVm::Impl::Task::signal_interrupts_call(uint64_t nr, thin::UserContext& ctx,
+                                                                      bool via_lstar, bool made) {
     if (!take_host_signals() || !process->interrupt_call(nr, ctx, thin::kGuestEntryVa, made)) return std::nullopt;
     if (process->exited()) return process_exited();
     if (via_lstar) return return_from_lstar(static_cast<int64_t>(ctx.regs.rax), ctx);
     return enter_context(ctx);
 }
 
-cpu::Action ThinVm::Impl::enter_context(const thin::UserContext& ctx) {
+cpu::Action ThinVm::Impl::Task::enter_context(const thin::UserContext& ctx) {
     kvm_regs& r = runner->regs();
     r = ctx.regs;
     r.rflags |= arch::x86::rflags::kIOPL3;  // PVM reports it as 0
@@ -833,26 +962,33 @@ cpu::Action ThinVm::Impl::enter_context(const thin::UserContext& ctx) {
     return cpu::Action::kContinue;
 }
 
-cpu::Action ThinVm::Impl::process_exited() {
-    outcome.status = process->exit_status();
+cpu::Action ThinVm::Impl::Task::process_exited() {
+    if (pid != thin::kGuestPid) {
+        const int sig = process->killed_by();
+        vm.child_exited(*this, sig ? sig : (process->exit_status() & 0xff) << 8);
+        return cpu::Action::kStop;
+    }
+    vm.outcome.status = process->exit_status();
     if (const int sig = process->killed_by())  // one line, as a shell says "Aborted"
-        outcome.diagnostic = std::string("guest killed by SIG") + sigabbrev_np(sig);
-    outcome.guest_exited = true;
+        vm.outcome.diagnostic = std::string("guest killed by SIG") + sigabbrev_np(sig);
+    vm.outcome.guest_exited = true;
     return cpu::Action::kStop;
 }
 
-bool ThinVm::Impl::take_host_signals() {
-    uint64_t sigs = g_host_signals.exchange(0);
-    if (!sigs) return false;
+bool ThinVm::Impl::Task::take_host_signals() {
+    uint64_t sigs = pid == thin::kGuestPid ? g_host_signals.exchange(0) : 0;
+    uint64_t from_vm = incoming.exchange(0);
+    if (!sigs && !from_vm) return false;
     const uint64_t from_kernel = g_kernel_signals.load();
     for (; sigs; sigs &= sigs - 1) {
         const int sig = __builtin_ctzll(sigs) + 1;
         process->send_signal(sig, (from_kernel & (1ull << (sig - 1))) ? SI_KERNEL : SI_USER);
     }
+    for (; from_vm; from_vm &= from_vm - 1) process->send_signal(__builtin_ctzll(from_vm) + 1, SI_USER);
     return true;
 }
 
-cpu::Action ThinVm::Impl::host_signal_while_running() {
+cpu::Action ThinVm::Impl::Task::host_signal_while_running() {
     // Not while the guest is inside Vessel's own code (the entry code, on
     // its private stack; a stub running at CPL0): the next exit takes them.
     const uint64_t rip = runner->regs().rip;
@@ -866,7 +1002,7 @@ cpu::Action ThinVm::Impl::host_signal_while_running() {
     return ctx.replaced ? enter_context(ctx) : cpu::Action::kContinue;
 }
 
-cpu::Action ThinVm::Impl::return_from_lstar(int64_t result, const thin::UserContext& ctx) {
+cpu::Action ThinVm::Impl::Task::return_from_lstar(int64_t result, const thin::UserContext& ctx) {
     kvm_regs& r = runner->regs();
     // Where `syscall` went is the platform's (PLATFORM.md): read, not assumed.
     auto sregs = vcpu->get_sregs();
@@ -898,20 +1034,27 @@ cpu::Action ThinVm::Impl::return_from_lstar(int64_t result, const thin::UserCont
     return cpu::Action::kContinue;
 }
 
-cpu::Action ThinVm::Impl::guest_syscall(kvm_run& run) {
+cpu::Action ThinVm::Impl::Task::guest_syscall(kvm_run& run) {
     kvm_regs& r = runner->regs();
     thin::SyscallArgs args{r.rax, {r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9}};
-    if (stats.syscalls == 0) timer.mark("guest to 1st syscall");
-    ++stats.syscalls;
+    if (vm.stats.syscalls == 0) vm.timer.mark("guest to 1st syscall");
+    ++vm.stats.syscalls;
     bool via_lstar;
     thin::UserContext ctx = call_context(r, via_lstar);
     // A signal from outside that came while the VMM served an earlier exit
     // (the vCPU's kick then found the guest in Vessel's own code) is taken
     // before this call, which could otherwise block without seeing it.
-    if (g_host_signals.load(std::memory_order_relaxed))
+    if (signals_waiting())
         if (auto taken = signal_interrupts_call(args.nr, ctx, via_lstar, false)) return *taken;
     int64_t result = process->handle(args, &ctx);
     if (process->exited()) return process_exited();
+    // A signal another process sent while the call ran (a child's SIGCHLD
+    // during wait4) is delivered on the way back, as Linux does.
+    if (result != -EINTR && !ctx.replaced && incoming.load(std::memory_order_relaxed) && take_host_signals()) {
+        ctx.regs.rax = static_cast<uint64_t>(result);
+        process->deliver_pending(ctx);
+        if (process->exited()) return process_exited();
+    }
     if (result == -EINTR && !ctx.replaced)
         if (auto taken = signal_interrupts_call(args.nr, ctx, via_lstar)) return *taken;
     // An un-rewritten call leaves through its stub (sysretq at CPL0), also
@@ -938,10 +1081,10 @@ cpu::Action ThinVm::Impl::guest_syscall(kvm_run& run) {
     return cpu::Action::kContinue;
 }
 
-cpu::Action ThinVm::Impl::on_exit(kvm_run& run) {
+cpu::Action ThinVm::Impl::Task::on_exit(kvm_run& run) {
     switch (run.exit_reason) {
         case KVM_EXIT_IO:
-            exits_io.fetch_add(1, std::memory_order_relaxed);
+            vm.exits_io.fetch_add(1, std::memory_order_relaxed);
             // A rewritten `syscall`: `out dx, eax` (4 bytes, any port); or
             // an exception stub's one-byte report. Any other port access is
             // not something a thin guest may do.
@@ -953,12 +1096,12 @@ cpu::Action ThinVm::Impl::on_exit(kvm_run& run) {
                 return crash("unexpected " + cpu::describe_exit(run));
             return guest_syscall(run);
         case KVM_EXIT_INTR:
-            exits_intr.fetch_add(1, std::memory_order_relaxed);
+            vm.exits_intr.fetch_add(1, std::memory_order_relaxed);
             if (restart_syscall) {
                 restart_syscall = false;
                 kvm_regs& r = runner->regs();
                 // A signal from outside that came meanwhile is the call's interruption.
-                if (g_host_signals.load(std::memory_order_relaxed)) {
+                if (signals_waiting()) {
                     bool via_lstar;
                     thin::UserContext ctx = call_context(r, via_lstar);
                     if (auto taken = signal_interrupts_call(r.rax, ctx, via_lstar)) return *taken;
@@ -968,10 +1111,218 @@ cpu::Action ThinVm::Impl::on_exit(kvm_run& run) {
                 runner->mark_regs_dirty();
                 return cpu::Action::kContinue;  // the call is made again; a signal waits for it
             }
-            if (g_host_signals.load(std::memory_order_relaxed)) return host_signal_while_running();
+            if (signals_waiting()) return host_signal_while_running();
             return cpu::Action::kContinue;
-        default: exits_other.fetch_add(1, std::memory_order_relaxed); return crash(cpu::describe_exit(run));
+        default: vm.exits_other.fetch_add(1, std::memory_order_relaxed); return crash(cpu::describe_exit(run));
     }
+}
+
+// ---------------------------------------------------------------- the process tree
+
+ThinVm::Impl::Task* ThinVm::Impl::take_task() {
+    {
+        std::lock_guard g(tree_mu);
+        if (!spare.empty()) {
+            Task* t = spare.back();
+            spare.pop_back();
+            return t;
+        }
+    }
+    std::lock_guard one_at_a_time(new_task_mu);  // vCPU ids are the set's indices
+    auto t = std::make_unique<Task>(*this);
+    auto v = vm->create_vcpu(static_cast<int>(vcpus.size()));
+    if (!v) return nullptr;
+    t->own_vcpu = std::make_unique<kvm::Vcpu>(std::move(*v));
+    t->wake.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+    t->own_as = std::make_unique<memory::AddressSpace>(*mem, as->allocator());
+    // A vCPU other than the first waits for INIT and SIPI (its LAPIC is
+    // KVM's): runnable at once here, there being no guest kernel to start it.
+    if (!t->own_vcpu->set_cpuid(cpuid_table) || !t->own_vcpu->set_mp_state(KVM_MP_STATE_RUNNABLE) || !t->wake ||
+        !t->own_as->init())
+        return nullptr;
+    (void)t->own_vcpu->set_tsc_offset(0);  // the guest-side clock's formula is pid 1's (align_guest_tsc)
+    t->as = t->own_as.get();
+    t->vcpu = t->own_vcpu.get();
+    t->slot = vcpus.add_running(*t->vcpu, *t);
+    t->runner = &vcpus.runner(t->slot);
+    std::lock_guard g(tree_mu);
+    child_tasks.push_back(std::move(t));
+    return child_tasks.back().get();
+}
+
+Result<> ThinVm::Impl::set_child_vcpu(Task& parent, Task& child, const thin::UserContext& regs,
+                                      const thin::CloneRequest& req) {
+    auto sregs = parent.vcpu->get_sregs();
+    if (!sregs) return std::unexpected(sregs.error());
+    sregs->cr3 = child.as->tables().root();
+    // At CPL3 whatever the parent was in (an un-rewritten call at CPL0).
+    sregs->cs = x86::flat_segment(x86::selector::kUserCode, 0xb, 3, true);
+    sregs->ss = x86::flat_segment(x86::selector::kUserData, 0x3, 3, false);
+    if (req.flags & CLONE_SETTLS) sregs->fs.base = req.tls;
+    if (auto r = child.vcpu->set_sregs(*sregs); !r) return r;
+    const std::vector<uint32_t> msrs = {x86::msr::kStar, x86::msr::kLstar, x86::msr::kSfmask};
+    auto values = parent.vcpu->get_msrs(msrs);
+    if (!values) return std::unexpected(values.error());
+    if (!child.vcpu->set_msrs({{msrs[0], (*values)[0]}, {msrs[1], (*values)[1]}, {msrs[2], (*values)[2]}}))
+        return fail("KVM refused the child's system-call MSRs", EINVAL);
+    child.lstar_fast = parent.lstar_fast;
+    if (auto xcrs = parent.vcpu->get_xcrs(); !xcrs || !child.vcpu->set_xcrs(*xcrs))
+        return fail("the child's XCR0", EINVAL);
+    if (auto fpu = parent.vcpu->get_xsave(); !fpu || !child.vcpu->set_xsave(*fpu))
+        return fail("the child's FPU state", EINVAL);
+    // What the `syscall` leaves behind, returning 0 at the call's return address.
+    kvm_regs& r = child.runner->regs();
+    r = regs.regs;
+    r.rax = 0;
+    r.rcx = r.rip;
+    r.r11 = r.rflags;
+    r.rflags |= x86::rflags::kIOPL3;
+    child.runner->mark_regs_dirty();
+    child.restart_syscall = false;
+    child.incoming = 0;
+    uint64_t drain;
+    while (::read(child.wake.get(), &drain, sizeof drain) > 0) {
+    }
+    return {};
+}
+
+int64_t ThinVm::Impl::fork(thin::Process& parent, const thin::UserContext& regs, const thin::CloneRequest& req) {
+    Task* self;
+    int64_t pid;
+    {
+        std::lock_guard g(tree_mu);
+        self = live(parent.pid());
+        const size_t alive = static_cast<size_t>(
+            std::count_if(members.begin(), members.end(), [](const auto& m) { return m.second.task != nullptr; }));
+        if (!self || alive >= kMaxProcesses) return -EAGAIN;
+        while (members.contains(next_pid)) next_pid = next_pid >= kPidMax ? thin::kGuestPid + 1 : next_pid + 1;
+        pid = next_pid;
+        next_pid = next_pid >= kPidMax ? thin::kGuestPid + 1 : next_pid + 1;
+        members[pid] = Member{parent.pid(), nullptr, 0, req.exit_signal};  // held for the child
+    }
+    Task* child = take_task();
+    auto give_up = [&](int64_t error) {
+        std::lock_guard g(tree_mu);
+        members.erase(pid);
+        if (child) spare.push_back(child);
+        return error;
+    };
+    if (!child) return give_up(-EAGAIN);
+    // Page 1 (the descriptor tables and exception stack) and the entry
+    // code's shared pages are each process's; the rest outside VMAs is shared.
+    auto own_page = [](uint64_t va) {
+        return va == kSystemBase || va == thin::kGuestSharedVa || va == thin::kGuestCountsVa;
+    };
+    if (auto r = child->as->copy_from(*self->as, own_page); !r) {
+        (void)child->as->reset();
+        parent.note_out_of_memory();
+        return give_up(-ENOMEM);
+    }
+    if (auto r = set_child_vcpu(*self, *child, regs, req); !r) {
+        (void)child->as->reset();
+        return give_up(-EAGAIN);
+    }
+    child->pid = pid;
+    child->own_process = parent.fork_child(*child->as, *child, pid, child->wake.get(), req);
+    child->process = child->own_process.get();
+    {
+        std::lock_guard g(tree_mu);
+        members[pid].task = child;
+    }
+    vcpus.launch(child->slot, *child, [this, child](size_t, const Result<cpu::VcpuSet::End>&) {
+        // Its loop ended: the process exited (its task is spare now), or
+        // the VM is stopping, or KVM failed it (it dies as if killed).
+        if (child->process && !vcpus.stopping()) child_exited(*child, SIGKILL);
+        std::lock_guard g(tree_mu);
+        if (!child->process) spare.push_back(child);
+    });
+    return pid;
+}
+
+void ThinVm::Impl::child_exited(Task& t, int wait_status) {
+    // As Linux's exit: the files are closed (a pipe's reader sees its end)
+    // and the memory freed before the parent hears of it.
+    children_out_of_memory += t.own_process->out_of_memory();
+    t.own_process.reset();
+    t.process = nullptr;
+    (void)t.as->reset();
+    std::lock_guard g(tree_mu);
+    Member& m = members[t.pid];
+    m.task = nullptr;
+    m.wait_status = wait_status;
+    bool orphans = false;
+    for (auto& [id, other] : members)
+        if (other.ppid == t.pid) {
+            other.ppid = thin::kGuestPid;
+            orphans = true;
+        }
+    if (orphans) init->notify();
+    if (Task* parent_task = live(m.ppid)) {
+        if (m.exit_signal > 0 && m.exit_signal <= 64)
+            parent_task->post(m.exit_signal);
+        else
+            parent_task->notify();
+    }
+}
+
+int64_t ThinVm::Impl::wait(thin::Process& p, int64_t pid, bool nohang, bool keep, int& status) {
+    Task* self;
+    {
+        std::lock_guard g(tree_mu);
+        self = live(p.pid());
+    }
+    if (!self) return -ECHILD;
+    while (true) {
+        {
+            std::lock_guard g(tree_mu);
+            bool any = false;
+            for (auto it = members.begin(); it != members.end(); ++it) {
+                const auto& [id, m] = *it;
+                if (m.ppid != p.pid() || (pid > 0 && id != pid)) continue;
+                any = true;
+                if (m.task) continue;  // alive
+                status = m.wait_status;
+                const int64_t reaped = id;
+                if (!keep) members.erase(it);
+                return reaped;
+            }
+            if (!any) return -ECHILD;
+        }
+        if (nohang) return 0;
+        if (self->signals_waiting()) return -EINTR;
+        pollfd pfd{self->wake_read(), POLLIN, 0};
+        if (::poll(&pfd, 1, -1) < 0) return -EINTR;  // a kick: a signal, a pause, the VM stopping
+        char drain[64];
+        while (::read(pfd.fd, drain, sizeof drain) > 0) {
+        }
+    }
+}
+
+int64_t ThinVm::Impl::parent(const thin::Process& p) {
+    std::lock_guard g(tree_mu);
+    auto it = members.find(p.pid());
+    return it == members.end() ? 0 : it->second.ppid;
+}
+
+int64_t ThinVm::Impl::kill(thin::Process& sender, int64_t pid, int sig) {
+    std::lock_guard g(tree_mu);
+    bool found = false;
+    for (auto& [id, m] : members) {
+        if (!m.task || id == sender.pid()) continue;
+        // One process; the group (0: every process is in pid 1's); or
+        // everyone but pid 1 (-1), as in a pid namespace.
+        const bool chosen = pid > 0 ? id == pid : pid == 0 || (pid == -1 && id != thin::kGuestPid);
+        if (!chosen) continue;
+        found = true;
+        if (sig) m.task->post(sig);
+    }
+    return found || pid == 0 ? 0 : -ESRCH;
+}
+
+size_t ThinVm::Impl::count() {
+    std::lock_guard g(tree_mu);
+    return static_cast<size_t>(
+        std::count_if(members.begin(), members.end(), [](const auto& m) { return m.second.task != nullptr; }));
 }
 
 Result<RunOutcome> ThinVm::run() {
@@ -980,7 +1331,7 @@ Result<RunOutcome> ThinVm::run() {
     // Signals to the VMM are the guest's while it runs (one VM per process
     // takes them: the first to run).
     cpu::VcpuRunner* none = nullptr;
-    const bool forwarding = g_signal_runner.compare_exchange_strong(none, m.runner);
+    const bool forwarding = g_signal_runner.compare_exchange_strong(none, m.init->runner);
     struct sigaction forward {
     }, saved[std::size(kForwardedSignals)];
     forward.sa_sigaction = on_host_signal;
@@ -991,6 +1342,9 @@ Result<RunOutcome> ThinVm::run() {
             ::sigaction(kForwardedSignals[i], &forward, &saved[i]);
     if (forwarding && m.restored_timer) ::setitimer(ITIMER_REAL, &*m.restored_timer, nullptr);
     auto r = m.vcpus.run_here(0);
+    // pid 1 has ended: so does every other process, as in a pid namespace.
+    m.vcpus.stop();
+    m.vcpus.join();
     if (forwarding) {
         for (size_t i = 0; i < std::size(kForwardedSignals); ++i) ::sigaction(kForwardedSignals[i], &saved[i], nullptr);
         g_signal_runner = nullptr;
@@ -998,7 +1352,7 @@ Result<RunOutcome> ThinVm::run() {
     m.timer.mark("guest run");
     if (r && *r == cpu::VcpuSet::End::kStopped) m.outcome.status = kExitShutdown;
     if (m.process && m.process->unsupported_calls()) m.outcome.unsupported = m.process->unsupported_summary();
-    if (const uint64_t n = m.process ? m.process->out_of_memory() : 0)
+    if (const uint64_t n = (m.process ? m.process->out_of_memory() : 0) + m.children_out_of_memory)
         m.outcome.out_of_memory = "the guest's memory (--mem " + std::to_string(m.config.mem_size >> 20) +
                                   "M) ran out " + std::to_string(n) + (n == 1 ? " time" : " times") +
                                   ": an allocation failed; raise --mem";
@@ -1024,6 +1378,11 @@ Result<SnapshotInfo> ThinVm::snapshot(const SnapshotTarget& target, SnapshotType
     std::lock_guard g(m.lock);
     if (const VmState state = m.vcpus.state(); state != VmState::kPaused)
         return fail(std::string("VM is ") + to_string(state) + "; pause it before taking a snapshot", EBUSY);
+    if (const size_t n = m.count(); n > 1)
+        return fail("the VM runs " + std::to_string(n) +
+                        " processes; a snapshot of a thin VM holds one process only (for now): take it while "
+                        "pid 1 runs alone",
+                    EBUSY);
     return m.write_snapshot(target, type);
 }
 

@@ -1,6 +1,7 @@
 #include "memory/address_space.h"
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 namespace vessel::memory {
@@ -59,7 +60,7 @@ Result<> AddressSpace::release(uint64_t va, uint64_t len) {
     // Punching RAM pages zeroes them for reuse and drops KVM's translations of
     // the old mapping in one step. File-region pages keep their contents.
     auto r = for_each_run(pages, [&](uint64_t pa, uint64_t n) { return mem_->discard(pa, n); });
-    for (uint64_t pa : pages) alloc_.free(pa);
+    for (uint64_t pa : pages) alloc_->free(pa);
     if (!r) return r;
     return for_each_run(region_pages, [&](uint64_t pa, uint64_t n) { return mem_->invalidate(pa, n); });
 }
@@ -69,13 +70,13 @@ Result<> AddressSpace::map_fixed(uint64_t va, uint64_t len, int prot, std::strin
     if (auto r = release(va, len); !r) return r;
     uint64_t pages = len / kPageSize;
     // Page-table pages come from the same pool: leave headroom for them.
-    if (alloc_.pages_free() < pages + pages / 512 + 4) return fail("guest memory exhausted", ENOMEM);
+    if (alloc_->pages_free() < pages + pages / 512 + 4) return fail("guest memory exhausted", ENOMEM);
     uint64_t flags = pte_flags(prot);
-    if (auto run = alloc_.allocate_run(pages)) {  // fresh pages, one contiguous run
+    if (auto run = alloc_->allocate_run(pages)) {  // fresh pages, one contiguous run
         if (auto r = pt_.map_run(va, *run, pages, flags); !r) {
             for (uint64_t off = 0; off < len; off += kPageSize) {
                 (void)pt_.unmap(va + off);
-                alloc_.free(*run + off);
+                alloc_->free(*run + off);
             }
             return r;
         }
@@ -83,13 +84,13 @@ Result<> AddressSpace::map_fixed(uint64_t va, uint64_t len, int prot, std::strin
         return {};
     }
     for (uint64_t off = 0; off < len; off += kPageSize) {
-        auto pa = alloc_.allocate();
+        auto pa = alloc_->allocate();
         if (!pa) {
             (void)release(va, off);
             return fail("guest memory exhausted", ENOMEM);
         }
         if (auto r = pt_.map(va + off, *pa, flags); !r) {
-            alloc_.free(*pa);
+            alloc_->free(*pa);
             vmas_.emplace(va, Vma{va, va + off, prot, name});
             (void)release(va, off);
             return r;
@@ -97,6 +98,71 @@ Result<> AddressSpace::map_fixed(uint64_t va, uint64_t len, int prot, std::strin
     }
     vmas_.emplace(va, Vma{va, va + len, prot, std::move(name)});
     return {};
+}
+
+Result<> AddressSpace::copy_from(const AddressSpace& parent, const std::function<bool(uint64_t)>& private_page) {
+    const auto data = mem_->data_ranges();
+    auto holds_data = [&](uint64_t pa) {
+        auto it = std::upper_bound(data.begin(), data.end(), std::pair{pa, UINT64_MAX});
+        return it != data.begin() && pa < std::prev(it)->second;
+    };
+    Result<> result;
+    parent.pt_.for_each_leaf([&](uint64_t va, uint64_t leaf) {
+        if (!result) return;
+        const uint64_t pa = leaf & pte::kAddrMask, flags = leaf & ~pte::kAddrMask & ~pte::kPresent;
+        const Vma* vma = parent.find_vma(va);
+        const bool ram = mem_->contains(pa, kPageSize);
+        const bool copy = vma ? ram || (vma->prot & kProtWrite) : private_page(va);
+        if (!copy) {
+            // The same page and rights already (the CPU's accessed and dirty
+            // bits aside): a recycled space's leaf stays as it is.
+            if ((pt_.leaf(va) ^ leaf) & ~(pte::kAccessed | pte::kDirty)) result = pt_.map(va, pa, flags);
+            return;
+        }
+        if (vma && ram && !holds_data(pa)) return;  // zeros: mapped on first touch (fault_in)
+        // A recycled space keeps its own pages outside VMAs.
+        const uint64_t have = vma ? 0 : pt_.leaf(va);
+        uint64_t to = have & pte::kAddrMask;
+        if (!have) {
+            auto page = alloc_->allocate();
+            if (!page) {
+                result = fail("guest memory exhausted", ENOMEM);
+                return;
+            }
+            to = *page;
+            if (auto r = pt_.map(va, to, flags); !r) {
+                alloc_->free(to);
+                result = r;
+                return;
+            }
+        }
+        if (vma || !ram || holds_data(pa)) {
+            std::memcpy(mem_->host(to, kPageSize), mem_->host(pa, kPageSize), kPageSize);
+            mem_->note_write(to, kPageSize);
+        }
+    });
+    if (!result) return result;
+    vmas_ = parent.vmas_;
+    return {};
+}
+
+Result<> AddressSpace::map_lazy(uint64_t va, uint64_t len, int prot, std::string name) {
+    if (!range_ok(va, len)) return fail("mmap: bad range", EINVAL);
+    if (auto r = release(va, len); !r) return r;
+    vmas_.emplace(va, Vma{va, va + len, prot, std::move(name)});
+    return {};
+}
+
+bool AddressSpace::fault_in(uint64_t va, int access) {
+    const Vma* vma = find_vma(va);
+    if (!vma || (access & ~vma->prot) || (pt_.leaf(va) & pte::kPresent)) return false;
+    auto page = alloc_->allocate();  // a zero page: the pool's pages are discarded when freed
+    if (!page) return false;
+    if (!pt_.map(page_align_down(va), *page, pte_flags(vma->prot))) {
+        alloc_->free(*page);
+        return false;
+    }
+    return true;
 }
 
 Result<> AddressSpace::map_physical(uint64_t va, uint64_t len, uint64_t pa, int prot, std::string name) {
@@ -151,7 +217,7 @@ Result<> AddressSpace::protect(uint64_t va, uint64_t len, int prot) {
         it->second.prot = prot;
         for (uint64_t p = it->second.start; p < it->second.end; p += kPageSize) {
             uint64_t old = pt_.leaf(p);
-            if (old == (((old & pte::kAddrMask)) | flags)) continue;
+            if (!(old & pte::kPresent) || old == (((old & pte::kAddrMask)) | flags)) continue;  // absent: fault_in
             pt_.set_flags(p, flags);
             pages.push_back(old & pte::kAddrMask);
         }
@@ -163,6 +229,7 @@ bool AddressSpace::poke(uint64_t va, const void* data, uint64_t len) {
     auto* src = static_cast<const uint8_t*>(data);
     while (len) {
         uint64_t e = pt_.leaf(va);
+        if (!(e & pte::kPresent) && fault_in(va, 0)) e = pt_.leaf(va);
         if (!(e & pte::kPresent)) return false;
         uint64_t chunk = std::min<uint64_t>(len, kPageSize - (va & kPageMask));
         uint64_t pa = (e & pte::kAddrMask) | (va & kPageMask);

@@ -5,6 +5,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <string>
 
 namespace vessel::memory {
@@ -119,6 +121,25 @@ Result<> GuestMemory::discard(uint64_t gpa, uint64_t len) {
                     static_cast<off_t>(len)) < 0)
         return fail_errno("fallocate(punch hole)");
     return {};
+}
+
+std::vector<std::pair<uint64_t, uint64_t>> GuestMemory::data_ranges() const {
+    const off_t end = static_cast<off_t>(size());
+    if (image_backed_) return {{0, size()}};
+    std::vector<std::pair<uint64_t, uint64_t>> ranges;
+    for (off_t at = 0; at < end;) {
+        const off_t data = ::lseek(fd_.get(), at, SEEK_DATA);
+        if (data < 0) {
+            if (errno == ENXIO) break;  // only a hole from here on
+            return {{0, size()}};
+        }
+        off_t hole = ::lseek(fd_.get(), data, SEEK_HOLE);
+        if (hole < 0) return {{0, size()}};
+        hole = std::min(hole, end);
+        ranges.emplace_back(static_cast<uint64_t>(data), static_cast<uint64_t>(hole));
+        at = hole;
+    }
+    return ranges;
 }
 
 Result<uint64_t> GuestMemory::add_file_region(int fd, uint64_t size, uint64_t offset) {

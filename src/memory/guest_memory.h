@@ -4,6 +4,7 @@
 // maps a file copy-on-write, fork-style clones map it again.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <span>
@@ -107,6 +108,10 @@ public:
     // exactly these pages (no mapping split, which would notify 2 MiB).
     Result<> invalidate(uint64_t gpa, uint64_t len);
 
+    // The ranges [begin, end) of RAM that may hold data: a page outside
+    // them has not been written since it was last discarded, and reads as
+    // zeros. All of RAM when that cannot be told (RAM from an image).
+    std::vector<std::pair<uint64_t, uint64_t>> data_ranges() const;
     // Bytes of RAM and file regions the host has resident: the guest memory
     // actually touched so far (by the guest or the VMM).
     uint64_t resident_bytes() const;
@@ -118,7 +123,7 @@ public:
     void note_write(uint64_t gpa, uint64_t len) {
         if (dirty_.empty() || len == 0) return;
         for (uint64_t p = gpa >> 12, last = (gpa + len - 1) >> 12; p <= last && (p >> 6) < dirty_.size(); ++p)
-            dirty_[p >> 6] |= 1ull << (p & 63);
+            std::atomic_ref<uint64_t>(dirty_[p >> 6]).fetch_or(1ull << (p & 63), std::memory_order_relaxed);
     }
     // Marks pages from a KVM dirty bitmap (one bit per page from `base_gpa`).
     void merge_dirty_bitmap(uint64_t base_gpa, const std::vector<uint64_t>& bitmap);

@@ -1,6 +1,14 @@
 #include "memory/guest_virtual.h"
 
+#include "memory/address_space.h"
+
 namespace vessel::memory {
+
+std::optional<uint64_t> GuestVirtual::translate(uint64_t va, bool write) const {
+    auto pa = pt_->translate(va, write);
+    if (!pa && lazy_ && lazy_->fault_in(va, write ? kProtWrite : kProtRead)) pa = pt_->translate(va, write);
+    return pa;
+}
 
 bool GuestVirtual::read(uint64_t va, void* out, uint64_t len) const {
     auto* dst = static_cast<uint8_t*>(out);
@@ -25,7 +33,7 @@ bool GuestVirtual::fill(uint64_t va, uint8_t byte, uint64_t len) const {
 Result<std::string> GuestVirtual::read_cstring(uint64_t va, uint64_t max) const {
     std::string s;
     while (true) {
-        auto pa = pt_->translate(va, false);
+        auto pa = translate(va, false);
         if (!pa) return fail("bad address", EFAULT);
         uint64_t chunk = kPageSize - (va & kPageMask);
         const char* h = reinterpret_cast<const char*>(mem_->host(*pa, chunk));

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "base/result.h"
@@ -14,9 +15,14 @@
 
 namespace vessel::memory {
 
+class AddressSpace;
+
 class GuestVirtual {
 public:
-    GuestVirtual(GuestMemory& mem, const PageTables& pt) : mem_(&mem), pt_(&pt) {}
+    // `lazy`: the address space whose untouched pages are mapped on first
+    // access (AddressSpace::fault_in), as the guest's own faults map them.
+    GuestVirtual(GuestMemory& mem, const PageTables& pt, AddressSpace* lazy = nullptr)
+        : mem_(&mem), pt_(&pt), lazy_(lazy) {}
 
     // All return false on any unmapped or non-permitted byte (nothing partial
     // is reported; a write may have been applied up to the failing page).
@@ -41,7 +47,7 @@ public:
     bool for_each_chunk(uint64_t va, uint64_t len, bool write, F&& f) const {
         if (len > kUserAddressEnd || va > kUserAddressEnd - len) return false;
         while (len) {
-            auto pa = pt_->translate(va, write);
+            auto pa = translate(va, write);
             if (!pa) return false;
             uint64_t chunk = std::min<uint64_t>(len, kPageSize - (va & kPageMask));
             uint8_t* h = mem_->host(*pa, chunk);
@@ -55,8 +61,12 @@ public:
     }
 
 private:
+    // pt_->translate, after mapping a page not touched yet.
+    std::optional<uint64_t> translate(uint64_t va, bool write) const;
+
     GuestMemory* mem_;
     const PageTables* pt_;
+    AddressSpace* lazy_;
 };
 
 }  // namespace vessel::memory

@@ -3,6 +3,7 @@
 namespace vessel::memory {
 
 std::optional<uint64_t> PageAllocator::allocate() {
+    std::lock_guard g(mu_);
     if (!free_.empty()) {
         uint64_t p = free_.back();
         free_.pop_back();

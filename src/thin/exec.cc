@@ -140,6 +140,9 @@ int64_t Process::exec(int dirfd, uint64_t path_ptr, uint64_t argv_ptr, uint64_t 
     spec.envp = envp;
     spec.execfn = path;
     spec.stack_size = options_.stack_size;
+    // Pages on first touch: a process tree's stacks would otherwise take
+    // 8 MiB of guest memory each (a fork then exec is the common case).
+    spec.lazy_stack = true;
     spec.hwcap = options_.hwcap;
     spec.hwcap2 = options_.hwcap2;
     spec.uid = spec.euid = options_.uid;

@@ -20,7 +20,43 @@
 namespace vessel::thin {
 
 Process::Process(memory::AddressSpace& as, Sandbox sandbox, CpuAccess& cpu, ProcessOptions options)
-    : as_(&as), sandbox_(std::move(sandbox)), cpu_(&cpu), options_(options) {}
+    : as_(&as), sandbox_(std::make_shared<Sandbox>(std::move(sandbox))), cpu_(&cpu), options_(options) {}
+
+std::unique_ptr<Process> Process::fork_child(memory::AddressSpace& as, CpuAccess& cpu, int64_t pid, int signal_fd,
+                                             const CloneRequest& request) const {
+    ProcessOptions opts = options_;
+    opts.pid = pid;
+    opts.signal_fd = signal_fd;
+    std::unique_ptr<Process> child(new Process(as, sandbox_, cpu, std::move(opts)));
+    Process& c = *child;
+    c.fds_ = fds_;  // the same open file descriptions
+    c.cwd_ = cwd_;
+    c.brk_start_ = brk_start_;
+    c.brk_ = brk_;
+    c.heap_end_ = heap_end_;
+    c.self_exe_strings_ = self_exe_strings_;
+    c.umask_ = umask_;
+    c.signal_mask_ = signal_mask_;
+    c.sigactions_ = sigactions_;
+    c.sigaltstack_ = sigaltstack_;
+    c.prctl_state_ = prctl_state_;
+    c.prctl_state_.pdeathsig = 0;  // not inherited
+    c.window_va_ = window_va_;
+    c.window_size_ = window_size_;
+    c.windows_wasted_ = windows_wasted_;
+    c.clear_child_tid_ = request.flags & CLONE_CHILD_CLEARTID ? request.child_tid : 0;
+    if (entry_)
+        if (auto entry = GuestEntry::find(as)) c.attach_guest_entry(std::move(*entry));
+    c.set_clear_child_tid(c.clear_child_tid_);
+    if (request.flags & CLONE_CHILD_SETTID) {
+        const int32_t tid = static_cast<int32_t>(pid);
+        (void)c.mem().write(request.child_tid, &tid, sizeof tid);  // a bad address is the child's loss, as in Linux
+    }
+    return child;
+}
+
+Process::Process(memory::AddressSpace& as, std::shared_ptr<Sandbox> sandbox, CpuAccess& cpu, ProcessOptions options)
+    : as_(&as), sandbox_(std::move(sandbox)), cpu_(&cpu), options_(std::move(options)) {}
 
 void Process::attach_stdio() {
     for (int fd = 0; fd < 3; ++fd) {
@@ -38,7 +74,7 @@ void Process::attach_guest_entry(GuestEntry entry) {
     s.enabled = options_.trace ? 0 : 1;
     s.uid = options_.uid;
     s.gid = options_.gid;
-    s.pid = kGuestPid;
+    s.pid = static_cast<uint64_t>(options_.pid);
     entry.note_shared_write();
     // A restored guest may have a window already: adopt its buffer if it is
     // still the VMA we mapped, so the next fill reuses it.
@@ -386,7 +422,7 @@ Result<> Process::restore(const ProcessSnapshot& s) {
                 files.push_back(std::move(*proc));
                 continue;
             }
-            auto fd = sandbox_.open(file.guest_path, flags, 0);
+            auto fd = sandbox_->open(file.guest_path, flags, 0);
             if (!fd)
                 return fail("restore: cannot reopen " + file.guest_path + ": " + std::strerror(fd.error().sys_errno),
                             fd.error().sys_errno);

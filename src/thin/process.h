@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -23,7 +24,8 @@
 
 namespace vessel::thin {
 
-// The guest's pid and tid (a thin guest is one single-threaded process).
+// The first process's pid (and tid): a thin VM's processes are numbered
+// from it, as in a pid namespace.
 inline constexpr int64_t kGuestPid = 1;
 
 // The limits a guest sees for `resource` (sys_process.cc): {cur, max}.
@@ -97,6 +99,44 @@ struct ProcessSnapshot {
     itimerval real_timer{};                   // ITIMER_REAL (alarm, setitimer)
 };
 
+class Process;
+struct UserContext;
+
+// What clone (fork, vfork, clone3) asks for besides the copy (thin/sys_process.cc).
+struct CloneRequest {
+    uint64_t flags = 0;         // CLONE_* (the exit signal's byte cleared)
+    int exit_signal = SIGCHLD;  // sent to the parent when the child ends; 0: none
+    uint64_t stack = 0;         // the child's stack pointer; 0: the parent's
+    uint64_t parent_tid = 0;    // CLONE_PARENT_SETTID: where the parent finds the child's pid
+    uint64_t child_tid = 0;     // CLONE_CHILD_SETTID / CLONE_CHILD_CLEARTID
+    uint64_t tls = 0;           // CLONE_SETTLS: the child's FS base
+};
+
+// The VM's other processes, as one process reaches them. The machine keeps
+// the tree (machine/thin_vm.cc): each process runs on a vCPU of its own, so
+// these are called from the calling process's vCPU thread.
+class ProcessTree {
+public:
+    virtual ~ProcessTree() = default;
+    // A child of `parent` with a copy of its memory and state (fork_child),
+    // running from `regs` (the call's return, RAX 0). Its pid, or -errno
+    // (-EAGAIN: too many processes, -ENOMEM: guest memory used up).
+    virtual int64_t fork(Process& parent, const UserContext& regs, const CloneRequest& request) = 0;
+    // wait4/waitid: a child of `p` that ended and matches `pid` (> 0: that
+    // one; -1, 0 or < -1: any, the VM's processes being one group). Its pid
+    // and wait status (`status`, as wait4's); it is reaped unless `keep`.
+    // 0 with `nohang` when none has ended yet; -ECHILD when there is no such
+    // child; -EINTR when a signal came for `p` while it waited.
+    virtual int64_t wait(Process& p, int64_t pid, bool nohang, bool keep, int& status) = 0;
+    // The parent's pid (0 for pid 1).
+    virtual int64_t parent(const Process& p) = 0;
+    // kill(2) from `sender` to `pid` (> 0: one process; 0, -1 or -1's group:
+    // every process, Linux's rules for -1 applied). 0, or -ESRCH.
+    virtual int64_t kill(Process& sender, int64_t pid, int sig) = 0;
+    // Live processes, pid 1 included.
+    virtual size_t count() = 0;
+};
+
 struct ProcessOptions {
     bool trace = false;
     bool fsgsbase = false;  // CR4.FSGSBASE is on: the guest may set FS itself
@@ -119,11 +159,25 @@ struct ProcessOptions {
     // Readable when a signal from outside the VM waits for the guest (the
     // machine's self-pipe): pause and rt_sigsuspend wait on it. -1: none.
     int signal_fd = -1;
+    // The VM's process tree (none: a lone process, as in the tests), and
+    // this process's pid in it.
+    ProcessTree* tree = nullptr;
+    int64_t pid = kGuestPid;
 };
 
 class Process {
 public:
     Process(memory::AddressSpace& as, Sandbox sandbox, CpuAccess& cpu, ProcessOptions options);
+    // fork(2)'s child: the same files (descriptions shared, as after
+    // Linux's fork), working directory, break, signal dispositions, mask and
+    // alternate stack; no pending signals, timers or counts. `as` holds the
+    // copy of this process's memory (AddressSpace::copy_from); the request's
+    // CLONE_CHILD_SETTID and CLONE_CHILD_CLEARTID are applied to it.
+    // `signal_fd`: what the child's waits watch (ProcessOptions::signal_fd).
+    std::unique_ptr<Process> fork_child(memory::AddressSpace& as, CpuAccess& cpu, int64_t pid, int signal_fd,
+                                        const CloneRequest& request) const;
+    int64_t pid() const { return options_.pid; }
+    ProcessTree* tree() const { return options_.tree; }
 
     // Executes one system call; returns RAX. With `context` (the caller's
     // registers, rip where the call returns to), signal handlers run: a
@@ -264,7 +318,7 @@ public:
     // State the families share.
     memory::AddressSpace& as() { return *as_; }
     memory::GuestVirtual mem() const { return as_->view(); }
-    Sandbox& sandbox() { return sandbox_; }
+    Sandbox& sandbox() { return *sandbox_; }
     FdTable& fds() { return fds_; }
     CpuAccess& cpu() { return *cpu_; }
     const ProcessOptions& options() const { return options_; }
@@ -341,6 +395,7 @@ public:
     int64_t read_path(int dirfd, uint64_t ptr, std::string& out, bool allow_empty = false);
 
 private:
+    Process(memory::AddressSpace& as, std::shared_ptr<Sandbox> sandbox, CpuAccess& cpu, ProcessOptions options);
     // Waits on the machine's self-pipe until a signal from outside arrives
     // (true; also when the wait is interrupted) or `timeout` passes (false).
     bool wait_for_outside_signal(std::optional<timespec> timeout);
@@ -390,7 +445,7 @@ private:
     }
 
     memory::AddressSpace* as_;
-    Sandbox sandbox_;
+    std::shared_ptr<Sandbox> sandbox_;  // one for the VM's processes
     CpuAccess* cpu_;
     ProcessOptions options_;
     FdTable fds_;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <string>
 
@@ -30,8 +31,8 @@ int64_t sys_exit(Process& p, ExitArgs a) {
     return 0;
 }
 
-int64_t sys_getpid(Process&, NoArgs) { return kGuestPid; }
-int64_t sys_getppid(Process&, NoArgs) { return 0; }
+int64_t sys_getpid(Process& p, NoArgs) { return p.pid(); }
+int64_t sys_getppid(Process& p, NoArgs) { return p.tree() ? p.tree()->parent(p) : 0; }
 int64_t sys_getuid(Process& p, NoArgs) { return p.options().uid; }
 
 // The guest has no supplementary groups.
@@ -49,7 +50,7 @@ int64_t sys_getgid(Process& p, NoArgs) { return p.options().gid; }
 
 int64_t sys_set_tid_address(Process& p, SetTidAddressArgs a) {
     p.set_clear_child_tid(a.tidptr());
-    return kGuestPid;
+    return p.pid();
 }
 
 int64_t sys_set_robust_list(Process&, SetRobustListArgs a) {
@@ -142,29 +143,45 @@ int64_t sys_prctl(Process& p, PrctlArgs a) {
     }
 }
 
-// The guest's process is the only one: pid and tid 1, its own group and
-// session. Signal 0 only checks the target exists.
+// A signal to the caller itself. Signal 0 only checks the target exists.
 int64_t send_to_self(Process& p, uint64_t sig, int code) {
     if (sig > 64) return -EINVAL;
     if (sig) p.send_signal(static_cast<int>(sig), code);
     return 0;
 }
 
+// The VM's processes are one process group and session, pid 1's.
 int64_t sys_kill(Process& p, KillArgs a) {
     const int64_t pid = a.target();
-    // pid 1, the process group (0, -1: itself) or every process it may signal (-1).
-    if (pid != kGuestPid && pid != 0 && pid != -1 && pid != -kGuestPid) return -ESRCH;
-    return send_to_self(p, a.signum(), SI_USER);
+    if (a.signum() > 64) return -EINVAL;
+    const int sig = static_cast<int>(a.signum());
+    if (pid == p.pid()) return send_to_self(p, a.signum(), SI_USER);
+    if (!p.tree()) {
+        // A lone process: the group (0, -1 naming group 1) and everyone (-1) are itself.
+        if (pid != 0 && pid != -1) return -ESRCH;
+        return send_to_self(p, a.signum(), SI_USER);
+    }
+    const int64_t others = p.tree()->kill(p, pid, sig);
+    if (pid == 0) return send_to_self(p, a.signum(), SI_USER);  // the caller's group holds the caller
+    return others;
+}
+
+// tkill and tgkill: every process is single-threaded, its tid its pid.
+int64_t send_to_thread(Process& p, int64_t tid, uint64_t sig) {
+    if (sig > 64) return -EINVAL;
+    if (tid == p.pid()) return send_to_self(p, sig, SI_TKILL);
+    return p.tree() ? p.tree()->kill(p, tid, static_cast<int>(sig)) : -ESRCH;
 }
 
 int64_t sys_tkill(Process& p, KillArgs a) {
     if (a.target() <= 0) return -EINVAL;
-    return a.target() == kGuestPid ? send_to_self(p, a.signum(), SI_TKILL) : -ESRCH;
+    return send_to_thread(p, a.target(), a.signum());
 }
 
 int64_t sys_tgkill(Process& p, TgkillArgs a) {
     if (a.tgid() <= 0 || a.tid() <= 0) return -EINVAL;
-    return a.tgid() == kGuestPid && a.tid() == kGuestPid ? send_to_self(p, a.signum(), SI_TKILL) : -ESRCH;
+    if (a.tgid() != a.tid()) return -ESRCH;
+    return send_to_thread(p, a.tid(), a.signum());
 }
 
 int64_t sys_rt_sigreturn(Process& p, NoArgs) { return p.sigreturn(); }
@@ -332,29 +349,127 @@ int64_t sys_getpgrp(Process&, NoArgs) { return kGuestPid; }
 int64_t sys_getsid(Process&, PidArgs a) { return a.pid() == 0 || a.pid() == kGuestPid ? kGuestPid : -ESRCH; }
 int64_t sys_setsid(Process&, NoArgs) { return -EPERM; }
 
-// A process with no children: wait4 and waitid check their arguments as
-// Linux does, then find nobody to wait for.
-int64_t sys_wait4(Process&, Wait4Args a) {
-    if (a.options() & ~uint64_t(WNOHANG | WUNTRACED | WCONTINUED | __WNOTHREAD | __WCLONE | __WALL)) return -EINVAL;
-    if (a.pid() == INT32_MIN) return -ESRCH;  // -INT_MIN overflows, as Linux says
-    return -ECHILD;
+// A new process (ProcessTree::fork) for fork, vfork and clone without
+// CLONE_VM. CLONE_VM with CLONE_VFORK (posix_spawn's) is served by a copy
+// too: such a child only execs or exits, on the stack it was given; what it
+// writes is not seen by the parent (an exec failure's errno: the parent
+// then sees the child exit 127). Threads (CLONE_VM alone) are not yet.
+int64_t start_child(Process& p, const CloneRequest& req) {
+    constexpr uint64_t kHandled = CLONE_VM | CLONE_VFORK | CLONE_PARENT_SETTID | CLONE_CHILD_SETTID |
+                                  CLONE_CHILD_CLEARTID | CLONE_SETTLS | CLONE_PTRACE | CLONE_UNTRACED;
+    if (req.flags & CLONE_SIGHAND && !(req.flags & CLONE_VM)) return -EINVAL;
+    if (req.flags & CLONE_THREAD && !(req.flags & CLONE_SIGHAND)) return -EINVAL;
+    if ((req.flags & CLONE_VM) && !(req.flags & CLONE_VFORK)) return -ENOSYS;  // threads
+    if (req.flags & ~kHandled) return -EINVAL;
+    if (!p.tree() || !p.context()) return -ENOSYS;  // a lone process (tests, fuzzing)
+    UserContext child = *p.context();
+    child.regs.rax = 0;
+    if (req.stack) child.regs.rsp = req.stack;
+    const int64_t pid = p.tree()->fork(p, child, req);
+    if (pid > 0 && req.flags & CLONE_PARENT_SETTID) {
+        const int32_t tid = static_cast<int32_t>(pid);
+        (void)p.mem().write(req.parent_tid, &tid, sizeof tid);
+    }
+    return pid;
 }
 
-int64_t sys_waitid(Process&, WaitidArgs a) {
+int64_t sys_fork(Process& p, NoArgs) { return start_child(p, {}); }
+
+int64_t sys_vfork(Process& p, NoArgs) { return start_child(p, {.flags = CLONE_VM | CLONE_VFORK}); }
+
+int64_t sys_clone(Process& p, CloneArgs a) {
+    return start_child(p, {.flags = a.flags() & ~uint64_t{0xff},
+                           .exit_signal = static_cast<int>(a.flags() & 0xff),
+                           .stack = a.stack(),
+                           .parent_tid = a.parent_tid(),
+                           .child_tid = a.child_tid(),
+                           .tls = a.tls()});
+}
+
+int64_t sys_clone3(Process& p, Clone3Args a) {
+    // struct clone_args: flags, pidfd, child_tid, parent_tid, exit_signal,
+    // stack, stack_size, tls (version 0, 64 bytes), then set_tid,
+    // set_tid_size and cgroup, which must be 0 here.
+    std::array<uint64_t, 11> args{};
+    if (a.size() < 64 || a.size() > 4096) return a.size() < 64 ? -EINVAL : -E2BIG;
+    const uint64_t known = std::min<uint64_t>(a.size(), sizeof args);
+    if (!p.mem().read(a.uargs(), args.data(), known)) return -EFAULT;
+    for (uint64_t off = sizeof args; off < a.size(); off += 8) {  // a newer caller's fields: all zero
+        uint64_t more = 0;
+        if (!p.mem().read(a.uargs() + off, &more, std::min<uint64_t>(8, a.size() - off))) return -EFAULT;
+        if (more) return -E2BIG;
+    }
+    const auto [flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size,
+                cgroup] = args;
+    if (exit_signal > 64 || set_tid || set_tid_size || cgroup || flags >> 32) return -EINVAL;
+    if ((stack == 0) != (stack_size == 0)) return -EINVAL;
+    (void)pidfd;
+    return start_child(p, {.flags = flags,
+                           .exit_signal = static_cast<int>(exit_signal),
+                           .stack = stack ? stack + stack_size : 0,
+                           .parent_tid = parent_tid,
+                           .child_tid = child_tid,
+                           .tls = tls});
+}
+
+// wait4 and waitid check their arguments as Linux does, then ask the tree.
+int64_t sys_wait4(Process& p, Wait4Args a) {
+    if (a.options() & ~uint64_t(WNOHANG | WUNTRACED | WCONTINUED | __WNOTHREAD | __WCLONE | __WALL)) return -EINVAL;
+    if (a.pid() == INT32_MIN) return -ESRCH;  // -INT_MIN overflows, as Linux says
+    if (!p.tree()) return -ECHILD;
+    int status = 0;
+    const int64_t pid = p.tree()->wait(p, a.pid(), a.options() & WNOHANG, false, status);
+    if (pid <= 0) return pid;
+    if (a.status() && !p.mem().write_obj(a.status(), status)) return -EFAULT;
+    if (a.rusage()) {
+        const rusage none{};  // the child's use is not accounted
+        if (!p.mem().write_obj(a.rusage(), none)) return -EFAULT;
+    }
+    return pid;
+}
+
+int64_t sys_waitid(Process& p, WaitidArgs a) {
     const uint64_t known = WNOHANG | WEXITED | WSTOPPED | WCONTINUED | WNOWAIT | __WNOTHREAD | __WCLONE | __WALL;
     if (a.options() & ~known || !(a.options() & (WEXITED | WSTOPPED | WCONTINUED))) return -EINVAL;
+    int64_t pid = -1;
     switch (a.idtype()) {
         case P_ALL: break;
         case P_PID:
             if (static_cast<int32_t>(a.id()) <= 0) return -EINVAL;
+            pid = static_cast<int32_t>(a.id());
             break;
-        case P_PGID:  // 0: the caller's group
+        case P_PGID:  // 0: the caller's group; every process is in pid 1's
             if (static_cast<int32_t>(a.id()) < 0) return -EINVAL;
+            if (a.id() != 0 && a.id() != kGuestPid) return -ECHILD;
             break;
         case P_PIDFD: return static_cast<int32_t>(a.id()) < 0 ? -EINVAL : -EBADF;  // no pidfd exists
         default: return -EINVAL;
     }
-    return -ECHILD;
+    if (!p.tree() || !(a.options() & WEXITED)) return -ECHILD;  // stops are not reported
+    int status = 0;
+    const int64_t got = p.tree()->wait(p, pid, a.options() & WNOHANG, a.options() & WNOWAIT, status);
+    if (got < 0) return got;
+    // siginfo_t: si_signo, si_errno, si_code, then si_pid, si_uid, si_status.
+    struct {
+        int32_t signo, err, code, pad;
+        int32_t pid;
+        uint32_t uid;
+        int32_t status;
+        uint8_t rest[128 - 28];
+    } info{};
+    if (got > 0) {
+        info.signo = SIGCHLD;
+        info.code = WIFEXITED(status) ? CLD_EXITED : CLD_KILLED;
+        info.pid = static_cast<int32_t>(got);
+        info.uid = p.options().uid;
+        info.status = WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status);
+    }
+    if (a.infop() && !p.mem().write_obj(a.infop(), info)) return -EFAULT;
+    if (a.rusage()) {
+        const rusage none{};
+        if (!p.mem().write_obj(a.rusage(), none)) return -EFAULT;
+    }
+    return 0;
 }
 
 // CPU time: the vCPU's host thread's, which runs the guest's code and the

@@ -541,6 +541,21 @@ struct Wait4Args : ArgsView {
     uint64_t options() const { return u(2); }
     uint64_t rusage() const { return u(3); }
 };
+// clone
+struct CloneArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t flags() const { return u(0); }
+    uint64_t stack() const { return u(1); }
+    uint64_t parent_tid() const { return u(2); }
+    uint64_t child_tid() const { return u(3); }
+    uint64_t tls() const { return u(4); }
+};
+// clone3
+struct Clone3Args : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t uargs() const { return u(0); }
+    uint64_t size() const { return u(1); }
+};
 // waitid
 struct WaitidArgs : ArgsView {
     using ArgsView::ArgsView;

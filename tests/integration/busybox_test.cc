@@ -272,5 +272,42 @@ TEST(BusyboxShell, TrapsSeeSignalsFromOutside) {
     }
 }
 
+// Shell scripts that make processes — pipelines, command substitution,
+// subshells, background jobs and `wait`, `xargs`, `find -exec`, `env CMD`,
+// `tar -z` (which runs gzip) — print what they print natively. The guest
+// sees the host's file system (--root /), so the commands are the host's
+// own programs, most of them dynamically linked; the files are in a
+// directory both runs reach by the same path.
+TEST(BusyboxShell, ProcessTreesAsNative) {
+    REQUIRE_KVM();
+    TempDir t;
+    const std::string d = t.path();
+    make_dirs(d + "/tree/sub");
+    write_file(d + "/tree/one.txt", "b\na\nb\n");
+    write_file(d + "/tree/sub/two.txt", "two\n");
+    const std::vector<std::string> scripts = {
+        "sort " + d + "/tree/one.txt | uniq -c | sort -rn",
+        "x=$(echo hello | tr a-z A-Z); echo \"$x\" $(seq 3) $(basename /a/b.txt .txt)",
+        "(exit 3); echo $?; false | true; echo $?; (cd /; pwd); pwd",
+        "sleep 0.1 & wait $!; echo waited $?; sh -c 'exit 4'; echo $?",
+        "seq 5 | xargs -n2 echo; env printf '%s\\n' envok",
+        "find " + d + "/tree -type f -exec basename {} \\; | sort",
+        "tar -czf - -C " + d + " tree | tar -tzf - | sort",
+        "for i in 1 2 3; do echo $i; done | while read l; do echo line $l; done",
+        "trap 'echo bye' EXIT; echo body && sh -c 'kill -TERM $$'; echo $?",
+    };
+    for (const std::string& script : scripts) {
+        RunOptions o;
+        o.cwd = d;
+        auto native = run({kBusybox, "sh", "-c", script}, o);
+        auto guest = run_vessel({"--root", "/", "--rw", d + ":" + d, "--workdir", d}, {kBusybox, "sh", "-c", script},
+                                with_timeout(60));
+        EXPECT_EQ(native.status, 0) << script << "\n" << native.err;
+        EXPECT_EQ(guest.status, native.status) << script << "\n" << guest.err;
+        EXPECT_EQ(guest.out, native.out) << script;
+        EXPECT_EQ(guest.err, native.err) << script;
+    }
+}
+
 }  // namespace
 }  // namespace vessel::test

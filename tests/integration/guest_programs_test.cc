@@ -362,6 +362,16 @@ TEST_P(GuestProgram, SignalfdReadsBlockedSignals) {
     expect_passed(vessel({}, {p}), "vessel");
 }
 
+// fork and its relatives (tests/guest/fork.c), against native: the child's
+// memory is a copy, statuses reach wait4 and waitid, pipes and file offsets
+// are shared, kill and SIGCHLD cross between processes, posix_spawn works,
+// and 200 processes one after another reuse their vCPUs and memory.
+TEST_P(GuestProgram, ForkMakesProcessesAsOnLinux) {
+    std::string p = prog("fork");
+    expect_passed(run({p, p}), "native");
+    expect_passed(run_vessel({"--root", "/"}, {p, p}, with_timeout(120)), "vessel");
+}
+
 TEST_P(GuestProgram, ExecveReplacesTheProgramAsOnLinux) {
     std::string p = prog("exec");
     TempDir native_dir, guest_dir;
