@@ -106,6 +106,7 @@ std::string format_prometheus(const DaemonSample& d, const std::vector<VmSample>
               number(m, "vcpu_time_ns") / 1e9);
         f.add("vessel_vm_guest_memory_touched_bytes", "gauge", "Guest memory the guest has touched.", l,
               number(m, "guest_memory_touched_bytes"));
+        f.add("vessel_vm_processes", "gauge", "Guest processes alive in a thin VM.", l, number(m, "processes"));
         if (m.contains("io_bytes") && m["io_bytes"].is_object())
             for (const char* dir : {"read", "write"})
                 f.add("vessel_vm_io_bytes_total", "counter", "Bytes of guest I/O, by direction.",

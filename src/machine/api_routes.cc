@@ -52,7 +52,8 @@ json to_json(const machine::Metrics& m) {
             {"unsupported_syscalls", m.unsupported_syscalls},
             {"vcpu_time_ns", m.vcpu_time_ns},
             {"guest_memory_touched_bytes", m.guest_memory_touched_bytes},
-            {"io_bytes", {{"read", m.io_read_bytes}, {"write", m.io_write_bytes}}}};
+            {"io_bytes", {{"read", m.io_read_bytes}, {"write", m.io_write_bytes}}},
+            {"processes", m.processes}};
 }
 
 api::Router vm_router(Controllable& vm) {

@@ -36,6 +36,7 @@ struct Metrics {
     uint64_t vcpu_time_ns = 0;
     uint64_t guest_memory_touched_bytes = 0;
     uint64_t io_read_bytes = 0, io_write_bytes = 0;
+    uint64_t processes = 0;  // a thin VM's live guest processes (0: a full machine)
 };
 
 struct Description {

@@ -232,7 +232,7 @@ struct ThinVm::Impl final : thin::ProcessTree {
         int wait_status = 0;   // once it ended
         int exit_signal = SIGCHLD;
     };
-    std::mutex tree_mu;
+    mutable std::mutex tree_mu;
     std::map<int64_t, Member> members;  // live processes and zombies
     int64_t next_pid = thin::kGuestPid + 1;
     // Every task made for a child: the running ones and the spare ones,
@@ -247,7 +247,8 @@ struct ThinVm::Impl final : thin::ProcessTree {
     int64_t wait(thin::Process& p, int64_t pid, bool nohang, bool keep, int& status) override;
     int64_t parent(const thin::Process& p) override;
     int64_t kill(thin::Process& sender, int64_t pid, int sig) override;
-    size_t count() override;
+    size_t count() override { return live_count(); }
+    size_t live_count() const;
     // The task for a new child: a spare one, or a new vCPU and address
     // space. Null (errno set) when KVM or guest memory refuses.
     Task* take_task();
@@ -982,7 +983,14 @@ bool ThinVm::Impl::Task::take_host_signals() {
     const uint64_t from_kernel = g_kernel_signals.load();
     for (; sigs; sigs &= sigs - 1) {
         const int sig = __builtin_ctzll(sigs) + 1;
-        process->send_signal(sig, (from_kernel & (1ull << (sig - 1))) ? SI_KERNEL : SI_USER);
+        const bool kernel = from_kernel & (1ull << (sig - 1));
+        // The timer's SIGALRM is for the process that armed it.
+        if (const int64_t owner = thin::timer_owner(); sig == SIGALRM && kernel && owner != pid) {
+            std::lock_guard g(vm.tree_mu);
+            if (Task* t = vm.live(owner)) t->post(SIGALRM);
+            continue;
+        }
+        process->send_signal(sig, kernel ? SI_KERNEL : SI_USER);
     }
     for (; from_vm; from_vm &= from_vm - 1) process->send_signal(__builtin_ctzll(from_vm) + 1, SI_USER);
     return true;
@@ -1319,7 +1327,7 @@ int64_t ThinVm::Impl::kill(thin::Process& sender, int64_t pid, int sig) {
     return found || pid == 0 ? 0 : -ESRCH;
 }
 
-size_t ThinVm::Impl::count() {
+size_t ThinVm::Impl::live_count() const {
     std::lock_guard g(tree_mu);
     return static_cast<size_t>(
         std::count_if(members.begin(), members.end(), [](const auto& m) { return m.second.task != nullptr; }));
@@ -1524,6 +1532,7 @@ Metrics ThinVm::metrics() const {
         out.io_write_bytes = m.process->io_write_bytes();
     }
     out.vcpu_time_ns = m.vcpus.cpu_time_ns();
+    out.processes = m.live_count();
     if (m.mem) out.guest_memory_touched_bytes = m.mem->resident_bytes();
     return out;
 }

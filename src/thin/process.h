@@ -488,6 +488,10 @@ private:
     unsigned windows_wasted_ = 0;
 };
 
+// The pid of the process that last armed the VM's ITIMER_REAL (alarm,
+// setitimer; sys_time.cc): the timer's SIGALRM is its.
+int64_t timer_owner();
+
 // Writes the strace-style line for one call.
 void trace_syscall(std::FILE* out, Process& p, const SyscallArgs& args, int64_t result);
 

@@ -6,6 +6,9 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include <algorithm>
+#include <atomic>
+
 #include "thin/process.h"
 #include "thin/sys_files.h"
 #include "thin/sys_handlers.h"
@@ -102,8 +105,16 @@ int64_t sys_clock_nanosleep(Process& p, ClockNanosleepArgs a) {
 }
 
 // ITIMER_REAL is the VMM's own: its SIGALRM is forwarded to the guest like
-// any signal from outside (machine/thin_vm.cc). One timer per VMM process.
-int64_t sys_alarm(Process&, AlarmArgs a) {
+// any signal from outside (machine/thin_vm.cc), to the process that armed
+// it last (timer_owner). One timer per VMM process, so per VM.
+namespace {
+std::atomic<int64_t> g_timer_owner{kGuestPid};
+}  // namespace
+
+int64_t timer_owner() { return g_timer_owner.load(std::memory_order_relaxed); }
+
+int64_t sys_alarm(Process& p, AlarmArgs a) {
+    if (a.seconds()) g_timer_owner = p.pid();
     return ::alarm(static_cast<unsigned>(std::min<uint64_t>(a.seconds(), UINT32_MAX)));
 }
 
@@ -120,6 +131,7 @@ int64_t sys_setitimer(Process& p, ItimerArgs a) {
     if (a.value() && !p.mem().read_obj(a.value(), v)) return -EFAULT;  // NULL: disarm, as Linux
     auto bad = [](const timeval& t) { return t.tv_sec < 0 || t.tv_usec < 0 || t.tv_usec >= 1000000; };
     if (bad(v.it_value) || bad(v.it_interval)) return -EINVAL;
+    if (v.it_value.tv_sec || v.it_value.tv_usec) g_timer_owner = p.pid();
     if (::setitimer(ITIMER_REAL, &v, &old) != 0) return -errno;
     return !a.old_value() || p.mem().write_obj(a.old_value(), old) ? 0 : -EFAULT;
 }

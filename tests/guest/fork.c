@@ -10,6 +10,7 @@
 #include <spawn.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/time.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -146,6 +147,30 @@ static void signals_between_processes(void) {
     CHECK(sigaction(SIGCHLD, &sa, NULL) == 0);
 }
 
+/* A child's timer is its own: its SIGALRM reaches the child, not the
+ * parent (which would die of it). */
+static volatile sig_atomic_t g_alarms;
+static void on_sigalrm(int sig) {
+    (void)sig;
+    ++g_alarms;
+}
+
+static void child_timer(void) {
+    const pid_t child = fork();
+    if (child == 0) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_sigalrm;
+        sigaction(SIGALRM, &sa, NULL);
+        struct itimerval t = {{0, 0}, {0, 50000}};
+        setitimer(ITIMER_REAL, &t, NULL);
+        while (!g_alarms) pause();
+        _exit(9);
+    }
+    int status;
+    CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 9);
+}
+
 /* vfork, clone and clone3 without CLONE_VM, and posix_spawn (glibc's and
  * musl's use CLONE_VM|CLONE_VFORK). */
 static void other_ways(const char* self) {
@@ -211,6 +236,7 @@ int main(int argc, char** argv) {
     pipes();
     shared_offsets(argv[1]);
     signals_between_processes();
+    child_timer();
     other_ways(argv[1]);
     many();
     return finish("fork");
