@@ -20,6 +20,7 @@ struct RunOptions {
     std::vector<std::string> rw, env;
     std::string env_file;
     std::string workdir, user;
+    uint32_t pids = machine::kDefaultThinVmProcesses;
     bool trace = false;
     std::string api_socket;
     bool detach = false;
@@ -52,6 +53,9 @@ int run(RunOptions& o, const std::vector<std::string>& remaining) {
     if (command.empty()) return die("run: PROGRAM is required", kExitHostError);
     if (o.detach) {
         if (!o.api_socket.empty()) return die("--api-sock cannot be used with -d (vesseld chooses it)", kExitHostError);
+        if (o.pids != machine::kDefaultThinVmProcesses)
+            return die("--pids cannot be used with -d: give the VM a pids limit in its spec (limits.pids)",
+                       kExitHostError);
         return run_through_daemon(o, command);
     }
 
@@ -86,6 +90,7 @@ int run(RunOptions& o, const std::vector<std::string>& remaining) {
     }
     cfg.trace_syscalls = o.trace;
     cfg.workdir = o.workdir;
+    cfg.max_processes = o.pids;
     if (!o.user.empty()) {
         // Numbers: the guest's own /etc/passwd, not the host's, gives names
         // their meaning.
@@ -120,6 +125,8 @@ Runner add_run_command(CLI::App& app) {
     cmd->add_option("--env-file", o->env_file,
                     "Environment variables from FILE: KEY=VALUE lines, or NUL-separated entries (--env overrides)");
     cmd->add_option("--workdir", o->workdir, "The guest's working directory, a path it sees (default: /)");
+    cmd->add_option("--pids", o->pids, "Guest processes alive at once, pid 1 included (a fork past it: EAGAIN)")
+        ->capture_default_str();
     cmd->add_option("--user", o->user, "The guest's UID[:GID], numbers (default: the caller's; GID: the UID)");
     cmd->add_flag("--trace-syscalls", o->trace, "Print every system call to stderr, strace-style");
     cmd->add_option("--api-sock", o->api_socket, "Serve the VM's control API on this Unix socket");

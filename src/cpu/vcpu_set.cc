@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <ctime>
+#include <system_error>
 
 namespace vessel::cpu {
 
@@ -49,7 +50,7 @@ size_t VcpuSet::add_running(kvm::Vcpu& vcpu, ExitHandler& handler) {
     return cpus_.size() - 1;
 }
 
-void VcpuSet::launch(size_t i, ExitHandler& handler, std::function<void(size_t, const Result<End>&)> done) {
+Result<> VcpuSet::launch(size_t i, ExitHandler& handler, std::function<void(size_t, const Result<End>&)> done) {
     Cpu* c;
     {
         std::lock_guard g(mu_);
@@ -61,30 +62,38 @@ void VcpuSet::launch(size_t i, ExitHandler& handler, std::function<void(size_t, 
         c->handler = &handler;
         c->ended = false;
     }
-    start_thread(i, std::move(done));
+    return start_thread(i, std::move(done));
 }
 
-void VcpuSet::start_thread(size_t i, std::function<void(size_t, const Result<End>&)> done) {
+Result<> VcpuSet::start_thread(size_t i, std::function<void(size_t, const Result<End>&)> done) {
     Cpu* c;
     {
         std::lock_guard g(mu_);
         c = cpus_[i].get();
     }
-    c->thread = std::thread([this, i, c, done] {
-        char name[16];
-        std::snprintf(name, sizeof name, "vcpu%zu", i);
-        pthread_setname_np(pthread_self(), name);
-        Result<End> r = End::kStopped;
-        if (auto started = thread_start_ ? thread_start_() : Result<>(); !started) {
-            std::lock_guard g(mu_);
-            c->ended = true;
-            changed_.notify_all();
-            r = std::unexpected(started.error());
-        } else {
-            r = loop(*c);
-        }
-        if (done) done(i, r);
-    });
+    try {
+        c->thread = std::thread([this, i, c, done] {
+            char name[16];
+            std::snprintf(name, sizeof name, "vcpu%zu", i);
+            pthread_setname_np(pthread_self(), name);
+            Result<End> r = End::kStopped;
+            if (auto started = thread_start_ ? thread_start_() : Result<>(); !started) {
+                std::lock_guard g(mu_);
+                c->ended = true;
+                changed_.notify_all();
+                r = std::unexpected(started.error());
+            } else {
+                r = loop(*c);
+            }
+            if (done) done(i, r);
+        });
+    } catch (const std::system_error& e) {  // no thread: a pids limit, or memory
+        std::lock_guard g(mu_);
+        c->ended = true;
+        changed_.notify_all();
+        return fail(std::string("a vCPU thread: ") + e.what(), EAGAIN);
+    }
+    return {};
 }
 
 void VcpuSet::start() {
@@ -110,7 +119,8 @@ Result<VcpuSet::End> VcpuSet::run_here(size_t i) {
 }
 
 void VcpuSet::spawn(std::function<void(size_t, const Result<End>&)> done) {
-    for (size_t i = 0; i < size(); ++i) start_thread(i, done);
+    for (size_t i = 0; i < size(); ++i)
+        if (auto r = start_thread(i, done); !r && done) done(i, std::unexpected(r.error()));
 }
 
 void VcpuSet::join() {

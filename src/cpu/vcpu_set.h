@@ -69,7 +69,8 @@ public:
     // again, with `handler`, on a thread of its own, once its previous
     // thread (if any) has ended; `done` as for spawn(). A vCPU started
     // during a pause parks before it first runs.
-    void launch(size_t i, ExitHandler& handler, std::function<void(size_t, const Result<End>&)> done);
+    // Fails (EAGAIN) when the host refuses the thread (a pids limit).
+    Result<> launch(size_t i, ExitHandler& handler, std::function<void(size_t, const Result<End>&)> done);
     // Adds a vCPU while the set runs; launch() starts it. Returns its index.
     size_t add_running(kvm::Vcpu& vcpu, ExitHandler& handler);
     // Called first on each thread spawn() starts (a seccomp filter for the
@@ -112,8 +113,9 @@ private:
     // Kicks every vCPU in KVM_RUN or a host call; `mu_` held.
     void kick_looping();
     size_t looping_locked() const;
-    // Starts c's loop on a new thread (c.thread not joinable).
-    void start_thread(size_t i, std::function<void(size_t, const Result<End>&)> done);
+    // Starts c's loop on a new thread (c.thread not joinable); EAGAIN when
+    // the host refuses the thread (the vCPU is then marked ended).
+    Result<> start_thread(size_t i, std::function<void(size_t, const Result<End>&)> done);
     // The vCPU side of pause(): false when stopped instead of resumed.
     bool park(Cpu& c);
 

@@ -221,10 +221,8 @@ struct ThinVm::Impl final : thin::ProcessTree {
     std::unique_ptr<Task> init;  // pid 1's: runs on run()'s thread
 
     // --- the process tree (thin::ProcessTree), under tree_mu ---
-    // The cap on processes alive at once (a fork beyond it: EAGAIN), and
-    // the highest pid (/proc/sys/kernel/pid_max's default), after which
+    // The highest pid (/proc/sys/kernel/pid_max's default), after which
     // pids start again from 2.
-    static constexpr size_t kMaxProcesses = 1024;
     static constexpr int64_t kPidMax = 4194304;
     struct Member {
         int64_t ppid = 0;
@@ -530,6 +528,8 @@ struct ThinVm::Impl::Build {
 Result<std::unique_ptr<ThinVm>> ThinVm::create(const ThinVmConfig& config) {
     if (config.mem_size < kMinThinVmMemory) return fail("--mem: at least 1M is needed", EINVAL);
     if (config.mem_size > kMaxThinVmMemory) return fail("--mem: at most 64G is supported", EINVAL);
+    if (config.max_processes < 1 || config.max_processes > kMaxThinVmProcesses)
+        return fail("--pids: between 1 and " + std::to_string(kMaxThinVmProcesses), EINVAL);
     std::unique_ptr<ThinVm> self(new ThinVm());
     Impl& m = *self->impl_;
     m.config = config;
@@ -1202,7 +1202,7 @@ int64_t ThinVm::Impl::fork(thin::Process& parent, const thin::UserContext& regs,
         self = live(parent.pid());
         const size_t alive = static_cast<size_t>(
             std::count_if(members.begin(), members.end(), [](const auto& m) { return m.second.task != nullptr; }));
-        if (!self || alive >= kMaxProcesses) return -EAGAIN;
+        if (!self || alive >= config.max_processes) return -EAGAIN;
         while (members.contains(next_pid)) next_pid = next_pid >= kPidMax ? thin::kGuestPid + 1 : next_pid + 1;
         pid = next_pid;
         next_pid = next_pid >= kPidMax ? thin::kGuestPid + 1 : next_pid + 1;
@@ -1237,13 +1237,19 @@ int64_t ThinVm::Impl::fork(thin::Process& parent, const thin::UserContext& regs,
         std::lock_guard g(tree_mu);
         members[pid].task = child;
     }
-    vcpus.launch(child->slot, *child, [this, child](size_t, const Result<cpu::VcpuSet::End>&) {
+    auto launched = vcpus.launch(child->slot, *child, [this, child](size_t, const Result<cpu::VcpuSet::End>&) {
         // Its loop ended: the process exited (its task is spare now), or
         // the VM is stopping, or KVM failed it (it dies as if killed).
         if (child->process && !vcpus.stopping()) child_exited(*child, SIGKILL);
         std::lock_guard g(tree_mu);
         if (!child->process) spare.push_back(child);
     });
+    if (!launched) {  // no thread for it (the host's pids limit): as if it never was
+        child->own_process.reset();
+        child->process = nullptr;
+        (void)child->as->reset();
+        return give_up(-EAGAIN);
+    }
     return pid;
 }
 

@@ -22,6 +22,9 @@ namespace vessel::machine {
 // Guest memory a thin VM may have (--mem).
 inline constexpr uint64_t kMinThinVmMemory = 1ull << 20;
 inline constexpr uint64_t kMaxThinVmMemory = 64ull << 30;
+// Processes a thin VM may hold at once (--pids): each is a vCPU and a host thread.
+inline constexpr uint32_t kDefaultThinVmProcesses = 1024;
+inline constexpr uint32_t kMaxThinVmProcesses = 4096;
 
 struct ThinVmConfig {
     std::string program;            // host path of the executable (a dynamic one's loader: from `root`)
@@ -37,6 +40,9 @@ struct ThinVmConfig {
     // The guest's credentials (real, effective and saved); unset: the
     // caller's.
     std::optional<uint32_t> uid, gid;
+    // Guest processes alive at once, pid 1 included (--pids): a fork past
+    // it fails with EAGAIN.
+    uint32_t max_processes = kDefaultThinVmProcesses;
 };
 
 // How a run ended.

@@ -143,6 +143,23 @@ TEST(Cli, WorkdirAndUserSetTheGuestsDirectoryAndCredentials) {
     EXPECT_NE(r.err.find("--user nobody: expected UID[:GID], numbers"), std::string::npos) << r.err;
 }
 
+// --pids bounds the processes alive at once: a fork past it fails with
+// EAGAIN (busybox sh: "can't fork"), and the VM goes on; out of range is a
+// usage error.
+TEST(Cli, PidsBoundsTheProcessesAliveAtOnce) {
+    REQUIRE_KVM();
+    const std::string script = "sleep 0.3 & sleep 0.3 & wait; echo done";
+    auto r = run_vessel({"--root", "/", "--pids", "3"}, {kBusybox, "sh", "-c", script});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "done\n");
+    r = run_vessel({"--root", "/", "--pids", "2"}, {kBusybox, "sh", "-c", script});
+    EXPECT_NE(r.err.find("can't fork"), std::string::npos) << r.err;
+    r = run_vessel({"--pids", "0"}, {kBusybox, "true"});
+    EXPECT_EQ(r.status, 2);
+    EXPECT_NE(r.err.find("--pids: between 1 and 4096"), std::string::npos) << r.err;
+    EXPECT_TRUE(one_error_line(r)) << r.err;
+}
+
 TEST(Cli, ProgramNotFoundIs127) {
     REQUIRE_KVM();
     auto r = run_vessel({}, {"/nonexistent/program"});
