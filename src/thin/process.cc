@@ -58,6 +58,15 @@ std::unique_ptr<Process> Process::fork_child(memory::AddressSpace& as, CpuAccess
 Process::Process(memory::AddressSpace& as, std::shared_ptr<Sandbox> sandbox, CpuAccess& cpu, ProcessOptions options)
     : as_(&as), sandbox_(std::move(sandbox)), cpu_(&cpu), options_(std::move(options)) {}
 
+void Process::set_credentials(uint32_t uid, uint32_t gid) {
+    options_.uid = uid;
+    options_.gid = gid;
+    if (!entry_) return;
+    entry_->shared().uid = uid;
+    entry_->shared().gid = gid;
+    entry_->note_shared_write();
+}
+
 void Process::attach_stdio() {
     for (int fd = 0; fd < 3; ++fd) {
         int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);

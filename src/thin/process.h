@@ -177,6 +177,9 @@ public:
     std::unique_ptr<Process> fork_child(memory::AddressSpace& as, CpuAccess& cpu, int64_t pid, int signal_fd,
                                         const CloneRequest& request) const;
     int64_t pid() const { return options_.pid; }
+    // setuid and friends: the process's uid and gid (real, effective and
+    // saved alike), which the entry code answers getuid and getgid from.
+    void set_credentials(uint32_t uid, uint32_t gid);
     ProcessTree* tree() const { return options_.tree; }
 
     // Executes one system call; returns RAX. With `context` (the caller's

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include "thin/process.h"
@@ -47,6 +48,42 @@ int64_t sys_setgroups(Process& p, GroupsArgs a) {
     return 0;
 }
 int64_t sys_getgid(Process& p, NoArgs) { return p.options().gid; }
+
+// The guest's credentials are one uid and one gid per process (real,
+// effective and saved alike). A change to itself always succeeds; to
+// anything else only as uid 0, and only when the ids given agree (the model
+// cannot hold a real and an effective id that differ). -1 leaves one as is.
+int64_t set_ids(Process& p, const IdsArgs& a, unsigned count, bool gid) {
+    constexpr uint32_t kUnchanged = UINT32_MAX;
+    const uint32_t now = gid ? p.options().gid : p.options().uid;
+    std::optional<uint32_t> want;
+    for (unsigned i = 0; i < count; ++i) {
+        const uint32_t id = a.id(i);
+        if (id == kUnchanged) continue;
+        if (want && *want != id) return p.options().uid == 0 ? -EINVAL : -EPERM;
+        want = id;
+    }
+    if (!want || *want == now) return 0;
+    if (p.options().uid != 0) return -EPERM;  // as without CAP_SETUID/CAP_SETGID
+    p.set_credentials(gid ? p.options().uid : *want, gid ? *want : p.options().gid);
+    return 0;
+}
+
+int64_t sys_setuid(Process& p, IdsArgs a) { return set_ids(p, a, 1, false); }
+int64_t sys_setgid(Process& p, IdsArgs a) { return set_ids(p, a, 1, true); }
+int64_t sys_setreuid(Process& p, IdsArgs a) { return set_ids(p, a, 2, false); }
+int64_t sys_setregid(Process& p, IdsArgs a) { return set_ids(p, a, 2, true); }
+int64_t sys_setresuid(Process& p, IdsArgs a) { return set_ids(p, a, 3, false); }
+int64_t sys_setresgid(Process& p, IdsArgs a) { return set_ids(p, a, 3, true); }
+
+int64_t get_ids(Process& p, const IdPointersArgs& a, uint32_t id) {
+    for (unsigned i = 0; i < 3; ++i)
+        if (!p.mem().write_obj(a.ptr(i), id)) return -EFAULT;
+    return 0;
+}
+
+int64_t sys_getresuid(Process& p, IdPointersArgs a) { return get_ids(p, a, p.options().uid); }
+int64_t sys_getresgid(Process& p, IdPointersArgs a) { return get_ids(p, a, p.options().gid); }
 
 int64_t sys_set_tid_address(Process& p, SetTidAddressArgs a) {
     p.set_clear_child_tid(a.tidptr());

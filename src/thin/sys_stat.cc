@@ -186,8 +186,22 @@ int64_t access_common(Process& p, int dirfd, uint64_t path_ptr, uint64_t mode, i
     Fd holder;
     int host;
     if (int64_t r = resolve(p, dirfd, path_ptr, flags, holder, host); r < 0) return r;
-    if (::syscall(SYS_faccessat2, host, "", static_cast<int>(mode), AT_EMPTY_PATH | (flags & AT_EACCESS)) < 0)
+    // X_OK from the mode bits, as the guest's credentials see them: the
+    // host's answer would be the VMM's, and its jail mounts the guest's
+    // files noexec (EACCES for every file).
+    const int host_mode = static_cast<int>(mode & (R_OK | W_OK));
+    if (::syscall(SYS_faccessat2, host, "", host_mode ? host_mode : F_OK, AT_EMPTY_PATH | (flags & AT_EACCESS)) < 0)
         return -errno;
+    if (mode & X_OK) {
+        struct stat st;
+        if (::fstat(host, &st) < 0) return -errno;
+        const uint32_t uid = p.options().uid, gid = p.options().gid;
+        const mode_t bits = uid == 0           ? (S_ISDIR(st.st_mode) ? 0111 : st.st_mode & 0111)
+                            : uid == st.st_uid ? st.st_mode & S_IXUSR
+                            : gid == st.st_gid ? st.st_mode & S_IXGRP
+                                               : st.st_mode & S_IXOTH;
+        if (!bits) return -EACCES;
+    }
     if ((mode & W_OK) && !path.empty() && p.sandbox().read_only(path)) return -EROFS;
     return 0;
 }

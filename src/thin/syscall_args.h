@@ -605,6 +605,16 @@ struct SysinfoArgs : ArgsView {
 };
 
 // getgroups, setgroups
+// setuid, setgid; setreuid, setregid; setresuid, setresgid (-1: unchanged)
+struct IdsArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint32_t id(unsigned i) const { return static_cast<uint32_t>(u(i)); }
+};
+// getresuid, getresgid
+struct IdPointersArgs : ArgsView {
+    using ArgsView::ArgsView;
+    uint64_t ptr(unsigned i) const { return u(i); }
+};
 struct GroupsArgs : ArgsView {
     using ArgsView::ArgsView;
     uint64_t size() const { return u(0); }

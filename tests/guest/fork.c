@@ -171,6 +171,29 @@ static void child_timer(void) {
     CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 9);
 }
 
+/* Credentials: a change to the current ids succeeds; root may become
+ * another user (in a child, which then reads it back everywhere); anyone
+ * else may not. */
+static void credentials(void) {
+    const uid_t uid = getuid();
+    uid_t r = 1, e = 1, s = 1;
+    CHECK(getresuid(&r, &e, &s) == 0 && r == uid && e == uid && s == uid);
+    CHECK(setresuid(-1, uid, -1) == 0 && setuid(uid) == 0 && setreuid(-1, -1) == 0);
+    CHECK(setresgid(-1, getgid(), -1) == 0);
+    const pid_t child = fork();
+    if (child == 0) {
+        if (uid != 0) _exit(setuid(uid + 1) == -1 && errno == EPERM ? 0 : 1);
+        if (setgid(4321) != 0 || setuid(1234) != 0) _exit(2);
+        gid_t gr, ge, gs;
+        const int ok = getuid() == 1234 && geteuid() == 1234 && getgid() == 4321 && getegid() == 4321 &&
+                       getresgid(&gr, &ge, &gs) == 0 && gs == 4321 && setuid(0) == -1 && errno == EPERM;
+        _exit(ok ? 0 : 3);
+    }
+    int status;
+    CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(getuid() == uid); /* the parent's are its own */
+}
+
 /* vfork, clone and clone3 without CLONE_VM, and posix_spawn (glibc's and
  * musl's use CLONE_VM|CLONE_VFORK). */
 static void other_ways(const char* self) {
@@ -189,6 +212,10 @@ static void other_ways(const char* self) {
     CHECK(c3 > 0 && waitpid((pid_t)c3, &status, 0) == c3 && WIFEXITED(status) && WEXITSTATUS(status) == 5);
     CHECK(RAW2(SYS_clone3, args, 8) == -EINVAL); /* smaller than version 0 */
 
+    /* What execvp and make ask first: X_OK from the mode bits (the jailed
+     * VMM sees the guest's files on a noexec mount). */
+    CHECK(access(self, X_OK) == 0);
+    CHECK(access("/etc/passwd", X_OK) == -1 && errno == EACCES);
     pid_t spawned = -1;
     char* argv[] = {(char*)self, (char*)self, "exit", "6", NULL};
     CHECK(posix_spawn(&spawned, self, NULL, NULL, argv, environ) == 0);
@@ -237,6 +264,7 @@ int main(int argc, char** argv) {
     shared_offsets(argv[1]);
     signals_between_processes();
     child_timer();
+    credentials();
     other_ways(argv[1]);
     many();
     return finish("fork");
