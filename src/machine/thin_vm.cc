@@ -226,8 +226,9 @@ struct ThinVm::Impl final : thin::ProcessTree {
     static constexpr int64_t kPidMax = 4194304;
     struct Member {
         int64_t ppid = 0;
-        Task* task = nullptr;  // null once it ended
-        int wait_status = 0;   // once it ended
+        int64_t pgid = thin::kGuestPid, sid = thin::kGuestPid;  // pid 1 leads both
+        Task* task = nullptr;                                   // null once it ended
+        int wait_status = 0;                                    // once it ended
         int exit_signal = SIGCHLD;
     };
     mutable std::mutex tree_mu;
@@ -242,7 +243,10 @@ struct ThinVm::Impl final : thin::ProcessTree {
     // Guest memory running out in processes that have ended (run() names it).
     std::atomic<uint64_t> children_out_of_memory{0};
     int64_t fork(thin::Process& parent, const thin::UserContext& regs, const thin::CloneRequest& request) override;
-    int64_t wait(thin::Process& p, int64_t pid, bool nohang, bool keep, int& status) override;
+    int64_t wait(thin::Process& p, WaitFor target, bool nohang, bool keep, int& status) override;
+    int64_t group(thin::Process& p, int64_t pid, bool session) override;
+    int64_t set_group(thin::Process& p, int64_t pid, int64_t pgid) override;
+    int64_t new_session(thin::Process& p) override;
     int64_t parent(const thin::Process& p) override;
     int64_t kill(thin::Process& sender, int64_t pid, int sig) override;
     size_t count() override { return live_count(); }
@@ -1206,7 +1210,8 @@ int64_t ThinVm::Impl::fork(thin::Process& parent, const thin::UserContext& regs,
         while (members.contains(next_pid)) next_pid = next_pid >= kPidMax ? thin::kGuestPid + 1 : next_pid + 1;
         pid = next_pid;
         next_pid = next_pid >= kPidMax ? thin::kGuestPid + 1 : next_pid + 1;
-        members[pid] = Member{parent.pid(), nullptr, 0, req.exit_signal};  // held for the child
+        const Member& from = members.at(parent.pid());
+        members[pid] = Member{parent.pid(), from.pgid, from.sid, nullptr, 0, req.exit_signal};  // held for the child
     }
     Task* child = take_task();
     auto give_up = [&](int64_t error) {
@@ -1279,7 +1284,7 @@ void ThinVm::Impl::child_exited(Task& t, int wait_status) {
     }
 }
 
-int64_t ThinVm::Impl::wait(thin::Process& p, int64_t pid, bool nohang, bool keep, int& status) {
+int64_t ThinVm::Impl::wait(thin::Process& p, WaitFor target, bool nohang, bool keep, int& status) {
     Task* self;
     {
         std::lock_guard g(tree_mu);
@@ -1292,7 +1297,9 @@ int64_t ThinVm::Impl::wait(thin::Process& p, int64_t pid, bool nohang, bool keep
             bool any = false;
             for (auto it = members.begin(); it != members.end(); ++it) {
                 const auto& [id, m] = *it;
-                if (m.ppid != p.pid() || (pid > 0 && id != pid)) continue;
+                if (m.ppid != p.pid() || (target.kind == WaitFor::kPid && id != target.id) ||
+                    (target.kind == WaitFor::kGroup && m.pgid != target.id))
+                    continue;
                 any = true;
                 if (m.task) continue;  // alive
                 status = m.wait_status;
@@ -1312,6 +1319,43 @@ int64_t ThinVm::Impl::wait(thin::Process& p, int64_t pid, bool nohang, bool keep
     }
 }
 
+int64_t ThinVm::Impl::group(thin::Process& p, int64_t pid, bool session) {
+    std::lock_guard g(tree_mu);
+    auto it = members.find(pid == 0 ? p.pid() : pid);
+    if (it == members.end()) return -ESRCH;
+    return session ? it->second.sid : it->second.pgid;
+}
+
+// setpgid(2): `pid` (0: the caller) is the caller or a child of it in its
+// session, and not a session leader; `pgid` (0: pid) is pid itself (a new
+// group) or a group of the caller's session.
+int64_t ThinVm::Impl::set_group(thin::Process& p, int64_t pid, int64_t pgid) {
+    std::lock_guard g(tree_mu);
+    const Member& caller = members.at(p.pid());
+    if (pid == 0) pid = p.pid();
+    if (pgid == 0) pgid = pid;
+    auto it = members.find(pid);
+    if (it == members.end() || !it->second.task || (pid != p.pid() && it->second.ppid != p.pid())) return -ESRCH;
+    Member& target = it->second;
+    if (target.sid != caller.sid || target.sid == pid) return -EPERM;  // another session, or its leader
+    if (pgid != pid && std::none_of(members.begin(), members.end(), [&](const auto& m) {
+            return m.second.task && m.second.pgid == pgid && m.second.sid == caller.sid;
+        }))
+        return -EPERM;
+    target.pgid = pgid;
+    return 0;
+}
+
+// setsid(2): a process that leads no group starts a session and a group.
+int64_t ThinVm::Impl::new_session(thin::Process& p) {
+    std::lock_guard g(tree_mu);
+    const int64_t pid = p.pid();
+    if (std::any_of(members.begin(), members.end(), [&](const auto& m) { return m.second.pgid == pid; })) return -EPERM;
+    Member& self = members.at(pid);
+    self.pgid = self.sid = pid;
+    return pid;
+}
+
 int64_t ThinVm::Impl::parent(const thin::Process& p) {
     std::lock_guard g(tree_mu);
     auto it = members.find(p.pid());
@@ -1323,9 +1367,12 @@ int64_t ThinVm::Impl::kill(thin::Process& sender, int64_t pid, int sig) {
     bool found = false;
     for (auto& [id, m] : members) {
         if (!m.task || id == sender.pid()) continue;
-        // One process; the group (0: every process is in pid 1's); or
+        // One process; the sender's group (0) or another (< -1); or
         // everyone but pid 1 (-1), as in a pid namespace.
-        const bool chosen = pid > 0 ? id == pid : pid == 0 || (pid == -1 && id != thin::kGuestPid);
+        const bool chosen = pid > 0     ? id == pid
+                            : pid == 0  ? m.pgid == members.at(sender.pid()).pgid
+                            : pid == -1 ? id != thin::kGuestPid
+                                        : m.pgid == -pid;
         if (!chosen) continue;
         found = true;
         if (sig) m.task->post(sig);

@@ -122,17 +122,26 @@ public:
     // running from `regs` (the call's return, RAX 0). Its pid, or -errno
     // (-EAGAIN: too many processes, -ENOMEM: guest memory used up).
     virtual int64_t fork(Process& parent, const UserContext& regs, const CloneRequest& request) = 0;
-    // wait4/waitid: a child of `p` that ended and matches `pid` (> 0: that
-    // one; -1, 0 or < -1: any, the VM's processes being one group). Its pid
-    // and wait status (`status`, as wait4's); it is reaped unless `keep`.
-    // 0 with `nohang` when none has ended yet; -ECHILD when there is no such
+    // wait4/waitid: a child of `p` that ended and is `target`. Its pid and
+    // wait status (`status`, as wait4's); it is reaped unless `keep`. 0
+    // with `nohang` when none has ended yet; -ECHILD when there is no such
     // child; -EINTR when a signal came for `p` while it waited.
-    virtual int64_t wait(Process& p, int64_t pid, bool nohang, bool keep, int& status) = 0;
+    struct WaitFor {
+        enum Kind { kAny, kPid, kGroup } kind;
+        int64_t id;  // the pid, or the process group
+    };
+    virtual int64_t wait(Process& p, WaitFor target, bool nohang, bool keep, int& status) = 0;
     // The parent's pid (0 for pid 1).
     virtual int64_t parent(const Process& p) = 0;
-    // kill(2) from `sender` to `pid` (> 0: one process; 0, -1 or -1's group:
-    // every process, Linux's rules for -1 applied). 0, or -ESRCH.
+    // kill(2) from `sender` to the others `pid` names (> 0: one process;
+    // 0: sender's group; -1: every process but pid 1; < -1: group -pid).
+    // 0, or -ESRCH when it names none (the sender aside).
     virtual int64_t kill(Process& sender, int64_t pid, int sig) = 0;
+    // Process groups and sessions, with Linux's rules (setpgid(2),
+    // setsid(2)): a process's group or session (pid 0: p's own), -ESRCH.
+    virtual int64_t group(Process& p, int64_t pid, bool session) = 0;
+    virtual int64_t set_group(Process& p, int64_t pid, int64_t pgid) = 0;
+    virtual int64_t new_session(Process& p) = 0;
     // Live processes, pid 1 included.
     virtual size_t count() = 0;
 };

@@ -198,8 +198,10 @@ int64_t sys_kill(Process& p, KillArgs a) {
         if (pid != 0 && pid != -1) return -ESRCH;
         return send_to_self(p, a.signum(), SI_USER);
     }
+    // The caller's own group holds the caller (0, or its group's number).
+    const bool self_too = pid == 0 || (pid < -1 && -pid == p.tree()->group(p, 0, false));
     const int64_t others = p.tree()->kill(p, pid, sig);
-    if (pid == 0) return send_to_self(p, a.signum(), SI_USER);  // the caller's group holds the caller
+    if (self_too) return send_to_self(p, a.signum(), SI_USER);
     return others;
 }
 
@@ -376,15 +378,22 @@ int64_t sys_getcpu(Process& p, GetcpuArgs a) {
 // Process groups and sessions. Pid 1 leads its own group and session (1,
 // 1), as a container's first process does; Linux refuses a session leader
 // both setpgid and setsid (EPERM), and no other pid exists.
-int64_t sys_setpgid(Process&, SetpgidArgs a) {
+// Process groups and sessions are the tree's; a lone process (tests) leads
+// group and session 1 and cannot leave them.
+int64_t sys_setpgid(Process& p, SetpgidArgs a) {
     if (a.pgid() < 0) return -EINVAL;
-    if (a.pid() != 0 && a.pid() != kGuestPid) return -ESRCH;
+    if (p.tree()) return p.tree()->set_group(p, a.pid(), a.pgid());
+    if (a.pid() != 0 && a.pid() != p.pid()) return -ESRCH;
     return -EPERM;
 }
-int64_t sys_getpgid(Process&, PidArgs a) { return a.pid() == 0 || a.pid() == kGuestPid ? kGuestPid : -ESRCH; }
-int64_t sys_getpgrp(Process&, NoArgs) { return kGuestPid; }
-int64_t sys_getsid(Process&, PidArgs a) { return a.pid() == 0 || a.pid() == kGuestPid ? kGuestPid : -ESRCH; }
-int64_t sys_setsid(Process&, NoArgs) { return -EPERM; }
+int64_t group_of(Process& p, int64_t pid, bool session) {
+    if (p.tree()) return p.tree()->group(p, pid, session);
+    return pid == 0 || pid == p.pid() ? kGuestPid : -ESRCH;
+}
+int64_t sys_getpgid(Process& p, PidArgs a) { return group_of(p, a.pid(), false); }
+int64_t sys_getpgrp(Process& p, NoArgs) { return group_of(p, 0, false); }
+int64_t sys_getsid(Process& p, PidArgs a) { return group_of(p, a.pid(), true); }
+int64_t sys_setsid(Process& p, NoArgs) { return p.tree() ? p.tree()->new_session(p) : -EPERM; }
 
 // A new process (ProcessTree::fork) for fork, vfork and clone without
 // CLONE_VM. CLONE_VM with CLONE_VFORK (posix_spawn's) is served by a copy
@@ -455,7 +464,11 @@ int64_t sys_wait4(Process& p, Wait4Args a) {
     if (a.pid() == INT32_MIN) return -ESRCH;  // -INT_MIN overflows, as Linux says
     if (!p.tree()) return -ECHILD;
     int status = 0;
-    const int64_t pid = p.tree()->wait(p, a.pid(), a.options() & WNOHANG, false, status);
+    ProcessTree::WaitFor target{ProcessTree::WaitFor::kAny, 0};
+    if (a.pid() > 0) target = {ProcessTree::WaitFor::kPid, a.pid()};
+    if (a.pid() == 0) target = {ProcessTree::WaitFor::kGroup, p.tree()->group(p, 0, false)};
+    if (a.pid() < -1) target = {ProcessTree::WaitFor::kGroup, -a.pid()};
+    const int64_t pid = p.tree()->wait(p, target, a.options() & WNOHANG, false, status);
     if (pid <= 0) return pid;
     if (a.status() && !p.mem().write_obj(a.status(), status)) return -EFAULT;
     if (a.rusage()) {
@@ -468,23 +481,26 @@ int64_t sys_wait4(Process& p, Wait4Args a) {
 int64_t sys_waitid(Process& p, WaitidArgs a) {
     const uint64_t known = WNOHANG | WEXITED | WSTOPPED | WCONTINUED | WNOWAIT | __WNOTHREAD | __WCLONE | __WALL;
     if (a.options() & ~known || !(a.options() & (WEXITED | WSTOPPED | WCONTINUED))) return -EINVAL;
-    int64_t pid = -1;
+    int64_t pid = -1, pgid = -1;
     switch (a.idtype()) {
         case P_ALL: break;
         case P_PID:
             if (static_cast<int32_t>(a.id()) <= 0) return -EINVAL;
             pid = static_cast<int32_t>(a.id());
             break;
-        case P_PGID:  // 0: the caller's group; every process is in pid 1's
+        case P_PGID:  // 0: the caller's group
             if (static_cast<int32_t>(a.id()) < 0) return -EINVAL;
-            if (a.id() != 0 && a.id() != kGuestPid) return -ECHILD;
+            pgid = static_cast<int32_t>(a.id());
             break;
         case P_PIDFD: return static_cast<int32_t>(a.id()) < 0 ? -EINVAL : -EBADF;  // no pidfd exists
         default: return -EINVAL;
     }
     if (!p.tree() || !(a.options() & WEXITED)) return -ECHILD;  // stops are not reported
     int status = 0;
-    const int64_t got = p.tree()->wait(p, pid, a.options() & WNOHANG, a.options() & WNOWAIT, status);
+    ProcessTree::WaitFor target{ProcessTree::WaitFor::kAny, 0};
+    if (pid > 0) target = {ProcessTree::WaitFor::kPid, pid};
+    if (pgid >= 0) target = {ProcessTree::WaitFor::kGroup, pgid ? pgid : p.tree()->group(p, 0, false)};
+    const int64_t got = p.tree()->wait(p, target, a.options() & WNOHANG, a.options() & WNOWAIT, status);
     if (got < 0) return got;
     // siginfo_t: si_signo, si_errno, si_code, then si_pid, si_uid, si_status.
     struct {

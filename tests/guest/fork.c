@@ -171,6 +171,42 @@ static void child_timer(void) {
     CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 9);
 }
 
+/* Process groups and sessions: a child leads a group of its own, or a new
+ * session; kill and waitpid address a group. */
+static void groups_and_sessions(void) {
+    int status;
+    const pid_t leader = fork();
+    if (leader == 0) {
+        int ok = setpgid(0, 0) == 0 && getpgrp() == getpid() && getpgid(0) == getpid();
+        for (;;) pause();
+        _exit(ok);
+    }
+    /* The parent sets it too (a shell does both, whichever runs first). */
+    CHECK(setpgid(leader, leader) == 0 && getpgid(leader) == leader);
+    CHECK(getsid(leader) == getsid(0));
+    CHECK(setpgid(leader, 999999) == -1 && errno == EPERM); /* no such group in the session */
+    CHECK(setpgid(999999, 0) == -1 && errno == ESRCH);      /* not a child */
+    const pid_t member = fork();
+    if (member == 0) {
+        for (;;) pause();
+    }
+    CHECK(setpgid(member, leader) == 0 && getpgid(member) == leader);
+    CHECK(kill(-leader, SIGTERM) == 0); /* both */
+    CHECK(waitpid(-leader, &status, 0) > 0 && WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM);
+    CHECK(waitpid(-leader, &status, 0) > 0 && WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM);
+    CHECK(waitpid(-leader, &status, WNOHANG) == -1 && errno == ECHILD);
+    CHECK(kill(-leader, 0) == -1 && errno == ESRCH);
+
+    const pid_t session = fork();
+    if (session == 0) {
+        const pid_t me = getpid();
+        int ok = setsid() == me && getsid(0) == me && getpgrp() == me;
+        ok = ok && setsid() == -1 && errno == EPERM; /* a group leader now */
+        _exit(ok ? 0 : 1);
+    }
+    CHECK(waitpid(session, &status, 0) == session && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 /* Credentials: a change to the current ids succeeds; root may become
  * another user (in a child, which then reads it back everywhere); anyone
  * else may not. */
@@ -265,6 +301,7 @@ int main(int argc, char** argv) {
     signals_between_processes();
     child_timer();
     credentials();
+    groups_and_sessions();
     other_ways(argv[1]);
     many();
     return finish("fork");
