@@ -247,6 +247,8 @@ struct ThinVm::Impl final : thin::ProcessTree {
     int64_t group(thin::Process& p, int64_t pid, bool session) override;
     int64_t set_group(thin::Process& p, int64_t pid, int64_t pgid) override;
     int64_t new_session(thin::Process& p) override;
+    int64_t foreground(thin::Process& p, std::optional<int64_t> set) override;
+    int64_t foreground_group = thin::kGuestPid;  // under tree_mu
     int64_t parent(const thin::Process& p) override;
     int64_t kill(thin::Process& sender, int64_t pid, int sig) override;
     size_t count() override { return live_count(); }
@@ -994,6 +996,20 @@ bool ThinVm::Impl::Task::take_host_signals() {
             if (Task* t = vm.live(owner)) t->post(SIGALRM);
             continue;
         }
+        // The terminal's signals are the foreground process group's, as
+        // the terminal sends them; the others (SIGTERM from `vessel stop`,
+        // SIGHUP) are pid 1's, as a container's.
+        if (sig == SIGINT || sig == SIGQUIT || sig == SIGWINCH) {
+            bool mine;
+            {
+                std::lock_guard g(vm.tree_mu);
+                const int64_t fg = vm.foreground_group;
+                mine = vm.members.at(pid).pgid == fg;
+                for (auto& [id, m] : vm.members)
+                    if (m.task && id != pid && m.pgid == fg) m.task->post(sig);
+            }
+            if (!mine) continue;
+        }
         process->send_signal(sig, kernel ? SI_KERNEL : SI_USER);
     }
     for (; from_vm; from_vm &= from_vm - 1) process->send_signal(__builtin_ctzll(from_vm) + 1, SI_USER);
@@ -1354,6 +1370,18 @@ int64_t ThinVm::Impl::new_session(thin::Process& p) {
     Member& self = members.at(pid);
     self.pgid = self.sid = pid;
     return pid;
+}
+
+int64_t ThinVm::Impl::foreground(thin::Process& p, std::optional<int64_t> set) {
+    std::lock_guard g(tree_mu);
+    if (!set) return foreground_group;
+    const int64_t sid = members.at(p.pid()).sid;
+    if (sid != thin::kGuestPid) return -ENOTTY;  // a new session has no controlling terminal
+    if (std::none_of(members.begin(), members.end(),
+                     [&](const auto& m) { return m.second.task && m.second.pgid == *set && m.second.sid == sid; }))
+        return -EPERM;
+    foreground_group = *set;
+    return 0;
 }
 
 int64_t ThinVm::Impl::parent(const thin::Process& p) {

@@ -142,6 +142,10 @@ public:
     virtual int64_t group(Process& p, int64_t pid, bool session) = 0;
     virtual int64_t set_group(Process& p, int64_t pid, int64_t pgid) = 0;
     virtual int64_t new_session(Process& p) = 0;
+    // The terminal's foreground process group (tcgetpgrp, tcsetpgrp): the
+    // terminal's signals from outside the VM (SIGINT, SIGQUIT, SIGWINCH)
+    // go to it. Setting it: a group of p's session, else -EPERM.
+    virtual int64_t foreground(Process& p, std::optional<int64_t> set) = 0;
     // Live processes, pid 1 included.
     virtual size_t count() = 0;
 };

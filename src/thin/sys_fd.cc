@@ -185,9 +185,21 @@ int64_t sys_ioctl(Process& p, IoctlArgs a) {
         case TCSETSF:
             if (!p.mem().read(a.arg(), buf, 36)) return -EFAULT;
             return ::ioctl(host, a.request(), buf) < 0 ? -errno : 0;
-        case TIOCGPGRP: {
-            int32_t pgrp = 1;
+        case TIOCGPGRP: {  // the VM's own groups (the tree's), not the host's
+            const int32_t pgrp = static_cast<int32_t>(p.tree() ? p.tree()->foreground(p, std::nullopt) : kGuestPid);
             return p.mem().write_obj(a.arg(), pgrp) ? 0 : -EFAULT;
+        }
+        case TIOCSPGRP: {
+            int32_t pgrp;
+            if (!p.mem().read_obj(a.arg(), pgrp)) return -EFAULT;
+            if (pgrp < 0) return -EINVAL;
+            if (!p.tree()) return pgrp == kGuestPid ? 0 : -EPERM;
+            const int64_t r = p.tree()->foreground(p, pgrp);
+            return r < 0 ? r : 0;
+        }
+        case TIOCGSID: {  // the terminal is pid 1's session's
+            const int32_t sid = kGuestPid;
+            return p.mem().write_obj(a.arg(), sid) ? 0 : -EFAULT;
         }
         default: return -ENOTTY;
     }

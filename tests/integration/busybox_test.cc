@@ -272,6 +272,17 @@ TEST(BusyboxShell, TrapsSeeSignalsFromOutside) {
     }
 }
 
+// A terminal's Ctrl-C reaches its foreground process group, the shell and
+// its child alike: SIGINT sent to `vessel run` ends the guest's `sleep`
+// (status 130) and runs the shell's trap, as `kill -INT -PGID` does natively
+// (checked by hand: the harness signals one process).
+TEST(BusyboxShell, TerminalSignalsReachTheForegroundGroup) {
+    REQUIRE_KVM();
+    const std::string script = R"(trap "echo sh-int" INT; echo ready; sleep 10; echo "sleep status $?")";
+    auto guest = run_signalled("INT", vessel_run_argv({kBusybox, "sh", "-c", script}, {"--root", "/"}));
+    EXPECT_EQ(guest.out, "status=0\nready\nsh-int\nsleep status 130\n") << guest.err;
+}
+
 // Shell scripts that make processes — pipelines, command substitution,
 // subshells, background jobs and `wait`, `xargs`, `find -exec`, `env CMD`,
 // `tar -z` (which runs gzip) — print what they print natively. The guest
