@@ -347,12 +347,19 @@ Fd isolated_netns() {
     Fd lock(::open(kIsolatedNetnsLock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
     if (!lock || ::flock(lock.get(), LOCK_EX) != 0) return {};
     if (Fd ns = open_kept_netns()) return ns;  // another vessel made it meanwhile
+    struct stat before;
+    const bool existed = ::lstat(kIsolatedNetns, &before) == 0;
     Fd target(::open(kIsolatedNetns, O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0400));
     if (!target) return {};
+    // A failure below leaves no empty file behind that this call made.
+    auto give_up = [&]() -> Fd {
+        if (!existed) (void)::unlink(kIsolatedNetns);
+        return {};
+    };
     // A child makes the namespace and mounts it over the file, in the
     // host's mount namespace (this process has not left it yet).
     pid_t pid = ::fork();
-    if (pid < 0) return {};
+    if (pid < 0) return give_up();
     if (pid == 0) {
         bool ok = ::unshare(CLONE_NEWNET) == 0 &&
                   ::mount("/proc/self/ns/net", kIsolatedNetns, nullptr, MS_BIND, nullptr) == 0;
@@ -361,7 +368,7 @@ Fd isolated_netns() {
     int ws = 0;
     while (::waitpid(pid, &ws, 0) < 0 && errno == EINTR) {
     }
-    if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0) return {};
+    if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0) return give_up();
     return open_kept_netns();
 }
 
