@@ -221,9 +221,9 @@ struct ThinVm::Impl final : thin::ProcessTree {
     std::unique_ptr<Task> init;  // pid 1's: runs on run()'s thread
 
     // --- the process tree (thin::ProcessTree), under tree_mu ---
-    // The highest pid (/proc/sys/kernel/pid_max's default), after which
-    // pids start again from 2.
-    static constexpr int64_t kPidMax = 4194304;
+    // The highest pid, after which pids start again from 2: below the
+    // pid_max the guest's /proc/sys/kernel/pid_max says (32768).
+    static constexpr int64_t kPidMax = 32767;
     struct Member {
         int64_t ppid = 0;
         int64_t pgid = thin::kGuestPid, sid = thin::kGuestPid;  // pid 1 leads both

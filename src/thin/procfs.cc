@@ -22,10 +22,11 @@ std::string format(const char* fmt, auto... args) {
     return std::string(buf, n < 0 ? 0 : std::min<size_t>(static_cast<size_t>(n), sizeof buf - 1));
 }
 
-// "/proc/self/x" and "/proc/1/x" are the same file: the rest after the
-// process part ("x"), or nullopt when `abs` is not under a process.
-std::optional<std::string> under_process(const std::string& abs) {
-    for (const std::string& prefix : {std::string("/proc/self"), "/proc/" + std::to_string(kGuestPid)}) {
+// "/proc/self/x" and "/proc/PID/x" (the caller's pid) are the same file:
+// the rest after the process part ("x"), or nullopt when `abs` is not under
+// the caller (other processes' directories are not there yet).
+std::optional<std::string> under_process(const Process& p, const std::string& abs) {
+    for (const std::string& prefix : {std::string("/proc/self"), "/proc/" + std::to_string(p.pid())}) {
         if (abs == prefix) return std::string();
         if (abs.starts_with(prefix + "/")) return abs.substr(prefix.size() + 1);
     }
@@ -110,7 +111,8 @@ std::string status(Process& p) {
     uint64_t rss = 0;
     for (const auto& [start, v] : p.as().vmas()) rss += v.end - v.start;
     std::string s = "Name:\t" + p.comm() + "\nState:\tR (running)\n";
-    s += format("Tgid:\t%d\nPid:\t%d\nPPid:\t0\n", int(kGuestPid), int(kGuestPid));
+    const int pid = static_cast<int>(p.pid()), ppid = static_cast<int>(p.tree() ? p.tree()->parent(p) : 0);
+    s += format("Tgid:\t%d\nPid:\t%d\nPPid:\t%d\n", pid, pid, ppid);
     s += format("Uid:\t%u\t%u\t%u\t%u\nGid:\t%u\t%u\t%u\t%u\nGroups:\t\n", p.options().uid, p.options().uid,
                 p.options().uid, p.options().uid, p.options().gid, p.options().gid, p.options().gid, p.options().gid);
     s += format("VmSize:\t%8" PRIu64 " kB\nVmRSS:\t%8" PRIu64 " kB\nThreads:\t1\n", kib(rss), kib(rss));
@@ -120,7 +122,11 @@ std::string status(Process& p) {
 std::string stat_line(Process& p) {
     // The fields programs read (pid, comm, state, ppid, pgrp, session); the
     // rest zero.
-    std::string s = format("%d (%s) R 0 %d %d 0 -1", int(kGuestPid), p.comm().c_str(), int(kGuestPid), int(kGuestPid));
+    ProcessTree* tree = p.tree();
+    const int pid = static_cast<int>(p.pid()), ppid = static_cast<int>(tree ? tree->parent(p) : 0);
+    const int pgrp = static_cast<int>(tree ? tree->group(p, 0, false) : kGuestPid);
+    const int session = static_cast<int>(tree ? tree->group(p, 0, true) : kGuestPid);
+    std::string s = format("%d (%s) R %d %d %d 0 -1", pid, p.comm().c_str(), ppid, pgrp, session);
     for (int i = 0; i < 44; ++i) s += " 0";
     return s + "\n";
 }
@@ -143,7 +149,7 @@ Result<std::vector<OpenFile::Entry>> list(Process& p, const std::string& abs) {
         for (const char* n : names) out.push_back({n, DT_REG});
     };
     if (abs == "/proc") {
-        out.push_back({std::to_string(kGuestPid), DT_DIR});
+        out.push_back({std::to_string(p.pid()), DT_DIR});
         out.push_back({"self", DT_LNK});
         out.push_back({"sys", DT_DIR});
         files(kTopFiles);
@@ -151,7 +157,7 @@ Result<std::vector<OpenFile::Entry>> list(Process& p, const std::string& abs) {
         out.push_back({"kernel", DT_DIR});
     } else if (abs == "/proc/sys/kernel") {
         files(kKernelFiles);
-    } else if (auto rest = under_process(abs); rest && rest->empty()) {
+    } else if (auto rest = under_process(p, abs); rest && rest->empty()) {
         files(kProcessFiles);
         out.push_back({"cwd", DT_LNK});
         out.push_back({"fd", DT_DIR});
@@ -191,7 +197,7 @@ Result<Fd> directory_stand_in() {
 }
 
 Result<std::string> text(Process& p, const std::string& abs) {
-    if (auto rest = under_process(abs)) {
+    if (auto rest = under_process(p, abs)) {
         if (rest->empty() || *rest == "fd") return fail("", EISDIR);
         if (*rest == "maps") return maps(p);
         if (*rest == "cmdline") return joined(p.options().argv);
@@ -212,7 +218,7 @@ Result<std::string> text(Process& p, const std::string& abs) {
     if (abs == "/proc/uptime") return format("%ld.00 %ld.00\n", si.uptime, si.uptime);
     if (abs == "/proc/loadavg")
         return format("%.2f %.2f %.2f 1/1 %d\n", si.loads[0] / 65536.0, si.loads[1] / 65536.0, si.loads[2] / 65536.0,
-                      int(kGuestPid));
+                      int(p.pid()));
     if (abs == "/proc/stat") return std::string("cpu  0 0 0 0 0 0 0 0 0 0\ncpu0 0 0 0 0 0 0 0 0 0 0\nprocesses 1\n");
     if (abs == "/proc/filesystems") return std::string("nodev\tproc\n\tvessel\n");
     if (abs == "/proc/sys/kernel/ostype") return std::string("Linux\n");
@@ -243,8 +249,8 @@ Result<Fd> open(Process& p, const std::string& abs, int flags) {
 }
 
 Result<std::string> readlink(Process& p, const std::string& abs) {
-    if (abs == "/proc/self") return std::to_string(kGuestPid);
-    auto rest = under_process(abs);
+    if (abs == "/proc/self") return std::to_string(p.pid());
+    auto rest = under_process(p, abs);
     if (!rest) return text(p, abs) ? fail("", EINVAL) : fail("", ENOENT);
     if (*rest == "cwd") return p.cwd();
     if (rest->starts_with("fd/")) {

@@ -36,6 +36,15 @@ static void memory_is_copied(void) {
     const pid_t child = fork();
     if (child == 0) {
         int ok = getppid() == parent && getpid() != parent && g_global == 1 && on_stack == 2 && *on_heap == 3;
+        /* /proc/self is the child's own. */
+        char link[32] = {0}, want[32], line[256] = {0};
+        snprintf(want, sizeof want, "%d", (int)getpid());
+        ok = ok && readlink("/proc/self", link, sizeof link - 1) > 0 && strcmp(link, want) == 0;
+        const int fd = open("/proc/self/stat", O_RDONLY);
+        int spid = 0, sppid = 0;
+        ok = ok && fd >= 0 && read(fd, line, sizeof line - 1) > 0 &&
+             sscanf(line, "%d %*s %*c %d", &spid, &sppid) == 2 && spid == getpid() && sppid == parent;
+        if (fd >= 0) close(fd);
         g_global = 10, on_stack = 20, *on_heap = 30;
         ok = ok && g_global == 10 && on_stack == 20 && *on_heap == 30;
         _exit(ok ? 0 : 1);
