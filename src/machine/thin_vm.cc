@@ -240,8 +240,6 @@ struct ThinVm::Impl final : thin::ProcessTree {
     std::vector<std::unique_ptr<Task>> child_tasks;
     std::vector<Task*> spare;
     std::mutex new_task_mu;  // take_task() making a task
-    // Guest memory running out in processes that have ended (run() names it).
-    std::atomic<uint64_t> children_out_of_memory{0};
     int64_t fork(thin::Process& parent, const thin::UserContext& regs, const thin::CloneRequest& request) override;
     int64_t wait(thin::Process& p, WaitFor target, bool nohang, bool keep, int& status) override;
     int64_t group(thin::Process& p, int64_t pid, bool session) override;
@@ -1277,7 +1275,7 @@ int64_t ThinVm::Impl::fork(thin::Process& parent, const thin::UserContext& regs,
 void ThinVm::Impl::child_exited(Task& t, int wait_status) {
     // As Linux's exit: the files are closed (a pipe's reader sees its end)
     // and the memory freed before the parent hears of it.
-    children_out_of_memory += t.own_process->out_of_memory();
+    process->absorb_counts(*t.own_process);  // pid 1's: the VM's metrics and summary
     t.own_process.reset();
     t.process = nullptr;
     (void)t.as->reset();
@@ -1441,7 +1439,7 @@ Result<RunOutcome> ThinVm::run() {
     m.timer.mark("guest run");
     if (r && *r == cpu::VcpuSet::End::kStopped) m.outcome.status = kExitShutdown;
     if (m.process && m.process->unsupported_calls()) m.outcome.unsupported = m.process->unsupported_summary();
-    if (const uint64_t n = (m.process ? m.process->out_of_memory() : 0) + m.children_out_of_memory)
+    if (const uint64_t n = m.process ? m.process->out_of_memory() : 0)
         m.outcome.out_of_memory = "the guest's memory (--mem " + std::to_string(m.config.mem_size >> 20) +
                                   "M) ran out " + std::to_string(n) + (n == 1 ? " time" : " times") +
                                   ": an allocation failed; raise --mem";

@@ -19,7 +19,8 @@ GuestEntry::GuestEntry(memory::GuestMemory& mem, uint64_t shared_gpa, uint64_t c
     : mem_(&mem),
       shared_gpa_(shared_gpa),
       shared_(reinterpret_cast<GuestShared*>(mem.host(shared_gpa, memory::kPageSize))),
-      counts_(reinterpret_cast<const uint64_t*>(mem.host(counts_gpa, memory::kPageSize))) {}
+      counts_(reinterpret_cast<const uint64_t*>(mem.host(counts_gpa, memory::kPageSize))),
+      counts_gpa_(counts_gpa) {}
 
 Result<GuestEntry> GuestEntry::install(memory::AddressSpace& as, std::span<const arch::x86::CpuidAnswer> cpuid) {
     const uint64_t code_size = static_cast<uint64_t>(vessel_guest_entry_end - vessel_guest_entry);

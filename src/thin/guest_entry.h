@@ -18,6 +18,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -117,6 +118,11 @@ public:
     GuestShared& shared() const { return *shared_; }
     // Calls answered in the guest, per system-call number (kGuestCounted).
     const uint64_t* counts() const { return counts_; }
+    // Starts the counts at zero (a forked child's copy of its parent's).
+    void reset_counts() const {
+        std::memset(const_cast<uint64_t*>(counts_), 0, kGuestCounted * sizeof(uint64_t));
+        mem_->note_write(counts_gpa_, memory::kPageSize);
+    }
     // Records a VMM write to the shared page for the next diff snapshot.
     void note_shared_write() const { mem_->note_write(shared_gpa_, sizeof(GuestShared)); }
 
@@ -126,6 +132,7 @@ private:
     uint64_t shared_gpa_;
     GuestShared* shared_;
     const uint64_t* counts_;
+    uint64_t counts_gpa_;
 };
 
 }  // namespace vessel::thin

@@ -46,7 +46,10 @@ std::unique_ptr<Process> Process::fork_child(memory::AddressSpace& as, CpuAccess
     c.windows_wasted_ = windows_wasted_;
     c.clear_child_tid_ = request.flags & CLONE_CHILD_CLEARTID ? request.child_tid : 0;
     if (entry_)
-        if (auto entry = GuestEntry::find(as)) c.attach_guest_entry(std::move(*entry));
+        if (auto entry = GuestEntry::find(as)) {
+            entry->reset_counts();  // the copy holds the parent's
+            c.attach_guest_entry(std::move(*entry));
+        }
     c.set_clear_child_tid(c.clear_child_tid_);
     if (request.flags & CLONE_CHILD_SETTID) {
         const int32_t tid = static_cast<int32_t>(pid);
@@ -217,6 +220,25 @@ uint64_t Process::calls(unsigned nr) const {
     return n;
 }
 
+void Process::absorb_counts(const Process& ended) {
+    auto add = [](uint64_t& to, uint64_t n) {
+        if (n) std::atomic_ref<uint64_t>(to).fetch_add(n, std::memory_order_relaxed);
+    };
+    for (unsigned nr = 0; nr < kMaxSyscall; ++nr) add(counts_[nr], ended.calls(nr));
+    uint64_t undelivered = 0;
+    for (int sig = 1; sig <= 64; ++sig) {
+        const uint64_t n = std::atomic_ref<const uint64_t>(ended.undelivered_[sig - 1]).load(std::memory_order_relaxed);
+        add(undelivered_[sig - 1], n);
+        undelivered += n;
+    }
+    const uint64_t threads = std::atomic_ref<const uint64_t>(ended.refused_threads_).load(std::memory_order_relaxed);
+    add(refused_threads_, threads);
+    add(unsupported_, ended.unsupported_calls() - undelivered - threads);
+    add(io_read_, ended.io_read_bytes());
+    add(io_write_, ended.io_write_bytes());
+    add(out_of_memory_, ended.out_of_memory());
+}
+
 std::string Process::unsupported_summary() const {
     std::vector<std::pair<uint64_t, unsigned>> seen;  // (count, number)
     uint64_t named = 0;
@@ -247,13 +269,17 @@ std::string Process::unsupported_summary() const {
                    " (handlers and stops are not delivered) x" + std::to_string(n);
             signals += n;
         }
-    const uint64_t total = unsupported_calls() - signals;
+    const uint64_t threads = std::atomic_ref<const uint64_t>(refused_threads_).load(std::memory_order_relaxed);
+    if (threads)
+        out += (out.empty() ? "" : ", ") + std::string("threads (clone with CLONE_VM) x") + std::to_string(threads);
+    const uint64_t total = unsupported_calls() - signals - threads;
     if (total > named) out += (out.empty() ? "" : ", ") + std::to_string(total - named) + " more with unknown numbers";
     return out;
 }
 
 uint64_t Process::unsupported_calls() const {
-    uint64_t n = std::atomic_ref<const uint64_t>(unsupported_).load(std::memory_order_relaxed);
+    uint64_t n = std::atomic_ref<const uint64_t>(unsupported_).load(std::memory_order_relaxed) +
+                 std::atomic_ref<const uint64_t>(refused_threads_).load(std::memory_order_relaxed);
     for (const uint64_t& s : undelivered_) n += std::atomic_ref<const uint64_t>(s).load(std::memory_order_relaxed);
     if (entry_)
         for (unsigned nr = 0; nr < kGuestCounted; ++nr)

@@ -190,6 +190,10 @@ public:
     std::unique_ptr<Process> fork_child(memory::AddressSpace& as, CpuAccess& cpu, int64_t pid, int signal_fd,
                                         const CloneRequest& request) const;
     int64_t pid() const { return options_.pid; }
+    // A child that ended: its calls, refusals, I/O and memory shortfalls
+    // are added to this process's counters (pid 1's: the VM's metrics and
+    // the summary `vessel run` prints). Safe while this process runs.
+    void absorb_counts(const Process& ended);
     // setuid and friends: the process's uid and gid (real, effective and
     // saved alike), which the entry code answers getuid and getgid from.
     void set_credentials(uint32_t uid, uint32_t gid);
@@ -311,6 +315,9 @@ public:
     // Mappings and heap growth refused because guest memory (--mem) was
     // used up: the likely cause of a failure, which `vessel run` names.
     void note_out_of_memory() { std::atomic_ref<uint64_t>(out_of_memory_).fetch_add(1, std::memory_order_relaxed); }
+    // clone and clone3 asked for a thread (CLONE_VM without CLONE_VFORK):
+    // refused with ENOSYS, and named in unsupported_summary().
+    void note_refused_thread() { std::atomic_ref<uint64_t>(refused_threads_).fetch_add(1, std::memory_order_relaxed); }
     uint64_t out_of_memory() const {
         return std::atomic_ref<const uint64_t>(out_of_memory_).load(std::memory_order_relaxed);
     }
@@ -491,6 +498,7 @@ private:
     std::array<uint64_t, kMaxSyscall> counts_{};
     uint64_t unsupported_ = 0;
     uint64_t out_of_memory_ = 0;
+    uint64_t refused_threads_ = 0;
     uint64_t io_read_ = 0, io_write_ = 0;
     std::optional<GuestEntry> entry_;
     uint64_t window_va_ = 0;  // the read-ahead buffer, mapped on first use

@@ -405,7 +405,10 @@ int64_t start_child(Process& p, const CloneRequest& req) {
                                   CLONE_CHILD_CLEARTID | CLONE_SETTLS | CLONE_PTRACE | CLONE_UNTRACED;
     if (req.flags & CLONE_SIGHAND && !(req.flags & CLONE_VM)) return -EINVAL;
     if (req.flags & CLONE_THREAD && !(req.flags & CLONE_SIGHAND)) return -EINVAL;
-    if ((req.flags & CLONE_VM) && !(req.flags & CLONE_VFORK)) return -ENOSYS;  // threads
+    if ((req.flags & CLONE_VM) && !(req.flags & CLONE_VFORK)) {  // threads: not yet
+        p.note_refused_thread();
+        return -ENOSYS;
+    }
     if (req.flags & ~kHandled) return -EINVAL;
     if (!p.tree() || !p.context()) return -ENOSYS;  // a lone process (tests, fuzzing)
     UserContext child = *p.context();

@@ -90,6 +90,24 @@ protected:
     std::unique_ptr<Process> p_;
 };
 
+// A thread (clone with CLONE_VM alone) is refused and named in the summary;
+// a child that ends hands its counts to its parent (absorb_counts).
+TEST_F(Syscalls, RefusedThreadsAreNamedAndChildrensCountsAbsorbed) {
+    EXPECT_EQ(call(SYS_clone, CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD), -ENOSYS);
+    EXPECT_EQ(call(SYS_clone, CLONE_SIGHAND), -EINVAL);  // without CLONE_VM, as Linux
+    EXPECT_EQ(p_->unsupported_summary(), "threads (clone with CLONE_VM) x1");
+    EXPECT_EQ(p_->unsupported_calls(), 1u);
+    EXPECT_EQ(call(SYS_ptrace), -ENOSYS);
+    EXPECT_EQ(call(SYS_getpid), 1);
+    auto sb = Sandbox::create(dir_ + "/root", {});
+    ASSERT_TRUE(sb) << sb.error().message;
+    auto other = std::make_unique<Process>(*as_, std::move(*sb), cpu_, ProcessOptions{});
+    other->absorb_counts(*p_);
+    EXPECT_EQ(other->unsupported_calls(), 2u);
+    EXPECT_EQ(other->calls(SYS_getpid), 1u);
+    EXPECT_EQ(other->unsupported_summary(), "ptrace x1, threads (clone with CLONE_VM) x1");
+}
+
 TEST_F(Syscalls, UnsupportedCallsAreENOSYSAndCounted) {
     EXPECT_EQ(call(SYS_ptrace), -ENOSYS);
     EXPECT_EQ(call(1000), -ENOSYS);
