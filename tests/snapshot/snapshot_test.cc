@@ -533,6 +533,28 @@ TEST_F(SnapshotTest, PipesCannotBeSnapshottedAndTheVmCarriesOn) {
     EXPECT_EQ(call(sock_, "GET", "/vm").body["state"], "running");
 }
 
+// A VM running more than one process pauses and resumes as one (every
+// process stops), reports its process count, and refuses a snapshot with a
+// clear 409 that leaves nothing behind; the processes carry on after.
+TEST_F(SnapshotTest, AProcessTreePausesAsOneAndRefusesASnapshot) {
+    const std::string script = "sleep 1 & echo started; wait; echo done";
+    Vessel vm({"run", "--api-sock", sock_, "--snapshot-dir", dir_.string(), "--root", "/", "/bin/busybox", "sh", "-c",
+               script},
+              dir_ / "o", dir_ / "e");
+    ASSERT_TRUE(wait_for_socket(sock_));
+    wait_for_lines(dir_ / "o", 1);
+    ASSERT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
+    EXPECT_EQ(call(sock_, "GET", "/vm/metrics").body["processes"], 2);
+    json body = {{"path", (dir_ / "snap").string()}};
+    auto r = call(sock_, "PUT", "/vm/snapshot", &body);
+    EXPECT_EQ(r.status, 409) << r.body.dump();
+    EXPECT_NE(r.body["error"]["message"].get<std::string>().find("2 processes"), std::string::npos) << r.body.dump();
+    EXPECT_FALSE(fs::exists(dir_ / "snap"));
+    EXPECT_EQ(call(sock_, "PUT", "/vm/resume").status, 200);
+    EXPECT_EQ(vm.wait(), 0);
+    EXPECT_EQ(read_file(dir_ / "o"), "started\ndone\n");
+}
+
 class DamagedSnapshotTest : public SnapshotTest {
 protected:
     void SetUp() override {
