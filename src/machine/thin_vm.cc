@@ -251,6 +251,7 @@ struct ThinVm::Impl final : thin::ProcessTree {
     int64_t kill(thin::Process& sender, int64_t pid, int sig) override;
     size_t count() override { return live_count(); }
     size_t live_count() const;
+    size_t live_count_locked() const;  // tree_mu held
     // The task for a new child: a spare one, or a new vCPU and address
     // space. Null (errno set) when KVM or guest memory refuses.
     Task* take_task();
@@ -1218,9 +1219,7 @@ int64_t ThinVm::Impl::fork(thin::Process& parent, const thin::UserContext& regs,
     {
         std::lock_guard g(tree_mu);
         self = live(parent.pid());
-        const size_t alive = static_cast<size_t>(
-            std::count_if(members.begin(), members.end(), [](const auto& m) { return m.second.task != nullptr; }));
-        if (!self || alive >= config.max_processes) return -EAGAIN;
+        if (!self || live_count_locked() >= config.max_processes) return -EAGAIN;
         while (members.contains(next_pid)) next_pid = next_pid >= kPidMax ? thin::kGuestPid + 1 : next_pid + 1;
         pid = next_pid;
         next_pid = next_pid >= kPidMax ? thin::kGuestPid + 1 : next_pid + 1;
@@ -1408,6 +1407,10 @@ int64_t ThinVm::Impl::kill(thin::Process& sender, int64_t pid, int sig) {
 
 size_t ThinVm::Impl::live_count() const {
     std::lock_guard g(tree_mu);
+    return live_count_locked();
+}
+
+size_t ThinVm::Impl::live_count_locked() const {
     return static_cast<size_t>(
         std::count_if(members.begin(), members.end(), [](const auto& m) { return m.second.task != nullptr; }));
 }
