@@ -230,6 +230,7 @@ struct ThinVm::Impl final : thin::ProcessTree {
         Task* task = nullptr;                                   // null once it ended
         int wait_status = 0;                                    // once it ended
         int exit_signal = SIGCHLD;
+        bool vfork_done = true;  // false while a vfork parent waits for this child's exec or exit
     };
     mutable std::mutex tree_mu;
     std::map<int64_t, Member> members;  // live processes and zombies
@@ -250,6 +251,10 @@ struct ThinVm::Impl final : thin::ProcessTree {
     int64_t parent(const thin::Process& p) override;
     int64_t kill(thin::Process& sender, int64_t pid, int sig) override;
     size_t count() override { return live_count(); }
+    void execed(thin::Process& p) override;
+    // vfork: the parent waits (not interruptibly, as Linux's) until the
+    // child has exec'd or exited, or the VM stops.
+    void wait_for_vfork(Task& parent, int64_t child);
     size_t live_count() const;
     size_t live_count_locked() const;  // tree_mu held
     // The task for a new child: a spare one, or a new vCPU and address
@@ -1224,7 +1229,13 @@ int64_t ThinVm::Impl::fork(thin::Process& parent, const thin::UserContext& regs,
         pid = next_pid;
         next_pid = next_pid >= kPidMax ? thin::kGuestPid + 1 : next_pid + 1;
         const Member& from = members.at(parent.pid());
-        members[pid] = Member{parent.pid(), from.pgid, from.sid, nullptr, 0, req.exit_signal};  // held for the child
+        members[pid] = Member{parent.pid(),
+                              from.pgid,
+                              from.sid,
+                              nullptr,
+                              0,
+                              req.exit_signal,
+                              !(req.flags & CLONE_VFORK)};  // held for the child
     }
     Task* child = take_task();
     auto give_up = [&](int64_t error) {
@@ -1239,7 +1250,10 @@ int64_t ThinVm::Impl::fork(thin::Process& parent, const thin::UserContext& regs,
     auto own_page = [](uint64_t va) {
         return va == kSystemBase || va == thin::kGuestSharedVa || va == thin::kGuestCountsVa;
     };
-    if (auto r = child->as->copy_from(*self->as, own_page); !r) {
+    // vfork (posix_spawn's CLONE_VM|CLONE_VFORK): the child borrows the
+    // parent's pages until it execs; the parent waits meanwhile.
+    const bool vfork = req.flags & CLONE_VFORK;
+    if (auto r = child->as->copy_from(*self->as, own_page, vfork); !r) {
         (void)child->as->reset();
         parent.note_out_of_memory();
         return give_up(-ENOMEM);
@@ -1268,7 +1282,32 @@ int64_t ThinVm::Impl::fork(thin::Process& parent, const thin::UserContext& regs,
         (void)child->as->reset();
         return give_up(-EAGAIN);
     }
+    if (vfork) wait_for_vfork(*self, pid);
     return pid;
+}
+
+void ThinVm::Impl::execed(thin::Process& p) {
+    std::lock_guard g(tree_mu);
+    Member& m = members.at(p.pid());
+    if (m.vfork_done) return;
+    m.vfork_done = true;
+    if (Task* parent_task = live(m.ppid)) parent_task->notify();
+}
+
+void ThinVm::Impl::wait_for_vfork(Task& parent, int64_t child) {
+    while (!vcpus.stopping()) {
+        {
+            std::lock_guard g(tree_mu);
+            auto it = members.find(child);
+            if (it == members.end() || it->second.vfork_done) return;
+        }
+        pollfd pfd{parent.wake_read(), POLLIN, 0};
+        if (::poll(&pfd, 1, 100) > 0) {
+            char drain[64];
+            while (::read(pfd.fd, drain, sizeof drain) > 0) {
+            }
+        }
+    }
 }
 
 void ThinVm::Impl::child_exited(Task& t, int wait_status) {
@@ -1282,6 +1321,7 @@ void ThinVm::Impl::child_exited(Task& t, int wait_status) {
     Member& m = members[t.pid];
     m.task = nullptr;
     m.wait_status = wait_status;
+    m.vfork_done = true;
     bool orphans = false;
     for (auto& [id, other] : members)
         if (other.ppid == t.pid) {

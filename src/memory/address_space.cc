@@ -53,8 +53,10 @@ Result<> AddressSpace::release(uint64_t va, uint64_t len) {
     split_at(va + len);
     std::vector<uint64_t> pages, region_pages;
     for (auto it = vmas_.lower_bound(va); it != vmas_.end() && it->first < va + len;) {
+        const bool borrowed = it->second.borrowed;  // the parent's pages: only forgotten here
         for (uint64_t p = it->second.start; p < it->second.end; p += kPageSize)
-            if (auto pa = pt_.unmap(p)) (mem_->contains(*pa, kPageSize) ? pages : region_pages).push_back(*pa);
+            if (auto pa = pt_.unmap(p))
+                (mem_->contains(*pa, kPageSize) && !borrowed ? pages : region_pages).push_back(*pa);
         it = vmas_.erase(it);
     }
     // Punching RAM pages zeroes them for reuse and drops KVM's translations of
@@ -100,7 +102,8 @@ Result<> AddressSpace::map_fixed(uint64_t va, uint64_t len, int prot, std::strin
     return {};
 }
 
-Result<> AddressSpace::copy_from(const AddressSpace& parent, const std::function<bool(uint64_t)>& private_page) {
+Result<> AddressSpace::copy_from(const AddressSpace& parent, const std::function<bool(uint64_t)>& private_page,
+                                 bool share) {
     const auto data = mem_->data_ranges();
     auto holds_data = [&](uint64_t pa) {
         auto it = std::upper_bound(data.begin(), data.end(), std::pair{pa, UINT64_MAX});
@@ -112,14 +115,14 @@ Result<> AddressSpace::copy_from(const AddressSpace& parent, const std::function
         const uint64_t pa = leaf & pte::kAddrMask, flags = leaf & ~pte::kAddrMask & ~pte::kPresent;
         const Vma* vma = parent.find_vma(va);
         const bool ram = mem_->contains(pa, kPageSize);
-        const bool copy = vma ? ram || (vma->prot & kProtWrite) : private_page(va);
+        const bool copy = vma ? !share && (ram || (vma->prot & kProtWrite)) : private_page(va);
         if (!copy) {
             // The same page and rights already (the CPU's accessed and dirty
             // bits aside): a recycled space's leaf stays as it is.
             if ((pt_.leaf(va) ^ leaf) & ~(pte::kAccessed | pte::kDirty)) result = pt_.map(va, pa, flags);
             return;
         }
-        if (vma && ram && !holds_data(pa)) return;  // zeros: mapped on first touch (fault_in)
+        if (!share && vma && ram && !holds_data(pa)) return;  // zeros: mapped on first touch (fault_in)
         // A recycled space keeps its own pages outside VMAs.
         const uint64_t have = vma ? 0 : pt_.leaf(va);
         uint64_t to = have & pte::kAddrMask;
@@ -143,6 +146,8 @@ Result<> AddressSpace::copy_from(const AddressSpace& parent, const std::function
     });
     if (!result) return result;
     vmas_ = parent.vmas_;
+    if (share)
+        for (auto& [start, v] : vmas_) v.borrowed = true;
     return {};
 }
 

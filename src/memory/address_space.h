@@ -26,6 +26,9 @@ struct Vma {
     uint64_t end;
     int prot;
     std::string name;  // "[heap]", "[stack]", a file name, or empty
+    // Its pages are another address space's (a vfork child's view of its
+    // parent's memory): unmapping it never frees or clears them.
+    bool borrowed = false;
 };
 
 class AddressSpace {
@@ -75,7 +78,11 @@ public:
     // written is left unmapped, for fault_in on first touch. Leaves outside any VMA (the machine's system pages, the
     // entry code's) are shared too, unless `private_page(va)`: then copied into a page of this space's own (one it
     // already has there, when recycled). ENOMEM when the pool runs out (the caller then resets this space).
-    Result<> copy_from(const AddressSpace& parent, const std::function<bool(uint64_t)>& private_page);
+    // `share`: vfork's child instead (CLONE_VM|CLONE_VFORK): the VMAs' pages
+    // are the parent's own, mapped here as they are there and marked
+    // borrowed; the pages outside VMAs are handled as for a copy.
+    Result<> copy_from(const AddressSpace& parent, const std::function<bool(uint64_t)>& private_page,
+                       bool share = false);
     // A process ended: every VMA is unmapped and its pages go back to the
     // pool. The page tables and the leaves outside VMAs stay, for the next
     // process to reuse (intermediate tables are never freed: page_tables.h).

@@ -155,6 +155,7 @@ int64_t Process::exec(int dirfd, uint64_t path_ptr, uint64_t argv_ptr, uint64_t 
     std::vector<std::pair<uint64_t, uint64_t>> old;
     for (const auto& [start, v] : as_->vmas()) old.emplace_back(start, v.end - start);
     for (const auto& [start, len] : old) (void)as_->unmap(start, len);
+    if (options_.tree) options_.tree->execed(*this);  // a vfork parent goes on
     auto loaded = loader::load_program(*as_, bytes, *image, {}, {}, spec);
     if (!loaded) {
         if (loaded.error().sys_errno == ENOMEM) note_out_of_memory();

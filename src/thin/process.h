@@ -148,6 +148,9 @@ public:
     virtual int64_t foreground(Process& p, std::optional<int64_t> set) = 0;
     // Live processes, pid 1 included.
     virtual size_t count() = 0;
+    // `p` passed exec's point of no return: it no longer uses the memory it
+    // borrowed from a vfork parent, which goes on.
+    virtual void execed(Process& p) = 0;
 };
 
 struct ProcessOptions {
