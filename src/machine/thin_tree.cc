@@ -94,7 +94,9 @@ int64_t ThinVm::Impl::fork(thin::Process& parent, const thin::UserContext& regs,
     {
         std::lock_guard g(tree_mu);
         self = live(parent.pid());
-        if (!self || live_count_locked() >= config.max_processes) return -EAGAIN;
+        // Zombies hold their pids too, as on Linux: a guest that never reaps
+        // cannot grow the table without bound.
+        if (!self || members.size() >= config.max_processes) return -EAGAIN;
         while (members.contains(next_pid)) next_pid = next_pid >= kPidMax ? thin::kGuestPid + 1 : next_pid + 1;
         pid = next_pid;
         next_pid = next_pid >= kPidMax ? thin::kGuestPid + 1 : next_pid + 1;
@@ -317,10 +319,6 @@ int64_t ThinVm::Impl::kill(thin::Process& sender, int64_t pid, int sig) {
 
 size_t ThinVm::Impl::live_count() const {
     std::lock_guard g(tree_mu);
-    return live_count_locked();
-}
-
-size_t ThinVm::Impl::live_count_locked() const {
     return static_cast<size_t>(
         std::count_if(members.begin(), members.end(), [](const auto& m) { return m.second.task != nullptr; }));
 }

@@ -134,7 +134,6 @@ struct ThinVm::Impl final : thin::ProcessTree {
     // child has exec'd or exited, or the VM stops.
     void wait_for_vfork(Task& parent, int64_t child);
     size_t live_count() const;
-    size_t live_count_locked() const;  // tree_mu held
     // The task for a new child: a spare one, or a new vCPU and address
     // space. Null (errno set) when KVM or guest memory refuses.
     Task* take_task();

@@ -309,8 +309,22 @@ static void many(void) {
     }
 }
 
+/* fork PATH zombies: children that exit and are never reaped, until a fork
+ * fails (at most 10); prints how many forks succeeded. */
+static int zombies(void) {
+    int made = 0;
+    for (; made < 10; ++made) {
+        const pid_t child = fork();
+        if (child < 0) break;
+        if (child == 0) _exit(0);
+    }
+    printf("zombies: %d\n", made);
+    return 0;
+}
+
 int main(int argc, char** argv) {
     if (argc == 4 && strcmp(argv[2], "exit") == 0) return atoi(argv[3]);
+    if (argc == 3 && strcmp(argv[2], "zombies") == 0) return zombies();
     if (argc != 2) {
         fprintf(stderr, "usage: fork PROGRAM-PATH\n");
         return 2;

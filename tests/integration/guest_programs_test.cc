@@ -370,6 +370,10 @@ TEST_P(GuestProgram, ForkMakesProcessesAsOnLinux) {
     std::string p = prog("fork");
     expect_passed(run({p, p}), "native");
     expect_passed(run_vessel({"--root", "/"}, {p, p}, with_timeout(120)), "vessel");
+    // Zombies keep their pids, as on Linux: with --pids 4, a process that
+    // never reaps makes 3 children, then fork fails.
+    auto z = run_vessel({"--root", "/", "--pids", "4"}, {p, p, "zombies"});
+    EXPECT_EQ(z.out, "zombies: 3\n") << z.err;
 }
 
 TEST_P(GuestProgram, ExecveReplacesTheProgramAsOnLinux) {
