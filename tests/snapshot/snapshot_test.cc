@@ -537,7 +537,7 @@ TEST_F(SnapshotTest, PipesCannotBeSnapshottedAndTheVmCarriesOn) {
 // process stops), reports its process count, and refuses a snapshot with a
 // clear 409 that leaves nothing behind; the processes carry on after.
 TEST_F(SnapshotTest, AProcessTreePausesAsOneAndRefusesASnapshot) {
-    const std::string script = "sleep 1 & echo started; wait; echo done";
+    const std::string script = "sleep 2 & echo started; wait; echo done";
     Vessel vm({"run", "--api-sock", sock_, "--snapshot-dir", dir_.string(), "--root", "/", "/bin/busybox", "sh", "-c",
                script},
               dir_ / "o", dir_ / "e");
