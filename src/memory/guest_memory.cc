@@ -113,9 +113,13 @@ Result<> GuestMemory::discard(uint64_t gpa, uint64_t len) {
     note_write(gpa, len);
     if (image_backed_) {
         // A private image mapping would fall back to the image's bytes, not
-        // zeros: clear the pages instead (the copy-on-write notifies KVM).
+        // zeros: clear the pages instead. A page already copied does not
+        // copy again, so nothing would tell KVM, which may still hold a
+        // translation through the leaf the caller just removed: fire the
+        // MMU notifier as invalidate() does (an exec after a restore ran
+        // its new program through the old program's translations).
         std::memset(map_.data() + gpa, 0, len);
-        return {};
+        return invalidate(gpa, len);
     }
     if (::fallocate(fd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(gpa),
                     static_cast<off_t>(len)) < 0)

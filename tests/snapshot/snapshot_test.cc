@@ -555,6 +555,29 @@ TEST_F(SnapshotTest, AProcessTreePausesAsOneAndRefusesASnapshot) {
     EXPECT_EQ(read_file(dir_ / "o"), "started\ndone\n");
 }
 
+// A restored VM makes processes and runs new programs: a pipeline and an
+// exec after the restore. (Before, an exec there ran the new program
+// through KVM's stale translations of the old one's pages: freed pages of
+// RAM restored copy-on-write were cleared without telling KVM.)
+TEST_F(SnapshotTest, ARestoredVmForksAndExecs) {
+    const std::string script =
+        "echo started; i=0; while [ $i -lt 3000000 ]; do i=$((i+1)); done; "
+        "echo $(echo after-restore $i) | cat; exec /bin/busybox echo exec-ok";
+    Vessel vm({"run", "--api-sock", sock_, "--snapshot-dir", dir_.string(), "--root", "/", "/bin/busybox", "sh", "-c",
+               script},
+              dir_ / "o", dir_ / "e");
+    ASSERT_TRUE(wait_for_socket(sock_));
+    wait_for_lines(dir_ / "o", 1);
+    ASSERT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
+    json body = {{"path", (dir_ / "snap").string()}};
+    auto snap = call(sock_, "PUT", "/vm/snapshot", &body);
+    ASSERT_EQ(snap.status, 200) << snap.body.dump();
+    vm.kill9(sock_);
+    std::string out, err;
+    ASSERT_EQ(run_vessel({"restore", (dir_ / "snap").string()}, out, err, dir_), 0) << err;
+    EXPECT_EQ(out, "after-restore 3000000\nexec-ok\n") << err;
+}
+
 class DamagedSnapshotTest : public SnapshotTest {
 protected:
     void SetUp() override {
