@@ -197,8 +197,8 @@ int stats(const Common& c, std::vector<std::string> refs, bool no_stream) {
         // The first round only primes CPU figures (they are rates).
         if (round > 0 || now.empty()) {
             if (tty && !no_stream) std::printf("\033[H\033[2J");
-            std::printf("%-12s  %-20s  %-7s  %7s  %-21s  %5s  %-20s  %9s\n", "ID", "NAME", "STATE", "CPU %",
-                        "MEM / LIMIT", "PIDS", "EXITS io/intr/other", "SYSCALLS");
+            std::printf("%-12s  %-20s  %-7s  %7s  %-21s  %5s  %5s  %-20s  %9s\n", "ID", "NAME", "STATE", "CPU %",
+                        "MEM / LIMIT", "PIDS", "PROCS", "EXITS io/intr/other", "SYSCALLS");
             for (const auto& [id, s] : now) {
                 const json& j = s.stats;
                 std::string cpu = "-";
@@ -212,9 +212,11 @@ int stats(const Common& c, std::vector<std::string> refs, bool no_stream) {
                 std::string mem = j["memory_bytes"].is_number() ? human_bytes(j["memory_bytes"].get<double>()) : "-";
                 mem += " / ";
                 mem += j["memory_limit"].is_number() ? human_bytes(j["memory_limit"].get<double>()) : "-";
-                std::string exits = "-", calls = "-";
+                std::string exits = "-", calls = "-", procs = "-";
                 if (j["vmm"].is_object()) {
                     const json& v = j["vmm"];
+                    if (v.contains("processes") && v["processes"].is_number_unsigned() && v["processes"] != 0)
+                        procs = str(v, "processes");  // a thin VM's guest processes
                     if (v.contains("exits"))
                         exits = str(v["exits"], "io") + "/" + str(v["exits"], "intr") + "/" + str(v["exits"], "other");
                     if (v.contains("syscalls") && v["syscalls"].is_object()) {
@@ -224,9 +226,9 @@ int stats(const Common& c, std::vector<std::string> refs, bool no_stream) {
                         calls = std::to_string(static_cast<uint64_t>(total));
                     }
                 }
-                std::printf("%-12s  %-20s  %-7s  %7s  %-21s  %5s  %-20s  %9s\n", id.c_str(),
+                std::printf("%-12s  %-20s  %-7s  %7s  %-21s  %5s  %5s  %-20s  %9s\n", id.c_str(),
                             j.value("name", "").c_str(), j.value("state", "").c_str(), cpu.c_str(), mem.c_str(),
-                            str(j, "pids").c_str(), exits.c_str(), calls.c_str());
+                            str(j, "pids").c_str(), procs.c_str(), exits.c_str(), calls.c_str());
             }
             std::fflush(stdout);
             if (no_stream) return 0;

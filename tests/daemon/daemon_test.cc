@@ -391,6 +391,13 @@ TEST_F(DaemonTest, CliVerbs) {
     std::tie(st, out) = d_->cli("stats --no-stream");
     EXPECT_EQ(st, 0) << out;
     EXPECT_NE(out.find("clivm"), std::string::npos) << out;
+    {  // PROCS: the guest processes (ID NAME STATE CPU MEM / LIMIT PIDS PROCS ...)
+        std::istringstream row(out.substr(out.find(vm["id"].get<std::string>())));
+        std::vector<std::string> f(9);
+        for (auto& x : f) row >> x;
+        EXPECT_NE(out.find("PROCS"), std::string::npos) << out;
+        EXPECT_EQ(f[8], "1") << out;
+    }
     std::tie(st, out) = d_->cli("resume clivm");
     EXPECT_EQ(st, 1) << out;
     EXPECT_NE(out.find("needs a paused VM"), std::string::npos) << out;
