@@ -219,15 +219,16 @@ Result<> VcpuSet::pause(std::chrono::milliseconds timeout) {
     // blocks in a host call, so one is not always enough.
     // Ended vCPUs (a thin VM's processes that exited) are not waited for;
     // the first one's (pid 1's, a full machine's boot vCPU) ends the VM.
-    while (parked_ < looping_locked()) {
+    while (true) {
         if (stopping_) {
             withdraw();
             return fail("VM is stopping", EBUSY);
         }
-        if (cpus_.front()->ended) {
+        if (cpus_.front()->ended) {  // checked first: the others may all have parked
             withdraw();
             return fail("VM is exited", EBUSY);
         }
+        if (parked_ >= looping_locked()) break;
         if (std::chrono::steady_clock::now() > deadline) {
             withdraw();
             const auto secs = std::chrono::duration_cast<std::chrono::seconds>(timeout).count();
