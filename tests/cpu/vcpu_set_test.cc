@@ -149,9 +149,15 @@ TEST_F(VcpuSetTest, StopEndsParkedAndRunningLoops) {
 
 TEST_F(VcpuSetTest, PauseOfASetWhoseVcpuEndedFails) {
     set_.start();
-    handlers_[0].stop_next = true;  // vCPU 0's loop ends at its next exit
+    handlers_[0].stop_next = true;  // vCPU 0's loop ends at its first exit
     set_.spawn(nullptr);
-    ASSERT_TRUE(both_advance(1));
+    // Each has made its first exit (counted from 0: vCPU 0 may have made
+    // its one exit before both_advance could take its count).
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while ((handlers_[0].outs == 0 || handlers_[1].outs == 0) && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(1ms);
+    ASSERT_EQ(handlers_[0].outs, 1u);
+    ASSERT_GE(handlers_[1].outs, 1u);
     auto paused = set_.pause(2s);
     ASSERT_FALSE(paused);
     EXPECT_EQ(paused.error().sys_errno, EBUSY) << paused.error().message;
