@@ -106,6 +106,7 @@ pid=$!
 exec 3> "$out.in"
 i=0
 while ! grep -q ready "$out"; do sleep 0.05; i=$((i+1)); [ $i -gt 1200 ] && { echo never ready; exit 99; }; done
+sleep 0.2  # "ready" comes just before the call that waits: on a loaded machine, let it get there
 kill -"$sig" $pid
 sleep 4
 (echo data >&3) 2>/dev/null  # a subshell: SIGPIPE, if it has exited, ends only it

@@ -40,8 +40,8 @@ RunResult run_vessel(const std::vector<std::string>& vessel_args, const std::vec
                      const RunOptions& options = {});
 
 // Runs `argv` (through /bin/sh) with stdin a FIFO, sends it `sig` ("INT",
-// "TERM") once its stdout holds "ready", writes "data\n" to the FIFO 4 s
-// later, and returns, as `out`, "status=N" and then what it printed.
+// "TERM") 0.2 s after its stdout holds "ready", writes "data\n" to the FIFO
+// 4 s later, and returns, as `out`, "status=N" and then what it printed.
 RunResult run_signalled(const std::string& sig, const std::vector<std::string>& argv, const RunOptions& options = {});
 // `vessel run --mem 64M [vessel_args...]` of `command` (run_signalled's
 // caller gives run_vessel's environment).
