@@ -50,12 +50,13 @@ size_t VcpuSet::add_running(kvm::Vcpu& vcpu, ExitHandler& handler) {
     return cpus_.size() - 1;
 }
 
+VcpuSet::Cpu& VcpuSet::cpu(size_t i) {
+    std::lock_guard g(mu_);
+    return *cpus_.at(i);
+}
+
 Result<> VcpuSet::launch(size_t i, ExitHandler& handler, std::function<void(size_t, const Result<End>&)> done) {
-    Cpu* c;
-    {
-        std::lock_guard g(mu_);
-        c = cpus_.at(i).get();
-    }
+    Cpu* c = &cpu(i);
     if (c->thread.joinable()) c->thread.join();  // its loop has ended: only the thread's own end is left
     {
         std::lock_guard g(mu_);
@@ -66,11 +67,7 @@ Result<> VcpuSet::launch(size_t i, ExitHandler& handler, std::function<void(size
 }
 
 Result<> VcpuSet::start_thread(size_t i, std::function<void(size_t, const Result<End>&)> done) {
-    Cpu* c;
-    {
-        std::lock_guard g(mu_);
-        c = cpus_[i].get();
-    }
+    Cpu* c = &cpu(i);
     try {
         c->thread = std::thread([this, i, c, done] {
             char name[16];
@@ -110,11 +107,7 @@ void VcpuSet::finish() {
 }
 
 Result<VcpuSet::End> VcpuSet::run_here(size_t i) {
-    Cpu* c;
-    {
-        std::lock_guard g(mu_);
-        c = cpus_.at(i).get();
-    }
+    Cpu* c = &cpu(i);
     return loop(*c);
 }
 
@@ -125,11 +118,7 @@ void VcpuSet::spawn(std::function<void(size_t, const Result<End>&)> done) {
 
 void VcpuSet::join() {
     for (size_t i = 0; i < size(); ++i) {
-        Cpu* c;
-        {
-            std::lock_guard g(mu_);
-            c = cpus_[i].get();
-        }
+        Cpu* c = &cpu(i);
         if (!c->thread.joinable()) continue;
         while (true) {
             {
@@ -268,11 +257,6 @@ RunState VcpuSet::state() const {
 void VcpuSet::kick_all() {
     std::lock_guard g(mu_);
     kick_looping();
-}
-
-size_t VcpuSet::looping() const {
-    std::lock_guard g(mu_);
-    return looping_locked();
 }
 
 size_t VcpuSet::looping_locked() const {

@@ -48,10 +48,7 @@ public:
         std::lock_guard g(mu_);
         return cpus_.size();
     }
-    VcpuRunner& runner(size_t i) {
-        std::lock_guard g(mu_);
-        return cpus_[i]->runner;
-    }
+    VcpuRunner& runner(size_t i) { return cpu(i).runner; }
 
     // How a vCPU's loop ended.
     enum class End { kHandler, kStopped };
@@ -79,8 +76,6 @@ public:
     void on_thread_start(std::function<Result<>()> start) { thread_start_ = std::move(start); }
     // Kicks every vCPU until its thread's loop has ended, then joins it.
     void join();
-    // The vCPUs whose loops run now.
-    size_t looping() const;
     // Marks the set exited (after the machine's last vCPU has ended).
     void finish();
 
@@ -113,6 +108,8 @@ private:
     // Kicks every vCPU in KVM_RUN or a host call; `mu_` held.
     void kick_looping();
     size_t looping_locked() const;
+    // Entry `i`, looked up under mu_ (the vector may grow meanwhile).
+    Cpu& cpu(size_t i);
     // Starts c's loop on a new thread (c.thread not joinable); EAGAIN when
     // the host refuses the thread (the vCPU is then marked ended).
     Result<> start_thread(size_t i, std::function<void(size_t, const Result<End>&)> done);
