@@ -3,7 +3,6 @@
 // hands the task to the next child, wait reaps, and kill, groups, sessions
 // and the terminal's foreground group follow Linux (docs/thin-vm.md,
 // "Processes").
-#include <poll.h>
 #include <sched.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -82,9 +81,7 @@ Result<> ThinVm::Impl::set_child_vcpu(Task& parent, Task& child, const thin::Use
     child.runner->mark_regs_dirty();
     child.restart_syscall = false;
     child.incoming = 0;
-    uint64_t drain;
-    while (::read(child.wake.get(), &drain, sizeof drain) > 0) {
-    }
+    child.clear_wake();
     return {};
 }
 
@@ -173,12 +170,7 @@ void ThinVm::Impl::wait_for_vfork(Task& parent, int64_t child) {
             auto it = members.find(child);
             if (it == members.end() || it->second.vfork_done) return;
         }
-        pollfd pfd{parent.wake_read(), POLLIN, 0};
-        if (::poll(&pfd, 1, 100) > 0) {
-            char drain[64];
-            while (::read(pfd.fd, drain, sizeof drain) > 0) {
-            }
-        }
+        (void)parent.wait_for_wake(100);  // not interrupted by signals: looks again
     }
 }
 
@@ -236,11 +228,7 @@ int64_t ThinVm::Impl::wait(thin::Process& p, WaitFor target, bool nohang, bool k
         }
         if (nohang) return 0;
         if (self->signals_waiting()) return -EINTR;
-        pollfd pfd{self->wake_read(), POLLIN, 0};
-        if (::poll(&pfd, 1, -1) < 0) return -EINTR;  // a kick: a signal, a pause, the VM stopping
-        char drain[64];
-        while (::read(pfd.fd, drain, sizeof drain) > 0) {
-        }
+        if (!self->wait_for_wake(-1)) return -EINTR;  // a kick: a signal, a pause, the VM stopping
     }
 }
 

@@ -631,6 +631,20 @@ void ThinVm::Impl::Task::notify() {
     if (runner) runner->kick();
 }
 
+bool ThinVm::Impl::Task::wait_for_wake(int timeout_ms) {
+    pollfd pfd{wake_read(), POLLIN, 0};
+    const int r = ::poll(&pfd, 1, timeout_ms);
+    if (r < 0) return false;
+    if (r > 0) clear_wake();
+    return true;
+}
+
+void ThinVm::Impl::Task::clear_wake() {
+    char drain[64];  // the self-pipe's bytes, or an eventfd's 8-byte count
+    while (::read(wake_read(), drain, sizeof drain) > 0) {
+    }
+}
+
 bool ThinVm::Impl::Task::signals_waiting() const {
     return incoming.load(std::memory_order_relaxed) ||
            (pid == thin::kGuestPid && g_host_signals.load(std::memory_order_relaxed));

@@ -188,6 +188,12 @@ struct ThinVm::Impl::Task final : cpu::ExitHandler, thin::CpuAccess {
     }
     // Wakes the task's waits (a child changed) and kicks its vCPU.
     void notify();
+    // A wait of the task's own thread: until notify() (or a signal to the
+    // VMM, for pid 1) or `timeout_ms` (-1: none); the wake-ups are taken.
+    // False when a kick (a signal, a pause, the VM stopping) ended it.
+    bool wait_for_wake(int timeout_ms);
+    // Takes any wake-ups left (a task made ready for a new process).
+    void clear_wake();
     // Signals wait to be taken: the VMM's (pid 1 only) or other processes'.
     bool signals_waiting() const;
 
