@@ -122,7 +122,7 @@ Result<> AddressSpace::copy_from(const AddressSpace& parent, const std::function
             if ((pt_.leaf(va) ^ leaf) & ~(pte::kAccessed | pte::kDirty)) result = pt_.map(va, pa, flags);
             return;
         }
-        if (!share && vma && ram && !holds_data(pa)) return;  // zeros: mapped on first touch (fault_in)
+        if (vma && ram && !holds_data(pa)) return;  // zeros: mapped on first touch (fault_in)
         // A recycled space keeps its own pages outside VMAs.
         const uint64_t have = vma ? 0 : pt_.leaf(va);
         uint64_t to = have & pte::kAddrMask;

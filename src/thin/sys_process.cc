@@ -461,6 +461,17 @@ int64_t sys_clone3(Process& p, Clone3Args a) {
                            .tls = tls});
 }
 
+namespace {
+
+// A reaped child's rusage, when asked for (`at` not 0): zeros, the
+// children's use not being accounted. False for a bad address.
+bool write_no_usage(Process& p, uint64_t at) {
+    const rusage none{};
+    return !at || p.mem().write_obj(at, none);
+}
+
+}  // namespace
+
 // wait4 and waitid check their arguments as Linux does, then ask the tree.
 int64_t sys_wait4(Process& p, Wait4Args a) {
     if (a.options() & ~uint64_t(WNOHANG | WUNTRACED | WCONTINUED | __WNOTHREAD | __WCLONE | __WALL)) return -EINVAL;
@@ -474,10 +485,7 @@ int64_t sys_wait4(Process& p, Wait4Args a) {
     const int64_t pid = p.tree()->wait(p, target, a.options() & WNOHANG, false, status);
     if (pid <= 0) return pid;
     if (a.status() && !p.mem().write_obj(a.status(), status)) return -EFAULT;
-    if (a.rusage()) {
-        const rusage none{};  // the child's use is not accounted
-        if (!p.mem().write_obj(a.rusage(), none)) return -EFAULT;
-    }
+    if (!write_no_usage(p, a.rusage())) return -EFAULT;
     return pid;
 }
 
@@ -521,10 +529,7 @@ int64_t sys_waitid(Process& p, WaitidArgs a) {
         info.status = WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status);
     }
     if (a.infop() && !p.mem().write_obj(a.infop(), info)) return -EFAULT;
-    if (a.rusage()) {
-        const rusage none{};
-        if (!p.mem().write_obj(a.rusage(), none)) return -EFAULT;
-    }
+    if (!write_no_usage(p, a.rusage())) return -EFAULT;
     return 0;
 }
 
