@@ -12,6 +12,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -165,6 +166,20 @@ protected:
     void expect_restored_run_matches(const std::vector<std::string>& options, const std::string& program,
                                      const std::vector<std::string>& guest_options = {}, int lines = 24);
 
+    // Pauses the VM serving sock_, checks it says so, snapshots it into
+    // dir_/snap and kills it: what a restore then starts from. The
+    // snapshot's reply, or nullopt (the failure recorded) when it failed.
+    std::optional<json> snapshot_and_kill(Vessel& vm) {
+        EXPECT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
+        EXPECT_EQ(call(sock_, "GET", "/vm").body["state"], "paused");
+        json body = {{"path", (dir_ / "snap").string()}};
+        auto snap = call(sock_, "PUT", "/vm/snapshot", &body);
+        EXPECT_EQ(snap.status, 200) << snap.body.dump();
+        vm.kill9(sock_);
+        if (snap.status != 200) return std::nullopt;
+        return snap.body;
+    }
+
     fs::path dir_;
     std::string sock_;
 };
@@ -243,13 +258,9 @@ void SnapshotTest::expect_restored_run_matches(const std::vector<std::string>& o
     Vessel vm(run_args(opts, guest), dir_ / "part1.out", dir_ / "part1.err");
     ASSERT_TRUE(wait_for_socket(sock_));
     wait_for_lines(dir_ / "part1.out", 8);
-    EXPECT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
-    EXPECT_EQ(call(sock_, "GET", "/vm").body["state"], "paused");
-    json body = {{"path", (dir_ / "snap").string()}};
-    auto snap = call(sock_, "PUT", "/vm/snapshot", &body);
-    ASSERT_EQ(snap.status, 200) << snap.body.dump();
-    EXPECT_GT(snap.body["pages"].get<uint64_t>(), 0u);
-    vm.kill9(sock_);
+    auto snap = snapshot_and_kill(vm);
+    ASSERT_TRUE(snap);
+    EXPECT_GT((*snap)["pages"].get<uint64_t>(), 0u);
 
     std::string out, err;
     ASSERT_EQ(run_vessel({"restore", (dir_ / "snap").string()}, out, err, dir_), 0) << err;
@@ -292,11 +303,7 @@ TEST_F(SnapshotTest, RestoredVmsDoNotShareRandomBytes) {
               dir_ / "part1.err");
     ASSERT_TRUE(wait_for_socket(sock_));
     wait_for_lines(dir_ / "part1.out", 8);
-    EXPECT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
-    json body = {{"path", (dir_ / "snap").string()}};
-    auto snap = call(sock_, "PUT", "/vm/snapshot", &body);
-    ASSERT_EQ(snap.status, 200) << snap.body.dump();
-    vm.kill9(sock_);
+    ASSERT_TRUE(snapshot_and_kill(vm));
 
     std::string a, b, err;
     ASSERT_EQ(run_vessel({"restore", (dir_ / "snap").string()}, a, err, dir_), 0) << err;
@@ -568,11 +575,7 @@ TEST_F(SnapshotTest, ARestoredVmForksAndExecs) {
               dir_ / "o", dir_ / "e");
     ASSERT_TRUE(wait_for_socket(sock_));
     wait_for_lines(dir_ / "o", 1);
-    ASSERT_EQ(call(sock_, "PUT", "/vm/pause").status, 200);
-    json body = {{"path", (dir_ / "snap").string()}};
-    auto snap = call(sock_, "PUT", "/vm/snapshot", &body);
-    ASSERT_EQ(snap.status, 200) << snap.body.dump();
-    vm.kill9(sock_);
+    ASSERT_TRUE(snapshot_and_kill(vm));
     std::string out, err;
     ASSERT_EQ(run_vessel({"restore", (dir_ / "snap").string()}, out, err, dir_), 0) << err;
     EXPECT_EQ(out, "after-restore 3000000\nexec-ok\n") << err;
